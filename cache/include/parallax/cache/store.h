@@ -1,0 +1,109 @@
+#pragma once
+// Store: the tuning-results cache in one SQLite file.
+//
+// Thread-safe: one connection per Store behind a mutex. Several Stores (threads or
+// processes) may share a file: WAL lets readers run beside the writer and writers wait up
+// to busy_timeout_ms for the lock. Every write is its own BEGIN IMMEDIATE transaction.
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "parallax/cache/db.h"
+#include "parallax/cache/reports.h"
+#include "parallax/cache/rows.h"
+#include "parallax/cache/store_options.h"
+
+namespace parallax::cache {
+
+class Store {
+ public:
+  // Creates the file if missing, then: refuses a non-SQLite or damaged file (DataLoss,
+  // file untouched), refuses a schema newer than this build (FailedPrecondition), switches
+  // to WAL and applies pending migrations.
+  static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& path,
+                                                     const StoreOptions& options = {});
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  const std::string& path() const { return path_; }
+  absl::StatusOr<int> SchemaVersion();
+
+  // Devices, problems, variants: insert or refresh by their unique key; return the id.
+  absl::StatusOr<int64_t> UpsertDevice(const DeviceInfo& device);
+  absl::StatusOr<DeviceInfo> GetDevice(absl::string_view fingerprint);
+  absl::StatusOr<std::vector<DeviceInfo>> ListDevices();
+  absl::StatusOr<int64_t> UpsertProblem(absl::string_view key, const nlohmann::json& problem);
+  // A variant's generator_version only moves forward.
+  absl::StatusOr<int64_t> UpsertVariant(absl::string_view key, int generator_version);
+
+  // Appends one measurement; returns its id.
+  absl::StatusOr<int64_t> RecordMeasurement(const Measurement& m);
+  // Resume support: any measurement (whatever its status) for this exact combination.
+  absl::StatusOr<bool> HasMeasurement(int64_t device_id, int64_t problem_id,
+                                      int64_t variant_id, int generator_version);
+  absl::StatusOr<std::vector<Measurement>> ListMeasurements(
+      const MeasurementFilter& filter = {});
+
+  // Unconditionally replaces the entry for (device, problem, bucket); the device must exist.
+  absl::Status SetBestConfig(const BestConfig& config);
+  // NotFound when absent or when stored under versions other than current.
+  absl::StatusOr<BestConfig> GetBestConfig(absl::string_view device_fingerprint,
+                                           absl::string_view problem_key,
+                                           absl::string_view bucket,
+                                           const CurrentVersions& current);
+  // Every entry, stale ones included.
+  absl::StatusOr<std::vector<BestConfig>> ListBestConfigs(const BestConfigFilter& filter = {});
+
+  // Insert or replace by key (the artifact hash).
+  absl::Status PutBinary(const BinaryEntry& entry);
+  absl::StatusOr<BinaryEntry> GetBinary(absl::string_view key);
+
+  absl::StatusOr<int64_t> StartRun(int64_t device_id, const nlohmann::json& params);
+  absl::Status UpdateRunProgress(int64_t run_id, const nlohmann::json& progress);
+  // status must not be kRunning.
+  absl::Status FinishRun(int64_t run_id, RunStatus status);
+  absl::StatusOr<RunInfo> GetRun(int64_t run_id);
+  absl::StatusOr<std::vector<RunInfo>> ListRuns(const RunFilter& filter = {});
+  // For startup after a crash: every 'running' run becomes 'interrupted'. Returns how many.
+  // Only call it when no other live process is tuning into this file.
+  absl::StatusOr<int64_t> MarkRunningAsInterrupted();
+
+  // Writes a self-contained copy (VACUUM INTO). Refuses to overwrite an existing path.
+  absl::Status Export(const std::string& path);
+  // Merges another cache file into this one in a single transaction. Rules:
+  //  - devices / problems / variants: matched by fingerprint / key; missing ones are
+  //    inserted; a variant's generator_version is raised if the source has a newer one.
+  //  - runs: matched by (device, started_at, params); missing ones are inserted, a source
+  //    run still 'running' arrives as 'interrupted' (nothing here is running it).
+  //  - measurements: union, de-duplicated by (device fingerprint, problem key, variant key,
+  //    generator_version, measured_at).
+  //  - best_configs, per (device, problem, bucket): with equal (generator, nvrtc) versions
+  //    the lower median_us wins (ties keep ours); otherwise the entry with the newer
+  //    versions wins, compared as (generator_version, nvrtc_version).
+  //  - binaries: by key; existing keys are kept (same hash, same artifact).
+  // A source with an older schema is migrated in a temporary copy; the source file is
+  // never modified. A newer schema is refused.
+  absl::StatusOr<ImportStats> Import(const std::string& path);
+
+  // Full PRAGMA integrity_check and foreign_key_check plus per-table row counts.
+  absl::StatusOr<VerifyReport> Verify();
+
+ private:
+  Store(Db db, std::string path, StoreOptions options);
+
+  std::mutex mu_;
+  Db db_;
+  const std::string path_;
+  const StoreOptions options_;
+};
+
+}  // namespace parallax::cache

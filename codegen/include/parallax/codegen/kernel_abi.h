@@ -1,0 +1,67 @@
+/* Kernel launch ABI shared by the host runtime and every generated kernel.
+ *
+ * This header is plain C with no includes: the generator pastes it verbatim into each
+ * generated source (NVRTC sees it without any include path) and the runtime includes it,
+ * so both sides agree on the one by-value parameter struct each kernel takes.
+ * Strides are in elements; the last (head_dim) dimension is contiguous.
+ * Bump PLX_ABI_VERSION on any change. */
+#ifndef PARALLAX_KERNEL_ABI_H_
+#define PARALLAX_KERNEL_ABI_H_
+
+#define PLX_ABI_VERSION 1
+
+/* Decode: one new query token per sequence.
+ * q, r: [B, Hq, D]; k, v: contiguous [B, Lmax, Hkv, D] or paged [pages, page_size, Hkv, D].
+ * Split-KV partials (when num_splits > 1) go to the caller-owned workspace:
+ *   part_stats [num_splits, B, Hq, 4] floats (m in log2 units, d1, d2, unused)
+ *   part_o     [num_splits, B, Hq, 2, D] floats (O1, O2). */
+typedef struct PlxDecodeParams {
+  const void* q;
+  const void* r;
+  const void* k;
+  const void* v;
+  void* out;
+  float* part_stats;
+  float* part_o;
+  const int* seqlens;      /* [B] keys visible per sequence; NULL: every sequence has seqlen */
+  const int* block_table;  /* paged: [B, block_table_stride] page indices */
+  long long q_stride_b, q_stride_h;
+  long long r_stride_b, r_stride_h;
+  long long o_stride_b, o_stride_h;
+  long long k_stride_0, k_stride_1, k_stride_h; /* contiguous: batch, token; paged: page, slot */
+  long long v_stride_0, v_stride_1, v_stride_h;
+  int block_table_stride;
+  int batch;
+  int seqlen;          /* used when seqlens is NULL */
+  int num_splits;      /* gridDim.x of the main kernel */
+  int window;          /* > 0: keys older than window positions are invisible */
+  float scale_log2;    /* qk_scale * log2(e) */
+  float eps;           /* amplified-affine guard */
+  int pad_;
+} PlxDecodeParams;
+
+/* Prefill / forward, causal with the mask aligned to the end of the key sequence.
+ * q, r, out: [B, Lq, Hq, D]; k, v: [B, Lk, Hkv, D]. With cu_seqlens_q/k (int32 [B+1])
+ * sequences are packed along the token dimension and the batch strides are unused. */
+typedef struct PlxPrefillParams {
+  const void* q;
+  const void* r;
+  const void* k;
+  const void* v;
+  void* out;
+  const int* cu_seqlens_q;
+  const int* cu_seqlens_k;
+  long long q_stride_b, q_stride_l, q_stride_h;
+  long long r_stride_b, r_stride_l, r_stride_h;
+  long long k_stride_b, k_stride_l, k_stride_h;
+  long long v_stride_b, v_stride_l, v_stride_h;
+  long long o_stride_b, o_stride_l, o_stride_h;
+  int batch;
+  int seqlen_q;        /* used when cu_seqlens_q is NULL */
+  int seqlen_k;        /* used when cu_seqlens_k is NULL */
+  int window;
+  float scale_log2;
+  float eps;
+} PlxPrefillParams;
+
+#endif /* PARALLAX_KERNEL_ABI_H_ */

@@ -1,0 +1,66 @@
+// Float64 CPU reference of the whole Parallax family (see ../shared/parallax-family.md).
+//
+// Every GPU kernel is tested against this. It is written for clarity, not speed: it forms
+// the visible key set for each query row explicitly and evaluates the closed forms.
+#pragma once
+
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace parallax::ref {
+
+enum class RefProbe { kNone, kLearned, kSolved };  // kSolved = LLA, r = rho solved per row
+enum class RefAffine { kPlain, kAmplified };
+
+struct Family {
+  RefProbe probe = RefProbe::kLearned;
+  RefAffine affine = RefAffine::kPlain;
+  double tau = -1.0;      // qk_scale; < 0 means 1/sqrt(D)
+  int window = 0;         // 0: no window; W > 0: key j visible to row i only if j > L-Q+i-W
+  double eps = 1e-6;      // amplified / LLA delta guard
+  double lambda = 1e-3;   // LLA ridge regulariser (probe kSolved only)
+};
+
+// One query row against n visible keys (rows of K and V, each `key_stride` doubles apart).
+// r may be null for probe kNone / kSolved. n == 0 yields zeros (documented convention).
+// Probe kNone ignores r (amplified then has delta = 1, i.e. softmax); a null r with kLearned
+// acts as r = 0. kSolved (LLA) carries its own boundary factor, so `affine` does not apply,
+// and its eps guard acts on the unnormalised delta = omega - mu.rho.
+void AttendRow(const double* q, const double* r, const double* k, const double* v, int n,
+               int head_dim, long key_stride, const Family& f, double* out);
+
+// Decode: q, r [B][Hq][D]; k, v [B][Lmax][Hkv][D] (logical, contiguous); seqlens[b] <= Lmax.
+// Returns out [B][Hq][D]. Query head h reads kv head h / (Hq/Hkv).
+// r may be empty unless the probe is kLearned. Bad shapes, lengths, window < 0, eps <= 0
+// (amplified / solved) or lambda <= 0 (solved) give InvalidArgumentError naming the field.
+struct DecodeInputs {
+  int batch = 0, num_q_heads = 0, num_kv_heads = 0, head_dim = 0, max_seqlen = 0;
+  std::vector<int> seqlens;
+  std::vector<double> q, r, k, v;
+};
+absl::StatusOr<std::vector<double>> Decode(const DecodeInputs& in, const Family& f);
+
+// Prefill, causal aligned to the end: row i of a sequence with Q queries and L keys sees
+// keys j <= L - Q + i (and j > L - Q + i - W with a window).
+// q, r [B][Lq_max][Hq][D]; k, v [B][Lk_max][Hkv][D]; per-sequence lengths seqlens_q/k.
+// Returns out [B][Lq_max][Hq][D] (rows past seqlens_q[b] are zero).
+struct PrefillInputs {
+  int batch = 0, num_q_heads = 0, num_kv_heads = 0, head_dim = 0;
+  int max_seqlen_q = 0, max_seqlen_k = 0;
+  std::vector<int> seqlens_q, seqlens_k;
+  std::vector<double> q, r, k, v;
+};
+absl::StatusOr<std::vector<double>> Prefill(const PrefillInputs& in, const Family& f);
+
+// Error metrics used by every correctness test.
+struct ErrorStats {
+  double rel_frobenius = 0;   // ||got - ref|| / ||ref||
+  double max_rel_element = 0; // max |got - ref| / (max |ref| over the tensor)
+  long non_finite = 0;        // NaN/Inf in got
+};
+// Zero references fall back to got's own norm / peak (0 when both are zero). Any non-finite
+// element in got, or a size mismatch, makes both relative errors +inf.
+ErrorStats Compare(const std::vector<double>& got, const std::vector<double>& ref);
+
+}  // namespace parallax::ref

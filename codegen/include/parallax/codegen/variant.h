@@ -1,0 +1,113 @@
+// The IR of Parallax kernel variants: an immutable value with one canonical key.
+//
+// A Variant is three parts: the Problem (what is computed and on which layout), the
+// Algorithm (which member of the Parallax family) and the Schedule (how it is tiled).
+// Key() prints the canonical, human-readable key; Variant::Parse(Key()) == *this for every
+// valid variant. The key names generated kernels, cache entries and database rows.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace parallax {
+
+// Bumped whenever generated source changes meaning or speed; part of every cache key.
+inline constexpr int kGeneratorVersion = 1;
+
+enum class Mode : uint8_t { kDecode, kPrefill };
+enum class DType : uint8_t { kBF16, kFP16 };
+enum class KvLayout : uint8_t { kContiguous, kPaged };
+enum class Probe : uint8_t { kNone, kLearned };      // "solved" (LLA) is CPU-reference only
+enum class Affine : uint8_t { kPlain, kAmplified };
+enum class MathPath : uint8_t { kMma, kFma };         // kMma = mma.sync m16n8k16; wgmma reserved
+
+const char* ToString(Mode m);
+const char* ToString(DType d);
+const char* ToString(Probe p);
+const char* ToString(Affine a);
+const char* ToString(MathPath p);
+
+struct Problem {
+  Mode mode = Mode::kDecode;
+  DType dtype = DType::kBF16;
+  int head_dim = 128;
+  int num_q_heads = 32;
+  int num_kv_heads = 8;
+  KvLayout kv_layout = KvLayout::kContiguous;
+  int page_size = 0;  // > 0 exactly when kv_layout == kPaged
+  bool window = false;  // sliding window compiled in (its size is a launch argument)
+
+  int group_size() const { return num_kv_heads > 0 ? num_q_heads / num_kv_heads : 0; }
+  bool operator==(const Problem&) const = default;
+};
+
+struct Algorithm {
+  Probe probe = Probe::kLearned;
+  Affine affine = Affine::kPlain;
+  bool operator==(const Algorithm&) const = default;
+};
+
+struct Schedule {
+  MathPath path = MathPath::kMma;
+  int block_n = 64;       // keys per pipeline tile (shared by all warps of the CTA)
+  int warps = 4;
+  int stages = 2;         // K/V tiles in flight (1 = load then compute)
+  int splits = 0;         // decode: split-KV count; 0 = chosen at launch from occupancy
+  int heads_per_cta = 0;  // decode: query heads of one GQA group packed per CTA
+  int block_m = 0;        // prefill: query rows per CTA
+  bool operator==(const Schedule&) const = default;
+};
+
+class Variant {
+ public:
+  // Validates; the error names the field and the rule, e.g.
+  // "block_n=48: must be a multiple of 64 (16 keys per warp x 4 warps) for the mma path".
+  static absl::StatusOr<Variant> Create(const Problem& p, const Algorithm& a, const Schedule& s);
+  // Parses a canonical key (see docs/ir.md); rejects anything Key() would not print.
+  static absl::StatusOr<Variant> Parse(std::string_view key);
+
+  const Problem& problem() const { return problem_; }
+  const Algorithm& algorithm() const { return algorithm_; }
+  const Schedule& schedule() const { return schedule_; }
+
+  // Canonical key, e.g. "decode-bf16-d128-h16x8-contig-nowin.learned-plain.mma-n64-w4-s2-split0-g2".
+  const std::string& Key() const { return key_; }
+  // CUTLASS-style alias: the key is the procedural name.
+  const std::string& procedural_name() const { return key_; }
+  // 64-bit structural hash of the key (xxh3); stable across runs and machines.
+  uint64_t Hash() const { return hash_; }
+  std::string HashHex() const;
+
+  // Derived geometry the generator, runtime and pruner share.
+  int threads() const { return schedule_.warps * 32; }
+  // Query units per m16 MMA tile: Parallax stacks 8 q rows over 8 r rows; softmax uses 16.
+  int units_per_mtile() const { return algorithm_.probe == Probe::kLearned ? 8 : 16; }
+  // Decode: heads per CTA; prefill: query rows per warp.
+  int units_per_warp() const;
+  int mtiles_per_warp() const;
+  int keys_per_warp() const;   // decode: keys of one tile each warp owns
+  int smem_bytes() const;      // dynamic shared memory the main kernel asks for
+  int smem_ring_offset() const;  // where the K/V ring starts (after the q/r rows)
+  int ctas_per_group() const;  // decode: CTAs covering one GQA group
+
+  bool operator==(const Variant& o) const { return key_ == o.key_; }
+  bool operator!=(const Variant& o) const { return !(*this == o); }
+
+ private:
+  Variant(const Problem& p, const Algorithm& a, const Schedule& s);
+  Problem problem_;
+  Algorithm algorithm_;
+  Schedule schedule_;
+  std::string key_;
+  uint64_t hash_ = 0;
+};
+
+// Fills the schedule fields that do not apply to the problem's mode with their canonical
+// values and picks the remaining defaults; handy for callers building a variant by hand.
+Schedule CanonicalSchedule(const Problem& p, const Algorithm& a, Schedule s);
+
+}  // namespace parallax

@@ -1,0 +1,364 @@
+// Decode: one query token per sequence against its KV cache, split-KV across CTAs.
+//
+// CTA (split, kv head x head pack, batch) owns kHeadsPerCta query heads of one GQA group and
+// one contiguous key range. Each tile of kBlockN keys is shared by all warps; warp w takes
+// keys [w*kKeysPerWarp, (w+1)*kKeysPerWarp) of it, keeps its own online-softmax state, and
+// the warps merge in shared memory at the end. With more than one split the CTA writes
+// (m, d1, d2, O1, O2) partials and plx_decode_merge combines them like FlashAttention partials.
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "generator_internal.h"
+
+namespace parallax::gen {
+namespace {
+
+std::string KvSourceDecode(const Variant& v) {
+  if (v.problem().kv_layout == KvLayout::kPaged) {
+    return R"cuda(
+// Paged KV: key -> (block_table[b][key / kPageSize], key % kPageSize).
+struct KvSource {
+  const plx_e16* k;  // already offset to this kv head
+  const plx_e16* v;
+  const int* pages;  // this sequence's block-table row
+  long long k_page, k_slot, v_page, v_slot;
+  __device__ __forceinline__ void rows(int key, const plx_e16*& kr, const plx_e16*& vr) const {
+    const long long page = pages[key / kPageSize];
+    const int slot = key % kPageSize;
+    kr = k + page * k_page + slot * k_slot;
+    vr = v + page * v_page + slot * v_slot;
+  }
+};
+__device__ __forceinline__ KvSource make_kv_source(const PlxDecodeParams& p, int b, int kvh) {
+  KvSource s;
+  s.k = static_cast<const plx_e16*>(p.k) + kvh * p.k_stride_h;
+  s.v = static_cast<const plx_e16*>(p.v) + kvh * p.v_stride_h;
+  s.pages = p.block_table + (long long)b * p.block_table_stride;
+  s.k_page = p.k_stride_0; s.k_slot = p.k_stride_1;
+  s.v_page = p.v_stride_0; s.v_slot = p.v_stride_1;
+  return s;
+}
+)cuda";
+  }
+  return R"cuda(
+// Contiguous KV: [B, Lmax, Hkv, D] with explicit strides.
+struct KvSource {
+  const plx_e16* k;  // already offset to this sequence and kv head
+  const plx_e16* v;
+  long long k_tok, v_tok;
+  __device__ __forceinline__ void rows(int key, const plx_e16*& kr, const plx_e16*& vr) const {
+    kr = k + key * k_tok;
+    vr = v + key * v_tok;
+  }
+};
+__device__ __forceinline__ KvSource make_kv_source(const PlxDecodeParams& p, int b, int kvh) {
+  KvSource s;
+  s.k = static_cast<const plx_e16*>(p.k) + b * p.k_stride_0 + kvh * p.k_stride_h;
+  s.v = static_cast<const plx_e16*>(p.v) + b * p.v_stride_0 + kvh * p.v_stride_h;
+  s.k_tok = p.k_stride_1;
+  s.v_tok = p.v_stride_1;
+  return s;
+}
+)cuda";
+}
+
+constexpr absl::string_view kDecodeCommon = R"cuda(
+// Row `row` of the stacked [q; r] operand: query head `u` of this CTA, from q or r.
+__device__ __forceinline__ const plx_e16* qr_row(const PlxDecodeParams& p, int b, int h0, int u,
+                                                bool probe_row) {
+  if (u >= kUnits) return nullptr;
+  return probe_row ? static_cast<const plx_e16*>(p.r) + b * p.r_stride_b + (h0 + u) * p.r_stride_h
+                   : static_cast<const plx_e16*>(p.q) + b * p.q_stride_b + (h0 + u) * p.q_stride_h;
+}
+
+// ---- phase: merge (warps of one CTA) and store -------------------------------------------
+// merge_o [kWarps][kUnits][2][kHeadDim] and merge_st [kWarps][kUnits][4] hold each warp's
+// O1, O2 and (m, d1, d2); every thread then combines one (unit, d) element over the warps.
+__device__ __forceinline__ void merge_and_store(const PlxDecodeParams& p, const float* merge_o,
+                                                const float* merge_st, const float* rq, int b,
+                                                int h0, int split) {
+  for (int i = threadIdx.x; i < kUnits * kHeadDim; i += kThreads) {
+    const int u = i / kHeadDim, d = i % kHeadDim;
+    float m = -PLX_INF;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) m = fmaxf(m, merge_st[(w * kUnits + u) * 4]);
+    float o1 = 0.f, o2 = 0.f, d1 = 0.f, d2 = 0.f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) {
+      const float* st = merge_st + (w * kUnits + u) * 4;
+      const float sc = st[0] == -PLX_INF ? 0.f : plx_exp2(st[0] - m);
+      const float* o = merge_o + (w * kUnits + u) * 2 * kHeadDim;
+      d1 += sc * st[1];
+      o1 += sc * o[d];
+      if (kLearned) {
+        d2 += sc * st[2];
+        o2 += sc * o[kHeadDim + d];
+      }
+    }
+    const int h = h0 + u;
+    if (p.num_splits == 1) {
+      plx_e16* out = static_cast<plx_e16*>(p.out) + b * p.o_stride_b + h * p.o_stride_h;
+      out[d] = plx_from_float(finalize(o1, o2, d1, d2, rq[u], p.eps));
+    } else {
+      const long long row = ((long long)split * p.batch + b) * kNumQHeads + h;
+      p.part_o[row * 2 * kHeadDim + d] = o1;
+      if (kLearned) p.part_o[row * 2 * kHeadDim + kHeadDim + d] = o2;
+      if (d == 0) {
+        p.part_stats[row * 4 + 0] = m;
+        p.part_stats[row * 4 + 1] = d1;
+        p.part_stats[row * 4 + 2] = d2;
+      }
+    }
+  }
+}
+
+// The split's key range: the visible keys [start, L) divided evenly, tile-aligned.
+__device__ __forceinline__ void split_range(const PlxDecodeParams& p, int b, int split,
+                                            int& k_begin, int& k_end) {
+  const int len = p.seqlens ? p.seqlens[b] : p.seqlen;
+  const int start = (kWindow && p.window > 0 && len > p.window) ? len - p.window : 0;
+  const int per_split = (len - start + p.num_splits - 1) / p.num_splits;
+  const int per = (per_split + kBlockN - 1) / kBlockN * kBlockN;
+  k_begin = start + split * per;
+  k_end = min(len, k_begin + per);
+}
+)cuda";
+
+// The split merge kernel is the same for both math paths.
+constexpr absl::string_view kDecodeMerge = R"cuda(
+// ---- split merge: combine num_splits partials of one (batch, head) ----------------------
+extern "C" __global__ void __launch_bounds__(kMergeThreads) plx_decode_merge(const PlxDecodeParams p) {
+  const int h = blockIdx.x, b = blockIdx.y;
+  __shared__ float s_rq[kMergeThreads / 32];
+  float rq = 0.f;
+  if (kLearned && kAmplified) {  // r.q, needed by the amplified affine form
+    const plx_e16* q = static_cast<const plx_e16*>(p.q) + b * p.q_stride_b + h * p.q_stride_h;
+    const plx_e16* r = static_cast<const plx_e16*>(p.r) + b * p.r_stride_b + h * p.r_stride_h;
+    float part = 0.f;
+    for (int d = threadIdx.x; d < kHeadDim; d += kMergeThreads)
+      part += plx_to_float(q[d]) * plx_to_float(r[d]);
+    part = plx_warp_sum(part);
+    if ((threadIdx.x & 31) == 0) s_rq[threadIdx.x >> 5] = part;
+    __syncthreads();
+#pragma unroll
+    for (int w = 0; w < kMergeThreads / 32; ++w) rq += s_rq[w];
+  }
+  const long long stride = (long long)p.batch * kNumQHeads;
+  const long long row0 = (long long)b * kNumQHeads + h;
+  float m = -PLX_INF;
+  for (int s = 0; s < p.num_splits; ++s) m = fmaxf(m, p.part_stats[(row0 + s * stride) * 4]);
+  for (int d = threadIdx.x; d < kHeadDim; d += kMergeThreads) {
+    float o1 = 0.f, o2 = 0.f, d1 = 0.f, d2 = 0.f;
+    for (int s = 0; s < p.num_splits; ++s) {
+      const long long row = row0 + s * stride;
+      const float ms = p.part_stats[row * 4];
+      if (ms == -PLX_INF) continue;  // empty split
+      const float sc = plx_exp2(ms - m);
+      d1 += sc * p.part_stats[row * 4 + 1];
+      o1 += sc * p.part_o[row * 2 * kHeadDim + d];
+      if (kLearned) {
+        d2 += sc * p.part_stats[row * 4 + 2];
+        o2 += sc * p.part_o[row * 2 * kHeadDim + kHeadDim + d];
+      }
+    }
+    plx_e16* out = static_cast<plx_e16*>(p.out) + b * p.o_stride_b + h * p.o_stride_h;
+    out[d] = plx_from_float(finalize(o1, o2, d1, d2, rq, p.eps));
+  }
+}
+)cuda";
+
+constexpr absl::string_view kDecodeMma = R"cuda(
+// ---- the decode kernel (mma.sync path) ---------------------------------------------------
+extern "C" __global__ void __launch_bounds__(kThreads) plx_decode(const PlxDecodeParams p) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  plx_e16* s_qr = reinterpret_cast<plx_e16*>(smem);                     // [kMTiles*16][D]
+  plx_e16* s_ring = reinterpret_cast<plx_e16*>(smem + kSmemRingOffset); // kStages x (K, V)
+  __shared__ float s_rq[kUnits];
+  const int split = blockIdx.x, b = blockIdx.z;
+  const int kvh = blockIdx.y / kCtasPerGroup;
+  const int h0 = kvh * kGroup + (blockIdx.y % kCtasPerGroup) * kHeadsPerCta;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+
+  // phase: load q and r as the stacked A operand (zero rows pad the tile)
+  for (int i = threadIdx.x; i < kMTiles * 16 * kChunks; i += kThreads) {
+    const int row = i / kChunks, c = i % kChunks;
+    const int u = kLearned ? (row / 16) * 8 + (row & 7) : row;
+    const plx_e16* g = qr_row(p, b, h0, u, kLearned && (row & 8));
+    plx_cp_async16(s_qr + plx_swz(row, c), g ? g + c * 8 : static_cast<const plx_e16*>(p.q), g != nullptr);
+  }
+  plx_cp_async_commit();
+
+  int k_begin, k_end;
+  split_range(p, b, split, k_begin, k_end);
+  const int num_tiles = k_begin < k_end ? (k_end - k_begin + kBlockN - 1) / kBlockN : 0;
+  const KvSource src = make_kv_source(p, b, kvh);
+  auto stage_k = [&](int t) { return s_ring + (t % kStages) * 2 * kBlockN * kHeadDim; };
+  auto stage_v = [&](int t) { return stage_k(t) + kBlockN * kHeadDim; };
+
+#pragma unroll
+  for (int t = 0; t < kStages - 1; ++t) {
+    if (t < num_tiles) load_kv_tile(stage_k(t), stage_v(t), src, k_begin + t * kBlockN, k_end);
+    plx_cp_async_commit();
+  }
+  WarpState st;
+  state_init(st);
+  const int key0 = warp * kKeysPerWarp;  // this warp's rows of every tile
+  for (int t = 0; t < num_tiles; ++t) {
+    const int tn = t + kStages - 1;
+    if (tn < num_tiles) load_kv_tile(stage_k(tn), stage_v(tn), src, k_begin + tn * kBlockN, k_end);
+    plx_cp_async_commit();
+    plx_cp_async_wait<kStages - 1>();
+    __syncthreads();
+    float s[kMTiles][kKeysPerWarp / 8][4];
+    scores<kKeysPerWarp>(s, s_qr, stage_k(t), key0);
+    const int valid = k_end - (k_begin + t * kBlockN + key0);
+    if (valid < kKeysPerWarp)
+      mask_scores<kKeysPerWarp>(s, [&](int, int key) { return key < valid; });
+    online_softmax<kKeysPerWarp>(s, st, p.scale_log2);
+    accumulate<kKeysPerWarp>(s, st, stage_v(t), key0);
+    __syncthreads();
+  }
+  plx_cp_async_wait<0>();
+  __syncthreads();
+
+  // phase: r.q per head (amplified affine only)
+  if (kLearned && kAmplified) {
+    for (int u = warp; u < kUnits; u += kWarps) {
+      const int row = (u / 8) * 16 + (u & 7);
+      float part = 0.f;
+      for (int d = lane; d < kHeadDim; d += 32)
+        part += plx_to_float(s_qr[plx_swz_elem(row, d)]) * plx_to_float(s_qr[plx_swz_elem(row + 8, d)]);
+      part = plx_warp_sum(part);
+      if (lane == 0) s_rq[u] = part;
+    }
+  } else {
+    for (int u = threadIdx.x; u < kUnits; u += kThreads) s_rq[u] = 0.f;
+  }
+
+  // phase: merge -- each warp publishes its partial state in the (now free) K/V ring
+  float* merge_o = reinterpret_cast<float*>(s_ring);
+  float* merge_st = merge_o + kWarps * kUnits * 2 * kHeadDim;
+  const int g = lane >> 2, c = 2 * (lane & 3);
+#pragma unroll
+  for (int mt = 0; mt < kMTiles; ++mt) {
+#pragma unroll
+    for (int h = 0; h < (kLearned ? 1 : 2); ++h) {
+      const float d1 = plx_quad_sum(st.d1[mt][h]);
+      const float d2 = kLearned ? plx_quad_sum(st.d2[mt]) : 0.f;
+      const int u = kLearned ? mt * 8 + g : mt * 16 + g + 8 * h;
+      if (u < kUnits) {
+        float* o = merge_o + (warp * kUnits + u) * 2 * kHeadDim;
+#pragma unroll
+        for (int n = 0; n < kHeadDim / 8; ++n) {
+          o[n * 8 + c] = st.o[mt][n][2 * h];
+          o[n * 8 + c + 1] = st.o[mt][n][2 * h + 1];
+          if (kLearned) {
+            o[kHeadDim + n * 8 + c] = st.o[mt][n][2];
+            o[kHeadDim + n * 8 + c + 1] = st.o[mt][n][3];
+          }
+        }
+        if ((lane & 3) == 0) {
+          float* ms = merge_st + (warp * kUnits + u) * 4;
+          ms[0] = st.m[mt][h];
+          ms[1] = d1;
+          ms[2] = d2;
+        }
+      }
+    }
+  }
+  __syncthreads();
+  merge_and_store(p, merge_o, merge_st, s_rq, b, h0, split);
+}
+)cuda";
+
+constexpr absl::string_view kDecodeFma = R"cuda(
+// ---- the decode kernel (scalar FMA path) -------------------------------------------------
+extern "C" __global__ void __launch_bounds__(kThreads) plx_decode(const PlxDecodeParams p) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  float* s_q = reinterpret_cast<float*>(smem);                           // [kRows][D] fp32
+  float* s_p = s_q + kRows * kHeadDim;                                   // [kWarps][kRows][32]
+  plx_e16* s_ring = reinterpret_cast<plx_e16*>(smem + kSmemRingOffset);  // kStages x (K, V)
+  __shared__ float s_rq[kUnits];
+  const int split = blockIdx.x, b = blockIdx.z;
+  const int kvh = blockIdx.y / kCtasPerGroup;
+  const int h0 = kvh * kGroup + (blockIdx.y % kCtasPerGroup) * kHeadsPerCta;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+
+  // phase: load q and r rows as fp32
+  load_qr_fp32(s_q, 0, kThreads, [&](int row) {
+    return qr_row(p, b, h0, row % kUnits, row >= kUnits);
+  });
+
+  int k_begin, k_end;
+  split_range(p, b, split, k_begin, k_end);
+  const int num_tiles = k_begin < k_end ? (k_end - k_begin + kBlockN - 1) / kBlockN : 0;
+  const KvSource src = make_kv_source(p, b, kvh);
+  auto stage_k = [&](int t) { return s_ring + (t % kStages) * 2 * kBlockN * kHeadDim; };
+  auto stage_v = [&](int t) { return stage_k(t) + kBlockN * kHeadDim; };
+
+#pragma unroll
+  for (int t = 0; t < kStages - 1; ++t) {
+    if (t < num_tiles) load_kv_tile(stage_k(t), stage_v(t), src, k_begin + t * kBlockN, k_end);
+    plx_cp_async_commit();
+  }
+  WarpState st;
+  state_init(st);
+  for (int t = 0; t < num_tiles; ++t) {
+    const int tn = t + kStages - 1;
+    if (tn < num_tiles) load_kv_tile(stage_k(tn), stage_v(tn), src, k_begin + tn * kBlockN, k_end);
+    plx_cp_async_commit();
+    plx_cp_async_wait<kStages - 1>();
+    __syncthreads();
+#pragma unroll 1
+    for (int kb = 0; kb < kKeysPerWarp; kb += 32) {
+      const int kr0 = warp * kKeysPerWarp + kb;
+      const int valid = k_end - (k_begin + t * kBlockN + kr0);
+      attend_block(st, s_q, stage_k(t), stage_v(t), kr0, s_p + warp * kRows * 32, p.scale_log2,
+                   [&](int, int key) { return key < valid; });
+    }
+    __syncthreads();
+  }
+  plx_cp_async_wait<0>();
+  __syncthreads();
+
+  // phase: r.q per head (amplified affine only)
+  for (int u = warp; u < kUnits; u += kWarps) {
+    float part = 0.f;
+    if (kLearned && kAmplified)
+      for (int d = lane; d < kHeadDim; d += 32)
+        part += s_q[u * kHeadDim + d] * s_q[(kUnits + u) * kHeadDim + d];
+    part = plx_warp_sum(part);
+    if (lane == 0) s_rq[u] = part;
+  }
+
+  // phase: merge -- each warp publishes its partial state in the (now free) K/V ring
+  float* merge_o = reinterpret_cast<float*>(s_ring);
+  float* merge_st = merge_o + kWarps * kUnits * 2 * kHeadDim;
+#pragma unroll
+  for (int u = 0; u < kUnits; ++u) {
+    float* o = merge_o + (warp * kUnits + u) * 2 * kHeadDim + lane * kDPerLane;
+#pragma unroll
+    for (int e = 0; e < kDPerLane; ++e) {
+      o[e] = st.o1[u][e];
+      if (kLearned) o[kHeadDim + e] = st.o2[u][e];
+    }
+    if (lane == 0) {
+      float* ms = merge_st + (warp * kUnits + u) * 4;
+      ms[0] = st.m[u];
+      ms[1] = st.d1[u];
+      ms[2] = st.d2[u];
+    }
+  }
+  __syncthreads();
+  merge_and_store(p, merge_o, merge_st, s_rq, b, h0, split);
+}
+)cuda";
+
+}  // namespace
+
+std::string DecodeKernels(const Variant& v) {
+  const bool mma = v.schedule().path == MathPath::kMma;
+  return absl::StrCat(KvSourceDecode(v), kTileLoaders, kFinalize, mma ? kMmaCore : kFmaCore,
+                      kDecodeCommon, mma ? kDecodeMma : kDecodeFma, kDecodeMerge);
+}
+
+}  // namespace parallax::gen

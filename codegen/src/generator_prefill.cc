@@ -1,0 +1,230 @@
+// Prefill / forward: causal attention over whole sequences, mask aligned to the key end.
+//
+// CTA (query tile, head, batch) owns kBlockM query rows of one head; warp w owns kUnits of
+// them and streams every K/V tile of the causal range through its own online softmax, so
+// no cross-warp merge is needed. Query tiles are issued last-first: the longest causal
+// rows start earliest.
+#include "absl/strings/str_cat.h"
+#include "generator_internal.h"
+
+namespace parallax::gen {
+namespace {
+
+constexpr absl::string_view kPrefillCommon = R"cuda(
+// Contiguous per-sequence K/V rows of one kv head.
+struct KvSource {
+  const plx_e16* k;
+  const plx_e16* v;
+  long long k_tok, v_tok;
+  __device__ __forceinline__ void rows(int key, const plx_e16*& kr, const plx_e16*& vr) const {
+    kr = k + key * k_tok;
+    vr = v + key * v_tok;
+  }
+};
+
+// One sequence of the batch: its lengths and base pointers (packed when cu_seqlens given).
+struct Sequence {
+  int lq, lk;
+  const plx_e16* q;
+  const plx_e16* r;
+  plx_e16* out;
+  KvSource kv;
+};
+__device__ __forceinline__ Sequence make_sequence(const PlxPrefillParams& p, int b, int h) {
+  const int kvh = h / kGroup;
+  long long qoff, koff, ooff;
+  Sequence s;
+  if (p.cu_seqlens_q) {
+    const int q0 = p.cu_seqlens_q[b];
+    s.lq = p.cu_seqlens_q[b + 1] - q0;
+    qoff = (long long)q0 * p.q_stride_l;
+    ooff = (long long)q0 * p.o_stride_l;
+    s.r = static_cast<const plx_e16*>(p.r) + (long long)q0 * p.r_stride_l + h * p.r_stride_h;
+  } else {
+    s.lq = p.seqlen_q;
+    qoff = b * p.q_stride_b;
+    ooff = b * p.o_stride_b;
+    s.r = static_cast<const plx_e16*>(p.r) + b * p.r_stride_b + h * p.r_stride_h;
+  }
+  if (p.cu_seqlens_k) {
+    const int k0 = p.cu_seqlens_k[b];
+    s.lk = p.cu_seqlens_k[b + 1] - k0;
+    koff = (long long)k0 * p.k_stride_l;
+    s.kv.v = static_cast<const plx_e16*>(p.v) + (long long)k0 * p.v_stride_l + kvh * p.v_stride_h;
+  } else {
+    s.lk = p.seqlen_k;
+    koff = b * p.k_stride_b;
+    s.kv.v = static_cast<const plx_e16*>(p.v) + b * p.v_stride_b + kvh * p.v_stride_h;
+  }
+  s.q = static_cast<const plx_e16*>(p.q) + qoff + h * p.q_stride_h;
+  s.out = static_cast<plx_e16*>(p.out) + ooff + h * p.o_stride_h;
+  s.kv.k = static_cast<const plx_e16*>(p.k) + koff + kvh * p.k_stride_h;
+  s.kv.k_tok = p.k_stride_l;
+  s.kv.v_tok = p.v_stride_l;
+  return s;
+}
+
+// Key j is visible to query row i iff j < Lk, j <= Lk - Lq + i and (window) j > Lk - Lq + i - W.
+__device__ __forceinline__ bool visible_key(const PlxPrefillParams& p, const Sequence& s, int i, int j) {
+  const int last = s.lk - s.lq + i;
+  return j < s.lk && j <= last && (!kWindow || p.window <= 0 || j > last - p.window);
+}
+)cuda";
+
+// The key range and pipeline are the same on both paths; only the per-tile work differs.
+constexpr absl::string_view kPrefillHead = R"cuda(
+extern "C" __global__ void __launch_bounds__(kThreads) plx_prefill(const PlxPrefillParams p) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  plx_e16* s_ring = reinterpret_cast<plx_e16*>(smem + kSmemRingOffset);  // kStages x (K, V)
+  const int h = blockIdx.y, b = blockIdx.z;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const Sequence seq = make_sequence(p, b, h);
+  const int row0 = (gridDim.x - 1 - blockIdx.x) * kBlockM;  // longest rows first
+  if (row0 >= seq.lq) return;
+  const int wrow0 = row0 + warp * kUnits;  // this warp's first query row
+  const int row_last = min(seq.lq, row0 + kBlockM) - 1;
+  const int off = seq.lk - seq.lq;
+  const int hi = min(seq.lk, off + row_last + 1);
+  const int lo = (kWindow && p.window > 0) ? max(0, off + row0 - p.window + 1) : 0;
+  const int num_tiles = hi > lo ? (hi - lo + kBlockN - 1) / kBlockN : 0;
+)cuda";
+
+constexpr absl::string_view kPipelineLoop = R"cuda(
+  auto stage_k = [&](int t) { return s_ring + (t % kStages) * 2 * kBlockN * kHeadDim; };
+  auto stage_v = [&](int t) { return stage_k(t) + kBlockN * kHeadDim; };
+#pragma unroll
+  for (int t = 0; t < kStages - 1; ++t) {
+    if (t < num_tiles) load_kv_tile(stage_k(t), stage_v(t), seq.kv, lo + t * kBlockN, hi);
+    plx_cp_async_commit();
+  }
+  WarpState st;
+  state_init(st);
+  for (int t = 0; t < num_tiles; ++t) {
+    const int tn = t + kStages - 1;
+    if (tn < num_tiles) load_kv_tile(stage_k(tn), stage_v(tn), seq.kv, lo + tn * kBlockN, hi);
+    plx_cp_async_commit();
+    plx_cp_async_wait<kStages - 1>();
+    __syncthreads();
+    const int t0 = lo + t * kBlockN;
+    // Only tiles on the causal diagonal, the window edge or the sequence end need a mask.
+    const bool edge = t0 + kBlockN > min(seq.lk, off + row0 + 1) ||
+                      (kWindow && p.window > 0 && t0 <= off + row_last - p.window);
+)cuda";
+
+constexpr absl::string_view kPrefillMma = R"cuda(
+  // phase: load q and r of every warp's rows as stacked A operands (zero rows pad)
+  plx_e16* s_qr = reinterpret_cast<plx_e16*>(smem);  // [kWarps][kMTiles*16][D]
+  for (int i = threadIdx.x; i < kWarps * kMTiles * 16 * kChunks; i += kThreads) {
+    const int row = i / kChunks, c = i % kChunks;
+    const int w = row / (kMTiles * 16), rr = row % (kMTiles * 16);
+    const int u = kLearned ? (rr / 16) * 8 + (rr & 7) : rr;
+    const int qi = row0 + w * kUnits + u;
+    const bool valid = u < kUnits && qi < seq.lq;
+    const plx_e16* g = (kLearned && (rr & 8)) ? seq.r + (long long)qi * p.r_stride_l
+                                                : seq.q + (long long)qi * p.q_stride_l;
+    plx_cp_async16(s_qr + plx_swz(row, c), valid ? g + c * 8 : seq.q, valid);
+  }
+  plx_cp_async_commit();
+  const plx_e16* s_qr_warp = s_qr + warp * kMTiles * 16 * kHeadDim;
+)cuda";
+
+constexpr absl::string_view kPrefillMmaTile = R"cuda(
+    float s[kMTiles][kBlockN / 8][4];
+    scores<kBlockN>(s, s_qr_warp, stage_k(t), 0);
+    if (edge)
+      mask_scores<kBlockN>(s, [&](int u, int key) { return visible_key(p, seq, wrow0 + u, t0 + key); });
+    online_softmax<kBlockN>(s, st, p.scale_log2);
+    accumulate<kBlockN>(s, st, stage_v(t), 0);
+    __syncthreads();
+  }
+  plx_cp_async_wait<0>();
+  __syncthreads();
+
+  // phase: store -- each lane finalizes two adjacent columns of its rows
+  const int g = lane >> 2, c = 2 * (lane & 3);
+#pragma unroll
+  for (int mt = 0; mt < kMTiles; ++mt) {
+#pragma unroll
+    for (int hh = 0; hh < (kLearned ? 1 : 2); ++hh) {
+      const float d1 = plx_quad_sum(st.d1[mt][hh]);
+      const float d2 = kLearned ? plx_quad_sum(st.d2[mt]) : 0.f;
+      float rq = 0.f;
+      if (kLearned && kAmplified) {  // r.q of this row: the quad splits the head dim
+        const int row = mt * 16 + g;
+        float part = 0.f;
+        for (int d = lane & 3; d < kHeadDim; d += 4)
+          part += plx_to_float(s_qr_warp[plx_swz_elem(row, d)]) *
+                  plx_to_float(s_qr_warp[plx_swz_elem(row + 8, d)]);
+        rq = plx_quad_sum(part);
+      }
+      const int u = kLearned ? mt * 8 + g : mt * 16 + g + 8 * hh;
+      const int qi = wrow0 + u;
+      if (u < kUnits && qi < seq.lq) {
+        plx_e16* o = seq.out + (long long)qi * p.o_stride_l;
+#pragma unroll
+        for (int n = 0; n < kHeadDim / 8; ++n) {
+          const float x0 = finalize(st.o[mt][n][2 * hh], kLearned ? st.o[mt][n][2] : 0.f, d1, d2, rq, p.eps);
+          const float x1 = finalize(st.o[mt][n][2 * hh + 1], kLearned ? st.o[mt][n][3] : 0.f, d1, d2, rq, p.eps);
+          *reinterpret_cast<plx_u32*>(o + n * 8 + c) = plx_pack2(x0, x1);
+        }
+      }
+    }
+  }
+}
+)cuda";
+
+constexpr absl::string_view kPrefillFma = R"cuda(
+  // phase: load q and r of this warp's rows as fp32
+  float* s_q = reinterpret_cast<float*>(smem) + warp * (kRows * kHeadDim + kRows * 32);
+  float* s_p = s_q + kRows * kHeadDim;
+  load_qr_fp32(s_q, warp * 32, 32, [&](int row) -> const plx_e16* {
+    const int u = row % kUnits, qi = wrow0 + u;
+    if (qi >= seq.lq) return nullptr;
+    return row >= kUnits ? seq.r + (long long)qi * p.r_stride_l : seq.q + (long long)qi * p.q_stride_l;
+  });
+  __syncwarp();
+)cuda";
+
+constexpr absl::string_view kPrefillFmaTile = R"cuda(
+#pragma unroll 1
+    for (int kb = 0; kb < kBlockN; kb += 32) {
+      attend_block(st, s_q, stage_k(t), stage_v(t), kb, s_p, p.scale_log2, [&](int u, int key) {
+        return !edge || visible_key(p, seq, wrow0 + u, t0 + kb + key);
+      });
+    }
+    __syncthreads();
+  }
+  plx_cp_async_wait<0>();
+  __syncthreads();
+
+  // phase: store -- lane writes its head-dim slice of every row
+#pragma unroll
+  for (int u = 0; u < kUnits; ++u) {
+    float part = 0.f;
+    if (kLearned && kAmplified)
+      for (int d = lane; d < kHeadDim; d += 32)
+        part += s_q[u * kHeadDim + d] * s_q[(kUnits + u) * kHeadDim + d];
+    const float rq = plx_warp_sum(part);
+    const int qi = wrow0 + u;
+    if (qi < seq.lq) {
+      plx_e16* o = seq.out + (long long)qi * p.o_stride_l + lane * kDPerLane;
+#pragma unroll
+      for (int e = 0; e < kDPerLane; ++e)
+        o[e] = plx_from_float(finalize(st.o1[u][e], kLearned ? st.o2[u][e] : 0.f, st.d1[u], st.d2[u], rq, p.eps));
+    }
+  }
+}
+)cuda";
+
+}  // namespace
+
+std::string PrefillKernel(const Variant& v) {
+  const bool mma = v.schedule().path == MathPath::kMma;
+  return absl::StrCat(kPrefillCommon, kTileLoaders, kFinalize, mma ? kMmaCore : kFmaCore,
+                      "\n// ---- the prefill kernel (", mma ? "mma.sync" : "scalar FMA",
+                      " path) ----------------------------------------", kPrefillHead,
+                      mma ? kPrefillMma : kPrefillFma, kPipelineLoop,
+                      mma ? kPrefillMmaTile : kPrefillFmaTile);
+}
+
+}  // namespace parallax::gen

@@ -1,0 +1,278 @@
+#include "parallax/codegen/reference.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+
+namespace parallax::ref {
+namespace {
+
+double Dot(const double* a, const double* b, int n) {
+  double s = 0;
+  for (int i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+// Keeps the amplified / LLA denominator away from zero without flipping its sign.
+double GuardDelta(double delta, double eps) {
+  if (std::abs(delta) >= eps) return delta;
+  return delta < 0 ? -eps : eps;  // sign(0) = +1
+}
+
+// Solves a x = b for a dense n x n row-major matrix; b is overwritten with x. Partial pivoting
+// keeps it usable when lambda is tiny and S is close to singular.
+void SolveDense(std::vector<double>& a, std::vector<double>& b, int n) {
+  for (int c = 0; c < n; ++c) {
+    int p = c;
+    for (int i = c + 1; i < n; ++i)
+      if (std::abs(a[i * n + c]) > std::abs(a[p * n + c])) p = i;
+    if (p != c) {
+      std::swap_ranges(a.begin() + p * n, a.begin() + (p + 1) * n, a.begin() + c * n);
+      std::swap(b[p], b[c]);
+    }
+    for (int i = c + 1; i < n; ++i) {
+      const double m = a[i * n + c] / a[c * n + c];
+      if (m == 0) continue;
+      for (int j = c; j < n; ++j) a[i * n + j] -= m * a[c * n + j];
+      b[i] -= m * b[c];
+    }
+  }
+  for (int i = n - 1; i >= 0; --i) {
+    double s = b[i];
+    for (int j = i + 1; j < n; ++j) s -= a[i * n + j] * b[j];
+    b[i] = s / a[i * n + i];
+  }
+}
+
+// LLA's naive algorithm; w are the unnormalised weights exp(s1_j - m), so omega >= 1.
+void SolvedRow(const double* q, const double* k, const double* v, int n, int d, long stride,
+               const std::vector<double>& w, const Family& f, double* out) {
+  double omega = 0;
+  std::vector<double> mu(d, 0.0), s(static_cast<size_t>(d) * d, 0.0), dk(d);
+  for (int j = 0; j < n; ++j) {
+    const double* kj = k + j * stride;
+    for (int x = 0; x < d; ++x) dk[x] = kj[x] - q[x];
+    omega += w[j];
+    for (int x = 0; x < d; ++x) {
+      mu[x] += w[j] * dk[x];
+      for (int y = 0; y < d; ++y) s[x * d + y] += w[j] * dk[x] * dk[y];
+    }
+  }
+  for (int x = 0; x < d; ++x) s[x * d + x] += f.lambda * omega;
+  std::vector<double> rho = mu;
+  SolveDense(s, rho, d);
+  const double delta = GuardDelta(omega - Dot(mu.data(), rho.data(), d), f.eps);
+  const double rq = Dot(rho.data(), q, d);
+  for (int j = 0; j < n; ++j) {
+    const double c = w[j] * (1 - Dot(rho.data(), k + j * stride, d) + rq) / delta;
+    const double* vj = v + j * stride;
+    for (int x = 0; x < d; ++x) out[x] += c * vj[x];
+  }
+}
+
+absl::Status Bad(absl::string_view fn, absl::string_view field, absl::string_view why) {
+  return absl::InvalidArgumentError(absl::StrCat(fn, ": '", field, "' ", why));
+}
+
+absl::Status CheckSize(absl::string_view fn, absl::string_view field, size_t got, int64_t want) {
+  if (static_cast<int64_t>(got) == want) return absl::OkStatus();
+  return Bad(fn, field, absl::StrCat("has ", got, " elements, expected ", want));
+}
+
+absl::Status CheckFamily(absl::string_view fn, const Family& f) {
+  if (!std::isfinite(f.tau)) return Bad(fn, "tau", "must be finite");
+  if (f.window < 0) return Bad(fn, "window", absl::StrCat("is ", f.window, ", must be >= 0"));
+  const bool uses_eps = f.probe == RefProbe::kSolved || f.affine == RefAffine::kAmplified;
+  if (uses_eps && !(f.eps > 0)) return Bad(fn, "eps", "must be > 0");
+  if (f.probe == RefProbe::kSolved && !(f.lambda > 0)) return Bad(fn, "lambda", "must be > 0");
+  return absl::OkStatus();
+}
+
+absl::Status CheckHeads(absl::string_view fn, int batch, int hq, int hkv, int d) {
+  if (batch < 0) return Bad(fn, "batch", absl::StrCat("is ", batch, ", must be >= 0"));
+  if (hq <= 0) return Bad(fn, "num_q_heads", absl::StrCat("is ", hq, ", must be > 0"));
+  if (hkv <= 0) return Bad(fn, "num_kv_heads", absl::StrCat("is ", hkv, ", must be > 0"));
+  if (hq % hkv != 0)
+    return Bad(fn, "num_q_heads",
+               absl::StrCat("(", hq, ") must be a multiple of 'num_kv_heads' (", hkv, ")"));
+  if (d <= 0) return Bad(fn, "head_dim", absl::StrCat("is ", d, ", must be > 0"));
+  return absl::OkStatus();
+}
+
+absl::Status CheckLengths(absl::string_view fn, absl::string_view field, const std::vector<int>& len,
+                          int batch, absl::string_view max_field, int max) {
+  if (max < 0) return Bad(fn, max_field, absl::StrCat("is ", max, ", must be >= 0"));
+  if (auto s = CheckSize(fn, field, len.size(), batch); !s.ok()) return s;
+  for (int b = 0; b < batch; ++b)
+    if (len[b] < 0 || len[b] > max)
+      return Bad(fn, field,
+                 absl::StrCat("[", b, "] is ", len[b], ", must be in [0, ", max_field, "=", max, "]"));
+  return absl::OkStatus();
+}
+
+// r is optional unless the probe is learned; when given it must match q.
+absl::Status CheckProbeInput(absl::string_view fn, const Family& f, size_t r_size, int64_t want) {
+  if (f.probe != RefProbe::kLearned && r_size == 0) return absl::OkStatus();
+  return CheckSize(fn, "r", r_size, want);
+}
+
+// Row i of Q query rows against L keys: the visible keys form one contiguous range ending at
+// L - Q + i. `k` and `v` point at key 0 of the right (batch, kv head).
+void CausalRow(const double* q, const double* r, const double* k, const double* v, int num_q,
+               int num_k, int i, int d, long stride, const Family& f, double* out) {
+  const int end = num_k - num_q + i;
+  if (end < 0) {
+    std::fill(out, out + d, 0.0);
+    return;
+  }
+  const int lo = f.window > 0 ? std::max(0, end - f.window + 1) : 0;
+  AttendRow(q, r, k + lo * stride, v + lo * stride, end - lo + 1, d, stride, f, out);
+}
+
+}  // namespace
+
+void AttendRow(const double* q, const double* r, const double* k, const double* v, int n,
+               int head_dim, long key_stride, const Family& f, double* out) {
+  const int d = head_dim;
+  std::fill(out, out + d, 0.0);
+  if (n <= 0) return;
+  const double tau = f.tau < 0 ? 1.0 / std::sqrt(static_cast<double>(d)) : f.tau;
+
+  // Max-subtraction makes exp safe for |s1| ~ 1e4; every later quantity is a ratio, so the
+  // common factor exp(-m) cancels.
+  std::vector<double> w(n);
+  double m = -std::numeric_limits<double>::infinity();
+  for (int j = 0; j < n; ++j) {
+    w[j] = tau * Dot(q, k + j * key_stride, d);
+    m = std::max(m, w[j]);
+  }
+  for (int j = 0; j < n; ++j) w[j] = std::exp(w[j] - m);
+  if (f.probe == RefProbe::kSolved) return SolvedRow(q, k, v, n, d, key_stride, w, f, out);
+
+  const bool probe = f.probe == RefProbe::kLearned && r != nullptr;
+  double d1 = 0, d2 = 0;
+  std::vector<double> o1(d, 0.0), o2(d, 0.0);
+  for (int j = 0; j < n; ++j) {
+    const double* vj = v + j * key_stride;
+    const double p2 = probe ? w[j] * Dot(r, k + j * key_stride, d) : 0.0;
+    d1 += w[j];
+    d2 += p2;
+    for (int x = 0; x < d; ++x) {
+      o1[x] += w[j] * vj[x];
+      o2[x] += p2 * vj[x];
+    }
+  }
+  const double tbar = d2 / d1;
+  if (f.affine == RefAffine::kPlain) {
+    for (int x = 0; x < d; ++x) out[x] = o1[x] / d1 * (1 + tbar) - o2[x] / d1;
+    return;
+  }
+  const double delta = GuardDelta(1 - (tbar - (probe ? Dot(r, q, d) : 0.0)), f.eps);
+  for (int x = 0; x < d; ++x) {
+    const double vbar = o1[x] / d1;
+    const double cov = o2[x] / d1 - tbar * vbar;  // (Cov_w(v, k) r)_x
+    out[x] = vbar - cov / delta;
+  }
+}
+
+absl::StatusOr<std::vector<double>> Decode(const DecodeInputs& in, const Family& f) {
+  constexpr absl::string_view kFn = "Decode";
+  if (auto s = CheckFamily(kFn, f); !s.ok()) return s;
+  if (auto s = CheckHeads(kFn, in.batch, in.num_q_heads, in.num_kv_heads, in.head_dim); !s.ok())
+    return s;
+  if (auto s = CheckLengths(kFn, "seqlens", in.seqlens, in.batch, "max_seqlen", in.max_seqlen);
+      !s.ok())
+    return s;
+  const int64_t b_ = in.batch, hq = in.num_q_heads, hkv = in.num_kv_heads, d = in.head_dim;
+  const int64_t q_size = b_ * hq * d, kv_size = b_ * in.max_seqlen * hkv * d;
+  if (auto s = CheckSize(kFn, "q", in.q.size(), q_size); !s.ok()) return s;
+  if (auto s = CheckProbeInput(kFn, f, in.r.size(), q_size); !s.ok()) return s;
+  if (auto s = CheckSize(kFn, "k", in.k.size(), kv_size); !s.ok()) return s;
+  if (auto s = CheckSize(kFn, "v", in.v.size(), kv_size); !s.ok()) return s;
+
+  std::vector<double> out(q_size, 0.0);
+  const int64_t group = hq / hkv;
+  for (int64_t b = 0; b < b_; ++b) {
+    for (int64_t h = 0; h < hq; ++h) {
+      const int64_t qi = (b * hq + h) * d;
+      const int64_t ki = (b * in.max_seqlen * hkv + h / group) * d;
+      CausalRow(in.q.data() + qi, in.r.empty() ? nullptr : in.r.data() + qi, in.k.data() + ki,
+                in.v.data() + ki, 1, in.seqlens[b], 0, in.head_dim, hkv * d, f, out.data() + qi);
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<double>> Prefill(const PrefillInputs& in, const Family& f) {
+  constexpr absl::string_view kFn = "Prefill";
+  if (auto s = CheckFamily(kFn, f); !s.ok()) return s;
+  if (auto s = CheckHeads(kFn, in.batch, in.num_q_heads, in.num_kv_heads, in.head_dim); !s.ok())
+    return s;
+  if (auto s = CheckLengths(kFn, "seqlens_q", in.seqlens_q, in.batch, "max_seqlen_q",
+                            in.max_seqlen_q);
+      !s.ok())
+    return s;
+  if (auto s = CheckLengths(kFn, "seqlens_k", in.seqlens_k, in.batch, "max_seqlen_k",
+                            in.max_seqlen_k);
+      !s.ok())
+    return s;
+  const int64_t b_ = in.batch, hq = in.num_q_heads, hkv = in.num_kv_heads, d = in.head_dim;
+  const int64_t lq = in.max_seqlen_q, lk = in.max_seqlen_k;
+  const int64_t q_size = b_ * lq * hq * d, kv_size = b_ * lk * hkv * d;
+  if (auto s = CheckSize(kFn, "q", in.q.size(), q_size); !s.ok()) return s;
+  if (auto s = CheckProbeInput(kFn, f, in.r.size(), q_size); !s.ok()) return s;
+  if (auto s = CheckSize(kFn, "k", in.k.size(), kv_size); !s.ok()) return s;
+  if (auto s = CheckSize(kFn, "v", in.v.size(), kv_size); !s.ok()) return s;
+
+  std::vector<double> out(q_size, 0.0);  // rows past seqlens_q stay zero
+  const int64_t group = hq / hkv;
+  for (int64_t b = 0; b < b_; ++b) {
+    for (int i = 0; i < in.seqlens_q[b]; ++i) {
+      for (int64_t h = 0; h < hq; ++h) {
+        const int64_t qi = ((b * lq + i) * hq + h) * d;
+        const int64_t ki = (b * lk * hkv + h / group) * d;
+        CausalRow(in.q.data() + qi, in.r.empty() ? nullptr : in.r.data() + qi, in.k.data() + ki,
+                  in.v.data() + ki, in.seqlens_q[b], in.seqlens_k[b], i, in.head_dim, hkv * d, f,
+                  out.data() + qi);
+      }
+    }
+  }
+  return out;
+}
+
+ErrorStats Compare(const std::vector<double>& got, const std::vector<double>& ref) {
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  ErrorStats st;
+  for (double g : got)
+    if (!std::isfinite(g)) ++st.non_finite;
+  // Non-finite output or a shape mismatch must fail any tolerance check, never read as small.
+  if (st.non_finite > 0 || got.size() != ref.size()) {
+    st.rel_frobenius = st.max_rel_element = kInf;
+    return st;
+  }
+  double diff2 = 0, ref2 = 0, got2 = 0, max_diff = 0, max_ref = 0, max_got = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double e = got[i] - ref[i];
+    diff2 += e * e;
+    ref2 += ref[i] * ref[i];
+    got2 += got[i] * got[i];
+    max_diff = std::max(max_diff, std::abs(e));
+    max_ref = std::max(max_ref, std::abs(ref[i]));
+    max_got = std::max(max_got, std::abs(got[i]));
+  }
+  // An all-zero reference (e.g. seqlen 0) is measured against got's own size instead.
+  const double norm = ref2 > 0 ? std::sqrt(ref2) : std::sqrt(got2);
+  const double peak = max_ref > 0 ? max_ref : max_got;
+  st.rel_frobenius = norm > 0 ? std::sqrt(diff2) / norm : 0.0;
+  st.max_rel_element = peak > 0 ? max_diff / peak : 0.0;
+  return st;
+}
+
+}  // namespace parallax::ref

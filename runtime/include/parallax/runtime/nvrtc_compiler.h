@@ -1,0 +1,46 @@
+// NVRTC: generated CUDA C++ -> cubin for one architecture, with ptxas's resource report.
+// Needs only libnvrtc (no GPU, no driver, no toolkit headers).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace parallax {
+
+struct CompileOptions {
+  std::string arch = "sm_90";  // sm_80, sm_86, sm_89, sm_90, sm_90a, ...
+  bool line_info = false;
+  int max_registers = 0;       // 0: no cap
+};
+
+struct KernelResources {
+  std::string name;
+  int registers = 0;
+  int smem_static_bytes = 0;
+  int stack_bytes = 0;
+  int spill_store_bytes = 0;
+  int spill_load_bytes = 0;
+};
+
+struct CompileResult {
+  std::vector<char> cubin;
+  std::string log;                       // NVRTC + ptxas output
+  double compile_ms = 0;
+  std::vector<KernelResources> kernels;  // parsed from ptxas -v
+  bool has_spills() const;
+};
+
+// "sm_90" -> ok; anything NVRTC would not accept -> InvalidArgument naming the arch.
+absl::Status ValidateArch(const std::string& arch);
+// NVRTC's version, e.g. "13.0".
+std::string NvrtcVersion();
+
+absl::StatusOr<CompileResult> CompileCuda(const std::string& source, const std::string& program_name,
+                                          const CompileOptions& options);
+
+// Parses ptxas -v output ("Compiling entry function", "Used N registers", spills).
+std::vector<KernelResources> ParsePtxasLog(const std::string& log);
+
+}  // namespace parallax

@@ -1,0 +1,392 @@
+#include "parallax/runtime/runtime.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <unistd.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "cuda_driver.h"
+#include "parallax/codegen/generator.h"
+#include "parallax/runtime/nvrtc_compiler.h"
+#include "xxhash.h"
+
+namespace parallax {
+
+struct LoadedKernel {
+  CUmodule module = nullptr;
+  CUfunction main = nullptr;
+  CUfunction merge = nullptr;  // decode only
+  LaunchShape shape;
+  int ctas_per_sm = 0;         // occupancy of `main` at shape
+};
+
+const char* ToString(Choice c) {
+  switch (c) {
+    case Choice::kExplicit: return "explicit";
+    case Choice::kTunedExact: return "exact";
+    case Choice::kTunedNearest: return "nearest";
+    case Choice::kDefault: return "default";
+  }
+  return "?";
+}
+
+namespace {
+
+constexpr float kLog2e = 1.4426950408889634f;
+
+std::string DefaultCacheDir() {
+  if (const char* e = std::getenv("PARALLAX_CACHE_DIR"); e && *e) return e;
+  if (const char* h = std::getenv("HOME"); h && *h) return absl::StrCat(h, "/.cache/parallax");
+  return "/tmp/parallax-cache";
+}
+
+float ScaleLog2(float qk_scale, int head_dim) {
+  const float tau = qk_scale < 0.f ? 1.f / std::sqrt(static_cast<float>(head_dim)) : qk_scale;
+  return tau * kLog2e;
+}
+
+absl::Status CheckHeads(int b, int hq, int hkv, int d) {
+  if (b < 0) return absl::InvalidArgumentError(absl::StrCat("batch=", b, ": must be >= 0"));
+  if (hq <= 0 || hkv <= 0 || hq % hkv != 0)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "num_q_heads=", hq, ", num_kv_heads=", hkv, ": need positive counts with Hq a multiple of Hkv"));
+  if (d != 64 && d != 128 && d != 256)
+    return absl::InvalidArgumentError(absl::StrCat("head_dim=", d, ": must be 64, 128 or 256"));
+  return absl::OkStatus();
+}
+
+// An explicit key must describe the same problem the arguments do.
+absl::StatusOr<Variant> ExplicitVariant(const std::string& key, const Problem& p, const Algorithm& a) {
+  absl::StatusOr<Variant> v = Variant::Parse(key);
+  if (!v.ok()) return v.status();
+  if (!(v->problem() == p) || !(v->algorithm() == a)) {
+    Schedule s = v->schedule();
+    absl::StatusOr<Variant> want = Variant::Create(p, a, CanonicalSchedule(p, a, s));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "variant_key=", key, ": does not match the call's problem",
+        want.ok() ? absl::StrCat(" (expected a key starting '", want->Key().substr(0, want->Key().find(".", want->Key().find(".") + 1)), "')") : std::string()));
+  }
+  return v;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Create(const RuntimeOptions& options) {
+  absl::StatusOr<DeviceInfo> dev = QueryDevice(options.device);
+  if (!dev.ok()) return dev.status();
+  const cu::Api* d = *cu::Driver();
+  CUdevice cudev;
+  PLX_CU_RETURN_IF_ERROR(d, cuDeviceGet(&cudev, options.device));
+  CUcontext ctx = nullptr;
+  PLX_CU_RETURN_IF_ERROR(d, cuDevicePrimaryCtxRetain(&ctx, cudev));
+  RuntimeOptions o = options;
+  if (o.cache_dir.empty()) o.cache_dir = DefaultCacheDir();
+  return std::unique_ptr<Runtime>(new Runtime(o, *dev, ctx));
+}
+
+Runtime::Runtime(const RuntimeOptions& o, DeviceInfo d, CUcontext ctx)
+    : options_(o), device_(std::move(d)), ctx_(ctx) {}
+
+Runtime::~Runtime() {
+  absl::StatusOr<const cu::Api*> api = cu::Driver();
+  if (!api.ok()) return;
+  const cu::Api* d = *api;
+  d->cuCtxSetCurrent(ctx_);
+  for (auto& [key, k] : kernels_)
+    if (k->module) d->cuModuleUnload(k->module);
+  if (workspace_) d->cuMemFree_v2(workspace_);
+  CUdevice dev;
+  if (d->cuDeviceGet(&dev, options_.device) == CUDA_SUCCESS) d->cuDevicePrimaryCtxRelease_v2(dev);
+}
+
+absl::Status Runtime::MakeCurrent() {
+  const cu::Api* d = *cu::Driver();
+  CUcontext cur = nullptr;
+  d->cuCtxGetCurrent(&cur);
+  if (cur != ctx_) PLX_CU_RETURN_IF_ERROR(d, cuCtxSetCurrent(ctx_));
+  return absl::OkStatus();
+}
+
+void Runtime::SetTunedLookup(TunedLookup f) {
+  std::lock_guard<std::mutex> l(mu_);
+  tuned_ = std::move(f);
+}
+
+absl::StatusOr<const LoadedKernel*> Runtime::Load(const Variant& v) {
+  std::shared_ptr<std::mutex> key_mu;
+  {  // try-load
+    std::lock_guard<std::mutex> l(mu_);
+    if (auto it = kernels_.find(v.Key()); it != kernels_.end()) return it->second.get();
+    auto& m = build_mu_[v.Key()];
+    if (!m) m = std::make_shared<std::mutex>();
+    key_mu = m;
+  }
+  std::lock_guard<std::mutex> build(*key_mu);  // lock: one build per key, different keys in parallel
+  {  // re-check: another thread may have built it while we waited
+    std::lock_guard<std::mutex> l(mu_);
+    if (auto it = kernels_.find(v.Key()); it != kernels_.end()) return it->second.get();
+  }
+  if (absl::Status s = MakeCurrent(); !s.ok()) return s;
+  const cu::Api* d = *cu::Driver();
+  const std::string source = GenerateSource(v);
+  const std::string arch = device_.arch();
+  // Artifact name: everything that changes the binary, hashed (FlashInfer-style JIT naming).
+  const std::string id = absl::StrCat(v.Key(), "|", XXH3_64bits(source.data(), source.size()), "|",
+                                      arch, "|nvrtc", device_.nvrtc_version, "|driver",
+                                      device_.driver_version, "|gen", kGeneratorVersion);
+  const std::string artifact = absl::StrFormat("%016x", XXH3_64bits(id.data(), id.size()));
+  const std::filesystem::path path =
+      std::filesystem::path(options_.cache_dir) / arch / absl::StrCat(artifact, ".cubin");
+  std::string cubin;
+  if (std::ifstream in(path, std::ios::binary); in) {
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    cubin = ss.str();
+  }
+  if (cubin.empty()) {
+    CompileOptions co;
+    co.arch = arch;
+    absl::StatusOr<CompileResult> r = CompileCuda(source, absl::StrCat(v.Key(), ".cu"), co);
+    if (!r.ok()) return r.status();
+    cubin.assign(r->cubin.begin(), r->cubin.end());
+    std::error_code ec;
+    std::filesystem::create_directories(path.parent_path(), ec);
+    if (!ec) {  // write-then-rename: readers never see a partial binary
+      const std::filesystem::path tmp = path.string() + absl::StrCat(".tmp", ::getpid());
+      std::ofstream(tmp, std::ios::binary).write(cubin.data(), static_cast<std::streamsize>(cubin.size()));
+      std::filesystem::rename(tmp, path, ec);
+    }
+  }
+  auto k = std::make_unique<LoadedKernel>();
+  k->shape = GetLaunchShape(v);
+  PLX_CU_RETURN_IF_ERROR(d, cuModuleLoadData(&k->module, cubin.data()));
+  const bool decode = v.problem().mode == Mode::kDecode;
+  PLX_CU_RETURN_IF_ERROR(d, cuModuleGetFunction(&k->main, k->module,
+                                                decode ? KernelNames::kDecode : KernelNames::kPrefill));
+  if (decode)
+    PLX_CU_RETURN_IF_ERROR(d, cuModuleGetFunction(&k->merge, k->module, KernelNames::kDecodeMerge));
+  if (k->shape.smem_bytes > device_.max_smem_per_block_optin) {
+    d->cuModuleUnload(k->module);
+    return absl::FailedPreconditionError(absl::StrCat(
+        v.Key(), ": needs ", k->shape.smem_bytes, " bytes of shared memory; ", device_.name,
+        " allows ", device_.max_smem_per_block_optin, " per block"));
+  }
+  PLX_CU_RETURN_IF_ERROR(d, cuFuncSetAttribute(k->main, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                               k->shape.smem_bytes));
+  PLX_CU_RETURN_IF_ERROR(d, cuOccupancyMaxActiveBlocksPerMultiprocessor(
+                                &k->ctas_per_sm, k->main, k->shape.threads, k->shape.smem_bytes));
+  std::lock_guard<std::mutex> l(mu_);
+  return kernels_.emplace(v.Key(), std::move(k)).first->second.get();
+}
+
+absl::StatusOr<void*> Runtime::EnsureWorkspace(size_t bytes) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (bytes <= workspace_size_) return reinterpret_cast<void*>(workspace_);
+  const cu::Api* d = *cu::Driver();
+  if (workspace_) d->cuMemFree_v2(workspace_);
+  workspace_ = 0;
+  workspace_size_ = 0;
+  PLX_CU_RETURN_IF_ERROR(d, cuMemAlloc_v2(&workspace_, bytes));
+  workspace_size_ = bytes;
+  return reinterpret_cast<void*>(workspace_);
+}
+
+size_t Runtime::DecodeWorkspaceBytes(const Variant& v, int batch, int num_splits) {
+  if (num_splits <= 1) return 0;
+  const size_t rows = static_cast<size_t>(num_splits) * batch * v.problem().num_q_heads;
+  return rows * 4 * sizeof(float) + rows * 2 * v.problem().head_dim * sizeof(float);
+}
+
+int Runtime::AutoSplits(const Variant& v, int batch, int max_seqlen) {
+  absl::StatusOr<const LoadedKernel*> k = Load(v);
+  const int per_sm = k.ok() ? std::max(1, (*k)->ctas_per_sm) : 1;
+  const int ctas = std::max(1, batch * v.problem().num_kv_heads * v.ctas_per_group());
+  const int slots = device_.sm_count * per_sm;
+  int splits = (slots + ctas - 1) / ctas;
+  // Each split should stream at least two tiles, or the merge costs more than it saves.
+  const int max_by_len = std::max(1, max_seqlen / (2 * v.schedule().block_n));
+  return std::clamp(std::min(splits, max_by_len), 1, 128);
+}
+
+absl::StatusOr<DecodePlan> Runtime::PlanDecode(const DecodeArgs& a) {
+  if (absl::Status s = CheckHeads(a.batch, a.num_q_heads, a.num_kv_heads, a.head_dim); !s.ok()) return s;
+  if (!a.q || !a.k || !a.v || !a.out)
+    return absl::InvalidArgumentError("q, k, v and out must be non-null device pointers");
+  if (a.seqlen < 0) return absl::InvalidArgumentError(absl::StrCat("seqlen=", a.seqlen, ": must be >= 0"));
+  if (a.window < 0) return absl::InvalidArgumentError(absl::StrCat("window=", a.window, ": must be >= 0"));
+  Problem p;
+  p.mode = Mode::kDecode;
+  p.dtype = a.dtype;
+  p.head_dim = a.head_dim;
+  p.num_q_heads = a.num_q_heads;
+  p.num_kv_heads = a.num_kv_heads;
+  if (a.block_table) {
+    p.kv_layout = KvLayout::kPaged;
+    p.page_size = a.page_size;
+    if (!a.seqlens)
+      return absl::InvalidArgumentError("paged KV needs cache_seqlens (seqlens) as well as block_table");
+  } else if (a.page_size != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("page_size=", a.page_size, ": given without a block_table"));
+  }
+  p.window = a.window > 0;
+  Algorithm alg;
+  alg.probe = a.r ? Probe::kLearned : Probe::kNone;
+  alg.affine = a.affine;
+
+  absl::StatusOr<Variant> chosen = absl::UnknownError("unset");
+  Choice choice = Choice::kDefault;
+  if (!a.variant_key.empty()) {
+    chosen = ExplicitVariant(a.variant_key, p, alg);
+    if (!chosen.ok()) return chosen.status();
+    choice = Choice::kExplicit;
+  } else {
+    TunedLookup lookup;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      lookup = tuned_;
+    }
+    if (lookup) {
+      if (auto t = lookup(p, alg, a.batch, a.seqlen); t.ok()) {
+        if (absl::StatusOr<Variant> v = Variant::Parse(t->first); v.ok() && v->problem() == p &&
+                                                                   v->algorithm() == alg) {
+          chosen = *v;
+          choice = t->second;
+        }
+      }
+    }
+    if (!chosen.ok()) {
+      chosen = Variant::Create(p, alg, CanonicalSchedule(p, alg, DefaultDecodeSchedule(p, alg)));
+      if (!chosen.ok()) return chosen.status();
+      choice = Choice::kDefault;
+    }
+  }
+  DecodePlan plan{*chosen, choice};
+  const int variant_splits = plan.variant.schedule().splits;
+  plan.num_splits = a.num_splits > 0   ? a.num_splits
+                    : variant_splits > 0 ? variant_splits
+                                         : AutoSplits(plan.variant, a.batch, a.seqlen);
+  plan.workspace_bytes = DecodeWorkspaceBytes(plan.variant, a.batch, plan.num_splits);
+  return plan;
+}
+
+absl::Status Runtime::RunDecode(const DecodePlan& plan, const DecodeArgs& a, CUstream stream) {
+  if (a.batch == 0) return absl::OkStatus();
+  absl::StatusOr<const LoadedKernel*> k = Load(plan.variant);
+  if (!k.ok()) return k.status();
+  if (absl::Status s = MakeCurrent(); !s.ok()) return s;
+  void* ws = a.workspace;
+  if (plan.workspace_bytes > 0) {
+    if (ws == nullptr) {
+      absl::StatusOr<void*> w = EnsureWorkspace(plan.workspace_bytes);
+      if (!w.ok()) return w.status();
+      ws = *w;
+    } else if (a.workspace_bytes < plan.workspace_bytes) {
+      return absl::InvalidArgumentError(absl::StrCat("workspace_bytes=", a.workspace_bytes, ": this call needs ",
+                                                     plan.workspace_bytes));
+    }
+  }
+  PlxDecodeParams p{};
+  p.q = a.q; p.r = a.r; p.k = a.k; p.v = a.v; p.out = a.out;
+  const size_t stat_floats = static_cast<size_t>(plan.num_splits) * a.batch * a.num_q_heads * 4;
+  p.part_stats = static_cast<float*>(ws);
+  p.part_o = ws ? static_cast<float*>(ws) + stat_floats : nullptr;
+  p.seqlens = a.seqlens;
+  p.block_table = a.block_table;
+  p.q_stride_b = a.q_stride_b; p.q_stride_h = a.q_stride_h;
+  p.r_stride_b = a.r_stride_b; p.r_stride_h = a.r_stride_h;
+  p.o_stride_b = a.o_stride_b; p.o_stride_h = a.o_stride_h;
+  p.k_stride_0 = a.k_stride_0; p.k_stride_1 = a.k_stride_1; p.k_stride_h = a.k_stride_h;
+  p.v_stride_0 = a.v_stride_0; p.v_stride_1 = a.v_stride_1; p.v_stride_h = a.v_stride_h;
+  p.block_table_stride = a.block_table_stride;
+  p.batch = a.batch;
+  p.seqlen = a.seqlen;
+  p.num_splits = plan.num_splits;
+  p.window = a.window;
+  p.scale_log2 = ScaleLog2(a.qk_scale, a.head_dim);
+  p.eps = a.eps;
+  const cu::Api* d = *cu::Driver();
+  void* args[] = {&p};
+  const Variant& v = plan.variant;
+  PLX_CU_RETURN_IF_ERROR(d, cuLaunchKernel((*k)->main, plan.num_splits,
+                                           a.num_kv_heads * v.ctas_per_group(), a.batch,
+                                           (*k)->shape.threads, 1, 1, (*k)->shape.smem_bytes, stream,
+                                           args, nullptr));
+  if (plan.num_splits > 1)
+    PLX_CU_RETURN_IF_ERROR(d, cuLaunchKernel((*k)->merge, a.num_q_heads, a.batch, 1,
+                                             (*k)->shape.merge_threads, 1, 1, 0, stream, args, nullptr));
+  return absl::OkStatus();
+}
+
+absl::Status Runtime::Decode(const DecodeArgs& a, CUstream stream) {
+  absl::StatusOr<DecodePlan> plan = PlanDecode(a);
+  if (!plan.ok()) return plan.status();
+  return RunDecode(*plan, a, stream);
+}
+
+absl::StatusOr<Variant> Runtime::PlanPrefill(const PrefillArgs& a, Choice* choice) {
+  if (absl::Status s = CheckHeads(a.batch, a.num_q_heads, a.num_kv_heads, a.head_dim); !s.ok()) return s;
+  if (!a.q || !a.k || !a.v || !a.out)
+    return absl::InvalidArgumentError("q, k, v and out must be non-null device pointers");
+  if (a.seqlen_q < 0 || a.seqlen_k < 0)
+    return absl::InvalidArgumentError("seqlen_q and seqlen_k must be >= 0");
+  if ((a.cu_seqlens_q == nullptr) != (a.cu_seqlens_k == nullptr))
+    return absl::InvalidArgumentError("cu_seqlens_q and cu_seqlens_k must be given together");
+  if (a.window < 0) return absl::InvalidArgumentError(absl::StrCat("window=", a.window, ": must be >= 0"));
+  Problem p;
+  p.mode = Mode::kPrefill;
+  p.dtype = a.dtype;
+  p.head_dim = a.head_dim;
+  p.num_q_heads = a.num_q_heads;
+  p.num_kv_heads = a.num_kv_heads;
+  p.window = a.window > 0;
+  Algorithm alg;
+  alg.probe = a.r ? Probe::kLearned : Probe::kNone;
+  alg.affine = a.affine;
+  if (!a.variant_key.empty()) {
+    if (choice) *choice = Choice::kExplicit;
+    return ExplicitVariant(a.variant_key, p, alg);
+  }
+  if (choice) *choice = Choice::kDefault;
+  return Variant::Create(p, alg, CanonicalSchedule(p, alg, DefaultPrefillSchedule(p, alg)));
+}
+
+absl::Status Runtime::RunPrefill(const Variant& v, const PrefillArgs& a, CUstream stream) {
+  if (a.batch == 0 || a.seqlen_q == 0) return absl::OkStatus();
+  absl::StatusOr<const LoadedKernel*> k = Load(v);
+  if (!k.ok()) return k.status();
+  if (absl::Status s = MakeCurrent(); !s.ok()) return s;
+  PlxPrefillParams p{};
+  p.q = a.q; p.r = a.r; p.k = a.k; p.v = a.v; p.out = a.out;
+  p.cu_seqlens_q = a.cu_seqlens_q;
+  p.cu_seqlens_k = a.cu_seqlens_k;
+  p.q_stride_b = a.q_stride_b; p.q_stride_l = a.q_stride_l; p.q_stride_h = a.q_stride_h;
+  p.r_stride_b = a.r_stride_b; p.r_stride_l = a.r_stride_l; p.r_stride_h = a.r_stride_h;
+  p.k_stride_b = a.k_stride_b; p.k_stride_l = a.k_stride_l; p.k_stride_h = a.k_stride_h;
+  p.v_stride_b = a.v_stride_b; p.v_stride_l = a.v_stride_l; p.v_stride_h = a.v_stride_h;
+  p.o_stride_b = a.o_stride_b; p.o_stride_l = a.o_stride_l; p.o_stride_h = a.o_stride_h;
+  p.batch = a.batch;
+  p.seqlen_q = a.seqlen_q;
+  p.seqlen_k = a.seqlen_k;
+  p.window = a.window;
+  p.scale_log2 = ScaleLog2(a.qk_scale, a.head_dim);
+  p.eps = a.eps;
+  const cu::Api* d = *cu::Driver();
+  void* args[] = {&p};
+  const int tiles = (a.seqlen_q + v.schedule().block_m - 1) / v.schedule().block_m;
+  PLX_CU_RETURN_IF_ERROR(d, cuLaunchKernel((*k)->main, tiles, a.num_q_heads, a.batch, (*k)->shape.threads,
+                                           1, 1, (*k)->shape.smem_bytes, stream, args, nullptr));
+  return absl::OkStatus();
+}
+
+absl::Status Runtime::Prefill(const PrefillArgs& a, CUstream stream) {
+  absl::StatusOr<Variant> v = PlanPrefill(a);
+  if (!v.ok()) return v.status();
+  return RunPrefill(*v, a, stream);
+}
+
+}  // namespace parallax

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Everything that needs the GPU, in one call: device facts, the gpu-labelled correctness
+# suites (with a compute-sanitizer subset), then the benchmarks. Runs on the GPU host over a
+# build made here (carried with .carry/lib holding the Debian libraries it lacks).
+# Usage: scripts/gpu-suite.sh [BUILD_DIR] [test|bench|all]
+set -uo pipefail
+build=${1:-build}
+what=${2:-all}
+out=${OUT:-/tmp/parallax-out}
+mkdir -p "$out"
+export LD_LIBRARY_PATH="$PWD/.carry/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+export PARALLAX_CACHE_DIR=/tmp/parallax-cache
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv | tee "$out/device.txt"
+status=0
+if [ "$what" = test ] || [ "$what" = all ]; then
+  for t in runtime_decode_gpu_test runtime_prefill_gpu_test; do
+    bin=$(find "$build" -name "$t" -type f | head -1)
+    [ -x "$bin" ] || { echo "missing $t"; status=1; continue; }
+    "$bin" --gtest_output=json:"$out/$t.json" > "$out/$t.log" 2>&1 || status=1
+    grep -E '^\[case\]' "$out/$t.log" | awk '{for(i=1;i<=NF;i++) if ($i ~ /^rel_fro=/) {split($i,a,"="); if (a[2]>m) m=a[2]}} END {print "worst rel_fro:", m}'
+    grep -E '^\[  (PASSED|FAILED|SKIPPED) \]|tests? ran' "$out/$t.log" | tail -4
+    grep -E '^\[  FAILED  \] ' "$out/$t.log" | head -20
+  done
+  if command -v compute-sanitizer >/dev/null; then
+    bin=$(find "$build" -name runtime_decode_gpu_test -type f | head -1)
+    compute-sanitizer --tool memcheck --error-exitcode 9 "$bin" \
+      --gtest_filter='*Identity*:Family/DecodeGpu.*/1[0-9]_*:Family/DecodeGpu.*/18[0-9]_*' > "$out/sanitizer_decode.log" 2>&1
+    echo "compute-sanitizer decode subset: exit $? ($(grep -c 'OK \]' "$out/sanitizer_decode.log") tests ok)"
+    bin=$(find "$build" -name runtime_prefill_gpu_test -type f | head -1)
+    compute-sanitizer --tool memcheck --error-exitcode 9 "$bin" --gtest_filter='Family/PrefillGpu.*/[0-9]_*' \
+      > "$out/sanitizer_prefill.log" 2>&1
+    echo "compute-sanitizer prefill subset: exit $? ($(grep -c 'OK \]' "$out/sanitizer_prefill.log") tests ok)"
+    grep -h "ERROR SUMMARY" "$out"/sanitizer_*.log
+  fi
+fi
+if [ "$what" = bench ] || [ "$what" = all ]; then
+  if [ -f bench/bench_decode.py ]; then
+    PYTHONUNBUFFERED=1 python3 bench/bench_decode.py --build "$build" --out "$out" || status=1
+  fi
+fi
+exit $status

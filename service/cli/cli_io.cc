@@ -1,0 +1,54 @@
+#include "cli_io.h"
+
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "parallax/codegen/variant_json.h"
+
+namespace parallax::cli {
+
+int Fail(int exit_code, absl::string_view message) {
+  std::cerr << "parallax: " << absl::StrReplaceAll(message, {{"\n", "; "}}) << std::endl;
+  return exit_code;
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  if (path == "-") return std::string(std::istreambuf_iterator<char>(std::cin), {});
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open for reading"));
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  return buf.str();
+}
+
+absl::Status WriteFile(const std::string& path, std::string_view data) {
+  if (path.empty() || path == "-") {
+    std::cout.write(data.data(), static_cast<std::streamsize>(data.size()));
+    std::cout.flush();
+    return std::cout ? absl::OkStatus() : absl::DataLossError("writing to stdout failed");
+  }
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(data.data(), static_cast<std::streamsize>(data.size()));
+  out.close();
+  if (!out) return absl::PermissionDeniedError(absl::StrCat(path, ": cannot write"));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Variant> LoadVariant(const std::string& key, const std::string& json_path) {
+  if (json_path.empty()) return Variant::Parse(key);
+  absl::StatusOr<std::string> text = ReadFile(json_path);
+  if (!text.ok()) return absl::InvalidArgumentError(text.status().message());
+  nlohmann::json j = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(json_path, ": not valid JSON"));
+  absl::StatusOr<Variant> v = VariantFromJson(j);
+  if (!v.ok()) return absl::InvalidArgumentError(absl::StrCat(json_path, ": ", v.status().message()));
+  return v;
+}
+
+}  // namespace parallax::cli

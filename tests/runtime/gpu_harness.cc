@@ -1,0 +1,317 @@
+#include "gpu_harness.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "cuda_driver.h"
+
+namespace parallax::testing {
+namespace {
+
+const cu::Api* Api() { return *cu::Driver(); }
+
+void Die(CUresult r, const char* what) {
+  if (r != CUDA_SUCCESS) {
+    fprintf(stderr, "%s\n", std::string(cu::Check(r, what).message()).c_str());
+    std::abort();  // a failed CUDA call in a test harness is not recoverable
+  }
+}
+
+// Model-like rows: unit RMS for q, r and k (as after RMSNorm), standard normal v.
+std::vector<double> RandomRows(std::mt19937_64& rng, size_t rows, int d, bool rms_normalise, double scale) {
+  std::normal_distribution<double> n(0.0, 1.0);
+  std::vector<double> x(rows * d);
+  for (size_t i = 0; i < rows; ++i) {
+    double ss = 0;
+    for (int j = 0; j < d; ++j) ss += (x[i * d + j] = n(rng)) * x[i * d + j];
+    const double f = rms_normalise ? scale / std::sqrt(ss / d) : scale;
+    for (int j = 0; j < d; ++j) x[i * d + j] *= f;
+  }
+  return x;
+}
+
+// Rounds to the dtype in place (the reference sees exactly what the kernel reads) and
+// returns the 16-bit images.
+std::vector<uint16_t> Quantise(std::vector<double>& x, DType t) {
+  std::vector<uint16_t> h(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    h[i] = ToHalfBits(x[i], t);
+    x[i] = FromHalfBits(h[i], t);
+  }
+  return h;
+}
+
+uint16_t Poison(DType t) { return t == DType::kBF16 ? 0x7fc1 : 0x7e01; }  // NaN payloads
+
+std::unique_ptr<DeviceBuffer> Put(const std::vector<uint16_t>& h) {
+  auto b = std::make_unique<DeviceBuffer>(std::max<size_t>(h.size(), 1) * 2);
+  if (!h.empty()) b->Upload(h.data(), h.size() * 2);
+  return b;
+}
+std::unique_ptr<DeviceBuffer> PutInts(const std::vector<int>& h) {
+  auto b = std::make_unique<DeviceBuffer>(std::max<size_t>(h.size(), 1) * 4);
+  if (!h.empty()) b->Upload(h.data(), h.size() * 4);
+  return b;
+}
+
+ref::Family FamilyOf(bool learned, Affine affine, double tau, int window) {
+  ref::Family f;
+  f.probe = learned ? ref::RefProbe::kLearned : ref::RefProbe::kNone;
+  f.affine = affine == Affine::kAmplified ? ref::RefAffine::kAmplified : ref::RefAffine::kPlain;
+  f.tau = tau;
+  f.window = window;
+  return f;
+}
+
+}  // namespace
+
+Runtime* SharedRuntime(std::string* why_not) {
+  static absl::StatusOr<std::unique_ptr<Runtime>>* rt =
+      new absl::StatusOr<std::unique_ptr<Runtime>>(Runtime::Create(RuntimeOptions{}));
+  if (!rt->ok()) {
+    *why_not = std::string(rt->status().message());
+    return nullptr;
+  }
+  if (absl::Status s = rt->value()->MakeCurrent(); !s.ok()) {
+    *why_not = std::string(s.message());
+    return nullptr;
+  }
+  return rt->value().get();
+}
+
+double Tolerance(DType t) { return t == DType::kBF16 ? 1e-2 : 2e-3; }
+
+uint16_t ToHalfBits(double x, DType t) {
+  if (t == DType::kFP16) {
+    const _Float16 h = static_cast<_Float16>(static_cast<float>(x));
+    uint16_t b;
+    std::memcpy(&b, &h, 2);
+    return b;
+  }
+  const float f = static_cast<float>(x);
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffff) > 0x7f800000) return 0x7fc0;
+  u += 0x7fff + ((u >> 16) & 1);  // round to nearest even
+  return static_cast<uint16_t>(u >> 16);
+}
+
+double FromHalfBits(uint16_t h, DType t) {
+  if (t == DType::kFP16) {
+    _Float16 f;
+    std::memcpy(&f, &h, 2);
+    return static_cast<double>(static_cast<float>(f));
+  }
+  const uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+DeviceBuffer::DeviceBuffer(size_t bytes) { Die(Api()->cuMemAlloc_v2(&ptr_, bytes), "cuMemAlloc"); }
+DeviceBuffer::~DeviceBuffer() {
+  if (ptr_) Api()->cuMemFree_v2(ptr_);
+}
+void DeviceBuffer::Upload(const void* src, size_t bytes) {
+  Die(Api()->cuMemcpyHtoD_v2(ptr_, src, bytes), "cuMemcpyHtoD");
+}
+void DeviceBuffer::Download(void* dst, size_t bytes) const {
+  Die(Api()->cuMemcpyDtoH_v2(dst, ptr_, bytes), "cuMemcpyDtoH");
+}
+void DeviceBuffer::Fill16(uint16_t value, size_t count) {
+  Die(Api()->cuMemsetD16_v2(ptr_, value, count), "cuMemsetD16");
+}
+
+std::string DecodeCase::Name() const {
+  std::string n = absl::StrCat(dtype == DType::kBF16 ? "bf16" : "fp16", "_d", head_dim, "_h", hq, "x", hkv,
+                               "_b", batch, page_size ? absl::StrCat("_paged", page_size) : "_contig",
+                               window ? absl::StrCat("_win", window) : "", learned ? "_learned" : "_none",
+                               affine == Affine::kAmplified ? "_amp" : "", "_rs", r_scale,
+                               num_splits ? absl::StrCat("_split", num_splits) : "", "_L");
+  for (int l : seqlens) absl::StrAppend(&n, "_", l);
+  if (!key.empty()) absl::StrAppend(&n, "_", key.find(".fma") != std::string::npos ? "fma" : "mma");
+  return absl::StrReplaceAll(n, {{".", "p"}, {"-", "m"}});
+}
+
+std::string PrefillCase::Name() const {
+  std::string n = absl::StrCat(dtype == DType::kBF16 ? "bf16" : "fp16", "_d", head_dim, "_h", hq, "x", hkv,
+                               "_b", batch, varlen ? "_varlen" : "", window ? absl::StrCat("_win", window) : "",
+                               learned ? "_learned" : "_none", affine == Affine::kAmplified ? "_amp" : "");
+  for (size_t i = 0; i < seqlens_q.size(); ++i) absl::StrAppend(&n, "_", seqlens_q[i], "of", seqlens_k[i]);
+  if (!key.empty()) absl::StrAppend(&n, "_", key.find(".fma") != std::string::npos ? "fma" : "mma");
+  return absl::StrReplaceAll(n, {{".", "p"}, {"-", "m"}});
+}
+
+absl::StatusOr<CaseResult> RunDecodeCase(Runtime& rt, const DecodeCase& c) {
+  std::mt19937_64 rng(c.seed);
+  const int B = c.batch, D = c.head_dim, Hq = c.hq, Hkv = c.hkv;
+  const int lmax = std::max(1, *std::max_element(c.seqlens.begin(), c.seqlens.end()));
+  ref::DecodeInputs in;
+  in.batch = B; in.num_q_heads = Hq; in.num_kv_heads = Hkv; in.head_dim = D; in.max_seqlen = lmax;
+  in.seqlens = c.seqlens;
+  in.q = RandomRows(rng, size_t(B) * Hq, D, true, c.q_scale);
+  in.r = RandomRows(rng, size_t(B) * Hq, D, true, c.zero_r ? 0.0 : c.r_scale);
+  in.k = RandomRows(rng, size_t(B) * lmax * Hkv, D, true, 1.0);
+  in.v = RandomRows(rng, size_t(B) * lmax * Hkv, D, false, 1.0);
+  const auto qh = Quantise(in.q, c.dtype), rh = Quantise(in.r, c.dtype);
+  const auto kh = Quantise(in.k, c.dtype), vh = Quantise(in.v, c.dtype);
+
+  DecodeArgs a;
+  a.dtype = c.dtype; a.batch = B; a.num_q_heads = Hq; a.num_kv_heads = Hkv; a.head_dim = D;
+  a.q_stride_b = int64_t(Hq) * D; a.q_stride_h = D;
+  a.r_stride_b = a.q_stride_b; a.r_stride_h = D;
+  a.o_stride_b = a.q_stride_b; a.o_stride_h = D;
+  a.seqlen = lmax;
+  a.window = c.window;
+  a.affine = c.affine;
+  a.qk_scale = static_cast<float>(c.tau);
+  a.variant_key = c.key;
+  a.num_splits = c.num_splits;
+
+  auto q = Put(qh), r = Put(rh);
+  std::unique_ptr<DeviceBuffer> k, v, table, lens = PutInts(c.seqlens);
+  if (c.page_size == 0) {
+    k = Put(kh);
+    v = Put(vh);
+    a.k_stride_0 = int64_t(lmax) * Hkv * D; a.k_stride_1 = int64_t(Hkv) * D; a.k_stride_h = D;
+  } else {  // scatter each sequence over shuffled pages, plus unused pages
+    const int ps = c.page_size, max_pages = (lmax + ps - 1) / ps;
+    const int num_pages = B * max_pages + 3;
+    std::vector<int> perm(num_pages);
+    std::iota(perm.begin(), perm.end(), 0);
+    std::shuffle(perm.begin(), perm.end(), rng);
+    std::vector<int> bt(size_t(B) * max_pages);
+    std::vector<uint16_t> kp(size_t(num_pages) * ps * Hkv * D, Poison(c.dtype)), vp = kp;
+    for (int b = 0; b < B; ++b)
+      for (int pg = 0; pg < max_pages; ++pg) {
+        const int page = perm[b * max_pages + pg];
+        bt[b * max_pages + pg] = page;
+        for (int s = 0; s < ps; ++s) {
+          const int t = pg * ps + s;
+          if (t >= c.seqlens[b]) break;
+          const size_t src = ((size_t(b) * lmax + t) * Hkv) * D, dst = ((size_t(page) * ps + s) * Hkv) * D;
+          std::copy_n(kh.begin() + src, size_t(Hkv) * D, kp.begin() + dst);
+          std::copy_n(vh.begin() + src, size_t(Hkv) * D, vp.begin() + dst);
+        }
+      }
+    k = Put(kp);
+    v = Put(vp);
+    table = PutInts(bt);
+    a.block_table = static_cast<const int*>(table->get());
+    a.block_table_stride = max_pages;
+    a.page_size = ps;
+    a.k_stride_0 = int64_t(ps) * Hkv * D; a.k_stride_1 = int64_t(Hkv) * D; a.k_stride_h = D;
+  }
+  a.v_stride_0 = a.k_stride_0; a.v_stride_1 = a.k_stride_1; a.v_stride_h = a.k_stride_h;
+  DeviceBuffer out(size_t(B) * Hq * D * 2);
+  out.Fill16(Poison(c.dtype), size_t(B) * Hq * D);
+  a.q = q->get(); a.r = c.learned ? r->get() : nullptr; a.k = k->get(); a.v = v->get(); a.out = out.get();
+  a.seqlens = static_cast<const int*>(lens->get());
+
+  absl::StatusOr<DecodePlan> plan = rt.PlanDecode(a);
+  if (!plan.ok()) return plan.status();
+  if (absl::Status s = rt.RunDecode(*plan, a, nullptr); !s.ok()) return s;
+  if (absl::Status s = cu::Check(Api()->cuCtxSynchronize(), "decode kernel"); !s.ok()) return s;
+  std::vector<uint16_t> oh(size_t(B) * Hq * D);
+  out.Download(oh.data(), oh.size() * 2);
+
+  absl::StatusOr<std::vector<double>> want = ref::Decode(in, FamilyOf(c.learned, c.affine, c.tau, c.window));
+  if (!want.ok()) return want.status();
+  CaseResult res;
+  res.out.resize(oh.size());
+  for (size_t i = 0; i < oh.size(); ++i) res.out[i] = FromHalfBits(oh[i], c.dtype);
+  res.err = ref::Compare(res.out, *want);
+  res.tolerance = Tolerance(c.dtype);
+  res.variant = plan->variant.Key();
+  res.num_splits = plan->num_splits;
+  return res;
+}
+
+absl::StatusOr<CaseResult> RunPrefillCase(Runtime& rt, const PrefillCase& c) {
+  std::mt19937_64 rng(c.seed);
+  const int B = c.batch, D = c.head_dim, Hq = c.hq, Hkv = c.hkv;
+  const int lq = *std::max_element(c.seqlens_q.begin(), c.seqlens_q.end());
+  const int lk = *std::max_element(c.seqlens_k.begin(), c.seqlens_k.end());
+  ref::PrefillInputs in;
+  in.batch = B; in.num_q_heads = Hq; in.num_kv_heads = Hkv; in.head_dim = D;
+  in.max_seqlen_q = lq; in.max_seqlen_k = lk;
+  in.seqlens_q = c.seqlens_q; in.seqlens_k = c.seqlens_k;
+  in.q = RandomRows(rng, size_t(B) * lq * Hq, D, true, 1.0);
+  in.r = RandomRows(rng, size_t(B) * lq * Hq, D, true, c.r_scale);
+  in.k = RandomRows(rng, size_t(B) * lk * Hkv, D, true, 1.0);
+  in.v = RandomRows(rng, size_t(B) * lk * Hkv, D, false, 1.0);
+  const auto qh = Quantise(in.q, c.dtype), rh = Quantise(in.r, c.dtype);
+  const auto kh = Quantise(in.k, c.dtype), vh = Quantise(in.v, c.dtype);
+
+  PrefillArgs a;
+  a.dtype = c.dtype; a.batch = B; a.num_q_heads = Hq; a.num_kv_heads = Hkv; a.head_dim = D;
+  a.window = c.window; a.affine = c.affine; a.qk_scale = static_cast<float>(c.tau);
+  a.variant_key = c.key;
+  a.seqlen_q = lq; a.seqlen_k = lk;
+  // Padded [B, L, H, D] buffers; with varlen the same rows are addressed through cu_seqlens
+  // offsets into a packed copy.
+  std::vector<uint16_t> qd = qh, rd = rh, kd = kh, vd = vh;
+  std::vector<int> cuq(B + 1, 0), cuk(B + 1, 0);
+  if (c.varlen) {
+    auto pack = [&](const std::vector<uint16_t>& src, const std::vector<int>& lens, int lmax, int h,
+                    std::vector<int>& cu) {
+      std::vector<uint16_t> dst;
+      for (int b = 0; b < B; ++b) {
+        cu[b + 1] = cu[b] + lens[b];
+        const size_t row = size_t(h) * D;
+        dst.insert(dst.end(), src.begin() + size_t(b) * lmax * row, src.begin() + (size_t(b) * lmax + lens[b]) * row);
+      }
+      return dst;
+    };
+    qd = pack(qh, c.seqlens_q, lq, Hq, cuq);
+    rd = pack(rh, c.seqlens_q, lq, Hq, cuq);
+    kd = pack(kh, c.seqlens_k, lk, Hkv, cuk);
+    vd = pack(vh, c.seqlens_k, lk, Hkv, cuk);
+  } else if (B > 1 && (c.seqlens_q != std::vector<int>(B, lq) || c.seqlens_k != std::vector<int>(B, lk))) {
+    return absl::InvalidArgumentError("ragged lengths need varlen=true");
+  }
+  auto q = Put(qd), r = Put(rd), k = Put(kd), v = Put(vd);
+  auto cq = PutInts(cuq), ck = PutInts(cuk);
+  const size_t out_elems = qd.size();
+  DeviceBuffer out(std::max<size_t>(out_elems, 1) * 2);
+  out.Fill16(Poison(c.dtype), out_elems);
+  a.q = q->get(); a.r = c.learned ? r->get() : nullptr; a.k = k->get(); a.v = v->get(); a.out = out.get();
+  a.q_stride_l = int64_t(Hq) * D; a.q_stride_h = D; a.q_stride_b = int64_t(lq) * Hq * D;
+  a.r_stride_l = a.q_stride_l; a.r_stride_h = D; a.r_stride_b = a.q_stride_b;
+  a.o_stride_l = a.q_stride_l; a.o_stride_h = D; a.o_stride_b = a.q_stride_b;
+  a.k_stride_l = int64_t(Hkv) * D; a.k_stride_h = D; a.k_stride_b = int64_t(lk) * Hkv * D;
+  a.v_stride_l = a.k_stride_l; a.v_stride_h = D; a.v_stride_b = a.k_stride_b;
+  if (c.varlen) {
+    a.cu_seqlens_q = static_cast<const int*>(cq->get());
+    a.cu_seqlens_k = static_cast<const int*>(ck->get());
+  }
+  absl::StatusOr<Variant> var = rt.PlanPrefill(a);
+  if (!var.ok()) return var.status();
+  if (absl::Status s = rt.RunPrefill(*var, a, nullptr); !s.ok()) return s;
+  if (absl::Status s = cu::Check(Api()->cuCtxSynchronize(), "prefill kernel"); !s.ok()) return s;
+  std::vector<uint16_t> oh(out_elems);
+  out.Download(oh.data(), oh.size() * 2);
+
+  absl::StatusOr<std::vector<double>> want = ref::Prefill(in, FamilyOf(c.learned, c.affine, c.tau, c.window));
+  if (!want.ok()) return want.status();
+  CaseResult res;
+  res.out.assign(want->size(), 0.0);
+  // Unpack the kernel's rows into the padded [B, Lq, Hq, D] order of the reference.
+  for (int b = 0, row = 0; b < B; ++b)
+    for (int i = 0; i < c.seqlens_q[b]; ++i) {
+      const size_t src = (c.varlen ? size_t(cuq[b] + i) : size_t(b) * lq + i) * Hq * D;
+      const size_t dst = (size_t(b) * lq + i) * Hq * D;
+      for (size_t e = 0; e < size_t(Hq) * D; ++e) res.out[dst + e] = FromHalfBits(oh[src + e], c.dtype);
+      ++row;
+    }
+  res.err = ref::Compare(res.out, *want);
+  res.tolerance = Tolerance(c.dtype);
+  res.variant = var->Key();
+  return res;
+}
+
+}  // namespace parallax::testing

@@ -1,0 +1,99 @@
+// Causal prefill kernels against the float64 reference over the family (label: gpu).
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "gpu_harness.h"
+
+namespace parallax::testing {
+namespace {
+
+std::string FmaKey(const PrefillCase& c) {
+  Problem p;
+  p.mode = Mode::kPrefill; p.dtype = c.dtype; p.head_dim = c.head_dim;
+  p.num_q_heads = c.hq; p.num_kv_heads = c.hkv; p.window = c.window > 0;
+  Algorithm a{c.learned ? Probe::kLearned : Probe::kNone, c.affine};
+  for (int bm : {32, 16, 8, 4}) {
+    Schedule s;
+    s.path = MathPath::kFma; s.block_n = 32; s.warps = 4; s.stages = 2; s.block_m = bm;
+    if (auto v = Variant::Create(p, a, s); v.ok()) return v->Key();
+  }
+  return "";
+}
+
+std::vector<PrefillCase> Cases() {
+  std::vector<PrefillCase> cases;
+  const std::pair<int, int> heads[] = {{4, 4}, {4, 2}, {8, 2}, {6, 2}, {16, 1}};
+  int i = 0;
+  for (DType t : {DType::kBF16, DType::kFP16})
+    for (int d : {64, 128, 256})
+      for (auto [hq, hkv] : heads)
+        for (int fam = 0; fam < 4; ++fam, ++i) {
+          if ((i % 2) && d == 256) continue;  // keep the D=256 share small: slowest reference
+          PrefillCase c;
+          c.dtype = t; c.head_dim = d; c.hq = hq; c.hkv = hkv;
+          c.learned = fam < 2;
+          c.affine = fam % 2 ? Affine::kAmplified : Affine::kPlain;
+          c.window = i % 3 == 0 ? 40 : 0;
+          c.r_scale = (i % 3 == 2) ? 10.0 : (i % 3 == 1 ? 0.1 : 1.0);
+          switch (i % 4) {
+            case 0: c.batch = 1; c.seqlens_q = {200}; c.seqlens_k = {200}; break;       // triangle
+            case 1: c.batch = 2; c.varlen = true; c.seqlens_q = {70, 33}; c.seqlens_k = {70, 33}; break;
+            case 2: c.batch = 2; c.seqlens_q = {17, 17}; c.seqlens_k = {150, 150}; break;  // chunked
+            case 3: c.batch = 3; c.varlen = true; c.seqlens_q = {1, 64, 5}; c.seqlens_k = {90, 64, 130}; break;
+          }
+          c.seed = 2000 + i;
+          cases.push_back(c);
+          if (i % 3 == 1) {
+            c.key = FmaKey(c);
+            c.seed += 7;
+            if (!c.key.empty()) cases.push_back(c);
+          }
+        }
+  return cases;
+}
+
+class PrefillGpu : public ::testing::TestWithParam<PrefillCase> {
+ protected:
+  static void SetUpTestSuite() {
+    std::string why;
+    Runtime* rt = SharedRuntime(&why);
+    if (!rt) return;
+    const auto cases = Cases();
+    std::atomic<size_t> next{0};
+    std::vector<std::thread> pool;
+    for (unsigned t = 0; t < std::max(2u, std::thread::hardware_concurrency()); ++t)
+      pool.emplace_back([&] {
+        for (size_t i; (i = next++) < cases.size();) {
+          const PrefillCase& c = cases[i];
+          PrefillArgs a;
+          a.dtype = c.dtype; a.batch = c.batch; a.num_q_heads = c.hq; a.num_kv_heads = c.hkv;
+          a.head_dim = c.head_dim; a.q = a.k = a.v = a.out = reinterpret_cast<void*>(16);
+          a.r = c.learned ? a.q : nullptr; a.window = c.window; a.affine = c.affine; a.variant_key = c.key;
+          if (auto v = rt->PlanPrefill(a); v.ok()) (void)rt->Load(*v);
+        }
+      });
+    for (auto& th : pool) th.join();
+  }
+};
+
+TEST_P(PrefillGpu, MatchesFloat64Reference) {
+  std::string why;
+  Runtime* rt = SharedRuntime(&why);
+  if (!rt) GTEST_SKIP() << "no GPU: " << why;
+  const PrefillCase& c = GetParam();
+  absl::StatusOr<CaseResult> r = RunPrefillCase(*rt, c);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->err.non_finite, 0) << r->variant;
+  EXPECT_LE(r->err.rel_frobenius, r->tolerance) << r->variant;
+  std::printf("[case] %s variant=%s rel_fro=%.3e max_rel=%.3e\n", c.Name().c_str(), r->variant.c_str(),
+              r->err.rel_frobenius, r->err.max_rel_element);
+}
+
+INSTANTIATE_TEST_SUITE_P(Family, PrefillGpu, ::testing::ValuesIn(Cases()),
+                         [](const auto& info) { return absl::StrCat(info.index, "_", info.param.Name()); });
+
+}  // namespace
+}  // namespace parallax::testing

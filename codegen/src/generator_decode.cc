@@ -78,34 +78,24 @@ __device__ __forceinline__ void merge_and_store(const PlxDecodeParams& p, const 
                                                 int h0, int split) {
   for (int i = threadIdx.x; i < kUnits * kHeadDim; i += kThreads) {
     const int u = i / kHeadDim, d = i % kHeadDim;
-    float m = -PLX_INF;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) m = fmaxf(m, merge_st[(w * kUnits + u) * 4]);
-    float o1 = 0.f, o2 = 0.f, d1 = 0.f, d2 = 0.f;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) {
+    const Merged r = merge_partials(kWarps, [&](int w) {
       const float* st = merge_st + (w * kUnits + u) * 4;
-      const float sc = st[0] == -PLX_INF ? 0.f : plx_exp2(st[0] - m);
       const float* o = merge_o + (w * kUnits + u) * 2 * kHeadDim;
-      d1 += sc * st[1];
-      o1 += sc * o[d];
-      if (kLearned) {
-        d2 += sc * st[2];
-        o2 += sc * o[kHeadDim + d];
-      }
-    }
+      return Partial{st[0], st[1], st[2], st[3], o[d], kLearned ? o[kHeadDim + d] : 0.f};
+    });
     const int h = h0 + u;
     if (p.num_splits == 1) {
       plx_e16* out = static_cast<plx_e16*>(p.out) + b * p.o_stride_b + h * p.o_stride_h;
-      out[d] = plx_from_float(finalize(o1, o2, d1, d2, rq[u], p.eps));
+      out[d] = plx_from_float(finalize(r.o1, r.o2, r.d1, r.d2, r.c, rq[u], p.eps));
     } else {
       const long long row = ((long long)split * p.batch + b) * kNumQHeads + h;
-      p.part_o[row * 2 * kHeadDim + d] = o1;
-      if (kLearned) p.part_o[row * 2 * kHeadDim + kHeadDim + d] = o2;
+      p.part_o[row * 2 * kHeadDim + d] = r.o1;
+      if (kLearned) p.part_o[row * 2 * kHeadDim + kHeadDim + d] = r.o2;
       if (d == 0) {
-        p.part_stats[row * 4 + 0] = m;
-        p.part_stats[row * 4 + 1] = d1;
-        p.part_stats[row * 4 + 2] = d2;
+        p.part_stats[row * 4 + 0] = r.m;
+        p.part_stats[row * 4 + 1] = r.d1;
+        p.part_stats[row * 4 + 2] = r.d2;
+        p.part_stats[row * 4 + 3] = r.c;
       }
     }
   }
@@ -144,24 +134,15 @@ extern "C" __global__ void __launch_bounds__(kMergeThreads) plx_decode_merge(con
   }
   const long long stride = (long long)p.batch * kNumQHeads;
   const long long row0 = (long long)b * kNumQHeads + h;
-  float m = -PLX_INF;
-  for (int s = 0; s < p.num_splits; ++s) m = fmaxf(m, p.part_stats[(row0 + s * stride) * 4]);
+  plx_e16* out = static_cast<plx_e16*>(p.out) + b * p.o_stride_b + h * p.o_stride_h;
   for (int d = threadIdx.x; d < kHeadDim; d += kMergeThreads) {
-    float o1 = 0.f, o2 = 0.f, d1 = 0.f, d2 = 0.f;
-    for (int s = 0; s < p.num_splits; ++s) {
+    const Merged r = merge_partials(p.num_splits, [&](int s) {
       const long long row = row0 + s * stride;
-      const float ms = p.part_stats[row * 4];
-      if (ms == -PLX_INF) continue;  // empty split
-      const float sc = plx_exp2(ms - m);
-      d1 += sc * p.part_stats[row * 4 + 1];
-      o1 += sc * p.part_o[row * 2 * kHeadDim + d];
-      if (kLearned) {
-        d2 += sc * p.part_stats[row * 4 + 2];
-        o2 += sc * p.part_o[row * 2 * kHeadDim + kHeadDim + d];
-      }
-    }
-    plx_e16* out = static_cast<plx_e16*>(p.out) + b * p.o_stride_b + h * p.o_stride_h;
-    out[d] = plx_from_float(finalize(o1, o2, d1, d2, rq, p.eps));
+      const float* st = p.part_stats + row * 4;
+      const float* o = p.part_o + row * 2 * kHeadDim;
+      return Partial{st[0], st[1], st[2], st[3], o[d], kLearned ? o[kHeadDim + d] : 0.f};
+    });
+    out[d] = plx_from_float(finalize(r.o1, r.o2, r.d1, r.d2, r.c, rq, p.eps));
   }
 }
 )cuda";
@@ -209,11 +190,11 @@ extern "C" __global__ void __launch_bounds__(kThreads) plx_decode(const PlxDecod
     plx_cp_async_wait<kStages - 1>();
     __syncthreads();
     float s[kMTiles][kKeysPerWarp / 8][4];
-    scores<kKeysPerWarp>(s, s_qr, stage_k(t), key0);
+    scores<kKeysPerWarp>(s, s_qr, stage_k(t), key0, p.scale_log2);
     const int valid = k_end - (k_begin + t * kBlockN + key0);
     if (valid < kKeysPerWarp)
       mask_scores<kKeysPerWarp>(s, [&](int, int key) { return key < valid; });
-    online_softmax<kKeysPerWarp>(s, st, p.scale_log2);
+    online_softmax<kKeysPerWarp>(s, st);
     accumulate<kKeysPerWarp>(s, st, stage_v(t), key0);
     __syncthreads();
   }
@@ -242,8 +223,8 @@ extern "C" __global__ void __launch_bounds__(kThreads) plx_decode(const PlxDecod
   for (int mt = 0; mt < kMTiles; ++mt) {
 #pragma unroll
     for (int h = 0; h < (kLearned ? 1 : 2); ++h) {
-      const float d1 = plx_quad_sum(st.d1[mt][h]);
-      const float d2 = kLearned ? plx_quad_sum(st.d2[mt]) : 0.f;
+      // Parallax keeps d1 quad-uniform (and d2 = 0 about the centre c); softmax sums lanes.
+      const float d1 = kLearned ? st.d1[mt][0] : plx_quad_sum(st.d1[mt][h]);
       const int u = kLearned ? mt * 8 + g : mt * 16 + g + 8 * h;
       if (u < kUnits) {
         float* o = merge_o + (warp * kUnits + u) * 2 * kHeadDim;
@@ -260,7 +241,8 @@ extern "C" __global__ void __launch_bounds__(kThreads) plx_decode(const PlxDecod
           float* ms = merge_st + (warp * kUnits + u) * 4;
           ms[0] = st.m[mt][h];
           ms[1] = d1;
-          ms[2] = d2;
+          ms[2] = 0.f;
+          ms[3] = kLearned ? st.c[mt] : 0.f;
         }
       }
     }
@@ -346,6 +328,7 @@ extern "C" __global__ void __launch_bounds__(kThreads) plx_decode(const PlxDecod
       ms[0] = st.m[u];
       ms[1] = st.d1[u];
       ms[2] = st.d2[u];
+      ms[3] = 0.f;  // fp32 p2: no centre needed
     }
   }
   __syncthreads();

@@ -38,23 +38,58 @@ __device__ __forceinline__ void load_kv_tile(plx_e16* sk, plx_e16* sv, const KvS
 
 const absl::string_view kFinalize = R"cuda(
 // ---- phase: finalize (accumulators -> one output element) -------------------------------
-// O1 = sum p1 v, O2 = sum p1 s2 v, d1 = sum p1, d2 = sum p1 s2 (all with one common max).
-// Parallax:   out = vbar - C,        vbar = O1/d1, C = O2/d1 - (d2/d1) vbar
-// Amplified:  out = vbar - C/delta,  delta = 1 - (d2/d1 - r.q), |delta| >= eps
+// With weights p1 (d1 = sum p1) and a centre c, the accumulators are O1 = sum p1 v,
+// O2 = sum p1 (s2 - c) v and d2 = sum p1 (s2 - c). Parallax is shift-invariant in c:
+//   vbar = O1/d1, tbar = c + d2/d1, C = Cov_w(v, k) r = O2/d1 - (d2/d1) vbar
+//   plain: out = vbar - C;  amplified: out = vbar - C/delta, delta = 1 - (tbar - r.q)
+// Keeping c near tbar keeps O2 free of cancellation when the weights concentrate on few keys.
 // No visible key (d1 == 0) gives 0.
-__device__ __forceinline__ float finalize(float o1, float o2, float d1, float d2, float rq,
+__device__ __forceinline__ float finalize(float o1, float o2, float d1, float d2, float c, float rq,
                                           float eps) {
   if (d1 == 0.f) return 0.f;
   const float inv = 1.f / d1;
   const float vbar = o1 * inv;
   if (!kLearned) return vbar;
-  const float tbar = d2 * inv;
-  const float c = o2 * inv - tbar * vbar;
-  if (!kAmplified) return vbar - c;
-  float delta = 1.f - (tbar - rq);
+  const float cov = o2 * inv - d2 * inv * vbar;
+  if (!kAmplified) return vbar - cov;
+  float delta = 1.f - (c + d2 * inv - rq);
   if (fabsf(delta) < eps) delta = delta < 0.f ? -eps : eps;
-  return vbar - c / delta;
+  return vbar - cov / delta;
 }
+
+// Partial states (m, d1, d2, c, O1, O2) merged to one: rescale to the common max and move
+// every O2/d2 to the weighted mean centre before summing.
+struct Merged {
+  float m, o1, o2, d1, d2, c;
+};
+template <typename Get>
+__device__ __forceinline__ Merged merge_partials(int n, Get get) {
+  float m = -PLX_INF;
+  for (int i = 0; i < n; ++i) m = fmaxf(m, get(i).m);
+  float d1 = 0.f, dc = 0.f;
+  for (int i = 0; i < n; ++i) {
+    const auto s = get(i);
+    if (s.m == -PLX_INF) continue;
+    const float w = plx_exp2(s.m - m) * s.d1;
+    d1 += w;
+    dc += w * s.c;
+  }
+  Merged r{m, 0.f, 0.f, d1, 0.f, d1 > 0.f ? dc / d1 : 0.f};
+  for (int i = 0; i < n; ++i) {
+    const auto s = get(i);
+    if (s.m == -PLX_INF) continue;
+    const float sc = plx_exp2(s.m - m);
+    r.o1 += sc * s.o1;
+    if (kLearned) {
+      r.o2 += sc * (s.o2 + (s.c - r.c) * s.o1);
+      r.d2 += sc * (s.d2 + (s.c - r.c) * s.d1);
+    }
+  }
+  return r;
+}
+struct Partial {
+  float m, d1, d2, c, o1, o2;
+};
 )cuda";
 
 const absl::string_view kMmaCore = R"cuda(
@@ -66,7 +101,7 @@ struct WarpState {
   float o[kMTiles][kHeadDim / 8][4];
   float m[kMTiles][2];   // running max of s1 * scale * log2(e), rows g and g + 8
   float d1[kMTiles][2];  // lane-partial sums of p1 (reduced over the quad at the end)
-  float d2[kMTiles];     // lane-partial sums of p2 (Parallax)
+  float c[kMTiles];      // Parallax: running weighted mean of s2 (the centre of O2)
 };
 
 __device__ __forceinline__ void state_init(WarpState& st) {
@@ -78,14 +113,14 @@ __device__ __forceinline__ void state_init(WarpState& st) {
       for (int e = 0; e < 4; ++e) st.o[mt][n][e] = 0.f;
     st.m[mt][0] = st.m[mt][1] = -PLX_INF;
     st.d1[mt][0] = st.d1[mt][1] = 0.f;
-    st.d2[mt] = 0.f;
+    st.c[mt] = 0.f;
   }
 }
 
 // ---- phase: scores  S = [q; r] K^T over KN keys (rows key0.. of the K tile) -------------
 template <int KN>
 __device__ __forceinline__ void scores(float (&s)[kMTiles][KN / 8][4], const plx_e16* sqr,
-                                       const plx_e16* sk, int key0) {
+                                       const plx_e16* sk, int key0, float scale_log2) {
   const int lane = threadIdx.x & 31;
 #pragma unroll
   for (int mt = 0; mt < kMTiles; ++mt)
@@ -111,6 +146,13 @@ __device__ __forceinline__ void scores(float (&s)[kMTiles][KN / 8][4], const plx
       }
     }
   }
+  // s1 in log2 units (exp2 later); s2 (Parallax rows 8..15) stays unscaled.
+#pragma unroll
+  for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+    for (int n = 0; n < KN / 8; ++n)
+#pragma unroll
+      for (int e = 0; e < (kLearned ? 2 : 4); ++e) s[mt][n][e] *= scale_log2;
 }
 
 // Hides keys a unit may not see: visible(unit, key) with key counted from the block start.
@@ -130,26 +172,23 @@ __device__ __forceinline__ void mask_scores(float (&s)[kMTiles][KN / 8][4], Visi
       }
 }
 
-// ---- phase: online softmax  p1 = exp2(s1 - m), p2 = p1 * s2; rescale the running sums ----
+// ---- phase: online softmax  p1 = exp2(s1 - m), p2 = p1 (s2 - c); rescale the running sums --
+// Parallax moves the centre c to the running weighted mean of s2 before forming p2, so the
+// 16-bit p2 operand carries only the spread of s2 (see finalize).
 template <int KN>
-__device__ __forceinline__ void online_softmax(float (&s)[kMTiles][KN / 8][4], WarpState& st,
-                                               float scale_log2) {
+__device__ __forceinline__ void online_softmax(float (&s)[kMTiles][KN / 8][4], WarpState& st) {
 #pragma unroll
   for (int mt = 0; mt < kMTiles; ++mt) {
 #pragma unroll
     for (int h = 0; h < (kLearned ? 1 : 2); ++h) {
       float mx = -PLX_INF;
 #pragma unroll
-      for (int n = 0; n < KN / 8; ++n) {
-        s[mt][n][2 * h] *= scale_log2;
-        s[mt][n][2 * h + 1] *= scale_log2;
-        mx = fmaxf(mx, fmaxf(s[mt][n][2 * h], s[mt][n][2 * h + 1]));
-      }
+      for (int n = 0; n < KN / 8; ++n) mx = fmaxf(mx, fmaxf(s[mt][n][2 * h], s[mt][n][2 * h + 1]));
       const float m_new = fmaxf(st.m[mt][h], plx_quad_max(mx));
       const float m_use = m_new == -PLX_INF ? 0.f : m_new;  // all hidden so far: avoid inf - inf
       const float alpha = plx_exp2(st.m[mt][h] - m_use);
       st.m[mt][h] = m_new;
-      float sum1 = 0.f, sum2 = 0.f;
+      float sum1 = 0.f, sum_s2 = 0.f;
 #pragma unroll
       for (int n = 0; n < KN / 8; ++n) {
 #pragma unroll
@@ -157,21 +196,33 @@ __device__ __forceinline__ void online_softmax(float (&s)[kMTiles][KN / 8][4], W
           const float p1 = plx_exp2(s[mt][n][2 * h + e] - m_use);
           s[mt][n][2 * h + e] = p1;
           sum1 += p1;
-          if (kLearned) {
-            const float p2 = p1 * s[mt][n][2 + e];
-            s[mt][n][2 + e] = p2;
-            sum2 += p2;
-          }
+          if (kLearned) sum_s2 += p1 * s[mt][n][2 + e];
         }
       }
-      st.d1[mt][h] = st.d1[mt][h] * alpha + sum1;
-      if (kLearned) st.d2[mt] = st.d2[mt] * alpha + sum2;
+      if (kLearned) {  // d1 is kept quad-uniform here: the centre needs the row's full sums
+        const float t1 = plx_quad_sum(sum1), t2 = plx_quad_sum(sum_s2);  // all lanes shuffle
+        const float d1_old = st.d1[mt][0] * alpha;
+        const float d1_new = d1_old + t1;
+        const float c_old = st.c[mt];
+        const float c_new = d1_new > 0.f ? (d1_old * c_old + t2) / d1_new : c_old;
+        const float shift = c_old - c_new;
+        st.d1[mt][0] = d1_new;
+        st.c[mt] = c_new;
 #pragma unroll
-      for (int n = 0; n < kHeadDim / 8; ++n) {
-        if (kLearned) {
+        for (int n = 0; n < KN / 8; ++n)
 #pragma unroll
-          for (int e = 0; e < 4; ++e) st.o[mt][n][e] *= alpha;  // O1 and O2 share the max
-        } else {
+          for (int e = 0; e < 2; ++e) s[mt][n][2 + e] = s[mt][n][e] * (s[mt][n][2 + e] - c_new);
+#pragma unroll
+        for (int n = 0; n < kHeadDim / 8; ++n) {
+          st.o[mt][n][2] = alpha * fmaf(shift, st.o[mt][n][0], st.o[mt][n][2]);
+          st.o[mt][n][3] = alpha * fmaf(shift, st.o[mt][n][1], st.o[mt][n][3]);
+          st.o[mt][n][0] *= alpha;
+          st.o[mt][n][1] *= alpha;
+        }
+      } else {
+        st.d1[mt][h] = st.d1[mt][h] * alpha + sum1;
+#pragma unroll
+        for (int n = 0; n < kHeadDim / 8; ++n) {
           st.o[mt][n][2 * h] *= alpha;
           st.o[mt][n][2 * h + 1] *= alpha;
         }

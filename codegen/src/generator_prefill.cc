@@ -130,10 +130,10 @@ constexpr absl::string_view kPrefillMma = R"cuda(
 
 constexpr absl::string_view kPrefillMmaTile = R"cuda(
     float s[kMTiles][kBlockN / 8][4];
-    scores<kBlockN>(s, s_qr_warp, stage_k(t), 0);
+    scores<kBlockN>(s, s_qr_warp, stage_k(t), 0, p.scale_log2);
     if (edge)
       mask_scores<kBlockN>(s, [&](int u, int key) { return visible_key(p, seq, wrow0 + u, t0 + key); });
-    online_softmax<kBlockN>(s, st, p.scale_log2);
+    online_softmax<kBlockN>(s, st);
     accumulate<kBlockN>(s, st, stage_v(t), 0);
     __syncthreads();
   }
@@ -146,8 +146,8 @@ constexpr absl::string_view kPrefillMmaTile = R"cuda(
   for (int mt = 0; mt < kMTiles; ++mt) {
 #pragma unroll
     for (int hh = 0; hh < (kLearned ? 1 : 2); ++hh) {
-      const float d1 = plx_quad_sum(st.d1[mt][hh]);
-      const float d2 = kLearned ? plx_quad_sum(st.d2[mt]) : 0.f;
+      const float d1 = kLearned ? st.d1[mt][0] : plx_quad_sum(st.d1[mt][hh]);
+      const float centre = kLearned ? st.c[mt] : 0.f;
       float rq = 0.f;
       if (kLearned && kAmplified) {  // r.q of this row: the quad splits the head dim
         const int row = mt * 16 + g;
@@ -163,8 +163,8 @@ constexpr absl::string_view kPrefillMmaTile = R"cuda(
         plx_e16* o = seq.out + (long long)qi * p.o_stride_l;
 #pragma unroll
         for (int n = 0; n < kHeadDim / 8; ++n) {
-          const float x0 = finalize(st.o[mt][n][2 * hh], kLearned ? st.o[mt][n][2] : 0.f, d1, d2, rq, p.eps);
-          const float x1 = finalize(st.o[mt][n][2 * hh + 1], kLearned ? st.o[mt][n][3] : 0.f, d1, d2, rq, p.eps);
+          const float x0 = finalize(st.o[mt][n][2 * hh], kLearned ? st.o[mt][n][2] : 0.f, d1, 0.f, centre, rq, p.eps);
+          const float x1 = finalize(st.o[mt][n][2 * hh + 1], kLearned ? st.o[mt][n][3] : 0.f, d1, 0.f, centre, rq, p.eps);
           *reinterpret_cast<plx_u32*>(o + n * 8 + c) = plx_pack2(x0, x1);
         }
       }
@@ -210,7 +210,7 @@ constexpr absl::string_view kPrefillFmaTile = R"cuda(
       plx_e16* o = seq.out + (long long)qi * p.o_stride_l + lane * kDPerLane;
 #pragma unroll
       for (int e = 0; e < kDPerLane; ++e)
-        o[e] = plx_from_float(finalize(st.o1[u][e], kLearned ? st.o2[u][e] : 0.f, st.d1[u], st.d2[u], rq, p.eps));
+        o[e] = plx_from_float(finalize(st.o1[u][e], kLearned ? st.o2[u][e] : 0.f, st.d1[u], st.d2[u], 0.f, rq, p.eps));
     }
   }
 }

@@ -1,0 +1,136 @@
+// Decode timing on the GPU: our Parallax (probe learned) and softmax (probe none) members
+// over a B x L grid, CUDA-graph replay timed with events (median of trials), plus the
+// device-to-device copy bandwidth measured in the same process. Prints JSON lines.
+// Usage: plx_decode_bench [--hq 32 --hkv 8 --d 128 --paged 0] (bf16, contiguous by default)
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "cuda_driver.h"
+#include "parallax/runtime/runtime.h"
+
+using namespace parallax;
+
+namespace {
+const cu::Api* A() { return *cu::Driver(); }
+#define CK(x)                                                                 \
+  do {                                                                        \
+    CUresult r_ = (x);                                                        \
+    if (r_ != CUDA_SUCCESS) {                                                 \
+      fprintf(stderr, "%s\n", std::string(cu::Check(r_, #x).message()).c_str()); \
+      exit(1);                                                                \
+    }                                                                         \
+  } while (0)
+
+float TimeGraph(CUgraphExec g, CUstream s, int reps) {
+  CUevent a, b;
+  CK(A()->cuEventCreate(&a, 0));
+  CK(A()->cuEventCreate(&b, 0));
+  std::vector<float> t;
+  for (int trial = 0; trial < 7; ++trial) {
+    CK(A()->cuEventRecord(a, s));
+    for (int i = 0; i < reps; ++i) CK(A()->cuGraphLaunch(g, s));
+    CK(A()->cuEventRecord(b, s));
+    CK(A()->cuEventSynchronize(b));
+    float ms = 0;
+    CK(A()->cuEventElapsedTime(&ms, a, b));
+    t.push_back(ms * 1000.f / reps);
+  }
+  std::sort(t.begin(), t.end());
+  A()->cuEventDestroy_v2(a);
+  A()->cuEventDestroy_v2(b);
+  return t[t.size() / 2];
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  int hq = 32, hkv = 8, d = 128;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!strcmp(argv[i], "--hq")) hq = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--hkv")) hkv = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--d")) d = atoi(argv[i + 1]);
+  }
+  auto rt_or = Runtime::Create(RuntimeOptions{});
+  if (!rt_or.ok()) {
+    fprintf(stderr, "no GPU: %s\n", std::string(rt_or.status().message()).c_str());
+    return 1;
+  }
+  Runtime& rt = **rt_or;
+  CK(rt.MakeCurrent().ok() ? CUDA_SUCCESS : CUDA_ERROR_INVALID_CONTEXT);
+  CUstream s;
+  CK(A()->cuStreamCreate(&s, 0));
+  {  // copy bandwidth (bytes read + written), 2 GiB buffers, eager copies timed by events
+    const size_t n = size_t(2) << 30;
+    CUdeviceptr x, y;
+    CK(A()->cuMemAlloc_v2(&x, n));
+    CK(A()->cuMemAlloc_v2(&y, n));
+    CK(A()->cuMemsetD8_v2(x, 1, n));
+    CUevent a, b;
+    CK(A()->cuEventCreate(&a, 0));
+    CK(A()->cuEventCreate(&b, 0));
+    for (int i = 0; i < 3; ++i) CK(A()->cuMemcpyDtoD_v2(y, x, n));
+    CK(A()->cuEventRecord(a, nullptr));
+    for (int i = 0; i < 20; ++i) CK(A()->cuMemcpyDtoD_v2(y, x, n));
+    CK(A()->cuEventRecord(b, nullptr));
+    CK(A()->cuEventSynchronize(b));
+    float ms = 0;
+    CK(A()->cuEventElapsedTime(&ms, a, b));
+    printf("{\"copy_gbps\": %.1f}\n", 2.0 * n * 20 / (ms * 1e-3) / 1e9);
+    A()->cuMemFree_v2(x);
+    A()->cuMemFree_v2(y);
+  }
+  const int batches[] = {1, 8, 32, 128};
+  const int lens[] = {1024, 4096, 16384, 65536};
+  for (int B : batches)
+    for (int L : lens) {
+      const size_t kv = size_t(B) * L * hkv * d * 2;
+      if (2 * kv > size_t(60) << 30) continue;
+      CUdeviceptr q, r, k, v, o;
+      CK(A()->cuMemAlloc_v2(&q, size_t(B) * hq * d * 2));
+      CK(A()->cuMemAlloc_v2(&r, size_t(B) * hq * d * 2));
+      CK(A()->cuMemAlloc_v2(&o, size_t(B) * hq * d * 2));
+      CK(A()->cuMemAlloc_v2(&k, kv));
+      CK(A()->cuMemAlloc_v2(&v, kv));
+      CK(A()->cuMemsetD16_v2(q, 0x3c00, size_t(B) * hq * d));  // small non-zero values
+      CK(A()->cuMemsetD16_v2(r, 0x3a00, size_t(B) * hq * d));
+      CK(A()->cuMemsetD16_v2(k, 0x3b00, kv / 2));
+      CK(A()->cuMemsetD16_v2(v, 0x3d00, kv / 2));
+      for (int learned = 1; learned >= 0; --learned) {
+        DecodeArgs a;
+        a.dtype = DType::kBF16; a.batch = B; a.num_q_heads = hq; a.num_kv_heads = hkv; a.head_dim = d;
+        a.q = reinterpret_cast<void*>(q); a.r = learned ? reinterpret_cast<void*>(r) : nullptr;
+        a.k = reinterpret_cast<void*>(k); a.v = reinterpret_cast<void*>(v); a.out = reinterpret_cast<void*>(o);
+        a.q_stride_b = a.r_stride_b = a.o_stride_b = int64_t(hq) * d;
+        a.q_stride_h = a.r_stride_h = a.o_stride_h = d;
+        a.k_stride_0 = a.v_stride_0 = int64_t(L) * hkv * d;
+        a.k_stride_1 = a.v_stride_1 = int64_t(hkv) * d;
+        a.k_stride_h = a.v_stride_h = d;
+        a.seqlen = L;
+        auto plan = rt.PlanDecode(a);
+        if (!plan.ok()) { fprintf(stderr, "%s\n", std::string(plan.status().message()).c_str()); return 1; }
+        for (int i = 0; i < 3; ++i)
+          if (auto st = rt.RunDecode(*plan, a, s); !st.ok()) { fprintf(stderr, "%s\n", std::string(st.message()).c_str()); return 1; }
+        CK(A()->cuStreamSynchronize(s));
+        CUgraph g;
+        CUgraphExec ge;
+        CK(A()->cuStreamBeginCapture_v2(s, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL));
+        (void)rt.RunDecode(*plan, a, s);
+        CK(A()->cuStreamEndCapture(s, &g));
+        CK(A()->cuGraphInstantiateWithFlags(&ge, g, 0));
+        const int reps = L * B >= 1 << 20 ? 10 : 50;
+        const float us = TimeGraph(ge, s, reps);
+        printf("{\"B\": %d, \"L\": %d, \"hq\": %d, \"hkv\": %d, \"d\": %d, \"probe\": \"%s\", \"variant\": \"%s\", "
+               "\"splits\": %d, \"us\": %.2f, \"kv_gbps\": %.1f}\n",
+               B, L, hq, hkv, d, learned ? "learned" : "none", plan->variant.Key().c_str(), plan->num_splits, us,
+               2.0 * kv / (us * 1e-6) / 1e9);
+        fflush(stdout);
+        A()->cuGraphExecDestroy(ge);
+        A()->cuGraphDestroy(g);
+      }
+      for (CUdeviceptr p : {q, r, k, v, o}) A()->cuMemFree_v2(p);
+    }
+  return 0;
+}

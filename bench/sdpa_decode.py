@@ -1,0 +1,80 @@
+"""Torch SDPA decode baselines (flash, cuDNN, efficient) and a naive torch Parallax on the
+grid plx_decode_bench uses, timed the same way: CUDA-graph replay, median of trials.
+GQA is expanded the way an engine calling SDPA would (enable_gqa). Prints JSON lines."""
+import json
+import sys
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+HQ, HKV, D = 32, 8, 128
+BACKENDS = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
+            "efficient": SDPBackend.EFFICIENT_ATTENTION}
+
+
+def graph_time(fn, reps):
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        fn()
+    times = []
+    for _ in range(7):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        for _ in range(reps):
+            g.replay()
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b) * 1000 / reps)
+    return sorted(times)[len(times) // 2]
+
+
+def naive_parallax(q, r, k, v, scale):
+    # q, r: [B, Hq, 1, D]; k, v: [B, Hkv, L, D]
+    k = k.repeat_interleave(HQ // HKV, dim=1)
+    v = v.repeat_interleave(HQ // HKV, dim=1)
+    w = torch.softmax((q @ k.transpose(-1, -2)).float() * scale, dim=-1)
+    s2 = (r @ k.transpose(-1, -2)).float()
+    tbar = (w * s2).sum(-1, keepdim=True)
+    return ((w * (1 - (s2 - tbar))).to(v.dtype) @ v)
+
+
+def main():
+    torch.manual_seed(0)
+    print(json.dumps({"device": torch.cuda.get_device_name(), "torch": torch.__version__}))
+    for B in (1, 8, 32, 128):
+        for L in (1024, 4096, 16384, 65536):
+            if B * L * HKV * D * 2 * 2 > 30 << 30:
+                continue
+            q = torch.randn(B, HQ, 1, D, device="cuda", dtype=torch.bfloat16)
+            r = torch.randn_like(q)
+            k = torch.randn(B, HKV, L, D, device="cuda", dtype=torch.bfloat16)
+            v = torch.randn_like(k)
+            reps = 10 if B * L >= (1 << 20) else 50
+            row = {"B": B, "L": L}
+            for name, be in BACKENDS.items():
+                try:
+                    with sdpa_kernel(be):
+                        row[name] = round(graph_time(lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True), reps), 2)
+                except Exception as e:  # backend does not support this shape
+                    row[name] = None
+                    row[name + "_error"] = str(e).splitlines()[0][:120]
+            if B * L <= 32 * 16384:
+                try:
+                    row["naive_parallax"] = round(graph_time(lambda: naive_parallax(q, r, k, v, D ** -0.5), reps), 2)
+                except Exception as e:
+                    row["naive_parallax"] = None
+            print(json.dumps(row))
+            sys.stdout.flush()
+            del q, r, k, v
+            torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()

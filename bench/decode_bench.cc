@@ -98,7 +98,8 @@ int main(int argc, char** argv) {
       CK(A()->cuMemsetD16_v2(r, 0x3a00, size_t(B) * hq * d));
       CK(A()->cuMemsetD16_v2(k, 0x3b00, kv / 2));
       CK(A()->cuMemsetD16_v2(v, 0x3d00, kv / 2));
-      for (int learned = 1; learned >= 0; --learned) {
+      for (int mode = 0; mode < 4; ++mode) {
+        const bool learned = mode < 2, fused = mode % 2 == 1;
         DecodeArgs a;
         a.dtype = DType::kBF16; a.batch = B; a.num_q_heads = hq; a.num_kv_heads = hkv; a.head_dim = d;
         a.q = reinterpret_cast<void*>(q); a.r = learned ? reinterpret_cast<void*>(r) : nullptr;
@@ -109,6 +110,13 @@ int main(int argc, char** argv) {
         a.k_stride_1 = a.v_stride_1 = int64_t(hkv) * d;
         a.k_stride_h = a.v_stride_h = d;
         a.seqlen = L;
+        if (fused) {  // the default schedule with the split merge fused into the main kernel
+          Problem p{Mode::kDecode, DType::kBF16, d, hq, hkv, KvLayout::kContiguous, 0, false};
+          Algorithm al{learned ? Probe::kLearned : Probe::kNone, Affine::kPlain};
+          Schedule sc = CanonicalSchedule(p, al, DefaultDecodeSchedule(p, al));
+          sc.fused_merge = true;
+          a.variant_key = Variant::Create(p, al, sc)->Key();
+        }
         auto plan = rt.PlanDecode(a);
         if (!plan.ok()) { fprintf(stderr, "%s\n", std::string(plan.status().message()).c_str()); return 1; }
         for (int i = 0; i < 3; ++i)
@@ -122,9 +130,9 @@ int main(int argc, char** argv) {
         CK(A()->cuGraphInstantiateWithFlags(&ge, g, 0));
         const int reps = L * B >= 1 << 20 ? 10 : 50;
         const float us = TimeGraph(ge, s, reps);
-        printf("{\"B\": %d, \"L\": %d, \"hq\": %d, \"hkv\": %d, \"d\": %d, \"probe\": \"%s\", \"variant\": \"%s\", "
+        printf("{\"B\": %d, \"L\": %d, \"hq\": %d, \"hkv\": %d, \"d\": %d, \"probe\": \"%s\", \"fused\": %d, \"variant\": \"%s\", "
                "\"splits\": %d, \"us\": %.2f, \"kv_gbps\": %.1f}\n",
-               B, L, hq, hkv, d, learned ? "learned" : "none", plan->variant.Key().c_str(), plan->num_splits, us,
+               B, L, hq, hkv, d, learned ? "learned" : "none", fused ? 1 : 0, plan->variant.Key().c_str(), plan->num_splits, us,
                2.0 * kv / (us * 1e-6) / 1e9);
         fflush(stdout);
         A()->cuGraphExecDestroy(ge);

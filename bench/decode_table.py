@@ -14,16 +14,18 @@ print(f"copy bandwidth (read+write): {copy} GB/s")
 by = {}
 for r in ours:
     if "B" in r:
-        by.setdefault((r["B"], r["L"]), {})[r["probe"]] = r
-print(f"{'B':>4} {'L':>6} {'parallax':>9} {'softmax':>9} {'flash':>8} {'cudnn':>8} {'effic':>8} {'naive':>8} {'best/ours':>9} {'BW%':>5}")
+        by.setdefault((r["B"], r["L"]), {})[r["probe"] + ("_fused" if r.get("fused") else "")] = r
+print(f"{'B':>4} {'L':>6} {'parallax':>9} {'+fused':>7} {'softmax':>8} {'+fused':>7} {'flash':>7} {'cudnn':>7} {'effic':>7} {'naive':>8} {'ours/best':>9} {'BW%':>4}")
 for s in sdpa:
     if "B" not in s:
         continue
     o = by.get((s["B"], s["L"]), {})
-    p, n = o.get("learned", {}), o.get("none", {})
-    best = min([x for x in (s.get("flash"), s.get("cudnn"), s.get("efficient")) if x] or [float("nan")])
-    us = p.get("us", float("nan"))
-    bw = 100 * p.get("kv_gbps", 0) / copy if copy else float("nan")
-    print(f"{s['B']:>4} {s['L']:>6} {us:>9.1f} {n.get('us', float('nan')):>9.1f} {s.get('flash') or float('nan'):>8.1f} "
-          f"{s.get('cudnn') or float('nan'):>8.1f} {s.get('efficient') or float('nan'):>8.1f} "
-          f"{s.get('naive_parallax') or float('nan'):>8.1f} {us / best:>9.2f} {bw:>5.0f}")
+    nan = float("nan")
+    p, pf, n, nf = (o.get(k, {}) for k in ("learned", "learned_fused", "none", "none_fused"))
+    best = min([x for x in (s.get("flash"), s.get("cudnn"), s.get("efficient")) if x] or [nan])
+    us = min(p.get("us", nan), pf.get("us", nan))
+    gb = max(p.get("kv_gbps", 0), pf.get("kv_gbps", 0))
+    bw = 100 * gb / copy if copy else nan
+    print(f"{s['B']:>4} {s['L']:>6} {p.get('us', nan):>9.1f} {pf.get('us', nan):>7.1f} {n.get('us', nan):>8.1f} "
+          f"{nf.get('us', nan):>7.1f} {s.get('flash') or nan:>7.1f} {s.get('cudnn') or nan:>7.1f} "
+          f"{s.get('efficient') or nan:>7.1f} {s.get('naive_parallax') or nan:>8.1f} {us / best:>9.2f} {bw:>4.0f}")

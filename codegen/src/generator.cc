@@ -66,8 +66,9 @@ constexpr bool kWindow = %s;
                           "constexpr int kHeadsPerCta = kUnits;\n"
                           "constexpr int kCtasPerGroup = kGroup / kHeadsPerCta;\n"
                           "constexpr int kKeysPerWarp = %d;  // keys of each tile a warp owns\n"
-                          "constexpr int kMergeThreads = 128;\n",
-                          v.keys_per_warp());
+                          "constexpr int kMergeThreads = 128;\n"
+                          "constexpr bool kFusedMerge = %s;  // last CTA merges the splits\n",
+                          v.keys_per_warp(), s.fused_merge ? "true" : "false");
   } else {
     absl::StrAppendFormat(&out, "constexpr int kBlockM = %d;  // query rows per CTA\n",
                           s.block_m);

@@ -101,6 +101,53 @@ __device__ __forceinline__ void merge_and_store(const PlxDecodeParams& p, const 
   }
 }
 
+// ---- phase: fused split merge (the last CTA of a head group combines all splits) --------
+// Each CTA publishes its partials, then counts itself done; the one that completes the
+// count merges every split of its heads in one online pass (volatile loads: other SMs wrote
+// the partials) and resets the counter, so CUDA-graph replays start from zero again.
+__device__ __forceinline__ void fused_split_merge(const PlxDecodeParams& p, const float* rq, int b, int h0) {
+  __shared__ int s_last;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int* counter = p.counters + (long long)b * gridDim.y + blockIdx.y;
+    s_last = atomicAdd(counter, 1) == p.num_splits - 1;
+    if (s_last) *counter = 0;
+  }
+  __syncthreads();
+  if (!s_last) return;
+  __threadfence();
+  const long long stride = (long long)p.batch * kNumQHeads;
+  for (int i = threadIdx.x; i < kUnits * kHeadDim; i += kThreads) {
+    const int u = i / kHeadDim, d = i % kHeadDim;
+    const long long row0 = (long long)b * kNumQHeads + h0 + u;
+    float m = -PLX_INF, o1 = 0.f, o2 = 0.f, d1 = 0.f, d2 = 0.f, c0 = 0.f;
+    bool first = true;
+    for (int s = 0; s < p.num_splits; ++s) {
+      const long long row = row0 + s * stride;
+      const volatile float* st = p.part_stats + row * 4;
+      const float ms = st[0];
+      if (ms == -PLX_INF) continue;  // empty split
+      const volatile float* o = p.part_o + row * 2 * kHeadDim;
+      const float sd1 = st[1], sd2 = st[2], sc = st[3], so1 = o[d];
+      const float so2 = kLearned ? o[kHeadDim + d] : 0.f;
+      if (first) c0 = sc;  // every O2 is moved to this centre
+      first = false;
+      const float m_new = fmaxf(m, ms);
+      const float a_old = plx_exp2(m - m_new), a_s = plx_exp2(ms - m_new);
+      m = m_new;
+      d1 = d1 * a_old + a_s * sd1;
+      o1 = o1 * a_old + a_s * so1;
+      if (kLearned) {
+        d2 = d2 * a_old + a_s * (sd2 + (sc - c0) * sd1);
+        o2 = o2 * a_old + a_s * (so2 + (sc - c0) * so1);
+      }
+    }
+    plx_e16* out = static_cast<plx_e16*>(p.out) + b * p.o_stride_b + (h0 + u) * p.o_stride_h;
+    out[d] = plx_from_float(finalize(o1, o2, d1, d2, c0, rq[u], p.eps));
+  }
+}
+
 // The split's key range: the visible keys [start, L) divided evenly, tile-aligned.
 __device__ __forceinline__ void split_range(const PlxDecodeParams& p, int b, int split,
                                             int& k_begin, int& k_end) {
@@ -249,6 +296,7 @@ extern "C" __global__ void __launch_bounds__(kThreads) plx_decode(const PlxDecod
   }
   __syncthreads();
   merge_and_store(p, merge_o, merge_st, s_rq, b, h0, split);
+  if (kFusedMerge && p.num_splits > 1) fused_split_merge(p, s_rq, b, h0);
 }
 )cuda";
 
@@ -333,6 +381,7 @@ extern "C" __global__ void __launch_bounds__(kThreads) plx_decode(const PlxDecod
   }
   __syncthreads();
   merge_and_store(p, merge_o, merge_st, s_rq, b, h0, split);
+  if (kFusedMerge && p.num_splits > 1) fused_split_merge(p, s_rq, b, h0);
 }
 )cuda";
 

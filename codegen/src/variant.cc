@@ -93,6 +93,7 @@ absl::Status ValidateSchedule(const Problem& p, const Algorithm& a, const Schedu
     }
   } else {
     if (s.splits != 0) return Bad("splits", s.splits, "applies to decode only; must be 0 for prefill");
+    if (s.fused_merge) return Bad("fused_merge", "true", "applies to decode only");
     if (s.heads_per_cta != 0)
       return Bad("heads_per_cta", s.heads_per_cta, "applies to decode only; must be 0 for prefill");
     if (s.block_m < 8 || s.block_m > 256 || s.block_m % s.warps != 0)
@@ -130,7 +131,7 @@ std::string PrintKey(const Problem& p, const Algorithm& a, const Schedule& s) {
   absl::StrAppend(&key, "-n", s.block_n, "-w", s.warps, "-s", s.stages);
   if (p.mode == Mode::kDecode) {
     absl::StrAppend(&key, "-split", s.splits == 0 ? std::string("auto") : std::to_string(s.splits),
-                    "-g", s.heads_per_cta);
+                    "-g", s.heads_per_cta, s.fused_merge ? "-fused" : "");
   }
   return key;
 }
@@ -164,6 +165,7 @@ Schedule CanonicalSchedule(const Problem& p, const Algorithm& a, Schedule s) {
   } else {
     s.splits = 0;
     s.heads_per_cta = 0;
+    s.fused_merge = false;
     if (s.block_m == 0) s.block_m = s.warps * (a.probe == Probe::kLearned ? 8 : 16);
   }
   return s;
@@ -229,9 +231,14 @@ absl::StatusOr<Variant> Variant::Parse(std::string_view key_in) {
   else if (st[0] == "fma") s.path = MathPath::kFma;
   else return KeyError(key, absl::StrCat("path '", st[0], "' is not mma or fma"));
   size_t i = 1;
+  // Decode keys may end in "-fused" (split merge done by the last CTA of each group).
+  if (p.mode == Mode::kDecode && st.size() == 7 && st[6] == "fused") {
+    s.fused_merge = true;
+    st.pop_back();
+  }
   const size_t want = p.mode == Mode::kDecode ? 6 : 5;
   if (st.size() != want)
-    return KeyError(key, p.mode == Mode::kDecode ? "decode schedule must be path-nN-wN-sN-splitN-gN"
+    return KeyError(key, p.mode == Mode::kDecode ? "decode schedule must be path-nN-wN-sN-splitN-gN[-fused]"
                                                  : "prefill schedule must be path-mN-nN-wN-sN");
   if (p.mode == Mode::kPrefill && !ParseTagged(st[i++], "m", &s.block_m))
     return KeyError(key, "expected mN (query rows per CTA)");

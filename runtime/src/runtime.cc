@@ -99,7 +99,10 @@ Runtime::~Runtime() {
   d->cuCtxSetCurrent(ctx_);
   for (auto& [key, k] : kernels_)
     if (k->module) d->cuModuleUnload(k->module);
-  if (workspace_) d->cuMemFree_v2(workspace_);
+  for (GrowBuffer* b : {&workspace_, &counters_}) {
+    if (b->ptr) d->cuMemFree_v2(b->ptr);
+    for (CUdeviceptr r : b->retired) d->cuMemFree_v2(r);
+  }
   CUdevice dev;
   if (d->cuDeviceGet(&dev, options_.device) == CUDA_SUCCESS) d->cuDevicePrimaryCtxRelease_v2(dev);
 }
@@ -184,16 +187,19 @@ absl::StatusOr<const LoadedKernel*> Runtime::Load(const Variant& v) {
   return kernels_.emplace(v.Key(), std::move(k)).first->second.get();
 }
 
-absl::StatusOr<void*> Runtime::EnsureWorkspace(size_t bytes) {
+absl::StatusOr<void*> Runtime::Ensure(GrowBuffer& buf, size_t bytes) {
   std::lock_guard<std::mutex> l(mu_);
-  if (bytes <= workspace_size_) return reinterpret_cast<void*>(workspace_);
+  if (bytes <= buf.size) return reinterpret_cast<void*>(buf.ptr);
   const cu::Api* d = *cu::Driver();
-  if (workspace_) d->cuMemFree_v2(workspace_);
-  workspace_ = 0;
-  workspace_size_ = 0;
-  PLX_CU_RETURN_IF_ERROR(d, cuMemAlloc_v2(&workspace_, bytes));
-  workspace_size_ = bytes;
-  return reinterpret_cast<void*>(workspace_);
+  // The old buffer may still be referenced by a captured CUDA graph: retire it, free later.
+  if (buf.ptr) buf.retired.push_back(buf.ptr);
+  buf.ptr = 0;
+  buf.size = 0;
+  PLX_CU_RETURN_IF_ERROR(d, cuMemAlloc_v2(&buf.ptr, bytes));
+  // Zeroed once: fused-merge kernels leave their split counters at zero after each launch.
+  PLX_CU_RETURN_IF_ERROR(d, cuMemsetD8_v2(buf.ptr, 0, bytes));
+  buf.size = bytes;
+  return reinterpret_cast<void*>(buf.ptr);
 }
 
 size_t Runtime::DecodeWorkspaceBytes(const Variant& v, int batch, int num_splits) {
@@ -207,9 +213,12 @@ int Runtime::AutoSplits(const Variant& v, int batch, int max_seqlen) {
   const int per_sm = k.ok() ? std::max(1, (*k)->ctas_per_sm) : 1;
   const int ctas = std::max(1, batch * v.problem().num_kv_heads * v.ctas_per_group());
   const int slots = device_.sm_count * per_sm;
-  int splits = (slots + ctas - 1) / ctas;
-  // Each split should stream at least two tiles, or the merge costs more than it saves.
+  // Every split costs the same, so the time is (waves of CTAs) x (keys per split): fill the
+  // resident slots in one wave rather than spilling a partial second wave (a 1.1-wave grid
+  // runs as long as a 2-wave one). Each split should stream at least two tiles, or the
+  // merge costs more than it saves.
   const int max_by_len = std::max(1, max_seqlen / (2 * v.schedule().block_n));
+  const int splits = std::max(1, slots / ctas);
   return std::clamp(std::min(splits, max_by_len), 1, 128);
 }
 
@@ -282,7 +291,7 @@ absl::Status Runtime::RunDecode(const DecodePlan& plan, const DecodeArgs& a, CUs
   void* ws = a.workspace;
   if (plan.workspace_bytes > 0) {
     if (ws == nullptr) {
-      absl::StatusOr<void*> w = EnsureWorkspace(plan.workspace_bytes);
+      absl::StatusOr<void*> w = Ensure(workspace_, plan.workspace_bytes);
       if (!w.ok()) return w.status();
       ws = *w;
     } else if (a.workspace_bytes < plan.workspace_bytes) {
@@ -295,6 +304,13 @@ absl::Status Runtime::RunDecode(const DecodePlan& plan, const DecodeArgs& a, CUs
   const size_t stat_floats = static_cast<size_t>(plan.num_splits) * a.batch * a.num_q_heads * 4;
   p.part_stats = static_cast<float*>(ws);
   p.part_o = ws ? static_cast<float*>(ws) + stat_floats : nullptr;
+  if (plan.variant.schedule().fused_merge && plan.num_splits > 1) {
+    // Counters live in a runtime-owned buffer so callers never have to zero their workspace.
+    const size_t n = static_cast<size_t>(a.batch) * a.num_kv_heads * plan.variant.ctas_per_group();
+    absl::StatusOr<void*> c = Ensure(counters_, n * sizeof(int));
+    if (!c.ok()) return c.status();
+    p.counters = static_cast<int*>(*c);
+  }
   p.seqlens = a.seqlens;
   p.block_table = a.block_table;
   p.q_stride_b = a.q_stride_b; p.q_stride_h = a.q_stride_h;
@@ -316,7 +332,7 @@ absl::Status Runtime::RunDecode(const DecodePlan& plan, const DecodeArgs& a, CUs
                                            a.num_kv_heads * v.ctas_per_group(), a.batch,
                                            (*k)->shape.threads, 1, 1, (*k)->shape.smem_bytes, stream,
                                            args, nullptr));
-  if (plan.num_splits > 1)
+  if (plan.num_splits > 1 && !v.schedule().fused_merge)
     PLX_CU_RETURN_IF_ERROR(d, cuLaunchKernel((*k)->merge, a.num_q_heads, a.batch, 1,
                                              (*k)->shape.merge_threads, 1, 1, 0, stream, args, nullptr));
   return absl::OkStatus();

@@ -27,6 +27,20 @@ std::string FmaKey(const DecodeCase& c) {
   return "";
 }
 
+// The default schedule with the split merge fused into the main kernel.
+std::string FusedKey(const DecodeCase& c) {
+  Problem p;
+  p.mode = Mode::kDecode; p.dtype = c.dtype; p.head_dim = c.head_dim;
+  p.num_q_heads = c.hq; p.num_kv_heads = c.hkv;
+  p.kv_layout = c.page_size ? KvLayout::kPaged : KvLayout::kContiguous;
+  p.page_size = c.page_size; p.window = c.window > 0;
+  Algorithm a{c.learned ? Probe::kLearned : Probe::kNone, c.affine};
+  Schedule s = CanonicalSchedule(p, a, DefaultDecodeSchedule(p, a));
+  s.fused_merge = true;
+  auto v = Variant::Create(p, a, s);
+  return v.ok() ? v->Key() : "";
+}
+
 std::vector<DecodeCase> Cases() {
   std::vector<DecodeCase> cases;
   const std::pair<int, int> heads[] = {{4, 4}, {8, 4}, {8, 2}, {16, 2}, {16, 1}, {6, 2}};
@@ -53,6 +67,10 @@ std::vector<DecodeCase> Cases() {
           if (i % 3 == 1) {  // the scalar path on a third of the grid
             c.key = FmaKey(c);
             c.seed += 7;
+            if (!c.key.empty()) cases.push_back(c);
+          } else if (i % 3 == 2) {  // the fused split merge on another third
+            c.key = FusedKey(c);
+            c.seed += 11;
             if (!c.key.empty()) cases.push_back(c);
           }
         }
@@ -133,13 +151,14 @@ TEST(DecodeGpuIdentity, SplitCountDoesNotChangeTheResult) {
   DecodeCase c;
   c.seqlens = {3000, 2500};
   std::vector<double> first;
-  for (int s : {1, 2, 5, 17, 64}) {
-    c.num_splits = s;
+  for (int s : {1, 2, 5, 17, 64, -5, -64}) {  // negative: the same count, fused merge
+    c.num_splits = std::abs(s);
+    c.key = s < 0 ? FusedKey(c) : "";
     absl::StatusOr<CaseResult> r = RunDecodeCase(*rt, c);
     ASSERT_TRUE(r.ok()) << r.status();
     if (first.empty()) { first = r->out; continue; }
     ref::ErrorStats e = ref::Compare(r->out, first);
-    EXPECT_LE(e.rel_frobenius, 4e-3) << "splits=" << s;
+    EXPECT_LE(e.rel_frobenius, 4e-3) << "splits=" << s << " " << r->variant;
   }
 }
 

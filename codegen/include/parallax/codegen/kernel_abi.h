@@ -8,13 +8,15 @@
 #ifndef PARALLAX_KERNEL_ABI_H_
 #define PARALLAX_KERNEL_ABI_H_
 
-#define PLX_ABI_VERSION 1
+#define PLX_ABI_VERSION 2
 
 /* Decode: one new query token per sequence.
  * q, r: [B, Hq, D]; k, v: contiguous [B, Lmax, Hkv, D] or paged [pages, page_size, Hkv, D].
  * Split-KV partials (when num_splits > 1) go to the caller-owned workspace:
  *   part_stats [num_splits, B, Hq, 4] floats (m in log2 units, d1, d2, unused)
- *   part_o     [num_splits, B, Hq, 2, D] floats (O1, O2). */
+ *   part_o     [num_splits, B, Hq, 2, D] floats (O1, O2)
+ *   counters   [B, gridDim.y] ints (fused merge only; a runtime-owned buffer), zero before
+ *              the first launch; the last CTA of each group resets its counter to zero. */
 typedef struct PlxDecodeParams {
   const void* q;
   const void* r;
@@ -23,6 +25,7 @@ typedef struct PlxDecodeParams {
   void* out;
   float* part_stats;
   float* part_o;
+  int* counters;
   const int* seqlens;      /* [B] keys visible per sequence; NULL: every sequence has seqlen */
   const int* block_table;  /* paged: [B, block_table_stride] page indices */
   long long q_stride_b, q_stride_h;

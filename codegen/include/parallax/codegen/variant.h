@@ -16,7 +16,7 @@
 namespace parallax {
 
 // Bumped whenever generated source changes meaning or speed; part of every cache key.
-inline constexpr int kGeneratorVersion = 1;
+inline constexpr int kGeneratorVersion = 2;
 
 enum class Mode : uint8_t { kDecode, kPrefill };
 enum class DType : uint8_t { kBF16, kFP16 };
@@ -59,6 +59,8 @@ struct Schedule {
   int splits = 0;         // decode: split-KV count; 0 = chosen at launch from occupancy
   int heads_per_cta = 0;  // decode: query heads of one GQA group packed per CTA
   int block_m = 0;        // prefill: query rows per CTA
+  bool fused_merge = false;  // decode: the last CTA of each head group merges the splits
+                             // (one launch; needs zeroed counters in the workspace)
   bool operator==(const Schedule&) const = default;
 };
 

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "parallax/codegen/kernel_abi.h"
@@ -54,7 +55,7 @@ struct DecodeArgs {
   float eps = 1e-6f;
   std::string variant_key;  // explicit choice (must match the problem)
   int num_splits = 0;       // 0: the variant's, else auto from occupancy
-  void* workspace = nullptr;  // caller-owned; null = runtime-managed (allocates on growth)
+  void* workspace = nullptr;  // caller-owned; null = runtime-managed (grows, never shrinks)
   size_t workspace_bytes = 0;
 };
 
@@ -125,7 +126,12 @@ class Runtime {
 
  private:
   explicit Runtime(const RuntimeOptions& o, DeviceInfo d, CUcontext ctx);
-  absl::StatusOr<void*> EnsureWorkspace(size_t bytes);
+  struct GrowBuffer {
+    CUdeviceptr ptr = 0;
+    size_t size = 0;
+    std::vector<CUdeviceptr> retired;  // outgrown, kept until destruction (graphs may use them)
+  };
+  absl::StatusOr<void*> Ensure(GrowBuffer& buf, size_t bytes);
 
   RuntimeOptions options_;
   DeviceInfo device_;
@@ -134,8 +140,8 @@ class Runtime {
   std::unordered_map<std::string, std::unique_ptr<LoadedKernel>> kernels_;  // by variant key
   std::unordered_map<std::string, std::shared_ptr<std::mutex>> build_mu_;  // per variant key
   TunedLookup tuned_;
-  CUdeviceptr workspace_ = 0;
-  size_t workspace_size_ = 0;
+  GrowBuffer workspace_;  // split-KV partials when the caller passes none
+  GrowBuffer counters_;   // fused-merge split counters (always runtime-owned)
 };
 
 // Built-in defaults, decent on sm_80 and sm_90 (used when nothing tuned applies).

@@ -191,8 +191,8 @@ void to_json(json& j, const RowCounts& v) {
 }
 
 void to_json(json& j, const ImportStats& v) {
-  j = json{{"devices", v.devices},         {"problems", v.problems},
-           {"variants", v.variants},       {"runs", v.runs},
+  j = json{{"devices", v.devices},           {"problems", v.problems},
+           {"variants", v.variants},         {"runs", v.runs},
            {"measurements", v.measurements}, {"best_configs", v.best_configs},
            {"binaries", v.binaries}};
 }

@@ -10,8 +10,9 @@ namespace parallax::cache {
 
 const std::vector<Migration>& BuiltinMigrations() {
   static const auto* const kMigrations = new std::vector<Migration>{
-      {1, "create devices, problems, variants, measurements, best_configs, binaries, "
-          "tuning_runs",
+      {1,
+       "create devices, problems, variants, measurements, best_configs, binaries, "
+       "tuning_runs",
        &internal::CreateSchemaV1},
   };
   return *kMigrations;
@@ -24,7 +25,8 @@ absl::StatusOr<std::vector<Migration>> MigrationPlan(const std::vector<Migration
     if (plan[i].version != static_cast<int>(i) + 1 || !plan[i].apply) {
       return absl::InvalidArgumentError(
           absl::StrCat("cache migrations must be numbered 1..N without gaps and have a step; "
-                       "entry ", i, " has version ", plan[i].version));
+                       "entry ",
+                       i, " has version ", plan[i].version));
     }
   }
   return plan;
@@ -46,9 +48,9 @@ absl::StatusOr<int> ApplyMigrations(Db& db, const std::vector<Migration>& plan) 
                                               step.version, " on schema version ", *version));
     }
     if (absl::Status s = step.apply(db); !s.ok()) {
-      return absl::Status(s.code(), absl::StrCat("cache ", db.path(), ": migration to v",
-                                                 step.version, " (", step.description,
-                                                 ") failed: ", s.message()));
+      return absl::Status(s.code(),
+                          absl::StrCat("cache ", db.path(), ": migration to v", step.version, " (",
+                                       step.description, ") failed: ", s.message()));
     }
     if (absl::Status s = db.SetUserVersion(step.version); !s.ok()) return s;
     if (absl::Status s = txn->Commit(); !s.ok()) return s;

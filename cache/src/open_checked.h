@@ -16,7 +16,8 @@ struct CheckedDb {
 // Refuses, with the file left byte-for-byte untouched:
 //  - a non-empty file without the SQLite header, or one sqlite reports as damaged by
 //    PRAGMA quick_check (when check_integrity): DataLoss naming the file;
-//  - a schema newer than max_known_version: FailedPrecondition.
+//  - a schema newer than max_known_version, or a foreign database (tables but
+//    user_version 0): FailedPrecondition.
 // A missing or empty file is a new database (unless options forbid creating it).
 absl::StatusOr<CheckedDb> OpenChecked(const std::string& path, const DbOptions& options,
                                       bool check_integrity, int max_known_version);

@@ -42,9 +42,11 @@ absl::StatusCode CodeFor(int rc) {
 
 absl::Status SqliteStatus(int rc, absl::string_view message, absl::string_view path,
                           absl::string_view context) {
-  return absl::Status(CodeFor(rc),
-                      absl::StrCat("sqlite cache ", path, ": ", context, ": ", message,
-                                   " (", sqlite3_errstr(rc), ", code ", rc, ")"));
+  const absl::string_view generic = sqlite3_errstr(rc);
+  return absl::Status(
+      CodeFor(rc),
+      absl::StrCat("sqlite cache ", path, ": ", context, ": ", message, " (",
+                   message == generic ? "" : absl::StrCat(generic, ", "), "code ", rc, ")"));
 }
 
 }  // namespace parallax::cache::internal

@@ -1,9 +1,8 @@
 #pragma once
 // Mapping of sqlite result codes to absl::Status codes.
 
-#include "absl/strings/string_view.h"
-
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 
 namespace parallax::cache::internal {
 

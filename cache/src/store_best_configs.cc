@@ -22,9 +22,8 @@ absl::Status Store::SetBestConfig(const BestConfig& c) {
              "  variant_key = excluded.variant_key, median_us = excluded.median_us, "
              "  generator_version = excluded.generator_version, "
              "  nvrtc_version = excluded.nvrtc_version, updated_at = excluded.updated_at",
-             *device_id, c.problem_key, c.bucket, c.variant_key, c.median_us,
-             c.generator_version, c.nvrtc_version,
-             c.updated_at != 0 ? c.updated_at : NowUnixMs())
+             *device_id, c.problem_key, c.bucket, c.variant_key, c.median_us, c.generator_version,
+             c.nvrtc_version, c.updated_at != 0 ? c.updated_at : NowUnixMs())
       .status();
 }
 
@@ -33,25 +32,24 @@ absl::StatusOr<BestConfig> Store::GetBestConfig(absl::string_view device_fingerp
                                                 absl::string_view bucket,
                                                 const CurrentVersions& current) {
   std::lock_guard lock(mu_);
-  absl::StatusOr<Stmt> stmt = db_.Prepare(absl::StrCat(
-      "SELECT ", internal::kBestConfigColumns,
-      " FROM best_configs b JOIN devices d ON d.id = b.device_id "
-      "WHERE d.fingerprint = ? AND b.problem_key = ? AND b.bucket = ?"));
+  absl::StatusOr<Stmt> stmt =
+      db_.Prepare(absl::StrCat("SELECT ", internal::kBestConfigColumns,
+                               " FROM best_configs b JOIN devices d ON d.id = b.device_id "
+                               "WHERE d.fingerprint = ? AND b.problem_key = ? AND b.bucket = ?"));
   if (!stmt.ok()) return stmt.status();
   if (absl::Status s = stmt->BindAll(device_fingerprint, problem_key, bucket); !s.ok()) return s;
   absl::StatusOr<bool> row = stmt->Step();
   if (!row.ok()) return row.status();
-  const std::string where =
-      absl::StrCat("device '", device_fingerprint, "', problem '", problem_key, "', bucket '",
-                   bucket, "'");
+  const std::string where = absl::StrCat("device '", device_fingerprint, "', problem '",
+                                         problem_key, "', bucket '", bucket, "'");
   if (!*row) return absl::NotFoundError(absl::StrCat("no best config for ", where));
   BestConfig config = internal::ReadBestConfig(*stmt);
   if (config.generator_version != current.generator_version ||
       config.nvrtc_version != current.nvrtc_version) {
     return absl::NotFoundError(absl::StrCat(
-        "best config for ", where, " is stale: tuned with generator v",
-        config.generator_version, " / nvrtc ", config.nvrtc_version, ", current is generator v",
-        current.generator_version, " / nvrtc ", current.nvrtc_version));
+        "best config for ", where, " is stale: tuned with generator v", config.generator_version,
+        " / nvrtc ", config.nvrtc_version, ", current is generator v", current.generator_version,
+        " / nvrtc ", current.nvrtc_version));
   }
   return config;
 }

@@ -19,15 +19,15 @@ absl::Status Store::PutBinary(const BinaryEntry& e) {
              "  nvrtc_version = excluded.nvrtc_version, driver_version = excluded.driver_version, "
              "  source_hash = excluded.source_hash, cubin = excluded.cubin, log = excluded.log, "
              "  created_at = excluded.created_at",
-             e.key, e.arch, e.generator_version, e.nvrtc_version, e.driver_version,
-             e.source_hash, e.cubin, e.log, e.created_at != 0 ? e.created_at : NowUnixMs())
+             e.key, e.arch, e.generator_version, e.nvrtc_version, e.driver_version, e.source_hash,
+             e.cubin, e.log, e.created_at != 0 ? e.created_at : NowUnixMs())
       .status();
 }
 
 absl::StatusOr<BinaryEntry> Store::GetBinary(absl::string_view key) {
   std::lock_guard lock(mu_);
-  absl::StatusOr<Stmt> stmt =
-      db_.Prepare(absl::StrCat("SELECT ", internal::kBinaryColumns, " FROM binaries WHERE key = ?"));
+  absl::StatusOr<Stmt> stmt = db_.Prepare(
+      absl::StrCat("SELECT ", internal::kBinaryColumns, " FROM binaries WHERE key = ?"));
   if (!stmt.ok()) return stmt.status();
   if (absl::Status s = stmt->BindAll(key); !s.ok()) return s;
   absl::StatusOr<bool> row = stmt->Step();

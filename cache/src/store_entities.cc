@@ -13,8 +13,8 @@ absl::StatusOr<int64_t> FindDeviceId(Db& db, absl::string_view fingerprint) {
   absl::StatusOr<int64_t> id =
       QueryId(db, "SELECT id FROM devices WHERE fingerprint = ?", fingerprint);
   if (id.status().code() == absl::StatusCode::kNotFound) {
-    return absl::NotFoundError(absl::StrCat("cache ", db.path(), ": no device with fingerprint '",
-                                            fingerprint, "'"));
+    return absl::NotFoundError(
+        absl::StrCat("cache ", db.path(), ": no device with fingerprint '", fingerprint, "'"));
   }
   return id;
 }
@@ -71,8 +71,7 @@ absl::StatusOr<std::vector<DeviceInfo>> Store::ListDevices() {
   return out;
 }
 
-absl::StatusOr<int64_t> Store::UpsertProblem(absl::string_view key,
-                                             const nlohmann::json& problem) {
+absl::StatusOr<int64_t> Store::UpsertProblem(absl::string_view key, const nlohmann::json& problem) {
   if (key.empty()) return absl::InvalidArgumentError("problem key is empty");
   std::lock_guard lock(mu_);
   return internal::QueryId(db_,

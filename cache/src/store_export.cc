@@ -1,7 +1,7 @@
 // Store: Export, a self-contained single-file copy.
-#include <filesystem>
-
 #include <spdlog/spdlog.h>
+
+#include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "parallax/cache/store.h"

@@ -2,9 +2,9 @@
 // Helpers shared by the store_*.cc files; callers hold Store::mu_.
 
 #include <cstdint>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "parallax/cache/db.h"
 #include "parallax/cache/stmt.h"
 

@@ -26,8 +26,8 @@ absl::StatusOr<int64_t> Store::RecordMeasurement(const Measurement& m) {
       "  median_us, min_us, max_us, reps, error_text, rel_error, measured_at, "
       "  generator_version, nvrtc_version) "
       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-      m.run_id, m.device_id, m.problem_id, m.variant_id, m.bucket, ToString(m.status),
-      m.median_us, m.min_us, m.max_us, m.reps, m.error_text, m.rel_error,
+      m.run_id, m.device_id, m.problem_id, m.variant_id, m.bucket, ToString(m.status), m.median_us,
+      m.min_us, m.max_us, m.reps, m.error_text, m.rel_error,
       m.measured_at != 0 ? m.measured_at : NowUnixMs(), m.generator_version, m.nvrtc_version);
   if (!id.ok()) return id.status();
   if (absl::Status s = txn->Commit(); !s.ok()) return s;
@@ -46,8 +46,7 @@ absl::StatusOr<bool> Store::HasMeasurement(int64_t device_id, int64_t problem_id
   return *found != 0;
 }
 
-absl::StatusOr<std::vector<Measurement>> Store::ListMeasurements(
-    const MeasurementFilter& filter) {
+absl::StatusOr<std::vector<Measurement>> Store::ListMeasurements(const MeasurementFilter& filter) {
   std::vector<std::string> where;
   std::vector<std::variant<int64_t, std::string>> args;
   auto add = [&](const char* condition, auto value) {
@@ -64,8 +63,8 @@ absl::StatusOr<std::vector<Measurement>> Store::ListMeasurements(
     add("m.generator_version = ?", static_cast<int64_t>(*filter.generator_version));
   }
   if (filter.measured_since) add("m.measured_at >= ?", *filter.measured_since);
-  std::string sql = absl::StrCat("SELECT ", internal::kMeasurementColumns, " FROM ",
-                                 internal::kMeasurementJoin);
+  std::string sql =
+      absl::StrCat("SELECT ", internal::kMeasurementColumns, " FROM ", internal::kMeasurementJoin);
   if (!where.empty()) absl::StrAppend(&sql, " WHERE ", absl::StrJoin(where, " AND "));
   absl::StrAppend(&sql, " ORDER BY m.measured_at, m.id");
   if (filter.limit > 0) absl::StrAppend(&sql, " LIMIT ", filter.limit);

@@ -59,10 +59,10 @@ absl::StatusOr<RunInfo> Store::GetRun(int64_t run_id) {
 absl::StatusOr<std::vector<RunInfo>> Store::ListRuns(const RunFilter& filter) {
   std::optional<std::string> status;
   if (filter.status) status = std::string(ToString(*filter.status));
-  std::string sql = absl::StrCat(
-      "SELECT ", internal::kRunColumns,
-      " FROM tuning_runs r WHERE (?1 IS NULL OR r.device_id = ?1) "
-      "AND (?2 IS NULL OR r.status = ?2) ORDER BY r.started_at DESC, r.id DESC");
+  std::string sql =
+      absl::StrCat("SELECT ", internal::kRunColumns,
+                   " FROM tuning_runs r WHERE (?1 IS NULL OR r.device_id = ?1) "
+                   "AND (?2 IS NULL OR r.status = ?2) ORDER BY r.started_at DESC, r.id DESC");
   if (filter.limit > 0) absl::StrAppend(&sql, " LIMIT ", filter.limit);
   std::lock_guard lock(mu_);
   absl::StatusOr<Stmt> stmt = db_.Prepare(sql);

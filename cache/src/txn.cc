@@ -1,10 +1,9 @@
 #include "parallax/cache/txn.h"
 
+#include <spdlog/spdlog.h>
 #include <sqlite3.h>
 
 #include <utility>
-
-#include <spdlog/spdlog.h>
 
 #include "parallax/cache/db.h"
 

@@ -40,9 +40,9 @@ absl::Status WriteRows(const std::string& path, int writer) {
     absl::StatusOr<bool> has = (*store)->HasMeasurement(*device, *problem, *variant, 3);
     if (!has.ok()) return has.status();
     if (i % 25 == 0) {
-      absl::Status s = (*store)->SetBestConfig(
-          {TestDevice().fingerprint, kProblemKey, absl::StrCat("w", writer), WriterVariant(writer),
-           10.0 + i, 3, 13000, 0});
+      absl::Status s =
+          (*store)->SetBestConfig({TestDevice().fingerprint, kProblemKey, absl::StrCat("w", writer),
+                                   WriterVariant(writer), 10.0 + i, 3, 13000, 0});
       if (!s.ok()) return s;
     }
   }

@@ -29,9 +29,9 @@ void FillStore(const std::string& path) {
   ASSERT_OK_AND_ASSIGN(auto store, Store::Open(path));
   ASSERT_OK_AND_ASSIGN(Ids ids, SeedEntities(*store));
   for (int i = 0; i < 3000; ++i) {
-    ASSERT_OK(store->RecordMeasurement(
-                       OkMeasurement(ids.device, ids.problem, i % 2 ? ids.variant_a : ids.variant_b,
-                                     i, 1.0 + i))
+    ASSERT_OK(store
+                  ->RecordMeasurement(OkMeasurement(
+                      ids.device, ids.problem, i % 2 ? ids.variant_a : ids.variant_b, i, 1.0 + i))
                   .status());
   }
 }

@@ -57,9 +57,9 @@ void RunCrashScenario(const std::string& path, Death death) {
     ASSERT_OK_AND_ASSIGN(auto store, Store::Open(path));
     ASSERT_OK_AND_ASSIGN(ids, SeedEntities(*store));
     for (int i = 0; i < kCommitted; ++i) {
-      ASSERT_OK(store->RecordMeasurement(OkMeasurement(ids.device, ids.problem, ids.variant_a, i,
-                                                       20 + i))
-                    .status());
+      ASSERT_OK(
+          store->RecordMeasurement(OkMeasurement(ids.device, ids.problem, ids.variant_a, i, 20 + i))
+              .status());
     }
     ASSERT_OK(store->SetBestConfig(
         {TestDevice().fingerprint, kProblemKey, "seq4096", kVariantKeyA, 20.0, 3, 13000, 0}));

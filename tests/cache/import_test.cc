@@ -17,8 +17,14 @@ constexpr const char* kVariantKeyC =
 
 BestConfig Best(std::string device, std::string bucket, std::string variant, double median,
                 int generator, int nvrtc) {
-  return BestConfig{std::move(device), kProblemKey, std::move(bucket), std::move(variant),
-                    median,            generator,   nvrtc,             0};
+  return BestConfig{std::move(device),
+                    kProblemKey,
+                    std::move(bucket),
+                    std::move(variant),
+                    median,
+                    generator,
+                    nvrtc,
+                    0};
 }
 
 // Two stores that share a device, problem and variants, with overlapping measurements and
@@ -42,8 +48,10 @@ void BuildPair(const std::string& ours_path, const std::string& theirs_path, Pai
 
   // Measurements: (A,1000) in both -> duplicate; (B,1001) only ours; (B,2000) and the
   // other device's (C,3000) only theirs.
-  ASSERT_OK(a.RecordMeasurement(OkMeasurement(ia.device, ia.problem, ia.variant_a, 1000, 10)).status());
-  ASSERT_OK(a.RecordMeasurement(OkMeasurement(ia.device, ia.problem, ia.variant_b, 1001, 11)).status());
+  ASSERT_OK(
+      a.RecordMeasurement(OkMeasurement(ia.device, ia.problem, ia.variant_a, 1000, 10)).status());
+  ASSERT_OK(
+      a.RecordMeasurement(OkMeasurement(ia.device, ia.problem, ia.variant_b, 1001, 11)).status());
   ASSERT_OK_AND_ASSIGN(int64_t run, b.StartRun(ib.device, {{"budget", 8}}));
   Measurement dup = OkMeasurement(ib.device, ib.problem, ib.variant_a, 1000, 10.5);
   dup.run_id = run;
@@ -134,9 +142,9 @@ TEST_F(ImportTest, MergeFollowsTheDocumentedRules) {
 
   // Importing the same file again changes nothing.
   ASSERT_OK_AND_ASSIGN(stats, a.Import(theirs_path));
-  EXPECT_EQ(stats.measurements.inserted + stats.best_configs.inserted +
-                stats.best_configs.updated + stats.devices.inserted + stats.runs.inserted +
-                stats.binaries.inserted + stats.variants.inserted + stats.variants.updated,
+  EXPECT_EQ(stats.measurements.inserted + stats.best_configs.inserted + stats.best_configs.updated +
+                stats.devices.inserted + stats.runs.inserted + stats.binaries.inserted +
+                stats.variants.inserted + stats.variants.updated,
             0);
   EXPECT_EQ(stats.measurements.skipped, 3);
   EXPECT_EQ(stats.best_configs.skipped, 7);
@@ -169,9 +177,9 @@ TEST_F(ImportTest, OlderSourceIsMigratedInACopy) {
   {
     ASSERT_OK_AND_ASSIGN(auto old_store, Store::Open(source));
     ASSERT_OK_AND_ASSIGN(Ids ids, SeedEntities(*old_store));
-    ASSERT_OK(old_store->RecordMeasurement(
-                           OkMeasurement(ids.device, ids.problem, ids.variant_a, 1, 1))
-                  .status());
+    ASSERT_OK(
+        old_store->RecordMeasurement(OkMeasurement(ids.device, ids.problem, ids.variant_a, 1, 1))
+            .status());
   }
   const std::string source_bytes = ReadBytes(source);
   StoreOptions v2;

@@ -1,7 +1,8 @@
 // JSON conversions of the row structs (what the CLI prints with --json).
+#include "parallax/cache/json.h"
+
 #include <nlohmann/json.hpp>
 
-#include "parallax/cache/json.h"
 #include "test_util.h"
 
 namespace parallax::cache::testing {

@@ -99,15 +99,26 @@ TEST_F(MigrationTest, NewerSchemaIsRefusedAndLeftUntouched) {
   EXPECT_EQ(ReadBytes(path), before);
 }
 
+TEST_F(MigrationTest, ForeignSqliteDatabaseIsRefused) {
+  const std::string path = PathFor("other_app.db");
+  {
+    ASSERT_OK_AND_ASSIGN(Db db, Db::Open(path));
+    ASSERT_OK(db.Exec("CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('keep me');"));
+  }
+  const std::string before = ReadBytes(path);
+  absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(path);
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition) << store.status();
+  EXPECT_EQ(ReadBytes(path), before);
+}
+
 TEST_F(MigrationTest, PlanRejectsGapsAndMissingSteps) {
   EXPECT_FALSE(MigrationPlan({{3, "skips v2", [](Db&) { return absl::OkStatus(); }}}).ok());
   EXPECT_FALSE(MigrationPlan({{2, "no step", nullptr}}).ok());
   ASSERT_OK_AND_ASSIGN(auto plan, MigrationPlan({AddNotesColumn()}));
   EXPECT_EQ(plan.size(), 2u);
-  EXPECT_EQ(Store::Open(PathFor("x.db"), WithExtra({5, "gap", AddNotesColumn().apply}))
-                .status()
-                .code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      Store::Open(PathFor("x.db"), WithExtra({5, "gap", AddNotesColumn().apply})).status().code(),
+      absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -1,12 +1,13 @@
 // Store basics: round trips through a reopened file, resume lookups, best configs,
 // binaries, runs, export and verify.
+#include "parallax/cache/store.h"
+
 #include <atomic>
 #include <filesystem>
 #include <thread>
 #include <vector>
 
 #include "parallax/cache/clock.h"
-#include "parallax/cache/store.h"
 #include "test_util.h"
 
 namespace parallax::cache::testing {
@@ -35,8 +36,8 @@ TEST_F(StoreTest, CreateAndReopenRoundTrip) {
     failed.generator_version = 3;
     failed.nvrtc_version = 13000;
     ASSERT_OK(store->RecordMeasurement(failed).status());
-    BestConfig best{TestDevice().fingerprint, kProblemKey, "seq4096", kVariantKeyA, 41.5, 3,
-                    13000, 0};
+    BestConfig best{
+        TestDevice().fingerprint, kProblemKey, "seq4096", kVariantKeyA, 41.5, 3, 13000, 0};
     ASSERT_OK(store->SetBestConfig(best));
   }
   ASSERT_TRUE(std::filesystem::exists(path));
@@ -72,9 +73,8 @@ TEST_F(StoreTest, CreateAndReopenRoundTrip) {
   EXPECT_GT(f.measured_at, 0);  // defaulted to now
   EXPECT_EQ(f.error_text, "nvrtc: too many resources requested for launch");
 
-  ASSERT_OK_AND_ASSIGN(BestConfig best,
-                       store->GetBestConfig(TestDevice().fingerprint, kProblemKey, "seq4096",
-                                            CurrentVersions{3, 13000}));
+  ASSERT_OK_AND_ASSIGN(BestConfig best, store->GetBestConfig(TestDevice().fingerprint, kProblemKey,
+                                                             "seq4096", CurrentVersions{3, 13000}));
   EXPECT_EQ(best.variant_key, kVariantKeyA);
   ASSERT_OK_AND_ASSIGN(RunInfo run, store->GetRun(run_id));
   EXPECT_EQ(run.params["budget"], 64);
@@ -136,8 +136,7 @@ TEST_F(StoreTest, RejectsInvalidMeasurements) {
   ASSERT_OK_AND_ASSIGN(Ids ids, SeedEntities(*store));
   Measurement no_time = OkMeasurement(ids.device, ids.problem, ids.variant_a, 1, 1);
   no_time.median_us.reset();
-  EXPECT_EQ(store->RecordMeasurement(no_time).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->RecordMeasurement(no_time).status().code(), absl::StatusCode::kInvalidArgument);
   // Foreign keys are enforced: an unknown device id is refused.
   Measurement orphan = OkMeasurement(ids.device + 100, ids.problem, ids.variant_a, 1, 1);
   absl::Status s = store->RecordMeasurement(orphan).status();
@@ -183,8 +182,7 @@ TEST_F(StoreTest, StaleVersionsAreListedButNotServed) {
   ASSERT_OK_AND_ASSIGN(all, store->ListBestConfigs(filter));
   EXPECT_TRUE(all.empty());
   // Best configs need a known device.
-  EXPECT_EQ(store->SetBestConfig({"unknown", kProblemKey, "", kVariantKeyA, 1, 3, 13000, 0})
-                .code(),
+  EXPECT_EQ(store->SetBestConfig({"unknown", kProblemKey, "", kVariantKeyA, 1, 3, 13000, 0}).code(),
             absl::StatusCode::kNotFound);
 }
 

@@ -6,25 +6,25 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "parallax/cache/store.h"
 
 #define PLX_CONCAT_INNER(a, b) a##b
 #define PLX_CONCAT(a, b) PLX_CONCAT_INNER(a, b)
 
-#define ASSERT_OK(expr)                                 \
-  do {                                                  \
-    const absl::Status plx_status_ = (expr);            \
-    ASSERT_TRUE(plx_status_.ok()) << plx_status_;       \
+#define ASSERT_OK(expr)                           \
+  do {                                            \
+    const absl::Status plx_status_ = (expr);      \
+    ASSERT_TRUE(plx_status_.ok()) << plx_status_; \
   } while (0)
 
-#define EXPECT_OK(expr)                                 \
-  do {                                                  \
-    const absl::Status plx_status_ = (expr);            \
-    EXPECT_TRUE(plx_status_.ok()) << plx_status_;       \
+#define EXPECT_OK(expr)                           \
+  do {                                            \
+    const absl::Status plx_status_ = (expr);      \
+    EXPECT_TRUE(plx_status_.ok()) << plx_status_; \
   } while (0)
 
 #define ASSERT_OK_AND_ASSIGN(lhs, expr) \
@@ -63,11 +63,9 @@ struct Ids {
 };
 
 DeviceInfo TestDevice(std::string fingerprint = "h100-sxm-132sm-drv580");
-absl::StatusOr<Ids> SeedEntities(Store& store,
-                                 std::string fingerprint = "h100-sxm-132sm-drv580");
+absl::StatusOr<Ids> SeedEntities(Store& store, std::string fingerprint = "h100-sxm-132sm-drv580");
 Measurement OkMeasurement(int64_t device, int64_t problem, int64_t variant, int64_t measured_at,
-                          double median_us, int generator_version = 3,
-                          int nvrtc_version = 13000);
+                          double median_us, int generator_version = 3, int nvrtc_version = 13000);
 
 std::string ReadBytes(const std::string& path);
 void WriteBytes(const std::string& path, const std::string& bytes);

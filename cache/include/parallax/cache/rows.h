@@ -2,14 +2,13 @@
 // Plain row structs of the cache tables. Ids are sqlite rowids; times are unix ms.
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace parallax::cache {
 

@@ -8,14 +8,13 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
-#include <string>
-#include "absl/strings/string_view.h"
-#include <vector>
-
 #include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "parallax/cache/db.h"
 #include "parallax/cache/reports.h"
 #include "parallax/cache/rows.h"
@@ -48,17 +47,15 @@ class Store {
   // Appends one measurement; returns its id.
   absl::StatusOr<int64_t> RecordMeasurement(const Measurement& m);
   // Resume support: any measurement (whatever its status) for this exact combination.
-  absl::StatusOr<bool> HasMeasurement(int64_t device_id, int64_t problem_id,
-                                      int64_t variant_id, int generator_version);
-  absl::StatusOr<std::vector<Measurement>> ListMeasurements(
-      const MeasurementFilter& filter = {});
+  absl::StatusOr<bool> HasMeasurement(int64_t device_id, int64_t problem_id, int64_t variant_id,
+                                      int generator_version);
+  absl::StatusOr<std::vector<Measurement>> ListMeasurements(const MeasurementFilter& filter = {});
 
   // Unconditionally replaces the entry for (device, problem, bucket); the device must exist.
   absl::Status SetBestConfig(const BestConfig& config);
   // NotFound when absent or when stored under versions other than current.
   absl::StatusOr<BestConfig> GetBestConfig(absl::string_view device_fingerprint,
-                                           absl::string_view problem_key,
-                                           absl::string_view bucket,
+                                           absl::string_view problem_key, absl::string_view bucket,
                                            const CurrentVersions& current);
   // Every entry, stale ones included.
   absl::StatusOr<std::vector<BestConfig>> ListBestConfigs(const BestConfigFilter& filter = {});

@@ -34,8 +34,11 @@ if [ "$what" = test ] || [ "$what" = all ]; then
   fi
 fi
 if [ "$what" = bench ] || [ "$what" = all ]; then
-  if [ -f bench/bench_decode.py ]; then
-    PYTHONUNBUFFERED=1 python3 bench/bench_decode.py --build "$build" --out "$out" || status=1
+  bin=$(find "$build" -name plx_decode_bench -type f | head -1)
+  if [ -x "$bin" ]; then
+    timeout 240 "$bin" > "$out/decode_ours.jsonl" 2> "$out/decode_ours.err" || { status=1; tail -3 "$out/decode_ours.err"; }
   fi
+  PYTHONUNBUFFERED=1 timeout 240 python3 bench/sdpa_decode.py > "$out/decode_sdpa.jsonl" 2> "$out/decode_sdpa.err" || { status=1; tail -3 "$out/decode_sdpa.err"; }
+  python3 bench/decode_table.py "$out/decode_ours.jsonl" "$out/decode_sdpa.jsonl" || true
 fi
 exit $status

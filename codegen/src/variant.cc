@@ -121,12 +121,7 @@ absl::Status ValidateSchedule(const Problem& p, const Algorithm& a, const Schedu
 }
 
 std::string PrintKey(const Problem& p, const Algorithm& a, const Schedule& s) {
-  std::string key = absl::StrCat(
-      ToString(p.mode), "-", ToString(p.dtype), "-d", p.head_dim, "-h", p.num_q_heads, "x",
-      p.num_kv_heads, "-",
-      p.kv_layout == KvLayout::kPaged ? absl::StrCat("paged", p.page_size) : std::string("contig"),
-      "-", p.window ? "win" : "nowin", ".", ToString(a.probe), "-", ToString(a.affine), ".",
-      ToString(s.path));
+  std::string key = absl::StrCat(ProblemKey(p, a), ".", ToString(s.path));
   if (p.mode == Mode::kPrefill) absl::StrAppend(&key, "-m", s.block_m);
   absl::StrAppend(&key, "-n", s.block_n, "-w", s.warps, "-s", s.stages);
   if (p.mode == Mode::kDecode) {
@@ -150,6 +145,14 @@ absl::Status KeyError(absl::string_view key, absl::string_view what) {
 }
 
 }  // namespace
+
+std::string ProblemKey(const Problem& p, const Algorithm& a) {
+  return absl::StrCat(
+      ToString(p.mode), "-", ToString(p.dtype), "-d", p.head_dim, "-h", p.num_q_heads, "x",
+      p.num_kv_heads, "-",
+      p.kv_layout == KvLayout::kPaged ? absl::StrCat("paged", p.page_size) : std::string("contig"),
+      "-", p.window ? "win" : "nowin", ".", ToString(a.probe), "-", ToString(a.affine));
+}
 
 const char* ToString(Mode m) { return m == Mode::kDecode ? "decode" : "prefill"; }
 const char* ToString(DType d) { return d == DType::kBF16 ? "bf16" : "fp16"; }

@@ -13,6 +13,7 @@
 #include "cuda_driver.h"
 #include "parallax/codegen/generator.h"
 #include "parallax/runtime/nvrtc_compiler.h"
+#include "tuned_store.h"
 #include "xxhash.h"
 
 namespace parallax {
@@ -86,7 +87,17 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Create(const RuntimeOptions& o
   PLX_CU_RETURN_IF_ERROR(d, cuDevicePrimaryCtxRetain(&ctx, cudev));
   RuntimeOptions o = options;
   if (o.cache_dir.empty()) o.cache_dir = DefaultCacheDir();
-  return std::unique_ptr<Runtime>(new Runtime(o, *dev, ctx));
+  std::unique_ptr<Runtime> rt(new Runtime(o, *dev, ctx));
+  if (!o.db_path.empty()) {  // tuned configs + persistent binaries; a bad file is an error
+    absl::StatusOr<std::unique_ptr<TunedStore>> db = TunedStore::Open(o.db_path, *dev);
+    if (!db.ok()) return db.status();
+    rt->db_ = std::move(*db);
+    TunedStore* store = rt->db_.get();
+    rt->SetTunedLookup([store](const Problem& p, const Algorithm& a, int batch, int seqlen) {
+      return store->Lookup(p, a, batch, seqlen);
+    });
+  }
+  return rt;
 }
 
 Runtime::Runtime(const RuntimeOptions& o, DeviceInfo d, CUcontext ctx)
@@ -145,8 +156,11 @@ absl::StatusOr<const LoadedKernel*> Runtime::Load(const Variant& v) {
   const std::string artifact = absl::StrFormat("%016x", XXH3_64bits(id.data(), id.size()));
   const std::filesystem::path path =
       std::filesystem::path(options_.cache_dir) / arch / absl::StrCat(artifact, ".cubin");
+  const std::string source_hash = absl::StrFormat("%016x", XXH3_64bits(source.data(), source.size()));
   std::string cubin;
-  if (std::ifstream in(path, std::ios::binary); in) {
+  if (db_) {  // the tuning DB doubles as the persistent binary cache
+    if (std::optional<std::string> b = db_->GetBinary(artifact)) cubin = std::move(*b);
+  } else if (std::ifstream in(path, std::ios::binary); in) {
     std::ostringstream ss;
     ss << in.rdbuf();
     cubin = ss.str();
@@ -157,12 +171,16 @@ absl::StatusOr<const LoadedKernel*> Runtime::Load(const Variant& v) {
     absl::StatusOr<CompileResult> r = CompileCuda(source, absl::StrCat(v.Key(), ".cu"), co);
     if (!r.ok()) return r.status();
     cubin.assign(r->cubin.begin(), r->cubin.end());
-    std::error_code ec;
-    std::filesystem::create_directories(path.parent_path(), ec);
-    if (!ec) {  // write-then-rename: readers never see a partial binary
-      const std::filesystem::path tmp = path.string() + absl::StrCat(".tmp", ::getpid());
-      std::ofstream(tmp, std::ios::binary).write(cubin.data(), static_cast<std::streamsize>(cubin.size()));
-      std::filesystem::rename(tmp, path, ec);
+    if (db_) {
+      db_->PutBinary(artifact, source_hash, cubin, r->log);
+    } else {
+      std::error_code ec;
+      std::filesystem::create_directories(path.parent_path(), ec);
+      if (!ec) {  // write-then-rename: readers never see a partial binary
+        const std::filesystem::path tmp = path.string() + absl::StrCat(".tmp", ::getpid());
+        std::ofstream(tmp, std::ios::binary).write(cubin.data(), static_cast<std::streamsize>(cubin.size()));
+        std::filesystem::rename(tmp, path, ec);
+      }
     }
   }
   auto k = std::make_unique<LoadedKernel>();

@@ -108,6 +108,10 @@ class Variant {
   uint64_t hash_ = 0;
 };
 
+// The problem and algorithm parts of every variant key of (p, a), e.g.
+// "decode-bf16-d128-h32x8-contig-nowin.learned-plain": names problems in the tuning DB.
+std::string ProblemKey(const Problem& p, const Algorithm& a);
+
 // Fills the schedule fields that do not apply to the problem's mode with their canonical
 // values and picks the remaining defaults; handy for callers building a variant by hand.
 Schedule CanonicalSchedule(const Problem& p, const Algorithm& a, Schedule s);

@@ -29,7 +29,8 @@ const char* ToString(Choice c);
 struct RuntimeOptions {
   int device = 0;
   std::string cache_dir;  // compiled binaries; "" = $PARALLAX_CACHE_DIR or ~/.cache/parallax
-  std::string db_path;    // tuned configs; "" = none
+  std::string db_path;    // tuning DB: tuned configs + compiled binaries; "" = none (binaries
+                          // then go to cache_dir as files)
 };
 
 struct DecodeArgs {
@@ -91,6 +92,7 @@ struct DecodePlan {
 };
 
 struct LoadedKernel;  // module + functions, owned by the runtime
+class TunedStore;    // tuning DB access (runtime/src/tuned_store.h)
 
 class Runtime {
  public:
@@ -140,6 +142,7 @@ class Runtime {
   std::unordered_map<std::string, std::unique_ptr<LoadedKernel>> kernels_;  // by variant key
   std::unordered_map<std::string, std::shared_ptr<std::mutex>> build_mu_;  // per variant key
   TunedLookup tuned_;
+  std::unique_ptr<TunedStore> db_;  // when options.db_path is set
   GrowBuffer workspace_;  // split-KV partials when the caller passes none
   GrowBuffer counters_;   // fused-merge split counters (always runtime-owned)
 };

@@ -1,0 +1,28 @@
+// Shape buckets and problem keys: how tuned results are filed and found again.
+//
+// A tuned config is stored per (device fingerprint, problem key, bucket). The problem key
+// is the problem + algorithm part of a variant key ("decode-bf16-d128-h32x8-contig-nowin.
+// learned-plain"); the bucket rounds the run-time sizes up to powers of two ("b8-l4096")
+// so that one tuning run serves every nearby shape.
+#pragma once
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "parallax/codegen/variant.h"
+
+namespace parallax {
+
+struct ShapeBucket {
+  int batch = 1;     // next power of two >= batch
+  int seqlen = 1024; // next power of two >= seqlen, at least 1024
+  bool operator==(const ShapeBucket&) const = default;
+};
+
+ShapeBucket BucketFor(int batch, int seqlen);
+std::string ToString(const ShapeBucket& b);               // "b8-l4096"
+absl::StatusOr<ShapeBucket> ParseBucket(const std::string& s);
+// Distance in octaves, summed over both axes (0 = same bucket).
+double BucketDistance(const ShapeBucket& a, const ShapeBucket& b);
+
+}  // namespace parallax

@@ -1,0 +1,184 @@
+/* Parallax: JIT-compiled Parallax / softmax attention kernels behind a plain C API.
+ *
+ * Conventions
+ *   - Every function that can fail returns a plx_status; PLX_OK is 0. On failure,
+ *     plx_last_error() returns a message naming the offending argument (thread-local; a
+ *     successful call does not clear it).
+ *   - Handles are opaque; names are plx_<object>_<verb>.
+ *   - Tensors are described by plx_tensor (device pointer, dtype, shape, strides in elements).
+ *     The last dimension must be contiguous (stride 1); other strides are free, so permuted
+ *     views such as a [B, Hkv, Lmax, D] cache passed as shape [B, Lmax, Hkv, D] with the
+ *     matching strides work. All strides zero means "contiguous row-major".
+ *   - Kernels read with 16-byte vector loads: the data pointers of q, r, k, v and out must be
+ *     16-byte aligned and their non-last strides multiples of 8 elements.
+ *   - Arguments are validated on the host before any device work; plx_decode_validate and
+ *     plx_prefill_validate run the same checks without a context (no GPU needed).
+ *   - Nothing launched here synchronizes; with a caller-provided workspace nothing allocates
+ *     either, so plx_decode is safe inside CUDA graph capture.
+ *   - A context may be used from several threads at once.
+ *
+ * Shapes (B batch, Hq query heads, Hkv kv heads, D head dim in {64, 128, 256}, Hq % Hkv == 0)
+ *   decode : q, r, out  [B, Hq, D] or [B, 1, Hq, D]
+ *            k, v       contiguous [B, Lmax, Hkv, D], or paged [num_pages, page_size, Hkv, D]
+ *                       with block_table [B, max_pages] int32 and cache_seqlens [B] int32
+ *            cache_seqlens may also be given with a contiguous cache (each sequence's length).
+ *   prefill: q, r, out  [B, Lq, Hq, D], k, v [B, Lk, Hkv, D] (causal, aligned to the key end)
+ *            or packed  q, r, out [Tq, Hq, D], k, v [Tk, Hkv, D] with cu_seqlens_q/k int32
+ *                       [B + 1] and max_seqlen_q/k.
+ *   r.data == NULL selects plain softmax attention (probe none).
+ */
+#ifndef PARALLAX_PARALLAX_H_
+#define PARALLAX_PARALLAX_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32)
+#define PLX_API
+#else
+#define PLX_API __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PLX_VERSION_MAJOR 0
+#define PLX_VERSION_MINOR 1
+#define PLX_VERSION_PATCH 0
+#define PLX_MAX_DIMS 4
+#define PLX_VARIANT_KEY_MAX 256
+#define PLX_DEVICE_NAME_MAX 256
+
+typedef enum plx_status {
+  PLX_OK = 0,
+  PLX_ERROR_INVALID_ARGUMENT = 1, /* malformed or inconsistent arguments */
+  PLX_ERROR_UNSUPPORTED = 2,      /* well-formed, but no kernel for it (e.g. head_dim 96) */
+  PLX_ERROR_NO_DEVICE = 3,        /* no CUDA driver or device */
+  PLX_ERROR_COMPILE = 4,          /* NVRTC failed to compile a kernel */
+  PLX_ERROR_CUDA = 5,             /* a CUDA driver call failed */
+  PLX_ERROR_OUT_OF_MEMORY = 6,    /* device allocation failed */
+  PLX_ERROR_INTERNAL = 7          /* anything else (a bug: please report) */
+} plx_status;
+
+typedef enum plx_dtype {
+  PLX_DTYPE_UNSET = 0, /* zero-initialised descriptors are rejected, not guessed */
+  PLX_BF16 = 1,
+  PLX_FP16 = 2,
+  PLX_INT32 = 3
+} plx_dtype;
+
+typedef enum plx_affine {
+  PLX_AFFINE_PLAIN = 0,    /* Parallax */
+  PLX_AFFINE_AMPLIFIED = 1 /* LLA's boundary factor kept, guarded by eps */
+} plx_affine;
+
+/* How a kernel variant was picked, strongest first. */
+typedef enum plx_choice {
+  PLX_CHOICE_EXPLICIT = 0, /* the caller's variant key */
+  PLX_CHOICE_EXACT = 1,    /* tuned for exactly this problem */
+  PLX_CHOICE_NEAREST = 2,  /* tuned for a nearby problem */
+  PLX_CHOICE_DEFAULT = 3   /* built-in default schedule */
+} plx_choice;
+
+typedef struct plx_context plx_context;
+
+typedef struct plx_tensor {
+  void* data;                     /* device pointer; NULL = tensor absent (where optional) */
+  plx_dtype dtype;
+  int32_t ndim;                   /* 1..PLX_MAX_DIMS */
+  int64_t shape[PLX_MAX_DIMS];
+  int64_t strides[PLX_MAX_DIMS];  /* elements; all zero = contiguous row-major */
+} plx_tensor;
+
+typedef struct plx_context_options {
+  int32_t device;        /* CUDA device ordinal */
+  const char* db_path;   /* tuned-config database; NULL or "" = none */
+  const char* cache_dir; /* compiled binaries; NULL or "" = $PARALLAX_CACHE_DIR or ~/.cache/parallax */
+} plx_context_options;
+
+typedef struct plx_device_info {
+  int32_t ordinal;
+  char name[PLX_DEVICE_NAME_MAX];
+  int32_t cc_major, cc_minor;
+  int32_t sm_count;
+  int64_t mem_bytes;
+} plx_device_info;
+
+typedef struct plx_decode_args {
+  plx_tensor q, r, k, v, out;
+  plx_tensor block_table;   /* optional int32 [B, max_pages]: paged KV (page_size = k.shape[1]) */
+  plx_tensor cache_seqlens; /* optional int32 [B]; required with block_table */
+  float qk_scale;           /* bandwidth tau; < 0: 1/sqrt(D); 0: uniform weights */
+  int32_t window;           /* sliding window in keys; 0 = none */
+  plx_affine affine;
+  float eps;                /* amplified-affine guard (> 0) */
+  const char* variant;      /* explicit variant key; NULL or "" = runtime choice */
+  int32_t num_splits;       /* split-KV count; 0 = auto */
+  void* workspace;          /* device scratch; NULL = runtime-managed (may allocate) */
+  size_t workspace_bytes;
+} plx_decode_args;
+
+typedef struct plx_prefill_args {
+  plx_tensor q, r, k, v, out;
+  plx_tensor cu_seqlens_q;  /* optional int32 [B + 1]: packed (varlen) layout */
+  plx_tensor cu_seqlens_k;  /* given exactly when cu_seqlens_q is */
+  int32_t max_seqlen_q;     /* packed only: longest query / key sequence */
+  int32_t max_seqlen_k;
+  float qk_scale;
+  int32_t window;
+  plx_affine affine;
+  float eps;
+  const char* variant;
+} plx_prefill_args;
+
+typedef struct plx_plan_info {
+  char variant[PLX_VARIANT_KEY_MAX]; /* canonical key of the chosen kernel */
+  plx_choice choice;
+  int32_t num_splits;                /* decode: split-KV count the launch uses; prefill: 1 */
+  size_t workspace_bytes;            /* decode: scratch the launch needs; prefill: 0 */
+} plx_plan_info;
+
+/* Library version, "MAJOR.MINOR.PATCH". */
+PLX_API const char* plx_version(void);
+/* "PLX_OK", "PLX_ERROR_INVALID_ARGUMENT", ... */
+PLX_API const char* plx_status_string(plx_status status);
+/* "explicit", "exact", "nearest", "default". */
+PLX_API const char* plx_choice_string(plx_choice choice);
+/* Message of the last failing call on this thread ("" if none). Valid until the next failing
+ * call on the same thread. */
+PLX_API const char* plx_last_error(void);
+
+/* options == NULL: device 0, no database, default cache directory. */
+PLX_API plx_status plx_context_create(const plx_context_options* options, plx_context** ctx);
+/* NULL is a no-op. Finish all work launched with ctx first. */
+PLX_API void plx_context_destroy(plx_context* ctx);
+PLX_API plx_status plx_context_get_device_info(const plx_context* ctx, plx_device_info* info);
+
+/* Defaults: every tensor absent, qk_scale -1, window 0, plain affine, eps 1e-6, no variant,
+ * num_splits 0, runtime-managed workspace. */
+PLX_API void plx_decode_args_init(plx_decode_args* args);
+/* Host-only checks of shapes, dtypes, strides and options; needs no context or device. */
+PLX_API plx_status plx_decode_validate(const plx_decode_args* args);
+/* Bytes of workspace plx_decode needs for these arguments (may JIT-compile the kernel). */
+PLX_API plx_status plx_decode_workspace_size(plx_context* ctx, const plx_decode_args* args,
+                                             size_t* bytes);
+/* The variant, choice, split count and workspace the call would use (may JIT-compile). */
+PLX_API plx_status plx_decode_plan_info(plx_context* ctx, const plx_decode_args* args,
+                                        plx_plan_info* info);
+/* Launches on stream (a CUstream / cudaStream_t; NULL = the legacy default stream). */
+PLX_API plx_status plx_decode(plx_context* ctx, const plx_decode_args* args, void* stream);
+
+/* Defaults: every tensor absent, max_seqlen_q/k -1, qk_scale -1, window 0, plain affine,
+ * eps 1e-6, no variant. */
+PLX_API void plx_prefill_args_init(plx_prefill_args* args);
+PLX_API plx_status plx_prefill_validate(const plx_prefill_args* args);
+PLX_API plx_status plx_prefill_plan_info(plx_context* ctx, const plx_prefill_args* args,
+                                         plx_plan_info* info);
+PLX_API plx_status plx_prefill(plx_context* ctx, const plx_prefill_args* args, void* stream);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* PARALLAX_PARALLAX_H_ */

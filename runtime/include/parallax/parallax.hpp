@@ -1,0 +1,151 @@
+// Header-only C++ wrapper over the Parallax C API (parallax/parallax.h).
+//
+//   parallax::Context ctx;                       // device 0; throws parallax::Error on failure
+//   plx_decode_args a = parallax::MakeDecodeArgs();  // defaults filled in
+//   a.q = parallax::MakeTensor(q_ptr, PLX_BF16, {B, Hq, D});
+//   ...
+//   ctx.decode(a, stream);
+//
+// Context owns a plx_context (move-only). Every failing call throws parallax::Error carrying
+// the plx_status and the library's message; nothing else is added to the C API's behaviour.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+#include "parallax/parallax.h"
+
+namespace parallax {
+
+class Error : public std::runtime_error {
+ public:
+  Error(plx_status status, const std::string& message)
+      : std::runtime_error(std::string(plx_status_string(status)) + ": " + message), status_(status) {}
+  plx_status status() const noexcept { return status_; }
+
+ private:
+  plx_status status_;
+};
+
+// Throws Error(status, plx_last_error()) unless status is PLX_OK.
+inline void Check(plx_status status) {
+  if (status != PLX_OK) throw Error(status, plx_last_error());
+}
+
+// A tensor descriptor; empty strides = contiguous row-major.
+inline plx_tensor MakeTensor(const void* data, plx_dtype dtype, std::initializer_list<int64_t> shape,
+                             std::initializer_list<int64_t> strides = {}) {
+  if (shape.size() < 1 || shape.size() > PLX_MAX_DIMS)
+    throw Error(PLX_ERROR_INVALID_ARGUMENT, "MakeTensor: shape must have 1..4 dimensions");
+  if (strides.size() != 0 && strides.size() != shape.size())
+    throw Error(PLX_ERROR_INVALID_ARGUMENT, "MakeTensor: strides must be empty or match shape's rank");
+  plx_tensor t{};
+  t.data = const_cast<void*>(data);
+  t.dtype = dtype;
+  t.ndim = static_cast<int32_t>(shape.size());
+  int i = 0;
+  for (int64_t s : shape) t.shape[i++] = s;
+  i = 0;
+  for (int64_t s : strides) t.strides[i++] = s;
+  return t;
+}
+
+inline plx_decode_args MakeDecodeArgs() {
+  plx_decode_args a;
+  plx_decode_args_init(&a);
+  return a;
+}
+
+inline plx_prefill_args MakePrefillArgs() {
+  plx_prefill_args a;
+  plx_prefill_args_init(&a);
+  return a;
+}
+
+struct ContextOptions {
+  int device = 0;
+  std::string db_path;    // "" = none
+  std::string cache_dir;  // "" = $PARALLAX_CACHE_DIR or ~/.cache/parallax
+};
+
+struct PlanInfo {
+  std::string variant;
+  plx_choice choice = PLX_CHOICE_DEFAULT;
+  int num_splits = 1;
+  size_t workspace_bytes = 0;
+  const char* choice_name() const { return plx_choice_string(choice); }
+};
+
+class Context {
+ public:
+  explicit Context(const ContextOptions& options = ContextOptions()) {
+    plx_context_options o{};
+    o.device = options.device;
+    o.db_path = options.db_path.empty() ? nullptr : options.db_path.c_str();
+    o.cache_dir = options.cache_dir.empty() ? nullptr : options.cache_dir.c_str();
+    Check(plx_context_create(&o, &ctx_));
+  }
+  explicit Context(int device) : Context(ContextOptions{device, {}, {}}) {}
+  // Takes ownership of an existing handle (may be null).
+  static Context Adopt(plx_context* ctx) noexcept { return Context(ctx, AdoptTag{}); }
+
+  ~Context() { plx_context_destroy(ctx_); }
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+  Context(Context&& o) noexcept : ctx_(std::exchange(o.ctx_, nullptr)) {}
+  Context& operator=(Context&& o) noexcept {
+    if (this != &o) {
+      plx_context_destroy(ctx_);
+      ctx_ = std::exchange(o.ctx_, nullptr);
+    }
+    return *this;
+  }
+
+  plx_context* get() const noexcept { return ctx_; }
+  plx_context* release() noexcept { return std::exchange(ctx_, nullptr); }
+  explicit operator bool() const noexcept { return ctx_ != nullptr; }
+
+  plx_device_info device_info() const {
+    plx_device_info info{};
+    Check(plx_context_get_device_info(ctx_, &info));
+    return info;
+  }
+
+  // stream: a CUstream / cudaStream_t (nullptr = legacy default stream).
+  void decode(const plx_decode_args& args, void* stream = nullptr) { Check(plx_decode(ctx_, &args, stream)); }
+  size_t decode_workspace_size(const plx_decode_args& args) {
+    size_t bytes = 0;
+    Check(plx_decode_workspace_size(ctx_, &args, &bytes));
+    return bytes;
+  }
+  PlanInfo decode_plan(const plx_decode_args& args) {
+    plx_plan_info info{};
+    Check(plx_decode_plan_info(ctx_, &args, &info));
+    return ToPlan(info);
+  }
+
+  void prefill(const plx_prefill_args& args, void* stream = nullptr) { Check(plx_prefill(ctx_, &args, stream)); }
+  PlanInfo prefill_plan(const plx_prefill_args& args) {
+    plx_plan_info info{};
+    Check(plx_prefill_plan_info(ctx_, &args, &info));
+    return ToPlan(info);
+  }
+
+ private:
+  struct AdoptTag {};
+  Context(plx_context* ctx, AdoptTag) noexcept : ctx_(ctx) {}
+  static PlanInfo ToPlan(const plx_plan_info& i) {
+    return PlanInfo{i.variant, i.choice, static_cast<int>(i.num_splits), i.workspace_bytes};
+  }
+  plx_context* ctx_ = nullptr;
+};
+
+// Host-only validation (no context, no device): throws Error on bad arguments.
+inline void ValidateDecode(const plx_decode_args& args) { Check(plx_decode_validate(&args)); }
+inline void ValidatePrefill(const plx_prefill_args& args) { Check(plx_prefill_validate(&args)); }
+
+}  // namespace parallax

@@ -1,0 +1,306 @@
+// The C API (parallax/parallax.h) over parallax::Runtime. No C++ exception crosses it: every
+// entry point catches and reports PLX_ERROR_INTERNAL (PLX_ERROR_OUT_OF_MEMORY for bad_alloc).
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <new>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "c_api_internal.h"
+#include "parallax/parallax.h"
+#include "parallax/runtime/runtime.h"
+
+struct plx_context {
+  std::unique_ptr<parallax::Runtime> runtime;
+};
+
+namespace {
+
+using parallax::capi::ToPlxStatus;
+
+thread_local std::string t_last_error;
+
+plx_status Fail(plx_status code, const char* fn, absl::string_view msg) noexcept {
+  try {
+    t_last_error = absl::StrCat(fn, ": ", msg);
+  } catch (...) {
+    t_last_error.clear();  // cannot even allocate the message
+  }
+  return code;
+}
+
+plx_status Fail(const char* fn, const absl::Status& s) noexcept {
+  return Fail(ToPlxStatus(s), fn, s.message());
+}
+
+// Runs body, turning any escaping exception into a status.
+template <typename F>
+plx_status Guard(const char* fn, F&& body) noexcept {
+  try {
+    return body();
+  } catch (const std::bad_alloc&) {
+    return Fail(PLX_ERROR_OUT_OF_MEMORY, fn, "host memory exhausted");
+  } catch (const std::exception& e) {
+    return Fail(PLX_ERROR_INTERNAL, fn, absl::StrCat("unexpected exception: ", e.what()));
+  } catch (...) {
+    return Fail(PLX_ERROR_INTERNAL, fn, "unexpected non-standard exception");
+  }
+}
+
+plx_choice ToPlxChoice(parallax::Choice c) {
+  switch (c) {
+    case parallax::Choice::kExplicit: return PLX_CHOICE_EXPLICIT;
+    case parallax::Choice::kTunedExact: return PLX_CHOICE_EXACT;
+    case parallax::Choice::kTunedNearest: return PLX_CHOICE_NEAREST;
+    case parallax::Choice::kDefault: return PLX_CHOICE_DEFAULT;
+  }
+  return PLX_CHOICE_DEFAULT;
+}
+
+plx_status FillPlanInfo(const char* fn, const std::string& key, parallax::Choice choice, int num_splits,
+                        size_t workspace_bytes, plx_plan_info* info) {
+  if (key.size() >= sizeof(info->variant))
+    return Fail(PLX_ERROR_INTERNAL, fn, absl::StrCat("variant key of ", key.size(), " characters exceeds ",
+                                                     "PLX_VARIANT_KEY_MAX: ", key));
+  std::memset(info, 0, sizeof(*info));
+  std::memcpy(info->variant, key.data(), key.size());
+  info->choice = ToPlxChoice(choice);
+  info->num_splits = num_splits;
+  info->workspace_bytes = workspace_bytes;
+  return PLX_OK;
+}
+
+plx_tensor AbsentTensor() {
+  plx_tensor t;
+  std::memset(&t, 0, sizeof(t));
+  return t;
+}
+
+// Shared front half of the decode entry points: null checks, translation, plan.
+plx_status PlanDecode(const char* fn, plx_context* ctx, const plx_decode_args* args,
+                      parallax::DecodeArgs* d, std::optional<parallax::DecodePlan>* plan) {
+  if (args == nullptr) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "args is NULL");
+  absl::StatusOr<parallax::DecodeArgs> t = parallax::capi::TranslateDecodeArgs(*args);
+  if (!t.ok()) return Fail(fn, t.status());
+  if (ctx == nullptr || !ctx->runtime) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "ctx is NULL");
+  absl::StatusOr<parallax::DecodePlan> p = ctx->runtime->PlanDecode(*t);
+  if (!p.ok()) return Fail(fn, p.status());
+  *d = std::move(*t);
+  plan->emplace(std::move(*p));
+  return PLX_OK;
+}
+
+plx_status PlanPrefill(const char* fn, plx_context* ctx, const plx_prefill_args* args,
+                       parallax::PrefillArgs* a, std::unique_ptr<parallax::Variant>* v,
+                       parallax::Choice* choice) {
+  if (args == nullptr) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "args is NULL");
+  absl::StatusOr<parallax::PrefillArgs> t = parallax::capi::TranslatePrefillArgs(*args);
+  if (!t.ok()) return Fail(fn, t.status());
+  if (ctx == nullptr || !ctx->runtime) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "ctx is NULL");
+  absl::StatusOr<parallax::Variant> p = ctx->runtime->PlanPrefill(*t, choice);
+  if (!p.ok()) return Fail(fn, p.status());
+  *a = std::move(*t);
+  *v = std::make_unique<parallax::Variant>(std::move(*p));
+  return PLX_OK;
+}
+
+}  // namespace
+
+extern "C" {
+
+PLX_API const char* plx_version(void) {
+#define PLX_STR2(x) #x
+#define PLX_STR(x) PLX_STR2(x)
+  return PLX_STR(PLX_VERSION_MAJOR) "." PLX_STR(PLX_VERSION_MINOR) "." PLX_STR(PLX_VERSION_PATCH);
+#undef PLX_STR
+#undef PLX_STR2
+}
+
+PLX_API const char* plx_status_string(plx_status status) {
+  switch (status) {
+    case PLX_OK: return "PLX_OK";
+    case PLX_ERROR_INVALID_ARGUMENT: return "PLX_ERROR_INVALID_ARGUMENT";
+    case PLX_ERROR_UNSUPPORTED: return "PLX_ERROR_UNSUPPORTED";
+    case PLX_ERROR_NO_DEVICE: return "PLX_ERROR_NO_DEVICE";
+    case PLX_ERROR_COMPILE: return "PLX_ERROR_COMPILE";
+    case PLX_ERROR_CUDA: return "PLX_ERROR_CUDA";
+    case PLX_ERROR_OUT_OF_MEMORY: return "PLX_ERROR_OUT_OF_MEMORY";
+    case PLX_ERROR_INTERNAL: return "PLX_ERROR_INTERNAL";
+  }
+  return "PLX_ERROR_UNKNOWN_STATUS";
+}
+
+PLX_API const char* plx_choice_string(plx_choice choice) {
+  switch (choice) {
+    case PLX_CHOICE_EXPLICIT: return "explicit";
+    case PLX_CHOICE_EXACT: return "exact";
+    case PLX_CHOICE_NEAREST: return "nearest";
+    case PLX_CHOICE_DEFAULT: return "default";
+  }
+  return "unknown";
+}
+
+PLX_API const char* plx_last_error(void) { return t_last_error.c_str(); }
+
+PLX_API plx_status plx_context_create(const plx_context_options* options, plx_context** ctx) {
+  static constexpr const char* fn = "plx_context_create";
+  return Guard(fn, [&]() -> plx_status {
+    if (ctx == nullptr) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "ctx: output pointer is NULL");
+    *ctx = nullptr;
+    parallax::RuntimeOptions o;
+    if (options != nullptr) {
+      if (options->device < 0)
+        return Fail(PLX_ERROR_INVALID_ARGUMENT, fn,
+                    absl::StrCat("options->device=", options->device, ": must be >= 0"));
+      o.device = options->device;
+      if (options->db_path) o.db_path = options->db_path;
+      if (options->cache_dir) o.cache_dir = options->cache_dir;
+    }
+    absl::StatusOr<std::unique_ptr<parallax::Runtime>> rt = parallax::Runtime::Create(o);
+    if (!rt.ok()) {
+      if (rt.status().code() == absl::StatusCode::kUnavailable)
+        return Fail(PLX_ERROR_NO_DEVICE, fn,
+                    absl::StrCat("no usable CUDA device ", o.device, ": ", rt.status().message()));
+      return Fail(fn, rt.status());
+    }
+    *ctx = new plx_context{std::move(*rt)};
+    return PLX_OK;
+  });
+}
+
+PLX_API void plx_context_destroy(plx_context* ctx) {
+  Guard("plx_context_destroy", [&]() -> plx_status {
+    delete ctx;
+    return PLX_OK;
+  });
+}
+
+PLX_API plx_status plx_context_get_device_info(const plx_context* ctx, plx_device_info* info) {
+  static constexpr const char* fn = "plx_context_get_device_info";
+  return Guard(fn, [&]() -> plx_status {
+    if (ctx == nullptr || !ctx->runtime) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "ctx is NULL");
+    if (info == nullptr) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "info is NULL");
+    const parallax::DeviceInfo& d = ctx->runtime->device();
+    std::memset(info, 0, sizeof(*info));
+    info->ordinal = d.ordinal;
+    std::snprintf(info->name, sizeof(info->name), "%s", d.name.c_str());
+    info->cc_major = d.cc_major;
+    info->cc_minor = d.cc_minor;
+    info->sm_count = d.sm_count;
+    info->mem_bytes = d.mem_bytes;
+    return PLX_OK;
+  });
+}
+
+PLX_API void plx_decode_args_init(plx_decode_args* args) {
+  if (args == nullptr) return;
+  args->q = args->r = args->k = args->v = args->out = AbsentTensor();
+  args->block_table = args->cache_seqlens = AbsentTensor();
+  args->qk_scale = -1.f;
+  args->window = 0;
+  args->affine = PLX_AFFINE_PLAIN;
+  args->eps = 1e-6f;
+  args->variant = nullptr;
+  args->num_splits = 0;
+  args->workspace = nullptr;
+  args->workspace_bytes = 0;
+}
+
+PLX_API plx_status plx_decode_validate(const plx_decode_args* args) {
+  static constexpr const char* fn = "plx_decode_validate";
+  return Guard(fn, [&]() -> plx_status {
+    if (args == nullptr) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "args is NULL");
+    absl::StatusOr<parallax::DecodeArgs> t = parallax::capi::TranslateDecodeArgs(*args);
+    if (!t.ok()) return Fail(fn, t.status());
+    return PLX_OK;
+  });
+}
+
+PLX_API plx_status plx_decode_workspace_size(plx_context* ctx, const plx_decode_args* args, size_t* bytes) {
+  static constexpr const char* fn = "plx_decode_workspace_size";
+  return Guard(fn, [&]() -> plx_status {
+    if (bytes == nullptr) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "bytes: output pointer is NULL");
+    parallax::DecodeArgs d;
+    std::optional<parallax::DecodePlan> plan;
+    if (plx_status s = PlanDecode(fn, ctx, args, &d, &plan); s != PLX_OK) return s;
+    *bytes = plan->workspace_bytes;
+    return PLX_OK;
+  });
+}
+
+PLX_API plx_status plx_decode_plan_info(plx_context* ctx, const plx_decode_args* args, plx_plan_info* info) {
+  static constexpr const char* fn = "plx_decode_plan_info";
+  return Guard(fn, [&]() -> plx_status {
+    if (info == nullptr) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "info: output pointer is NULL");
+    parallax::DecodeArgs d;
+    std::optional<parallax::DecodePlan> plan;
+    if (plx_status s = PlanDecode(fn, ctx, args, &d, &plan); s != PLX_OK) return s;
+    return FillPlanInfo(fn, plan->variant.Key(), plan->choice, plan->num_splits, plan->workspace_bytes, info);
+  });
+}
+
+PLX_API plx_status plx_decode(plx_context* ctx, const plx_decode_args* args, void* stream) {
+  static constexpr const char* fn = "plx_decode";
+  return Guard(fn, [&]() -> plx_status {
+    parallax::DecodeArgs d;
+    std::optional<parallax::DecodePlan> plan;
+    if (plx_status s = PlanDecode(fn, ctx, args, &d, &plan); s != PLX_OK) return s;
+    absl::Status s = ctx->runtime->RunDecode(*plan, d, static_cast<CUstream>(stream));
+    if (!s.ok()) return Fail(fn, s);
+    return PLX_OK;
+  });
+}
+
+PLX_API void plx_prefill_args_init(plx_prefill_args* args) {
+  if (args == nullptr) return;
+  args->q = args->r = args->k = args->v = args->out = AbsentTensor();
+  args->cu_seqlens_q = args->cu_seqlens_k = AbsentTensor();
+  args->max_seqlen_q = -1;
+  args->max_seqlen_k = -1;
+  args->qk_scale = -1.f;
+  args->window = 0;
+  args->affine = PLX_AFFINE_PLAIN;
+  args->eps = 1e-6f;
+  args->variant = nullptr;
+}
+
+PLX_API plx_status plx_prefill_validate(const plx_prefill_args* args) {
+  static constexpr const char* fn = "plx_prefill_validate";
+  return Guard(fn, [&]() -> plx_status {
+    if (args == nullptr) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "args is NULL");
+    absl::StatusOr<parallax::PrefillArgs> t = parallax::capi::TranslatePrefillArgs(*args);
+    if (!t.ok()) return Fail(fn, t.status());
+    return PLX_OK;
+  });
+}
+
+PLX_API plx_status plx_prefill_plan_info(plx_context* ctx, const plx_prefill_args* args, plx_plan_info* info) {
+  static constexpr const char* fn = "plx_prefill_plan_info";
+  return Guard(fn, [&]() -> plx_status {
+    if (info == nullptr) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "info: output pointer is NULL");
+    parallax::PrefillArgs a;
+    std::unique_ptr<parallax::Variant> v;
+    parallax::Choice choice = parallax::Choice::kDefault;
+    if (plx_status s = PlanPrefill(fn, ctx, args, &a, &v, &choice); s != PLX_OK) return s;
+    return FillPlanInfo(fn, v->Key(), choice, 1, 0, info);
+  });
+}
+
+PLX_API plx_status plx_prefill(plx_context* ctx, const plx_prefill_args* args, void* stream) {
+  static constexpr const char* fn = "plx_prefill";
+  return Guard(fn, [&]() -> plx_status {
+    parallax::PrefillArgs a;
+    std::unique_ptr<parallax::Variant> v;
+    parallax::Choice choice = parallax::Choice::kDefault;
+    if (plx_status s = PlanPrefill(fn, ctx, args, &a, &v, &choice); s != PLX_OK) return s;
+    absl::Status s = ctx->runtime->RunPrefill(*v, a, static_cast<CUstream>(stream));
+    if (!s.ok()) return Fail(fn, s);
+    return PLX_OK;
+  });
+}
+
+}  // extern "C"

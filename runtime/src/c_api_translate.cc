@@ -1,0 +1,507 @@
+// Host-only validation of the C API's arguments and their translation to the runtime's
+// DecodeArgs / PrefillArgs. Every message starts with the argument it is about.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "c_api_internal.h"
+#include "parallax/codegen/variant.h"
+
+namespace parallax::capi {
+namespace {
+
+constexpr int64_t kIntMax = std::numeric_limits<int32_t>::max();
+
+template <typename... T>
+absl::Status Invalid(const T&... parts) {
+  return absl::InvalidArgumentError(absl::StrCat(parts...));
+}
+template <typename... T>
+absl::Status Unsupported(const T&... parts) {
+  return absl::UnimplementedError(absl::StrCat(parts...));
+}
+
+#define PLX_RETURN_IF_ERROR(expr)                   \
+  do {                                              \
+    if (absl::Status plx_s_ = (expr); !plx_s_.ok()) \
+      return plx_s_;                                \
+  } while (0)
+
+const char* DTypeName(plx_dtype d) {
+  switch (d) {
+    case PLX_BF16: return "bf16";
+    case PLX_FP16: return "fp16";
+    case PLX_INT32: return "int32";
+    case PLX_DTYPE_UNSET: return "unset";
+  }
+  return "unknown";
+}
+
+std::string ShapeString(const int64_t* s, int n) {
+  std::string out = "[";
+  for (int i = 0; i < n; ++i) absl::StrAppend(&out, i ? ", " : "", s[i]);
+  return out + "]";
+}
+
+bool IsPow2(int64_t x) { return x > 0 && (x & (x - 1)) == 0; }
+
+// A descriptor that passed the generic checks, with strides filled in.
+struct Tensor {
+  const char* name = "";
+  void* data = nullptr;
+  plx_dtype dtype = PLX_DTYPE_UNSET;
+  int ndim = 0;
+  int64_t shape[PLX_MAX_DIMS] = {};
+  int64_t strides[PLX_MAX_DIMS] = {};
+  std::string shape_str() const { return ShapeString(shape, ndim); }
+};
+
+absl::StatusOr<Tensor> Describe(const plx_tensor& t, const char* name) {
+  if (t.data == nullptr) return Invalid(name, ": data is NULL (a device pointer is required)");
+  if (t.ndim < 1 || t.ndim > PLX_MAX_DIMS)
+    return Invalid(name, ": ndim=", t.ndim, ": must be in 1..", PLX_MAX_DIMS);
+  switch (t.dtype) {
+    case PLX_BF16:
+    case PLX_FP16:
+    case PLX_INT32: break;
+    case PLX_DTYPE_UNSET: return Invalid(name, ": dtype is unset (PLX_DTYPE_UNSET)");
+    default: return Invalid(name, ": dtype=", static_cast<int>(t.dtype), ": not a plx_dtype value");
+  }
+  Tensor out;
+  out.name = name;
+  out.data = t.data;
+  out.dtype = t.dtype;
+  out.ndim = t.ndim;
+  bool all_zero = true;
+  for (int i = 0; i < t.ndim; ++i) {
+    if (t.shape[i] < 0) return Invalid(name, ": shape[", i, "]=", t.shape[i], ": must be >= 0");
+    if (t.shape[i] > kIntMax)
+      return Unsupported(name, ": shape[", i, "]=", t.shape[i], ": sizes above 2^31-1 are not supported");
+    out.shape[i] = t.shape[i];
+    all_zero = all_zero && t.strides[i] == 0;
+  }
+  if (all_zero) {  // contiguous row-major
+    int64_t s = 1;
+    for (int i = t.ndim - 1; i >= 0; --i) {
+      out.strides[i] = s;
+      s *= std::max<int64_t>(t.shape[i], 1);
+    }
+  } else {
+    for (int i = 0; i < t.ndim; ++i) {
+      if (t.strides[i] < 0)
+        return Invalid(name, ": strides[", i, "]=", t.strides[i], ": negative strides are not supported");
+      out.strides[i] = t.strides[i];
+    }
+  }
+  return out;
+}
+
+// q, r, k, v, out: 16-bit, contiguous last dimension, 16-byte aligned rows (cp.async).
+absl::Status CheckVectorLayout(const Tensor& t) {
+  const int last = t.ndim - 1;
+  if (t.strides[last] != 1)
+    return Invalid(t.name, ": strides[", last, "]=", t.strides[last],
+                   ": the last (head_dim) dimension must be contiguous (stride 1)");
+  if (reinterpret_cast<uintptr_t>(t.data) % 16 != 0)
+    return Invalid(t.name, ": data=", absl::StrFormat("%p", t.data),
+                   ": must be 16-byte aligned (kernels use 16-byte vector loads)");
+  for (int i = 0; i < last; ++i)
+    if (t.shape[i] > 1 && t.strides[i] % 8 != 0)
+      return Invalid(t.name, ": strides[", i, "]=", t.strides[i],
+                     ": must be a multiple of 8 elements (16-byte aligned rows)");
+  return absl::OkStatus();
+}
+
+absl::Status CheckSameDType(const Tensor& t, const Tensor& ref) {
+  if (t.dtype != ref.dtype)
+    return Invalid(t.name, ": dtype=", DTypeName(t.dtype), " does not match ", ref.name, "'s ",
+                   DTypeName(ref.dtype));
+  return absl::OkStatus();
+}
+
+absl::Status CheckHeadDim(const Tensor& q) {
+  const int64_t d = q.shape[q.ndim - 1];
+  if (d != 64 && d != 128 && d != 256)
+    return Unsupported(q.name, ": head_dim=", d, " (last dimension): must be 64, 128 or 256");
+  return absl::OkStatus();
+}
+
+// k's heads against q's: Hkv >= 1, Hq a multiple of Hkv, sizes the kernels support.
+absl::Status CheckHeads(const Tensor& q, int64_t hq, const Tensor& k, int64_t hkv, int hkv_dim) {
+  if (hq < 1) return Invalid(q.name, ": num_q_heads=", hq, ": must be >= 1");
+  if (hkv < 1) return Invalid(k.name, ": num_kv_heads=", hkv, " (shape[", hkv_dim, "]): must be >= 1");
+  if (hq % hkv != 0)
+    return Invalid(k.name, ": num_kv_heads=", hkv, " (shape[", hkv_dim, "]) does not divide ", q.name,
+                   "'s num_q_heads=", hq, " (GQA needs Hq to be a multiple of Hkv)");
+  if (hq > 1024) return Unsupported(q.name, ": num_q_heads=", hq, ": at most 1024 are supported");
+  if (hkv > 256) return Unsupported(k.name, ": num_kv_heads=", hkv, ": at most 256 are supported");
+  if (hq / hkv > 64)
+    return Unsupported(k.name, ": GQA group size ", hq / hkv, " (num_q_heads/num_kv_heads): at most 64 is supported");
+  return absl::OkStatus();
+}
+
+// block_table, cache_seqlens, cu_seqlens: int32 with a contiguous last dimension.
+absl::Status CheckIndexTensor(const Tensor& t, int ndim, const char* layout) {
+  if (t.dtype != PLX_INT32) return Invalid(t.name, ": dtype=", DTypeName(t.dtype), ": must be int32");
+  if (t.ndim != ndim) return Invalid(t.name, ": ndim=", t.ndim, ": must be ", ndim, " (", layout, ")");
+  if (reinterpret_cast<uintptr_t>(t.data) % 4 != 0)
+    return Invalid(t.name, ": data=", absl::StrFormat("%p", t.data), ": must be 4-byte aligned");
+  if (t.shape[ndim - 1] > 1 && t.strides[ndim - 1] != 1)
+    return Invalid(t.name, ": strides[", ndim - 1, "]=", t.strides[ndim - 1],
+                   ": the last dimension must be contiguous (stride 1)");
+  return absl::OkStatus();
+}
+
+absl::Status CheckOptions(float qk_scale, int32_t window, plx_affine affine, float eps, Affine* out) {
+  if (!std::isfinite(qk_scale))
+    return Invalid("qk_scale=", qk_scale, ": must be finite (negative selects 1/sqrt(head_dim))");
+  if (window < 0) return Invalid("window=", window, ": must be >= 0 (0 = no window)");
+  switch (affine) {
+    case PLX_AFFINE_PLAIN: *out = Affine::kPlain; break;
+    case PLX_AFFINE_AMPLIFIED: *out = Affine::kAmplified; break;
+    default:
+      return Invalid("affine=", static_cast<int>(affine), ": must be PLX_AFFINE_PLAIN or PLX_AFFINE_AMPLIFIED");
+  }
+  if (*out == Affine::kAmplified && !(std::isfinite(eps) && eps > 0.f))
+    return Invalid("eps=", eps, ": must be a positive finite number with amplified affine");
+  return absl::OkStatus();
+}
+
+// An explicit key must parse and describe exactly the call's problem and algorithm.
+absl::Status CheckVariant(const char* key, const Problem& p, const Algorithm& alg) {
+  absl::StatusOr<Variant> v = Variant::Parse(key);
+  if (!v.ok()) return Invalid("variant: ", v.status().message());
+  if (v->problem().mode != p.mode)
+    return Invalid("variant: '", key, "' is a ", ToString(v->problem().mode), " kernel; this call needs a ",
+                   ToString(p.mode), " key");
+  if (!(v->problem() == p) || !(v->algorithm() == alg))
+    return Invalid("variant: '", key, "' is for ", ProblemKey(v->problem(), v->algorithm()),
+                   " but this call is ", ProblemKey(p, alg));
+  return absl::OkStatus();
+}
+
+// A q-like decode tensor: [B, H, D] or [B, 1, H, D].
+struct Rows {
+  int64_t b = 0, h = 0, d = 0, stride_b = 0, stride_h = 0;
+};
+absl::StatusOr<Rows> DecodeRows(const Tensor& t) {
+  if (t.ndim != 3 && t.ndim != 4)
+    return Invalid(t.name, ": ndim=", t.ndim, ": must be 3 ([B, Hq, D]) or 4 ([B, 1, Hq, D])");
+  if (t.ndim == 4 && t.shape[1] != 1)
+    return Invalid(t.name, ": shape[1]=", t.shape[1], ": decode takes one query token per sequence "
+                   "([B, 1, Hq, D]); use plx_prefill for more");
+  Rows r;
+  r.b = t.shape[0];
+  r.h = t.shape[t.ndim - 2];
+  r.d = t.shape[t.ndim - 1];
+  r.stride_b = t.strides[0];
+  r.stride_h = t.strides[t.ndim - 2];
+  return r;
+}
+
+// r and out against q (decode): same dtype, same [B, Hq, D], valid layout.
+absl::StatusOr<Rows> LikeQDecode(const Tensor& t, const Tensor& q, const Rows& qr) {
+  PLX_RETURN_IF_ERROR(CheckSameDType(t, q));
+  absl::StatusOr<Rows> r = DecodeRows(t);
+  if (!r.ok()) return r.status();
+  if (r->b != qr.b || r->h != qr.h || r->d != qr.d)
+    return Invalid(t.name, ": shape ", t.shape_str(), " does not match ", q.name, "'s [B, Hq, D] = [", qr.b,
+                   ", ", qr.h, ", ", qr.d, "]");
+  PLX_RETURN_IF_ERROR(CheckVectorLayout(t));
+  return r;
+}
+
+// k / v against q: a 16-bit tensor of q's dtype with the given rank.
+absl::StatusOr<Tensor> KvTensor(const plx_tensor& t, const char* name, const Tensor& q, int ndim,
+                                const char* layout) {
+  absl::StatusOr<Tensor> k = Describe(t, name);
+  if (!k.ok()) return k.status();
+  if (k->ndim != ndim) return Invalid(name, ": ndim=", k->ndim, ": must be ", ndim, " (", layout, ")");
+  PLX_RETURN_IF_ERROR(CheckSameDType(*k, q));
+  PLX_RETURN_IF_ERROR(CheckVectorLayout(*k));
+  return k;
+}
+
+absl::Status SameShape(const Tensor& t, const Tensor& ref) {
+  bool same = t.ndim == ref.ndim;
+  for (int i = 0; same && i < t.ndim; ++i) same = t.shape[i] == ref.shape[i];
+  if (!same)
+    return Invalid(t.name, ": shape ", t.shape_str(), " does not match ", ref.name, "'s ", ref.shape_str());
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<DecodeArgs> TranslateDecodeArgs(const plx_decode_args& a) {
+  absl::StatusOr<Tensor> q = Describe(a.q, "q");
+  if (!q.ok()) return q.status();
+  absl::StatusOr<Rows> qr = DecodeRows(*q);
+  if (!qr.ok()) return qr.status();
+  if (q->dtype != PLX_BF16 && q->dtype != PLX_FP16)
+    return Unsupported("q: dtype=", DTypeName(q->dtype), ": must be bf16 or fp16");
+  PLX_RETURN_IF_ERROR(CheckVectorLayout(*q));
+  PLX_RETURN_IF_ERROR(CheckHeadDim(*q));
+
+  absl::StatusOr<Tensor> out = Describe(a.out, "out");
+  if (!out.ok()) return out.status();
+  absl::StatusOr<Rows> outr = LikeQDecode(*out, *q, *qr);
+  if (!outr.ok()) return outr.status();
+
+  Rows rr;
+  if (a.r.data != nullptr) {  // NULL data: softmax attention
+    absl::StatusOr<Tensor> r = Describe(a.r, "r");
+    if (!r.ok()) return r.status();
+    absl::StatusOr<Rows> rows = LikeQDecode(*r, *q, *qr);
+    if (!rows.ok()) return rows.status();
+    rr = *rows;
+  }
+
+  const char* kv_layout = "[B, Lmax, Hkv, D] or paged [num_pages, page_size, Hkv, D]";
+  absl::StatusOr<Tensor> k = KvTensor(a.k, "k", *q, 4, kv_layout);
+  if (!k.ok()) return k.status();
+  if (k->shape[3] != qr->d)
+    return Invalid("k: head_dim=", k->shape[3], " (shape[3]) does not match q's head_dim=", qr->d);
+  PLX_RETURN_IF_ERROR(CheckHeads(*q, qr->h, *k, k->shape[2], 2));
+  absl::StatusOr<Tensor> v = KvTensor(a.v, "v", *q, 4, kv_layout);
+  if (!v.ok()) return v.status();
+  PLX_RETURN_IF_ERROR(SameShape(*v, *k));
+
+  DecodeArgs d;
+  d.dtype = q->dtype == PLX_BF16 ? DType::kBF16 : DType::kFP16;
+  d.batch = static_cast<int>(qr->b);
+  d.num_q_heads = static_cast<int>(qr->h);
+  d.num_kv_heads = static_cast<int>(k->shape[2]);
+  d.head_dim = static_cast<int>(qr->d);
+
+  const bool paged = a.block_table.data != nullptr;
+  if (paged) {
+    absl::StatusOr<Tensor> bt = Describe(a.block_table, "block_table");
+    if (!bt.ok()) return bt.status();
+    PLX_RETURN_IF_ERROR(CheckIndexTensor(*bt, 2, "[B, max_pages]"));
+    if (bt->shape[0] != qr->b)
+      return Invalid("block_table: shape[0]=", bt->shape[0], ": must equal the batch size ", qr->b, " (q.shape[0])");
+    if (a.cache_seqlens.data == nullptr)
+      return Invalid("cache_seqlens: required with block_table (paged KV needs each sequence's length)");
+    const int64_t page_size = k->shape[1];
+    if (!IsPow2(page_size) || page_size > 1024)
+      return Unsupported("k: page_size=", page_size,
+                         " (shape[1] of a paged cache): must be a power of two in 1..1024");
+    if (k->shape[0] < 1) return Invalid("k: num_pages=0 (shape[0] of a paged cache): must be >= 1");
+    const int64_t seqlen = bt->shape[1] * page_size;
+    if (seqlen > kIntMax)
+      return Unsupported("block_table: max_pages=", bt->shape[1], " x page_size=", page_size,
+                         " keys exceeds 2^31-1");
+    if (bt->strides[0] > kIntMax)
+      return Unsupported("block_table: strides[0]=", bt->strides[0], ": exceeds 2^31-1");
+    d.block_table = static_cast<const int*>(bt->data);
+    d.block_table_stride = static_cast<int>(bt->strides[0]);
+    d.page_size = static_cast<int>(page_size);
+    d.seqlen = static_cast<int>(seqlen);
+  } else {
+    if (k->shape[0] != qr->b)
+      return Invalid("k: shape[0]=", k->shape[0], ": must equal the batch size ", qr->b,
+                     " (q.shape[0]) for a contiguous cache; pass block_table for a paged one");
+    d.seqlen = static_cast<int>(k->shape[1]);
+  }
+  if (a.cache_seqlens.data != nullptr) {
+    absl::StatusOr<Tensor> cs = Describe(a.cache_seqlens, "cache_seqlens");
+    if (!cs.ok()) return cs.status();
+    PLX_RETURN_IF_ERROR(CheckIndexTensor(*cs, 1, "[B]"));
+    if (cs->shape[0] != qr->b)
+      return Invalid("cache_seqlens: shape[0]=", cs->shape[0], ": must equal the batch size ", qr->b,
+                     " (q.shape[0])");
+    d.seqlens = static_cast<const int*>(cs->data);
+  }
+
+  PLX_RETURN_IF_ERROR(CheckOptions(a.qk_scale, a.window, a.affine, a.eps, &d.affine));
+  if (a.num_splits < 0) return Invalid("num_splits=", a.num_splits, ": must be >= 0 (0 = auto)");
+  if (a.workspace == nullptr && a.workspace_bytes != 0)
+    return Invalid("workspace_bytes=", a.workspace_bytes, ": given with a NULL workspace");
+
+  d.q = q->data;
+  d.r = a.r.data;
+  d.k = k->data;
+  d.v = v->data;
+  d.out = out->data;
+  d.q_stride_b = qr->stride_b;
+  d.q_stride_h = qr->stride_h;
+  d.r_stride_b = rr.stride_b;
+  d.r_stride_h = rr.stride_h;
+  d.o_stride_b = outr->stride_b;
+  d.o_stride_h = outr->stride_h;
+  d.k_stride_0 = k->strides[0];
+  d.k_stride_1 = k->strides[1];
+  d.k_stride_h = k->strides[2];
+  d.v_stride_0 = v->strides[0];
+  d.v_stride_1 = v->strides[1];
+  d.v_stride_h = v->strides[2];
+  d.qk_scale = a.qk_scale;
+  d.window = a.window;
+  d.eps = a.eps;
+  d.num_splits = a.num_splits;
+  d.workspace = a.workspace;
+  d.workspace_bytes = a.workspace_bytes;
+
+  if (a.variant != nullptr && a.variant[0] != '\0') {
+    Problem p;
+    p.mode = Mode::kDecode;
+    p.dtype = d.dtype;
+    p.head_dim = d.head_dim;
+    p.num_q_heads = d.num_q_heads;
+    p.num_kv_heads = d.num_kv_heads;
+    p.kv_layout = paged ? KvLayout::kPaged : KvLayout::kContiguous;
+    p.page_size = d.page_size;
+    p.window = d.window > 0;
+    Algorithm alg;
+    alg.probe = d.r ? Probe::kLearned : Probe::kNone;
+    alg.affine = d.affine;
+    PLX_RETURN_IF_ERROR(CheckVariant(a.variant, p, alg));
+    d.variant_key = a.variant;
+  }
+  return d;
+}
+
+absl::StatusOr<PrefillArgs> TranslatePrefillArgs(const plx_prefill_args& a) {
+  const bool packed = a.cu_seqlens_q.data != nullptr;
+  if ((a.cu_seqlens_k.data != nullptr) != packed)
+    return Invalid(packed ? "cu_seqlens_k" : "cu_seqlens_q",
+                   ": cu_seqlens_q and cu_seqlens_k must be given together (packed layout)");
+  absl::StatusOr<Tensor> q = Describe(a.q, "q");
+  if (!q.ok()) return q.status();
+  const int nd = packed ? 3 : 4;
+  if (q->ndim != nd)
+    return Invalid("q: ndim=", q->ndim, packed ? ": must be 3 (packed [Tq, Hq, D] with cu_seqlens_q)"
+                                               : ": must be 4 ([B, Lq, Hq, D]); packed [Tq, Hq, D] needs "
+                                                 "cu_seqlens_q and cu_seqlens_k");
+  if (q->dtype != PLX_BF16 && q->dtype != PLX_FP16)
+    return Unsupported("q: dtype=", DTypeName(q->dtype), ": must be bf16 or fp16");
+  PLX_RETURN_IF_ERROR(CheckVectorLayout(*q));
+  PLX_RETURN_IF_ERROR(CheckHeadDim(*q));
+  const int64_t hq = q->shape[nd - 2];
+  const int64_t dim = q->shape[nd - 1];
+
+  absl::StatusOr<Tensor> out = Describe(a.out, "out");
+  if (!out.ok()) return out.status();
+  PLX_RETURN_IF_ERROR(CheckSameDType(*out, *q));
+  PLX_RETURN_IF_ERROR(SameShape(*out, *q));
+  PLX_RETURN_IF_ERROR(CheckVectorLayout(*out));
+  Tensor r;
+  if (a.r.data != nullptr) {
+    absl::StatusOr<Tensor> rt = Describe(a.r, "r");
+    if (!rt.ok()) return rt.status();
+    PLX_RETURN_IF_ERROR(CheckSameDType(*rt, *q));
+    PLX_RETURN_IF_ERROR(SameShape(*rt, *q));
+    PLX_RETURN_IF_ERROR(CheckVectorLayout(*rt));
+    r = *rt;
+  }
+  const char* kv_layout = packed ? "packed [Tk, Hkv, D]" : "[B, Lk, Hkv, D]";
+  absl::StatusOr<Tensor> k = KvTensor(a.k, "k", *q, nd, kv_layout);
+  if (!k.ok()) return k.status();
+  if (k->shape[nd - 1] != dim)
+    return Invalid("k: head_dim=", k->shape[nd - 1], " (shape[", nd - 1, "]) does not match q's head_dim=", dim);
+  PLX_RETURN_IF_ERROR(CheckHeads(*q, hq, *k, k->shape[nd - 2], nd - 2));
+  absl::StatusOr<Tensor> v = KvTensor(a.v, "v", *q, nd, kv_layout);
+  if (!v.ok()) return v.status();
+  PLX_RETURN_IF_ERROR(SameShape(*v, *k));
+
+  PrefillArgs p;
+  p.dtype = q->dtype == PLX_BF16 ? DType::kBF16 : DType::kFP16;
+  p.num_q_heads = static_cast<int>(hq);
+  p.num_kv_heads = static_cast<int>(k->shape[nd - 2]);
+  p.head_dim = static_cast<int>(dim);
+  // Strides: batch (unused when packed), token, head.
+  auto set = [&](const Tensor& t, int64_t& sb, int64_t& sl, int64_t& sh) {
+    sb = packed ? 0 : t.strides[0];
+    sl = t.strides[nd - 3];
+    sh = t.strides[nd - 2];
+  };
+  set(*q, p.q_stride_b, p.q_stride_l, p.q_stride_h);
+  if (a.r.data != nullptr) set(r, p.r_stride_b, p.r_stride_l, p.r_stride_h);
+  set(*k, p.k_stride_b, p.k_stride_l, p.k_stride_h);
+  set(*v, p.v_stride_b, p.v_stride_l, p.v_stride_h);
+  set(*out, p.o_stride_b, p.o_stride_l, p.o_stride_h);
+
+  if (packed) {
+    absl::StatusOr<Tensor> cq = Describe(a.cu_seqlens_q, "cu_seqlens_q");
+    if (!cq.ok()) return cq.status();
+    PLX_RETURN_IF_ERROR(CheckIndexTensor(*cq, 1, "[B + 1]"));
+    if (cq->shape[0] < 1) return Invalid("cu_seqlens_q: shape[0]=0: must be B + 1 >= 1");
+    absl::StatusOr<Tensor> ck = Describe(a.cu_seqlens_k, "cu_seqlens_k");
+    if (!ck.ok()) return ck.status();
+    PLX_RETURN_IF_ERROR(CheckIndexTensor(*ck, 1, "[B + 1]"));
+    if (ck->shape[0] != cq->shape[0])
+      return Invalid("cu_seqlens_k: shape[0]=", ck->shape[0], " does not match cu_seqlens_q's ", cq->shape[0]);
+    if (a.max_seqlen_q < 0)
+      return Invalid("max_seqlen_q=", a.max_seqlen_q, ": required (>= 0) with cu_seqlens_q");
+    if (a.max_seqlen_k < 0)
+      return Invalid("max_seqlen_k=", a.max_seqlen_k, ": required (>= 0) with cu_seqlens_k");
+    if (a.max_seqlen_q > q->shape[0])
+      return Invalid("max_seqlen_q=", a.max_seqlen_q, ": exceeds the packed q length ", q->shape[0]);
+    if (a.max_seqlen_k > k->shape[0])
+      return Invalid("max_seqlen_k=", a.max_seqlen_k, ": exceeds the packed k length ", k->shape[0]);
+    p.batch = static_cast<int>(cq->shape[0] - 1);
+    p.cu_seqlens_q = static_cast<const int*>(cq->data);
+    p.cu_seqlens_k = static_cast<const int*>(ck->data);
+    p.seqlen_q = a.max_seqlen_q;
+    p.seqlen_k = a.max_seqlen_k;
+  } else {
+    if (k->shape[0] != q->shape[0])
+      return Invalid("k: shape[0]=", k->shape[0], ": must equal the batch size ", q->shape[0], " (q.shape[0])");
+    p.batch = static_cast<int>(q->shape[0]);
+    p.seqlen_q = static_cast<int>(q->shape[1]);
+    p.seqlen_k = static_cast<int>(k->shape[1]);
+  }
+
+  PLX_RETURN_IF_ERROR(CheckOptions(a.qk_scale, a.window, a.affine, a.eps, &p.affine));
+  p.q = q->data;
+  p.r = a.r.data;
+  p.k = k->data;
+  p.v = v->data;
+  p.out = out->data;
+  p.qk_scale = a.qk_scale;
+  p.window = a.window;
+  p.eps = a.eps;
+
+  if (a.variant != nullptr && a.variant[0] != '\0') {
+    Problem pr;
+    pr.mode = Mode::kPrefill;
+    pr.dtype = p.dtype;
+    pr.head_dim = p.head_dim;
+    pr.num_q_heads = p.num_q_heads;
+    pr.num_kv_heads = p.num_kv_heads;
+    pr.window = p.window > 0;
+    Algorithm alg;
+    alg.probe = p.r ? Probe::kLearned : Probe::kNone;
+    alg.affine = p.affine;
+    PLX_RETURN_IF_ERROR(CheckVariant(a.variant, pr, alg));
+    p.variant_key = a.variant;
+  }
+  return p;
+}
+
+plx_status ToPlxStatus(const absl::Status& s) {
+  const absl::string_view msg = s.message();
+  auto contains = [&](const char* what) { return msg.find(what) != absl::string_view::npos; };
+  switch (s.code()) {
+    case absl::StatusCode::kOk: return PLX_OK;
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kOutOfRange:
+    case absl::StatusCode::kNotFound: return PLX_ERROR_INVALID_ARGUMENT;
+    case absl::StatusCode::kUnimplemented:
+    case absl::StatusCode::kFailedPrecondition: return PLX_ERROR_UNSUPPORTED;
+    case absl::StatusCode::kUnavailable: return PLX_ERROR_NO_DEVICE;
+    case absl::StatusCode::kResourceExhausted: return PLX_ERROR_OUT_OF_MEMORY;
+    default: break;
+  }
+  // The runtime reports driver and NVRTC failures as Internal with the API's error name.
+  if (contains("CUDA_ERROR_OUT_OF_MEMORY")) return PLX_ERROR_OUT_OF_MEMORY;
+  if (contains("CUDA_ERROR")) return PLX_ERROR_CUDA;
+  if (contains("NVRTC_ERROR")) return PLX_ERROR_COMPILE;
+  return PLX_ERROR_INTERNAL;
+}
+
+}  // namespace parallax::capi

@@ -1,0 +1,74 @@
+#include "tuned_store.h"
+
+#include <cstdio>
+#include <limits>
+
+#include "parallax/codegen/bucket.h"
+
+namespace parallax {
+
+int NvrtcVersionNumber(const std::string& version) {
+  int major = 0, minor = 0;
+  std::sscanf(version.c_str(), "%d.%d", &major, &minor);
+  return major * 1000 + minor * 10;
+}
+
+absl::StatusOr<std::unique_ptr<TunedStore>> TunedStore::Open(const std::string& path, const DeviceInfo& dev) {
+  absl::StatusOr<std::unique_ptr<cache::Store>> s = cache::Store::Open(path);
+  if (!s.ok()) return s.status();
+  return std::unique_ptr<TunedStore>(new TunedStore(std::move(*s), dev));
+}
+
+cache::CurrentVersions TunedStore::Current() const {
+  return cache::CurrentVersions{kGeneratorVersion, NvrtcVersionNumber(dev_.nvrtc_version)};
+}
+
+absl::StatusOr<std::pair<std::string, Choice>> TunedStore::Lookup(const Problem& p, const Algorithm& a,
+                                                                  int batch, int seqlen) {
+  const std::string fp = dev_.fingerprint();
+  const std::string problem = ProblemKey(p, a);
+  const ShapeBucket want = BucketFor(batch, seqlen);
+  if (auto exact = store_->GetBestConfig(fp, problem, ToString(want), Current()); exact.ok())
+    return std::make_pair(exact->variant_key, Choice::kTunedExact);
+  cache::BestConfigFilter f;
+  f.device_fingerprint = fp;
+  f.problem_key = problem;
+  absl::StatusOr<std::vector<cache::BestConfig>> all = store_->ListBestConfigs(f);
+  if (!all.ok()) return all.status();
+  const cache::CurrentVersions cur = Current();
+  double best = std::numeric_limits<double>::infinity();
+  std::string key;
+  for (const cache::BestConfig& c : *all) {
+    if (c.generator_version != cur.generator_version || c.nvrtc_version != cur.nvrtc_version) continue;
+    absl::StatusOr<ShapeBucket> b = ParseBucket(c.bucket);
+    if (!b.ok()) continue;
+    if (double d = BucketDistance(*b, want); d < best) {
+      best = d;
+      key = c.variant_key;
+    }
+  }
+  if (key.empty()) return absl::NotFoundError("no tuned config for " + problem);
+  return std::make_pair(key, Choice::kTunedNearest);
+}
+
+std::optional<std::string> TunedStore::GetBinary(const std::string& artifact) {
+  absl::StatusOr<cache::BinaryEntry> e = store_->GetBinary(artifact);
+  if (!e.ok() || e->cubin.empty()) return std::nullopt;
+  return std::string(e->cubin.begin(), e->cubin.end());
+}
+
+void TunedStore::PutBinary(const std::string& artifact, const std::string& source_hash,
+                           const std::string& cubin, const std::string& log) {
+  cache::BinaryEntry e;
+  e.key = artifact;
+  e.arch = dev_.arch();
+  e.generator_version = kGeneratorVersion;
+  e.nvrtc_version = NvrtcVersionNumber(dev_.nvrtc_version);
+  e.driver_version = dev_.driver_version;
+  e.source_hash = source_hash;
+  e.cubin.assign(cubin.begin(), cubin.end());
+  e.log = log;
+  (void)store_->PutBinary(e);  // a cache: failing to store only costs a later recompile
+}
+
+}  // namespace parallax

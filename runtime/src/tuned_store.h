@@ -1,0 +1,37 @@
+// The runtime's view of the tuning database: compiled binaries (persistent JIT cache) and
+// tuned best configs, matched exactly or to the nearest shape bucket.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "parallax/cache/store.h"
+#include "parallax/codegen/variant.h"
+#include "parallax/runtime/device.h"
+#include "parallax/runtime/runtime.h"
+
+namespace parallax {
+
+int NvrtcVersionNumber(const std::string& version);  // "13.0" -> 13000
+
+class TunedStore {
+ public:
+  static absl::StatusOr<std::unique_ptr<TunedStore>> Open(const std::string& path, const DeviceInfo& dev);
+
+  // The best config for (problem, bucket of batch/seqlen) on this device, exact bucket first.
+  absl::StatusOr<std::pair<std::string, Choice>> Lookup(const Problem& p, const Algorithm& a, int batch,
+                                                        int seqlen);
+  std::optional<std::string> GetBinary(const std::string& artifact);
+  void PutBinary(const std::string& artifact, const std::string& source_hash, const std::string& cubin,
+                 const std::string& log);
+
+ private:
+  TunedStore(std::unique_ptr<cache::Store> s, const DeviceInfo& d) : store_(std::move(s)), dev_(d) {}
+  cache::CurrentVersions Current() const;
+  std::unique_ptr<cache::Store> store_;
+  DeviceInfo dev_;
+};
+
+}  // namespace parallax

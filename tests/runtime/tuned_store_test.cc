@@ -1,0 +1,116 @@
+// The runtime's tuned-config lookup (exact bucket, nearest bucket, stale versions) and the
+// persistent binary cache, on a real SQLite file. CPU only.
+#include "tuned_store.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "parallax/cache/store.h"
+#include "parallax/codegen/bucket.h"
+
+namespace parallax {
+namespace {
+
+class TunedStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("plx_tuned_" + std::to_string(::getpid()) + "_" +
+                                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    path_ = (dir_ / "tuner.db").string();
+    dev_.name = "Test GPU";
+    dev_.cc_major = 9;
+    dev_.sm_count = 132;
+    dev_.nvrtc_version = "13.0";
+    dev_.driver_version = 13000;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  void Put(const std::string& bucket, const std::string& key, int gen = kGeneratorVersion) {
+    auto s = cache::Store::Open(path_);
+    ASSERT_TRUE(s.ok()) << s.status();
+    cache::DeviceInfo d;  // best configs reference a known device and problem
+    d.fingerprint = dev_.fingerprint();
+    d.name = dev_.name;
+    ASSERT_TRUE((*s)->UpsertDevice(d).ok());
+    ASSERT_TRUE((*s)->UpsertProblem(ProblemKey(problem_, alg_), nlohmann::json::object()).ok());
+    cache::BestConfig c;
+    c.device_fingerprint = dev_.fingerprint();
+    c.problem_key = ProblemKey(problem_, alg_);
+    c.bucket = bucket;
+    c.variant_key = key;
+    c.median_us = 10;
+    c.generator_version = gen;
+    c.nvrtc_version = NvrtcVersionNumber(dev_.nvrtc_version);
+    absl::Status st = (*s)->SetBestConfig(c);
+    ASSERT_TRUE(st.ok()) << st;
+  }
+
+  std::filesystem::path dir_;
+  std::string path_;
+  DeviceInfo dev_;
+  Problem problem_{Mode::kDecode, DType::kBF16, 128, 32, 8, KvLayout::kContiguous, 0, false};
+  Algorithm alg_{Probe::kLearned, Affine::kPlain};
+};
+
+TEST_F(TunedStoreTest, ExactThenNearestBucket) {
+  Put("b8-l4096", "decode-bf16-d128-h32x8-contig-nowin.learned-plain.mma-n64-w4-s3-split4-g4");
+  Put("b64-l65536", "decode-bf16-d128-h32x8-contig-nowin.learned-plain.mma-n128-w4-s2-splitauto-g4");
+  auto db = TunedStore::Open(path_, dev_);
+  ASSERT_TRUE(db.ok()) << db.status();
+  auto exact = (*db)->Lookup(problem_, alg_, 7, 3000);  // rounds up to b8-l4096
+  ASSERT_TRUE(exact.ok()) << exact.status();
+  EXPECT_EQ(exact->second, Choice::kTunedExact);
+  EXPECT_NE(exact->first.find("split4"), std::string::npos);
+  auto near = (*db)->Lookup(problem_, alg_, 128, 65536);  // one octave from b64-l65536
+  ASSERT_TRUE(near.ok()) << near.status();
+  EXPECT_EQ(near->second, Choice::kTunedNearest);
+  EXPECT_NE(near->first.find("n128"), std::string::npos);
+}
+
+TEST_F(TunedStoreTest, StaleGeneratorVersionIsNotServed) {
+  Put("b8-l4096", "decode-bf16-d128-h32x8-contig-nowin.learned-plain.mma-n64-w4-s3-split4-g4",
+      kGeneratorVersion - 1);
+  auto db = TunedStore::Open(path_, dev_);
+  ASSERT_TRUE(db.ok());
+  EXPECT_EQ((*db)->Lookup(problem_, alg_, 8, 4096).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(TunedStoreTest, OtherDeviceOrProblemIsNotServed) {
+  Put("b8-l4096", "decode-bf16-d128-h32x8-contig-nowin.learned-plain.mma-n64-w4-s3-split4-g4");
+  DeviceInfo other = dev_;
+  other.sm_count = 114;
+  auto db = TunedStore::Open(path_, other);
+  ASSERT_TRUE(db.ok());
+  EXPECT_FALSE((*db)->Lookup(problem_, alg_, 8, 4096).ok());
+  auto same = TunedStore::Open(path_, dev_);
+  Algorithm softmax{Probe::kNone, Affine::kPlain};
+  EXPECT_FALSE((*same)->Lookup(problem_, softmax, 8, 4096).ok());
+}
+
+TEST_F(TunedStoreTest, BinariesRoundTrip) {
+  auto db = TunedStore::Open(path_, dev_);
+  ASSERT_TRUE(db.ok());
+  EXPECT_FALSE((*db)->GetBinary("abc").has_value());
+  const std::string cubin("\x7f" "ELF\0\1\2", 7);
+  (*db)->PutBinary("abc", "srchash", cubin, "ptxas info");
+  auto again = TunedStore::Open(path_, dev_);
+  auto got = (*again)->GetBinary("abc");
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(*got, cubin);
+}
+
+TEST(Buckets, RoundUpAndDistance) {
+  EXPECT_EQ(ToString(BucketFor(1, 10)), "b1-l1024");
+  EXPECT_EQ(ToString(BucketFor(9, 4097)), "b16-l8192");
+  EXPECT_EQ(BucketDistance(BucketFor(8, 4096), BucketFor(32, 2048)), 3.0);
+  EXPECT_TRUE(ParseBucket("b8-l4096").ok());
+  EXPECT_FALSE(ParseBucket("b8-l4096x").ok());
+  EXPECT_FALSE(ParseBucket("8-4096").ok());
+}
+
+}  // namespace
+}  // namespace parallax

@@ -62,6 +62,16 @@ __device__ __forceinline__ KvSource make_kv_source(const PlxDecodeParams& p, int
 }
 
 constexpr absl::string_view kDecodeCommon = R"cuda(
+// Test-only variants prove the tuner's isolation: a wild store or a spin that never ends.
+__device__ __forceinline__ void test_fault() {
+  if (kTestFault == 1 && threadIdx.x == 0) *reinterpret_cast<volatile int*>(16) = 1;
+  if (kTestFault == 2) {
+    volatile int spin = 1;
+    while (spin) {
+    }
+  }
+}
+
 // Row `row` of the stacked [q; r] operand: query head `u` of this CTA, from q or r.
 __device__ __forceinline__ const plx_e16* qr_row(const PlxDecodeParams& p, int b, int h0, int u,
                                                 bool probe_row) {
@@ -205,6 +215,7 @@ extern "C" __global__ void __launch_bounds__(kThreads) plx_decode(const PlxDecod
   const int kvh = blockIdx.y / kCtasPerGroup;
   const int h0 = kvh * kGroup + (blockIdx.y % kCtasPerGroup) * kHeadsPerCta;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  if (kTestFault) test_fault();
 
   // phase: load q and r as the stacked A operand (zero rows pad the tile)
   for (int i = threadIdx.x; i < kMTiles * 16 * kChunks; i += kThreads) {
@@ -312,6 +323,7 @@ extern "C" __global__ void __launch_bounds__(kThreads) plx_decode(const PlxDecod
   const int kvh = blockIdx.y / kCtasPerGroup;
   const int h0 = kvh * kGroup + (blockIdx.y % kCtasPerGroup) * kHeadsPerCta;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  if (kTestFault) test_fault();
 
   // phase: load q and r rows as fp32
   load_qr_fp32(s_q, 0, kThreads, [&](int row) {

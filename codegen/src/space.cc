@@ -22,9 +22,10 @@ DeviceLimits Limits(int block_kib, int sm_kib, int threads, const char* arch) {
 }
 
 // Static __shared__ arrays of the main kernel, which count against the same budget as the
-// dynamic smem: the decode kernels keep r.q per head (float s_rq[kUnits]); prefill has none.
+// dynamic smem: the decode kernels keep r.q per head (float s_rq[kUnits]), which ptxas pads
+// to 128 bytes ahead of the 128-byte aligned dynamic buffer; prefill has none.
 int StaticSmemBytes(const Variant& v) {
-  return v.problem().mode == Mode::kDecode ? 4 * v.schedule().heads_per_cta : 0;
+  return v.problem().mode == Mode::kDecode ? (4 * v.schedule().heads_per_cta + 127) / 128 * 128 : 0;
 }
 
 // The field Variant::Create's message starts with ("block_n=48: must be ...").

@@ -94,6 +94,7 @@ absl::Status ValidateSchedule(const Problem& p, const Algorithm& a, const Schedu
   } else {
     if (s.splits != 0) return Bad("splits", s.splits, "applies to decode only; must be 0 for prefill");
     if (s.fused_merge) return Bad("fused_merge", "true", "applies to decode only");
+    if (s.test_fault != Schedule::TestFault::kNone) return Bad("test_fault", "set", "applies to decode only");
     if (s.heads_per_cta != 0)
       return Bad("heads_per_cta", s.heads_per_cta, "applies to decode only; must be 0 for prefill");
     if (s.block_m < 8 || s.block_m > 256 || s.block_m % s.warps != 0)
@@ -126,7 +127,10 @@ std::string PrintKey(const Problem& p, const Algorithm& a, const Schedule& s) {
   absl::StrAppend(&key, "-n", s.block_n, "-w", s.warps, "-s", s.stages);
   if (p.mode == Mode::kDecode) {
     absl::StrAppend(&key, "-split", s.splits == 0 ? std::string("auto") : std::to_string(s.splits),
-                    "-g", s.heads_per_cta, s.fused_merge ? "-fused" : "");
+                    "-g", s.heads_per_cta, s.fused_merge ? "-fused" : "",
+                    s.test_fault == Schedule::TestFault::kIllegalAddress ? "-testfault"
+                    : s.test_fault == Schedule::TestFault::kHang         ? "-testhang"
+                                                                         : "");
   }
   return key;
 }
@@ -235,6 +239,10 @@ absl::StatusOr<Variant> Variant::Parse(std::string_view key_in) {
   else return KeyError(key, absl::StrCat("path '", st[0], "' is not mma or fma"));
   size_t i = 1;
   // Decode keys may end in "-fused" (split merge done by the last CTA of each group).
+  if (p.mode == Mode::kDecode && !st.empty() && (st.back() == "testfault" || st.back() == "testhang")) {
+    s.test_fault = st.back() == "testfault" ? Schedule::TestFault::kIllegalAddress : Schedule::TestFault::kHang;
+    st.pop_back();
+  }
   if (p.mode == Mode::kDecode && st.size() == 7 && st[6] == "fused") {
     s.fused_merge = true;
     st.pop_back();

@@ -237,4 +237,6 @@ absl::StatusOr<Variant> VariantFromJson(const json& j) {
   return *std::move(v);
 }
 
+#undef PLX_RETURN_IF_ERROR
+
 }  // namespace parallax

@@ -60,7 +60,11 @@ struct Schedule {
   int heads_per_cta = 0;  // decode: query heads of one GQA group packed per CTA
   int block_m = 0;        // prefill: query rows per CTA
   bool fused_merge = false;  // decode: the last CTA of each head group merges the splits
-                             // (one launch; needs zeroed counters in the workspace)
+                             // (one launch; counters in a runtime-owned buffer)
+  // Test-only (decode): the kernel faults (illegal address) or never finishes, so the tuner's
+  // isolation can be proven. Key suffix "-testfault" / "-testhang"; never enumerated.
+  enum class TestFault : uint8_t { kNone, kIllegalAddress, kHang };
+  TestFault test_fault = TestFault::kNone;
   bool operator==(const Schedule&) const = default;
 };
 

@@ -138,6 +138,36 @@ int main(int argc, char** argv) {
         A()->cuGraphExecDestroy(ge);
         A()->cuGraphDestroy(g);
       }
+      if (B <= 8) {  // split sweep (probe learned, separate merge kernel): informs the default
+        for (int splits : {2, 4, 8, 16, 32, 64}) {
+          if (splits * 128 > L) continue;
+          DecodeArgs a;
+          a.dtype = DType::kBF16; a.batch = B; a.num_q_heads = hq; a.num_kv_heads = hkv; a.head_dim = d;
+          a.q = reinterpret_cast<void*>(q); a.r = reinterpret_cast<void*>(r);
+          a.k = reinterpret_cast<void*>(k); a.v = reinterpret_cast<void*>(v); a.out = reinterpret_cast<void*>(o);
+          a.q_stride_b = a.r_stride_b = a.o_stride_b = int64_t(hq) * d;
+          a.q_stride_h = a.r_stride_h = a.o_stride_h = d;
+          a.k_stride_0 = a.v_stride_0 = int64_t(L) * hkv * d;
+          a.k_stride_1 = a.v_stride_1 = int64_t(hkv) * d;
+          a.k_stride_h = a.v_stride_h = d;
+          a.seqlen = L;
+          a.num_splits = splits;
+          auto plan = rt.PlanDecode(a);
+          if (!plan.ok()) continue;
+          for (int i = 0; i < 3; ++i) (void)rt.RunDecode(*plan, a, s);
+          CK(A()->cuStreamSynchronize(s));
+          CUgraph g;
+          CUgraphExec ge;
+          CK(A()->cuStreamBeginCapture_v2(s, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL));
+          (void)rt.RunDecode(*plan, a, s);
+          CK(A()->cuStreamEndCapture(s, &g));
+          CK(A()->cuGraphInstantiateWithFlags(&ge, g, 0));
+          printf("{\"sweep\": 1, \"B\": %d, \"L\": %d, \"splits\": %d, \"us\": %.2f}\n", B, L, splits,
+                 TimeGraph(ge, s, 50));
+          A()->cuGraphExecDestroy(ge);
+          A()->cuGraphDestroy(g);
+        }
+      }
       for (CUdeviceptr p : {q, r, k, v, o}) A()->cuMemFree_v2(p);
     }
   return 0;

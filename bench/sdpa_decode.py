@@ -52,7 +52,7 @@ def main():
     print(json.dumps({"device": torch.cuda.get_device_name(), "torch": torch.__version__}))
     for B in (1, 8, 32, 128):
         for L in (1024, 4096, 16384, 65536):
-            if B * L * HKV * D * 2 * 2 > 30 << 30:
+            if B * L * HKV * D * 2 * 2 > 40 << 30:
                 continue
             q = torch.randn(B, HQ, 1, D, device="cuda", dtype=torch.bfloat16)
             r = torch.randn_like(q)

@@ -47,11 +47,12 @@ float TimeGraph(CUgraphExec g, CUstream s, int reps) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int hq = 32, hkv = 8, d = 128;
+  int hq = 32, hkv = 8, d = 128, paged = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--hq")) hq = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--hkv")) hkv = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--d")) d = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--paged")) paged = atoi(argv[i + 1]);
   }
   auto rt_or = Runtime::Create(RuntimeOptions{});
   if (!rt_or.ok()) {
@@ -98,6 +99,25 @@ int main(int argc, char** argv) {
       CK(A()->cuMemsetD16_v2(r, 0x3a00, size_t(B) * hq * d));
       CK(A()->cuMemsetD16_v2(k, 0x3b00, kv / 2));
       CK(A()->cuMemsetD16_v2(v, 0x3d00, kv / 2));
+      CUdeviceptr table = 0, lens = 0;
+      const int pages_per_seq = paged ? (L + paged - 1) / paged : 0;
+      if (paged) {  // pages of each sequence scattered by a fixed permutation (not contiguous)
+        std::vector<int> bt(size_t(B) * pages_per_seq), sl(B, L);
+        const long long n = (long long)B * pages_per_seq;
+        for (long long i = 0; i < n; ++i) bt[i] = int((i * 7919) % n);  // 7919 prime: a bijection unless n % 7919 == 0
+        CK(A()->cuMemAlloc_v2(&table, bt.size() * 4));
+        CK(A()->cuMemAlloc_v2(&lens, sl.size() * 4));
+        CK(A()->cuMemcpyHtoD_v2(table, bt.data(), bt.size() * 4));
+        CK(A()->cuMemcpyHtoD_v2(lens, sl.data(), sl.size() * 4));
+      }
+      auto set_kv = [&](DecodeArgs& a) {
+        if (!paged) return;
+        a.block_table = reinterpret_cast<const int*>(table);
+        a.block_table_stride = pages_per_seq;
+        a.seqlens = reinterpret_cast<const int*>(lens);
+        a.page_size = paged;
+        a.k_stride_0 = a.v_stride_0 = int64_t(paged) * hkv * d;
+      };
       for (int mode = 0; mode < 4; ++mode) {
         const bool learned = mode < 2, fused = mode % 2 == 1;
         DecodeArgs a;
@@ -110,8 +130,10 @@ int main(int argc, char** argv) {
         a.k_stride_1 = a.v_stride_1 = int64_t(hkv) * d;
         a.k_stride_h = a.v_stride_h = d;
         a.seqlen = L;
+        set_kv(a);
         if (fused) {  // the default schedule with the split merge fused into the main kernel
-          Problem p{Mode::kDecode, DType::kBF16, d, hq, hkv, KvLayout::kContiguous, 0, false};
+          Problem p{Mode::kDecode, DType::kBF16, d, hq, hkv, paged ? KvLayout::kPaged : KvLayout::kContiguous,
+                    paged, false};
           Algorithm al{learned ? Probe::kLearned : Probe::kNone, Affine::kPlain};
           Schedule sc = CanonicalSchedule(p, al, DefaultDecodeSchedule(p, al));
           sc.fused_merge = true;
@@ -130,15 +152,15 @@ int main(int argc, char** argv) {
         CK(A()->cuGraphInstantiateWithFlags(&ge, g, 0));
         const int reps = L * B >= 1 << 20 ? 10 : 50;
         const float us = TimeGraph(ge, s, reps);
-        printf("{\"B\": %d, \"L\": %d, \"hq\": %d, \"hkv\": %d, \"d\": %d, \"probe\": \"%s\", \"fused\": %d, \"variant\": \"%s\", "
+        printf("{\"B\": %d, \"L\": %d, \"hq\": %d, \"hkv\": %d, \"d\": %d, \"paged\": %d, \"probe\": \"%s\", \"fused\": %d, \"variant\": \"%s\", "
                "\"splits\": %d, \"us\": %.2f, \"kv_gbps\": %.1f}\n",
-               B, L, hq, hkv, d, learned ? "learned" : "none", fused ? 1 : 0, plan->variant.Key().c_str(), plan->num_splits, us,
+               B, L, hq, hkv, d, paged, learned ? "learned" : "none", fused ? 1 : 0, plan->variant.Key().c_str(), plan->num_splits, us,
                2.0 * kv / (us * 1e-6) / 1e9);
         fflush(stdout);
         A()->cuGraphExecDestroy(ge);
         A()->cuGraphDestroy(g);
       }
-      if (B <= 8) {  // split sweep (probe learned, separate merge kernel): informs the default
+      if (B <= 8 && !paged && hq == 32) {  // split sweep (probe learned, separate merge kernel): informs the default
         for (int splits : {2, 4, 8, 16, 32, 64}) {
           if (splits * 128 > L) continue;
           DecodeArgs a;
@@ -151,6 +173,7 @@ int main(int argc, char** argv) {
           a.k_stride_1 = a.v_stride_1 = int64_t(hkv) * d;
           a.k_stride_h = a.v_stride_h = d;
           a.seqlen = L;
+          set_kv(a);
           a.num_splits = splits;
           auto plan = rt.PlanDecode(a);
           if (!plan.ok()) continue;
@@ -169,6 +192,10 @@ int main(int argc, char** argv) {
         }
       }
       for (CUdeviceptr p : {q, r, k, v, o}) A()->cuMemFree_v2(p);
+      if (paged) {
+        A()->cuMemFree_v2(table);
+        A()->cuMemFree_v2(lens);
+      }
     }
   return 0;
 }

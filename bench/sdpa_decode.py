@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-HQ, HKV, D = 32, 8, 128
+HQ, HKV, D = (int(sys.argv[1]) if len(sys.argv) > 1 else 32), (int(sys.argv[2]) if len(sys.argv) > 2 else 8), 128
 BACKENDS = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
             "efficient": SDPBackend.EFFICIENT_ATTENTION}
 
@@ -49,7 +49,7 @@ def naive_parallax(q, r, k, v, scale):
 
 def main():
     torch.manual_seed(0)
-    print(json.dumps({"device": torch.cuda.get_device_name(), "torch": torch.__version__}))
+    print(json.dumps({"device": torch.cuda.get_device_name(), "torch": torch.__version__, "hq": HQ, "hkv": HKV}))
     for B in (1, 8, 32, 128):
         for L in (1024, 4096, 16384, 65536):
             if B * L * HKV * D * 2 * 2 > 40 << 30:

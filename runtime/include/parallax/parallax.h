@@ -8,7 +8,10 @@
  *   - Tensors are described by plx_tensor (device pointer, dtype, shape, strides in elements).
  *     The last dimension must be contiguous (stride 1); other strides are free, so permuted
  *     views such as a [B, Hkv, Lmax, D] cache passed as shape [B, Lmax, Hkv, D] with the
- *     matching strides work. All strides zero means "contiguous row-major".
+ *     matching strides work. All strides zero means "contiguous row-major" (so a tensor
+ *     broadcast along every dimension cannot be described; none is meaningful here).
+ *   - Every tensor given must have a non-NULL data pointer, empty ones included; a launch
+ *     with B == 0 does nothing.
  *   - Kernels read with 16-byte vector loads: the data pointers of q, r, k, v and out must be
  *     16-byte aligned and their non-last strides multiples of 8 elements.
  *   - Arguments are validated on the host before any device work; plx_decode_validate and

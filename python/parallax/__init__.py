@@ -1,0 +1,374 @@
+"""Parallax attention for PyTorch, through libparallax.so (ctypes; no compiled extension).
+
+    import parallax
+    out = parallax.parallax_decode(q, r, k_cache, v_cache)            # q, r: [B, 1, Hq, D]
+    out = parallax.parallax_decode(q, r, k_pages, v_pages,
+                                   block_table=bt, cache_seqlens=lens)  # paged KV
+    out = parallax.parallax_prefill(q, r, k, v)                         # [B, L, H, D], causal
+    out = parallax.parallax_prefill(q, r, k, v, cu_seqlens_q=cu_q,      # packed [T, H, D]
+                                    cu_seqlens_k=cu_k)
+
+``r=None`` gives plain softmax attention. Kernels run on ``torch.cuda.current_stream()``;
+nothing synchronizes. One context per device is created lazily (``get_context``). Every
+failure raises :class:`ParallaxError` carrying the library's status and message.
+
+Importing this package needs neither torch nor a GPU; the library is located on first use
+(``$PARALLAX_LIBRARY``, next to this package, the source tree's build directories, then the
+system loader).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import namedtuple
+from ctypes import byref, c_size_t
+
+from . import _lib
+from ._lib import LibraryNotFoundError, ParallaxError
+
+__version__ = "0.1.0"
+__all__ = [
+    "parallax_decode", "parallax_prefill", "decode_plan", "prefill_plan", "decode_workspace_size",
+    "get_context", "configure", "Context", "PlanInfo", "ParallaxError", "LibraryNotFoundError",
+    "library_version", "library_path",
+]
+
+PlanInfo = namedtuple("PlanInfo", "variant choice num_splits workspace_bytes")
+PlanInfo.__doc__ = """The kernel a call would use: its variant key, how it was chosen
+('explicit', 'exact', 'nearest' or 'default'), the split-KV count and the workspace bytes."""
+
+_DTYPES = {"torch.bfloat16": _lib.BF16, "torch.float16": _lib.FP16, "torch.int32": _lib.INT32}
+_INT32_MAX = 2**31 - 1
+
+
+def library_version() -> str:
+    """Version of the loaded libparallax ("MAJOR.MINOR.PATCH")."""
+    return _lib.version()
+
+
+def library_path() -> str:
+    """Path of the loaded libparallax."""
+    return _lib.library_path()
+
+
+# ---- contexts ----------------------------------------------------------------------------
+
+class Context:
+    """Owns one plx_context (a device, its compiled-kernel cache and tuned configs)."""
+
+    def __init__(self, device: int = 0, db_path: str | None = None, cache_dir: str | None = None):
+        self.device = int(device)
+        self._handle = _lib.create_context(self.device, db_path, cache_dir)
+
+    @property
+    def handle(self):
+        if not self._handle:
+            raise ParallaxError(_lib.ERROR_INVALID_ARGUMENT, "context is closed")
+        return self._handle
+
+    def device_info(self) -> dict:
+        info = _lib.device_info(self.handle)
+        return {"ordinal": info.ordinal, "name": info.name.decode(errors="replace"),
+                "compute_capability": (info.cc_major, info.cc_minor), "sm_count": info.sm_count,
+                "mem_bytes": info.mem_bytes}
+
+    def close(self) -> None:
+        """Destroys the context; finish the work launched with it first."""
+        handle, self._handle = self._handle, None
+        if handle:
+            _lib.destroy_context(handle)
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: the library may be gone
+            pass
+
+
+_contexts: dict[int, Context] = {}
+_retired: list[Context] = []  # replaced by configure(); kept alive, work may be in flight
+_options = {"db_path": None, "cache_dir": None}
+_ctx_lock = threading.Lock()
+
+
+def configure(db_path: str | None = None, cache_dir: str | None = None) -> None:
+    """Options for the module's contexts: the tuning database and the binary cache directory.
+    Contexts created before keep running but are no longer handed out."""
+    with _ctx_lock:
+        _options["db_path"] = db_path
+        _options["cache_dir"] = cache_dir
+        _retired.extend(_contexts.values())
+        _contexts.clear()
+
+
+def get_context(device: int | None = None) -> Context:
+    """The module's context for a CUDA device (default: torch's current device), created lazily.
+    Module contexts live until the process exits."""
+    if device is None:
+        import torch
+        device = torch.cuda.current_device()
+    device = int(device)
+    ctx = _contexts.get(device)
+    if ctx is not None:
+        return ctx
+    with _ctx_lock:
+        ctx = _contexts.get(device)
+        if ctx is None:
+            ctx = Context(device, _options["db_path"], _options["cache_dir"])
+            _contexts[device] = ctx
+        return ctx
+
+
+# ---- tensors -----------------------------------------------------------------------------
+
+def _invalid(msg: str) -> ParallaxError:
+    return ParallaxError(_lib.ERROR_INVALID_ARGUMENT, msg)
+
+
+def _describe(t, name: str) -> _lib.Tensor:
+    """A plx_tensor for a torch tensor (None: absent)."""
+    desc = _lib.Tensor()
+    if t is None:
+        return desc
+    dtype = _DTYPES.get(str(t.dtype))
+    if dtype is None:
+        raise ParallaxError(_lib.ERROR_UNSUPPORTED,
+                            f"{name}: dtype={t.dtype}: must be torch.bfloat16 or torch.float16 "
+                            "(torch.int32 for index tensors)")
+    shape = tuple(int(s) for s in t.shape)
+    strides = tuple(int(s) for s in t.stride())
+    if not 1 <= len(shape) <= _lib.MAX_DIMS:
+        raise _invalid(f"{name}: ndim={len(shape)}: must be in 1..{_lib.MAX_DIMS}")
+    numel = 1
+    for s in shape:
+        numel *= s
+    if numel > 1 and all(s == 0 for s in strides):
+        # The C API reads all-zero strides as "contiguous"; a fully broadcast tensor is not.
+        raise _invalid(f"{name}: fully broadcast tensor (all strides 0) is not supported")
+    desc.data = int(t.data_ptr()) or None
+    desc.dtype = dtype
+    desc.ndim = len(shape)
+    for i, (s, st) in enumerate(zip(shape, strides)):
+        desc.shape[i] = s
+        desc.strides[i] = st
+    return desc
+
+
+def _int32(name: str, value) -> int:
+    value = int(value)
+    if not -_INT32_MAX - 1 <= value <= _INT32_MAX:
+        raise _invalid(f"{name}={value}: out of the int32 range")
+    return value
+
+
+def _affine(affine) -> int:
+    code = _lib.AFFINES.get(affine)
+    if code is None:
+        raise _invalid(f"affine={affine!r}: must be 'plain' or 'amplified'")
+    return code
+
+
+def _variant(variant):
+    if variant is None or variant == "":
+        return None
+    if isinstance(variant, bytes):
+        return variant
+    return str(variant).encode()
+
+
+def _cuda_device(named) -> int:
+    """The one CUDA device all given tensors live on."""
+    device = None
+    first = None
+    for name, t in named:
+        if t is None:
+            continue
+        if not getattr(t, "is_cuda", False):
+            raise _invalid(f"{name}: must be a CUDA tensor (got device {t.device})")
+        idx = t.device.index
+        if device is None:
+            device, first = idx, name
+        elif idx != device:
+            raise _invalid(f"{name}: on cuda:{idx}, but {first} is on cuda:{device}")
+    return device
+
+
+def _stream(device: int) -> int:
+    import torch
+    return torch.cuda.current_stream(device).cuda_stream
+
+
+def _empty_like_q(q):
+    import torch
+    return torch.empty(q.shape, dtype=q.dtype, device=q.device)
+
+
+def _zeros(q, out):
+    """Output of a call without visible keys (zeros, as the kernels define it)."""
+    if out is None:
+        import torch
+        return torch.zeros(q.shape, dtype=q.dtype, device=q.device)
+    return out.zero_()
+
+
+def _plan(info: _lib.PlanInfo) -> PlanInfo:
+    return PlanInfo(info.variant.decode(), _lib.CHOICE_NAMES.get(info.choice, str(info.choice)),
+                    int(info.num_splits), int(info.workspace_bytes))
+
+
+# ---- decode ------------------------------------------------------------------------------
+
+def _decode_args(q, r, k, v, qk_scale, block_table, cache_seqlens, window, affine, eps, variant, num_splits,
+                 out, workspace) -> _lib.DecodeArgs:
+    a = _lib.DecodeArgs()
+    _lib.lib().plx_decode_args_init(byref(a))
+    a.q = _describe(q, "q")
+    a.r = _describe(r, "r")
+    a.k = _describe(k, "k")
+    a.v = _describe(v, "v")
+    # Without `out`, validate against q's descriptor; the real buffer is allocated afterwards.
+    a.out = _describe(out, "out") if out is not None else _describe(q, "q")
+    a.block_table = _describe(block_table, "block_table")
+    a.cache_seqlens = _describe(cache_seqlens, "cache_seqlens")
+    a.qk_scale = -1.0 if qk_scale is None else float(qk_scale)
+    a.window = _int32("window", window)
+    a.affine = _affine(affine)
+    a.eps = float(eps)
+    a.variant = _variant(variant)
+    a.num_splits = _int32("num_splits", num_splits)
+    if workspace is not None:
+        a.workspace = int(workspace.data_ptr()) or None
+        a.workspace_bytes = int(workspace.numel()) * int(workspace.element_size())
+    return a
+
+
+def _decode_prepare(q, r, k, v, qk_scale, block_table, cache_seqlens, window, affine, eps, variant, num_splits,
+                    out, workspace):
+    a = _decode_args(q, r, k, v, qk_scale, block_table, cache_seqlens, window, affine, eps, variant, num_splits,
+                     out, workspace)
+    L = _lib.lib()
+    _lib.check(L.plx_decode_validate(byref(a)))
+    device = _cuda_device([("q", q), ("r", r), ("k", k), ("v", v), ("out", out), ("block_table", block_table),
+                           ("cache_seqlens", cache_seqlens), ("workspace", workspace)])
+    return a, device
+
+
+def parallax_decode(q, r, k, v, qk_scale=None, *, block_table=None, cache_seqlens=None, window=0,
+                    affine="plain", eps=1e-6, variant=None, num_splits=0, out=None, workspace=None):
+    """One decode step of Parallax attention (softmax attention when ``r`` is None).
+
+    q, r: [B, 1, Hq, D] (or [B, Hq, D]), bf16 or fp16, D in {64, 128, 256}.
+    k, v: contiguous cache [B, L, Hkv, D] (any strides with a contiguous last dimension, so a
+          [B, Hkv, L, D] cache passed as ``k.transpose(1, 2)`` works), or paged
+          [num_pages, page_size, Hkv, D] with ``block_table`` [B, max_pages] int32 and
+          ``cache_seqlens`` [B] int32. With a contiguous cache, ``cache_seqlens`` is optional.
+    qk_scale: the bandwidth tau (default 1/sqrt(D)); ``window``: sliding window (0 = none);
+    ``affine``: 'plain' (Parallax) or 'amplified' (LLA boundary factor, guarded by ``eps``);
+    ``variant``: an explicit kernel variant key; ``num_splits``: split-KV count (0 = auto);
+    ``workspace``: a CUDA byte buffer for split partials (else the library manages one; pass
+    one when capturing CUDA graphs, sized by :func:`decode_workspace_size`).
+    Returns ``out`` (allocated like q when not given).
+    """
+    if q is not None and hasattr(q, "numel") and q.numel() == 0:
+        return out if out is not None else _empty_like_q(q)
+    if block_table is None and k is not None and hasattr(k, "numel") and k.numel() == 0:
+        return _zeros(q, out)  # an empty cache (Lmax == 0): every sequence has no keys
+    a, device = _decode_prepare(q, r, k, v, qk_scale, block_table, cache_seqlens, window, affine, eps, variant,
+                                num_splits, out, workspace)
+    if out is None:
+        out = _empty_like_q(q)
+        a.out = _describe(out, "out")
+    ctx = get_context(device)
+    _lib.check(_lib.lib().plx_decode(ctx.handle, byref(a), _stream(device)))
+    return out
+
+
+def decode_plan(q, r, k, v, qk_scale=None, *, block_table=None, cache_seqlens=None, window=0, affine="plain",
+                eps=1e-6, variant=None, num_splits=0, out=None, workspace=None) -> PlanInfo:
+    """The kernel :func:`parallax_decode` would use for these arguments (may JIT-compile it)."""
+    a, device = _decode_prepare(q, r, k, v, qk_scale, block_table, cache_seqlens, window, affine, eps, variant,
+                                num_splits, out, workspace)
+    info = _lib.PlanInfo()
+    _lib.check(_lib.lib().plx_decode_plan_info(get_context(device).handle, byref(a), byref(info)))
+    return _plan(info)
+
+
+def decode_workspace_size(q, r, k, v, qk_scale=None, **kwargs) -> int:
+    """Bytes of ``workspace`` :func:`parallax_decode` needs for these arguments."""
+    kwargs.pop("workspace", None)
+    a, device = _decode_prepare(q, r, k, v, qk_scale, kwargs.pop("block_table", None),
+                                kwargs.pop("cache_seqlens", None), kwargs.pop("window", 0),
+                                kwargs.pop("affine", "plain"), kwargs.pop("eps", 1e-6), kwargs.pop("variant", None),
+                                kwargs.pop("num_splits", 0), kwargs.pop("out", None), None)
+    if kwargs:
+        raise TypeError(f"unexpected keyword arguments: {sorted(kwargs)}")
+    n = c_size_t()
+    _lib.check(_lib.lib().plx_decode_workspace_size(get_context(device).handle, byref(a), byref(n)))
+    return int(n.value)
+
+
+# ---- prefill -----------------------------------------------------------------------------
+
+def _max_seqlen(cu) -> int:
+    offsets = [int(x) for x in cu.tolist()]  # host sync; pass max_seqlen_* to avoid it
+    return max((b - a for a, b in zip(offsets, offsets[1:])), default=0)
+
+
+def _prefill_prepare(q, r, k, v, qk_scale, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, window,
+                     affine, eps, variant, out):
+    a = _lib.PrefillArgs()
+    L = _lib.lib()
+    L.plx_prefill_args_init(byref(a))
+    a.q = _describe(q, "q")
+    a.r = _describe(r, "r")
+    a.k = _describe(k, "k")
+    a.v = _describe(v, "v")
+    a.out = _describe(out, "out") if out is not None else _describe(q, "q")
+    a.cu_seqlens_q = _describe(cu_seqlens_q, "cu_seqlens_q")
+    a.cu_seqlens_k = _describe(cu_seqlens_k, "cu_seqlens_k")
+    if cu_seqlens_q is not None and cu_seqlens_k is not None:
+        a.max_seqlen_q = _int32("max_seqlen_q", _max_seqlen(cu_seqlens_q) if max_seqlen_q is None else max_seqlen_q)
+        a.max_seqlen_k = _int32("max_seqlen_k", _max_seqlen(cu_seqlens_k) if max_seqlen_k is None else max_seqlen_k)
+    a.qk_scale = -1.0 if qk_scale is None else float(qk_scale)
+    a.window = _int32("window", window)
+    a.affine = _affine(affine)
+    a.eps = float(eps)
+    a.variant = _variant(variant)
+    _lib.check(L.plx_prefill_validate(byref(a)))
+    device = _cuda_device([("q", q), ("r", r), ("k", k), ("v", v), ("out", out), ("cu_seqlens_q", cu_seqlens_q),
+                           ("cu_seqlens_k", cu_seqlens_k)])
+    return a, device
+
+
+def parallax_prefill(q, r, k, v, qk_scale=None, *, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=None,
+                     max_seqlen_k=None, window=0, affine="plain", eps=1e-6, variant=None, out=None):
+    """Causal Parallax attention over whole sequences (softmax attention when ``r`` is None).
+
+    Batched: q, r [B, Lq, Hq, D], k, v [B, Lk, Hkv, D]; the causal mask is aligned to the end of
+    the keys (query row i sees keys j <= Lk - Lq + i). Packed (varlen): q, r [Tq, Hq, D],
+    k, v [Tk, Hkv, D] with ``cu_seqlens_q`` / ``cu_seqlens_k`` int32 [B + 1]; ``max_seqlen_*``
+    default to the longest sequence (computed on the host, which synchronizes).
+    Returns ``out`` (allocated like q when not given).
+    """
+    if q is not None and hasattr(q, "numel") and q.numel() == 0:
+        return out if out is not None else _empty_like_q(q)
+    if k is not None and hasattr(k, "numel") and k.numel() == 0:
+        return _zeros(q, out)  # no keys at all: every row sees none
+    a, device = _prefill_prepare(q, r, k, v, qk_scale, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
+                                 window, affine, eps, variant, out)
+    if out is None:
+        out = _empty_like_q(q)
+        a.out = _describe(out, "out")
+    ctx = get_context(device)
+    _lib.check(_lib.lib().plx_prefill(ctx.handle, byref(a), _stream(device)))
+    return out
+
+
+def prefill_plan(q, r, k, v, qk_scale=None, *, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=None,
+                 max_seqlen_k=None, window=0, affine="plain", eps=1e-6, variant=None, out=None) -> PlanInfo:
+    """The kernel :func:`parallax_prefill` would use for these arguments."""
+    a, device = _prefill_prepare(q, r, k, v, qk_scale, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
+                                 window, affine, eps, variant, out)
+    info = _lib.PlanInfo()
+    _lib.check(_lib.lib().plx_prefill_plan_info(get_context(device).handle, byref(a), byref(info)))
+    return _plan(info)

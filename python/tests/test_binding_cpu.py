@@ -1,0 +1,297 @@
+"""CPU tests of the ctypes binding: no torch, no GPU needed.
+
+Run: PYTHONPATH=python PARALLAX_LIBRARY=build/runtime/libparallax.so python3 -m unittest -v test_binding_cpu
+(from python/tests). Tests that need libparallax.so skip when it cannot be found.
+
+Tensors are duck-typed fakes (shape, stride(), dtype, data_ptr(), is_cuda, device): argument
+validation happens in the library on the host before anything touches a device.
+"""
+
+import ctypes
+import os
+import subprocess
+import sys
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PYTHON_DIR = os.path.dirname(HERE)
+if PYTHON_DIR not in sys.path:
+    sys.path.insert(0, PYTHON_DIR)
+
+import parallax  # noqa: E402
+from parallax import _lib  # noqa: E402
+
+
+def _library_available():
+    try:
+        _lib.lib()
+        return True
+    except parallax.LibraryNotFoundError:
+        return False
+
+
+HAVE_LIB = _library_available()
+needs_lib = unittest.skipUnless(HAVE_LIB, "libparallax.so not found (set PARALLAX_LIBRARY)")
+
+
+class FakeDType:
+    def __init__(self, name):
+        self.name = name
+
+    def __str__(self):
+        return "torch." + self.name
+
+
+class FakeDevice:
+    def __init__(self, kind="cpu", index=None):
+        self.type, self.index = kind, index
+
+    def __str__(self):
+        return self.type if self.index is None else f"{self.type}:{self.index}"
+
+
+class FakeTensor:
+    """Just enough of torch.Tensor for the binding; the pointer is fake and never read."""
+    _next = 1
+
+    def __init__(self, shape, dtype="bfloat16", strides=None, ptr=None, cuda=False):
+        self.shape = tuple(shape)
+        self.dtype = FakeDType(dtype)
+        if strides is None:
+            strides, s = [], 1
+            for n in reversed(self.shape):
+                strides.insert(0, s)
+                s *= max(n, 1)
+        self._strides = tuple(strides)
+        if ptr is None:
+            ptr = 0x100000 * FakeTensor._next
+            FakeTensor._next += 1
+        self._ptr = ptr
+        self.is_cuda = cuda
+        self.device = FakeDevice("cuda", 0) if cuda else FakeDevice()
+
+    def stride(self):
+        return self._strides
+
+    def data_ptr(self):
+        return self._ptr
+
+    def dim(self):
+        return len(self.shape)
+
+    def numel(self):
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+    def element_size(self):
+        return 4 if str(self.dtype) == "torch.int32" else 2
+
+    def tolist(self):
+        raise AssertionError("the test passes max_seqlen_* explicitly")
+
+
+B, HQ, HKV, D, L = 2, 8, 2, 128, 64
+
+
+def decode_inputs(dtype="bfloat16", **over):
+    t = dict(
+        q=FakeTensor((B, 1, HQ, D), dtype),
+        r=FakeTensor((B, 1, HQ, D), dtype),
+        k=FakeTensor((B, L, HKV, D), dtype),
+        v=FakeTensor((B, L, HKV, D), dtype),
+    )
+    t.update(over)
+    return t
+
+
+class ImportTest(unittest.TestCase):
+    def test_import_needs_no_torch(self):
+        code = ("import sys, parallax; assert 'torch' not in sys.modules, 'torch imported'; "
+                "print(parallax.__version__)")
+        env = dict(os.environ, PYTHONPATH=PYTHON_DIR, PARALLAX_LIBRARY="/nonexistent/libparallax.so")
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.strip(), parallax.__version__)
+
+    def test_public_names(self):
+        for name in ("parallax_decode", "parallax_prefill", "decode_plan", "prefill_plan", "get_context",
+                     "configure", "ParallaxError", "Context", "PlanInfo"):
+            self.assertTrue(hasattr(parallax, name), name)
+        self.assertTrue(issubclass(parallax.ParallaxError, RuntimeError))
+        self.assertTrue(issubclass(parallax.LibraryNotFoundError, parallax.ParallaxError))
+
+    def test_missing_library_is_a_parallax_error(self):
+        code = ("import parallax\n"
+                "try:\n    parallax.library_version()\n"
+                "except parallax.LibraryNotFoundError as e:\n    print('missing:', e)\n")
+        env = dict(os.environ, PYTHONPATH=PYTHON_DIR, PARALLAX_LIBRARY="/nonexistent/libparallax.so")
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("missing:", r.stdout)
+        self.assertIn("/nonexistent/libparallax.so", r.stdout)
+        self.assertIn("PARALLAX_LIBRARY", r.stdout)
+
+    def test_struct_layouts_match_the_c_header(self):
+        # Sizes and offsets printed by a C compiler for x86-64 / aarch64 (LP64).
+        if ctypes.sizeof(ctypes.c_void_p) != 8:
+            self.skipTest("layout table is for LP64")
+        self.assertEqual(ctypes.sizeof(_lib.Tensor), 80)
+        self.assertEqual(ctypes.sizeof(_lib.DecodeArgs), 608)
+        self.assertEqual(_lib.DecodeArgs.qk_scale.offset, 560)
+        self.assertEqual(_lib.DecodeArgs.variant.offset, 576)
+        self.assertEqual(_lib.DecodeArgs.workspace_bytes.offset, 600)
+        self.assertEqual(ctypes.sizeof(_lib.PrefillArgs), 592)
+        self.assertEqual(_lib.PrefillArgs.max_seqlen_q.offset, 560)
+        self.assertEqual(_lib.PrefillArgs.variant.offset, 584)
+        self.assertEqual(ctypes.sizeof(_lib.PlanInfo), 272)
+        self.assertEqual(_lib.PlanInfo.workspace_bytes.offset, 264)
+        self.assertEqual(ctypes.sizeof(_lib.DeviceInfo), 280)
+        self.assertEqual(_lib.DeviceInfo.mem_bytes.offset, 272)
+        self.assertEqual(ctypes.sizeof(_lib.ContextOptions), 24)
+
+
+@needs_lib
+class LibraryTest(unittest.TestCase):
+    def test_version(self):
+        self.assertEqual(parallax.library_version(), parallax.__version__)
+        self.assertTrue(os.path.exists(parallax.library_path()) or parallax.library_path().startswith("lib"))
+
+    def test_args_init_defaults(self):
+        a = _lib.DecodeArgs()
+        _lib.lib().plx_decode_args_init(ctypes.byref(a))
+        self.assertEqual(a.qk_scale, -1.0)
+        self.assertAlmostEqual(a.eps, 1e-6)
+        p = _lib.PrefillArgs()
+        _lib.lib().plx_prefill_args_init(ctypes.byref(p))
+        self.assertEqual(p.max_seqlen_q, -1)
+
+    def test_context_without_gpu(self):
+        try:
+            ctx = parallax.Context(0)
+        except parallax.ParallaxError as e:
+            self.assertEqual(e.status, _lib.ERROR_NO_DEVICE, str(e))
+            self.assertEqual(e.status_name, "PLX_ERROR_NO_DEVICE")
+            self.assertIn("plx_context_create", str(e))
+            return
+        info = ctx.device_info()  # a GPU host
+        self.assertGreater(info["sm_count"], 0)
+        ctx.close()
+
+
+@needs_lib
+class DecodeValidationTest(unittest.TestCase):
+    def expect(self, status, needle, **kwargs):
+        t = decode_inputs()
+        call = dict(q=t["q"], r=t["r"], k=t["k"], v=t["v"])
+        call.update(kwargs)
+        with self.assertRaises(parallax.ParallaxError) as cm:
+            parallax.parallax_decode(call.pop("q"), call.pop("r"), call.pop("k"), call.pop("v"), **call)
+        self.assertEqual(cm.exception.status, status, str(cm.exception))
+        self.assertIn(needle, str(cm.exception))
+        return cm.exception
+
+    def test_valid_arguments_pass_validation(self):
+        # Host-valid fakes get past the library's checks and stop at "not a CUDA tensor".
+        e = self.expect(_lib.ERROR_INVALID_ARGUMENT, "q: must be a CUDA tensor")
+        self.assertNotIn("plx_decode", str(e))
+
+    def test_head_dim(self):
+        e = self.expect(_lib.ERROR_UNSUPPORTED, "q: head_dim=96", q=FakeTensor((B, 1, HQ, 96)))
+        self.assertIn("plx_decode_validate", str(e))
+
+    def test_dtypes(self):
+        self.expect(_lib.ERROR_INVALID_ARGUMENT, "k: dtype=fp16 does not match q's bf16",
+                    k=FakeTensor((B, L, HKV, D), "float16"))
+        self.expect(_lib.ERROR_UNSUPPORTED, "q: dtype=torch.float32", q=FakeTensor((B, 1, HQ, D), "float32"))
+        self.expect(_lib.ERROR_INVALID_ARGUMENT, "out: dtype=fp16", out=FakeTensor((B, 1, HQ, D), "float16"))
+
+    def test_shapes(self):
+        self.expect(_lib.ERROR_INVALID_ARGUMENT, "v: shape", v=FakeTensor((B, L + 1, HKV, D)))
+        self.expect(_lib.ERROR_INVALID_ARGUMENT, "r: shape", r=FakeTensor((B, 1, HQ // 2, D)))
+        self.expect(_lib.ERROR_INVALID_ARGUMENT, "k: num_kv_heads=3",
+                    k=FakeTensor((B, L, 3, D)), v=FakeTensor((B, L, 3, D)))
+        self.expect(_lib.ERROR_INVALID_ARGUMENT, "q: shape[1]=2", q=FakeTensor((B, 2, HQ, D)))
+
+    def test_strides(self):
+        self.expect(_lib.ERROR_INVALID_ARGUMENT, "k: strides[3]=2",
+                    k=FakeTensor((B, L, HKV, D), strides=(L * HKV * D * 2, HKV * D * 2, D * 2, 2)))
+        self.expect(_lib.ERROR_INVALID_ARGUMENT, "fully broadcast",
+                    r=FakeTensor((B, 1, HQ, D), strides=(0, 0, 0, 0)))
+
+    def test_paged(self):
+        k = FakeTensor((16, 16, HKV, D))
+        v = FakeTensor((16, 16, HKV, D))
+        bt = FakeTensor((B, 4), "int32")
+        self.expect(_lib.ERROR_INVALID_ARGUMENT, "cache_seqlens: required with block_table",
+                    k=k, v=v, block_table=bt)
+        self.expect(_lib.ERROR_INVALID_ARGUMENT, "block_table: dtype=bf16",
+                    k=k, v=v, block_table=FakeTensor((B, 4)), cache_seqlens=FakeTensor((B,), "int32"))
+        # Valid paged arguments reach the device check.
+        self.expect(_lib.ERROR_INVALID_ARGUMENT, "must be a CUDA tensor",
+                    k=k, v=v, block_table=bt, cache_seqlens=FakeTensor((B,), "int32"))
+
+    def test_options(self):
+        self.expect(_lib.ERROR_INVALID_ARGUMENT, "window=-1", window=-1)
+        self.expect(_lib.ERROR_INVALID_ARGUMENT, "window=4294967296", window=2**32)
+        self.expect(_lib.ERROR_INVALID_ARGUMENT, "affine='cubic'", affine="cubic")
+        self.expect(_lib.ERROR_INVALID_ARGUMENT, "eps=0", affine="amplified", eps=0.0)
+        self.expect(_lib.ERROR_INVALID_ARGUMENT, "num_splits=-1", num_splits=-1)
+        self.expect(_lib.ERROR_INVALID_ARGUMENT, "variant: bad variant key 'nope'", variant="nope")
+
+    def test_errors_from_other_threads_stay_there(self):
+        import threading
+        seen = {}
+
+        def worker(w):
+            try:
+                parallax.parallax_decode(*decode_inputs().values(), window=-w)
+            except parallax.ParallaxError as e:
+                seen[w] = str(e)
+
+        threads = [threading.Thread(target=worker, args=(w,)) for w in (3, 4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertIn("window=-3", seen[3])
+        self.assertIn("window=-4", seen[4])
+
+
+@needs_lib
+class PrefillValidationTest(unittest.TestCase):
+    def test_batched(self):
+        q = FakeTensor((B, 40, HQ, D), "float16")
+        k = FakeTensor((B, 50, HKV, D), "float16")
+        with self.assertRaises(parallax.ParallaxError) as cm:
+            parallax.parallax_prefill(q, None, k, FakeTensor((B, 50, HKV, D), "float16"))
+        self.assertIn("q: must be a CUDA tensor", str(cm.exception))
+        with self.assertRaises(parallax.ParallaxError) as cm:
+            parallax.parallax_prefill(q, None, k, FakeTensor((B, 51, HKV, D), "float16"))
+        self.assertIn("v: shape", str(cm.exception))
+
+    def test_packed(self):
+        q = FakeTensor((90, HQ, D))
+        k = FakeTensor((120, HKV, D))
+        v = FakeTensor((120, HKV, D))
+        cu = FakeTensor((3,), "int32")
+        with self.assertRaises(parallax.ParallaxError) as cm:
+            parallax.parallax_prefill(q, q, k, v, cu_seqlens_q=cu)
+        self.assertEqual(cm.exception.status, _lib.ERROR_INVALID_ARGUMENT)
+        self.assertIn("cu_seqlens_q", str(cm.exception))
+        with self.assertRaises(parallax.ParallaxError) as cm:
+            parallax.parallax_prefill(q, q, k, v, cu_seqlens_q=cu, cu_seqlens_k=FakeTensor((3,), "int32"),
+                                      max_seqlen_q=500, max_seqlen_k=60)
+        self.assertIn("max_seqlen_q=500", str(cm.exception))
+        with self.assertRaises(parallax.ParallaxError) as cm:
+            parallax.parallax_prefill(q, q, k, v, cu_seqlens_q=cu, cu_seqlens_k=FakeTensor((3,), "int32"),
+                                      max_seqlen_q=50, max_seqlen_k=60)
+        self.assertIn("must be a CUDA tensor", str(cm.exception))
+        with self.assertRaises(parallax.ParallaxError) as cm:
+            parallax.parallax_prefill(FakeTensor((B, 45, HQ, D)), None, k, v)
+        self.assertIn("k: ndim=3", str(cm.exception))
+
+
+if __name__ == "__main__":
+    unittest.main()

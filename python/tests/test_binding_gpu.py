@@ -1,0 +1,379 @@
+"""GPU tests of the ctypes binding against a naive float64 torch Parallax (skipped without
+torch + CUDA + libparallax.so).
+
+Run: PYTHONPATH=python PARALLAX_LIBRARY=build/runtime/libparallax.so python -m unittest -v test_binding_gpu
+(from python/tests).
+
+Tolerances (docs: /work/shared/parallax-family.md): relative Frobenius error <= 1e-2 for bf16,
+<= 2e-3 for fp16, on RMS-normalised q, r, k; outputs are poisoned with NaN before each run.
+"""
+
+import itertools
+import math
+import os
+import sys
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PYTHON_DIR = os.path.dirname(HERE)
+if PYTHON_DIR not in sys.path:
+    sys.path.insert(0, PYTHON_DIR)
+
+import parallax  # noqa: E402
+
+try:
+    import torch
+    HAVE_CUDA = torch.cuda.is_available()
+except ImportError:  # pragma: no cover
+    torch = None
+    HAVE_CUDA = False
+
+
+def _have_lib():
+    try:
+        parallax.library_version()
+        return True
+    except parallax.LibraryNotFoundError:
+        return False
+
+
+TOL = {}
+if torch is not None:
+    TOL = {torch.bfloat16: 1e-2, torch.float16: 2e-3}
+
+
+def rms_norm(x):
+    return x / x.pow(2).mean(-1, keepdim=True).sqrt()
+
+
+def randn(*shape, dtype, scale=1.0, norm=True):
+    x = torch.randn(*shape, dtype=torch.float64, device="cuda")
+    if norm:
+        x = rms_norm(x)
+    return (x * scale).to(dtype)
+
+
+def reference(q, r, k, v, tau=None, window=0, affine="plain", eps=1e-6):
+    """One sequence: q, r [Lq, Hq, D]; k, v [Lk, Hkv, D] -> [Lq, Hq, D] float64.
+    Causal aligned to the key end: row i sees keys j <= Lk - Lq + i (and j > that - W with a window).
+    r None: softmax. Rows without visible keys are zero."""
+    q, k, v = q.double(), k.double(), v.double()
+    lq, hq, d = q.shape
+    lk, hkv, _ = k.shape
+    tau = 1.0 / math.sqrt(d) if tau is None else tau
+    g = hq // hkv
+    kk = k.repeat_interleave(g, dim=1)  # [Lk, Hq, D]
+    vv = v.repeat_interleave(g, dim=1)
+    i = torch.arange(lq, device=q.device)[:, None]
+    j = torch.arange(lk, device=q.device)[None, :]
+    last = lk - lq + i
+    visible = j <= last
+    if window > 0:
+        visible &= j > last - window
+    s1 = tau * torch.einsum("qhd,khd->hqk", q, kk)
+    s1 = s1.masked_fill(~visible[None], float("-inf"))
+    m = s1.amax(-1, keepdim=True)
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    p1 = torch.exp(s1 - m)  # [Hq, Lq, Lk]
+    d1 = p1.sum(-1, keepdim=True)
+    o1 = torch.einsum("hqk,khd->hqd", p1, vv)
+    safe = torch.where(d1 > 0, d1, torch.ones_like(d1))
+    vbar = o1 / safe
+    if r is None:
+        out = vbar
+    else:
+        r = r.double()
+        s2 = torch.einsum("qhd,khd->hqk", r, kk)
+        p2 = p1 * s2
+        d2 = p2.sum(-1, keepdim=True)
+        o2 = torch.einsum("hqk,khd->hqd", p2, vv)
+        cov_r = o2 / safe - vbar * (d2 / safe)  # Cov_w(v, k) r
+        if affine == "plain":
+            out = vbar - cov_r
+        else:
+            rq = torch.einsum("qhd,qhd->hq", r, q)[..., None]
+            delta = 1 - (d2 / safe - rq)
+            delta = torch.where(delta.abs() < eps, eps * torch.where(delta >= 0, 1.0, -1.0), delta)
+            out = vbar - cov_r / delta
+    out = torch.where(d1 > 0, out, torch.zeros_like(out))
+    return out.permute(1, 0, 2)  # [Lq, Hq, D]
+
+
+def rel_err(got, want):
+    got = got.double()
+    return ((got - want).norm() / want.norm()).item()
+
+
+@unittest.skipUnless(HAVE_CUDA, "needs torch with CUDA")
+@unittest.skipUnless(_have_lib(), "libparallax.so not found (set PARALLAX_LIBRARY)")
+class DecodeGpuTest(unittest.TestCase):
+    def setUp(self):
+        torch.manual_seed(0)
+
+    def check(self, got, want, dtype, what):
+        self.assertFalse(torch.isnan(got).any().item(), f"{what}: NaN in output (unwritten elements?)")
+        err = rel_err(got, want)
+        self.assertLessEqual(err, TOL[dtype], f"{what}: relative error {err:.3e}")
+
+    def poisoned(self, like):
+        return torch.full_like(like, float("nan"))
+
+    def contiguous_case(self, dtype, learned=True, head_major=False, window=0, affine="plain", r_scale=1.0,
+                        hq=8, hkv=2, d=128, seqlens=(200, 77, 1)):
+        b, lmax = len(seqlens), max(seqlens)
+        q = randn(b, 1, hq, d, dtype=dtype)
+        r = randn(b, 1, hq, d, dtype=dtype, scale=r_scale) if learned else None
+        if head_major:  # [B, Hkv, L, D] storage viewed as [B, L, Hkv, D]
+            k = randn(b, hkv, lmax, d, dtype=dtype).transpose(1, 2)
+            v = randn(b, hkv, lmax, d, dtype=dtype, norm=False).transpose(1, 2)
+        else:
+            k = randn(b, lmax, hkv, d, dtype=dtype)
+            v = randn(b, lmax, hkv, d, dtype=dtype, norm=False)
+        lens = torch.tensor(seqlens, dtype=torch.int32, device="cuda")
+        out = self.poisoned(q)
+        res = parallax.parallax_decode(q, r, k, v, cache_seqlens=lens, window=window, affine=affine, out=out)
+        self.assertIs(res, out)
+        torch.cuda.synchronize()
+        for i, n in enumerate(seqlens):
+            want = reference(q[i], None if r is None else r[i], k[i, :n], v[i, :n], window=window, affine=affine)
+            self.check(out[i], want, dtype, f"{dtype} seq {i} (len {n})")
+
+    def test_contiguous_bf16(self):
+        self.contiguous_case(torch.bfloat16)
+
+    def test_contiguous_fp16(self):
+        self.contiguous_case(torch.float16)
+
+    def test_softmax_r_none(self):
+        for dtype in (torch.bfloat16, torch.float16):
+            self.contiguous_case(dtype, learned=False)
+
+    def test_head_major_cache(self):
+        self.contiguous_case(torch.bfloat16, head_major=True)
+
+    def test_window_and_heads(self):
+        self.contiguous_case(torch.float16, window=50, hq=16, hkv=1, d=64, seqlens=(130, 40))
+
+    def test_amplified(self):
+        self.contiguous_case(torch.float16, affine="amplified", r_scale=0.05, seqlens=(90, 33))
+
+    def test_r_scales(self):
+        for s in (0.1, 10.0):
+            self.contiguous_case(torch.bfloat16, r_scale=s, seqlens=(150, 64))
+
+    def test_uniform_length_without_seqlens_and_3d(self):
+        dtype = torch.bfloat16
+        q = randn(2, 8, 128, dtype=dtype)  # [B, Hq, D]
+        r = randn(2, 8, 128, dtype=dtype)
+        k = randn(2, 96, 2, 128, dtype=dtype)
+        v = randn(2, 96, 2, 128, dtype=dtype, norm=False)
+        out = parallax.parallax_decode(q, r, k, v)
+        self.assertEqual(out.shape, q.shape)
+        torch.cuda.synchronize()
+        for i in range(2):
+            self.check(out[i], reference(q[i][None], r[i][None], k[i], v[i])[0], dtype, f"seq {i}")
+
+    def paged_case(self, dtype, learned=True, page_size=16, seqlens=(64, 65, 3)):
+        hq, hkv, d = 8, 2, 128
+        b = len(seqlens)
+        max_pages = max((n + page_size - 1) // page_size for n in seqlens)
+        num_pages = b * max_pages + 3
+        q = randn(b, 1, hq, d, dtype=dtype)
+        r = randn(b, 1, hq, d, dtype=dtype) if learned else None
+        k_pages = randn(num_pages, page_size, hkv, d, dtype=dtype)
+        v_pages = randn(num_pages, page_size, hkv, d, dtype=dtype, norm=False)
+        perm = torch.randperm(num_pages, device="cuda")[: b * max_pages].to(torch.int32)
+        block_table = perm.view(b, max_pages).contiguous()
+        lens = torch.tensor(seqlens, dtype=torch.int32, device="cuda")
+        out = parallax.parallax_decode(q, r, k_pages, v_pages, block_table=block_table, cache_seqlens=lens)
+        torch.cuda.synchronize()
+        self.assertEqual(out.shape, q.shape)
+        for i, n in enumerate(seqlens):
+            pages = block_table[i].long()
+            k = k_pages[pages].reshape(-1, hkv, d)[:n]
+            v = v_pages[pages].reshape(-1, hkv, d)[:n]
+            want = reference(q[i], None if r is None else r[i], k, v)
+            self.check(out[i], want, dtype, f"paged {dtype} seq {i} (len {n})")
+
+    def test_paged_bf16(self):
+        self.paged_case(torch.bfloat16)
+
+    def test_paged_fp16(self):
+        self.paged_case(torch.float16)
+
+    def test_paged_softmax(self):
+        self.paged_case(torch.bfloat16, learned=False, page_size=32, seqlens=(32, 33, 100))
+
+    def test_split_counts_agree(self):
+        dtype = torch.float16
+        q = randn(2, 1, 8, 128, dtype=dtype)
+        r = randn(2, 1, 8, 128, dtype=dtype)
+        k = randn(2, 512, 2, 128, dtype=dtype)
+        v = randn(2, 512, 2, 128, dtype=dtype, norm=False)
+        outs = [parallax.parallax_decode(q, r, k, v, num_splits=s) for s in (1, 3, 8)]
+        torch.cuda.synchronize()
+        for o in outs[1:]:
+            self.assertLess(rel_err(o, outs[0].double()), 2e-3)
+
+    def test_plan_info_and_explicit_variant(self):
+        dtype = torch.bfloat16
+        q = randn(2, 1, 8, 128, dtype=dtype)
+        r = randn(2, 1, 8, 128, dtype=dtype)
+        k = randn(2, 128, 2, 128, dtype=dtype)
+        v = randn(2, 128, 2, 128, dtype=dtype, norm=False)
+        plan = parallax.decode_plan(q, r, k, v)
+        self.assertTrue(plan.variant.startswith("decode-bf16-d128-h8x2-contig-nowin.learned-plain."), plan)
+        self.assertIn(plan.choice, ("default", "exact", "nearest"))
+        self.assertGreaterEqual(plan.num_splits, 1)
+        explicit = parallax.decode_plan(q, r, k, v, variant=plan.variant)
+        self.assertEqual(explicit.choice, "explicit")
+        self.assertEqual(explicit.variant, plan.variant)
+        out = parallax.parallax_decode(q, r, k, v, variant=plan.variant)
+        torch.cuda.synchronize()
+        for i in range(2):
+            self.check(out[i], reference(q[i], r[i], k[i], v[i]), dtype, f"explicit seq {i}")
+        with self.assertRaises(parallax.ParallaxError) as cm:
+            parallax.parallax_decode(q, None, k, v, variant=plan.variant)  # softmax call, learned key
+        self.assertIn("variant", str(cm.exception))
+
+    def test_caller_workspace_and_side_stream(self):
+        dtype = torch.bfloat16
+        q = randn(1, 1, 8, 128, dtype=dtype)
+        r = randn(1, 1, 8, 128, dtype=dtype)
+        k = randn(1, 1024, 2, 128, dtype=dtype)
+        v = randn(1, 1024, 2, 128, dtype=dtype, norm=False)
+        n = parallax.decode_workspace_size(q, r, k, v, num_splits=4)
+        self.assertGreater(n, 0)
+        ws = torch.empty(n, dtype=torch.uint8, device="cuda")
+        stream = torch.cuda.Stream()
+        with torch.cuda.stream(stream):
+            out = parallax.parallax_decode(q, r, k, v, num_splits=4, workspace=ws)
+        stream.synchronize()
+        self.check(out[0], reference(q[0], r[0], k[0], v[0]), dtype, "side stream")
+        with self.assertRaises(parallax.ParallaxError) as cm:
+            parallax.parallax_decode(q, r, k, v, num_splits=4, workspace=ws[: n // 2])
+        self.assertIn("workspace_bytes", str(cm.exception))
+
+    def test_empty_cache_and_batch(self):
+        q = randn(2, 1, 8, 128, dtype=torch.bfloat16)
+        k = torch.empty(2, 0, 2, 128, dtype=torch.bfloat16, device="cuda")
+        out = parallax.parallax_decode(q, q, k, k)
+        self.assertEqual(out.shape, q.shape)
+        self.assertEqual(out.abs().max().item(), 0.0)
+        empty = parallax.parallax_decode(q[:0], q[:0], k[:0], k[:0])
+        self.assertEqual(tuple(empty.shape), (0, 1, 8, 128))
+
+    def test_cuda_graph_capture(self):
+        # With a caller workspace, a warmed-up decode launches without allocating: capturable.
+        dtype = torch.float16
+        q = randn(2, 1, 8, 128, dtype=dtype)
+        r = randn(2, 1, 8, 128, dtype=dtype)
+        k = randn(2, 700, 2, 128, dtype=dtype)
+        v = randn(2, 700, 2, 128, dtype=dtype, norm=False)
+        lens = torch.tensor([700, 300], dtype=torch.int32, device="cuda")
+        ws = torch.empty(parallax.decode_workspace_size(q, r, k, v, cache_seqlens=lens, num_splits=4),
+                         dtype=torch.uint8, device="cuda")
+        out = torch.empty_like(q)
+        kwargs = dict(cache_seqlens=lens, num_splits=4, workspace=ws, out=out)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            parallax.parallax_decode(q, r, k, v, **kwargs)  # warm-up: JIT compile, module load
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            parallax.parallax_decode(q, r, k, v, **kwargs)
+        out.fill_(float("nan"))
+        q.copy_(randn(2, 1, 8, 128, dtype=dtype))  # new inputs, same buffers
+        graph.replay()
+        torch.cuda.synchronize()
+        for i, n in enumerate((700, 300)):
+            self.check(out[i], reference(q[i], r[i], k[i, :n], v[i, :n]), dtype, f"graph replay seq {i}")
+
+    def test_errors(self):
+        q = randn(2, 1, 8, 128, dtype=torch.bfloat16)
+        k = randn(2, 64, 2, 128, dtype=torch.bfloat16)
+        with self.assertRaises(parallax.ParallaxError) as cm:
+            parallax.parallax_decode(q.cpu(), None, k.cpu(), k.cpu())
+        self.assertIn("CUDA tensor", str(cm.exception))
+        with self.assertRaises(parallax.ParallaxError) as cm:
+            parallax.parallax_decode(q, None, k.half(), k.half())
+        self.assertEqual(cm.exception.status_name, "PLX_ERROR_INVALID_ARGUMENT")
+        self.assertIn("k: dtype=fp16", str(cm.exception))
+        with self.assertRaises(parallax.ParallaxError) as cm:
+            parallax.parallax_decode(q.float(), None, k, k)
+        self.assertEqual(cm.exception.status_name, "PLX_ERROR_UNSUPPORTED")
+
+    def test_device_info(self):
+        info = parallax.get_context(0).device_info()
+        self.assertGreater(info["sm_count"], 0)
+
+
+@unittest.skipUnless(HAVE_CUDA, "needs torch with CUDA")
+@unittest.skipUnless(_have_lib(), "libparallax.so not found (set PARALLAX_LIBRARY)")
+class PrefillGpuTest(unittest.TestCase):
+    def setUp(self):
+        torch.manual_seed(1)
+
+    def check(self, got, want, dtype, what):
+        self.assertFalse(torch.isnan(got).any().item(), f"{what}: NaN in output")
+        err = rel_err(got, want)
+        self.assertLessEqual(err, TOL[dtype], f"{what}: relative error {err:.3e}")
+
+    def batched_case(self, dtype, learned=True, lq=70, lk=70, window=0):
+        b, hq, hkv, d = 2, 4, 2, 128
+        q = randn(b, lq, hq, d, dtype=dtype)
+        r = randn(b, lq, hq, d, dtype=dtype) if learned else None
+        k = randn(b, lk, hkv, d, dtype=dtype)
+        v = randn(b, lk, hkv, d, dtype=dtype, norm=False)
+        out = torch.full_like(q, float("nan"))
+        parallax.parallax_prefill(q, r, k, v, window=window, out=out)
+        torch.cuda.synchronize()
+        for i in range(b):
+            want = reference(q[i], None if r is None else r[i], k[i], v[i], window=window)
+            self.check(out[i], want, dtype, f"prefill {dtype} seq {i} (Lq {lq}, Lk {lk})")
+
+    def test_batched_bf16(self):
+        self.batched_case(torch.bfloat16)
+
+    def test_batched_fp16(self):
+        self.batched_case(torch.float16)
+
+    def test_batched_softmax(self):
+        self.batched_case(torch.bfloat16, learned=False)
+
+    def test_chunked_and_window(self):
+        self.batched_case(torch.float16, lq=33, lk=100, window=40)
+
+    def test_packed(self):
+        dtype = torch.bfloat16
+        hq, hkv, d = 4, 1, 64
+        lens_q, lens_k = [17, 64, 1], [40, 64, 9]
+        q = randn(sum(lens_q), hq, d, dtype=dtype)
+        r = randn(sum(lens_q), hq, d, dtype=dtype)
+        k = randn(sum(lens_k), hkv, d, dtype=dtype)
+        v = randn(sum(lens_k), hkv, d, dtype=dtype, norm=False)
+
+        def cu(lens):
+            return torch.tensor([0] + list(itertools.accumulate(lens)), dtype=torch.int32, device="cuda")
+
+        out = parallax.parallax_prefill(q, r, k, v, cu_seqlens_q=cu(lens_q), cu_seqlens_k=cu(lens_k))
+        torch.cuda.synchronize()
+        self.assertEqual(out.shape, q.shape)
+        oq = ok = 0
+        for i, (nq, nk) in enumerate(zip(lens_q, lens_k)):
+            want = reference(q[oq:oq + nq], r[oq:oq + nq], k[ok:ok + nk], v[ok:ok + nk])
+            self.check(out[oq:oq + nq], want, dtype, f"packed seq {i}")
+            oq += nq
+            ok += nk
+
+    def test_plan(self):
+        q = randn(1, 16, 4, 128, dtype=torch.float16)
+        k = randn(1, 16, 2, 128, dtype=torch.float16)
+        plan = parallax.prefill_plan(q, None, k, k)
+        self.assertTrue(plan.variant.startswith("prefill-fp16-d128-h4x2-contig-nowin.none-plain."), plan)
+        self.assertEqual(plan.choice, "default")
+
+
+if __name__ == "__main__":
+    unittest.main()

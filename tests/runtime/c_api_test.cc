@@ -1,0 +1,763 @@
+// CPU tests of the C API (parallax/parallax.h) and its C++ wrapper: every validation path
+// returns its status with a message naming the argument, argument translation (strides,
+// paged layout, packed prefill), thread-local errors, and context creation without a GPU.
+// Device pointers are fake (aligned, never dereferenced): validation runs on the host only.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <thread>
+
+#include "c_api_internal.h"
+#include "parallax/parallax.h"
+#include "parallax/parallax.hpp"
+
+namespace {
+
+void* Fake(uintptr_t i) { return reinterpret_cast<void*>(0x100000 * i); }
+
+plx_tensor T(void* data, plx_dtype dt, std::initializer_list<int64_t> shape,
+             std::initializer_list<int64_t> strides = {}) {
+  return parallax::MakeTensor(data, dt, shape, strides);
+}
+
+constexpr int kB = 2, kHq = 8, kHkv = 2, kD = 128, kL = 64;
+
+plx_decode_args ValidDecode(plx_dtype dt = PLX_BF16) {
+  plx_decode_args a = parallax::MakeDecodeArgs();
+  a.q = T(Fake(1), dt, {kB, kHq, kD});
+  a.r = T(Fake(2), dt, {kB, kHq, kD});
+  a.k = T(Fake(3), dt, {kB, kL, kHkv, kD});
+  a.v = T(Fake(4), dt, {kB, kL, kHkv, kD});
+  a.out = T(Fake(5), dt, {kB, kHq, kD});
+  return a;
+}
+
+// Paged: 16 pages of 16 slots, block table [B, 4].
+plx_decode_args ValidPagedDecode() {
+  plx_decode_args a = ValidDecode();
+  a.k = T(Fake(3), PLX_BF16, {16, 16, kHkv, kD});
+  a.v = T(Fake(4), PLX_BF16, {16, 16, kHkv, kD});
+  a.block_table = T(Fake(6), PLX_INT32, {kB, 4});
+  a.cache_seqlens = T(Fake(7), PLX_INT32, {kB});
+  return a;
+}
+
+plx_prefill_args ValidPrefill() {
+  plx_prefill_args a = parallax::MakePrefillArgs();
+  a.q = T(Fake(1), PLX_FP16, {kB, 40, kHq, kD});
+  a.r = T(Fake(2), PLX_FP16, {kB, 40, kHq, kD});
+  a.k = T(Fake(3), PLX_FP16, {kB, 50, kHkv, kD});
+  a.v = T(Fake(4), PLX_FP16, {kB, 50, kHkv, kD});
+  a.out = T(Fake(5), PLX_FP16, {kB, 40, kHq, kD});
+  return a;
+}
+
+plx_prefill_args ValidPackedPrefill() {
+  plx_prefill_args a = parallax::MakePrefillArgs();
+  a.q = T(Fake(1), PLX_BF16, {90, kHq, kD});
+  a.r = T(Fake(2), PLX_BF16, {90, kHq, kD});
+  a.k = T(Fake(3), PLX_BF16, {120, kHkv, kD});
+  a.v = T(Fake(4), PLX_BF16, {120, kHkv, kD});
+  a.out = T(Fake(5), PLX_BF16, {90, kHq, kD});
+  a.cu_seqlens_q = T(Fake(6), PLX_INT32, {3});
+  a.cu_seqlens_k = T(Fake(7), PLX_INT32, {3});
+  a.max_seqlen_q = 60;
+  a.max_seqlen_k = 70;
+  return a;
+}
+
+// The call fails with `want` and a message containing each of `needles`.
+template <typename Args>
+void ExpectError(plx_status (*fn)(const Args*), const Args& a, plx_status want,
+                 std::initializer_list<const char*> needles) {
+  plx_status got = PLX_OK;
+  EXPECT_NO_THROW(got = fn(&a));
+  const std::string msg = plx_last_error();
+  EXPECT_EQ(got, want) << plx_status_string(got) << ": " << msg;
+  for (const char* n : needles) EXPECT_NE(msg.find(n), std::string::npos) << "'" << n << "' not in: " << msg;
+}
+void ExpectDecodeError(const plx_decode_args& a, plx_status want, std::initializer_list<const char*> needles) {
+  ExpectError(&plx_decode_validate, a, want, needles);
+}
+void ExpectPrefillError(const plx_prefill_args& a, plx_status want, std::initializer_list<const char*> needles) {
+  ExpectError(&plx_prefill_validate, a, want, needles);
+}
+
+// ---- basics ---------------------------------------------------------------------------------
+
+TEST(CApi, VersionAndNames) {
+  EXPECT_STREQ(plx_version(), "0.1.0");
+  EXPECT_STREQ(plx_status_string(PLX_OK), "PLX_OK");
+  EXPECT_STREQ(plx_status_string(PLX_ERROR_NO_DEVICE), "PLX_ERROR_NO_DEVICE");
+  EXPECT_STREQ(plx_status_string(static_cast<plx_status>(99)), "PLX_ERROR_UNKNOWN_STATUS");
+  EXPECT_STREQ(plx_choice_string(PLX_CHOICE_EXPLICIT), "explicit");
+  EXPECT_STREQ(plx_choice_string(PLX_CHOICE_EXACT), "exact");
+  EXPECT_STREQ(plx_choice_string(PLX_CHOICE_NEAREST), "nearest");
+  EXPECT_STREQ(plx_choice_string(PLX_CHOICE_DEFAULT), "default");
+}
+
+TEST(CApi, ArgsInitDefaults) {
+  plx_decode_args d;
+  std::memset(&d, 0x5a, sizeof(d));
+  plx_decode_args_init(&d);
+  EXPECT_EQ(d.q.data, nullptr);
+  EXPECT_EQ(d.block_table.data, nullptr);
+  EXPECT_EQ(d.qk_scale, -1.f);
+  EXPECT_EQ(d.window, 0);
+  EXPECT_EQ(d.affine, PLX_AFFINE_PLAIN);
+  EXPECT_FLOAT_EQ(d.eps, 1e-6f);
+  EXPECT_EQ(d.variant, nullptr);
+  EXPECT_EQ(d.num_splits, 0);
+  EXPECT_EQ(d.workspace, nullptr);
+  EXPECT_EQ(d.workspace_bytes, 0u);
+  plx_prefill_args p;
+  std::memset(&p, 0x5a, sizeof(p));
+  plx_prefill_args_init(&p);
+  EXPECT_EQ(p.cu_seqlens_q.data, nullptr);
+  EXPECT_EQ(p.max_seqlen_q, -1);
+  EXPECT_EQ(p.max_seqlen_k, -1);
+  EXPECT_EQ(p.qk_scale, -1.f);
+  plx_decode_args_init(nullptr);  // no-op, no crash
+  plx_prefill_args_init(nullptr);
+}
+
+TEST(CApi, ContextCreateWithoutGpu) {
+  plx_context* ctx = reinterpret_cast<plx_context*>(0x1);
+  plx_status s = PLX_OK;
+  EXPECT_NO_THROW(s = plx_context_create(nullptr, &ctx));
+  if (s == PLX_OK) {  // a GPU host: the context works
+    ASSERT_NE(ctx, nullptr);
+    plx_device_info info{};
+    EXPECT_EQ(plx_context_get_device_info(ctx, &info), PLX_OK) << plx_last_error();
+    EXPECT_GT(info.sm_count, 0);
+    plx_context_destroy(ctx);
+    GTEST_SKIP() << "a CUDA device is present; the no-device path is not reachable here";
+  }
+  EXPECT_EQ(s, PLX_ERROR_NO_DEVICE) << plx_status_string(s) << ": " << plx_last_error();
+  EXPECT_EQ(ctx, nullptr);
+  const std::string msg = plx_last_error();
+  EXPECT_NE(msg.find("plx_context_create"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("CUDA"), std::string::npos) << msg;
+
+  plx_context_options o{};
+  o.device = 0;
+  o.cache_dir = "/tmp/parallax-c-api-test";
+  EXPECT_EQ(plx_context_create(&o, &ctx), PLX_ERROR_NO_DEVICE) << plx_last_error();
+}
+
+TEST(CApi, ContextCreateArguments) {
+  EXPECT_EQ(plx_context_create(nullptr, nullptr), PLX_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(plx_last_error()).find("ctx"), std::string::npos) << plx_last_error();
+  plx_context_options o{};
+  o.device = -1;
+  plx_context* ctx = nullptr;
+  EXPECT_EQ(plx_context_create(&o, &ctx), PLX_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(plx_last_error()).find("options->device=-1"), std::string::npos) << plx_last_error();
+  plx_context_destroy(nullptr);  // no-op
+}
+
+TEST(CApi, NullHandlesAndOutputs) {
+  const plx_decode_args d = ValidDecode();
+  EXPECT_EQ(plx_decode_validate(nullptr), PLX_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(plx_last_error()).find("args"), std::string::npos);
+  EXPECT_EQ(plx_decode(nullptr, &d, nullptr), PLX_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(plx_last_error()).find("ctx"), std::string::npos) << plx_last_error();
+  EXPECT_EQ(plx_decode(nullptr, nullptr, nullptr), PLX_ERROR_INVALID_ARGUMENT);
+  size_t bytes = 0;
+  EXPECT_EQ(plx_decode_workspace_size(nullptr, &d, &bytes), PLX_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(plx_decode_workspace_size(nullptr, &d, nullptr), PLX_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(plx_last_error()).find("bytes"), std::string::npos);
+  plx_plan_info info;
+  EXPECT_EQ(plx_decode_plan_info(nullptr, &d, &info), PLX_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(plx_decode_plan_info(nullptr, &d, nullptr), PLX_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(plx_last_error()).find("info"), std::string::npos);
+  const plx_prefill_args p = ValidPrefill();
+  EXPECT_EQ(plx_prefill(nullptr, &p, nullptr), PLX_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(plx_last_error()).find("ctx"), std::string::npos);
+  EXPECT_EQ(plx_prefill_plan_info(nullptr, &p, &info), PLX_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(plx_prefill_validate(nullptr), PLX_ERROR_INVALID_ARGUMENT);
+  plx_device_info di;
+  EXPECT_EQ(plx_context_get_device_info(nullptr, &di), PLX_ERROR_INVALID_ARGUMENT);
+}
+
+// Argument errors win over the missing context: validation happens first.
+TEST(CApi, DecodeValidatesBeforeTouchingTheContext) {
+  plx_decode_args a = ValidDecode();
+  a.window = -3;
+  EXPECT_EQ(plx_decode(nullptr, &a, nullptr), PLX_ERROR_INVALID_ARGUMENT);
+  const std::string msg = plx_last_error();
+  EXPECT_EQ(msg.rfind("plx_decode: window=-3", 0), 0u) << msg;
+}
+
+// ---- decode: valid inputs and their translation ---------------------------------------------
+
+TEST(CApiDecode, ValidContiguous) {
+  const plx_decode_args a = ValidDecode();
+  ASSERT_EQ(plx_decode_validate(&a), PLX_OK) << plx_last_error();
+  absl::StatusOr<parallax::DecodeArgs> d = parallax::capi::TranslateDecodeArgs(a);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->dtype, parallax::DType::kBF16);
+  EXPECT_EQ(d->batch, kB);
+  EXPECT_EQ(d->num_q_heads, kHq);
+  EXPECT_EQ(d->num_kv_heads, kHkv);
+  EXPECT_EQ(d->head_dim, kD);
+  EXPECT_EQ(d->seqlen, kL);
+  EXPECT_EQ(d->q_stride_b, kHq * kD);
+  EXPECT_EQ(d->q_stride_h, kD);
+  EXPECT_EQ(d->r_stride_b, kHq * kD);
+  EXPECT_EQ(d->o_stride_h, kD);
+  EXPECT_EQ(d->k_stride_0, kL * kHkv * kD);
+  EXPECT_EQ(d->k_stride_1, kHkv * kD);
+  EXPECT_EQ(d->k_stride_h, kD);
+  EXPECT_EQ(d->block_table, nullptr);
+  EXPECT_EQ(d->seqlens, nullptr);
+  EXPECT_EQ(d->page_size, 0);
+  EXPECT_EQ(d->q, Fake(1));
+  EXPECT_EQ(d->r, Fake(2));
+  EXPECT_EQ(d->out, Fake(5));
+  EXPECT_TRUE(d->variant_key.empty());
+}
+
+TEST(CApiDecode, SoftmaxWhenRIsAbsent) {
+  plx_decode_args a = ValidDecode(PLX_FP16);
+  a.r.data = nullptr;  // the rest of r's descriptor is ignored
+  a.r.dtype = PLX_INT32;
+  absl::StatusOr<parallax::DecodeArgs> d = parallax::capi::TranslateDecodeArgs(a);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->r, nullptr);
+  EXPECT_EQ(d->dtype, parallax::DType::kFP16);
+}
+
+TEST(CApiDecode, EngineShapeWithTokenDim) {
+  plx_decode_args a = ValidDecode();
+  a.q = T(Fake(1), PLX_BF16, {kB, 1, kHq, kD});
+  a.r = T(Fake(2), PLX_BF16, {kB, 1, kHq, kD});
+  a.out = T(Fake(5), PLX_BF16, {kB, 1, kHq, kD});
+  absl::StatusOr<parallax::DecodeArgs> d = parallax::capi::TranslateDecodeArgs(a);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->q_stride_b, kHq * kD);
+  EXPECT_EQ(d->q_stride_h, kD);
+  // q [B, 1, Hq, D] against out [B, Hq, D]: the same rows.
+  a.out = T(Fake(5), PLX_BF16, {kB, kHq, kD});
+  EXPECT_EQ(plx_decode_validate(&a), PLX_OK) << plx_last_error();
+  a.q = T(Fake(1), PLX_BF16, {kB, 2, kHq, kD});
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"q: shape[1]=2", "plx_prefill"});
+}
+
+TEST(CApiDecode, HeadMajorCacheThroughStrides) {
+  // A [B, Hkv, Lmax, D] cache described as shape [B, Lmax, Hkv, D] with permuted strides.
+  plx_decode_args a = ValidDecode();
+  a.k = T(Fake(3), PLX_BF16, {kB, kL, kHkv, kD}, {kHkv * kL * kD, kD, kL * kD, 1});
+  a.v = T(Fake(4), PLX_BF16, {kB, kL, kHkv, kD}, {kHkv * kL * kD, kD, kL * kD, 1});
+  absl::StatusOr<parallax::DecodeArgs> d = parallax::capi::TranslateDecodeArgs(a);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->k_stride_0, kHkv * kL * kD);
+  EXPECT_EQ(d->k_stride_1, kD);
+  EXPECT_EQ(d->k_stride_h, kL * kD);
+  EXPECT_EQ(d->v_stride_h, kL * kD);
+}
+
+TEST(CApiDecode, StridedQueryView) {
+  // q is a slice of a wider [B, 3*Hq, D] projection output.
+  plx_decode_args a = ValidDecode();
+  a.q = T(Fake(1), PLX_BF16, {kB, kHq, kD}, {3 * kHq * kD, kD, 1});
+  absl::StatusOr<parallax::DecodeArgs> d = parallax::capi::TranslateDecodeArgs(a);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->q_stride_b, 3 * kHq * kD);
+}
+
+TEST(CApiDecode, Paged) {
+  const plx_decode_args a = ValidPagedDecode();
+  absl::StatusOr<parallax::DecodeArgs> d = parallax::capi::TranslateDecodeArgs(a);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->page_size, 16);
+  EXPECT_EQ(d->seqlen, 4 * 16);
+  EXPECT_EQ(d->block_table, Fake(6));
+  EXPECT_EQ(d->block_table_stride, 4);
+  EXPECT_EQ(d->seqlens, Fake(7));
+  EXPECT_EQ(d->k_stride_0, 16 * kHkv * kD);
+  EXPECT_EQ(d->k_stride_1, kHkv * kD);
+}
+
+TEST(CApiDecode, ContiguousWithSeqlens) {
+  plx_decode_args a = ValidDecode();
+  a.cache_seqlens = T(Fake(7), PLX_INT32, {kB});
+  absl::StatusOr<parallax::DecodeArgs> d = parallax::capi::TranslateDecodeArgs(a);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->seqlens, Fake(7));
+  EXPECT_EQ(d->seqlen, kL);
+  a.cache_seqlens = T(Fake(7), PLX_INT32, {kB + 1});
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"cache_seqlens: shape[0]=3"});
+  a.cache_seqlens = T(Fake(7), PLX_INT32, {kB}, {2});
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"cache_seqlens: strides[0]=2"});
+  a.cache_seqlens = T(Fake(7), PLX_INT32, {kB, 1});
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"cache_seqlens: ndim=2"});
+}
+
+TEST(CApiDecode, OptionsPassThrough) {
+  plx_decode_args a = ValidDecode();
+  a.qk_scale = 0.f;  // tau = 0 is valid: uniform weights
+  a.window = 32;
+  a.affine = PLX_AFFINE_AMPLIFIED;
+  a.eps = 1e-3f;
+  a.num_splits = 4;
+  a.workspace = Fake(9);
+  a.workspace_bytes = 4096;
+  absl::StatusOr<parallax::DecodeArgs> d = parallax::capi::TranslateDecodeArgs(a);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->qk_scale, 0.f);
+  EXPECT_EQ(d->window, 32);
+  EXPECT_EQ(d->affine, parallax::Affine::kAmplified);
+  EXPECT_FLOAT_EQ(d->eps, 1e-3f);
+  EXPECT_EQ(d->num_splits, 4);
+  EXPECT_EQ(d->workspace, Fake(9));
+  EXPECT_EQ(d->workspace_bytes, 4096u);
+}
+
+// ---- decode: every validation path ----------------------------------------------------------
+
+TEST(CApiDecode, NullPointers) {
+  for (const char* which : {"q", "k", "v", "out"}) {
+    plx_decode_args a = ValidDecode();
+    plx_tensor* t = std::string(which) == "q" ? &a.q : std::string(which) == "k" ? &a.k
+                    : std::string(which) == "v" ? &a.v : &a.out;
+    t->data = nullptr;
+    ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {(std::string(which) + ": data is NULL").c_str()});
+  }
+  plx_decode_args a = ValidPagedDecode();
+  a.cache_seqlens.data = nullptr;
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"cache_seqlens: required with block_table"});
+}
+
+TEST(CApiDecode, DTypes) {
+  plx_decode_args a = ValidDecode(PLX_INT32);
+  ExpectDecodeError(a, PLX_ERROR_UNSUPPORTED, {"q: dtype=int32", "bf16 or fp16"});
+  a = ValidDecode();
+  a.q.dtype = PLX_DTYPE_UNSET;
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"q: dtype is unset"});
+  a = ValidDecode();
+  a.k.dtype = static_cast<plx_dtype>(42);
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"k: dtype=42"});
+  a = ValidDecode();
+  a.k.dtype = PLX_FP16;
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"k: dtype=fp16 does not match q's bf16"});
+  a = ValidDecode();
+  a.v.dtype = PLX_FP16;
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"v: dtype=fp16"});
+  a = ValidDecode();
+  a.r.dtype = PLX_FP16;
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"r: dtype=fp16"});
+  a = ValidDecode();
+  a.out.dtype = PLX_FP16;
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"out: dtype=fp16"});
+  a = ValidPagedDecode();
+  a.block_table.dtype = PLX_BF16;
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"block_table: dtype=bf16: must be int32"});
+  a = ValidPagedDecode();
+  a.cache_seqlens.dtype = PLX_FP16;
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"cache_seqlens: dtype=fp16: must be int32"});
+}
+
+TEST(CApiDecode, ShapeMismatches) {
+  plx_decode_args a = ValidDecode();
+  a.out = T(Fake(5), PLX_BF16, {kB, kHq - 1, kD});
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"out: shape [2, 7, 128] does not match q's"});
+  a = ValidDecode();
+  a.r = T(Fake(2), PLX_BF16, {kB + 1, kHq, kD});
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"r: shape [3, 8, 128]"});
+  a = ValidDecode();
+  a.v = T(Fake(4), PLX_BF16, {kB, kL + 1, kHkv, kD});
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"v: shape [2, 65, 2, 128] does not match k's [2, 64, 2, 128]"});
+  a = ValidDecode();
+  a.k = T(Fake(3), PLX_BF16, {kB, kL, kHkv, 64});
+  a.v = T(Fake(4), PLX_BF16, {kB, kL, kHkv, 64});
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"k: head_dim=64", "q's head_dim=128"});
+  a = ValidDecode();
+  a.k = T(Fake(3), PLX_BF16, {kB + 1, kL, kHkv, kD});
+  a.v = T(Fake(4), PLX_BF16, {kB + 1, kL, kHkv, kD});
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"k: shape[0]=3", "batch size 2", "block_table"});
+  a = ValidDecode();
+  a.k = T(Fake(3), PLX_BF16, {kB, kL, kD});
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"k: ndim=3: must be 4"});
+  a = ValidDecode();
+  a.q = T(Fake(1), PLX_BF16, {kB, kHq * kD});
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"q: ndim=2"});
+  a = ValidDecode();
+  a.q.ndim = 5;
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"q: ndim=5: must be in 1..4"});
+  a = ValidDecode();
+  a.q.shape[0] = -1;
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"q: shape[0]=-1"});
+  a = ValidDecode();
+  a.q.shape[0] = int64_t{1} << 40;
+  ExpectDecodeError(a, PLX_ERROR_UNSUPPORTED, {"q: shape[0]=1099511627776"});
+}
+
+TEST(CApiDecode, HeadDim) {
+  for (int d : {32, 96, 160, 512}) {
+    plx_decode_args a = ValidDecode();
+    a.q = T(Fake(1), PLX_BF16, {kB, kHq, d});
+    ExpectDecodeError(a, PLX_ERROR_UNSUPPORTED, {"q: head_dim=", "64, 128 or 256"});
+  }
+  for (int d : {64, 256}) {
+    plx_decode_args a = ValidDecode();
+    a.q = T(Fake(1), PLX_BF16, {kB, kHq, d});
+    a.r = T(Fake(2), PLX_BF16, {kB, kHq, d});
+    a.out = T(Fake(5), PLX_BF16, {kB, kHq, d});
+    a.k = T(Fake(3), PLX_BF16, {kB, kL, kHkv, d});
+    a.v = T(Fake(4), PLX_BF16, {kB, kL, kHkv, d});
+    EXPECT_EQ(plx_decode_validate(&a), PLX_OK) << plx_last_error();
+  }
+}
+
+TEST(CApiDecode, Heads) {
+  plx_decode_args a = ValidDecode();
+  a.k = T(Fake(3), PLX_BF16, {kB, kL, 3, kD});
+  a.v = T(Fake(4), PLX_BF16, {kB, kL, 3, kD});
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"k: num_kv_heads=3", "num_q_heads=8"});
+  a.k = T(Fake(3), PLX_BF16, {kB, kL, 0, kD});
+  a.v = T(Fake(4), PLX_BF16, {kB, kL, 0, kD});
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"k: num_kv_heads=0"});
+  // MQA (group 8) and group 1 are fine; group 128 is beyond the kernels.
+  for (int hkv : {1, 8}) {
+    a.k = T(Fake(3), PLX_BF16, {kB, kL, hkv, kD});
+    a.v = T(Fake(4), PLX_BF16, {kB, kL, hkv, kD});
+    EXPECT_EQ(plx_decode_validate(&a), PLX_OK) << plx_last_error();
+  }
+  a = ValidDecode();
+  a.q = T(Fake(1), PLX_BF16, {kB, 128, kD});
+  a.r = T(Fake(2), PLX_BF16, {kB, 128, kD});
+  a.out = T(Fake(5), PLX_BF16, {kB, 128, kD});
+  a.k = T(Fake(3), PLX_BF16, {kB, kL, 1, kD});
+  a.v = T(Fake(4), PLX_BF16, {kB, kL, 1, kD});
+  ExpectDecodeError(a, PLX_ERROR_UNSUPPORTED, {"k: GQA group size 128"});
+}
+
+TEST(CApiDecode, Strides) {
+  plx_decode_args a = ValidDecode();
+  a.k = T(Fake(3), PLX_BF16, {kB, kL, kHkv, kD}, {kL * kHkv * kD * 2, kHkv * kD * 2, kD * 2, 2});
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"k: strides[3]=2", "stride 1"});
+  a = ValidDecode();
+  a.q = T(Fake(1), PLX_BF16, {kB, kHq, kD}, {kHq * kD, kD, 0});
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"q: strides[2]=0"});
+  a = ValidDecode();
+  a.out = T(Fake(5), PLX_BF16, {kB, kHq, kD}, {kHq * 130, 130, 1});
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"out: strides[1]=130", "multiple of 8"});
+  a = ValidDecode();
+  a.v = T(Fake(4), PLX_BF16, {kB, kL, kHkv, kD}, {-1, kHkv * kD, kD, 1});
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"v: strides[0]=-1"});
+  a = ValidDecode();
+  a.q.data = reinterpret_cast<void*>(0x100008);
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"q: data=", "16-byte aligned"});
+  // A stride on a size-1 dimension does not matter (torch gives arbitrary ones there).
+  a = ValidDecode();
+  a.q = T(Fake(1), PLX_BF16, {kB, 1, kHq, kD}, {kHq * kD, 3, kD, 1});
+  a.r.data = nullptr;
+  a.out = T(Fake(5), PLX_BF16, {kB, 1, kHq, kD});
+  EXPECT_EQ(plx_decode_validate(&a), PLX_OK) << plx_last_error();
+  // Broadcast (zero-stride) batch dimension of a query is allowed.
+  a = ValidDecode();
+  a.r = T(Fake(2), PLX_BF16, {kB, kHq, kD}, {0, kD, 1});
+  EXPECT_EQ(plx_decode_validate(&a), PLX_OK) << plx_last_error();
+}
+
+TEST(CApiDecode, PagedErrors) {
+  plx_decode_args a = ValidPagedDecode();
+  a.k = T(Fake(3), PLX_BF16, {16, 12, kHkv, kD});
+  a.v = T(Fake(4), PLX_BF16, {16, 12, kHkv, kD});
+  ExpectDecodeError(a, PLX_ERROR_UNSUPPORTED, {"k: page_size=12", "power of two"});
+  a = ValidPagedDecode();
+  a.block_table = T(Fake(6), PLX_INT32, {kB + 1, 4});
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"block_table: shape[0]=3"});
+  a = ValidPagedDecode();
+  a.block_table = T(Fake(6), PLX_INT32, {kB * 4});
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"block_table: ndim=1: must be 2"});
+  a = ValidPagedDecode();
+  a.block_table = T(Fake(6), PLX_INT32, {kB, 4}, {8, 2});
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"block_table: strides[1]=2"});
+  a = ValidPagedDecode();  // a row-padded block table is fine
+  a.block_table = T(Fake(6), PLX_INT32, {kB, 4}, {8, 1});
+  absl::StatusOr<parallax::DecodeArgs> d = parallax::capi::TranslateDecodeArgs(a);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->block_table_stride, 8);
+  a = ValidPagedDecode();  // the page pool need not be a multiple of the batch
+  a.k = T(Fake(3), PLX_BF16, {7, 16, kHkv, kD});
+  a.v = T(Fake(4), PLX_BF16, {7, 16, kHkv, kD});
+  EXPECT_EQ(plx_decode_validate(&a), PLX_OK) << plx_last_error();
+}
+
+TEST(CApiDecode, Options) {
+  plx_decode_args a = ValidDecode();
+  a.window = -1;
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"window=-1", ">= 0"});
+  a = ValidDecode();
+  a.affine = static_cast<plx_affine>(7);
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"affine=7"});
+  a = ValidDecode();
+  a.affine = PLX_AFFINE_AMPLIFIED;
+  a.eps = 0.f;
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"eps=0", "amplified"});
+  a.eps = 1e-6f;
+  EXPECT_EQ(plx_decode_validate(&a), PLX_OK) << plx_last_error();
+  a = ValidDecode();
+  a.eps = 0.f;  // unused with plain affine
+  EXPECT_EQ(plx_decode_validate(&a), PLX_OK) << plx_last_error();
+  a.qk_scale = std::nanf("");
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"qk_scale=nan"});
+  a = ValidDecode();
+  a.num_splits = -2;
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"num_splits=-2"});
+  a = ValidDecode();
+  a.workspace_bytes = 1024;
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"workspace_bytes=1024", "NULL workspace"});
+}
+
+TEST(CApiDecode, VariantKeys) {
+  plx_decode_args a = ValidDecode();
+  a.variant = "not-a-key";
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"variant: bad variant key 'not-a-key'"});
+
+  // A key built for exactly this problem is accepted.
+  parallax::Problem p;
+  p.mode = parallax::Mode::kDecode;
+  p.dtype = parallax::DType::kBF16;
+  p.head_dim = kD;
+  p.num_q_heads = kHq;
+  p.num_kv_heads = kHkv;
+  parallax::Algorithm alg;
+  alg.probe = parallax::Probe::kLearned;
+  absl::StatusOr<parallax::Variant> v =
+      parallax::Variant::Create(p, alg, parallax::CanonicalSchedule(p, alg, parallax::DefaultDecodeSchedule(p, alg)));
+  ASSERT_TRUE(v.ok()) << v.status();
+  const std::string key = v->Key();
+  a.variant = key.c_str();
+  EXPECT_EQ(plx_decode_validate(&a), PLX_OK) << plx_last_error();
+  absl::StatusOr<parallax::DecodeArgs> d = parallax::capi::TranslateDecodeArgs(a);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->variant_key, key);
+  a.variant = "";  // empty = runtime choice
+  EXPECT_EQ(plx_decode_validate(&a), PLX_OK) << plx_last_error();
+
+  // The same key against softmax (r absent) or another dtype does not match the call.
+  a = ValidDecode();
+  a.variant = key.c_str();
+  a.r.data = nullptr;
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"variant: '", "but this call is", "none-plain"});
+  a = ValidDecode(PLX_FP16);
+  a.variant = key.c_str();
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"variant: '", "decode-fp16"});
+
+  // A prefill key is refused by decode.
+  parallax::Problem pp = p;
+  pp.mode = parallax::Mode::kPrefill;
+  absl::StatusOr<parallax::Variant> pv =
+      parallax::Variant::Create(pp, alg, parallax::CanonicalSchedule(pp, alg, parallax::DefaultPrefillSchedule(pp, alg)));
+  ASSERT_TRUE(pv.ok()) << pv.status();
+  const std::string pkey = pv->Key();
+  a = ValidDecode();
+  a.variant = pkey.c_str();
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"variant: '", "prefill kernel"});
+}
+
+// ---- prefill --------------------------------------------------------------------------------
+
+TEST(CApiPrefill, ValidBatched) {
+  const plx_prefill_args a = ValidPrefill();
+  absl::StatusOr<parallax::PrefillArgs> p = parallax::capi::TranslatePrefillArgs(a);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->dtype, parallax::DType::kFP16);
+  EXPECT_EQ(p->batch, kB);
+  EXPECT_EQ(p->seqlen_q, 40);
+  EXPECT_EQ(p->seqlen_k, 50);
+  EXPECT_EQ(p->q_stride_b, 40 * kHq * kD);
+  EXPECT_EQ(p->q_stride_l, kHq * kD);
+  EXPECT_EQ(p->q_stride_h, kD);
+  EXPECT_EQ(p->k_stride_b, 50 * kHkv * kD);
+  EXPECT_EQ(p->k_stride_l, kHkv * kD);
+  EXPECT_EQ(p->o_stride_l, kHq * kD);
+  EXPECT_EQ(p->cu_seqlens_q, nullptr);
+}
+
+TEST(CApiPrefill, ValidPacked) {
+  const plx_prefill_args a = ValidPackedPrefill();
+  absl::StatusOr<parallax::PrefillArgs> p = parallax::capi::TranslatePrefillArgs(a);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->batch, 2);
+  EXPECT_EQ(p->seqlen_q, 60);
+  EXPECT_EQ(p->seqlen_k, 70);
+  EXPECT_EQ(p->cu_seqlens_q, Fake(6));
+  EXPECT_EQ(p->cu_seqlens_k, Fake(7));
+  EXPECT_EQ(p->q_stride_b, 0);
+  EXPECT_EQ(p->q_stride_l, kHq * kD);
+  EXPECT_EQ(p->k_stride_l, kHkv * kD);
+  EXPECT_EQ(p->k_stride_h, kD);
+}
+
+TEST(CApiPrefill, Errors) {
+  plx_prefill_args a = ValidPackedPrefill();
+  a.cu_seqlens_k.data = nullptr;
+  ExpectPrefillError(a, PLX_ERROR_INVALID_ARGUMENT, {"cu_seqlens_k", "together"});
+  a = ValidPrefill();
+  a.cu_seqlens_k = T(Fake(7), PLX_INT32, {3});
+  ExpectPrefillError(a, PLX_ERROR_INVALID_ARGUMENT, {"cu_seqlens_q", "together"});
+  a = ValidPackedPrefill();
+  a.max_seqlen_q = -1;
+  ExpectPrefillError(a, PLX_ERROR_INVALID_ARGUMENT, {"max_seqlen_q=-1", "required"});
+  a = ValidPackedPrefill();
+  a.max_seqlen_k = 500;
+  ExpectPrefillError(a, PLX_ERROR_INVALID_ARGUMENT, {"max_seqlen_k=500", "exceeds"});
+  a = ValidPackedPrefill();
+  a.cu_seqlens_k = T(Fake(7), PLX_INT32, {4});
+  ExpectPrefillError(a, PLX_ERROR_INVALID_ARGUMENT, {"cu_seqlens_k: shape[0]=4"});
+  a = ValidPackedPrefill();
+  a.cu_seqlens_q.dtype = PLX_BF16;
+  ExpectPrefillError(a, PLX_ERROR_INVALID_ARGUMENT, {"cu_seqlens_q: dtype=bf16"});
+  a = ValidPackedPrefill();
+  a.q = T(Fake(1), PLX_BF16, {2, 45, kHq, kD});
+  ExpectPrefillError(a, PLX_ERROR_INVALID_ARGUMENT, {"q: ndim=4", "packed"});
+  a = ValidPrefill();
+  a.q = T(Fake(1), PLX_FP16, {80, kHq, kD});
+  ExpectPrefillError(a, PLX_ERROR_INVALID_ARGUMENT, {"q: ndim=3", "cu_seqlens_q"});
+  a = ValidPrefill();
+  a.out = T(Fake(5), PLX_FP16, {kB, 41, kHq, kD});
+  ExpectPrefillError(a, PLX_ERROR_INVALID_ARGUMENT, {"out: shape [2, 41, 8, 128] does not match q's"});
+  a = ValidPrefill();
+  a.r.dtype = PLX_BF16;
+  ExpectPrefillError(a, PLX_ERROR_INVALID_ARGUMENT, {"r: dtype=bf16 does not match q's fp16"});
+  a = ValidPrefill();
+  a.k = T(Fake(3), PLX_FP16, {kB + 1, 50, kHkv, kD});
+  a.v = T(Fake(4), PLX_FP16, {kB + 1, 50, kHkv, kD});
+  ExpectPrefillError(a, PLX_ERROR_INVALID_ARGUMENT, {"k: shape[0]=3"});
+  a = ValidPrefill();
+  a.k = T(Fake(3), PLX_FP16, {kB, 50, 5, kD});
+  a.v = T(Fake(4), PLX_FP16, {kB, 50, 5, kD});
+  ExpectPrefillError(a, PLX_ERROR_INVALID_ARGUMENT, {"k: num_kv_heads=5"});
+  a = ValidPrefill();
+  a.q = T(Fake(1), PLX_FP16, {kB, 40, kHq, 80});
+  ExpectPrefillError(a, PLX_ERROR_UNSUPPORTED, {"q: head_dim=80"});
+  a = ValidPrefill();
+  a.v = T(Fake(4), PLX_FP16, {kB, 50, kHkv, kD}, {50 * kHkv * kD, kHkv * kD, kD, 4});
+  ExpectPrefillError(a, PLX_ERROR_INVALID_ARGUMENT, {"v: strides[3]=4"});
+  a = ValidPrefill();
+  a.window = -5;
+  ExpectPrefillError(a, PLX_ERROR_INVALID_ARGUMENT, {"window=-5"});
+  a = ValidPrefill();
+  a.q.data = nullptr;
+  ExpectPrefillError(a, PLX_ERROR_INVALID_ARGUMENT, {"q: data is NULL"});
+  a = ValidPrefill();
+  a.variant = "decode-fp16-d128-h8x2-contig-nowin.learned-plain.mma-n64-w4-s3-splitauto-g4";
+  ExpectPrefillError(a, PLX_ERROR_INVALID_ARGUMENT, {"variant: "});
+}
+
+// ---- status mapping -------------------------------------------------------------------------
+
+TEST(CApi, StatusMapping) {
+  using parallax::capi::ToPlxStatus;
+  EXPECT_EQ(ToPlxStatus(absl::OkStatus()), PLX_OK);
+  EXPECT_EQ(ToPlxStatus(absl::InvalidArgumentError("x")), PLX_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(ToPlxStatus(absl::UnimplementedError("x")), PLX_ERROR_UNSUPPORTED);
+  EXPECT_EQ(ToPlxStatus(absl::FailedPreconditionError("smem")), PLX_ERROR_UNSUPPORTED);
+  EXPECT_EQ(ToPlxStatus(absl::UnavailableError("no CUDA driver")), PLX_ERROR_NO_DEVICE);
+  EXPECT_EQ(ToPlxStatus(absl::InternalError("cuLaunchKernel: CUDA_ERROR_INVALID_VALUE (x)")), PLX_ERROR_CUDA);
+  EXPECT_EQ(ToPlxStatus(absl::InternalError("cuMemAlloc_v2: CUDA_ERROR_OUT_OF_MEMORY (x)")),
+            PLX_ERROR_OUT_OF_MEMORY);
+  EXPECT_EQ(ToPlxStatus(absl::InternalError("compiling k.cu: NVRTC_ERROR_COMPILATION")), PLX_ERROR_COMPILE);
+  EXPECT_EQ(ToPlxStatus(absl::InternalError("something else")), PLX_ERROR_INTERNAL);
+  EXPECT_EQ(ToPlxStatus(absl::UnknownError("?")), PLX_ERROR_INTERNAL);
+}
+
+// ---- thread-local errors --------------------------------------------------------------------
+
+TEST(CApi, LastErrorIsThreadLocal) {
+  plx_decode_args a = ValidDecode();
+  a.window = -7;
+  ASSERT_EQ(plx_decode_validate(&a), PLX_ERROR_INVALID_ARGUMENT);
+  const std::string main_msg = plx_last_error();
+  ASSERT_NE(main_msg.find("window=-7"), std::string::npos);
+
+  std::string fresh, t1_msg, t2_msg;
+  std::thread t1([&] {
+    fresh = plx_last_error();  // nothing failed on this thread yet
+    plx_decode_args b = ValidDecode();
+    b.q.data = nullptr;
+    plx_decode_validate(&b);
+    t1_msg = plx_last_error();
+  });
+  t1.join();
+  std::thread t2([&] {
+    plx_prefill_args p = ValidPrefill();
+    p.max_seqlen_q = 3;  // fine for batched; break the head dim instead
+    p.q = T(Fake(1), PLX_FP16, {kB, 40, kHq, 96});
+    plx_prefill_validate(&p);
+    t2_msg = plx_last_error();
+  });
+  t2.join();
+  EXPECT_EQ(fresh, "");
+  EXPECT_NE(t1_msg.find("q: data is NULL"), std::string::npos) << t1_msg;
+  EXPECT_NE(t2_msg.find("q: head_dim=96"), std::string::npos) << t2_msg;
+  EXPECT_EQ(std::string(plx_last_error()), main_msg);  // untouched by the other threads
+
+  // A successful call leaves the last error in place (errno-like).
+  const plx_decode_args ok = ValidDecode();
+  ASSERT_EQ(plx_decode_validate(&ok), PLX_OK);
+  EXPECT_EQ(std::string(plx_last_error()), main_msg);
+}
+
+TEST(CApi, LastErrorConcurrentThreads) {
+  // Two threads failing in lockstep each read back their own message.
+  std::atomic<int> mismatches{0};
+  auto worker = [&](int window) {
+    for (int i = 0; i < 2000; ++i) {
+      plx_decode_args a = ValidDecode();
+      a.window = -window;
+      plx_decode_validate(&a);
+      const std::string want = "window=-" + std::to_string(window);
+      if (std::string(plx_last_error()).find(want) == std::string::npos) ++mismatches;
+    }
+  };
+  std::thread a(worker, 11), b(worker, 22);
+  a.join();
+  b.join();
+  EXPECT_EQ(mismatches.load(), 0);
+}
+
+// ---- the C++ wrapper ------------------------------------------------------------------------
+
+TEST(CppWrapper, ErrorsCarryStatusAndMessage) {
+  plx_decode_args a = ValidDecode();
+  a.k.dtype = PLX_FP16;
+  try {
+    parallax::ValidateDecode(a);
+    FAIL() << "expected parallax::Error";
+  } catch (const parallax::Error& e) {
+    EXPECT_EQ(e.status(), PLX_ERROR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(e.what()).find("PLX_ERROR_INVALID_ARGUMENT"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("k: dtype=fp16"), std::string::npos) << e.what();
+  }
+  EXPECT_NO_THROW(parallax::ValidateDecode(ValidDecode()));
+  EXPECT_NO_THROW(parallax::ValidatePrefill(ValidPackedPrefill()));
+  EXPECT_THROW(parallax::MakeTensor(nullptr, PLX_BF16, {}), parallax::Error);
+  EXPECT_THROW(parallax::MakeTensor(nullptr, PLX_BF16, {1, 2}, {1}), parallax::Error);
+}
+
+TEST(CppWrapper, ContextOwnership) {
+  parallax::Context empty = parallax::Context::Adopt(nullptr);
+  EXPECT_FALSE(empty);
+  parallax::Context moved = std::move(empty);
+  EXPECT_EQ(moved.get(), nullptr);
+  EXPECT_THROW(moved.decode(ValidDecode()), parallax::Error);  // null handle: INVALID_ARGUMENT
+  try {
+    parallax::Context ctx;  // device 0
+    EXPECT_TRUE(ctx);
+    plx_device_info info = ctx.device_info();
+    EXPECT_GE(info.cc_major, 7);
+  } catch (const parallax::Error& e) {
+    EXPECT_EQ(e.status(), PLX_ERROR_NO_DEVICE) << e.what();
+  }
+}
+
+}  // namespace

@@ -75,7 +75,10 @@ constexpr bool kWindow = %s;
     absl::StrAppendFormat(&out, "constexpr int kBlockM = %d;  // query rows per CTA\n",
                           s.block_m);
   }
-  absl::StrAppend(&out, "static_assert(kThreads % kChunks == 0, \"each thread copies one fixed chunk column\");\n");
+  absl::StrAppend(&out,
+                  "static_assert(kThreads % kChunks == 0, \"each thread copies one fixed chunk column\");\n"
+                  "constexpr int kRowsPerPass = kThreads / kChunks;  // tile rows one pass of the CTA copies\n"
+                  "constexpr int kRowsPerThread = (kBlockN + kRowsPerPass - 1) / kRowsPerPass;\n");
   return out;
 }
 

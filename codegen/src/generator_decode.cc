@@ -15,17 +15,29 @@ namespace {
 std::string KvSourceDecode(const Variant& v) {
   if (v.problem().kv_layout == KvLayout::kPaged) {
     return R"cuda(
-// Paged KV: key -> (block_table[b][key / kPageSize], key % kPageSize).
+// Paged KV: key -> (block_table[b][key / kPageSize], key % kPageSize). The page of each
+// row a thread copies is fetched one tile ahead (fetch), so the block-table load latency
+// hides behind the current tile's math instead of stalling the copy issue.
 struct KvSource {
   const plx_e16* k;  // already offset to this kv head
   const plx_e16* v;
   const int* pages;  // this sequence's block-table row
   long long k_page, k_slot, v_page, v_slot;
-  __device__ __forceinline__ void rows(int key, const plx_e16*& kr, const plx_e16*& vr) const {
-    const long long page = pages[key / kPageSize];
+  struct Pages {
+    int page[kRowsPerThread];
+  };
+  __device__ __forceinline__ void fetch(Pages& pg, int k0, int k_end) const {
+#pragma unroll
+    for (int j = 0; j < kRowsPerThread; ++j) {
+      const int key = min(k0 + (int)threadIdx.x / kChunks + j * kRowsPerPass, k_end - 1);
+      pg.page[j] = pages[key / kPageSize];
+    }
+  }
+  __device__ __forceinline__ void rows(const Pages& pg, int j, int key, const plx_e16*& kr,
+                                       const plx_e16*& vr) const {
     const int slot = key % kPageSize;
-    kr = k + page * k_page + slot * k_slot;
-    vr = v + page * v_page + slot * v_slot;
+    kr = k + (long long)pg.page[j] * k_page + slot * k_slot;
+    vr = v + (long long)pg.page[j] * v_page + slot * v_slot;
   }
 };
 __device__ __forceinline__ KvSource make_kv_source(const PlxDecodeParams& p, int b, int kvh) {
@@ -45,7 +57,10 @@ struct KvSource {
   const plx_e16* k;  // already offset to this sequence and kv head
   const plx_e16* v;
   long long k_tok, v_tok;
-  __device__ __forceinline__ void rows(int key, const plx_e16*& kr, const plx_e16*& vr) const {
+  struct Pages {};  // nothing to look up ahead
+  __device__ __forceinline__ void fetch(Pages&, int, int) const {}
+  __device__ __forceinline__ void rows(const Pages&, int, int key, const plx_e16*& kr,
+                                       const plx_e16*& vr) const {
     kr = k + key * k_tok;
     vr = v + key * v_tok;
   }
@@ -277,17 +292,25 @@ extern "C" __global__ void __launch_bounds__(kThreads) plx_decode(const PlxDecod
   auto stage_k = [&](int t) { return s_ring + (t % kStages) * 2 * kBlockN * kHeadDim; };
   auto stage_v = [&](int t) { return stage_k(t) + kBlockN * kHeadDim; };
 
+  KvSource::Pages pages;
 #pragma unroll
   for (int t = 0; t < kStages - 1; ++t) {
-    if (t < num_tiles) load_kv_tile(stage_k(t), stage_v(t), src, k_begin + t * kBlockN, k_end);
+    if (t < num_tiles) {
+      src.fetch(pages, k_begin + t * kBlockN, k_end);
+      load_kv_tile(stage_k(t), stage_v(t), src, pages, k_begin + t * kBlockN, k_end);
+    }
     plx_cp_async_commit();
   }
+  if (kStages - 1 < num_tiles) src.fetch(pages, k_begin + (kStages - 1) * kBlockN, k_end);
   WarpState st;
   state_init(st);
   const int key0 = warp * kKeysPerWarp;  // this warp's rows of every tile
   for (int t = 0; t < num_tiles; ++t) {
     const int tn = t + kStages - 1;
-    if (tn < num_tiles) load_kv_tile(stage_k(tn), stage_v(tn), src, k_begin + tn * kBlockN, k_end);
+    if (tn < num_tiles) {
+      load_kv_tile(stage_k(tn), stage_v(tn), src, pages, k_begin + tn * kBlockN, k_end);
+      if (tn + 1 < num_tiles) src.fetch(pages, k_begin + (tn + 1) * kBlockN, k_end);  // a tile ahead
+    }
     plx_cp_async_commit();
     plx_cp_async_wait<kStages - 1>();
     __syncthreads();
@@ -381,16 +404,24 @@ extern "C" __global__ void __launch_bounds__(kThreads) plx_decode(const PlxDecod
   auto stage_k = [&](int t) { return s_ring + (t % kStages) * 2 * kBlockN * kHeadDim; };
   auto stage_v = [&](int t) { return stage_k(t) + kBlockN * kHeadDim; };
 
+  KvSource::Pages pages;
 #pragma unroll
   for (int t = 0; t < kStages - 1; ++t) {
-    if (t < num_tiles) load_kv_tile(stage_k(t), stage_v(t), src, k_begin + t * kBlockN, k_end);
+    if (t < num_tiles) {
+      src.fetch(pages, k_begin + t * kBlockN, k_end);
+      load_kv_tile(stage_k(t), stage_v(t), src, pages, k_begin + t * kBlockN, k_end);
+    }
     plx_cp_async_commit();
   }
+  if (kStages - 1 < num_tiles) src.fetch(pages, k_begin + (kStages - 1) * kBlockN, k_end);
   WarpState st;
   state_init(st);
   for (int t = 0; t < num_tiles; ++t) {
     const int tn = t + kStages - 1;
-    if (tn < num_tiles) load_kv_tile(stage_k(tn), stage_v(tn), src, k_begin + tn * kBlockN, k_end);
+    if (tn < num_tiles) {
+      load_kv_tile(stage_k(tn), stage_v(tn), src, pages, k_begin + tn * kBlockN, k_end);
+      if (tn + 1 < num_tiles) src.fetch(pages, k_begin + (tn + 1) * kBlockN, k_end);  // a tile ahead
+    }
     plx_cp_async_commit();
     plx_cp_async_wait<kStages - 1>();
     __syncthreads();

@@ -17,19 +17,21 @@ __device__ __forceinline__ int plx_swz_elem(int row, int d) {
 }
 
 // One K and one V tile of kBlockN keys starting at key k0 into the ring stage. Keys at or
-// past k_end are zero-filled. Each thread always copies the same 16-byte chunk column, so
-// the row address (and the page lookup for paged KV) is computed once per row.
+// past k_end are zero-filled. Each thread always copies the same 16-byte chunk column of
+// rows tid/kChunks + j*kRowsPerPass, so a row's address (and, for paged KV, its page,
+// fetched a tile ahead into `pages`) is computed once per row.
 __device__ __forceinline__ void load_kv_tile(plx_e16* sk, plx_e16* sv, const KvSource& src,
-                                             int k0, int k_end) {
-  constexpr int kRowsPerPass = kThreads / kChunks;
+                                             const KvSource::Pages& pages, int k0, int k_end) {
   const int chunk = threadIdx.x % kChunks;
 #pragma unroll
-  for (int row = threadIdx.x / kChunks; row < kBlockN; row += kRowsPerPass) {
+  for (int j = 0; j < kRowsPerThread; ++j) {
+    const int row = threadIdx.x / kChunks + j * kRowsPerPass;
+    if (kRowsPerPass * kRowsPerThread > kBlockN && row >= kBlockN) break;
     const int key = k0 + row;
     const bool valid = key < k_end;
     const plx_e16* gk;
     const plx_e16* gv;
-    src.rows(valid ? key : k_end - 1, gk, gv);
+    src.rows(pages, j, valid ? key : k_end - 1, gk, gv);
     plx_cp_async16(sk + plx_swz(row, chunk), gk + chunk * 8, valid);
     plx_cp_async16(sv + plx_swz(row, chunk), gv + chunk * 8, valid);
   }

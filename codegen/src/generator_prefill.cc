@@ -16,7 +16,10 @@ struct KvSource {
   const plx_e16* k;
   const plx_e16* v;
   long long k_tok, v_tok;
-  __device__ __forceinline__ void rows(int key, const plx_e16*& kr, const plx_e16*& vr) const {
+  struct Pages {};  // nothing to look up ahead
+  __device__ __forceinline__ void fetch(Pages&, int, int) const {}
+  __device__ __forceinline__ void rows(const Pages&, int, int key, const plx_e16*& kr,
+                                       const plx_e16*& vr) const {
     kr = k + key * k_tok;
     vr = v + key * v_tok;
   }
@@ -94,14 +97,14 @@ constexpr absl::string_view kPipelineLoop = R"cuda(
   auto stage_v = [&](int t) { return stage_k(t) + kBlockN * kHeadDim; };
 #pragma unroll
   for (int t = 0; t < kStages - 1; ++t) {
-    if (t < num_tiles) load_kv_tile(stage_k(t), stage_v(t), seq.kv, lo + t * kBlockN, hi);
+    if (t < num_tiles) load_kv_tile(stage_k(t), stage_v(t), seq.kv, KvSource::Pages{}, lo + t * kBlockN, hi);
     plx_cp_async_commit();
   }
   WarpState st;
   state_init(st);
   for (int t = 0; t < num_tiles; ++t) {
     const int tn = t + kStages - 1;
-    if (tn < num_tiles) load_kv_tile(stage_k(tn), stage_v(tn), seq.kv, lo + tn * kBlockN, hi);
+    if (tn < num_tiles) load_kv_tile(stage_k(tn), stage_v(tn), seq.kv, KvSource::Pages{}, lo + tn * kBlockN, hi);
     plx_cp_async_commit();
     plx_cp_async_wait<kStages - 1>();
     __syncthreads();

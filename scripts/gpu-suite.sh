@@ -6,8 +6,12 @@
 set -uo pipefail
 build=${1:-build}
 what=${2:-all}
-out=${OUT:-/tmp/parallax-out}
-mkdir -p "$out"
+# Everything is written under $work; the device tool returns at most 8 files, so $OUT gets
+# one archive of it (results.tgz) plus the printed summary.
+final=${OUT:-/tmp/parallax-out}
+out=$(mktemp -d /tmp/parallax-suite.XXXXXX)
+mkdir -p "$final"
+trap 'tar czf "$final/results.tgz" -C "$out" . 2>/dev/null' EXIT
 export LD_LIBRARY_PATH="$PWD/.carry/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 export PARALLAX_CACHE_DIR=/tmp/parallax-cache
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv | tee "$out/device.txt"
@@ -35,10 +39,20 @@ if [ "$what" = test ] || [ "$what" = all ]; then
 fi
 if [ "$what" = bench ] || [ "$what" = all ]; then
   bin=$(find "$build" -name plx_decode_bench -type f | head -1)
-  if [ -x "$bin" ]; then
-    timeout 240 "$bin" > "$out/decode_ours.jsonl" 2> "$out/decode_ours.err" || { status=1; tail -3 "$out/decode_ours.err"; }
-  fi
-  PYTHONUNBUFFERED=1 timeout 240 python3 bench/sdpa_decode.py > "$out/decode_sdpa.jsonl" 2> "$out/decode_sdpa.err" || { status=1; tail -3 "$out/decode_sdpa.err"; }
-  python3 bench/decode_table.py "$out/decode_ours.jsonl" "$out/decode_sdpa.jsonl" || true
+  # Hq/Hkv 32/8 contiguous (with the split sweep), 32/8 paged (page 16), 16/8 contiguous.
+  for cfg in "32 8 0" "32 8 16" "16 8 0"; do
+    set -- $cfg
+    tag="h$1x$2$([ "$3" != 0 ] && echo "-paged$3")"
+    if [ -x "$bin" ]; then
+      timeout 240 "$bin" --hq "$1" --hkv "$2" --paged "$3" > "$out/decode_ours_$tag.jsonl" 2> "$out/decode_ours_$tag.err" ||
+        { status=1; tail -3 "$out/decode_ours_$tag.err"; }
+    fi
+    if [ "$3" = 0 ]; then
+      PYTHONUNBUFFERED=1 timeout 240 python3 bench/sdpa_decode.py "$1" "$2" > "$out/decode_sdpa_h$1x$2.jsonl" 2> /dev/null ||
+        { status=1; echo "sdpa $1/$2 failed"; }
+    fi
+    echo "== decode $tag (SDPA columns: contiguous h$1x$2)"
+    python3 bench/decode_table.py "$out/decode_ours_$tag.jsonl" "$out/decode_sdpa_h$1x$2.jsonl" || true
+  done
 fi
 exit $status

@@ -259,7 +259,7 @@ absl::StatusOr<Variant> Variant::Parse(std::string_view key_in) {
   if (p.mode == Mode::kDecode) {
     if (st[i] == "splitauto") {
       s.splits = 0;
-    } else if (!ParseTagged(st[i], "split", &s.splits) || s.splits == 0) {
+    } else if (!ParseTagged(st[i], "split", &s.splits)) {  // "split0" parses, then "did you mean"
       return KeyError(key, "expected splitN or splitauto");
     }
     ++i;

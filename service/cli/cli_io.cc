@@ -42,12 +42,13 @@ absl::Status WriteFile(const std::string& path, std::string_view data) {
 
 absl::StatusOr<Variant> LoadVariant(const std::string& key, const std::string& json_path) {
   if (json_path.empty()) return Variant::Parse(key);
+  const std::string name = json_path == "-" ? "<stdin>" : json_path;
   absl::StatusOr<std::string> text = ReadFile(json_path);
   if (!text.ok()) return absl::InvalidArgumentError(text.status().message());
   nlohmann::json j = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(json_path, ": not valid JSON"));
+  if (j.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(name, ": not valid JSON"));
   absl::StatusOr<Variant> v = VariantFromJson(j);
-  if (!v.ok()) return absl::InvalidArgumentError(absl::StrCat(json_path, ": ", v.status().message()));
+  if (!v.ok()) return absl::InvalidArgumentError(absl::StrCat(name, ": ", v.status().message()));
   return v;
 }
 

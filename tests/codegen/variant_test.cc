@@ -1,1 +1,288 @@
-#include <gtest/gtest.h>
+// Tests of the variant IR: key round trips over whole search spaces, key and validation error
+// messages, hash stability, and the JSON form (variant_json.h).
+#include "parallax/codegen/variant.h"
+
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "parallax/codegen/space.h"
+#include "parallax/codegen/variant_json.h"
+
+namespace parallax {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+using nlohmann::json;
+
+constexpr const char* kKey = "decode-bf16-d128-h32x8-contig-nowin.learned-plain.mma-n64-w4-s2-splitauto-g4";
+
+Problem MakeProblem(Mode mode, int d, int hq, int hkv, int page_size = 0, bool window = false,
+                    DType dtype = DType::kBF16) {
+  Problem p;
+  p.mode = mode;
+  p.dtype = dtype;
+  p.head_dim = d;
+  p.num_q_heads = hq;
+  p.num_kv_heads = hkv;
+  p.kv_layout = page_size > 0 ? KvLayout::kPaged : KvLayout::kContiguous;
+  p.page_size = page_size;
+  p.window = window;
+  return p;
+}
+
+// Every valid variant (no device pruning) of a problem with several split counts.
+std::vector<Variant> WholeSpace(const Problem& p, const Algorithm& a) {
+  SpaceOptions o;
+  o.prune = false;
+  o.splits = {0, 1, 3, 16};
+  return EnumerateSpace(p, a, o);
+}
+
+struct SpaceCase {
+  Problem problem;
+  Algorithm algorithm;
+};
+
+std::vector<SpaceCase> SpaceCases() {
+  return {
+      {MakeProblem(Mode::kDecode, 128, 32, 8), {Probe::kLearned, Affine::kPlain}},
+      {MakeProblem(Mode::kDecode, 64, 15, 5, 16, true, DType::kFP16), {Probe::kNone, Affine::kPlain}},
+      {MakeProblem(Mode::kDecode, 256, 64, 4, 1024), {Probe::kLearned, Affine::kAmplified}},
+      {MakeProblem(Mode::kPrefill, 128, 32, 32, 0, true), {Probe::kLearned, Affine::kAmplified}},
+      {MakeProblem(Mode::kPrefill, 64, 6, 2, 0, false, DType::kFP16), {Probe::kNone, Affine::kAmplified}},
+      {MakeProblem(Mode::kPrefill, 256, 16, 2), {Probe::kLearned, Affine::kPlain}},
+  };
+}
+
+TEST(VariantKey, ParsePrintRoundTripOverWholeSpaces) {
+  for (const SpaceCase& c : SpaceCases()) {
+    const std::vector<Variant> space = WholeSpace(c.problem, c.algorithm);
+    ASSERT_GT(space.size(), 20u);
+    for (const Variant& v : space) {
+      absl::StatusOr<Variant> parsed = Variant::Parse(v.Key());
+      ASSERT_TRUE(parsed.ok()) << v.Key() << ": " << parsed.status();
+      EXPECT_EQ(*parsed, v);
+      EXPECT_EQ(parsed->problem(), v.problem()) << v.Key();
+      EXPECT_EQ(parsed->algorithm(), v.algorithm()) << v.Key();
+      EXPECT_EQ(parsed->schedule(), v.schedule()) << v.Key();
+      EXPECT_EQ(parsed->Hash(), v.Hash()) << v.Key();
+      EXPECT_EQ(parsed->Key(), v.procedural_name());
+    }
+  }
+}
+
+TEST(VariantKey, KeysAndHashesAreDistinctAcrossASpace) {
+  const std::vector<Variant> space = WholeSpace(SpaceCases()[0].problem, SpaceCases()[0].algorithm);
+  std::set<std::string> keys;
+  std::set<uint64_t> hashes;
+  for (const Variant& v : space) {
+    keys.insert(v.Key());
+    hashes.insert(v.Hash());
+  }
+  EXPECT_EQ(keys.size(), space.size());
+  EXPECT_EQ(hashes.size(), space.size());
+}
+
+TEST(VariantKey, HashIsStable) {
+  // xxh3-64 of the key text: cache rows and file names depend on this never changing.
+  absl::StatusOr<Variant> v = Variant::Parse(kKey);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->Hash(), 0x6b5d8490ca0e1886ull);
+  EXPECT_EQ(v->HashHex(), "6b5d8490ca0e1886");
+}
+
+TEST(VariantKey, RejectsNonCanonicalSpellings) {
+  const std::vector<std::string> bad = {
+      "decode-bf16-d128-h32x8-contig-nowin.learned-plain.mma-n64-w4-s2-split0-g4",    // auto is "splitauto"
+      "decode-bf16-d128-h32x8-contig-nowin.learned-plain.mma-n064-w4-s2-splitauto-g4",  // leading zero
+      "decode-BF16-d128-h32x8-contig-nowin.learned-plain.mma-n64-w4-s2-splitauto-g4",   // case
+      "decode-bf16-d128-h32x8-contig-nowin.learned-plain.mma-n64-w4-s2-splitauto-g4.",  // trailing dot
+      "decode-bf16-d128-h32x8-contig-nowin.learned-plain.mma-w4-n64-s2-splitauto-g4",   // field order
+      "decode-bf16-d128-h32x8-contig-nowin.learned-plain.mma-m64-n64-w4-s2-splitauto-g4",  // prefill field
+      "prefill-bf16-d128-h32x8-contig-nowin.learned-plain.mma-n64-w4-s2",             // block_m missing
+      " decode-bf16-d128-h32x8-contig-nowin.learned-plain.mma-n64-w4-s2-splitauto-g4",  // whitespace
+      "",
+  };
+  for (const std::string& key : bad) {
+    absl::StatusOr<Variant> v = Variant::Parse(key);
+    ASSERT_FALSE(v.ok()) << "accepted '" << key << "'";
+    EXPECT_EQ(v.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(v.status().message()), StartsWith("bad variant key '" + key + "': "));
+  }
+}
+
+// "split0" means auto: it parses, and the error names the canonical spelling.
+TEST(VariantKey, NonCanonicalKeySuggestsTheCanonicalOne) {
+  absl::StatusOr<Variant> v =
+      Variant::Parse("decode-bf16-d128-h32x8-contig-nowin.learned-plain.mma-n64-w4-s2-split0-g4");
+  ASSERT_FALSE(v.ok());
+  EXPECT_THAT(std::string(v.status().message()), HasSubstr(std::string("did you mean '") + kKey + "'"));
+}
+
+std::string CreateError(const Problem& p, const Algorithm& a, const Schedule& s) {
+  absl::StatusOr<Variant> v = Variant::Create(p, a, s);
+  EXPECT_FALSE(v.ok()) << "accepted " << v->Key();
+  return v.ok() ? "" : std::string(v.status().message());
+}
+
+TEST(VariantValidation, MessagesNameTheFieldAndTheRule) {
+  const Problem decode = MakeProblem(Mode::kDecode, 128, 32, 8);
+  const Problem prefill = MakeProblem(Mode::kPrefill, 128, 32, 8);
+  const Algorithm learned;
+  Schedule s = CanonicalSchedule(decode, learned, Schedule{});
+  ASSERT_TRUE(Variant::Create(decode, learned, s).ok());
+
+  Schedule bn = s;
+  bn.block_n = 48;  // 12 keys per warp with 4 warps: not an MMA k-step multiple
+  EXPECT_EQ(CreateError(decode, learned, bn),
+            "block_n=48: must be a multiple of 64 (16 keys per warp x 4 warps) for the mma path");
+  bn.path = MathPath::kFma;
+  bn.block_n = 64;
+  EXPECT_THAT(CreateError(decode, learned, bn), HasSubstr("multiple of 128 (32 keys per warp x 4 warps) for the fma path"));
+
+  Schedule g = s;
+  g.heads_per_cta = 3;
+  EXPECT_THAT(CreateError(decode, learned, g), StartsWith("heads_per_cta=3: must divide the GQA group size 4"));
+  Schedule w = s;
+  w.warps = 3;
+  EXPECT_THAT(CreateError(decode, learned, w), StartsWith("warps=3: must be 1, 2, 4 or 8"));
+  Schedule st = s;
+  st.stages = 5;
+  EXPECT_THAT(CreateError(decode, learned, st), StartsWith("stages=5: must be in 1..4"));
+  Schedule bm = s;
+  bm.block_m = 64;
+  EXPECT_THAT(CreateError(decode, learned, bm), StartsWith("block_m=64: applies to prefill only"));
+
+  Problem d96 = decode;
+  d96.head_dim = 96;
+  EXPECT_EQ(CreateError(d96, learned, s), "head_dim=96: must be 64, 128 or 256");
+  Problem paged_prefill = prefill;
+  paged_prefill.kv_layout = KvLayout::kPaged;
+  paged_prefill.page_size = 16;
+  EXPECT_THAT(CreateError(paged_prefill, learned, CanonicalSchedule(prefill, learned, Schedule{})),
+              HasSubstr("paged KV is for decode only"));
+  Schedule split = CanonicalSchedule(prefill, learned, Schedule{});
+  split.splits = 2;
+  EXPECT_THAT(CreateError(prefill, learned, split), StartsWith("splits=2: applies to decode only"));
+}
+
+TEST(VariantValidation, ParseReportsTheValidationMessageWithTheKey) {
+  const std::string key = "decode-bf16-d128-h32x8-contig-nowin.learned-plain.mma-n48-w4-s2-splitauto-g4";
+  absl::StatusOr<Variant> v = Variant::Parse(key);
+  ASSERT_FALSE(v.ok());
+  EXPECT_EQ(v.status().message(),
+            "bad variant key '" + key + "': block_n=48: must be a multiple of 64 (16 keys per warp x 4 warps) "
+            "for the mma path");
+}
+
+// ---- JSON --------------------------------------------------------------------------------
+
+TEST(VariantJson, RoundTripsOverWholeSpacesInAllThreeForms) {
+  for (const SpaceCase& c : SpaceCases()) {
+    for (const Variant& v : WholeSpace(c.problem, c.algorithm)) {
+      const json full = ToJson(v);
+      absl::StatusOr<Variant> back = VariantFromJson(full);
+      ASSERT_TRUE(back.ok()) << full.dump() << ": " << back.status();
+      EXPECT_EQ(*back, v);
+
+      absl::StatusOr<Variant> by_key = VariantFromJson(json{{"key", v.Key()}});
+      ASSERT_TRUE(by_key.ok()) << by_key.status();
+      EXPECT_EQ(*by_key, v);
+
+      json structured = full;
+      structured.erase("key");
+      structured.erase("hash");
+      absl::StatusOr<Variant> by_fields = VariantFromJson(structured);
+      ASSERT_TRUE(by_fields.ok()) << structured.dump() << ": " << by_fields.status();
+      EXPECT_EQ(*by_fields, v);
+      // And through text, as the CLI and the database carry it.
+      EXPECT_EQ(*VariantFromJson(json::parse(full.dump())), v);
+    }
+  }
+}
+
+TEST(VariantJson, WritesEveryField) {
+  const json j = ToJson(*Variant::Parse(kKey));
+  EXPECT_EQ(j["key"], kKey);
+  EXPECT_EQ(j["hash"], "6b5d8490ca0e1886");
+  EXPECT_EQ(j["generator_version"], kGeneratorVersion);
+  EXPECT_EQ(j["problem"],
+            json::parse(R"({"mode":"decode","dtype":"bf16","head_dim":128,"num_q_heads":32,"num_kv_heads":8,
+                            "kv_layout":"contiguous","page_size":0,"window":false})"));
+  EXPECT_EQ(j["algorithm"], json::parse(R"({"probe":"learned","affine":"plain"})"));
+  EXPECT_EQ(j["schedule"], json::parse(R"({"path":"mma","block_n":64,"warps":4,"stages":2,"splits":0,
+                                            "heads_per_cta":4,"block_m":0})"));
+}
+
+TEST(VariantJson, StructuredFormFillsOmittedFieldsCanonically) {
+  const json j = json::parse(R"({"problem": {"mode": "decode", "dtype": "bf16", "head_dim": 128,
+                                             "num_q_heads": 32, "num_kv_heads": 8},
+                                 "schedule": {"block_n": 64}})");
+  absl::StatusOr<Variant> v = VariantFromJson(j);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->Key(), kKey);
+}
+
+std::string JsonError(const std::string& text) {
+  absl::StatusOr<Variant> v = VariantFromJson(json::parse(text));
+  EXPECT_FALSE(v.ok()) << "accepted " << text;
+  if (v.ok()) return "";
+  EXPECT_EQ(v.status().code(), absl::StatusCode::kInvalidArgument);
+  return std::string(v.status().message());
+}
+
+std::string WithSchedule(const std::string& schedule_fields) {
+  return R"({"problem": {"mode": "decode", "dtype": "bf16", "head_dim": 128, "num_q_heads": 32,
+                         "num_kv_heads": 8}, "schedule": {)" +
+         schedule_fields + "}}";
+}
+
+TEST(VariantJson, ErrorsNameTheField) {
+  EXPECT_EQ(JsonError(R"({"key": "x", "colour": 1})"), "variant JSON: unknown field 'colour'");
+  EXPECT_EQ(JsonError(WithSchedule(R"("block_n": 64, "blockm": 8, "warp": 4)")),
+            "variant JSON: unknown fields 'schedule.blockm', 'schedule.warp'");
+  EXPECT_EQ(JsonError(WithSchedule(R"("block_n": "64")")),
+            "variant JSON: schedule.block_n: expected an integer, got string");
+  EXPECT_EQ(JsonError(WithSchedule(R"("block_n": 64.5)")),
+            "variant JSON: schedule.block_n: expected an integer, got number");
+  EXPECT_THAT(JsonError(WithSchedule(R"("block_n": 1e12)")), HasSubstr("schedule.block_n"));
+  EXPECT_THAT(JsonError(WithSchedule(R"("stages": 12345678901)")), HasSubstr("schedule.stages: 12345678901 does not fit"));
+  EXPECT_EQ(JsonError(WithSchedule(R"("path": "wgmma")")),
+            "variant JSON: schedule.path: 'wgmma' is not one of mma, fma");
+  EXPECT_EQ(JsonError(R"({"problem": {"mode": "decode", "dtype": "bf16", "num_q_heads": 32, "num_kv_heads": 8}})"),
+            "variant JSON: problem.head_dim: required field is missing");
+  EXPECT_EQ(JsonError(R"({"problem": {"mode": "decode", "dtype": "bf16", "head_dim": 128, "num_q_heads": 32,
+                                      "num_kv_heads": 8, "window": 1}})"),
+            "variant JSON: problem.window: expected true or false, got number");
+  EXPECT_EQ(JsonError(R"({"problem": [1, 2]})"), "variant JSON: problem: expected an object, got array");
+  EXPECT_EQ(JsonError(R"([])"), "variant JSON: the document: expected an object, got array");
+  EXPECT_THAT(JsonError(R"({})"), HasSubstr("expected a \"key\""));
+  EXPECT_EQ(JsonError(R"({"schedule": {"block_n": 64}})"), "variant JSON: problem: required field is missing");
+  EXPECT_EQ(JsonError(R"({"key": 5})"), "variant JSON: key: expected a string, got number");
+}
+
+TEST(VariantJson, ValidationAndConsistencyErrors) {
+  EXPECT_EQ(JsonError(WithSchedule(R"("block_n": 48)")),
+            "variant JSON: block_n=48: must be a multiple of 64 (16 keys per warp x 4 warps) for the mma path");
+  EXPECT_THAT(JsonError(R"({"key": "decode-bf16"})"), StartsWith("variant JSON: bad variant key 'decode-bf16': "));
+
+  json mismatch = ToJson(*Variant::Parse(kKey));
+  mismatch["schedule"]["stages"] = 3;
+  EXPECT_THAT(JsonError(mismatch.dump()),
+              HasSubstr(std::string("key '") + kKey + "' does not match the structured fields, which give '"));
+  json bad_hash = ToJson(*Variant::Parse(kKey));
+  bad_hash["hash"] = "0000000000000000";
+  EXPECT_THAT(JsonError(bad_hash.dump()), HasSubstr("hash: '0000000000000000' does not match"));
+  json wrong_version = ToJson(*Variant::Parse(kKey));
+  wrong_version["generator_version"] = "one";
+  EXPECT_EQ(JsonError(wrong_version.dump()), "variant JSON: generator_version: expected an integer, got string");
+}
+
+}  // namespace
+}  // namespace parallax

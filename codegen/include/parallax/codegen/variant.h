@@ -80,7 +80,7 @@ class Variant {
   const Algorithm& algorithm() const { return algorithm_; }
   const Schedule& schedule() const { return schedule_; }
 
-  // Canonical key, e.g. "decode-bf16-d128-h16x8-contig-nowin.learned-plain.mma-n64-w4-s2-split0-g2".
+  // Canonical key, e.g. "decode-bf16-d128-h16x8-contig-nowin.learned-plain.mma-n64-w4-s2-splitauto-g2".
   const std::string& Key() const { return key_; }
   // CUTLASS-style alias: the key is the procedural name.
   const std::string& procedural_name() const { return key_; }

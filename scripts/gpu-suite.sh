@@ -55,4 +55,14 @@ if [ "$what" = bench ] || [ "$what" = all ]; then
     python3 bench/decode_table.py "$out/decode_ours_$tag.jsonl" "$out/decode_sdpa_h$1x$2.jsonl" || true
   done
 fi
+if [ "$what" = python ] || [ "$what" = all ]; then
+  # The Python binding in one process with torch SDPA (the one-process comparison).
+  export PARALLAX_LIBRARY="$PWD/.carry/lib/libparallax.so"
+  PYTHONUNBUFFERED=1 timeout 150 python3 -m unittest discover -s python/tests -p 'test_binding_gpu.py' \
+    > "$out/python_gpu_tests.log" 2>&1 && echo "python binding GPU tests: ok" ||
+    { status=1; echo "python binding GPU tests: FAILED"; tail -15 "$out/python_gpu_tests.log"; }
+  grep -E "^Ran |^OK|FAILED" "$out/python_gpu_tests.log" | tail -2
+  PYTHONUNBUFFERED=1 timeout 300 python3 bench/bench_parallax.py --out "$out/bench_parallax.jsonl" ||
+    { status=1; echo "bench_parallax failed"; }
+fi
 exit $status

@@ -49,14 +49,16 @@ constexpr int kWarps = %d;
 constexpr int kThreads = kWarps * 32;
 constexpr int kStages = %d;   // K/V tiles in flight
 constexpr int kUnits = %d;    // %s
-constexpr int kMTiles = %d;   // 16-row MMA tiles per warp
-constexpr int kSmemRingOffset = %d;
+%sconstexpr int kSmemRingOffset = %d;
 constexpr bool kLearned = %s;
 constexpr bool kAmplified = %s;
 constexpr bool kWindow = %s;
 )cuda",
       p.head_dim, p.num_q_heads, p.num_kv_heads, s.block_n, s.warps, s.stages, v.units_per_warp(),
-      decode ? "query heads per CTA (GQA packing)" : "query rows per warp", v.mtiles_per_warp(),
+      decode ? "query heads per CTA (GQA packing)" : "query rows per warp",
+      s.path == MathPath::kMma
+          ? absl::StrFormat("constexpr int kMTiles = %d;   // 16-row MMA tiles per warp\n", v.mtiles_per_warp())
+          : std::string(),
       v.smem_ring_offset(), a.probe == Probe::kLearned ? "true" : "false",
       a.affine == Affine::kAmplified ? "true" : "false", p.window ? "true" : "false");
   if (p.kv_layout == KvLayout::kPaged)
@@ -95,7 +97,7 @@ LaunchShape GetLaunchShape(const Variant& v) {
 std::string GenerateSource(const Variant& v) {
   const bool decode = v.problem().mode == Mode::kDecode;
   return absl::StrCat(gen::HeaderComment(v), "\n// ---- launch ABI (kernel_abi.h) ----\n",
-                      kKernelAbiText, gen::Prelude(v.problem().dtype), gen::CommonConstants(v),
+                      kKernelAbiText, gen::Prelude(v.problem().dtype, v.schedule().path), gen::CommonConstants(v),
                       decode ? gen::DecodeKernels(v) : gen::PrefillKernel(v));
 }
 

@@ -9,7 +9,7 @@
 namespace parallax::gen {
 
 extern const absl::string_view kPreludeCommon;  // PTX wrappers, dtype-independent
-std::string Prelude(DType dtype);              // 16-bit element conversions + mma for dtype
+std::string Prelude(DType dtype, MathPath path);  // 16-bit conversions (+ ldmatrix, mma)
 std::string HeaderComment(const Variant& v);
 std::string CommonConstants(const Variant& v); // constexpr tile parameters
 extern const absl::string_view kTileLoaders;    // swizzled smem tiles, cp.async K/V loads

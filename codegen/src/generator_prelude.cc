@@ -31,14 +31,6 @@ template <int N>
 __device__ __forceinline__ void plx_cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" :: "n"(N) : "memory");
 }
-__device__ __forceinline__ void plx_ldmatrix_x4(plx_u32 (&r)[4], const void* smem) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(plx_smem_addr(smem)));
-}
-__device__ __forceinline__ void plx_ldmatrix_x4_trans(plx_u32 (&r)[4], const void* smem) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(plx_smem_addr(smem)));
-}
 __device__ __forceinline__ float plx_exp2(float x) {  // exp2(-inf) == +0
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
@@ -65,6 +57,18 @@ __device__ __forceinline__ float plx_warp_sum(float x) {
 )cuda";
 
 namespace {
+
+// Shared-memory fragment loads for the tensor-core path only.
+constexpr absl::string_view kLdmatrix = R"cuda(
+__device__ __forceinline__ void plx_ldmatrix_x4(plx_u32 (&r)[4], const void* smem) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(plx_smem_addr(smem)));
+}
+__device__ __forceinline__ void plx_ldmatrix_x4_trans(plx_u32 (&r)[4], const void* smem) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(plx_smem_addr(smem)));
+}
+)cuda";
 
 constexpr absl::string_view kBF16 = R"cuda(
 // ---- prelude: bf16 -----------------------------------------------------------------
@@ -121,8 +125,11 @@ __device__ __forceinline__ void plx_mma(float (&d)[4], const plx_u32 (&a)[4], pl
 
 }  // namespace
 
-std::string Prelude(DType dtype) {
-  return absl::StrCat(kPreludeCommon, dtype == DType::kBF16 ? kBF16 : kFP16);
+std::string Prelude(DType dtype, MathPath path) {
+  // The fma path carries neither ldmatrix nor mma.sync: it never uses them.
+  std::string dt(dtype == DType::kBF16 ? kBF16 : kFP16);
+  if (path != MathPath::kMma) dt = dt.substr(0, dt.find("// D += A * B on the tensor cores"));
+  return absl::StrCat(kPreludeCommon, path == MathPath::kMma ? kLdmatrix : "", dt);
 }
 
 }  // namespace parallax::gen

@@ -133,7 +133,8 @@ TEST_P(DecodeGpu, MatchesFloat64Reference) {
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->err.non_finite, 0) << r->variant;
   // Ill-conditioned amplified rows are rare on these inputs; many would mean a real bug.
-  EXPECT_LE(r->ill_conditioned_rows * 20, static_cast<long>(r->out.size() / c.head_dim)) << r->variant;
+  EXPECT_LE(r->ill_conditioned_rows, std::max<long>(2, static_cast<long>(r->out.size() / c.head_dim) / 20))
+      << r->variant;
   EXPECT_LE(r->err.rel_frobenius, r->tolerance) << r->variant << " splits=" << r->num_splits;
   RecordProperty("variant", r->variant);
   RecordProperty("rel_frobenius", absl::StrCat(r->err.rel_frobenius));

@@ -88,7 +88,8 @@ TEST_P(PrefillGpu, MatchesFloat64Reference) {
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->err.non_finite, 0) << r->variant;
   // Ill-conditioned amplified rows are rare on these inputs; many would mean a real bug.
-  EXPECT_LE(r->ill_conditioned_rows * 20, static_cast<long>(r->out.size() / c.head_dim)) << r->variant;
+  EXPECT_LE(r->ill_conditioned_rows, std::max<long>(2, static_cast<long>(r->out.size() / c.head_dim) / 20))
+      << r->variant;
   EXPECT_LE(r->err.rel_frobenius, r->tolerance) << r->variant;
   std::printf("[case] %s variant=%s rel_fro=%.3e max_rel=%.3e ill_conditioned_rows=%ld\n", c.Name().c_str(), r->variant.c_str(),
               r->err.rel_frobenius, r->err.max_rel_element, r->ill_conditioned_rows);

@@ -2,7 +2,10 @@
 # Everything that needs the GPU, in one call: device facts, the gpu-labelled correctness
 # suites (with a compute-sanitizer subset), then the benchmarks. Runs on the GPU host over a
 # build made here (carried with .carry/lib holding the Debian libraries it lacks).
-# Usage: scripts/gpu-suite.sh [BUILD_DIR] [test|bench|all]
+# Usage: scripts/gpu-suite.sh [BUILD_DIR] [test|bench|all|tune|tune-tests|tune-run]
+# `tune` (not part of `all`: it takes ~8 minutes of budget) = tune-tests (the gpu-labelled
+# search tests: real worker, faulting/hanging variants) + tune-run (`parallax tune` over the
+# qwen3-0.6b grid, then `parallax db show --json`). TUNE_BUDGET (minutes, default 8) shortens it.
 set -uo pipefail
 build=${1:-build}
 what=${2:-all}
@@ -25,6 +28,12 @@ if [ "$what" = test ] || [ "$what" = all ]; then
     grep -E '^\[  (PASSED|FAILED|SKIPPED) \]|tests? ran' "$out/$t.log" | tail -4
     grep -E '^\[  FAILED  \] ' "$out/$t.log" | head -20
   done
+  ex=$(find "$build" -name parallax_decode_example -type f | head -1)
+  if [ -x "$ex" ]; then  # the C example links libparallax.so (carried in .carry/lib)
+    timeout 120 "$ex" > "$out/decode_example.log" 2>&1; rc=$?
+    echo "C example (plx_decode from C): exit $rc"; tail -3 "$out/decode_example.log"
+    [ $rc = 0 ] || status=1
+  fi
   if command -v compute-sanitizer >/dev/null; then
     bin=$(find "$build" -name runtime_decode_gpu_test -type f | head -1)
     timeout 200 compute-sanitizer --tool memcheck --error-exitcode 9 "$bin" \
@@ -64,5 +73,48 @@ if [ "$what" = python ] || [ "$what" = all ]; then
   grep -E "^Ran |^OK|FAILED" "$out/python_gpu_tests.log" | tail -2
   PYTHONUNBUFFERED=1 timeout 300 python3 bench/bench_parallax.py --out "$out/bench_parallax.jsonl" ||
     { status=1; echo "bench_parallax failed"; }
+fi
+# The tuner: the `parallax` CLI (or plx_search_cli, the same commands built without the
+# gRPC service) and the search GPU tests, found anywhere under the build dir.
+if [ "$what" = tune ] || [ "$what" = tune-tests ] || [ "$what" = tune-run ]; then
+  cli=$(find "$build" -name parallax -type f -perm -u+x | head -1)
+  [ -x "$cli" ] || cli=$(find "$build" -name plx_search_cli -type f -perm -u+x | head -1)
+  [ -x "$cli" ] || { echo "missing the parallax CLI (or plx_search_cli) under $build"; exit 1; }
+  echo "tune: CLI $cli"
+fi
+if [ "$what" = tune ] || [ "$what" = tune-tests ]; then
+  bin=$(find "$build" -name search_worker_gpu_test -type f | head -1)
+  if [ -x "$bin" ]; then
+    PARALLAX_WORKER_BIN="$cli" timeout 480 "$bin" --gtest_output=json:"$out/search_worker_gpu_test.json" \
+      > "$out/search_worker_gpu_test.log" 2>&1 || { status=1; echo "search_worker_gpu_test exited with $?"; }
+    grep -E '^\[(worker|tune|bench)\]' "$out/search_worker_gpu_test.log"
+    grep -E '^\[  (PASSED|FAILED|SKIPPED) \]|tests? ran' "$out/search_worker_gpu_test.log" | tail -4
+    grep -E '^\[  FAILED  \] ' "$out/search_worker_gpu_test.log" | head -20
+  else
+    echo "missing search_worker_gpu_test"; status=1
+  fi
+fi
+if [ "$what" = tune ] || [ "$what" = tune-run ]; then
+  budget=${TUNE_BUDGET:-8}
+  db="$out/tuner.db"
+  rm -f "$db" "$db"-wal "$db"-shm "$db".lock
+  # Plain progress lines (stderr is not a tty) go to tune.log; the summary JSON to tune.json.
+  timeout $(( (budget + 3) * 60 )) "$cli" tune --preset qwen3-0.6b --batch 1,8,32,128 \
+    --seqlen 1024,4096,16384,65536 --budget "$budget" --db "$db" --json > "$out/tune.json" 2> "$out/tune.log"
+  rc=$?
+  [ $rc -eq 0 ] || { status=1; echo "parallax tune exited with $rc"; }
+  tail -5 "$out/tune.log"
+  "$cli" db show --json --db "$db" > "$out/db_show.json" || status=1
+  "$cli" db show --db "$db" | head -40
+  "$cli" db verify --db "$db" | head -3
+  # The runtime serving the tuned config vs its untuned default, at one bucket.
+  "$cli" bench decode --shape 8,4096,16,8,128 --db "$db" --json > "$out/bench_tuned.json" 2>> "$out/bench_tune.err" || status=1
+  "$cli" bench decode --shape 8,4096,16,8,128 --json > "$out/bench_default.json" 2>> "$out/bench_tune.err" || status=1
+  python3 - "$out/bench_tuned.json" "$out/bench_default.json" <<'PY' || true
+import json, sys
+for path in sys.argv[1:]:
+    j = json.load(open(path))
+    print(f"bench b8-l4096: {j['median_us']:.2f} us {j['gbps']:.0f} GB/s ({j['choice']}) {j['variant']}")
+PY
 fi
 exit $status

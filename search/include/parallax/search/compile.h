@@ -1,0 +1,82 @@
+// Compiling candidates ahead of measurement, on all CPU cores. Binaries land in the
+// runtime's file cache under the exact names Runtime::Load looks for, so the worker loads
+// them instead of compiling; ptxas's resource report decides compile pruning.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "parallax/codegen/space.h"
+#include "parallax/codegen/variant.h"
+#include "parallax/runtime/device.h"
+#include "parallax/runtime/nvrtc_compiler.h"
+#include "parallax/search/thread_pool.h"
+
+namespace parallax::search {
+
+struct CompileTarget {
+  std::string arch;           // "sm_90"
+  std::string nvrtc_version;  // "13.0"
+  int driver_version = 0;
+  std::string cache_dir;      // the worker's Runtime cache_dir
+  DeviceLimits limits;        // for compile pruning
+};
+CompileTarget TargetFor(const DeviceInfo& dev, const std::string& cache_dir);
+
+// The runtime's default binary cache: $PARALLAX_CACHE_DIR, ~/.cache/parallax, /tmp/parallax-cache.
+std::string DefaultCacheDir();
+
+// The file name Runtime::Load (runtime/src/runtime.cc) gives v's binary; the two must agree,
+// or the worker silently compiles again (slower, still correct).
+std::string ArtifactName(const Variant& v, const std::string& source, const CompileTarget& t);
+std::string ArtifactPath(const CompileTarget& t, const std::string& artifact);
+
+struct CompileOutcome {
+  enum class Kind { kKeep, kPruned, kFailed };
+  Kind kind = Kind::kFailed;
+  std::string reason;                   // kPruned / kFailed
+  std::vector<KernelResources> kernels;
+  double compile_ms = 0;
+  bool cached = false;                  // answered from an earlier compile's report
+};
+
+// Compiles one compile class (variants differing only in split count; see CompileClassKey)
+// and makes its binary available for every member.
+using CompileFn = std::function<CompileOutcome(const std::vector<Variant>& members)>;
+CompileFn NvrtcCompileFn(const CompileTarget& t);
+
+// Classes are compiled by a thread pool in the order first scheduled; a measurement waiting
+// for a class nobody has started compiles it itself, so whatever the strategy asks for next
+// is never stuck behind the queue.
+class CompileQueue {
+ public:
+  CompileQueue(CompileFn fn, int threads);
+  ~CompileQueue();
+
+  void Schedule(const std::vector<Variant>& in_order);
+  CompileOutcome Wait(const Variant& v);
+  void Cancel();  // drops classes not started
+
+  struct Stats {
+    int classes = 0, done = 0, cached = 0, pruned = 0, failed = 0;
+  };
+  Stats stats();
+
+ private:
+  struct Entry;
+  std::shared_ptr<Entry> EntryFor(const Variant& v);  // creates a single-member class if new
+  void Run(Entry& e);
+
+  CompileFn fn_;
+  std::mutex mu_;
+  std::map<std::string, std::shared_ptr<Entry>> classes_;  // by class key
+  Stats stats_;
+  std::unique_ptr<ThreadPool> pool_;  // last: joined before the entries go
+};
+
+}  // namespace parallax::search

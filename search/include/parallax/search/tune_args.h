@@ -1,0 +1,35 @@
+// What `parallax tune` is asked, before it becomes a TuneRequest: model presets, the shape
+// grid and the default database location. Here rather than in the CLI so tests can check
+// the rules without running the command.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "parallax/search/tuner.h"
+
+namespace parallax::search {
+
+struct TuneArgs {
+  std::string preset;                      // qwen3-0.6b, qwen3-1.7b, llama3-8b
+  int q_heads = 0, kv_heads = 0, head_dim = 0;  // 0: from the preset
+  std::string dtype = "bf16";
+  std::vector<int> batch = {1, 8, 32, 128};
+  std::vector<int> seqlen = {1024, 4096, 16384, 65536};
+  std::string probe = "learned";
+  std::string affine = "plain";
+  int paged = 0;                           // page size; 0 = contiguous KV
+};
+
+// $XDG_DATA_HOME/parallax/tuner.db, else ~/.local/share/parallax/tuner.db.
+std::string DefaultDbPath();
+
+// Attention shape of a preset: {q heads, kv heads, head dim}.
+absl::StatusOr<std::vector<int>> PresetShape(const std::string& name);
+
+// Problem, algorithm and buckets (each batch x seqlen rounded to its bucket, duplicates
+// dropped, in order). InvalidArgument naming the option otherwise.
+absl::StatusOr<TuneRequest> MakeTuneRequest(const TuneArgs& a);
+
+}  // namespace parallax::search

@@ -1,0 +1,105 @@
+// Offline tuning of one decode problem over shape buckets: the space for the GPU in hand,
+// compile pruning on all CPU cores ahead of the measuring queue, one isolated worker per GPU,
+// a search strategy per (device, bucket) under a time budget, every measurement stored as it
+// arrives, and the winner written where the runtime looks for it. Rerunning the same request
+// resumes: what the database already holds is not measured again.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/statusor.h"
+#include "parallax/codegen/bucket.h"
+#include "parallax/codegen/variant.h"
+#include "parallax/runtime/device.h"
+#include "parallax/search/clock.h"
+#include "parallax/search/compile.h"
+#include "parallax/search/pruning.h"
+#include "parallax/search/strategy.h"
+
+namespace parallax::search {
+
+struct TuneRequest {
+  Problem problem;      // decode only
+  Algorithm algorithm;
+  std::vector<ShapeBucket> buckets;
+};
+
+struct ProgressEvent {
+  enum class Kind { kUnitStart, kMeasured, kUnitDone, kMessage };
+  Kind kind = Kind::kMessage;
+  int device = 0;
+  std::string bucket;
+  int unit = 0, units = 0;            // 1-based index of this (device, bucket) unit, and the total
+  int tried = 0, planned = 0;         // measurements in this unit so far / expected
+  int candidates = 0;                 // statically pruned space
+  std::string key;                    // kMeasured: what was measured
+  Outcome outcome;                    // kMeasured
+  std::string best_key;               // best so far in this unit
+  double best_us = 0;
+  double elapsed_s = 0, eta_s = -1;   // whole run; eta < 0: unknown
+  std::string message;
+};
+using ProgressFn = std::function<void(const ProgressEvent&)>;
+
+struct TuneOptions {
+  std::string db_path;
+  StrategyOptions strategy;
+  double budget_s = 0;                  // <= 0: unlimited
+  TuneSpaceOptions space;
+  std::string cache_dir;                // compiled kernels for the workers; "" = DefaultCacheDir()
+  int compile_threads = 0;              // 0: every core
+  std::vector<std::string> worker_argv; // e.g. {"/proc/self/exe", "worker"}; "--device N --cache-dir D" appended
+  double min_timeout_s = 5, timeout_factor = 20, prepare_timeout_s = 600;
+  int max_consecutive_crashes = 8;      // a worker dying this often in a row is the worker's fault
+  uint64_t input_seed = 1;
+  // Keys measured first in every bucket besides the space: in practice the test-only
+  // "-testfault" / "-testhang" variants, to prove a fault or a hang costs one measurement.
+  std::vector<std::string> extra_candidates;
+  const std::atomic<bool>* cancel = nullptr;
+  ProgressFn progress;                  // serialised; may be empty
+  nlohmann::json command = nlohmann::json::object();  // stored in the run's params
+};
+
+// What tests replace: the GPUs (empty: ask the driver), the compiler, the clock.
+struct TuneDeps {
+  std::vector<DeviceInfo> devices;
+  std::function<CompileFn(const CompileTarget&)> make_compile;  // empty: NvrtcCompileFn
+  const Clock* clock = nullptr;                                  // null: SteadyClock()
+};
+
+struct UnitReport {
+  int device = 0;
+  std::string fingerprint;
+  std::string bucket;
+  int candidates = 0;
+  int measured = 0, cached = 0, pruned = 0, failed = 0, wrong = 0, timeout = 0;
+  std::string best_key;  // "" when nothing ran ok
+  double best_us = 0;
+  double default_us = 0;  // the runtime's default variant, when measured
+  bool budget_exhausted = false;
+  std::string error;     // the unit could not be tuned (worker unusable, shape too big)
+};
+
+struct TuneReport {
+  std::string problem_key;
+  std::vector<UnitReport> units;
+  bool cancelled = false;
+  bool budget_exhausted = false;
+  double wall_s = 0;
+  std::vector<int64_t> run_ids;
+  CompileQueue::Stats compile;
+};
+
+// The runtime's untuned choice for the problem (measured first, and the full-shape reference).
+std::string DefaultVariantKey(const Problem& p, const Algorithm& a);
+
+// FailedPrecondition without a GPU; InvalidArgument for a bad request. A cancelled run
+// returns its report with cancelled set.
+absl::StatusOr<TuneReport> Tune(const TuneRequest& req, const TuneOptions& o, const TuneDeps& deps = {});
+
+}  // namespace parallax::search

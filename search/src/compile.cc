@@ -1,0 +1,214 @@
+#include "parallax/search/compile.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "parallax/codegen/generator.h"
+#include "parallax/search/pruning.h"
+#include "xxhash.h"
+
+namespace parallax::search {
+namespace {
+
+namespace fs = std::filesystem;
+
+bool WriteAtomically(const fs::path& path, const std::string& data) {
+  std::error_code ec;
+  fs::create_directories(path.parent_path(), ec);
+  const fs::path tmp = path.string() + absl::StrCat(".tmp", ::getpid(), "-", std::hash<std::string>()(data));
+  {
+    std::ofstream out(tmp, std::ios::binary);
+    out.write(data.data(), static_cast<std::streamsize>(data.size()));
+    if (!out) return false;
+  }
+  fs::rename(tmp, path, ec);  // readers never see a partial file
+  if (ec) fs::remove(tmp, ec);
+  return !ec;
+}
+
+nlohmann::json ToJson(const KernelResources& k) {
+  return {{"name", k.name},
+          {"registers", k.registers},
+          {"smem_static_bytes", k.smem_static_bytes},
+          {"stack_bytes", k.stack_bytes},
+          {"spill_store_bytes", k.spill_store_bytes},
+          {"spill_load_bytes", k.spill_load_bytes}};
+}
+
+KernelResources FromJson(const nlohmann::json& j) {
+  KernelResources k;
+  k.name = j.value("name", "");
+  k.registers = j.value("registers", 0);
+  k.smem_static_bytes = j.value("smem_static_bytes", 0);
+  k.stack_bytes = j.value("stack_bytes", 0);
+  k.spill_store_bytes = j.value("spill_store_bytes", 0);
+  k.spill_load_bytes = j.value("spill_load_bytes", 0);
+  return k;
+}
+
+// The class representative: the member with split count auto (every member compiles to it).
+Variant ClassVariant(const Variant& v) {
+  absl::StatusOr<Variant> base = Variant::Parse(CompileClassKey(v));
+  return base.ok() ? *base : v;
+}
+
+CompileOutcome CompileMembers(const std::vector<Variant>& members, const CompileTarget& t) {
+  CompileOutcome out;
+  const Variant rep = ClassVariant(members.front());
+  const std::string source = GenerateSource(rep);
+  const fs::path report = ArtifactPath(t, ArtifactName(rep, source, t)) + ".ptxas.json";
+  std::vector<fs::path> binaries;
+  for (const Variant& m : members) binaries.push_back(ArtifactPath(t, ArtifactName(m, GenerateSource(m), t)));
+
+  // A report from an earlier run (resume) spares the compile when the binaries are there too.
+  if (std::ifstream in(report); in) {
+    nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+    if (j.is_object() && j.contains("kernels")) {
+      for (const auto& k : j["kernels"]) out.kernels.push_back(FromJson(k));
+      const bool pruned = j.value("pruned", std::string()).size() > 0;
+      bool have_all = true;
+      for (const fs::path& b : binaries) have_all = have_all && fs::exists(b);
+      if (pruned || have_all) {
+        out.cached = true;
+        out.kind = pruned ? CompileOutcome::Kind::kPruned : CompileOutcome::Kind::kKeep;
+        out.reason = j.value("pruned", std::string());
+        return out;
+      }
+      out.kernels.clear();
+    }
+  }
+  CompileOptions co;
+  co.arch = t.arch;
+  absl::StatusOr<CompileResult> r = CompileCuda(source, absl::StrCat(rep.Key(), ".cu"), co);
+  if (!r.ok()) {
+    out.kind = CompileOutcome::Kind::kFailed;
+    out.reason = absl::StrCat("compile failed: ", r.status().message());
+    return out;
+  }
+  out.kernels = r->kernels;
+  out.compile_ms = r->compile_ms;
+  std::optional<std::string> why = CompilePruneReason(rep, r->kernels, t.limits);
+  out.kind = why ? CompileOutcome::Kind::kPruned : CompileOutcome::Kind::kKeep;
+  out.reason = why.value_or("");
+  if (!why) {
+    // Members differ from the representative only in the split count, a launch argument
+    // (and in the key echoed in a source comment), so its binary serves them all.
+    const std::string cubin(r->cubin.begin(), r->cubin.end());
+    for (const fs::path& b : binaries) WriteAtomically(b, cubin);
+  }
+  nlohmann::json j = {{"key", rep.Key()}, {"kernels", nlohmann::json::array()}, {"pruned", out.reason}};
+  for (const KernelResources& k : out.kernels) j["kernels"].push_back(ToJson(k));
+  WriteAtomically(report, j.dump());
+  return out;
+}
+
+}  // namespace
+
+CompileTarget TargetFor(const DeviceInfo& dev, const std::string& cache_dir) {
+  CompileTarget t;
+  t.arch = dev.arch();
+  t.nvrtc_version = dev.nvrtc_version;
+  t.driver_version = dev.driver_version;
+  t.cache_dir = cache_dir.empty() ? DefaultCacheDir() : cache_dir;
+  t.limits = LimitsFor(dev);
+  return t;
+}
+
+std::string DefaultCacheDir() {
+  if (const char* e = std::getenv("PARALLAX_CACHE_DIR"); e && *e) return e;
+  if (const char* h = std::getenv("HOME"); h && *h) return absl::StrCat(h, "/.cache/parallax");
+  return "/tmp/parallax-cache";
+}
+
+std::string ArtifactName(const Variant& v, const std::string& source, const CompileTarget& t) {
+  const std::string id = absl::StrCat(v.Key(), "|", XXH3_64bits(source.data(), source.size()), "|", t.arch,
+                                      "|nvrtc", t.nvrtc_version, "|driver", t.driver_version, "|gen",
+                                      kGeneratorVersion);
+  return absl::StrFormat("%016x", XXH3_64bits(id.data(), id.size()));
+}
+
+std::string ArtifactPath(const CompileTarget& t, const std::string& artifact) {
+  return (fs::path(t.cache_dir) / t.arch / absl::StrCat(artifact, ".cubin")).string();
+}
+
+CompileFn NvrtcCompileFn(const CompileTarget& t) {
+  return [t](const std::vector<Variant>& members) { return CompileMembers(members, t); };
+}
+
+struct CompileQueue::Entry {
+  std::vector<Variant> members;
+  std::once_flag once;
+  CompileOutcome result;
+};
+
+CompileQueue::CompileQueue(CompileFn fn, int threads)
+    : fn_(std::move(fn)), pool_(std::make_unique<ThreadPool>(threads)) {}
+
+CompileQueue::~CompileQueue() { pool_.reset(); }
+
+void CompileQueue::Run(Entry& e) {
+  std::call_once(e.once, [&] {
+    e.result = fn_(e.members);
+    std::lock_guard<std::mutex> l(mu_);
+    ++stats_.done;
+    stats_.cached += e.result.cached;
+    stats_.pruned += e.result.kind == CompileOutcome::Kind::kPruned;
+    stats_.failed += e.result.kind == CompileOutcome::Kind::kFailed;
+  });
+}
+
+void CompileQueue::Schedule(const std::vector<Variant>& in_order) {
+  std::vector<std::shared_ptr<Entry>> fresh;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    std::map<std::string, std::shared_ptr<Entry>> added;
+    for (const Variant& v : in_order) {
+      const std::string cls = CompileClassKey(v);
+      if (classes_.count(cls) && !added.count(cls)) continue;  // scheduled by an earlier call
+      std::shared_ptr<Entry>& e = added[cls];
+      if (!e) {
+        e = std::make_shared<Entry>();
+        classes_[cls] = e;
+        fresh.push_back(e);
+        ++stats_.classes;
+      }
+      e->members.push_back(v);
+    }
+  }
+  // Submitted only now, when every member is in: the task writes a binary per member.
+  for (auto& e : fresh) pool_->Submit([this, e] { Run(*e); });
+}
+
+std::shared_ptr<CompileQueue::Entry> CompileQueue::EntryFor(const Variant& v) {
+  std::lock_guard<std::mutex> l(mu_);
+  std::shared_ptr<Entry>& e = classes_[CompileClassKey(v)];
+  if (!e) {
+    e = std::make_shared<Entry>();
+    e->members.push_back(v);
+    ++stats_.classes;
+  }
+  return e;
+}
+
+CompileOutcome CompileQueue::Wait(const Variant& v) {
+  std::shared_ptr<Entry> e = EntryFor(v);
+  Run(*e);  // runs it here if nobody has started it, else waits for whoever did
+  return e->result;
+}
+
+void CompileQueue::Cancel() { pool_->Clear(); }
+
+CompileQueue::Stats CompileQueue::stats() {
+  std::lock_guard<std::mutex> l(mu_);
+  return stats_;
+}
+
+}  // namespace parallax::search

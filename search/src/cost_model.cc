@@ -1,0 +1,77 @@
+#include "parallax/search/cost_model.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "parallax/search/pruning.h"
+
+namespace parallax::search {
+namespace {
+
+constexpr double kLaunchUs = 4.0;          // one kernel launch inside a graph, with its tail
+constexpr double kMergeLaunchUs = 3.0;     // the separate split-merge kernel
+constexpr double kFusedMergeUs = 1.0;      // last-CTA merge: no launch, a little serial work
+constexpr double kInflightPerSm = 24e3;    // bytes in flight per SM to cover DRAM latency
+constexpr double kMmaFlopsPerUs = 2e8;     // achieved, not peak: decode tiles are thin
+constexpr double kFmaFlopsPerUs = 2.5e7;
+
+}  // namespace
+
+CostInputs CostInputsFor(const DeviceInfo& dev) {
+  CostInputs c;
+  c.sm_count = std::max(1, dev.sm_count);
+  c.limits = LimitsFor(dev);
+  // DeviceInfo has no bus width, so typical HBM/GDDR bandwidths per generation; only the
+  // ordering of candidates and the watchdog's slack depend on it.
+  const int cc = dev.cc_major * 10 + dev.cc_minor;
+  c.mem_gbps = cc >= 90 ? 3350 : cc == 80 ? 2000 : cc >= 86 ? 900 : 1000;
+  return c;
+}
+
+double DecodeBytes(const Problem& p, const Algorithm& a, int batch, int seqlen) {
+  const double kv = 2.0 * batch * seqlen * p.num_kv_heads * p.head_dim * 2;
+  const double rows = (a.probe == Probe::kLearned ? 3.0 : 2.0) * batch * p.num_q_heads * p.head_dim * 2;
+  return kv + rows;
+}
+
+int ModelSplits(const Variant& v, int batch, int seqlen, const CostInputs& c) {
+  const int per_sm = std::max(1, CtasPerSm(v, c.limits));
+  const int ctas = std::max(1, batch * v.problem().num_kv_heads * v.ctas_per_group());
+  const int slots = c.sm_count * per_sm;
+  const int max_by_len = std::max(1, seqlen / (2 * v.schedule().block_n));
+  return std::clamp(std::min(std::max(1, slots / ctas), max_by_len), 1, 128);
+}
+
+double EstimateDecodeUs(const Variant& v, int batch, int seqlen, const CostInputs& c) {
+  const Problem& p = v.problem();
+  const Schedule& s = v.schedule();
+  const int splits = s.splits > 0 ? s.splits : ModelSplits(v, batch, seqlen, c);
+  const double ctas = std::max(1.0, double(batch) * p.num_kv_heads * v.ctas_per_group() * splits);
+  const double per_sm = std::max(1, CtasPerSm(v, c.limits));
+  const double slots = c.sm_count * per_sm;
+  const double active = std::min(ctas, slots);
+
+  // Memory: bandwidth reaches its peak only with enough tiles in flight across the GPU, and a
+  // partial last wave costs as long as a full one.
+  const double cta_inflight = double(s.stages) * s.block_n * p.head_dim * 2 * 2;
+  const double bw_frac = std::min(1.0, active * cta_inflight / (kInflightPerSm * c.sm_count));
+  const double tail = ctas > slots ? std::ceil(ctas / slots) * slots / ctas : 1.0;
+  const double bytes = DecodeBytes(p, v.algorithm(), batch, seqlen);
+  const double t_mem = bytes / (c.mem_gbps * 1e3 * bw_frac) * tail;
+
+  // Math: 8 D flops per (query head, key) for Parallax, 4 D for softmax.
+  const double flops = double(batch) * p.num_q_heads * seqlen * p.head_dim *
+                       (v.algorithm().probe == Probe::kLearned ? 8 : 4);
+  const double busy = std::min(1.0, active * s.warps / (4.0 * c.sm_count));
+  const double rate = s.path == MathPath::kMma ? kMmaFlopsPerUs : kFmaFlopsPerUs;
+  const double t_math = flops / (rate * busy) * tail;
+
+  double t = std::max(t_mem, t_math) + kLaunchUs;
+  if (splits > 1) {  // partials written and read back once
+    const double merge_bytes = 2.0 * splits * batch * p.num_q_heads * (2.0 * p.head_dim + 4) * 4;
+    t += (s.fused_merge ? kFusedMergeUs : kMergeLaunchUs) + merge_bytes / (c.mem_gbps * 1e3);
+  }
+  return t;
+}
+
+}  // namespace parallax::search

@@ -1,0 +1,64 @@
+#include "parallax/search/tune_args.h"
+
+#include <cstdlib>
+
+#include "absl/strings/str_cat.h"
+
+namespace parallax::search {
+
+std::string DefaultDbPath() {
+  if (const char* x = std::getenv("XDG_DATA_HOME"); x && *x) return absl::StrCat(x, "/parallax/tuner.db");
+  if (const char* h = std::getenv("HOME"); h && *h) return absl::StrCat(h, "/.local/share/parallax/tuner.db");
+  return "tuner.db";
+}
+
+absl::StatusOr<std::vector<int>> PresetShape(const std::string& name) {
+  if (name == "qwen3-0.6b") return std::vector<int>{16, 8, 128};
+  if (name == "qwen3-1.7b") return std::vector<int>{16, 8, 128};
+  if (name == "llama3-8b") return std::vector<int>{32, 8, 128};
+  return absl::InvalidArgumentError(
+      absl::StrCat("--preset ", name, ": expected qwen3-0.6b, qwen3-1.7b or llama3-8b"));
+}
+
+absl::StatusOr<TuneRequest> MakeTuneRequest(const TuneArgs& a) {
+  int hq = a.q_heads, hkv = a.kv_heads, d = a.head_dim;
+  if (!a.preset.empty()) {
+    absl::StatusOr<std::vector<int>> p = PresetShape(a.preset);
+    if (!p.ok()) return p.status();
+    if (hq == 0) hq = (*p)[0];
+    if (hkv == 0) hkv = (*p)[1];
+    if (d == 0) d = (*p)[2];
+  }
+  if (hq == 0 || hkv == 0 || d == 0)
+    return absl::InvalidArgumentError("give --preset, or all of --q-heads, --kv-heads and --head-dim");
+  TuneRequest r;
+  Problem& p = r.problem;
+  p.mode = Mode::kDecode;
+  if (a.dtype != "bf16" && a.dtype != "fp16")
+    return absl::InvalidArgumentError(absl::StrCat("--dtype ", a.dtype, ": expected bf16 or fp16"));
+  p.dtype = a.dtype == "fp16" ? DType::kFP16 : DType::kBF16;
+  p.num_q_heads = hq;
+  p.num_kv_heads = hkv;
+  p.head_dim = d;
+  if (a.paged < 0) return absl::InvalidArgumentError("--paged must be >= 0");
+  if (a.paged > 0) {
+    p.kv_layout = KvLayout::kPaged;
+    p.page_size = a.paged;
+  }
+  r.algorithm.probe = a.probe == "none" ? Probe::kNone : Probe::kLearned;
+  r.algorithm.affine = a.affine == "amplified" ? Affine::kAmplified : Affine::kPlain;
+  if (absl::Status s = ValidateProblemOnly(p, r.algorithm); !s.ok())
+    return absl::InvalidArgumentError(absl::StrCat("bad problem: ", s.message()));
+  for (int b : a.batch)
+    for (int l : a.seqlen) {
+      if (b < 1 || l < 1) return absl::InvalidArgumentError("--batch and --seqlen values must be >= 1");
+      const ShapeBucket bucket = BucketFor(b, l);
+      bool seen = false;
+      for (const ShapeBucket& x : r.buckets) seen = seen || x == bucket;
+      if (!seen) r.buckets.push_back(bucket);
+    }
+  if (r.buckets.empty()) return absl::InvalidArgumentError("no --batch x --seqlen buckets");
+  return r;
+}
+
+}  // namespace parallax::search

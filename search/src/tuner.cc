@@ -1,0 +1,401 @@
+#include "parallax/search/tuner.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "cuda_driver.h"
+#include "parallax/runtime/runtime.h"
+#include "parallax/search/cost_model.h"
+#include "parallax/search/decode_bench.h"
+#include "parallax/search/tuning_db.h"
+#include "parallax/search/worker_client.h"
+#include "run_lock.h"
+#include "unit_measurer.h"
+
+namespace parallax::search {
+namespace {
+
+using internal::UnitMeasurer;
+
+// Warm-start keys taken from the nearest tuned bucket.
+constexpr int kWarmStartSeeds = 4;
+
+absl::StatusOr<std::vector<DeviceInfo>> QueryAllDevices() {
+  absl::StatusOr<const cu::Api*> api = cu::Driver();
+  if (!api.ok())
+    return absl::FailedPreconditionError(
+        absl::StrCat("tuning measures kernels on a GPU and none is usable here (", api.status().message(), ")"));
+  int count = 0;
+  if ((*api)->cuDeviceGetCount(&count) != CUDA_SUCCESS || count < 1)
+    return absl::FailedPreconditionError("tuning measures kernels on a GPU and none is visible");
+  std::vector<DeviceInfo> out;
+  for (int i = 0; i < count; ++i) {
+    absl::StatusOr<DeviceInfo> d = QueryDevice(i);
+    if (!d.ok()) return absl::FailedPreconditionError(absl::StrCat("GPU ", i, ": ", d.status().message()));
+    out.push_back(*d);
+  }
+  return out;
+}
+
+// GPUs with one fingerprint share a space, a compile queue and a list of buckets; each
+// bucket is tuned on one of them (timings from different GPU models are not comparable).
+struct Group {
+  std::string fingerprint;
+  std::vector<int> devices;  // indexes into the device list
+  CompileTarget target;
+  CostInputs cost;
+  std::vector<Variant> space;
+  std::unique_ptr<CompileQueue> compile;
+  size_t next_unit = 0;  // under Shared::mu
+};
+
+struct Shared {
+  std::mutex mu;
+  int units_total = 0, units_started = 0, units_done = 0;
+  long tried = 0, planned = 0;
+  std::vector<UnitReport> units;
+  std::vector<int64_t> run_ids;
+  bool budget_exhausted = false;
+};
+
+class Tuning {
+ public:
+  Tuning(const TuneRequest& req, const TuneOptions& o, const Clock& clock, TuningDb& db,
+         std::vector<DeviceInfo> devices)
+      : req_(req), o_(o), db_(db), devices_(std::move(devices)),
+        budget_(clock, o.budget_s, o.cancel), default_key_(DefaultVariantKey(req.problem, req.algorithm)) {}
+
+  absl::Status Setup(const TuneDeps& deps) {
+    absl::StatusOr<int64_t> pid = db_.ProblemId(req_.problem, req_.algorithm);
+    if (!pid.ok()) return pid.status();
+    problem_id_ = *pid;
+    std::map<std::string, Group*> by_fp;
+    for (size_t i = 0; i < devices_.size(); ++i) {
+      const std::string fp = devices_[i].fingerprint();
+      Group*& g = by_fp[fp];
+      if (g == nullptr) {
+        groups_.push_back(std::make_unique<Group>());
+        g = groups_.back().get();
+        g->fingerprint = fp;
+        g->target = TargetFor(devices_[i], o_.cache_dir);
+        g->cost = CostInputsFor(devices_[i]);
+        g->space = BuildStaticSpace(req_.problem, req_.algorithm, g->target.limits, o_.space).variants;
+        CompileFn fn = deps.make_compile ? deps.make_compile(g->target) : NvrtcCompileFn(g->target);
+        g->compile = std::make_unique<CompileQueue>(std::move(fn), o_.compile_threads);
+        shared_.units_total += static_cast<int>(req_.buckets.size());
+        StrategyOptions so = o_.strategy;
+        so.seeds.assign(1 + kWarmStartSeeds, "");
+        shared_.planned += long(req_.buckets.size()) * PlannedMeasurements(so, g->space.size());
+      }
+      g->devices.push_back(static_cast<int>(i));
+    }
+    return absl::OkStatus();
+  }
+
+  void Run() {
+    std::vector<std::thread> threads;
+    for (auto& g : groups_)
+      for (int d : g->devices) threads.emplace_back([this, gp = g.get(), d] { DeviceLoop(*gp, d); });
+    for (std::thread& t : threads) t.join();
+  }
+
+  TuneReport Report() {
+    TuneReport r;
+    r.problem_key = ProblemKey(req_.problem, req_.algorithm);
+    r.units = shared_.units;
+    std::sort(r.units.begin(), r.units.end(), [](const UnitReport& a, const UnitReport& b) {
+      return std::make_pair(a.fingerprint, a.bucket) < std::make_pair(b.fingerprint, b.bucket);
+    });
+    r.cancelled = budget_.Cancelled();
+    r.budget_exhausted = shared_.budget_exhausted;
+    r.wall_s = budget_.Elapsed();
+    r.run_ids = shared_.run_ids;
+    for (auto& g : groups_) {
+      const CompileQueue::Stats s = g->compile->stats();
+      r.compile.classes += s.classes;
+      r.compile.done += s.done;
+      r.compile.cached += s.cached;
+      r.compile.pruned += s.pruned;
+      r.compile.failed += s.failed;
+    }
+    return r;
+  }
+
+ private:
+  void Emit(ProgressEvent e) {  // caller holds shared_.mu
+    if (!o_.progress) return;
+    e.units = shared_.units_total;
+    e.elapsed_s = budget_.Elapsed();
+    const long left = std::max(0L, shared_.planned - shared_.tried);
+    if (shared_.tried > 0) e.eta_s = e.elapsed_s * left / shared_.tried;
+    if (!budget_.unlimited()) e.eta_s = e.eta_s < 0 ? budget_.Remaining() : std::min(e.eta_s, budget_.Remaining());
+    o_.progress(e);
+  }
+
+  // Seconds one measurement should take (the watchdog allows timeout_factor times this).
+  double ExpectedSeconds(const Group& g, const ShapeBucket& b, const Variant& v, int reps) const {
+    const double est = EstimateDecodeUs(v, b.batch, b.seqlen, g.cost);
+    const DeviceInfo& dev = devices_[g.devices.front()];
+    const BenchShape shape{req_.problem, req_.algorithm, b.batch, b.seqlen};
+    const int sets = std::max(1, InputSetsFor(InputSetBytes(shape), dev.l2_bytes, double(dev.mem_bytes), {}));
+    const BenchOptions bo;
+    // verification (3 launches), warm-up (each set), then (reps + 2) samples of >= min_sample_us
+    const double us = 3 * est + bo.warmup * sets * est + (reps + 2) * std::max(bo.min_sample_us, est * sets);
+    return 0.05 + us * 1e-6;
+  }
+
+  void DeviceLoop(Group& g, int d) {
+    const DeviceInfo& dev = devices_[d];
+    absl::StatusOr<int64_t> device_id = db_.DeviceId(dev);
+    std::optional<int64_t> run_id;
+    if (device_id.ok()) {
+      nlohmann::json params = o_.command;
+      params["problem_key"] = ProblemKey(req_.problem, req_.algorithm);
+      params["strategy"] = ToString(o_.strategy.kind);
+      params["budget_s"] = o_.budget_s;
+      params["seed"] = o_.strategy.seed;
+      params["device_ordinal"] = dev.ordinal;
+      params["generator_version"] = kGeneratorVersion;
+      params["buckets"] = nlohmann::json::array();
+      for (const ShapeBucket& b : req_.buckets) params["buckets"].push_back(ToString(b));
+      if (absl::StatusOr<int64_t> r = db_.store().StartRun(*device_id, params); r.ok()) run_id = *r;
+    }
+    WorkerOptions wo;
+    wo.argv = o_.worker_argv;
+    for (const std::string& a : {std::string("--device"), std::to_string(dev.ordinal), std::string("--cache-dir"),
+                                 g.target.cache_dir})
+      wo.argv.push_back(a);
+    wo.min_timeout_s = o_.min_timeout_s;
+    wo.timeout_factor = o_.timeout_factor;
+    wo.prepare_timeout_s = o_.prepare_timeout_s;
+    wo.cancel = o_.cancel;
+    WorkerClient worker(wo);
+    int done = 0, failed = 0;
+    while (true) {
+      size_t index;
+      int unit_no;
+      double share;
+      {
+        std::lock_guard<std::mutex> l(shared_.mu);
+        if (g.next_unit >= req_.buckets.size() || budget_.Cancelled()) break;
+        index = g.next_unit++;
+        unit_no = ++shared_.units_started;
+        // An equal share of what is left for each bucket not yet started, so the early ones
+        // cannot starve the late ones; time they leave unused flows on.
+        const double left = double(req_.buckets.size() - index) / g.devices.size();
+        share = budget_.unlimited() ? 0 : budget_.Remaining() / std::max(1.0, left);
+      }
+      UnitReport ur = device_id.ok() ? RunUnit(g, d, *device_id, run_id, req_.buckets[index], unit_no, share, worker)
+                                     : UnitReport{};
+      if (!device_id.ok()) ur.error = std::string(device_id.status().message());
+      ++done;
+      failed += !ur.error.empty();
+      std::lock_guard<std::mutex> l(shared_.mu);
+      ++shared_.units_done;
+      shared_.budget_exhausted = shared_.budget_exhausted || ur.budget_exhausted;
+      shared_.units.push_back(ur);
+      if (run_id) {
+        nlohmann::json progress = {{"units_total", req_.buckets.size()}, {"units_done", done}, {"buckets", {}}};
+        for (const UnitReport& u : shared_.units)
+          if (u.device == dev.ordinal)
+            progress["buckets"][u.bucket] = {{"best", u.best_key},   {"best_us", u.best_us},
+                                             {"measured", u.measured}, {"cached", u.cached},
+                                             {"error", u.error}};
+        (void)db_.store().UpdateRunProgress(*run_id, progress);
+      }
+    }
+    worker.Stop();
+    if (run_id) {
+      std::lock_guard<std::mutex> l(shared_.mu);
+      shared_.run_ids.push_back(*run_id);
+      const cache::RunStatus status = budget_.Cancelled()              ? cache::RunStatus::kCancelled
+                                      : (done > 0 && failed == done) ? cache::RunStatus::kFailed
+                                                                       : cache::RunStatus::kDone;
+      (void)db_.store().FinishRun(*run_id, status);
+    }
+  }
+
+  UnitReport RunUnit(Group& g, int d, int64_t device_id, std::optional<int64_t> run_id, const ShapeBucket& b,
+                     int unit_no, double share, WorkerClient& worker) {
+    const DeviceInfo& dev = devices_[d];
+    UnitReport ur;
+    ur.device = dev.ordinal;
+    ur.fingerprint = g.fingerprint;
+    ur.bucket = ToString(b);
+    ur.candidates = static_cast<int>(g.space.size());
+    UnitKey u{device_id, g.fingerprint, problem_id_, ProblemKey(req_.problem, req_.algorithm), ur.bucket,
+              NvrtcVersionNumber(dev.nvrtc_version), run_id};
+    absl::StatusOr<std::vector<Trial>> earlier = db_.Earlier(u);
+    if (!earlier.ok()) {
+      ur.error = std::string(earlier.status().message());
+      return ur;
+    }
+    StrategyOptions so = o_.strategy;
+    so.seeds = {default_key_};
+    if (absl::StatusOr<std::vector<std::string>> w = db_.WarmStartSeeds(u, kWarmStartSeeds); w.ok())
+      so.seeds.insert(so.seeds.end(), w->begin(), w->end());
+    std::vector<Candidate> cands;
+    for (const Variant& v : g.space) cands.push_back({v, EstimateDecodeUs(v, b.batch, b.seqlen, g.cost)});
+    size_t after_default = 1;  // extra candidates go right after the reference, in order
+    for (const std::string& k : o_.extra_candidates) {
+      absl::StatusOr<Variant> v = Variant::Parse(k);
+      if (!v.ok() || !(v->problem() == req_.problem) || !(v->algorithm() == req_.algorithm)) continue;
+      cands.push_back({*v, EstimateDecodeUs(*v, b.batch, b.seqlen, g.cost)});
+      so.seeds.insert(so.seeds.begin() + after_default++, k);
+    }
+    // Compile in the order the strategy is likely to ask (guided: seeds, then cheapest first).
+    std::vector<Variant> order;
+    for (const std::string& s : so.seeds)
+      for (const Candidate& c : cands)
+        if (c.variant.Key() == s) order.push_back(c.variant);
+    std::vector<Candidate> sorted = cands;
+    if (so.kind == StrategyKind::kGuided)
+      std::stable_sort(sorted.begin(), sorted.end(), [](const Candidate& x, const Candidate& y) { return x.est_us < y.est_us; });
+    for (const Candidate& c : sorted) order.push_back(c.variant);
+    g.compile->Schedule(order);
+
+    const Budget slice = budget_.Slice(share);
+    {
+      std::lock_guard<std::mutex> l(shared_.mu);
+      ProgressEvent e;
+      e.kind = ProgressEvent::Kind::kUnitStart;
+      e.device = dev.ordinal;
+      e.bucket = ur.bucket;
+      e.unit = unit_no;
+      e.candidates = ur.candidates;
+      e.planned = PlannedMeasurements(so, cands.size());
+      Emit(e);
+    }
+    std::optional<UnitMeasurer> m;
+    if (slice.Exhausted()) {
+      ur.budget_exhausted = !slice.Cancelled();
+    } else {
+      // The reference variant must be ready before the worker's inputs are prepared.
+      if (absl::StatusOr<Variant> def = Variant::Parse(default_key_); def.ok()) g.compile->Wait(*def);
+      WorkerRequest prep;
+      prep.op = Op::kPrepare;
+      prep.default_key = default_key_;
+      prep.batch = b.batch;
+      prep.seqlen = b.seqlen;
+      prep.seed = o_.input_seed;
+      if (absl::Status s = worker.Prepare(prep); !s.ok()) {
+        if (!budget_.Cancelled()) ur.error = std::string(s.message());
+      } else {
+        int tried = 0;
+        const int planned = PlannedMeasurements(so, cands.size());
+        m.emplace(db_, u, *g.compile, worker,
+                  [this, &g, b](const Variant& v, int reps) { return ExpectedSeconds(g, b, v, reps); },
+                  o_.max_consecutive_crashes, *earlier, [&](const std::string& key, const Outcome& o) {
+                    std::lock_guard<std::mutex> l(shared_.mu);
+                    ++shared_.tried;
+                    ProgressEvent e;
+                    e.kind = ProgressEvent::Kind::kMeasured;
+                    e.device = dev.ordinal;
+                    e.bucket = ur.bucket;
+                    e.unit = unit_no;
+                    e.tried = ++tried;
+                    e.planned = planned;
+                    e.candidates = ur.candidates;
+                    e.key = key;
+                    e.outcome = o;
+                    if (const Trial* f = m->fastest()) {
+                      e.best_key = f->key;
+                      e.best_us = f->outcome.median_us;
+                    }
+                    Emit(e);
+                  });
+        const StrategyResult r = RunStrategy(cands, *m, slice, so);
+        ur.budget_exhausted = r.budget_exhausted;
+        if (!m->infra_error().ok() && !budget_.Cancelled()) ur.error = std::string(m->infra_error().message());
+        const internal::UnitCounts& c = m->counts();
+        ur.measured = c.measured;
+        ur.cached = c.cached;
+        ur.pruned = c.pruned;
+        ur.failed = c.failed;
+        ur.wrong = c.wrong;
+        ur.timeout = c.timeout;
+      }
+    }
+    // Keep the best so far whatever stopped us: everything stored was verified.
+    if (absl::StatusOr<std::optional<Trial>> best = db_.StoreBest(u); best.ok() && *best) {
+      ur.best_key = (*best)->key;
+      ur.best_us = (*best)->outcome.median_us;
+    } else if (!best.ok() && ur.error.empty()) {
+      ur.error = std::string(best.status().message());
+    }
+    if (absl::StatusOr<std::vector<Trial>> all = db_.Earlier(u); all.ok()) {
+      std::vector<Trial> def;
+      for (const Trial& t : *all)
+        if (t.key == default_key_) def.push_back(t);
+      if (std::optional<Trial> t = PickBest(def)) ur.default_us = t->outcome.median_us;
+    }
+    std::lock_guard<std::mutex> l(shared_.mu);
+    ProgressEvent e;
+    e.kind = ProgressEvent::Kind::kUnitDone;
+    e.device = dev.ordinal;
+    e.bucket = ur.bucket;
+    e.unit = unit_no;
+    e.candidates = ur.candidates;
+    e.tried = ur.measured + ur.cached + ur.pruned;
+    e.best_key = ur.best_key;
+    e.best_us = ur.best_us;
+    e.message = ur.error;
+    Emit(e);
+    return ur;
+  }
+
+  const TuneRequest& req_;
+  const TuneOptions& o_;
+  TuningDb& db_;
+  std::vector<DeviceInfo> devices_;
+  Budget budget_;
+  const std::string default_key_;
+  int64_t problem_id_ = 0;
+  std::vector<std::unique_ptr<Group>> groups_;
+  Shared shared_;
+};
+
+}  // namespace
+
+std::string DefaultVariantKey(const Problem& p, const Algorithm& a) {
+  absl::StatusOr<Variant> v = Variant::Create(p, a, CanonicalSchedule(p, a, DefaultDecodeSchedule(p, a)));
+  return v.ok() ? v->Key() : std::string();
+}
+
+absl::StatusOr<TuneReport> Tune(const TuneRequest& req, const TuneOptions& o, const TuneDeps& deps) {
+  if (req.problem.mode != Mode::kDecode)
+    return absl::InvalidArgumentError("only decode problems are tuned (the worker measures decode kernels)");
+  if (absl::Status s = ValidateProblemOnly(req.problem, req.algorithm); !s.ok())
+    return absl::InvalidArgumentError(absl::StrCat("bad problem: ", s.message()));
+  if (DefaultVariantKey(req.problem, req.algorithm).empty())
+    return absl::InvalidArgumentError("the problem has no default variant to verify candidates against");
+  if (req.buckets.empty()) return absl::InvalidArgumentError("no shape buckets to tune");
+  if (o.worker_argv.empty()) return absl::InvalidArgumentError("no worker command");
+  if (o.db_path.empty()) return absl::InvalidArgumentError("no database path");
+  for (const std::string& k : o.extra_candidates) {
+    absl::StatusOr<Variant> v = Variant::Parse(k);
+    if (!v.ok()) return v.status();
+    if (!(v->problem() == req.problem) || !(v->algorithm() == req.algorithm))
+      return absl::InvalidArgumentError(absl::StrCat(k, ": not a variant of the problem being tuned"));
+  }
+  std::vector<DeviceInfo> devices = deps.devices;
+  if (devices.empty()) {
+    absl::StatusOr<std::vector<DeviceInfo>> found = QueryAllDevices();
+    if (!found.ok()) return found.status();
+    devices = *std::move(found);
+  }
+  absl::StatusOr<std::unique_ptr<TuningDb>> db = TuningDb::Open(o.db_path);
+  if (!db.ok()) return db.status();
+  internal::RunLock lock(o.db_path, [&] { (void)(*db)->store().MarkRunningAsInterrupted(); });
+  Tuning t(req, o, deps.clock ? *deps.clock : SteadyClock(), **db, std::move(devices));
+  if (absl::Status s = t.Setup(deps); !s.ok()) return s;
+  t.Run();
+  return t.Report();
+}
+
+}  // namespace parallax::search

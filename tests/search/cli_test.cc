@@ -1,0 +1,229 @@
+// The search subcommands as a user runs them (plx_search_cli is built from the `parallax`
+// CLI's own command sources): help, argument errors, `db show/export/import/verify` on a
+// database the tuner library wrote, and the no-GPU paths of `tune` and `bench`.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "parallax/cache/store.h"
+#include "parallax/runtime/device.h"
+#include "parallax/search/tune_args.h"
+#include "parallax/search/tuning_db.h"
+
+namespace parallax::search {
+namespace {
+
+struct Result {
+  int code = -1;
+  std::string out, err;
+  double seconds = 0;
+};
+
+// Runs the CLI with args (a shell-quoted string), capturing stdout and stderr.
+Result Cli(const std::string& args, const std::string& dir) {
+  const std::string out = dir + "/stdout", err = dir + "/stderr";
+  const std::string cmd = std::string(PLX_SEARCH_CLI) + " " + args + " >" + out + " 2>" + err;
+  const auto t0 = std::chrono::steady_clock::now();
+  const int status = std::system(cmd.c_str());
+  Result r;
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  auto slurp = [](const std::string& p) {
+    std::string s;
+    if (FILE* f = std::fopen(p.c_str(), "r")) {
+      std::array<char, 4096> buf;
+      size_t n;
+      while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) s.append(buf.data(), n);
+      std::fclose(f);
+    }
+    return s;
+  };
+  r.out = slurp(out);
+  r.err = slurp(err);
+  return r;
+}
+
+bool OneErrorLine(const std::string& err) {
+  return err.rfind("parallax: ", 0) == 0 && err.find('\n') == err.size() - 1;
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::string(PLX_BINARY_DIR) + "/search_cli_test_" + std::to_string(::getpid()) + "_" +
+           ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override {
+    if (!HasFailure()) std::filesystem::remove_all(dir_);
+  }
+  // A database with one device, problem, a few measurements and two best configs, written
+  // through the same code the tuner uses.
+  std::string MakeDb(const std::string& name) {
+    const std::string path = dir_ + "/" + name;
+    std::unique_ptr<TuningDb> db = *TuningDb::Open(path);
+    DeviceInfo d;
+    d.name = "FakeGPU";
+    d.cc_major = 9;
+    d.sm_count = 132;
+    d.nvrtc_version = "13.0";
+    TuneArgs a;
+    a.preset = "qwen3-0.6b";
+    const TuneRequest req = *MakeTuneRequest(a);
+    UnitKey u{*db->DeviceId(d), d.fingerprint(), *db->ProblemId(req.problem, req.algorithm),
+              ProblemKey(req.problem, req.algorithm), "b1-l1024", 13000, std::nullopt};
+    const std::string def = DefaultVariantKey(req.problem, req.algorithm);
+    EXPECT_TRUE(db->Record(u, def, Outcome::Ok(20, 19, 21, 20)).ok());
+    EXPECT_TRUE(db->Record(u, def + "-testhang", Outcome::Bad(Verdict::kTimeout, "no answer")).ok());
+    EXPECT_TRUE(db->StoreBest(u).ok());
+    u.bucket = "b8-l4096";
+    EXPECT_TRUE(db->Record(u, def, Outcome::Ok(30, 29, 31, 20)).ok());
+    EXPECT_TRUE(db->StoreBest(u).ok());
+    return path;
+  }
+  std::string dir_;
+};
+
+TEST_F(CliTest, HelpListsTheCommandsButNotTheWorker) {
+  Result r = Cli("--help", dir_);
+  EXPECT_EQ(r.code, 0);
+  for (const char* c : {"tune", "db", "bench"}) EXPECT_NE(r.out.find(c), std::string::npos) << c;
+  EXPECT_EQ(r.out.find("worker"), std::string::npos);
+  for (const char* sub : {"tune --help", "db --help", "db show --help", "db export --help", "db import --help",
+                          "db verify --help", "bench --help", "bench decode --help"}) {
+    r = Cli(sub, dir_);
+    EXPECT_EQ(r.code, 0) << sub << ": " << r.err;
+  }
+  r = Cli("tune --help", dir_);
+  for (const char* opt : {"--preset", "--q-heads", "--kv-heads", "--head-dim", "--dtype", "--batch", "--seqlen",
+                          "--probe", "--paged", "--budget", "--strategy", "--db", "--json"})
+    EXPECT_NE(r.out.find(opt), std::string::npos) << opt;
+}
+
+TEST_F(CliTest, UsageErrorsAreOneLineAndExitTwo) {
+  for (const char* args : {"tune", "tune --preset gpt-5", "tune --preset qwen3-0.6b --strategy annealing",
+                           "tune --q-heads 16 --kv-heads 8", "tune --preset llama3-8b --reps 8,3,20",
+                           "tune --preset llama3-8b --kv-heads 5", "db", "db show --db " "/nonexistent/x.db",
+                           "db import /nonexistent/file.db", "bench decode --shape 1,2",
+                           "bench decode --shape 1,1024,16,8,128 --variant nonsense"}) {
+    Result r = Cli(args, dir_);
+    EXPECT_EQ(r.code, 2) << args << ": " << r.err;
+    EXPECT_TRUE(OneErrorLine(r.err)) << args << ": '" << r.err << "'";
+  }
+}
+
+TEST_F(CliTest, TuneWithoutAGpuFailsFastWithAClearMessage) {
+  if (QueryDevice(0).ok()) GTEST_SKIP() << "a GPU is present";
+  Result r = Cli("tune --preset qwen3-0.6b --budget 8 --db " + dir_ + "/t.db", dir_);
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_TRUE(OneErrorLine(r.err)) << r.err;
+  EXPECT_NE(r.err.find("GPU"), std::string::npos) << r.err;
+  EXPECT_LT(r.seconds, 20);
+  r = Cli("bench decode --shape 8,4096,32,8,128", dir_);
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.err.find("needs a GPU"), std::string::npos) << r.err;
+}
+
+TEST_F(CliTest, DbShowExportImportVerify) {
+  const std::string db = MakeDb("a.db");
+  Result r = Cli("db show --db " + db, dir_);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("b1-l1024"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("timeout 1"), std::string::npos) << r.out;
+
+  r = Cli("db show --json --db " + db, dir_);
+  ASSERT_EQ(r.code, 0) << r.err;
+  nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["best_configs"].size(), 2u);
+  EXPECT_EQ(j["measurements"]["total"], 3);
+  EXPECT_EQ(j["measurements"]["timeout"], 1);
+  EXPECT_EQ(j["devices"].size(), 1u);
+
+  const std::string copy = dir_ + "/copy.db";
+  r = Cli("db export " + copy + " --db " + db, dir_);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("measurements 3"), std::string::npos) << r.out;
+  r = Cli("db export " + copy + " --db " + db, dir_);  // never overwrites
+  EXPECT_EQ(r.code, 2);
+
+  const std::string fresh = dir_ + "/fresh.db";
+  r = Cli("db import " + copy + " --json --db " + fresh, dir_);
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["measurements"]["inserted"], 3);
+  EXPECT_EQ(j["best_configs"]["inserted"], 2);
+  r = Cli("db import " + copy + " --db " + fresh, dir_);  // again: nothing new
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("measurements"), std::string::npos);
+  j = nlohmann::json::parse(Cli("db import " + copy + " --json --db " + fresh, dir_).out);
+  EXPECT_EQ(j["measurements"]["inserted"], 0);
+  EXPECT_EQ(j["measurements"]["skipped"], 3);
+
+  r = Cli("db verify --db " + fresh, dir_);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find(": ok"), std::string::npos) << r.out;
+  r = Cli("db verify --json --db " + fresh, dir_);
+  EXPECT_TRUE(nlohmann::json::parse(r.out)["ok"].get<bool>());
+}
+
+TEST_F(CliTest, DbVerifyRejectsAFileThatIsNotADatabase) {
+  const std::string bad = dir_ + "/bad.db";
+  if (FILE* f = std::fopen(bad.c_str(), "w")) {
+    std::fputs("definitely not sqlite, just some text long enough to look like a header............", f);
+    std::fclose(f);
+  }
+  Result r = Cli("db verify --db " + bad, dir_);
+  EXPECT_NE(r.code, 0);
+  EXPECT_TRUE(OneErrorLine(r.err)) << r.err;
+}
+
+TEST_F(CliTest, WorkerIsHiddenButRuns) {
+  // Without a GPU the worker says why on its protocol channel and exits 1.
+  if (QueryDevice(0).ok()) GTEST_SKIP() << "a GPU is present";
+  Result r = Cli("worker --device 0 </dev/null", dir_);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("\"status\":\"failed\""), std::string::npos) << r.out;
+}
+
+TEST(TuneArgs, PresetsAndGrid) {
+  TuneArgs a;
+  a.preset = "llama3-8b";
+  absl::StatusOr<TuneRequest> r = MakeTuneRequest(a);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->problem.num_q_heads, 32);
+  EXPECT_EQ(r->problem.num_kv_heads, 8);
+  EXPECT_EQ(r->problem.head_dim, 128);
+  EXPECT_EQ(r->buckets.size(), 16u);
+  a.preset = "qwen3-1.7b";
+  a.batch = {3, 4, 100};
+  a.seqlen = {1000, 1024, 5000};
+  a.paged = 16;
+  r = MakeTuneRequest(a);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->problem.num_q_heads, 16);
+  EXPECT_EQ(r->problem.kv_layout, KvLayout::kPaged);
+  EXPECT_EQ(r->problem.page_size, 16);
+  ASSERT_EQ(r->buckets.size(), 4u);  // {4, 128} x {1024, 8192}
+  EXPECT_EQ(ToString(r->buckets[0]), "b4-l1024");
+  EXPECT_EQ(ToString(r->buckets[3]), "b128-l8192");
+  a = TuneArgs{};
+  a.q_heads = 16;
+  a.kv_heads = 8;
+  EXPECT_FALSE(MakeTuneRequest(a).ok());  // head dim missing
+  a.head_dim = 96;
+  EXPECT_FALSE(MakeTuneRequest(a).ok());
+  EXPECT_NE(DefaultDbPath().find("parallax/tuner.db"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace parallax::search

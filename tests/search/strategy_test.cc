@@ -1,0 +1,197 @@
+// Strategies on recorded times (no GPU): guided vs exhaustive, seeded random, budget stops,
+// and the rule that picks a winner.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <map>
+#include <random>
+#include <set>
+
+#include "parallax/search/strategy.h"
+#include "recorded_times.h"
+
+namespace parallax::search {
+namespace {
+
+using testing::RecordedCase;
+using testing::RecordedCases;
+using testing::TableMeasurer;
+
+const std::vector<RecordedCase>& Cases() {
+  static const std::vector<RecordedCase>* cases = new std::vector<RecordedCase>(RecordedCases());
+  return *cases;
+}
+
+StrategyResult RunOn(const RecordedCase& c, StrategyKind kind, TableMeasurer& m, double budget_s = 0,
+                   const FakeClock* clock = nullptr, uint64_t seed = 1) {
+  static FakeClock unused;
+  StrategyOptions o;
+  o.kind = kind;
+  o.seed = seed;
+  return RunStrategy(c.candidates, m, Budget(clock ? *clock : unused, budget_s), o);
+}
+
+TEST(Guided, FindsWithinTwoPercentOfExhaustiveMeasuringAQuarter) {
+  ASSERT_GE(Cases().size(), 4u);
+  for (const RecordedCase& c : Cases()) {
+    TableMeasurer all(c.us, nullptr), guided(c.us, nullptr);
+    const StrategyResult ex = RunOn(c, StrategyKind::kExhaustive, all);
+    const StrategyResult gu = RunOn(c, StrategyKind::kGuided, guided);
+    ASSERT_TRUE(ex.best && gu.best) << c.name;
+    EXPECT_EQ(ex.distinct_measured, static_cast<int>(c.candidates.size()));
+    EXPECT_DOUBLE_EQ(ex.best->outcome.median_us, c.best_us) << c.name;
+    const double ratio = gu.best->outcome.median_us / ex.best->outcome.median_us;
+    const double share = double(guided.distinct().size()) / c.candidates.size();
+    std::printf("[guided] %-18s %4zu candidates: measured %4zu (%.1f%%), best %.2f us vs %.2f us (%.3fx)\n",
+                c.name.c_str(), c.candidates.size(), guided.distinct().size(), 100 * share,
+                gu.best->outcome.median_us, ex.best->outcome.median_us, ratio);
+    EXPECT_LE(ratio, 1.02) << c.name << ": guided picked " << gu.best->key;
+    EXPECT_LE(share, 0.25) << c.name;
+  }
+}
+
+TEST(Guided, RacesWithMoreSamplesForFewerCandidates) {
+  const RecordedCase& c = Cases().front();
+  TableMeasurer m(c.us, nullptr);
+  const StrategyResult r = RunOn(c, StrategyKind::kGuided, m);
+  std::map<int, std::set<std::string>> by_reps;
+  for (const Trial& t : r.trials) by_reps[t.outcome.reps].insert(t.key);
+  const RepsPlan plan;
+  ASSERT_EQ(by_reps.size(), 3u);
+  EXPECT_GT(by_reps[plan.few].size(), by_reps[plan.mid].size());
+  EXPECT_GT(by_reps[plan.mid].size(), by_reps[plan.full].size());
+  EXPECT_EQ(by_reps[plan.full].size(), 3u);
+  EXPECT_EQ(r.best->outcome.reps, plan.full);  // the winner survived every round
+}
+
+TEST(Guided, MeasuresSeedsFirst) {
+  const RecordedCase& c = Cases()[1];
+  TableMeasurer m(c.us, nullptr);
+  StrategyOptions o;
+  o.seeds = {c.candidates[40].variant.Key(), "not-a-candidate", c.candidates[7].variant.Key()};
+  FakeClock clock;
+  RunStrategy(c.candidates, m, Budget(clock, 0), o);
+  ASSERT_GE(m.order().size(), 2u);
+  EXPECT_EQ(m.order()[0], o.seeds[0]);
+  EXPECT_EQ(m.order()[1], o.seeds[2]);
+}
+
+TEST(Random, SameSeedSameOrderOtherSeedOtherOrder) {
+  const RecordedCase& c = Cases()[2];
+  TableMeasurer a(c.us, nullptr), b(c.us, nullptr), d(c.us, nullptr);
+  RunOn(c, StrategyKind::kRandom, a, 0, nullptr, 42);
+  RunOn(c, StrategyKind::kRandom, b, 0, nullptr, 42);
+  RunOn(c, StrategyKind::kRandom, d, 0, nullptr, 43);
+  EXPECT_EQ(a.order(), b.order());
+  EXPECT_NE(a.order(), d.order());
+  EXPECT_EQ(a.distinct().size(), a.order().size());  // no candidate twice
+  EXPECT_NEAR(double(a.order().size()) / c.candidates.size(), 0.25, 0.01);
+}
+
+TEST(Random, OrderIsPinned) {
+  // The shuffle is our own Fisher-Yates over mt19937_64, so a seed means the same sample on
+  // every platform and standard library: pin the first picks.
+  const RecordedCase& c = Cases()[0];
+  TableMeasurer a(c.us, nullptr);
+  RunOn(c, StrategyKind::kRandom, a, 0, nullptr, 7);
+  std::vector<size_t> idx(c.candidates.size());
+  for (size_t i = 0; i < idx.size(); ++i) idx[i] = i;
+  std::mt19937_64 rng(7);
+  for (size_t i = idx.size(); i > 1; --i) std::swap(idx[i - 1], idx[rng() % i]);
+  ASSERT_GE(a.order().size(), 3u);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(a.order()[i], c.candidates[idx[i]].variant.Key());
+}
+
+TEST(Budget, StopsWhenSpentAndKeepsTheBestSoFar) {
+  for (StrategyKind kind : {StrategyKind::kExhaustive, StrategyKind::kGuided, StrategyKind::kRandom}) {
+    const RecordedCase& c = Cases()[3];
+    FakeClock clock;
+    TableMeasurer m(c.us, &clock, /*cost_s=*/1.0);
+    const StrategyResult r = RunOn(c, kind, m, /*budget_s=*/10, &clock);
+    EXPECT_TRUE(r.budget_exhausted) << ToString(kind);
+    EXPECT_FALSE(r.cancelled);
+    EXPECT_EQ(m.calls(), 10) << ToString(kind);
+    ASSERT_TRUE(r.best) << ToString(kind);
+    double best = 1e30;
+    for (const std::string& k : m.distinct()) best = std::min(best, c.us.at(k));
+    EXPECT_DOUBLE_EQ(r.best->outcome.median_us, best) << ToString(kind);
+  }
+}
+
+TEST(Budget, CancelStopsAtOnce) {
+  const RecordedCase& c = Cases()[3];
+  FakeClock clock;
+  std::atomic<bool> cancel{true};
+  TableMeasurer m(c.us, &clock);
+  StrategyOptions o;
+  const StrategyResult r = RunStrategy(c.candidates, m, Budget(clock, 0, &cancel), o);
+  EXPECT_TRUE(r.cancelled);
+  EXPECT_EQ(m.calls(), 0);
+  EXPECT_FALSE(r.best);
+}
+
+TEST(PickBest, JudgesEachKeyByItsLongestRunAndCrownsOnlyTheLastRound) {
+  std::vector<Trial> t = {
+      {"a", Outcome::Ok(10, 9, 11, 3)},  {"b", Outcome::Ok(12, 11, 13, 3)}, {"c", Outcome::Ok(9, 8, 9, 3)},
+      {"a", Outcome::Ok(11, 10, 12, 20)}, {"b", Outcome::Ok(10.5, 10, 11, 20)},
+      {"d", Outcome::Bad(Verdict::kWrong, "bad")},
+  };
+  std::optional<Trial> best = PickBest(t);
+  ASSERT_TRUE(best);
+  EXPECT_EQ(best->key, "b");  // c was fastest at 3 samples but never raced at 20
+  t.push_back({"b", Outcome::Bad(Verdict::kFailed, "flaky")});  // fewer samples: ignored
+  EXPECT_EQ(PickBest(t)->key, "b");
+  t.push_back({"b", Outcome::Bad(Verdict::kTimeout, "hung")});
+  t.back().outcome.reps = 30;  // its longest answer is a failure: out
+  EXPECT_EQ(PickBest(t)->key, "a");
+  EXPECT_FALSE(PickBest({{"x", Outcome::Bad(Verdict::kWrong, "")}}));
+}
+
+TEST(Strategy, PrunedCandidatesAreSkippedNotCounted) {
+  const RecordedCase& c = Cases()[1];
+  struct PruneHalf final : Measurer {
+    TableMeasurer inner;
+    explicit PruneHalf(const RecordedCase& c) : inner(c.us, nullptr) {}
+    Outcome Measure(const Variant& v, int reps) override {
+      if (v.schedule().warps == 1) return Outcome::Bad(Verdict::kPruned, "spills");
+      return inner.Measure(v, reps);
+    }
+  } m(c);
+  StrategyOptions o;
+  o.kind = StrategyKind::kExhaustive;
+  FakeClock clock;
+  const StrategyResult r = RunStrategy(c.candidates, m, Budget(clock, 0), o);
+  int w1 = 0;
+  for (const Candidate& cand : c.candidates) w1 += cand.variant.schedule().warps == 1;
+  EXPECT_EQ(r.distinct_measured, static_cast<int>(c.candidates.size()) - w1);
+  ASSERT_TRUE(r.best);
+  EXPECT_NE(Variant::Parse(r.best->key)->schedule().warps, 1);
+}
+
+TEST(Strategy, ParseAndPlanned) {
+  EXPECT_EQ(*ParseStrategy("guided"), StrategyKind::kGuided);
+  EXPECT_EQ(*ParseStrategy("exhaustive"), StrategyKind::kExhaustive);
+  EXPECT_EQ(*ParseStrategy("random"), StrategyKind::kRandom);
+  EXPECT_FALSE(ParseStrategy("evolutionary").ok());
+  StrategyOptions o;
+  o.kind = StrategyKind::kExhaustive;
+  EXPECT_EQ(PlannedMeasurements(o, 100), 100);
+  o.kind = StrategyKind::kGuided;
+  EXPECT_LT(PlannedMeasurements(o, 1000), 400);
+}
+
+TEST(Neighbours, DifferInExactlyOneField) {
+  const RecordedCase& c = Cases()[0];
+  const Schedule& s = c.candidates[10].variant.schedule();
+  const std::vector<size_t> n = Neighbours(c.candidates, 10);
+  ASSERT_FALSE(n.empty());
+  for (size_t i : n) {
+    const Schedule& t = c.candidates[i].variant.schedule();
+    const int diff = (s.path != t.path) + (s.block_n != t.block_n) + (s.warps != t.warps) + (s.stages != t.stages) +
+                     (s.splits != t.splits) + (s.heads_per_cta != t.heads_per_cta) + (s.fused_merge != t.fused_merge);
+    EXPECT_EQ(diff, 1);
+  }
+}
+
+}  // namespace
+}  // namespace parallax::search

@@ -1,0 +1,341 @@
+// The tuner end to end with no GPU: fake devices, a fake compiler and the fake worker
+// process. Faulting and hanging candidates are recorded and tuning goes on; every
+// measurement is in the database; best configs are served like the runtime asks for them;
+// reruns resume; budgets and Ctrl-C stop cleanly.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "fake_times.h"
+#include "parallax/cache/store.h"
+#include "parallax/runtime/runtime.h"
+#include "parallax/search/progress.h"
+#include "parallax/search/tuner.h"
+#include "parallax/search/tuning_db.h"
+
+namespace parallax::search {
+namespace {
+
+DeviceInfo FakeGpu(int ordinal) {
+  DeviceInfo d;
+  d.ordinal = ordinal;
+  d.name = "FakeGPU";
+  d.cc_major = 9;
+  d.cc_minor = 0;
+  d.sm_count = 132;
+  d.max_smem_per_block_optin = 227 * 1024;
+  d.smem_per_sm = 228 * 1024;
+  d.l2_bytes = 50 << 20;
+  d.mem_bytes = int64_t(80) << 30;
+  d.driver_version = 13000;
+  d.nvrtc_version = "13.0";
+  return d;
+}
+
+TuneRequest Qwen(std::vector<ShapeBucket> buckets) {
+  TuneRequest r;
+  r.problem.num_q_heads = 16;
+  r.problem.num_kv_heads = 8;
+  r.buckets = std::move(buckets);
+  return r;
+}
+
+struct Measured {
+  std::string pid, key;
+  int reps = 0;
+};
+
+class TunerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::string(PLX_BINARY_DIR) + "/search_tuner_test_" + std::to_string(::getpid()) + "_" +
+           ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    log_ = dir_ + "/worker.log";
+    ::setenv("FAKE_LOG", log_.c_str(), 1);
+  }
+  void TearDown() override {
+    ::unsetenv("FAKE_LOG");
+    ::unsetenv("FAKE_CRASH_KEY");
+    if (!HasFailure()) std::filesystem::remove_all(dir_);
+  }
+
+  TuneOptions Options() {
+    TuneOptions o;
+    o.db_path = dir_ + "/tuner.db";
+    o.cache_dir = dir_ + "/kernels";
+    o.space = {{0}, false, {MathPath::kMma, MathPath::kFma}};  // 128 candidates: quick
+    o.worker_argv = {PLX_FAKE_WORKER};
+    o.min_timeout_s = 1;
+    o.compile_threads = 2;
+    return o;
+  }
+  TuneDeps Deps(int gpus = 1) {
+    TuneDeps d;
+    for (int i = 0; i < gpus; ++i) d.devices.push_back(FakeGpu(i));
+    d.make_compile = [this](const CompileTarget&) {
+      return CompileFn([this](const std::vector<Variant>& members) {
+        CompileOutcome c;
+        c.kind = CompileOutcome::Kind::kKeep;
+        if (members.front().schedule().block_n == 64 && members.front().schedule().stages == 2) {
+          c.kind = CompileOutcome::Kind::kPruned;
+          c.reason = "plx_decode spills (64 bytes stored, 64 bytes loaded)";
+        }
+        std::lock_guard<std::mutex> l(compile_mu_);
+        for (const Variant& m : members) compiled_.insert(m.Key());
+        return c;
+      });
+    };
+    return d;
+  }
+  std::vector<Measured> Measures() {
+    std::vector<Measured> out;
+    std::ifstream in(log_);
+    std::string pid, op, key;
+    int reps;
+    while (in >> pid >> op >> key >> reps)
+      if (op == "measure") out.push_back({pid, key, reps});
+    return out;
+  }
+  std::unique_ptr<cache::Store> Db(const TuneOptions& o) { return *cache::Store::Open(o.db_path); }
+
+  std::string dir_, log_;
+  std::mutex compile_mu_;
+  std::set<std::string> compiled_;
+};
+
+TEST_F(TunerTest, FaultAndHangAreRecordedAndTheRestIsMeasured) {
+  const TuneRequest req = Qwen({BucketFor(1, 4096), BucketFor(8, 4096), BucketFor(32, 16384), BucketFor(128, 1024)});
+  const std::string def = DefaultVariantKey(req.problem, req.algorithm);
+  TuneOptions o = Options();
+  o.extra_candidates = {def + "-testfault", def + "-testhang"};
+  int events = 0;
+  o.progress = [&](const ProgressEvent&) { ++events; };
+  absl::StatusOr<TuneReport> r = Tune(req, o, Deps(/*gpus=*/2));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->cancelled);
+  ASSERT_EQ(r->units.size(), 4u);
+  EXPECT_EQ(r->run_ids.size(), 2u);  // one run per GPU
+  EXPECT_GT(events, 8);
+  std::set<int> gpus;
+  int pruned = 0;
+  for (const UnitReport& u : r->units) {
+    gpus.insert(u.device);
+    EXPECT_TRUE(u.error.empty()) << u.bucket << ": " << u.error;
+    EXPECT_EQ(u.failed, 1) << u.bucket;   // the fault
+    EXPECT_EQ(u.timeout, 1) << u.bucket;  // the hang
+    EXPECT_GT(u.measured, 20) << u.bucket;
+    pruned += u.pruned;
+    EXPECT_FALSE(u.best_key.empty());
+    EXPECT_EQ(u.best_key.find("-test"), std::string::npos);
+    EXPECT_GT(u.default_us, 0);
+    EXPECT_LE(u.best_us, u.default_us);
+  }
+  EXPECT_EQ(gpus.size(), 2u);  // the buckets were split across both workers
+  EXPECT_GT(pruned, 0);        // asked for, answered from the compile report, never timed
+
+  auto db = Db(o);
+  const std::string fp = FakeGpu(0).fingerprint();
+  cache::MeasurementFilter f;
+  f.device_fingerprint = fp;
+  const std::vector<cache::Measurement> all = *db->ListMeasurements(f);
+  std::map<std::string, int> by_status;
+  for (const cache::Measurement& m : all) {
+    ++by_status[std::string(cache::ToString(m.status))];
+    if (m.variant_key == def + "-testfault") {
+      EXPECT_EQ(m.status, cache::MeasurementStatus::kFailed);
+      EXPECT_NE(m.error_text.find("ILLEGAL_ADDRESS"), std::string::npos) << m.error_text;
+    } else if (m.variant_key == def + "-testhang") {
+      EXPECT_EQ(m.status, cache::MeasurementStatus::kTimeout);
+      EXPECT_NE(m.error_text.find("no answer"), std::string::npos);
+    } else if (testing::FakeWrong(m.variant_key)) {
+      EXPECT_EQ(m.status, cache::MeasurementStatus::kWrong);
+    } else {
+      EXPECT_EQ(m.status, cache::MeasurementStatus::kOk) << m.variant_key << ": " << m.error_text;
+      EXPECT_DOUBLE_EQ(*m.median_us, testing::FakeTimeUs(m.variant_key));
+    }
+    EXPECT_TRUE(m.run_id.has_value());
+    EXPECT_EQ(m.generator_version, kGeneratorVersion);
+    EXPECT_EQ(m.nvrtc_version, 13000);
+  }
+  EXPECT_EQ(by_status["failed"], 4);
+  EXPECT_EQ(by_status["timeout"], 4);
+  // What the runtime's TunedStore asks: exact bucket at the current versions.
+  for (const UnitReport& u : r->units) {
+    absl::StatusOr<cache::BestConfig> b =
+        db->GetBestConfig(fp, ProblemKey(req.problem, req.algorithm), u.bucket, {kGeneratorVersion, 13000});
+    ASSERT_TRUE(b.ok()) << b.status();
+    EXPECT_EQ(b->variant_key, u.best_key);
+    EXPECT_DOUBLE_EQ(b->median_us, testing::FakeTimeUs(u.best_key));
+  }
+  for (int64_t id : r->run_ids) EXPECT_EQ(db->GetRun(id)->status, cache::RunStatus::kDone);
+  // Pruned candidates were compiled but never sent to the worker.
+  for (const Measured& m : Measures())
+    EXPECT_FALSE(m.key.find("-n64-") != std::string::npos && m.key.find("-s2-") != std::string::npos) << m.key;
+}
+
+TEST_F(TunerTest, CrashingNormalCandidateCostsOneMeasurement) {
+  const TuneRequest req = Qwen({BucketFor(8, 4096)});
+  TuneOptions o = Options();
+  o.strategy.kind = StrategyKind::kExhaustive;
+  o.space = {{0}, false, {MathPath::kMma}};
+  const std::string victim = DefaultVariantKey(req.problem, req.algorithm);
+  ::setenv("FAKE_CRASH_KEY", victim.c_str(), 1);  // even the reference variant may crash
+  absl::StatusOr<TuneReport> r = Tune(req, o, Deps());
+  ASSERT_TRUE(r.ok()) << r.status();
+  const UnitReport& u = r->units.at(0);
+  EXPECT_EQ(u.failed, 1);
+  EXPECT_GT(u.measured, 40);
+  EXPECT_FALSE(u.best_key.empty());
+  EXPECT_NE(u.best_key, victim);
+  std::set<std::string> pids;
+  for (const Measured& m : Measures()) pids.insert(m.pid);
+  EXPECT_EQ(pids.size(), 2u);  // one restart
+}
+
+TEST_F(TunerTest, RerunResumesWithoutMeasuringAgain) {
+  const TuneRequest req = Qwen({BucketFor(1, 65536), BucketFor(8, 1024)});
+  TuneOptions o = Options();
+  o.strategy.kind = StrategyKind::kExhaustive;
+  o.space = {{0}, false, {MathPath::kMma}};
+  std::atomic<bool> cancel{false};
+  o.cancel = &cancel;
+  int measured = 0;
+  o.progress = [&](const ProgressEvent& e) {
+    if (e.kind == ProgressEvent::Kind::kMeasured && !e.outcome.cached && e.outcome.verdict != Verdict::kPruned &&
+        ++measured == 60)
+      cancel = true;
+  };
+  absl::StatusOr<TuneReport> first = Tune(req, o, Deps());
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_TRUE(first->cancelled);
+  const std::vector<Measured> before = Measures();
+  EXPECT_GE(before.size(), 60u);
+  EXPECT_LE(before.size(), 61u);
+  auto db = Db(o);
+  EXPECT_EQ(db->GetRun(first->run_ids.at(0))->status, cache::RunStatus::kCancelled);
+  // What was measured is stored, and the interrupted bucket already has a best so far.
+  EXPECT_EQ(db->ListMeasurements()->size(), before.size());
+
+  cancel = false;
+  o.progress = nullptr;
+  absl::StatusOr<TuneReport> second = Tune(req, o, Deps());
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_FALSE(second->cancelled);
+  const std::vector<Measured> after = Measures();
+  std::map<std::string, int> times;  // "bucket-less" keys: exhaustive measures each once per bucket
+  for (const Measured& m : after) ++times[m.key];
+  std::set<std::string> first_keys;
+  for (const Measured& m : before) first_keys.insert(m.key);
+  // The first run only reached the first bucket: none of its candidates is measured again there.
+  const UnitReport* b1 = nullptr;
+  for (const UnitReport& u : second->units)
+    if (u.bucket == "b1-l65536") b1 = &u;
+  ASSERT_NE(b1, nullptr);
+  EXPECT_EQ(b1->cached, static_cast<int>(before.size()));
+  EXPECT_EQ(b1->measured + b1->cached + b1->pruned, b1->candidates);
+  for (const auto& [key, n] : times) EXPECT_LE(n, 2) << key;  // at most once per bucket overall
+  EXPECT_EQ(db->ListMeasurements()->size(), after.size());
+
+  // A third run finds everything done.
+  const size_t total = after.size();
+  absl::StatusOr<TuneReport> third = Tune(req, o, Deps());
+  ASSERT_TRUE(third.ok());
+  EXPECT_EQ(Measures().size(), total);
+  for (const UnitReport& u : third->units) EXPECT_EQ(u.measured, 0) << u.bucket;
+}
+
+TEST_F(TunerTest, BudgetSplitsTimeOverBucketsAndKeepsTheBestSoFar) {
+  const TuneRequest req = Qwen({BucketFor(1, 4096), BucketFor(32, 4096)});
+  TuneOptions o = Options();
+  FakeClock clock;
+  o.budget_s = 10;
+  o.progress = [&](const ProgressEvent& e) {
+    if (e.kind == ProgressEvent::Kind::kMeasured && !e.outcome.cached && e.outcome.verdict != Verdict::kPruned)
+      clock.Advance(1.0);
+  };
+  TuneDeps d = Deps();
+  d.clock = &clock;
+  absl::StatusOr<TuneReport> r = Tune(req, o, d);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->budget_exhausted);
+  ASSERT_EQ(r->units.size(), 2u);
+  for (const UnitReport& u : r->units) {
+    EXPECT_TRUE(u.budget_exhausted) << u.bucket;
+    EXPECT_GE(u.measured, 4) << u.bucket;  // an equal share each: ~5 s
+    EXPECT_LE(u.measured, 6) << u.bucket;
+    EXPECT_FALSE(u.best_key.empty()) << u.bucket;
+  }
+}
+
+TEST_F(TunerTest, WarmStartMeasuresTheNeighbourBucketsWinnerEarly) {
+  TuneOptions o = Options();
+  absl::StatusOr<TuneReport> a = Tune(Qwen({BucketFor(8, 4096)}), o, Deps());
+  ASSERT_TRUE(a.ok()) << a.status();
+  const std::string winner = a->units.at(0).best_key;
+  const size_t before = Measures().size();
+  absl::StatusOr<TuneReport> b = Tune(Qwen({BucketFor(8, 8192)}), o, Deps());
+  ASSERT_TRUE(b.ok()) << b.status();
+  const std::vector<Measured> m = Measures();
+  ASSERT_GT(m.size(), before + 2);
+  const TuneRequest req = Qwen({});
+  EXPECT_EQ(m[before].key, DefaultVariantKey(req.problem, req.algorithm));
+  EXPECT_EQ(m[before + 1].key, winner);  // seeds: the default, then the neighbour's best
+}
+
+TEST_F(TunerTest, ProgressLinesWhenNotATerminal) {
+  const std::string path = dir_ + "/progress.txt";
+  FILE* f = std::fopen(path.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  ProgressPrinter printer(f, /*tty=*/false, /*interval_s=*/0);
+  TuneOptions o = Options();
+  o.progress = [&](const ProgressEvent& e) { printer(e); };
+  const TuneRequest req = Qwen({BucketFor(8, 4096)});
+  o.extra_candidates = {DefaultVariantKey(req.problem, req.algorithm) + "-testfault"};
+  ASSERT_TRUE(Tune(req, o, Deps()).ok());
+  printer.Finish();
+  std::fclose(f);
+  std::ifstream in(path);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("tune: gpu0 b8-l4096 (1/1): 128 candidates"), std::string::npos) << text;
+  EXPECT_NE(text.find("variants 1/"), std::string::npos) << text;
+  EXPECT_NE(text.find(" best "), std::string::npos) << text;
+  EXPECT_NE(text.find("ETA "), std::string::npos) << text;
+  EXPECT_NE(text.find("failed mma-n64-w4-s3-splitauto-g2-testfault: worker killed by signal 6"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("tune: gpu0 b8-l4096 done: best "), std::string::npos) << text;
+  EXPECT_EQ(text.find('\r'), std::string::npos);  // no redrawing into a log
+}
+
+TEST_F(TunerTest, RejectsBadRequests) {
+  TuneOptions o = Options();
+  TuneRequest prefill = Qwen({BucketFor(1, 1024)});
+  prefill.problem.mode = Mode::kPrefill;
+  EXPECT_EQ(Tune(prefill, o, Deps()).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Tune(Qwen({}), o, Deps()).status().code(), absl::StatusCode::kInvalidArgument);
+  TuneRequest bad = Qwen({BucketFor(1, 1024)});
+  bad.problem.num_kv_heads = 3;
+  EXPECT_EQ(Tune(bad, o, Deps()).status().code(), absl::StatusCode::kInvalidArgument);
+  o.extra_candidates = {"decode-bf16-d128-h32x8-contig-nowin.learned-plain.mma-n64-w4-s3-splitauto-g4-testfault"};
+  EXPECT_EQ(Tune(Qwen({BucketFor(1, 1024)}), o, Deps()).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(TunerTest, WithoutAGpuFailsFast) {
+  if (QueryDevice(0).ok()) GTEST_SKIP() << "a GPU is present";
+  TuneOptions o = Options();
+  TuneDeps d;  // ask the driver
+  absl::StatusOr<TuneReport> r = Tune(Qwen({BucketFor(1, 1024)}), o, d);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(r.status().message().find("GPU"), std::string::npos) << r.status();
+}
+
+}  // namespace
+}  // namespace parallax::search

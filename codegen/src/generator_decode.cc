@@ -80,11 +80,8 @@ constexpr absl::string_view kDecodeCommon = R"cuda(
 // Test-only variants prove the tuner's isolation: a wild store or a spin that never ends.
 __device__ __forceinline__ void test_fault() {
   if (kTestFault == 1 && threadIdx.x == 0) *reinterpret_cast<volatile int*>(16) = 1;
-  if (kTestFault == 2) {
-    volatile int spin = 1;
-    while (spin) {
-    }
-  }
+  if (kTestFault == 2)  // a side effect in the body: the loop cannot be assumed to end
+    for (;;) asm volatile("nanosleep.u32 1000;" ::: "memory");
 }
 
 // Row `row` of the stacked [q; r] operand: query head `u` of this CTA, from q or r.

@@ -118,8 +118,8 @@ int main(int argc, char** argv) {
         a.page_size = paged;
         a.k_stride_0 = a.v_stride_0 = int64_t(paged) * hkv * d;
       };
-      for (int mode = 0; mode < 4; ++mode) {
-        const bool learned = mode < 2, fused = mode % 2 == 1;
+      // bf16 decode over this shape's buffers; r null = the softmax member.
+      auto make_args = [&](bool learned) {
         DecodeArgs a;
         a.dtype = DType::kBF16; a.batch = B; a.num_q_heads = hq; a.num_kv_heads = hkv; a.head_dim = d;
         a.q = reinterpret_cast<void*>(q); a.r = learned ? reinterpret_cast<void*>(r) : nullptr;
@@ -131,6 +131,11 @@ int main(int argc, char** argv) {
         a.k_stride_h = a.v_stride_h = d;
         a.seqlen = L;
         set_kv(a);
+        return a;
+      };
+      for (int mode = 0; mode < 4; ++mode) {
+        const bool learned = mode < 2, fused = mode % 2 == 1;
+        DecodeArgs a = make_args(learned);
         if (fused) {  // the default schedule with the split merge fused into the main kernel
           Problem p{Mode::kDecode, DType::kBF16, d, hq, hkv, paged ? KvLayout::kPaged : KvLayout::kContiguous,
                     paged, false};
@@ -163,17 +168,7 @@ int main(int argc, char** argv) {
       if (B <= 8 && !paged && hq == 32) {  // split sweep (probe learned, separate merge kernel): informs the default
         for (int splits : {2, 4, 8, 16, 32, 64}) {
           if (splits * 128 > L) continue;
-          DecodeArgs a;
-          a.dtype = DType::kBF16; a.batch = B; a.num_q_heads = hq; a.num_kv_heads = hkv; a.head_dim = d;
-          a.q = reinterpret_cast<void*>(q); a.r = reinterpret_cast<void*>(r);
-          a.k = reinterpret_cast<void*>(k); a.v = reinterpret_cast<void*>(v); a.out = reinterpret_cast<void*>(o);
-          a.q_stride_b = a.r_stride_b = a.o_stride_b = int64_t(hq) * d;
-          a.q_stride_h = a.r_stride_h = a.o_stride_h = d;
-          a.k_stride_0 = a.v_stride_0 = int64_t(L) * hkv * d;
-          a.k_stride_1 = a.v_stride_1 = int64_t(hkv) * d;
-          a.k_stride_h = a.v_stride_h = d;
-          a.seqlen = L;
-          set_kv(a);
+          DecodeArgs a = make_args(true);
           a.num_splits = splits;
           auto plan = rt.PlanDecode(a);
           if (!plan.ok()) continue;

@@ -1,0 +1,162 @@
+// `parallax serve`: runs the gRPC tuning service over a cache database until SIGTERM/SIGINT,
+// then shuts down gracefully (running jobs get --shutdown-grace to finish, else are
+// recorded as interrupted and can be resumed by the next server).
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <pthread.h>
+#include <string>
+#include <sys/stat.h>
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "cli_io.h"
+#include "parallax/service/client.h"
+#include "parallax/service/server.h"
+#include "registry.h"
+
+namespace parallax::cli {
+namespace {
+
+struct ServeOptions {
+  std::string listen = "127.0.0.1:50051";
+  std::string db;  // "": DefaultDbPath()
+  std::string auth_token_file;
+  std::string tls_cert;
+  std::string tls_key;
+  int max_queue = 16;
+  int max_problems = 64;
+  double max_budget = 24 * 3600;
+  double shutdown_grace = 10;
+  std::string port_file;
+  std::string log_level = "info";
+  bool no_reflection = false;
+  CLI::Option* listen_opt = nullptr;
+};
+
+// $XDG_DATA_HOME/parallax/tuner.db, else ~/.local/share/parallax/tuner.db.
+std::string DefaultDbPath() {
+  if (const char* xdg = std::getenv("XDG_DATA_HOME"); xdg && *xdg)
+    return (std::filesystem::path(xdg) / "parallax" / "tuner.db").string();
+  const char* home = std::getenv("HOME");
+  return (std::filesystem::path(home && *home ? home : ".") / ".local" / "share" / "parallax" / "tuner.db").string();
+}
+
+// The backend that tunes on this machine's GPUs comes from the search layer; until it is
+// linked in, a server answers lookups and refuses tuning with FAILED_PRECONDITION.
+std::unique_ptr<service::TuningBackend> MakeBackend() { return std::make_unique<service::NoGpuBackend>(); }
+
+absl::Status WritePortFile(const std::string& path, int port) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << port << "\n";
+    if (!out) return absl::PermissionDeniedError(absl::StrCat(tmp, ": cannot write"));
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);  // readers never see a partial number
+  if (ec) return absl::PermissionDeniedError(absl::StrCat(path, ": ", ec.message()));
+  return absl::OkStatus();
+}
+
+int RunServe(const ServeOptions& o) {
+  // Debian's abseil checks lock order on every absl::Mutex operation (gRPC takes several per
+  // call): about 8% of a loaded server's CPU spent on a debugging aid.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  auto logger = spdlog::stderr_color_mt("parallax-serve");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(o.log_level));
+
+  service::ServerOptions so;
+  so.listen = o.listen;
+  so.allow_non_loopback = o.listen_opt->count() > 0;
+  so.db_path = o.db.empty() ? DefaultDbPath() : o.db;
+  so.limits.max_queue = o.max_queue;
+  so.limits.max_problems_per_request = o.max_problems;
+  so.limits.max_budget_seconds = o.max_budget;
+  so.reflection = !o.no_reflection;
+  if (!o.auth_token_file.empty()) {
+    absl::StatusOr<std::string> token = service::ReadTokenFile(o.auth_token_file);
+    if (!token.ok()) return Fail(kExitUsage, token.status().message());
+    so.auth_token = *std::move(token);
+    struct stat st {};
+    if (stat(o.auth_token_file.c_str(), &st) == 0 && (st.st_mode & 077) != 0)
+      spdlog::warn("{} is readable by other users; chmod 600 it", o.auth_token_file);
+  }
+  if (o.tls_cert.empty() != o.tls_key.empty()) return Fail(kExitUsage, "--tls-cert and --tls-key go together");
+  if (!o.tls_cert.empty()) {
+    absl::StatusOr<std::string> cert = service::ReadTextFile(o.tls_cert);
+    absl::StatusOr<std::string> key = service::ReadTextFile(o.tls_key);
+    if (!cert.ok()) return Fail(kExitUsage, cert.status().message());
+    if (!key.ok()) return Fail(kExitUsage, key.status().message());
+    so.tls_cert_pem = *std::move(cert);
+    so.tls_key_pem = *std::move(key);
+  }
+  if (so.allow_non_loopback && !service::IsLoopbackAddress(so.listen)) {
+    if (so.auth_token.empty()) spdlog::warn("serving {} to the network without --auth-token-file", so.listen);
+    if (so.tls_cert_pem.empty()) spdlog::warn("serving {} to the network without TLS", so.listen);
+  }
+
+  // Signals are taken by sigwait below; block them before gRPC starts its threads, which
+  // inherit the mask, so no thread of the pool is ever interrupted by one.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  absl::StatusOr<std::unique_ptr<service::Server>> server = service::Server::Start(so, MakeBackend());
+  if (!server.ok()) {
+    const int code = absl::IsPermissionDenied(server.status()) || absl::IsInvalidArgument(server.status())
+                         ? kExitUsage
+                         : kExitFailure;
+    return Fail(code, absl::StrCat("serve: ", server.status().message()));
+  }
+  if (!o.port_file.empty()) {
+    if (absl::Status s = WritePortFile(o.port_file, (*server)->port()); !s.ok())
+      return Fail(kExitFailure, s.message());
+  }
+  int signal = 0;
+  sigwait(&signals, &signal);
+  spdlog::info("received {}", signal == SIGTERM ? "SIGTERM" : "SIGINT");
+  (*server)->Shutdown(absl::Seconds(o.shutdown_grace));
+  return kExitOk;
+}
+
+Action SetupServe(CLI::App& cmd) {
+  auto o = std::make_shared<ServeOptions>();
+  o->listen_opt = cmd.add_option("--listen", o->listen,
+                                 "host:port to serve on (port 0: any free port). Non-loopback addresses "
+                                 "are only used when given here explicitly")
+                      ->capture_default_str();
+  cmd.add_option("--db", o->db, "Cache database (created with its directories) [~/.local/share/parallax/tuner.db]");
+  cmd.add_option("--auth-token-file", o->auth_token_file,
+                 "Require \"authorization: Bearer <token>\" with the token in this file")
+      ->check(CLI::ExistingFile);
+  cmd.add_option("--tls-cert", o->tls_cert, "PEM certificate chain: serve TLS")->check(CLI::ExistingFile);
+  cmd.add_option("--tls-key", o->tls_key, "PEM private key of --tls-cert")->check(CLI::ExistingFile);
+  cmd.add_option("--max-queue", o->max_queue, "Queued tuning jobs before RESOURCE_EXHAUSTED")
+      ->capture_default_str()->check(CLI::Range(1, 100000));
+  cmd.add_option("--max-problems", o->max_problems, "Problems per SubmitTuning request")
+      ->capture_default_str()->check(CLI::Range(1, 10000));
+  cmd.add_option("--max-budget", o->max_budget, "Largest budget_seconds of one job")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  cmd.add_option("--shutdown-grace", o->shutdown_grace, "Seconds running jobs get to finish on SIGTERM/SIGINT")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd.add_option("--port-file", o->port_file, "Write the port actually bound here (for --listen host:0)");
+  cmd.add_option("--log-level", o->log_level, "trace, debug, info, warn, error")
+      ->capture_default_str()->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  cmd.add_flag("--no-reflection", o->no_reflection, "Do not offer gRPC server reflection");
+  return [o] { return RunServe(*o); };
+}
+
+}  // namespace
+
+PLX_REGISTER_COMMAND(serve, 70, "Serve tuned configs and tuning jobs over gRPC", SetupServe);
+
+}  // namespace parallax::cli

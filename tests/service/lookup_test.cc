@@ -1,0 +1,219 @@
+// GetBestConfig (exact / nearest / default), ListConfigs and request validation.
+#include <functional>
+
+#include "parallax/service/buckets.h"
+#include "parallax/service/validate.h"
+#include "server_fixture.h"
+
+namespace parallax::service::testing {
+namespace {
+
+// Stores a best config for `p` (its problem key and bucket) on fake device 0.
+void Seed(cache::Store& store, const v1::Problem& p, const std::string& variant_key, double median_us,
+          int generator_version = kGeneratorVersion) {
+  absl::StatusOr<ProblemSpec> spec = ValidateProblem(p, "problem");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  FakeBackend backend(nullptr, {});
+  absl::StatusOr<cache::DeviceInfo> dev = backend.device(0);
+  ASSERT_TRUE(dev.ok());
+  ASSERT_TRUE(store.UpsertDevice(*dev).ok());
+  cache::BestConfig c;
+  c.device_fingerprint = dev->fingerprint;
+  c.problem_key = spec->problem_key;
+  c.bucket = spec->bucket;
+  c.variant_key = variant_key.empty() ? FakeBackend::BestKeyFor(*spec) : variant_key;
+  c.median_us = median_us;
+  c.generator_version = generator_version;
+  c.nvrtc_version = 13000;
+  ASSERT_TRUE(store.SetBestConfig(c).ok());
+}
+
+std::string DefaultKey(const v1::Problem& p) { return ValidateProblem(p, "problem")->default_variant_key; }
+std::string TunedKey(const v1::Problem& p) { return FakeBackend::BestKeyFor(*ValidateProblem(p, "problem")); }
+
+TEST(Buckets, SameKeysAsTheRuntime) {
+  absl::StatusOr<ProblemSpec> spec = ValidateProblem(ServerTest::DecodeProblem(3, 1025), "problem");
+  ASSERT_TRUE(spec.ok());
+  EXPECT_EQ(spec->bucket, "b4-l2048");
+  EXPECT_EQ(spec->bucket, ToString(BucketFor(3, 1025)));
+  EXPECT_EQ(spec->problem_key, ProblemKey(spec->problem, spec->algorithm));
+  EXPECT_EQ(*NvrtcVersionNumber("13.0"), 13000);
+  EXPECT_FALSE(NvrtcVersionNumber("13").ok());
+}
+
+class LookupTest : public ServerTest {};
+
+TEST_F(LookupTest, DefaultWhenNothingIsTuned) {
+  StartServer();
+  auto c = NewClient();
+  absl::StatusOr<v1::GetBestConfigResponse> r = c->GetBestConfig(Lookup(DecodeProblem(3, 5000)));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->match(), v1::MATCH_DEFAULT);
+  EXPECT_EQ(r->variant_key(), DefaultKey(DecodeProblem()));
+  EXPECT_TRUE(Variant::Parse(r->variant_key()).ok());
+  EXPECT_EQ(r->requested_bucket(), "b4-l8192");
+  EXPECT_EQ(r->problem_key(), "decode-bf16-d128-h32x8-contig-nowin.learned-plain");
+}
+
+TEST_F(LookupTest, ExactThenNearestThenDefault) {
+  Seed(store(), DecodeProblem(4, 4096), "", 10);
+  Seed(store(), DecodeProblem(64, 65536), "", 20);
+  StartServer();
+  auto c = NewClient();
+
+  absl::StatusOr<v1::GetBestConfigResponse> exact = c->GetBestConfig(Lookup(DecodeProblem(3, 3000)));
+  ASSERT_TRUE(exact.ok()) << exact.status();
+  EXPECT_EQ(exact->match(), v1::MATCH_EXACT);
+  EXPECT_EQ(exact->bucket(), "b4-l4096");
+  EXPECT_EQ(exact->variant_key(), TunedKey(DecodeProblem()));
+  EXPECT_DOUBLE_EQ(exact->median_us(), 10);
+
+  // b8-l8192 is 2 steps from b4-l4096 and 7 from b64-l65536.
+  absl::StatusOr<v1::GetBestConfigResponse> near = c->GetBestConfig(Lookup(DecodeProblem(8, 8000)));
+  ASSERT_TRUE(near.ok());
+  EXPECT_EQ(near->match(), v1::MATCH_NEAREST_BUCKET);
+  EXPECT_EQ(near->bucket(), "b4-l4096");
+  EXPECT_EQ(near->requested_bucket(), "b8-l8192");
+  absl::StatusOr<v1::GetBestConfigResponse> far = c->GetBestConfig(Lookup(DecodeProblem(32, 60000)));
+  ASSERT_TRUE(far.ok());
+  EXPECT_EQ(far->bucket(), "b64-l65536");
+
+  // Another GPU or another problem: nothing tuned.
+  absl::StatusOr<v1::GetBestConfigResponse> other_gpu = c->GetBestConfig(Lookup(DecodeProblem(4, 4096), 1));
+  ASSERT_TRUE(other_gpu.ok());
+  EXPECT_EQ(other_gpu->match(), v1::MATCH_DEFAULT);
+  v1::Problem fp16 = DecodeProblem(4, 4096);
+  fp16.set_dtype(v1::DTYPE_FP16);
+  absl::StatusOr<v1::GetBestConfigResponse> other_problem = c->GetBestConfig(Lookup(fp16));
+  ASSERT_TRUE(other_problem.ok());
+  EXPECT_EQ(other_problem->match(), v1::MATCH_DEFAULT);
+  EXPECT_EQ(other_problem->variant_key(), DefaultKey(fp16));
+}
+
+TEST_F(LookupTest, StaleOrForeignRowsAreNeverServed) {
+  Seed(store(), DecodeProblem(4, 4096), "", 10, kGeneratorVersion + 1);      // other generator
+  Seed(store(), DecodeProblem(8, 4096), "not-a-variant-key", 5);              // garbage
+  Seed(store(), DecodeProblem(16, 4096), DefaultKey([] {                     // wrong problem
+    v1::Problem p = DecodeProblem();
+    p.set_num_q_heads(16);
+    return p;
+  }()), 5);
+  StartServer();
+  auto c = NewClient();
+  absl::StatusOr<v1::GetBestConfigResponse> r = c->GetBestConfig(Lookup(DecodeProblem(4, 4096)));
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->match(), v1::MATCH_DEFAULT);
+  // The client's own generator version selects the stale row.
+  v1::GetBestConfigRequest newer = Lookup(DecodeProblem(4, 4096));
+  newer.set_generator_version(kGeneratorVersion + 1);
+  r = c->GetBestConfig(newer);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->match(), v1::MATCH_EXACT);
+}
+
+TEST_F(LookupTest, WritesByOtherProcessesShowWithinTheCacheTtl) {
+  ServerOptions o;
+  o.lookup_cache_ttl = absl::Milliseconds(200);
+  StartServer(o);
+  auto c = NewClient();
+  EXPECT_EQ(c->GetBestConfig(Lookup(DecodeProblem()))->match(), v1::MATCH_DEFAULT);  // now cached
+  Seed(store(), DecodeProblem(), "", 7);  // another writer of the same file
+  absl::SleepFor(absl::Milliseconds(300));
+  absl::StatusOr<v1::GetBestConfigResponse> r = c->GetBestConfig(Lookup(DecodeProblem()));
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->match(), v1::MATCH_EXACT);
+  EXPECT_DOUBLE_EQ(r->median_us(), 7);
+}
+
+struct BadCase {
+  const char* field;
+  std::function<void(v1::GetBestConfigRequest&)> mutate;
+};
+
+TEST_F(LookupTest, InvalidArgumentNamesTheField) {
+  StartServer();
+  auto c = NewClient();
+  const std::vector<BadCase> cases = {
+      {"device: required", [](auto& r) { r.clear_device(); }},
+      {"problem: required", [](auto& r) { r.clear_problem(); }},
+      {"problem.mode", [](auto& r) { r.mutable_problem()->set_mode(v1::MODE_UNSPECIFIED); }},
+      {"problem.dtype", [](auto& r) { r.mutable_problem()->set_dtype(static_cast<v1::DType>(77)); }},
+      {"problem.head_dim=96", [](auto& r) { r.mutable_problem()->set_head_dim(96); }},
+      {"problem.num_kv_heads=0", [](auto& r) { r.mutable_problem()->set_num_kv_heads(0); }},
+      {"problem.num_q_heads", [](auto& r) { r.mutable_problem()->set_num_q_heads(12); }},
+      {"problem.page_size", [](auto& r) { r.mutable_problem()->set_page_size(16); }},
+      {"problem.kv_layout", [](auto& r) { r.mutable_problem()->set_kv_layout(v1::KV_LAYOUT_UNSPECIFIED); }},
+      {"problem.probe", [](auto& r) { r.mutable_problem()->set_probe(v1::PROBE_UNSPECIFIED); }},
+      {"problem.affine", [](auto& r) { r.mutable_problem()->set_affine(v1::AFFINE_UNSPECIFIED); }},
+      {"problem.batch=0", [](auto& r) { r.mutable_problem()->set_batch(0); }},
+      {"problem.seqlen=-5", [](auto& r) { r.mutable_problem()->set_seqlen(-5); }},
+      {"device.name: required", [](auto& r) { r.mutable_device()->clear_name(); }},
+      {"device.name: must not contain", [](auto& r) { r.mutable_device()->set_name("a|b"); }},
+      {"device.name: longer than", [](auto& r) { r.mutable_device()->set_name(std::string(300, 'x')); }},
+      {"device.cc_major=0", [](auto& r) { r.mutable_device()->set_cc_major(0); }},
+      {"device.sm_count=0", [](auto& r) { r.mutable_device()->set_sm_count(0); }},
+      {"device.memory_bytes", [](auto& r) { r.mutable_device()->set_memory_bytes(5); }},
+      {"device.nvrtc_version='abc'", [](auto& r) { r.mutable_device()->set_nvrtc_version("abc"); }},
+      {"generator_version=-1", [](auto& r) { r.set_generator_version(-1); }},
+  };
+  for (const BadCase& bad : cases) {
+    v1::GetBestConfigRequest r = Lookup(DecodeProblem());
+    bad.mutate(r);
+    absl::StatusOr<v1::GetBestConfigResponse> resp = c->GetBestConfig(r);
+    EXPECT_TRUE(absl::IsInvalidArgument(resp.status())) << bad.field << ": " << resp.status();
+    EXPECT_NE(resp.status().message().find(bad.field), absl::string_view::npos)
+        << "expected '" << bad.field << "' in: " << resp.status().message();
+  }
+}
+
+TEST_F(LookupTest, MessagesOverTheSizeLimitAreRefused) {
+  ServerOptions o;
+  o.limits.max_message_bytes = 64 << 10;
+  StartServer(o);
+  ClientOptions co;
+  co.max_message_bytes = 8 << 20;  // let the client send it: the server must refuse
+  auto c = NewClient(co);
+  v1::GetBestConfigRequest r = Lookup(DecodeProblem());
+  r.mutable_device()->set_name(std::string(1 << 20, 'x'));
+  absl::StatusOr<v1::GetBestConfigResponse> resp = c->GetBestConfig(r);
+  EXPECT_TRUE(absl::IsResourceExhausted(resp.status())) << resp.status();
+}
+
+TEST_F(LookupTest, ListConfigsPagesAndFilters) {
+  for (int batch : {1, 2, 4, 8, 16}) Seed(store(), DecodeProblem(batch, 4096), "", batch);
+  Seed(store(), DecodeProblem(4, 4096), "", 1, kGeneratorVersion + 1);  // replaces b4: stale
+  StartServer();
+  auto c = NewClient();
+  v1::ListConfigsRequest req;
+  req.set_page_size(2);
+  std::vector<v1::ConfigEntry> all;
+  for (int pages = 0;; ++pages) {
+    ASSERT_LT(pages, 5);
+    absl::StatusOr<v1::ListConfigsResponse> r = c->ListConfigs(req);
+    ASSERT_TRUE(r.ok()) << r.status();
+    all.insert(all.end(), r->configs().begin(), r->configs().end());
+    if (r->next_page_token().empty()) break;
+    req.set_page_token(r->next_page_token());
+  }
+  ASSERT_EQ(all.size(), 5u);
+  int stale = 0;
+  for (const v1::ConfigEntry& e : all) stale += e.stale();
+  EXPECT_EQ(stale, 1);
+
+  v1::ListConfigsRequest filtered;
+  filtered.set_problem_key("no-such-problem");
+  EXPECT_EQ(c->ListConfigs(filtered)->configs_size(), 0);
+
+  v1::ListConfigsRequest bad;
+  bad.set_page_token("abc");
+  absl::StatusOr<v1::ListConfigsResponse> r = c->ListConfigs(bad);
+  EXPECT_TRUE(absl::IsInvalidArgument(r.status()));
+  EXPECT_NE(r.status().message().find("page_token"), absl::string_view::npos);
+  bad.clear_page_token();
+  bad.set_page_size(100000);
+  r = c->ListConfigs(bad);
+  EXPECT_NE(r.status().message().find("page_size"), absl::string_view::npos) << r.status();
+}
+
+}  // namespace
+}  // namespace parallax::service::testing

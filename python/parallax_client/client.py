@@ -50,7 +50,7 @@ class Client:
                                            generator_version=generator_version)
         return self._stub.GetBestConfig(request, timeout=self._lookup_timeout, metadata=self._metadata)
 
-    def submit(self, problems, budget_seconds, strategy="STRATEGY_EXHAUSTIVE", device_ordinal=None, resume_job_id=0):
+    def submit(self, problems, budget_seconds, strategy="STRATEGY_GUIDED", device_ordinal=None, resume_job_id=0):
         request = pb2.SubmitTuningRequest(problems=[self._msg(pb2.Problem, p) for p in problems],
                                           budget_seconds=budget_seconds, strategy=strategy,
                                           resume_job_id=resume_job_id)

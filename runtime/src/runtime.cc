@@ -131,6 +131,11 @@ void Runtime::SetTunedLookup(TunedLookup f) {
   tuned_ = std::move(f);
 }
 
+Runtime::TunedLookup Runtime::tuned_lookup() {
+  std::lock_guard<std::mutex> l(mu_);
+  return tuned_;
+}
+
 absl::StatusOr<const LoadedKernel*> Runtime::Load(const Variant& v) {
   std::shared_ptr<std::mutex> key_mu;
   {  // try-load

@@ -7,8 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "cuda_driver.h"
 #include "device_fill.h"
+#include "graph_timing.h"
 #include "host_inputs.h"
 #include "parallax/codegen/bucket.h"
 #include "parallax/codegen/reference.h"
@@ -17,40 +17,10 @@
 namespace parallax::search {
 namespace {
 
-using internal::FromHalfBits;
+using internal::Api;
+using internal::DevBuf;
 using internal::PoisonBits;
 
-const cu::Api* A() { return *cu::Driver(); }
-
-#define PLX_RETURN_IF_ERROR(expr)                      \
-  do {                                                 \
-    if (absl::Status s_ = (expr); !s_.ok()) return s_; \
-  } while (0)
-
-// A device allocation freed on scope exit.
-struct DevBuf {
-  CUdeviceptr p = 0;
-  size_t bytes = 0;
-  DevBuf() = default;
-  DevBuf(const DevBuf&) = delete;
-  DevBuf& operator=(const DevBuf&) = delete;
-  ~DevBuf() {
-    if (p) A()->cuMemFree_v2(p);
-  }
-  absl::Status Alloc(size_t n) {
-    bytes = std::max<size_t>(n, 2);
-    PLX_CU_RETURN_IF_ERROR(A(), cuMemAlloc_v2(&p, bytes));
-    return absl::OkStatus();
-  }
-  absl::Status Upload(const void* src, size_t n) {
-    PLX_RETURN_IF_ERROR(Alloc(n));
-    if (n > 0) PLX_CU_RETURN_IF_ERROR(A(), cuMemcpyHtoD_v2(p, src, n));
-    return absl::OkStatus();
-  }
-  void* get() const { return reinterpret_cast<void*>(p); }
-};
-
-double Tolerance(DType t) { return t == DType::kBF16 ? 1e-2 : 2e-3; }
 int WindowFor(const Problem& p, int seqlen) { return p.window ? std::max(1, seqlen / 2) : 0; }
 int64_t PagesPerSeq(const Problem& p, int seqlen) { return (seqlen + p.page_size - 1) / p.page_size; }
 
@@ -79,14 +49,6 @@ DecodeArgs BaseArgs(const BenchShape& s, int batch, int seqlen) {
   a.k_stride_1 = a.v_stride_1 = row;
   a.k_stride_h = a.v_stride_h = p.head_dim;
   return a;
-}
-
-std::vector<double> Download(const DevBuf& out, size_t elems, DType t, absl::Status* st) {
-  std::vector<uint16_t> h(elems);
-  *st = cu::Check(A()->cuMemcpyDtoH_v2(h.data(), out.p, elems * 2), "download output");
-  std::vector<double> d(elems);
-  for (size_t i = 0; i < elems; ++i) d[i] = FromHalfBits(h[i], t);
-  return d;
 }
 
 struct InputSet {
@@ -119,7 +81,7 @@ struct DecodeBench::State {
   std::vector<double> full_ref;  // reference variant's output on set 0
 
   ~State() {
-    if (stream) A()->cuStreamDestroy_v2(stream);
+    if (stream) Api()->cuStreamDestroy_v2(stream);
   }
 
   absl::Status Run(const std::string& key, DecodeArgs a) {
@@ -127,7 +89,7 @@ struct DecodeBench::State {
     absl::StatusOr<DecodePlan> plan = rt->PlanDecode(a);
     if (!plan.ok()) return plan.status();
     PLX_RETURN_IF_ERROR(rt->RunDecode(*plan, a, stream));
-    return cu::Check(A()->cuStreamSynchronize(stream), "decode (synchronize)");
+    return cu::Check(Api()->cuStreamSynchronize(stream), "decode (synchronize)");
   }
 
   absl::Status MakeSet(int index, InputSet& set) {
@@ -261,7 +223,7 @@ absl::StatusOr<std::unique_ptr<DecodeBench>> DecodeBench::Create(Runtime& rt, co
   st->opts = o;
   // A blocking stream: it orders after the legacy-stream memsets and copies (poisoning,
   // uploads) that the driver table offers only in their synchronous-looking, legacy form.
-  PLX_CU_RETURN_IF_ERROR(A(), cuStreamCreate(&st->stream, CU_STREAM_DEFAULT));
+  PLX_CU_RETURN_IF_ERROR(Api(), cuStreamCreate(&st->stream, CU_STREAM_DEFAULT));
   absl::StatusOr<std::unique_ptr<internal::DeviceFill>> fill =
       internal::DeviceFill::Create(rt.device().arch(), rt.device().sm_count);
   if (!fill.ok()) return fill.status();
@@ -287,14 +249,14 @@ absl::StatusOr<std::unique_ptr<DecodeBench>> DecodeBench::Create(Runtime& rt, co
     st->sets.push_back(std::move(set));
   }
   if (o.reduced_check) PLX_RETURN_IF_ERROR(st->MakeReduced());
-  PLX_CU_RETURN_IF_ERROR(A(), cuStreamSynchronize(st->stream));
+  PLX_CU_RETURN_IF_ERROR(Api(), cuStreamSynchronize(st->stream));
   if (!o.reference_key.empty()) {
-    PLX_CU_RETURN_IF_ERROR(A(), cuMemsetD16_v2(st->out.p, PoisonBits(p.dtype), st->out_elems));
+    PLX_RETURN_IF_ERROR(internal::Poison(st->out, st->out_elems, p.dtype));
     if (absl::Status s = st->Run(o.reference_key, st->sets[0]->args); !s.ok())
       return absl::Status(s.code(), absl::StrCat("reference variant ", o.reference_key, ": ", s.message()));
-    absl::Status dl;
-    st->full_ref = Download(st->out, st->out_elems, p.dtype, &dl);
-    PLX_RETURN_IF_ERROR(dl);
+    absl::StatusOr<std::vector<double>> full = internal::Download(st->out, st->out_elems, p.dtype);
+    if (!full.ok()) return full.status();
+    st->full_ref = *std::move(full);
     const ref::ErrorStats self = ref::Compare(st->full_ref, st->full_ref);
     if (self.non_finite > 0)
       return absl::InternalError(absl::StrCat("reference variant ", o.reference_key, " wrote non-finite values"));
@@ -306,15 +268,14 @@ absl::StatusOr<VerifyResult> DecodeBench::Verify(const Variant& v) {
   State& st = *s_;
   const DType t = st.shape.problem.dtype;
   VerifyResult r;
-  r.reduced_tol = Tolerance(t);
+  r.reduced_tol = internal::Tolerance(t);
   if (st.reduced) {
     ReducedCase& c = *st.reduced;
-    PLX_CU_RETURN_IF_ERROR(A(), cuMemsetD16_v2(c.out.p, PoisonBits(t), c.out_elems));
+    PLX_RETURN_IF_ERROR(internal::Poison(c.out, c.out_elems, t));
     PLX_RETURN_IF_ERROR(st.Run(v.Key(), c.args));
-    absl::Status dl;
-    const std::vector<double> got = Download(c.out, c.out_elems, t, &dl);
-    PLX_RETURN_IF_ERROR(dl);
-    const ref::ErrorStats e = ref::Compare(got, c.want);
+    absl::StatusOr<std::vector<double>> got = internal::Download(c.out, c.out_elems, t);
+    if (!got.ok()) return got.status();
+    const ref::ErrorStats e = ref::Compare(*got, c.want);
     r.reduced_rel = e.rel_frobenius;
     if (!(e.rel_frobenius <= r.reduced_tol)) {  // NaN-safe
       r.error = absl::StrFormat("reduced shape %s: rel. Frobenius error %.3g vs the float64 reference exceeds %.3g"
@@ -323,12 +284,11 @@ absl::StatusOr<VerifyResult> DecodeBench::Verify(const Variant& v) {
     }
   }
   if (!st.full_ref.empty()) {
-    PLX_CU_RETURN_IF_ERROR(A(), cuMemsetD16_v2(st.out.p, PoisonBits(t), st.out_elems));
+    PLX_RETURN_IF_ERROR(internal::Poison(st.out, st.out_elems, t));
     PLX_RETURN_IF_ERROR(st.Run(v.Key(), st.sets[0]->args));
-    absl::Status dl;
-    const std::vector<double> got = Download(st.out, st.out_elems, t, &dl);
-    PLX_RETURN_IF_ERROR(dl);
-    const ref::ErrorStats e = ref::Compare(got, st.full_ref);
+    absl::StatusOr<std::vector<double>> got = internal::Download(st.out, st.out_elems, t);
+    if (!got.ok()) return got.status();
+    const ref::ErrorStats e = ref::Compare(*got, st.full_ref);
     r.full_rel = e.rel_frobenius;
     if (!(e.rel_frobenius <= st.opts.full_tolerance)) {
       r.error = absl::StrFormat("full shape b%d-l%d: rel. Frobenius error %.3g vs %s exceeds %.3g (%ld non-finite)",
@@ -343,70 +303,23 @@ absl::StatusOr<VerifyResult> DecodeBench::Verify(const Variant& v) {
 
 absl::StatusOr<Timing> DecodeBench::Time(const std::string& key, int reps) {
   State& st = *s_;
-  const cu::Api* d = A();
   PLX_RETURN_IF_ERROR(st.rt->MakeCurrent());
   DecodeArgs a0 = st.sets[0]->args;
   a0.variant_key = key;
   absl::StatusOr<DecodePlan> plan = st.rt->PlanDecode(a0);
   if (!plan.ok()) return plan.status();
-  // Eager launches first: they compile/load the kernel and size the workspace, neither of
-  // which may happen during capture.
-  for (int w = 0; w < std::max(1, st.opts.warmup); ++w)
-    for (auto& set : st.sets) PLX_RETURN_IF_ERROR(st.rt->RunDecode(*plan, set->args, st.stream));
-  PLX_CU_RETURN_IF_ERROR(d, cuStreamSynchronize(st.stream));
-
-  CUgraph graph = nullptr;
-  CUgraphExec exec = nullptr;
-  CUevent start = nullptr, stop = nullptr;
-  struct Cleanup {
-    const cu::Api* d;
-    CUgraph* g;
-    CUgraphExec* e;
-    CUevent* a;
-    CUevent* b;
-    ~Cleanup() {
-      if (*e) d->cuGraphExecDestroy(*e);
-      if (*g) d->cuGraphDestroy(*g);
-      if (*a) d->cuEventDestroy_v2(*a);
-      if (*b) d->cuEventDestroy_v2(*b);
-    }
-  } cleanup{d, &graph, &exec, &start, &stop};
-
-  PLX_CU_RETURN_IF_ERROR(d, cuStreamBeginCapture_v2(st.stream, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL));
-  absl::Status captured = absl::OkStatus();
-  for (auto& set : st.sets)
-    if (captured.ok()) captured = st.rt->RunDecode(*plan, set->args, st.stream);
-  const CUresult end = d->cuStreamEndCapture(st.stream, &graph);
-  PLX_RETURN_IF_ERROR(captured);
-  PLX_RETURN_IF_ERROR(cu::Check(end, "cuStreamEndCapture"));
-  PLX_CU_RETURN_IF_ERROR(d, cuGraphInstantiateWithFlags(&exec, graph, 0));
-  PLX_CU_RETURN_IF_ERROR(d, cuEventCreate(&start, 0));
-  PLX_CU_RETURN_IF_ERROR(d, cuEventCreate(&stop, 0));
-
-  auto sample = [&](int launches, float* ms) -> absl::Status {
-    PLX_CU_RETURN_IF_ERROR(d, cuEventRecord(start, st.stream));
-    for (int i = 0; i < launches; ++i) PLX_CU_RETURN_IF_ERROR(d, cuGraphLaunch(exec, st.stream));
-    PLX_CU_RETURN_IF_ERROR(d, cuEventRecord(stop, st.stream));
-    PLX_CU_RETURN_IF_ERROR(d, cuEventSynchronize(stop));
-    PLX_CU_RETURN_IF_ERROR(d, cuEventElapsedTime(ms, start, stop));
+  auto pass = [&](CUstream stream) -> absl::Status {
+    for (auto& set : st.sets) PLX_RETURN_IF_ERROR(st.rt->RunDecode(*plan, set->args, stream));
     return absl::OkStatus();
   };
-  float once_ms = 0;
-  PLX_RETURN_IF_ERROR(sample(1, &once_ms));  // calibrate: replays per sample
-  const int inner = std::clamp(static_cast<int>(std::ceil(st.opts.min_sample_us / std::max(1e-3, once_ms * 1e3))), 1, 1000);
-  float ms = 0;
-  PLX_RETURN_IF_ERROR(sample(inner, &ms));  // one more warm sample, not kept
-  std::vector<double> us;
-  for (int i = 0; i < reps; ++i) {
-    PLX_RETURN_IF_ERROR(sample(inner, &ms));
-    us.push_back(ms * 1e3 / (double(inner) * st.sets.size()));
-  }
-  std::sort(us.begin(), us.end());
+  absl::StatusOr<internal::SampleStats> s = internal::TimeGraph(
+      st.stream, pass, static_cast<int>(st.sets.size()), st.opts.warmup, st.opts.min_sample_us, reps);
+  if (!s.ok()) return s.status();
   Timing t;
   t.reps = reps;
-  t.median_us = us.size() % 2 ? us[us.size() / 2] : 0.5 * (us[us.size() / 2 - 1] + us[us.size() / 2]);
-  t.min_us = us.front();
-  t.max_us = us.back();
+  t.median_us = s->median_us;
+  t.min_us = s->min_us;
+  t.max_us = s->max_us;
   t.num_splits = plan->num_splits;
   t.variant = plan->variant.Key();
   t.choice = ToString(plan->choice);

@@ -1,7 +1,8 @@
 // Guided search: the cost model picks a small first round (plus the warm-start seeds and a
 // few random explorers in case the model is wrong about a whole region), hill-climbing
 // explores one-field neighbours of the leaders, then successive halving re-times the top
-// third with more samples and the top few with full samples. Under a limited budget the
+// third with more samples and the top few, plus the baseline (the runtime's default), with
+// full samples. Under a limited budget the
 // exploring stops at 70% of it, so the racing rounds still happen.
 #include <algorithm>
 #include <cmath>
@@ -86,6 +87,10 @@ StrategyResult RunGuided(const std::vector<Candidate>& c, Measurer& m, const Bud
   for (const std::string& k : s.RankedOk())
     if (std::find(ranked.begin(), ranked.end(), k) != ranked.end() && finalists.size() < size_t(o.finalists))
       finalists.push_back(k);
+  const std::vector<std::string> ok = s.RankedOk();
+  if (index.count(o.baseline) && std::find(ok.begin(), ok.end(), o.baseline) != ok.end() &&
+      std::find(finalists.begin(), finalists.end(), o.baseline) == finalists.end())
+    finalists.push_back(o.baseline);
   for (const std::string& k : finalists)
     if (!s.Measure(c[index.at(k)], o.reps.full)) return r;
   return r;

@@ -132,7 +132,7 @@ int PlannedMeasurements(const StrategyOptions& o, size_t n) {
       const size_t pool = std::min(n, std::max<size_t>(o.guided_min_pool, std::ceil(o.guided_fraction * n)));
       const size_t first = std::min(n, pool + std::max<size_t>(1, pool / 8) + std::max<size_t>(2, pool / 4));
       const size_t third = std::max<size_t>(o.finalists, (first + 2) / 3);
-      return static_cast<int>(first + third + o.finalists);
+      return static_cast<int>(first + third + o.finalists + (o.baseline.empty() ? 0 : 1));
     }
   }
   return static_cast<int>(n);

@@ -12,9 +12,9 @@
 #include "parallax/runtime/runtime.h"
 #include "parallax/search/cost_model.h"
 #include "parallax/search/decode_bench.h"
+#include "parallax/search/run_lock.h"
 #include "parallax/search/tuning_db.h"
 #include "parallax/search/worker_client.h"
-#include "run_lock.h"
 #include "unit_measurer.h"
 
 namespace parallax::search {
@@ -25,7 +25,9 @@ using internal::UnitMeasurer;
 // Warm-start keys taken from the nearest tuned bucket.
 constexpr int kWarmStartSeeds = 4;
 
-absl::StatusOr<std::vector<DeviceInfo>> QueryAllDevices() {
+}  // namespace
+
+absl::StatusOr<std::vector<DeviceInfo>> VisibleDevices() {
   absl::StatusOr<const cu::Api*> api = cu::Driver();
   if (!api.ok())
     return absl::FailedPreconditionError(
@@ -41,6 +43,8 @@ absl::StatusOr<std::vector<DeviceInfo>> QueryAllDevices() {
   }
   return out;
 }
+
+namespace {
 
 // GPUs with one fingerprint share a space, a compile queue and a list of buckets; each
 // bucket is tuned on one of them (timings from different GPU models are not comparable).
@@ -90,6 +94,7 @@ class Tuning {
         shared_.units_total += static_cast<int>(req_.buckets.size());
         StrategyOptions so = o_.strategy;
         so.seeds.assign(1 + kWarmStartSeeds, "");
+        so.baseline = default_key_;
         shared_.planned += long(req_.buckets.size()) * PlannedMeasurements(so, g->space.size());
       }
       g->devices.push_back(static_cast<int>(i));
@@ -152,8 +157,8 @@ class Tuning {
   void DeviceLoop(Group& g, int d) {
     const DeviceInfo& dev = devices_[d];
     absl::StatusOr<int64_t> device_id = db_.DeviceId(dev);
-    std::optional<int64_t> run_id;
-    if (device_id.ok()) {
+    std::optional<int64_t> run_id = o_.run_id;
+    if (device_id.ok() && !o_.run_id) {
       nlohmann::json params = o_.command;
       params["problem_key"] = ProblemKey(req_.problem, req_.algorithm);
       params["strategy"] = ToString(o_.strategy.kind);
@@ -199,7 +204,7 @@ class Tuning {
       ++shared_.units_done;
       shared_.budget_exhausted = shared_.budget_exhausted || ur.budget_exhausted;
       shared_.units.push_back(ur);
-      if (run_id) {
+      if (run_id && !o_.run_id) {
         nlohmann::json progress = {{"units_total", req_.buckets.size()}, {"units_done", done}, {"buckets", {}}};
         for (const UnitReport& u : shared_.units)
           if (u.device == dev.ordinal)
@@ -213,6 +218,7 @@ class Tuning {
     if (run_id) {
       std::lock_guard<std::mutex> l(shared_.mu);
       shared_.run_ids.push_back(*run_id);
+      if (o_.run_id) return;  // the caller's run: it records the outcome
       const cache::RunStatus status = budget_.Cancelled()              ? cache::RunStatus::kCancelled
                                       : (done > 0 && failed == done) ? cache::RunStatus::kFailed
                                                                        : cache::RunStatus::kDone;
@@ -237,6 +243,7 @@ class Tuning {
     }
     StrategyOptions so = o_.strategy;
     so.seeds = {default_key_};
+    so.baseline = default_key_;
     if (absl::StatusOr<std::vector<std::string>> w = db_.WarmStartSeeds(u, kWarmStartSeeds); w.ok())
       so.seeds.insert(so.seeds.end(), w->begin(), w->end());
     std::vector<Candidate> cands;
@@ -385,13 +392,13 @@ absl::StatusOr<TuneReport> Tune(const TuneRequest& req, const TuneOptions& o, co
   }
   std::vector<DeviceInfo> devices = deps.devices;
   if (devices.empty()) {
-    absl::StatusOr<std::vector<DeviceInfo>> found = QueryAllDevices();
+    absl::StatusOr<std::vector<DeviceInfo>> found = VisibleDevices();
     if (!found.ok()) return found.status();
     devices = *std::move(found);
   }
   absl::StatusOr<std::unique_ptr<TuningDb>> db = TuningDb::Open(o.db_path);
   if (!db.ok()) return db.status();
-  internal::RunLock lock(o.db_path, [&] { (void)(*db)->store().MarkRunningAsInterrupted(); });
+  RunLock lock(o.db_path, [&] { (void)(*db)->store().MarkRunningAsInterrupted(); });
   Tuning t(req, o, deps.clock ? *deps.clock : SteadyClock(), **db, std::move(devices));
   if (absl::Status s = t.Setup(deps); !s.ok()) return s;
   t.Run();

@@ -25,4 +25,7 @@ absl::Status WriteFile(const std::string& path, std::string_view data);
 // variant_json.h accepts. Errors are InvalidArgument and already name the key or file.
 absl::StatusOr<Variant> LoadVariant(const std::string& key, const std::string& json_path);
 
+// This executable's path: tuners start it again as their `worker` subprocess.
+std::string SelfPath();
+
 }  // namespace parallax::cli

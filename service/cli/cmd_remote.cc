@@ -26,7 +26,7 @@ struct RemoteOptions {
   DeviceFlags device;
   std::string problems_json;
   double budget = 600;
-  std::string strategy = "exhaustive";
+  std::string strategy;  // "": the server's default (guided), or the resumed job's
   int device_ordinal = -1;
   int64_t resume = 0;
   bool watch = false;
@@ -91,9 +91,10 @@ int RunAction(const std::string& action, const RemoteOptions& o) {
       return Fail(kExitUsage, "remote tune: give --mode ... , --problems-json FILE or --resume JOB");
     }
     if (o.resume == 0 || o.budget != 600) r.set_budget_seconds(o.budget);
-    r.set_strategy(o.strategy == "random"         ? v1::STRATEGY_RANDOM
-                   : o.strategy == "evolutionary" ? v1::STRATEGY_EVOLUTIONARY
-                                                  : v1::STRATEGY_EXHAUSTIVE);
+    r.set_strategy(o.strategy == "random"       ? v1::STRATEGY_RANDOM
+                   : o.strategy == "exhaustive" ? v1::STRATEGY_EXHAUSTIVE
+                   : o.strategy == "guided"     ? v1::STRATEGY_GUIDED
+                                                : v1::STRATEGY_UNSPECIFIED);
     if (o.device_ordinal >= 0) r.set_device_ordinal(o.device_ordinal);
     absl::StatusOr<v1::SubmitTuningResponse> resp = c.SubmitTuning(r);
     if (!resp.ok()) return FailStatus(action, resp.status());
@@ -171,8 +172,9 @@ Action SetupRemote(CLI::App& cmd) {
   AddProblemFlags(*tune, o->problem, false);
   tune->add_option("--problems-json", o->problems_json, "JSON array of problems to tune together");
   tune->add_option("--budget", o->budget, "Seconds of tuning")->capture_default_str()->check(CLI::PositiveNumber);
-  tune->add_option("--strategy", o->strategy, "exhaustive, random or evolutionary")
-      ->capture_default_str()->check(CLI::IsMember({"exhaustive", "random", "evolutionary"}));
+  tune->add_option("--strategy", o->strategy,
+                   "guided, exhaustive or random (default: the server's, guided; with --resume the job's)")
+      ->check(CLI::IsMember({"guided", "exhaustive", "random"}));
   tune->add_option("--gpu", o->device_ordinal, "Server GPU ordinal (default: any)");
   tune->add_option("--resume", o->resume, "Resume an interrupted, cancelled or failed job");
   tune->add_flag("--watch", o->watch, "Follow the job until it ends");

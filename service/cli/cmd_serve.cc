@@ -16,7 +16,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "cli_io.h"
+#include "parallax/search/tune_args.h"
 #include "parallax/service/client.h"
+#include "parallax/service/search_backend.h"
 #include "parallax/service/server.h"
 #include "registry.h"
 
@@ -36,20 +38,32 @@ struct ServeOptions {
   std::string port_file;
   std::string log_level = "info";
   bool no_reflection = false;
+  bool no_gpu = false;
+  std::string cache_dir;  // "": search::DefaultCacheDir()
   CLI::Option* listen_opt = nullptr;
 };
 
-// $XDG_DATA_HOME/parallax/tuner.db, else ~/.local/share/parallax/tuner.db.
-std::string DefaultDbPath() {
-  if (const char* xdg = std::getenv("XDG_DATA_HOME"); xdg && *xdg)
-    return (std::filesystem::path(xdg) / "parallax" / "tuner.db").string();
-  const char* home = std::getenv("HOME");
-  return (std::filesystem::path(home && *home ? home : ".") / ".local" / "share" / "parallax" / "tuner.db").string();
+// Tuning on this machine's GPUs through the search layer (this executable is the worker);
+// without a usable GPU the server answers lookups and refuses tuning (FAILED_PRECONDITION).
+std::unique_ptr<service::TuningBackend> MakeBackend(const ServeOptions& o, const std::string& db_path) {
+  if (o.no_gpu) {
+    spdlog::info("--no-gpu: serving lookups only");
+    return std::make_unique<service::NoGpuBackend>();
+  }
+  service::SearchBackendOptions so;
+  so.db_path = db_path;
+  so.worker_argv = {SelfPath(), "worker"};
+  so.cache_dir = o.cache_dir;
+  absl::StatusOr<std::unique_ptr<service::SearchBackend>> b = service::SearchBackend::Create(so);
+  if (!b.ok()) {
+    spdlog::info("no GPU to tune on ({}); serving lookups only", std::string(b.status().message()));
+    return std::make_unique<service::NoGpuBackend>();
+  }
+  for (int i = 0; i < (*b)->device_count(); ++i)
+    if (absl::StatusOr<cache::DeviceInfo> d = (*b)->device(i); d.ok())
+      spdlog::info("GPU {}: {} ({} SMs), one tuning worker", i, d->name, d->sm_count);
+  return *std::move(b);
 }
-
-// The backend that tunes on this machine's GPUs comes from the search layer; until it is
-// linked in, a server answers lookups and refuses tuning with FAILED_PRECONDITION.
-std::unique_ptr<service::TuningBackend> MakeBackend() { return std::make_unique<service::NoGpuBackend>(); }
 
 absl::Status WritePortFile(const std::string& path, int port) {
   const std::string tmp = path + ".tmp";
@@ -75,7 +89,7 @@ int RunServe(const ServeOptions& o) {
   service::ServerOptions so;
   so.listen = o.listen;
   so.allow_non_loopback = o.listen_opt->count() > 0;
-  so.db_path = o.db.empty() ? DefaultDbPath() : o.db;
+  so.db_path = o.db.empty() ? search::DefaultDbPath() : o.db;
   so.limits.max_queue = o.max_queue;
   so.limits.max_problems_per_request = o.max_problems;
   so.limits.max_budget_seconds = o.max_budget;
@@ -110,7 +124,7 @@ int RunServe(const ServeOptions& o) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  absl::StatusOr<std::unique_ptr<service::Server>> server = service::Server::Start(so, MakeBackend());
+  absl::StatusOr<std::unique_ptr<service::Server>> server = service::Server::Start(so, MakeBackend(o, so.db_path));
   if (!server.ok()) {
     const int code = absl::IsPermissionDenied(server.status()) || absl::IsInvalidArgument(server.status())
                          ? kExitUsage
@@ -152,6 +166,8 @@ Action SetupServe(CLI::App& cmd) {
   cmd.add_option("--log-level", o->log_level, "trace, debug, info, warn, error")
       ->capture_default_str()->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
   cmd.add_flag("--no-reflection", o->no_reflection, "Do not offer gRPC server reflection");
+  cmd.add_flag("--no-gpu", o->no_gpu, "Serve lookups only: refuse tuning even where a GPU is visible");
+  cmd.add_option("--cache-dir", o->cache_dir, "Compiled kernels of tuning jobs [$PARALLAX_CACHE_DIR or ~/.cache/parallax]");
   return [o] { return RunServe(*o); };
 }
 

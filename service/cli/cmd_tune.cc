@@ -52,12 +52,6 @@ extern "C" void OnSignal(int) {
   (void)!::write(2, kMsg, sizeof(kMsg) - 1);
 }
 
-std::string SelfPath() {
-  char buf[4096];
-  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);
-  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string("/proc/self/exe");
-}
-
 nlohmann::json ReportJson(const search::TuneReport& r, const std::string& db) {
   nlohmann::json units = nlohmann::json::array();
   for (const search::UnitReport& u : r.units) {

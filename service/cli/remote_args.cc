@@ -9,6 +9,7 @@
 #include "cli_io.h"
 #include "parallax/runtime/device.h"
 #include "parallax/runtime/nvrtc_compiler.h"
+#include "parallax/service/proto_convert.h"
 
 namespace parallax::cli {
 
@@ -78,14 +79,7 @@ absl::StatusOr<v1::DeviceFingerprint> ResolveDevice(const DeviceFlags& f) {
     if (!info.ok())
       return absl::InvalidArgumentError(absl::StrCat("no local GPU (", info.status().message(),
                                                      "); describe one with --device-name, --cc, --sms, --mem-mib, --driver"));
-    d.set_name(info->name);
-    d.set_cc_major(info->cc_major);
-    d.set_cc_minor(info->cc_minor);
-    d.set_sm_count(info->sm_count);
-    d.set_memory_bytes(info->mem_bytes);
-    d.set_driver_version(info->driver_version);
-    d.set_nvrtc_version(info->nvrtc_version);
-    return d;
+    return service::DeviceToProto(*info);
   }
   std::vector<std::string> cc = absl::StrSplit(f.cc, '.');
   int major = 0, minor = 0;

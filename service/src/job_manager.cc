@@ -116,6 +116,9 @@ absl::StatusOr<v1::SubmitTuningResponse> JobManager::Submit(const v1::SubmitTuni
   int requested = -1;
   absl::StatusOr<JobSpec> spec = ResolveSpec(request, &requested);
   if (!spec.ok()) return spec.status();
+  for (size_t i = 0; i < spec->problems.size(); ++i)
+    if (absl::Status s = backend_.CanTune(spec->problems[i]); !s.ok())
+      return absl::InvalidArgumentError(absl::StrCat("problems[", i, "].", s.message()));
   if (requested >= device_count())
     return absl::InvalidArgumentError(absl::StrCat("device_ordinal=", requested, ": this server has ",
                                                    device_count(), " GPU(s)"));

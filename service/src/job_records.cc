@@ -46,10 +46,10 @@ absl::StatusOr<JobSpec> SpecFromParams(const nlohmann::json& params, const Servi
   for (const nlohmann::json& p : problems)
     if (!FromJson(p, r.add_problems())) return absl::DataLossError("job params: unreadable problem");
   r.set_budget_seconds(params.value("budget_seconds", 0.0));
-  const std::string strategy = params.value("strategy", std::string("exhaustive"));
-  r.set_strategy(strategy == "random"         ? v1::STRATEGY_RANDOM
-                 : strategy == "evolutionary" ? v1::STRATEGY_EVOLUTIONARY
-                                              : v1::STRATEGY_EXHAUSTIVE);
+  const std::string strategy = params.value("strategy", std::string("guided"));
+  r.set_strategy(strategy == "random"       ? v1::STRATEGY_RANDOM
+                 : strategy == "exhaustive" ? v1::STRATEGY_EXHAUSTIVE
+                                            : v1::STRATEGY_GUIDED);
   *requested_ordinal = params.value("requested_device", -1);
   if (*requested_ordinal >= 0) r.set_device_ordinal(*requested_ordinal);
   absl::StatusOr<JobSpec> spec = ValidateSubmit(r, limits);

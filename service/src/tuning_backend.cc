@@ -6,9 +6,9 @@ namespace parallax::service {
 
 const char* ToString(Strategy s) {
   switch (s) {
+    case Strategy::kGuided: return "guided";
     case Strategy::kExhaustive: return "exhaustive";
     case Strategy::kRandom: return "random";
-    case Strategy::kEvolutionary: return "evolutionary";
   }
   return "?";
 }

@@ -7,6 +7,7 @@
 #include "parallax/codegen/space.h"
 #include "parallax/runtime/device.h"
 #include "parallax/service/buckets.h"
+#include "parallax/service/proto_convert.h"
 
 namespace parallax::service {
 namespace {
@@ -40,19 +41,19 @@ absl::Status CheckText(absl::string_view path, absl::string_view field, const st
 
 Strategy FromProto(v1::Strategy s) {
   switch (s) {
+    case v1::STRATEGY_EXHAUSTIVE: return Strategy::kExhaustive;
     case v1::STRATEGY_RANDOM: return Strategy::kRandom;
-    case v1::STRATEGY_EVOLUTIONARY: return Strategy::kEvolutionary;
-    default: return Strategy::kExhaustive;
+    default: return Strategy::kGuided;  // unspecified: the server's default
   }
 }
 
 v1::Strategy ToProto(Strategy s) {
   switch (s) {
+    case Strategy::kExhaustive: return v1::STRATEGY_EXHAUSTIVE;
     case Strategy::kRandom: return v1::STRATEGY_RANDOM;
-    case Strategy::kEvolutionary: return v1::STRATEGY_EVOLUTIONARY;
-    case Strategy::kExhaustive: break;
+    case Strategy::kGuided: break;
   }
-  return v1::STRATEGY_EXHAUSTIVE;
+  return v1::STRATEGY_GUIDED;
 }
 
 absl::StatusOr<ProblemSpec> ValidateProblem(const v1::Problem& p, absl::string_view path) {
@@ -194,21 +195,6 @@ absl::StatusOr<JobSpec> ValidateSubmit(const v1::SubmitTuningRequest& r, const S
   return job;
 }
 
-v1::Problem ToProto(const ProblemSpec& s) {
-  v1::Problem p;
-  p.set_mode(s.problem.mode == Mode::kDecode ? v1::MODE_DECODE : v1::MODE_PREFILL);
-  p.set_dtype(s.problem.dtype == DType::kBF16 ? v1::DTYPE_BF16 : v1::DTYPE_FP16);
-  p.set_head_dim(s.problem.head_dim);
-  p.set_num_q_heads(s.problem.num_q_heads);
-  p.set_num_kv_heads(s.problem.num_kv_heads);
-  p.set_kv_layout(s.problem.kv_layout == KvLayout::kPaged ? v1::KV_LAYOUT_PAGED : v1::KV_LAYOUT_CONTIGUOUS);
-  p.set_page_size(s.problem.page_size);
-  p.set_window(s.problem.window);
-  p.set_probe(s.algorithm.probe == Probe::kLearned ? v1::PROBE_LEARNED : v1::PROBE_NONE);
-  p.set_affine(s.algorithm.affine == Affine::kAmplified ? v1::AFFINE_AMPLIFIED : v1::AFFINE_PLAIN);
-  p.set_batch(s.batch);
-  p.set_seqlen(s.seqlen);
-  return p;
-}
+v1::Problem ToProto(const ProblemSpec& s) { return ProblemToProto(s.problem, s.algorithm, s.batch, s.seqlen); }
 
 }  // namespace parallax::service

@@ -100,7 +100,8 @@ TEST_F(CliTest, HelpListsTheCommandsButNotTheWorker) {
   for (const char* c : {"tune", "db", "bench"}) EXPECT_NE(r.out.find(c), std::string::npos) << c;
   EXPECT_EQ(r.out.find("worker"), std::string::npos);
   for (const char* sub : {"tune --help", "db --help", "db show --help", "db export --help", "db import --help",
-                          "db verify --help", "bench --help", "bench decode --help"}) {
+                          "db verify --help", "bench --help", "bench decode --help",
+                          "bench prefill --help"}) {
     r = Cli(sub, dir_);
     EXPECT_EQ(r.code, 0) << sub << ": " << r.err;
   }
@@ -108,6 +109,13 @@ TEST_F(CliTest, HelpListsTheCommandsButNotTheWorker) {
   for (const char* opt : {"--preset", "--q-heads", "--kv-heads", "--head-dim", "--dtype", "--batch", "--seqlen",
                           "--probe", "--paged", "--budget", "--strategy", "--db", "--json"})
     EXPECT_NE(r.out.find(opt), std::string::npos) << opt;
+  r = Cli("bench --help", dir_);
+  for (const char* sub : {"decode", "prefill"}) EXPECT_NE(r.out.find(sub), std::string::npos) << sub;
+  r = Cli("bench prefill --help", dir_);
+  for (const char* opt : {"--shape", "--q-len", "--window", "--variant", "--probe", "--affine", "--dtype", "--reps",
+                          "--device", "--db", "--no-verify", "--json"})
+    EXPECT_NE(r.out.find(opt), std::string::npos) << opt;
+  EXPECT_EQ(r.out.find("--paged"), std::string::npos) << "paged KV is decode-only";
 }
 
 TEST_F(CliTest, UsageErrorsAreOneLineAndExitTwo) {
@@ -115,7 +123,15 @@ TEST_F(CliTest, UsageErrorsAreOneLineAndExitTwo) {
                            "tune --q-heads 16 --kv-heads 8", "tune --preset llama3-8b --reps 8,3,20",
                            "tune --preset llama3-8b --kv-heads 5", "db", "db show --db " "/nonexistent/x.db",
                            "db import /nonexistent/file.db", "bench decode --shape 1,2",
-                           "bench decode --shape 1,1024,16,8,128 --variant nonsense"}) {
+                           "bench decode --shape 1,1024,16,8,128 --variant nonsense", "bench prefill",
+                           "bench prefill --shape 1,1024,16,8", "bench prefill --shape 1,1024,16,8,128 --q-len 1025",
+                           "bench prefill --shape 1,1024,16,8,128 --q-len 0",
+                           "bench prefill --shape 0,1024,16,8,128", "bench prefill --shape 1,1024,16,8,96",
+                           "bench prefill --shape 1,1024,16,8,128 --paged 16",
+                           "bench prefill --shape 1,1024,16,8,128 --window -1",
+                           "bench prefill --shape 1,1024,16,8,128 --variant nonsense",
+                           "bench prefill --shape 1,1024,16,8,128 --variant "
+                           "decode-bf16-d128-h16x8-contig-nowin.learned-plain.mma-n64-w4-s2-splitauto-g1"}) {
     Result r = Cli(args, dir_);
     EXPECT_EQ(r.code, 2) << args << ": " << r.err;
     EXPECT_TRUE(OneErrorLine(r.err)) << args << ": '" << r.err << "'";
@@ -132,6 +148,13 @@ TEST_F(CliTest, TuneWithoutAGpuFailsFastWithAClearMessage) {
   r = Cli("bench decode --shape 8,4096,32,8,128", dir_);
   EXPECT_EQ(r.code, 1) << r.err;
   EXPECT_NE(r.err.find("needs a GPU"), std::string::npos) << r.err;
+  for (const char* args : {"bench prefill --shape 1,4096,32,8,128", "bench prefill --shape 2,4096,32,8,128 --q-len 512 "
+                           "--window 1024 --probe none --dtype fp16 --json"}) {
+    r = Cli(args, dir_);
+    EXPECT_EQ(r.code, 1) << args << ": " << r.err;
+    EXPECT_TRUE(OneErrorLine(r.err)) << r.err;
+    EXPECT_NE(r.err.find("bench needs a GPU"), std::string::npos) << r.err;
+  }
 }
 
 TEST_F(CliTest, DbShowExportImportVerify) {

@@ -18,6 +18,7 @@
 #include "parallax/runtime/runtime.h"
 #include "parallax/search/compile.h"
 #include "parallax/search/decode_bench.h"
+#include "parallax/search/prefill_bench.h"
 #include "parallax/search/tuner.h"
 #include "parallax/search/worker_client.h"
 
@@ -216,6 +217,50 @@ TEST_F(GpuTest, BenchVerifiesAndTimesContiguousAndPaged) {
     EXPECT_LE(t->median_us, t->max_us);
     std::printf("[bench] page %d: %.2f us, %.0f GB/s, %d sets, reduced err %.2e\n", page, t->median_us,
                 (*b)->bytes_per_launch() / (t->median_us * 1e-6) / 1e9, (*b)->num_sets(), check->reduced_rel);
+  }
+}
+
+TEST_F(GpuTest, BenchVerifiesAndTimesPrefill) {
+  std::unique_ptr<Runtime> rt = *Runtime::Create(RuntimeOptions{});
+  struct Case {
+    int batch, seqlen_q, seqlen_k, window;
+    Affine affine;
+  };
+  // A full triangle (ragged varlen check), a chunk at the end of a longer sequence with a
+  // window, and amplified (ill-conditioned rows masked).
+  for (const Case& c : {Case{2, 2048, 2048, 0, Affine::kPlain}, Case{1, 256, 4096, 1024, Affine::kPlain},
+                        Case{2, 1024, 1024, 0, Affine::kAmplified}}) {
+    PrefillShape s;
+    s.problem = Qwen();
+    s.problem.mode = Mode::kPrefill;
+    s.problem.window = c.window > 0;
+    s.algorithm.affine = c.affine;
+    s.batch = c.batch;
+    s.seqlen_q = c.seqlen_q;
+    s.seqlen_k = c.seqlen_k;
+    s.window = c.window;
+    absl::StatusOr<std::unique_ptr<PrefillBench>> b = PrefillBench::Create(*rt, s, BenchOptions{});
+    ASSERT_TRUE(b.ok()) << b.status();
+    EXPECT_GE((*b)->num_sets(), 1);
+    absl::StatusOr<Timing> t = (*b)->Time("", 5);
+    ASSERT_TRUE(t.ok()) << t.status();
+    EXPECT_EQ(t->choice, "default");
+    EXPECT_GT(t->median_us, 1.0);
+    EXPECT_LE(t->min_us, t->median_us);
+    EXPECT_LE(t->median_us, t->max_us);
+    const Variant v = *Variant::Parse(t->variant);
+    absl::StatusOr<VerifyResult> check = (*b)->Verify(v);
+    ASSERT_TRUE(check.ok()) << check.status();
+    EXPECT_TRUE(check->ok) << check->error;
+    EXPECT_LE(check->reduced_rel, check->reduced_tol);
+    absl::StatusOr<Timing> again = (*b)->Time(t->variant, 3);  // explicit key: same kernel
+    ASSERT_TRUE(again.ok()) << again.status();
+    EXPECT_EQ(again->choice, "explicit");
+    EXPECT_EQ(again->variant, t->variant);
+    std::printf("[bench] prefill b%d q%d k%d w%d: %.1f us, %.1f TFLOP/s, %d sets, reduced %s err %.2e (%ld masked)\n",
+                c.batch, c.seqlen_q, c.seqlen_k, c.window, t->median_us,
+                (*b)->flops_per_launch() / (t->median_us * 1e-6) / 1e12, (*b)->num_sets(),
+                (*b)->Info().value("reduced", "").c_str(), check->reduced_rel, check->masked_rows);
   }
 }
 

@@ -21,9 +21,7 @@ void ServerTest::TearDown() {
 }
 
 void ServerTest::StartServer(ServerOptions options, bool fake, FakeBackendOptions fake_options) {
-  if (options.listen == ServerOptions{}.listen) options.listen = "127.0.0.1:0";
   if (options.db_path.empty()) options.db_path = db_path_;
-  options.persist_interval = absl::Milliseconds(20);
   std::unique_ptr<TuningBackend> backend;
   if (fake) {
     absl::StatusOr<std::unique_ptr<cache::Store>> s = cache::Store::Open(options.db_path);
@@ -36,6 +34,13 @@ void ServerTest::StartServer(ServerOptions options, bool fake, FakeBackendOption
     backend = std::make_unique<NoGpuBackend>();
     fake_ = nullptr;
   }
+  StartServerWith(std::move(options), std::move(backend));
+}
+
+void ServerTest::StartServerWith(ServerOptions options, std::unique_ptr<TuningBackend> backend) {
+  if (options.listen == ServerOptions{}.listen) options.listen = "127.0.0.1:0";
+  if (options.db_path.empty()) options.db_path = db_path_;
+  options.persist_interval = absl::Milliseconds(20);
   absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(options, std::move(backend));
   ASSERT_TRUE(server.ok()) << server.status();
   server_ = *std::move(server);

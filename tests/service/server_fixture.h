@@ -26,6 +26,7 @@ class ServerTest : public ::testing::Test {
   // Starts a server over db_path_ (options.listen/db_path filled in unless set). With
   // `fake`, a FakeBackend writing through its own Store; otherwise NoGpuBackend.
   void StartServer(ServerOptions options = {}, bool fake = false, FakeBackendOptions fake_options = {});
+  void StartServerWith(ServerOptions options, std::unique_ptr<TuningBackend> backend);
   void StopServer(absl::Duration grace = absl::ZeroDuration());
   std::unique_ptr<Client> NewClient(ClientOptions options = {});
   // A second Store on the server's database, for seeding and checking rows.

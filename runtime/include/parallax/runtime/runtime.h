@@ -125,6 +125,7 @@ class Runtime {
   using TunedLookup = std::function<absl::StatusOr<std::pair<std::string, Choice>>(
       const Problem&, const Algorithm&, int batch, int seqlen)>;
   void SetTunedLookup(TunedLookup f);
+  TunedLookup tuned_lookup();  // the current one (empty: none), to chain another after it
 
  private:
   explicit Runtime(const RuntimeOptions& o, DeviceInfo d, CUcontext ctx);

@@ -50,6 +50,7 @@ struct VerifyResult {
   double reduced_rel = 0;   // (a) relative Frobenius error vs float64
   double reduced_tol = 0;
   double full_rel = 0;      // (b) vs the reference variant (0 when skipped)
+  long masked_rows = 0;     // prefill, amplified: ill-conditioned rows left out of reduced_rel
   std::string error;        // why not ok
 };
 

@@ -51,6 +51,10 @@ struct StrategyOptions {
   // Measured first by guided and random (warm start from a tuned neighbour bucket, and the
   // runtime's default so the result is never worse than what an untuned call gets).
   std::vector<std::string> seeds;
+  // Guided: timed with full samples next to the finalists (the runtime's default), so the
+  // pick is judged against it at equal samples and a tuned config never loses to it by noise
+  // of a few-sample first look.
+  std::string baseline;
 };
 
 struct Trial {

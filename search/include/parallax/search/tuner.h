@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -63,6 +64,9 @@ struct TuneOptions {
   const std::atomic<bool>* cancel = nullptr;
   ProgressFn progress;                  // serialised; may be empty
   nlohmann::json command = nlohmann::json::object();  // stored in the run's params
+  // Record measurements under this existing tuning_runs row instead of starting one per
+  // GPU; its owner (the service: the row is its job) sets its progress and final status.
+  std::optional<int64_t> run_id;
 };
 
 // What tests replace: the GPUs (empty: ask the driver), the compiler, the clock.
@@ -94,6 +98,9 @@ struct TuneReport {
   std::vector<int64_t> run_ids;
   CompileQueue::Stats compile;
 };
+
+// Every GPU the driver shows, queried; FailedPrecondition without a driver or a GPU.
+absl::StatusOr<std::vector<DeviceInfo>> VisibleDevices();
 
 // The runtime's untuned choice for the problem (measured first, and the full-shape reference).
 std::string DefaultVariantKey(const Problem& p, const Algorithm& a);

@@ -1,7 +1,7 @@
 // What the tuning service needs from whoever actually tunes: a count of GPUs, their identity
 // and a blocking RunJob. The service owns queueing, persistence and progress streaming; the
-// backend (the search layer's GPU tuner; NoGpuBackend here; a fake in the tests) only runs
-// one job at a time per device on the thread the service gives it.
+// backend (search_backend.h: the search layer's GPU tuner; NoGpuBackend here; a fake in the
+// tests) only runs one job at a time per device on the thread the service gives it.
 #pragma once
 
 #include <atomic>
@@ -16,7 +16,7 @@
 
 namespace parallax::service {
 
-enum class Strategy { kExhaustive, kRandom, kEvolutionary };
+enum class Strategy { kGuided, kExhaustive, kRandom };
 const char* ToString(Strategy s);
 
 // One problem of a job, validated; problem_key and bucket are the cache keys its best config
@@ -37,7 +37,7 @@ struct JobSpec {
   std::string device_fingerprint;
   std::vector<ProblemSpec> problems;
   double budget_seconds = 0;
-  Strategy strategy = Strategy::kExhaustive;
+  Strategy strategy = Strategy::kGuided;
   int64_t resumed_from_job_id = 0;  // measurements of that run may be reused
 };
 
@@ -71,6 +71,10 @@ class TuningBackend {
   virtual int device_count() = 0;
   // Identity of GPU `ordinal` (0 <= ordinal < device_count()), as stored in the cache.
   virtual absl::StatusOr<cache::DeviceInfo> device(int ordinal) = 0;
+  // Checked for every problem when a job is submitted, so a job is refused up front rather
+  // than failing later for what it asked: OK, or why not ("mode: ..."; the caller prefixes
+  // the problem's path and answers INVALID_ARGUMENT).
+  virtual absl::Status CanTune(const ProblemSpec&) { return absl::OkStatus(); }
   // Runs one job to completion on spec.device_ordinal. Writes measurements and best configs
   // to its own cache Store; reports progress through `sink`. Must return soon (seconds)
   // after `cancel` becomes true, with any status: the service decides whether the job

@@ -1,12 +1,14 @@
 // Who else is tuning into this database file: every tuner holds a shared flock on
 // "<db>.lock" while it runs. Getting it exclusively first means no other tuner is alive, so
 // runs still marked 'running' were left by a crash and can be marked 'interrupted'.
+// Long-lived processes that start tuners (the service) hold one for their whole life, so a
+// tuner they start never takes their own running jobs for a crash's leftovers.
 #pragma once
 
 #include <functional>
 #include <string>
 
-namespace parallax::search::internal {
+namespace parallax::search {
 
 class RunLock {
  public:
@@ -22,4 +24,4 @@ class RunLock {
   bool alone_ = false;
 };
 
-}  // namespace parallax::search::internal
+}  // namespace parallax::search

@@ -1,0 +1,15 @@
+// Our IR and device types as the proto describes them: what every client (the CLI, the
+// runtime's service lookup) sends, and what the server's validation reads back.
+#pragma once
+
+#include "parallax/codegen/variant.h"
+#include "parallax/runtime/device.h"
+#include "parallax/v1/tuner.pb.h"
+
+namespace parallax::service {
+
+v1::Problem ProblemToProto(const Problem& p, const Algorithm& a, int batch, int seqlen);
+// The fields the server's fingerprint is made of (DeviceInfo::fingerprint()).
+v1::DeviceFingerprint DeviceToProto(const DeviceInfo& d);
+
+}  // namespace parallax::service

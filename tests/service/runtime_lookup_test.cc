@@ -1,0 +1,79 @@
+// The runtime's optional service lookup (runtime_lookup.h) against a live server: tuned
+// configs come back as exact / nearest, untuned problems and a dead server as "not found"
+// (the runtime then uses its default), and answers are asked for once.
+#include "parallax/service/runtime_lookup.h"
+
+#include "parallax/service/validate.h"
+#include "server_fixture.h"
+
+namespace parallax::service::testing {
+namespace {
+
+// FakeBackend's GPU 0 as the runtime would describe it.
+DeviceInfo FakeDevice0() {
+  const v1::DeviceFingerprint f = FakeBackend::Describe(0);
+  DeviceInfo d;
+  d.name = f.name();
+  d.cc_major = f.cc_major();
+  d.cc_minor = f.cc_minor();
+  d.sm_count = f.sm_count();
+  d.mem_bytes = f.memory_bytes();
+  d.driver_version = f.driver_version();
+  d.nvrtc_version = f.nvrtc_version();
+  return d;
+}
+
+class RuntimeLookupTest : public ServerTest {
+ protected:
+  Runtime::TunedLookup Lookup(absl::Duration retry_after = absl::Seconds(30)) {
+    ServiceLookupOptions o;
+    o.client.server = server_->address();
+    o.retry_after = retry_after;
+    absl::StatusOr<Runtime::TunedLookup> l = MakeServiceLookup(FakeDevice0(), o);
+    EXPECT_TRUE(l.ok()) << l.status();
+    return l.ok() ? *l : nullptr;
+  }
+};
+
+TEST_F(RuntimeLookupTest, TunedConfigsComeBackAndMissesFallThrough) {
+  StartServer({}, /*fake=*/true);
+  auto c = NewClient();
+  absl::StatusOr<v1::SubmitTuningResponse> sub = c->SubmitTuning(Submit({DecodeProblem(4, 4096)}));
+  ASSERT_TRUE(sub.ok()) << sub.status();
+  absl::StatusOr<v1::JobProgress> done = c->WatchJob(sub->job_id(), [](const v1::JobProgress&) {});
+  ASSERT_TRUE(done.ok() && done->state() == v1::JOB_STATE_DONE) << done.status();
+
+  Runtime::TunedLookup lookup = Lookup();
+  const ProblemSpec spec = *ValidateProblem(DecodeProblem(4, 4096), "problem");
+  auto exact = lookup(spec.problem, spec.algorithm, 3, 3000);
+  ASSERT_TRUE(exact.ok()) << exact.status();
+  EXPECT_EQ(exact->first, done->results(0).variant_key());
+  EXPECT_EQ(exact->second, Choice::kTunedExact);
+  auto near = lookup(spec.problem, spec.algorithm, 8, 8000);
+  ASSERT_TRUE(near.ok()) << near.status();
+  EXPECT_EQ(near->second, Choice::kTunedNearest);
+
+  Problem other = spec.problem;
+  other.dtype = DType::kFP16;  // nothing tuned: the runtime keeps its default
+  EXPECT_TRUE(absl::IsNotFound(lookup(other, spec.algorithm, 4, 4096).status()));
+}
+
+TEST_F(RuntimeLookupTest, AnswersAreRememberedAndADeadServerIsAMiss) {
+  StartServer();
+  Runtime::TunedLookup lookup = Lookup(absl::Hours(1));
+  const ProblemSpec spec = *ValidateProblem(DecodeProblem(4, 4096), "problem");
+  EXPECT_TRUE(absl::IsNotFound(lookup(spec.problem, spec.algorithm, 4, 4096).status()));
+  StopServer();
+  // Remembered: no call, the same answer, fast.
+  const absl::Time t0 = absl::Now();
+  EXPECT_TRUE(absl::IsNotFound(lookup(spec.problem, spec.algorithm, 4, 4096).status()));
+  EXPECT_LT(absl::Now() - t0, absl::Milliseconds(50));
+  // Not asked before, server gone: an error within the lookup deadline, never a hang.
+  const absl::Time t1 = absl::Now();
+  auto gone = lookup(spec.problem, spec.algorithm, 64, 65536);
+  EXPECT_FALSE(gone.ok());
+  EXPECT_LT(absl::Now() - t1, absl::Seconds(2));
+}
+
+}  // namespace
+}  // namespace parallax::service::testing

@@ -1,0 +1,137 @@
+// The server with its real tuning backend (search::Tune), on a fake GPU with a fake compiler
+// and the search tests' fake worker process: a submitted job runs the tuner, streams
+// progress, files its measurements under the job's run and serves the winners.
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "parallax/search/run_lock.h"
+#include "parallax/service/search_backend.h"
+#include "server_fixture.h"
+
+namespace parallax::service::testing {
+namespace {
+
+DeviceInfo FakeGpu() {
+  DeviceInfo d;
+  d.name = "FakeGPU";
+  d.cc_major = 9;
+  d.sm_count = 132;
+  d.max_smem_per_block_optin = 227 * 1024;
+  d.smem_per_sm = 228 * 1024;
+  d.l2_bytes = 50 << 20;
+  d.mem_bytes = int64_t(80) << 30;
+  d.driver_version = 13000;
+  d.nvrtc_version = "13.0";
+  return d;
+}
+
+v1::DeviceFingerprint Describe(const DeviceInfo& d) {
+  v1::DeviceFingerprint f;
+  f.set_name(d.name);
+  f.set_cc_major(d.cc_major);
+  f.set_cc_minor(d.cc_minor);
+  f.set_sm_count(d.sm_count);
+  f.set_memory_bytes(d.mem_bytes);
+  f.set_driver_version(d.driver_version);
+  f.set_nvrtc_version(d.nvrtc_version);
+  return f;
+}
+
+class SearchBackendTest : public ServerTest {
+ protected:
+  std::unique_ptr<SearchBackend> Backend() {
+    SearchBackendOptions o;
+    o.db_path = db_path_;
+    o.worker_argv = {PLX_FAKE_WORKER};
+    o.cache_dir = dir_ + "/kernels";
+    o.compile_threads = 2;
+    o.min_timeout_s = 1;
+    o.space = {{0}, false, {MathPath::kMma}};  // a small space: quick
+    o.deps.devices = {FakeGpu()};
+    o.deps.make_compile = [](const search::CompileTarget&) {
+      return search::CompileFn([](const std::vector<Variant>&) {
+        search::CompileOutcome c;
+        c.kind = search::CompileOutcome::Kind::kKeep;
+        return c;
+      });
+    };
+    absl::StatusOr<std::unique_ptr<SearchBackend>> b = SearchBackend::Create(o);
+    EXPECT_TRUE(b.ok()) << b.status();
+    return b.ok() ? *std::move(b) : nullptr;
+  }
+};
+
+TEST_F(SearchBackendTest, JobTunesEveryProblemAndTheWinnersAreServed) {
+  StartServerWith({}, Backend());
+  auto c = NewClient();
+  v1::Problem narrow = DecodeProblem(8, 1024);
+  narrow.set_num_q_heads(16);
+  // Two buckets of one problem key (one Tune call) and a second key.
+  absl::StatusOr<v1::SubmitTuningResponse> sub =
+      c->SubmitTuning(Submit({DecodeProblem(4, 4096), DecodeProblem(1, 900), narrow}, 120));
+  ASSERT_TRUE(sub.ok()) << sub.status();
+
+  std::vector<v1::JobProgress> seen;
+  absl::StatusOr<v1::JobProgress> last = c->WatchJob(sub->job_id(), [&](const v1::JobProgress& p) { seen.push_back(p); });
+  ASSERT_TRUE(last.ok()) << last.status();
+  ASSERT_EQ(last->state(), v1::JOB_STATE_DONE) << last->message();
+  ASSERT_EQ(last->results_size(), 3);
+  EXPECT_GT(last->variants_tried(), 10);
+  EXPECT_EQ(last->variants_tried(), last->variants_total());
+  EXPECT_GT(seen.size(), 3u);
+  bool saw_total = false;
+  for (size_t i = 1; i < seen.size(); ++i) {
+    EXPECT_GE(seen[i].variants_tried(), seen[i - 1].variants_tried());
+    saw_total = saw_total || (seen[i].state() == v1::JOB_STATE_RUNNING && seen[i].variants_total() > 0);
+  }
+  EXPECT_TRUE(saw_total);
+
+  const std::vector<std::string> buckets = {"b4-l4096", "b1-l1024", "b8-l1024"};
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(last->results(i).bucket(), buckets[i]);
+    EXPECT_FALSE(last->results(i).variant_key().empty());
+    EXPECT_GT(last->results(i).median_us(), 0);
+  }
+  v1::GetBestConfigRequest q;
+  *q.mutable_device() = Describe(FakeGpu());
+  *q.mutable_problem() = narrow;
+  absl::StatusOr<v1::GetBestConfigResponse> best = c->GetBestConfig(q);
+  ASSERT_TRUE(best.ok()) << best.status();
+  EXPECT_EQ(best->match(), v1::MATCH_EXACT);
+  EXPECT_EQ(best->variant_key(), last->results(2).variant_key());
+
+  // Every measurement is filed under the job's run; the tuner started no run of its own.
+  cache::MeasurementFilter f;
+  f.run_id = sub->job_id();
+  absl::StatusOr<std::vector<cache::Measurement>> ms = store().ListMeasurements(f);
+  ASSERT_TRUE(ms.ok()) << ms.status();
+  EXPECT_EQ(static_cast<int64_t>(ms->size()), last->variants_tried());
+  absl::StatusOr<v1::ListJobsResponse> jobs = c->ListJobs(v1::ListJobsRequest());
+  ASSERT_TRUE(jobs.ok()) << jobs.status();
+  ASSERT_EQ(jobs->jobs_size(), 1);
+  EXPECT_EQ(jobs->jobs(0).state(), v1::JOB_STATE_DONE);
+}
+
+TEST_F(SearchBackendTest, PrefillIsRefusedAtSubmission) {
+  StartServerWith({}, Backend());
+  auto c = NewClient();
+  v1::Problem prefill = DecodeProblem(1, 2048);
+  prefill.set_mode(v1::MODE_PREFILL);
+  absl::StatusOr<v1::SubmitTuningResponse> sub = c->SubmitTuning(Submit({DecodeProblem(), prefill}));
+  EXPECT_TRUE(absl::IsInvalidArgument(sub.status())) << sub.status();
+  EXPECT_NE(sub.status().message().find("problems[1].mode: only decode"), absl::string_view::npos) << sub.status();
+}
+
+TEST_F(SearchBackendTest, ServerPresenceKeepsTunersFromMarkingItsJobsInterrupted) {
+  std::unique_ptr<SearchBackend> b = Backend();
+  bool alone = false;
+  { search::RunLock tuner(db_path_, [&] { alone = true; }); }
+  EXPECT_FALSE(alone);
+  b.reset();
+  { search::RunLock tuner(db_path_, [&] { alone = true; }); }
+  EXPECT_TRUE(alone);
+}
+
+}  // namespace
+}  // namespace parallax::service::testing

@@ -59,6 +59,32 @@ print(json.dumps({"preset": preset, "splits": splits, "fused": fused == "1",
                   "exhaustive_wall_s": runs["exhaustive"]["wall_s"], "guided_wall_s": runs["guided"]["wall_s"],
                   "buckets": buckets, "reports": {s: r["report"] for s, r in runs.items()}}, indent=2))
 PY
+# Both winners re-timed back to back in alternation (same GPU state), so the quality ratio
+# is not two runs' noise: `parallax bench decode --variant`, 2 rounds each, medians.
+python3 - "$out/tune_compare.json" "$cli" <<'PY' || status=1
+import json, re, subprocess, sys
+path, cli = sys.argv[1:3]
+j = json.load(open(path))
+pk = next((r.get("problem") for r in j["reports"].values() if r.get("problem")), "")
+m = re.search(r"-d(\d+)-h(\d+)x(\d+)-", pk or "")
+for b in j["buckets"]:
+    if not (m and b.get("exhaustive_best") and b.get("guided_best")):
+        continue
+    batch, seqlen = re.match(r"b(\d+)-l(\d+)", b["bucket"]).groups()
+    shape = f"{batch},{seqlen},{m.group(2)},{m.group(3)},{m.group(1)}"
+    times = {"exhaustive": [], "guided": []}
+    for _ in range(2):
+        for s in ("exhaustive", "guided"):
+            r = subprocess.run([cli, "bench", "decode", "--shape", shape, "--variant", b[f"{s}_best"], "--reps", "30",
+                                "--no-verify", "--json"], capture_output=True, text=True, timeout=300)
+            if r.returncode == 0:
+                times[s].append(json.loads(r.stdout)["median_us"])
+    if times["exhaustive"] and times["guided"]:
+        b["retimed_exhaustive_us"] = sorted(times["exhaustive"])[len(times["exhaustive"]) // 2]
+        b["retimed_guided_us"] = sorted(times["guided"])[len(times["guided"]) // 2]
+        b["retimed_ratio"] = b["retimed_guided_us"] / b["retimed_exhaustive_us"]
+json.dump(j, open(path, "w"), indent=2)
+PY
 python3 - "$out/tune_compare.json" <<'PY' || true
 import json, sys
 j = json.load(open(sys.argv[1]))
@@ -66,7 +92,8 @@ print(f"tune_compare {j['preset']}: exhaustive {j['exhaustive_wall_s']:.0f} s, g
 for b in j["buckets"]:
     print(f"  {b['bucket']:<12} exhaustive {b['exhaustive_best_us'] or 0:9.2f} us ({b['exhaustive_measured']} measured)"
           f"  guided {b['guided_best_us'] or 0:9.2f} us ({b['guided_measured']} measured)"
-          f"  ratio {b.get('guided_over_exhaustive', float('nan')):.3f}")
+          f"  ratio {b.get('guided_over_exhaustive', float('nan')):.3f}"
+          f"  re-timed ratio {b.get('retimed_ratio', float('nan')):.3f}")
 PY
 rm -rf "$work"
 exit $status

@@ -30,7 +30,19 @@ for _ in $(seq 100); do [ -s "$work/port" ] && break; sleep 0.1; done
 addr="127.0.0.1:$(cat "$work/port")"
 echo "e2e: server on $addr ($(grep -m1 -o 'GPU 0: .*' "$out/e2e_serve.log"))"
 
-PYTHONPATH="$PWD/python" PYTHONUNBUFFERED=1 timeout $((budget + 120)) python3 - "$addr" "$budget" "$out/e2e_job.json" <<'PY' || fail "python client"
+# Stubs generated here by Debian's protoc 3.21 may be too old for the host's protobuf
+# runtime: then let the client generate its own (grpc_tools), else use the pure-Python
+# protobuf implementation with ours. Whichever worked is printed.
+export PYTHONPATH="$PWD/python"
+if ! python3 -c 'import parallax_client' 2> /dev/null; then
+  if PARALLAX_STUBS_DIR= python3 -c 'import parallax_client' 2> /dev/null; then
+    unset PARALLAX_STUBS_DIR; echo "e2e: python stubs generated on the host (grpc_tools)"
+  else
+    export PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python; echo "e2e: python stubs from the build, pure-Python protobuf"
+  fi
+fi
+python3 -c 'import grpc, google.protobuf as p; print(f"e2e: python grpcio {grpc.__version__}, protobuf {p.__version__}")'
+PYTHONUNBUFFERED=1 timeout $((budget + 120)) python3 - "$addr" "$budget" "$out/e2e_job.json" <<'PY' || fail "python client"
 import json, sys, time
 from parallax_client.client import Client
 addr, budget, path = sys.argv[1], float(sys.argv[2]), sys.argv[3]

@@ -77,6 +77,24 @@ __device__ __forceinline__ KvSource make_kv_source(const PlxDecodeParams& p, int
 }
 
 constexpr absl::string_view kDecodeCommon = R"cuda(
+// Programmatic dependent launch (PDL): on sm_90+ the runtime launches plx_decode_merge
+// with programmatic stream serialisation, so the merge grid may be scheduled as soon as
+// every plx_decode CTA has triggered (or exited) instead of after plx_decode retires; its
+// launch latency then hides behind the main kernel. griddepcontrol.wait blocks until the
+// whole primary grid has completed and its memory is visible, so results are unchanged.
+// It is not a tuner option: the wait makes it semantically identical to a plain launch, and
+// nothing about it depends on the shape. Below sm_90 both compile to nothing.
+__device__ __forceinline__ void plx_pdl_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void plx_pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
 // Test-only variants prove the tuner's isolation: a wild store or a spin that never ends.
 __device__ __forceinline__ void test_fault() {
   if (kTestFault == 1 && threadIdx.x == 0) *reinterpret_cast<volatile int*>(16) = 1;
@@ -191,6 +209,7 @@ constexpr int kMaxSplits = 256;
 extern "C" __global__ void __launch_bounds__(kMergeThreads) plx_decode_merge(const PlxDecodeParams p) {
   const int h = blockIdx.x, b = blockIdx.y;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  plx_pdl_wait();  // before any read of the partials plx_decode writes (no-op below sm_90)
   __shared__ float s_m[kMaxSplits], s_d1[kMaxSplits], s_d2[kMaxSplits], s_c[kMaxSplits];
   __shared__ float s_red[kMergeThreads / 32];
   __shared__ float s_tot[4];  // d1, d2, c, r.q
@@ -299,6 +318,11 @@ extern "C" __global__ void __launch_bounds__(kThreads) plx_decode(const PlxDecod
     plx_cp_async_commit();
   }
   if (kStages - 1 < num_tiles) src.fetch(pages, k_begin + (kStages - 1) * kBlockN, k_end);
+  // PDL trigger, once this CTA's first tiles are in flight: the merge grid starts only when
+  // every CTA has triggered, i.e. the last one is resident, so it never takes a slot the
+  // main grid still needs, and its launch overlaps nearly the whole kernel; placed here the
+  // trigger stays off the path to the first HBM requests. The fused merge has no dependent.
+  if (!kFusedMerge) plx_pdl_launch_dependents();
   WarpState st;
   state_init(st);
   const int key0 = warp * kKeysPerWarp;  // this warp's rows of every tile
@@ -411,6 +435,11 @@ extern "C" __global__ void __launch_bounds__(kThreads) plx_decode(const PlxDecod
     plx_cp_async_commit();
   }
   if (kStages - 1 < num_tiles) src.fetch(pages, k_begin + (kStages - 1) * kBlockN, k_end);
+  // PDL trigger, once this CTA's first tiles are in flight: the merge grid starts only when
+  // every CTA has triggered, i.e. the last one is resident, so it never takes a slot the
+  // main grid still needs, and its launch overlaps nearly the whole kernel; placed here the
+  // trigger stays off the path to the first HBM requests. The fused merge has no dependent.
+  if (!kFusedMerge) plx_pdl_launch_dependents();
   WarpState st;
   state_init(st);
   for (int t = 0; t < num_tiles; ++t) {

@@ -18,7 +18,10 @@ absl::StatusOr<const Api*> Load() {
   api.name = reinterpret_cast<decltype(&::name)>(dlsym(lib, #name));                    \
   if (api.name == nullptr)                                                               \
     return absl::UnavailableError(absl::StrCat("CUDA driver lacks ", #name, "; driver too old?"));
+#define PLX_CU_OPTIONAL_FN(name) \
+  api.name = reinterpret_cast<decltype(&::name)>(dlsym(lib, #name));
 #include "cuda_driver_fns.inc"
+#undef PLX_CU_OPTIONAL_FN
 #undef PLX_CU_FN
   if (CUresult r = api.cuInit(0); r != CUDA_SUCCESS) {
     const char* name = "?";

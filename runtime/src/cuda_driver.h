@@ -11,7 +11,9 @@ namespace parallax::cu {
 
 struct Api {
 #define PLX_CU_FN(name) decltype(&::name) name = nullptr;
+#define PLX_CU_OPTIONAL_FN(name) decltype(&::name) name = nullptr;  // null: driver lacks it
 #include "cuda_driver_fns.inc"
+#undef PLX_CU_OPTIONAL_FN
 #undef PLX_CU_FN
 };
 

@@ -61,6 +61,20 @@ absl::Status CheckHeads(int b, int hq, int hkv, int d) {
   return absl::OkStatus();
 }
 
+// Whether the split merge is launched as a programmatic dependent of the main decode kernel
+// (PDL). Needs sm_90+ (the cubin is built for the device's own arch, so __CUDA_ARCH__ >= 900
+// there and the generated merge carries griddepcontrol.wait: without that wait, PDL would
+// race), cuLaunchKernelEx in the driver, and a 12.3+ driver, from which stream capture keeps
+// the dependency as a programmatic graph edge. PARALLAX_DISABLE_PDL=1 forces the plain launch
+// (for A/B timing); read once.
+bool UseProgrammaticLaunch(const DeviceInfo& dev, const cu::Api* d) {
+  static const bool disabled = [] {
+    const char* e = std::getenv("PARALLAX_DISABLE_PDL");
+    return e != nullptr && *e != '\0' && std::string(e) != "0";
+  }();
+  return !disabled && dev.cc_major >= 9 && dev.driver_version >= 12030 && d->cuLaunchKernelEx != nullptr;
+}
+
 // An explicit key must describe the same problem the arguments do.
 absl::StatusOr<Variant> ExplicitVariant(const std::string& key, const Problem& p, const Algorithm& a) {
   absl::StatusOr<Variant> v = Variant::Parse(key);
@@ -354,9 +368,32 @@ absl::Status Runtime::RunDecode(const DecodePlan& plan, const DecodeArgs& a, CUs
                                            a.num_kv_heads * v.ctas_per_group(), a.batch,
                                            (*k)->shape.threads, 1, 1, (*k)->shape.smem_bytes, stream,
                                            args, nullptr));
-  if (plan.num_splits > 1 && !v.schedule().fused_merge)
-    PLX_CU_RETURN_IF_ERROR(d, cuLaunchKernel((*k)->merge, a.num_q_heads, a.batch, 1,
-                                             (*k)->shape.merge_threads, 1, 1, 0, stream, args, nullptr));
+  if (plan.num_splits > 1 && !v.schedule().fused_merge) {
+    if (UseProgrammaticLaunch(device_, d)) {
+      // The merge is a programmatic dependent of the main kernel: scheduled once every main
+      // CTA has run griddepcontrol.launch_dependents (or exited), it blocks in
+      // griddepcontrol.wait until the main grid completes, so only its launch latency moves.
+      // Under stream capture this becomes a programmatic graph edge.
+      CUlaunchAttribute attr{};
+      attr.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+      attr.value.programmaticStreamSerializationAllowed = 1;
+      CUlaunchConfig cfg{};
+      cfg.gridDimX = a.num_q_heads;
+      cfg.gridDimY = a.batch;
+      cfg.gridDimZ = 1;
+      cfg.blockDimX = (*k)->shape.merge_threads;
+      cfg.blockDimY = 1;
+      cfg.blockDimZ = 1;
+      cfg.sharedMemBytes = 0;
+      cfg.hStream = stream;
+      cfg.attrs = &attr;
+      cfg.numAttrs = 1;
+      PLX_CU_RETURN_IF_ERROR(d, cuLaunchKernelEx(&cfg, (*k)->merge, args, nullptr));
+    } else {
+      PLX_CU_RETURN_IF_ERROR(d, cuLaunchKernel((*k)->merge, a.num_q_heads, a.batch, 1,
+                                               (*k)->shape.merge_threads, 1, 1, 0, stream, args, nullptr));
+    }
+  }
   return absl::OkStatus();
 }
 

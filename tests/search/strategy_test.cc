@@ -76,6 +76,31 @@ TEST(Guided, MeasuresSeedsFirst) {
   EXPECT_EQ(m.order()[1], o.seeds[2]);
 }
 
+TEST(Guided, RacesTheBaselineWithTheFinalists) {
+  // The slowest candidate as the baseline: seeded (measured first, few samples), never a
+  // finalist on speed, yet timed with full samples at the end so the pick is judged against
+  // it at equal samples.
+  const RecordedCase& c = Cases().front();
+  size_t slowest = 0;
+  for (size_t i = 0; i < c.candidates.size(); ++i)
+    if (c.us.at(c.candidates[i].variant.Key()) > c.us.at(c.candidates[slowest].variant.Key())) slowest = i;
+  const std::string base = c.candidates[slowest].variant.Key();
+  TableMeasurer m(c.us, nullptr);
+  StrategyOptions o;
+  o.seeds = {base};
+  o.baseline = base;
+  FakeClock clock;
+  const StrategyResult r = RunStrategy(c.candidates, m, Budget(clock, 0), o);
+  std::set<std::string> full;
+  for (const Trial& t : r.trials)
+    if (t.outcome.reps == o.reps.full) full.insert(t.key);
+  EXPECT_EQ(full.size(), size_t(o.finalists) + 1);
+  EXPECT_TRUE(full.count(base));
+  ASSERT_TRUE(r.best);
+  EXPECT_NE(r.best->key, base);
+  EXPECT_LE(static_cast<int>(r.trials.size()), PlannedMeasurements(o, c.candidates.size()));  // the plan counts it
+}
+
 TEST(Random, SameSeedSameOrderOtherSeedOtherOrder) {
   const RecordedCase& c = Cases()[2];
   TableMeasurer a(c.us, nullptr), b(c.us, nullptr), d(c.us, nullptr);

@@ -70,8 +70,9 @@ constexpr bool kWindow = %s;
                           "constexpr int kKeysPerWarp = %d;  // keys of each tile a warp owns\n"
                           "constexpr int kMergeThreads = 128;\n"
                           "constexpr bool kFusedMerge = %s;  // last CTA merges the splits\n"
+                          "constexpr int kSmemBytes = %d;  // dynamic shared memory of plx_decode\n"
                           "constexpr int kTestFault = %d;  // test-only: 1 illegal address, 2 hang\n",
-                          v.keys_per_warp(), s.fused_merge ? "true" : "false",
+                          v.keys_per_warp(), s.fused_merge ? "true" : "false", v.smem_bytes(),
                           static_cast<int>(s.test_fault));
   } else {
     absl::StrAppendFormat(&out, "constexpr int kBlockM = %d;  // query rows per CTA\n",

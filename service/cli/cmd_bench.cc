@@ -91,6 +91,36 @@ absl::StatusOr<search::VerifyResult> CheckRan(Bench& bench, const std::string& k
   return bench.Verify(*ran);
 }
 
+// Runtime, inputs, timing and the check of what ran, for either bench. Members are
+// destroyed bottom-up: the bench (which holds the runtime) before the runtime.
+template <typename Bench>
+struct Measured {
+  std::unique_ptr<Runtime> rt;
+  std::unique_ptr<Bench> bench;
+  search::Timing t;
+  search::VerifyResult check;
+};
+
+// 0, or the exit code after printing why.
+template <typename Bench, typename Shape>
+int Measure(const BenchCmdOptions& o, const Shape& s, Measured<Bench>& m) {
+  absl::StatusOr<std::unique_ptr<Runtime>> rt = MakeRuntime(o);
+  if (!rt.ok()) return Fail(kExitFailure, absl::StrCat("bench needs a GPU: ", rt.status().message()));
+  m.rt = *std::move(rt);
+  search::BenchOptions bo;
+  bo.reduced_check = !o.no_verify;
+  absl::StatusOr<std::unique_ptr<Bench>> bench = Bench::Create(*m.rt, s, bo);
+  if (!bench.ok()) return Fail(kExitFailure, bench.status().message());
+  m.bench = *std::move(bench);
+  absl::StatusOr<search::Timing> t = m.bench->Time(o.variant, o.reps);
+  if (!t.ok()) return Fail(kExitFailure, t.status().message());
+  m.t = *t;
+  absl::StatusOr<search::VerifyResult> c = CheckRan(*m.bench, m.t.variant, o.no_verify);
+  if (!c.ok()) return Fail(kExitFailure, c.status().message());
+  m.check = *c;
+  return 0;
+}
+
 int RunBenchDecode(const BenchCmdOptions& o) {
   search::LogToStderr();  // stdout is the command's output
   search::BenchShape s;
@@ -104,32 +134,27 @@ int RunBenchDecode(const BenchCmdOptions& o) {
   s.batch = o.shape[0];
   s.seqlen = o.shape[1];
 
-  absl::StatusOr<std::unique_ptr<Runtime>> rt = MakeRuntime(o);
-  if (!rt.ok()) return Fail(kExitFailure, absl::StrCat("bench needs a GPU: ", rt.status().message()));
-  search::BenchOptions bo;
-  bo.reduced_check = !o.no_verify;
-  absl::StatusOr<std::unique_ptr<search::DecodeBench>> bench = search::DecodeBench::Create(**rt, s, bo);
-  if (!bench.ok()) return Fail(kExitFailure, bench.status().message());
-  absl::StatusOr<search::Timing> t = (*bench)->Time(o.variant, o.reps);
-  if (!t.ok()) return Fail(kExitFailure, t.status().message());
-  absl::StatusOr<search::VerifyResult> c = CheckRan(**bench, t->variant, o.no_verify);
-  if (!c.ok()) return Fail(kExitFailure, c.status().message());
-  const search::VerifyResult& check = *c;
-  const double gbps = (*bench)->bytes_per_launch() / (t->median_us * 1e-6) / 1e9;
+  Measured<search::DecodeBench> m;
+  if (int rc = Measure(o, s, m); rc != 0) return rc;
+  const std::unique_ptr<Runtime>& rt = m.rt;
+  const std::unique_ptr<search::DecodeBench>& bench = m.bench;
+  const search::Timing* t = &m.t;
+  const search::VerifyResult& check = m.check;
+  const double gbps = bench->bytes_per_launch() / (t->median_us * 1e-6) / 1e9;
   if (o.json) {
     nlohmann::json j = {{"batch", s.batch},       {"seqlen", s.seqlen},     {"problem", ProblemKey(p, s.algorithm)},
                         {"variant", t->variant},  {"choice", t->choice},    {"num_splits", t->num_splits},
                         {"median_us", t->median_us}, {"min_us", t->min_us}, {"max_us", t->max_us},
-                        {"reps", t->reps},        {"gbps", gbps},           {"input_sets", (*bench)->num_sets()},
-                        {"device", (*rt)->device().name}, {"verified", !o.no_verify}, {"ok", check.ok}};
+                        {"reps", t->reps},        {"gbps", gbps},           {"input_sets", bench->num_sets()},
+                        {"device", rt->device().name}, {"verified", !o.no_verify}, {"ok", check.ok}};
     if (!o.no_verify) j["rel_error"] = check.reduced_rel;
     if (!check.ok) j["error"] = check.error;
     std::cout << j.dump(2) << "\n";
   } else {
     std::cout << absl::StrFormat("decode b%d l%d %s on %s\n", s.batch, s.seqlen, ProblemKey(p, s.algorithm),
-                                 (*rt)->device().name)
+                                 rt->device().name)
               << absl::StrFormat("  %.2f us median (min %.2f, max %.2f, %d samples, %d input sets), %.0f GB/s\n",
-                                 t->median_us, t->min_us, t->max_us, t->reps, (*bench)->num_sets(), gbps)
+                                 t->median_us, t->min_us, t->max_us, t->reps, bench->num_sets(), gbps)
               << absl::StrFormat("  variant %s (%s), %d split(s)\n", t->variant, t->choice, t->num_splits);
     if (!o.no_verify)
       std::cout << absl::StrFormat("  check: rel. error %.2e vs float64 at a reduced shape: %s\n", check.reduced_rel,
@@ -156,27 +181,22 @@ int RunBenchPrefill(const BenchCmdOptions& o) {
     return Fail(kExitUsage, absl::StrCat("--q-len ", s.seqlen_q, ": must be in 1..", s.seqlen_k,
                                          " (L, the keys per sequence)"));
 
-  absl::StatusOr<std::unique_ptr<Runtime>> rt = MakeRuntime(o);
-  if (!rt.ok()) return Fail(kExitFailure, absl::StrCat("bench needs a GPU: ", rt.status().message()));
-  search::BenchOptions bo;
-  bo.reduced_check = !o.no_verify;
-  absl::StatusOr<std::unique_ptr<search::PrefillBench>> bench = search::PrefillBench::Create(**rt, s, bo);
-  if (!bench.ok()) return Fail(kExitFailure, bench.status().message());
-  absl::StatusOr<search::Timing> t = (*bench)->Time(o.variant, o.reps);
-  if (!t.ok()) return Fail(kExitFailure, t.status().message());
-  absl::StatusOr<search::VerifyResult> c = CheckRan(**bench, t->variant, o.no_verify);
-  if (!c.ok()) return Fail(kExitFailure, c.status().message());
-  const search::VerifyResult& check = *c;
-  const double flops = (*bench)->flops_per_launch();
+  Measured<search::PrefillBench> m;
+  if (int rc = Measure(o, s, m); rc != 0) return rc;
+  const std::unique_ptr<Runtime>& rt = m.rt;
+  const std::unique_ptr<search::PrefillBench>& bench = m.bench;
+  const search::Timing* t = &m.t;
+  const search::VerifyResult& check = m.check;
+  const double flops = bench->flops_per_launch();
   const double tflops = flops / (t->median_us * 1e-6) / 1e12;
-  const nlohmann::json info = (*bench)->Info();
+  const nlohmann::json info = bench->Info();
   if (o.json) {
     nlohmann::json j = {{"batch", s.batch},          {"seqlen_q", s.seqlen_q},   {"seqlen_k", s.seqlen_k},
                         {"window", s.window},        {"problem", ProblemKey(p, s.algorithm)},
                         {"variant", t->variant},     {"choice", t->choice},      {"median_us", t->median_us},
                         {"min_us", t->min_us},       {"max_us", t->max_us},      {"reps", t->reps},
-                        {"flops", flops},            {"tflops", tflops},         {"input_sets", (*bench)->num_sets()},
-                        {"device", (*rt)->device().name}, {"verified", !o.no_verify}, {"ok", check.ok}};
+                        {"flops", flops},            {"tflops", tflops},         {"input_sets", bench->num_sets()},
+                        {"device", rt->device().name}, {"verified", !o.no_verify}, {"ok", check.ok}};
     if (!o.no_verify) {
       j["rel_error"] = check.reduced_rel;
       j["reduced"] = info.value("reduced", "");
@@ -187,10 +207,10 @@ int RunBenchPrefill(const BenchCmdOptions& o) {
   } else {
     std::cout << absl::StrFormat("prefill b%d lq%d lk%d%s %s on %s\n", s.batch, s.seqlen_q, s.seqlen_k,
                                  s.window ? absl::StrCat(" w", s.window) : "", ProblemKey(p, s.algorithm),
-                                 (*rt)->device().name)
+                                 rt->device().name)
               << absl::StrFormat("  %.1f us median (min %.1f, max %.1f, %d samples, %d input sets), %.1f TFLOP/s"
                                  " (attention-equivalent)\n",
-                                 t->median_us, t->min_us, t->max_us, t->reps, (*bench)->num_sets(), tflops)
+                                 t->median_us, t->min_us, t->max_us, t->reps, bench->num_sets(), tflops)
               << absl::StrFormat("  variant %s (%s)\n", t->variant, t->choice);
     if (!o.no_verify)
       std::cout << absl::StrFormat("  check: rel. error %.2e vs float64 at a reduced shape (%s%s): %s\n",

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "parallax/search/run_lock.h"
+#include "parallax/service/proto_convert.h"
 #include "parallax/service/search_backend.h"
 #include "server_fixture.h"
 
@@ -24,18 +25,6 @@ DeviceInfo FakeGpu() {
   d.driver_version = 13000;
   d.nvrtc_version = "13.0";
   return d;
-}
-
-v1::DeviceFingerprint Describe(const DeviceInfo& d) {
-  v1::DeviceFingerprint f;
-  f.set_name(d.name);
-  f.set_cc_major(d.cc_major);
-  f.set_cc_minor(d.cc_minor);
-  f.set_sm_count(d.sm_count);
-  f.set_memory_bytes(d.mem_bytes);
-  f.set_driver_version(d.driver_version);
-  f.set_nvrtc_version(d.nvrtc_version);
-  return f;
 }
 
 class SearchBackendTest : public ServerTest {
@@ -94,7 +83,7 @@ TEST_F(SearchBackendTest, JobTunesEveryProblemAndTheWinnersAreServed) {
     EXPECT_GT(last->results(i).median_us(), 0);
   }
   v1::GetBestConfigRequest q;
-  *q.mutable_device() = Describe(FakeGpu());
+  *q.mutable_device() = DeviceToProto(FakeGpu());
   *q.mutable_problem() = narrow;
   absl::StatusOr<v1::GetBestConfigResponse> best = c->GetBestConfig(q);
   ASSERT_TRUE(best.ok()) << best.status();

@@ -12,7 +12,7 @@
 #include "parallax/runtime/runtime.h"
 #include "parallax/search/cost_model.h"
 #include "parallax/search/decode_bench.h"
-#include "parallax/search/run_lock.h"
+#include "parallax/cache/run_lock.h"
 #include "parallax/search/tuning_db.h"
 #include "parallax/search/worker_client.h"
 #include "unit_measurer.h"
@@ -398,7 +398,7 @@ absl::StatusOr<TuneReport> Tune(const TuneRequest& req, const TuneOptions& o, co
   }
   absl::StatusOr<std::unique_ptr<TuningDb>> db = TuningDb::Open(o.db_path);
   if (!db.ok()) return db.status();
-  RunLock lock(o.db_path, [&] { (void)(*db)->store().MarkRunningAsInterrupted(); });
+  cache::RunLock lock(o.db_path, [&] { (void)(*db)->store().MarkRunningAsInterrupted(); });
   Tuning t(req, o, deps.clock ? *deps.clock : SteadyClock(), **db, std::move(devices));
   if (absl::Status s = t.Setup(deps); !s.ok()) return s;
   t.Run();

@@ -63,9 +63,12 @@ JobManager::JobManager(cache::Store& store, TuningBackend& backend, JobManagerOp
 absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Start(cache::Store& store, TuningBackend& backend,
                                                               JobManagerOptions options) {
   std::unique_ptr<JobManager> m(new JobManager(store, backend, std::move(options)));
-  absl::StatusOr<int64_t> interrupted = store.MarkRunningAsInterrupted();
+  absl::StatusOr<int64_t> interrupted = int64_t{0};
+  m->presence_ = std::make_unique<cache::RunLock>(store.path(), [&] { interrupted = store.MarkRunningAsInterrupted(); });
   if (!interrupted.ok()) return interrupted.status();
   m->interrupted_on_start_ = *interrupted;
+  if (!m->presence_->alone())
+    spdlog::warn("another tuner or server is using {}: runs left 'running' are not marked interrupted", store.path());
   const int count = backend.device_count();
   for (int ordinal = 0; ordinal < count; ++ordinal) {
     absl::StatusOr<cache::DeviceInfo> info = backend.device(ordinal);

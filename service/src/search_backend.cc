@@ -141,7 +141,7 @@ class JobProgress {
 }  // namespace
 
 SearchBackend::SearchBackend(SearchBackendOptions options, std::vector<DeviceInfo> devices)
-    : o_(std::move(options)), devices_(std::move(devices)), presence_(o_.db_path, nullptr) {}
+    : o_(std::move(options)), devices_(std::move(devices)) {}
 
 absl::StatusOr<std::unique_ptr<SearchBackend>> SearchBackend::Create(SearchBackendOptions options) {
   if (options.db_path.empty()) return absl::InvalidArgumentError("search backend: no database path");

@@ -2,6 +2,7 @@
 // persistence and resume, graceful shutdown, and the no-GPU answer.
 #include <thread>
 
+#include "parallax/cache/run_lock.h"
 #include "parallax/service/validate.h"
 #include "server_fixture.h"
 
@@ -211,6 +212,35 @@ TEST_F(JobsTest, RestartKeepsJobsAndResumes) {
   EXPECT_TRUE(absl::IsFailedPrecondition(c->SubmitTuning(resume).status()));
   resume.set_resume_job_id(crashed);
   EXPECT_TRUE(absl::IsFailedPrecondition(c->SubmitTuning(resume).status()));
+}
+
+TEST_F(JobsTest, ServerAndTunersRespectEachOthersRunningRows) {
+  StartServer({}, /*fake=*/true);
+  // A tuner started while the server lives (the server's own backend, or a CLI beside it)
+  // is not alone, so it marks none of the server's 'running' rows interrupted.
+  bool alone = false;
+  { cache::RunLock tuner(db_path_, [&] { alone = true; }); }
+  EXPECT_FALSE(alone);
+  StopServer();
+  { cache::RunLock tuner(db_path_, [&] { alone = true; }); }
+  EXPECT_TRUE(alone);
+
+  // A server started while a CLI tuner runs leaves that tuner's live run alone...
+  absl::StatusOr<std::vector<cache::DeviceInfo>> devices = store().ListDevices();
+  ASSERT_TRUE(devices.ok() && !devices->empty());
+  const int64_t live = *store().StartRun((*devices)[0].id, {{"problems", nlohmann::json::array()}});
+  {
+    cache::RunLock cli_tuner(db_path_, nullptr);
+    StartServer({}, /*fake=*/true);
+    EXPECT_EQ(server_->jobs().interrupted_on_start(), 0);
+    auto c = NewClient();
+    EXPECT_NE(c->WatchJob(live, nullptr)->state(), v1::JOB_STATE_INTERRUPTED);  // the stored row, untouched
+    StopServer();
+  }
+  // ...and the next server, alone, takes it for a crash's leftover.
+  StartServer({}, /*fake=*/true);
+  EXPECT_EQ(server_->jobs().interrupted_on_start(), 1);
+  EXPECT_EQ(NewClient()->WatchJob(live, nullptr)->state(), v1::JOB_STATE_INTERRUPTED);
 }
 
 TEST_F(JobsTest, GracefulShutdownLetsRunningJobsFinish) {

@@ -5,7 +5,6 @@
 
 #include <set>
 
-#include "parallax/search/run_lock.h"
 #include "parallax/service/proto_convert.h"
 #include "parallax/service/search_backend.h"
 #include "server_fixture.h"
@@ -110,16 +109,6 @@ TEST_F(SearchBackendTest, PrefillIsRefusedAtSubmission) {
   absl::StatusOr<v1::SubmitTuningResponse> sub = c->SubmitTuning(Submit({DecodeProblem(), prefill}));
   EXPECT_TRUE(absl::IsInvalidArgument(sub.status())) << sub.status();
   EXPECT_NE(sub.status().message().find("problems[1].mode: only decode"), absl::string_view::npos) << sub.status();
-}
-
-TEST_F(SearchBackendTest, ServerPresenceKeepsTunersFromMarkingItsJobsInterrupted) {
-  std::unique_ptr<SearchBackend> b = Backend();
-  bool alone = false;
-  { search::RunLock tuner(db_path_, [&] { alone = true; }); }
-  EXPECT_FALSE(alone);
-  b.reset();
-  { search::RunLock tuner(db_path_, [&] { alone = true; }); }
-  EXPECT_TRUE(alone);
 }
 
 }  // namespace

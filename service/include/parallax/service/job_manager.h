@@ -21,6 +21,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "parallax/cache/run_lock.h"
 #include "parallax/cache/store.h"
 #include "parallax/service/limits.h"
 #include "parallax/service/tuning_backend.h"
@@ -47,8 +48,11 @@ struct JobManagerOptions {
 
 class JobManager {
  public:
-  // Marks runs left 'running' by a previous process as interrupted, registers the backend's
-  // GPUs in `store` and starts one worker per GPU. `store` and `backend` must outlive it.
+  // Takes the tuners' presence lock on the store's file (cache::RunLock) for its life; when
+  // no other tuner or server held it, marks runs left 'running' by a dead process as
+  // interrupted (otherwise they may be that process's live runs and are left alone).
+  // Registers the backend's GPUs in `store` and starts one worker per GPU. `store` and
+  // `backend` must outlive it.
   static absl::StatusOr<std::unique_ptr<JobManager>> Start(cache::Store& store, TuningBackend& backend,
                                                            JobManagerOptions options);
   ~JobManager();  // Shutdown(no grace) unless done already
@@ -94,6 +98,7 @@ class JobManager {
 
   cache::Store& store_;
   TuningBackend& backend_;
+  std::unique_ptr<cache::RunLock> presence_;
   const JobManagerOptions options_;
   int64_t interrupted_on_start_ = 0;
 

@@ -12,7 +12,6 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "parallax/search/run_lock.h"
 #include "parallax/search/tuner.h"
 #include "parallax/service/tuning_backend.h"
 
@@ -43,9 +42,6 @@ class SearchBackend final : public TuningBackend {
 
   const SearchBackendOptions o_;
   const std::vector<DeviceInfo> devices_;
-  // Held for the server's life: the tuners it starts then never take its running jobs'
-  // rows for leftovers of a crash (see search::RunLock).
-  search::RunLock presence_;
 };
 
 }  // namespace parallax::service

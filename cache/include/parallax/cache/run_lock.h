@@ -1,14 +1,15 @@
 // Who else is tuning into this database file: every tuner holds a shared flock on
 // "<db>.lock" while it runs. Getting it exclusively first means no other tuner is alive, so
 // runs still marked 'running' were left by a crash and can be marked 'interrupted'.
-// Long-lived processes that start tuners (the service) hold one for their whole life, so a
-// tuner they start never takes their own running jobs for a crash's leftovers.
+// The service's job manager holds one for the server's whole life (and marks stale runs only
+// when it was alone), so neither a tuner it starts nor a CLI tuner beside it takes the other's
+// running rows for a crash's leftovers.
 #pragma once
 
 #include <functional>
 #include <string>
 
-namespace parallax::search {
+namespace parallax::cache {
 
 class RunLock {
  public:
@@ -24,4 +25,4 @@ class RunLock {
   bool alone_ = false;
 };
 
-}  // namespace parallax::search
+}  // namespace parallax::cache

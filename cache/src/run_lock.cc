@@ -1,10 +1,10 @@
-#include "parallax/search/run_lock.h"
+#include "parallax/cache/run_lock.h"
 
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
 
-namespace parallax::search {
+namespace parallax::cache {
 
 RunLock::RunLock(const std::string& db_path, const std::function<void()>& if_alone) {
   fd_ = ::open((db_path + ".lock").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
@@ -18,4 +18,4 @@ RunLock::~RunLock() {
   if (fd_ >= 0) ::close(fd_);  // releases the flock
 }
 
-}  // namespace parallax::search
+}  // namespace parallax::cache

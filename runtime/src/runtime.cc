@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "cuda_driver.h"
+#include "parallax/codegen/bucket.h"
 #include "parallax/codegen/generator.h"
 #include "parallax/runtime/nvrtc_compiler.h"
 #include "tuned_store.h"
@@ -143,6 +144,7 @@ absl::Status Runtime::MakeCurrent() {
 void Runtime::SetTunedLookup(TunedLookup f) {
   std::lock_guard<std::mutex> l(mu_);
   tuned_ = std::move(f);
+  choice_memo_.clear();  // chosen under the old lookup
 }
 
 Runtime::TunedLookup Runtime::tuned_lookup() {
@@ -290,12 +292,18 @@ absl::StatusOr<DecodePlan> Runtime::PlanDecode(const DecodeArgs& a) {
     if (!chosen.ok()) return chosen.status();
     choice = Choice::kExplicit;
   } else {
+    const std::string memo_key = absl::StrCat(ProblemKey(p, alg), "|", ToString(BucketFor(a.batch, a.seqlen)));
+    const auto now = std::chrono::steady_clock::now();
     TunedLookup lookup;
     {
       std::lock_guard<std::mutex> l(mu_);
+      if (auto it = choice_memo_.find(memo_key); it != choice_memo_.end() && now < it->second.until) {
+        chosen = *it->second.variant;
+        choice = it->second.choice;
+      }
       lookup = tuned_;
     }
-    if (lookup) {
+    if (!chosen.ok() && lookup) {
       if (auto t = lookup(p, alg, a.batch, a.seqlen); t.ok()) {
         if (absl::StatusOr<Variant> v = Variant::Parse(t->first); v.ok() && v->problem() == p &&
                                                                    v->algorithm() == alg) {
@@ -309,6 +317,9 @@ absl::StatusOr<DecodePlan> Runtime::PlanDecode(const DecodeArgs& a) {
       if (!chosen.ok()) return chosen.status();
       choice = Choice::kDefault;
     }
+    std::lock_guard<std::mutex> l(mu_);
+    ChoiceMemo& m = choice_memo_[memo_key];
+    if (!(now < m.until)) m = {*chosen, choice, now + std::chrono::seconds(1)};
   }
   DecodePlan plan{*chosen, choice};
   const int variant_splits = plan.variant.schedule().splits;

@@ -31,4 +31,16 @@ v1::DeviceFingerprint DeviceToProto(const DeviceInfo& info) {
   return d;
 }
 
+DeviceInfo DeviceFromProto(const v1::DeviceFingerprint& d) {
+  DeviceInfo info;
+  info.name = d.name();
+  info.cc_major = d.cc_major();
+  info.cc_minor = d.cc_minor();
+  info.sm_count = d.sm_count();
+  info.mem_bytes = d.memory_bytes();
+  info.driver_version = d.driver_version();
+  info.nvrtc_version = d.nvrtc_version();
+  return info;
+}
+
 }  // namespace parallax::service

@@ -124,15 +124,7 @@ absl::StatusOr<std::string> ValidateDevice(const v1::DeviceFingerprint& d, absl:
     return st;
   if (absl::StatusOr<int> n = NvrtcVersionNumber(d.nvrtc_version()); !n.ok())
     return absl::InvalidArgumentError(absl::StrCat(path, ".", n.status().message()));
-  DeviceInfo info;
-  info.name = d.name();
-  info.cc_major = d.cc_major();
-  info.cc_minor = d.cc_minor();
-  info.sm_count = d.sm_count();
-  info.mem_bytes = d.memory_bytes();
-  info.driver_version = d.driver_version();
-  info.nvrtc_version = d.nvrtc_version();
-  return info.fingerprint();
+  return DeviceFromProto(d).fingerprint();
 }
 
 absl::StatusOr<LookupQuery> ValidateLookup(const v1::GetBestConfigRequest& r,

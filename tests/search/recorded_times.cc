@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "fake_gpu.h"
 #include "parallax/search/cost_model.h"
 #include "parallax/search/pruning.h"
 
@@ -15,20 +16,7 @@ uint64_t Fnv(const std::string& s) {
   return h;
 }
 
-DeviceInfo H100() {
-  DeviceInfo d;
-  d.name = "NVIDIA H100 80GB HBM3";
-  d.cc_major = 9;
-  d.cc_minor = 0;
-  d.sm_count = 132;
-  d.max_smem_per_block_optin = 227 * 1024;
-  d.smem_per_sm = 228 * 1024;
-  d.l2_bytes = 50 << 20;
-  d.mem_bytes = int64_t(80) << 30;
-  d.driver_version = 13000;
-  d.nvrtc_version = "13.0";
-  return d;
-}
+DeviceInfo H100() { return parallax::testing::FakeH100(); }
 
 // The simulated GPU (see the header): 3.0 TB/s achieved, occupancy limited by registers as
 // well as shared memory, waves, latency hiding by stages x warps, merge costs.

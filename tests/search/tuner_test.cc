@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "fake_gpu.h"
 #include "fake_times.h"
 #include "parallax/cache/store.h"
 #include "parallax/runtime/runtime.h"
@@ -23,21 +24,7 @@
 namespace parallax::search {
 namespace {
 
-DeviceInfo FakeGpu(int ordinal) {
-  DeviceInfo d;
-  d.ordinal = ordinal;
-  d.name = "FakeGPU";
-  d.cc_major = 9;
-  d.cc_minor = 0;
-  d.sm_count = 132;
-  d.max_smem_per_block_optin = 227 * 1024;
-  d.smem_per_sm = 228 * 1024;
-  d.l2_bytes = 50 << 20;
-  d.mem_bytes = int64_t(80) << 30;
-  d.driver_version = 13000;
-  d.nvrtc_version = "13.0";
-  return d;
-}
+DeviceInfo FakeGpu(int ordinal) { return parallax::testing::FakeH100(ordinal, "FakeGPU"); }
 
 TuneRequest Qwen(std::vector<ShapeBucket> buckets) {
   TuneRequest r;

@@ -3,6 +3,7 @@
 // (the runtime then uses its default), and answers are asked for once.
 #include "parallax/service/runtime_lookup.h"
 
+#include "parallax/service/proto_convert.h"
 #include "parallax/service/validate.h"
 #include "server_fixture.h"
 
@@ -10,18 +11,7 @@ namespace parallax::service::testing {
 namespace {
 
 // FakeBackend's GPU 0 as the runtime would describe it.
-DeviceInfo FakeDevice0() {
-  const v1::DeviceFingerprint f = FakeBackend::Describe(0);
-  DeviceInfo d;
-  d.name = f.name();
-  d.cc_major = f.cc_major();
-  d.cc_minor = f.cc_minor();
-  d.sm_count = f.sm_count();
-  d.mem_bytes = f.memory_bytes();
-  d.driver_version = f.driver_version();
-  d.nvrtc_version = f.nvrtc_version();
-  return d;
-}
+DeviceInfo FakeDevice0() { return DeviceFromProto(FakeBackend::Describe(0)); }
 
 class RuntimeLookupTest : public ServerTest {
  protected:

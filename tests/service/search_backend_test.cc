@@ -5,6 +5,7 @@
 
 #include <set>
 
+#include "../search/fake_gpu.h"
 #include "parallax/service/proto_convert.h"
 #include "parallax/service/search_backend.h"
 #include "server_fixture.h"
@@ -12,19 +13,7 @@
 namespace parallax::service::testing {
 namespace {
 
-DeviceInfo FakeGpu() {
-  DeviceInfo d;
-  d.name = "FakeGPU";
-  d.cc_major = 9;
-  d.sm_count = 132;
-  d.max_smem_per_block_optin = 227 * 1024;
-  d.smem_per_sm = 228 * 1024;
-  d.l2_bytes = 50 << 20;
-  d.mem_bytes = int64_t(80) << 30;
-  d.driver_version = 13000;
-  d.nvrtc_version = "13.0";
-  return d;
-}
+DeviceInfo FakeGpu() { return parallax::testing::FakeH100(0, "FakeGPU"); }
 
 class SearchBackendTest : public ServerTest {
  protected:

@@ -7,7 +7,9 @@
 // CUDA-graph safe.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <optional>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -143,6 +145,15 @@ class Runtime {
   std::unordered_map<std::string, std::unique_ptr<LoadedKernel>> kernels_;  // by variant key
   std::unordered_map<std::string, std::shared_ptr<std::mutex>> build_mu_;  // per variant key
   TunedLookup tuned_;
+  // A non-explicit decode plan's choice per "<problem key>|<bucket>", reused for a second:
+  // decode is planned on every call, and asking the tuning DB (SQLite) or a service each
+  // time would cost more than the kernel; a second bounds how late new tuned configs show.
+  struct ChoiceMemo {
+    std::optional<Variant> variant;
+    Choice choice = Choice::kDefault;
+    std::chrono::steady_clock::time_point until;
+  };
+  std::unordered_map<std::string, ChoiceMemo> choice_memo_;  // under mu_
   std::unique_ptr<TunedStore> db_;  // when options.db_path is set
   GrowBuffer workspace_;  // split-KV partials when the caller passes none
   GrowBuffer counters_;   // fused-merge split counters (always runtime-owned)

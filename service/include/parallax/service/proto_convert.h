@@ -11,5 +11,7 @@ namespace parallax::service {
 v1::Problem ProblemToProto(const Problem& p, const Algorithm& a, int batch, int seqlen);
 // The fields the server's fingerprint is made of (DeviceInfo::fingerprint()).
 v1::DeviceFingerprint DeviceToProto(const DeviceInfo& d);
+// The inverse, for those fields (the rest stay default); not validated.
+DeviceInfo DeviceFromProto(const v1::DeviceFingerprint& d);
 
 }  // namespace parallax::service

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "parallax/cache/stmt.h"
 #include "sqlite_error.h"
+#include "untrusted.h"
 
 namespace parallax::cache {
 
@@ -28,6 +29,9 @@ absl::StatusOr<Db> Db::Open(const std::string& path, const DbOptions& options) {
   }
   sqlite3_extended_result_codes(raw, 1);
   Db db(raw, path, options.busy_timeout_ms);
+  if (options.untrusted) {
+    if (absl::Status s = internal::HardenForUntrustedFile(db); !s.ok()) return s;
+  }
   rc = sqlite3_busy_timeout(raw, options.busy_timeout_ms);
   if (rc != SQLITE_OK) return db.Error(rc, "busy_timeout");
   // Connection-level only (nothing is written to the file): foreign keys are off by

@@ -4,12 +4,12 @@
 
 namespace parallax::cache::internal {
 
-absl::Status ImportDevices(Db& src, Db& dst, IdMap& ids, RowCounts& counts) {
+absl::Status ImportDevices(Db& src, Batch& b, IdMap& ids, RowCounts& counts) {
   CACHE_ASSIGN_OR_RETURN(
       rows, Select(src, absl::StrCat("SELECT ", kDeviceColumns, " FROM devices d ORDER BY d.id")));
-  CACHE_ASSIGN_OR_RETURN(find, Query::Prepare(dst, "SELECT id FROM devices WHERE fingerprint = ?"));
+  CACHE_ASSIGN_OR_RETURN(find, Query::Prepare(b.dst(), "SELECT id FROM devices WHERE fingerprint = ?"));
   CACHE_ASSIGN_OR_RETURN(
-      insert, Query::Prepare(dst,
+      insert, Query::Prepare(b.dst(),
                              "INSERT INTO devices (fingerprint, name, sm_count, cc_major, "
                              "  cc_minor, clock_khz, mem_bytes, l2_bytes, driver_version, "
                              "  nvrtc_version, created_at) "
@@ -20,21 +20,21 @@ absl::Status ImportDevices(Db& src, Db& dst, IdMap& ids, RowCounts& counts) {
     if (found) {
       ids[d.id] = *found;
       ++counts.skipped;
-      return absl::OkStatus();
+      return b.RowDone();
     }
     CACHE_ASSIGN_OR_RETURN(
         id, insert.Int(d.fingerprint, d.name, d.sm_count, d.cc_major, d.cc_minor, d.clock_khz,
                        d.mem_bytes, d.l2_bytes, d.driver_version, d.nvrtc_version, d.created_at));
     ids[d.id] = id.value_or(0);
     ++counts.inserted;
-    return absl::OkStatus();
+    return b.RowDone();
   });
 }
 
-absl::Status ImportProblems(Db& src, Db& dst, IdMap& ids, RowCounts& counts) {
+absl::Status ImportProblems(Db& src, Batch& b, IdMap& ids, RowCounts& counts) {
   CACHE_ASSIGN_OR_RETURN(rows, Select(src, "SELECT id, key, json FROM problems ORDER BY id"));
-  CACHE_ASSIGN_OR_RETURN(find, Query::Prepare(dst, "SELECT id FROM problems WHERE key = ?"));
-  CACHE_ASSIGN_OR_RETURN(insert, Query::Prepare(dst,
+  CACHE_ASSIGN_OR_RETURN(find, Query::Prepare(b.dst(), "SELECT id FROM problems WHERE key = ?"));
+  CACHE_ASSIGN_OR_RETURN(insert, Query::Prepare(b.dst(),
                                                 "INSERT INTO problems (key, json) "
                                                 "VALUES (?, ?) RETURNING id"));
   return ForEachRow(rows, [&](const Stmt& row) -> absl::Status {
@@ -43,27 +43,27 @@ absl::Status ImportProblems(Db& src, Db& dst, IdMap& ids, RowCounts& counts) {
     if (found) {
       ids[row.Int(0)] = *found;
       ++counts.skipped;
-      return absl::OkStatus();
+      return b.RowDone();
     }
     CACHE_ASSIGN_OR_RETURN(id, insert.Int(key, row.Text(2)));
     ids[row.Int(0)] = id.value_or(0);
     ++counts.inserted;
-    return absl::OkStatus();
+    return b.RowDone();
   });
 }
 
-absl::Status ImportVariants(Db& src, Db& dst, IdMap& ids, RowCounts& counts) {
+absl::Status ImportVariants(Db& src, Batch& b, IdMap& ids, RowCounts& counts) {
   CACHE_ASSIGN_OR_RETURN(rows, Select(src,
                                       "SELECT id, key, generator_version FROM variants "
                                       "ORDER BY id"));
-  CACHE_ASSIGN_OR_RETURN(find, Query::Prepare(dst,
+  CACHE_ASSIGN_OR_RETURN(find, Query::Prepare(b.dst(),
                                               "SELECT id, generator_version FROM variants "
                                               "WHERE key = ?"));
-  CACHE_ASSIGN_OR_RETURN(insert, Query::Prepare(dst,
+  CACHE_ASSIGN_OR_RETURN(insert, Query::Prepare(b.dst(),
                                                 "INSERT INTO variants (key, "
                                                 "generator_version) VALUES (?, ?) "
                                                 "RETURNING id"));
-  CACHE_ASSIGN_OR_RETURN(raise, Query::Prepare(dst,
+  CACHE_ASSIGN_OR_RETURN(raise, Query::Prepare(b.dst(),
                                                "UPDATE variants SET generator_version = ? "
                                                "WHERE id = ?"));
   return ForEachRow(rows, [&](const Stmt& row) -> absl::Status {
@@ -74,30 +74,32 @@ absl::Status ImportVariants(Db& src, Db& dst, IdMap& ids, RowCounts& counts) {
       CACHE_ASSIGN_OR_RETURN(id, insert.Int(key, version));
       ids[row.Int(0)] = id.value_or(0);
       ++counts.inserted;
-      return absl::OkStatus();
+      return b.RowDone();
     }
     const int64_t id = find.stmt().Int(0);
+    const int64_t ours = find.stmt().Int(1);
+    if (absl::Status s = find.Reset(); !s.ok()) return s;
     ids[row.Int(0)] = id;
-    if (version <= find.stmt().Int(1)) {
+    if (version <= ours) {
       ++counts.skipped;
-      return absl::OkStatus();
+      return b.RowDone();
     }
     CACHE_ASSIGN_OR_RETURN(unused, raise.Int(version, id));
     (void)unused;
     ++counts.updated;
-    return absl::OkStatus();
+    return b.RowDone();
   });
 }
 
-absl::Status ImportRuns(Db& src, Db& dst, const IdMap& devices, IdMap& ids, RowCounts& counts) {
+absl::Status ImportRuns(Db& src, Batch& b, const IdMap& devices, IdMap& ids, RowCounts& counts) {
   CACHE_ASSIGN_OR_RETURN(rows, Select(src,
                                       "SELECT id, device_id, started_at, finished_at, "
                                       "status, params_json, progress_json FROM tuning_runs "
                                       "ORDER BY id"));
-  CACHE_ASSIGN_OR_RETURN(find, Query::Prepare(dst,
+  CACHE_ASSIGN_OR_RETURN(find, Query::Prepare(b.dst(),
                                               "SELECT id FROM tuning_runs WHERE device_id = ? "
                                               "AND started_at = ? AND params_json = ?"));
-  CACHE_ASSIGN_OR_RETURN(insert, Query::Prepare(dst,
+  CACHE_ASSIGN_OR_RETURN(insert, Query::Prepare(b.dst(),
                                                 "INSERT INTO tuning_runs (device_id, "
                                                 "started_at, finished_at, status, params_json, "
                                                 "progress_json) VALUES (?, ?, ?, ?, ?, ?) "
@@ -110,7 +112,7 @@ absl::Status ImportRuns(Db& src, Db& dst, const IdMap& devices, IdMap& ids, RowC
     if (found) {
       ids[row.Int(0)] = *found;
       ++counts.skipped;
-      return absl::OkStatus();
+      return b.RowDone();
     }
     // Nothing in this process is running an imported run.
     std::string status = row.Text(4);
@@ -119,7 +121,7 @@ absl::Status ImportRuns(Db& src, Db& dst, const IdMap& devices, IdMap& ids, RowC
         id, insert.Int(device, started_at, row.OptInt(3), status, params, row.Text(6)));
     ids[row.Int(0)] = id.value_or(0);
     ++counts.inserted;
-    return absl::OkStatus();
+    return b.RowDone();
   });
 }
 

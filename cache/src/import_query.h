@@ -62,6 +62,8 @@ class Query {
     return stmt_.Step();
   }
   const Stmt& stmt() const { return stmt_; }
+  // Ends a Row() read, so the statement holds no snapshot of the destination.
+  absl::Status Reset() { return stmt_.Reset(); }
 
  private:
   explicit Query(Stmt stmt) : stmt_(std::move(stmt)) {}

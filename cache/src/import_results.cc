@@ -1,4 +1,6 @@
 // Import steps for the results: measurements, best configs, binaries.
+#include <spdlog/spdlog.h>
+
 #include <tuple>
 
 #include "import_steps.h"
@@ -19,17 +21,18 @@ bool IncomingWins(const BestConfig& incoming, int ours_generator, int ours_nvrtc
 
 }  // namespace
 
-absl::Status ImportMeasurements(Db& src, Db& dst, const EntityMaps& maps, RowCounts& counts) {
+absl::Status ImportMeasurements(Db& src, Batch& b, const EntityMaps& maps, RowCounts& counts) {
   CACHE_ASSIGN_OR_RETURN(rows, Select(src, absl::StrCat("SELECT ", kMeasurementColumns, " FROM ",
                                                         kMeasurementJoin, " ORDER BY m.id")));
   CACHE_ASSIGN_OR_RETURN(
-      find, Query::Prepare(dst,
+      find, Query::Prepare(b.dst(),
                            "SELECT 1 FROM measurements WHERE device_id = ? AND "
                            "problem_id = ? AND variant_id = ? AND generator_version = ? "
-                           "AND measured_at = ? LIMIT 1"));
+                           "AND bucket = ? AND measured_at = ? AND nvrtc_version = ? "
+                           "AND status = ? AND median_us IS ? LIMIT 1"));
   CACHE_ASSIGN_OR_RETURN(
       insert,
-      Query::Prepare(dst,
+      Query::Prepare(b.dst(),
                      "INSERT INTO measurements (run_id, device_id, problem_id, variant_id, "
                      "  bucket, status, median_us, min_us, max_us, reps, error_text, rel_error, "
                      "  measured_at, generator_version, nvrtc_version) "
@@ -39,11 +42,14 @@ absl::Status ImportMeasurements(Db& src, Db& dst, const EntityMaps& maps, RowCou
     CACHE_ASSIGN_OR_RETURN(device, MapId(maps.devices, m.device_id, "device"));
     CACHE_ASSIGN_OR_RETURN(problem, MapId(maps.problems, m.problem_id, "problem"));
     CACHE_ASSIGN_OR_RETURN(variant, MapId(maps.variants, m.variant_id, "variant"));
-    CACHE_ASSIGN_OR_RETURN(found,
-                           find.Int(device, problem, variant, m.generator_version, m.measured_at));
+    // Everything that tells two measurements apart (store.h); the run does not: the same
+    // measurement arrives under different run ids in different stores.
+    CACHE_ASSIGN_OR_RETURN(found, find.Int(device, problem, variant, m.generator_version, m.bucket,
+                                           m.measured_at, m.nvrtc_version, ToString(m.status),
+                                           m.median_us));
     if (found) {
       ++counts.skipped;
-      return absl::OkStatus();
+      return b.RowDone();
     }
     std::optional<int64_t> run;
     if (m.run_id) {
@@ -56,15 +62,15 @@ absl::Status ImportMeasurements(Db& src, Db& dst, const EntityMaps& maps, RowCou
                        m.generator_version, m.nvrtc_version));
     (void)id;
     ++counts.inserted;
-    return absl::OkStatus();
+    return b.RowDone();
   });
 }
 
-absl::Status ImportBestConfigs(Db& src, Db& dst, const IdMap& devices, RowCounts& counts) {
+absl::Status ImportBestConfigs(Db& src, Batch& b, const IdMap& devices, RowCounts& counts) {
   CACHE_ASSIGN_OR_RETURN(rows, Select(src, absl::StrCat("SELECT ", kBestConfigColumns,
                                                         ", b.device_id FROM best_configs b "
                                                         "JOIN devices d ON d.id = b.device_id")));
-  CACHE_ASSIGN_OR_RETURN(find, Query::Prepare(dst,
+  CACHE_ASSIGN_OR_RETURN(find, Query::Prepare(b.dst(),
                                               "SELECT generator_version, nvrtc_version, "
                                               "median_us FROM best_configs WHERE "
                                               "device_id = ? AND problem_key = ? AND "
@@ -72,7 +78,7 @@ absl::Status ImportBestConfigs(Db& src, Db& dst, const IdMap& devices, RowCounts
   // Insert and replace are one upsert; the decision is made in C++ beforehand.
   CACHE_ASSIGN_OR_RETURN(
       upsert,
-      Query::Prepare(dst,
+      Query::Prepare(b.dst(),
                      "INSERT INTO best_configs (device_id, problem_key, bucket, variant_key, "
                      "  median_us, generator_version, nvrtc_version, updated_at) "
                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
@@ -86,10 +92,12 @@ absl::Status ImportBestConfigs(Db& src, Db& dst, const IdMap& devices, RowCounts
     CACHE_ASSIGN_OR_RETURN(found, find.Row(device, c.problem_key, c.bucket));
     if (found) {
       const Stmt& ours = find.stmt();
-      if (!IncomingWins(c, static_cast<int>(ours.Int(0)), static_cast<int>(ours.Int(1)),
-                        ours.Double(2))) {
+      const bool wins = IncomingWins(c, static_cast<int>(ours.Int(0)),
+                                     static_cast<int>(ours.Int(1)), ours.Double(2));
+      if (absl::Status s = find.Reset(); !s.ok()) return s;
+      if (!wins) {
         ++counts.skipped;
-        return absl::OkStatus();
+        return b.RowDone();
       }
     }
     CACHE_ASSIGN_OR_RETURN(unused,
@@ -97,32 +105,25 @@ absl::Status ImportBestConfigs(Db& src, Db& dst, const IdMap& devices, RowCounts
                                       c.generator_version, c.nvrtc_version, c.updated_at));
     (void)unused;
     ++(found ? counts.updated : counts.inserted);
-    return absl::OkStatus();
+    return b.RowDone();
   });
 }
 
-absl::Status ImportBinaries(Db& src, Db& dst, RowCounts& counts) {
-  CACHE_ASSIGN_OR_RETURN(
-      rows, Select(src, absl::StrCat("SELECT ", kBinaryColumns, " FROM binaries ORDER BY key")));
-  CACHE_ASSIGN_OR_RETURN(find, Query::Prepare(dst, "SELECT 1 FROM binaries WHERE key = ?"));
-  CACHE_ASSIGN_OR_RETURN(insert,
-                         Query::Prepare(dst,
-                                        "INSERT INTO binaries (key, arch, generator_version, "
-                                        "nvrtc_version, driver_version, source_hash, cubin, log, "
-                                        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+// Never merged: a cubin is code for the GPU, and its key (a hash over the variant key and
+// the generated source) cannot be checked against content the file supplies. The importing
+// side recompiles on demand. A key we hold with other content is counted as a conflict.
+absl::Status ImportBinaries(Db& src, Batch& b, RowCounts& counts) {
+  CACHE_ASSIGN_OR_RETURN(rows, Select(src, "SELECT key, cubin FROM binaries ORDER BY key"));
+  CACHE_ASSIGN_OR_RETURN(find, Query::Prepare(b.dst(), "SELECT cubin = ? FROM binaries WHERE key = ?"));
   return ForEachRow(rows, [&](const Stmt& row) -> absl::Status {
-    const BinaryEntry e = ReadBinary(row);
-    CACHE_ASSIGN_OR_RETURN(found, find.Int(e.key));
-    if (found) {
-      ++counts.skipped;
-      return absl::OkStatus();
+    CACHE_ASSIGN_OR_RETURN(same, find.Int(row.Blob(1), row.Text(0)));
+    ++counts.skipped;
+    if (same && *same == 0) {
+      ++counts.conflicts;
+      spdlog::warn("parallax cache import: binary {} differs from ours; ours kept",
+                   row.Text(0).substr(0, 80));
     }
-    CACHE_ASSIGN_OR_RETURN(
-        unused, insert.Int(e.key, e.arch, e.generator_version, e.nvrtc_version, e.driver_version,
-                           e.source_hash, e.cubin, e.log, e.created_at));
-    (void)unused;
-    ++counts.inserted;
-    return absl::OkStatus();
+    return b.RowDone();
   });
 }
 

@@ -187,7 +187,10 @@ void from_json(const json& j, RunInfo& v) {
 }
 
 void to_json(json& j, const RowCounts& v) {
-  j = json{{"inserted", v.inserted}, {"updated", v.updated}, {"skipped", v.skipped}};
+  j = json{{"inserted", v.inserted},
+           {"updated", v.updated},
+           {"skipped", v.skipped},
+           {"conflicts", v.conflicts}};
 }
 
 void to_json(json& j, const ImportStats& v) {

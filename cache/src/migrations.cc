@@ -14,6 +14,8 @@ const std::vector<Migration>& BuiltinMigrations() {
        "create devices, problems, variants, measurements, best_configs, binaries, "
        "tuning_runs",
        &internal::CreateSchemaV1},
+      {2, "measurement index covers the bucket; binary cache emptied (v1 imported cubins unchecked)",
+       &internal::MigrateToV2},
   };
   return *kMigrations;
 }

@@ -65,6 +65,8 @@ absl::Status AsNotADatabase(const std::string& path, const absl::Status& status)
                                                       : status;
 }
 
+}  // namespace
+
 absl::Status QuickCheck(Db& db) {
   absl::StatusOr<Stmt> stmt = db.Prepare("PRAGMA quick_check(20)");
   if (!stmt.ok()) {
@@ -87,6 +89,8 @@ absl::Status QuickCheck(Db& db) {
   if (lines.size() == 1 && lines[0] == "ok") return absl::OkStatus();
   return NotADatabase(db.path(), absl::StrCat("quick_check: ", absl::StrJoin(lines, "; ")));
 }
+
+namespace {
 
 struct SchemaState {
   int user_version = 0;

@@ -22,6 +22,9 @@ struct CheckedDb {
 absl::StatusOr<CheckedDb> OpenChecked(const std::string& path, const DbOptions& options,
                                       bool check_integrity, int max_known_version);
 
+// PRAGMA quick_check: DataLoss naming the file unless sqlite reports it sound.
+absl::Status QuickCheck(Db& db);
+
 // PRAGMA journal_mode=WAL, retried while another opener holds the lock (changing the mode
 // does not always go through the busy handler).
 absl::Status EnableWal(Db& db);

@@ -67,7 +67,7 @@ CREATE TABLE measurements (
   generator_version INTEGER NOT NULL,
   nvrtc_version     INTEGER NOT NULL
 );
--- Serves HasMeasurement (resume) and the import de-duplication key.
+-- Serves HasMeasurement (resume) and the import de-duplication key (v2 adds the bucket).
 CREATE INDEX measurements_by_combo
   ON measurements(device_id, problem_id, variant_id, generator_version, measured_at);
 CREATE INDEX measurements_by_problem ON measurements(problem_id, bucket);

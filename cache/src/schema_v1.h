@@ -10,5 +10,8 @@ namespace parallax::cache::internal {
 
 // Version 1: every table and index of the original cache layout.
 absl::Status CreateSchemaV1(Db& db);
+// Version 2 (schema_v2.cc): the import de-duplication index covers the bucket; the binary
+// cache is emptied once.
+absl::Status MigrateToV2(Db& db);
 
 }  // namespace parallax::cache::internal

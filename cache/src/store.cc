@@ -2,6 +2,9 @@
 
 #include <utility>
 
+#include <spdlog/spdlog.h>
+
+#include "import_source.h"
 #include "open_checked.h"
 #include "parallax/cache/schema.h"
 
@@ -20,6 +23,9 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path,
   if (absl::Status s = internal::EnableWal(checked->db); !s.ok()) return s;
   absl::StatusOr<int> version = ApplyMigrations(checked->db, *plan);
   if (!version.ok()) return version.status();
+  if (int n = internal::RemoveStaleImportCopies(path); n > 0) {
+    spdlog::info("parallax cache {}: removed {} leftover import copies of crashed processes", path, n);
+  }
   return std::unique_ptr<Store>(new Store(std::move(checked->db), path, options));
 }
 

@@ -10,9 +10,9 @@ namespace {
 
 using MigrationTest = CacheTest;
 
-// Stands in for a future v2: adds a column and backfills it from existing rows.
+// Stands in for a future version: adds a column and backfills it from existing rows.
 Migration AddNotesColumn() {
-  return {2, "add variants.notes", [](Db& db) {
+  return {BuiltinVersion() + 1, "add variants.notes", [](Db& db) {
             return db.Exec(
                 "ALTER TABLE variants ADD COLUMN notes TEXT NOT NULL DEFAULT '';"
                 "UPDATE variants SET notes = 'from v1';");
@@ -33,12 +33,12 @@ TEST_F(MigrationTest, ExtraMigrationUpgradesAndKeepsData) {
     ASSERT_OK(store->RecordMeasurement(OkMeasurement(ids.device, ids.problem, ids.variant_a, 7, 2))
                   .status());
     ASSERT_OK_AND_ASSIGN(int v, store->SchemaVersion());
-    ASSERT_EQ(v, 1);
+    ASSERT_EQ(v, BuiltinVersion());
   }
   {
     ASSERT_OK_AND_ASSIGN(auto store, Store::Open(path, WithExtra(AddNotesColumn())));
     ASSERT_OK_AND_ASSIGN(int v, store->SchemaVersion());
-    EXPECT_EQ(v, 2);
+    EXPECT_EQ(v, BuiltinVersion() + 1);
     ASSERT_OK_AND_ASSIGN(auto rows, store->ListMeasurements());
     ASSERT_EQ(rows.size(), 1u);
     EXPECT_EQ(rows[0].variant_key, kVariantKeyA);
@@ -52,7 +52,7 @@ TEST_F(MigrationTest, ExtraMigrationUpgradesAndKeepsData) {
   EXPECT_EQ(backfilled, 2);
   ASSERT_OK_AND_ASSIGN(auto store, Store::Open(path, WithExtra(AddNotesColumn())));
   ASSERT_OK_AND_ASSIGN(int v, store->SchemaVersion());
-  EXPECT_EQ(v, 2);
+  EXPECT_EQ(v, BuiltinVersion() + 1);
 }
 
 TEST_F(MigrationTest, FailedMigrationLeavesFileAtOldVersion) {
@@ -61,7 +61,7 @@ TEST_F(MigrationTest, FailedMigrationLeavesFileAtOldVersion) {
     ASSERT_OK_AND_ASSIGN(auto store, Store::Open(path));
     ASSERT_OK(SeedEntities(*store).status());
   }
-  Migration broken{2, "half-done step", [](Db& db) -> absl::Status {
+  Migration broken{BuiltinVersion() + 1, "half-done step", [](Db& db) -> absl::Status {
                      absl::Status s = db.Exec("ALTER TABLE variants ADD COLUMN notes TEXT;");
                      if (!s.ok()) return s;
                      return absl::InternalError("simulated failure after a partial change");
@@ -72,12 +72,12 @@ TEST_F(MigrationTest, FailedMigrationLeavesFileAtOldVersion) {
 
   ASSERT_OK_AND_ASSIGN(auto store, Store::Open(path));
   ASSERT_OK_AND_ASSIGN(int v, store->SchemaVersion());
-  EXPECT_EQ(v, 1);
+  EXPECT_EQ(v, BuiltinVersion());
   store.reset();
-  // The partial ALTER was rolled back with the step, so the real v2 applies cleanly.
+  // The partial ALTER was rolled back with the step, so the real step applies cleanly.
   ASSERT_OK_AND_ASSIGN(store, Store::Open(path, WithExtra(AddNotesColumn())));
   ASSERT_OK_AND_ASSIGN(v, store->SchemaVersion());
-  EXPECT_EQ(v, 2);
+  EXPECT_EQ(v, BuiltinVersion() + 1);
 }
 
 TEST_F(MigrationTest, NewerSchemaIsRefusedAndLeftUntouched) {
@@ -112,12 +112,12 @@ TEST_F(MigrationTest, ForeignSqliteDatabaseIsRefused) {
 }
 
 TEST_F(MigrationTest, PlanRejectsGapsAndMissingSteps) {
-  EXPECT_FALSE(MigrationPlan({{3, "skips v2", [](Db&) { return absl::OkStatus(); }}}).ok());
-  EXPECT_FALSE(MigrationPlan({{2, "no step", nullptr}}).ok());
+  EXPECT_FALSE(MigrationPlan({{BuiltinVersion() + 2, "skips a version", [](Db&) { return absl::OkStatus(); }}}).ok());
+  EXPECT_FALSE(MigrationPlan({{BuiltinVersion() + 1, "no step", nullptr}}).ok());
   ASSERT_OK_AND_ASSIGN(auto plan, MigrationPlan({AddNotesColumn()}));
-  EXPECT_EQ(plan.size(), 2u);
+  EXPECT_EQ(plan.size(), static_cast<size_t>(BuiltinVersion() + 1));
   EXPECT_EQ(
-      Store::Open(PathFor("x.db"), WithExtra({5, "gap", AddNotesColumn().apply})).status().code(),
+      Store::Open(PathFor("x.db"), WithExtra({BuiltinVersion() + 3, "gap", AddNotesColumn().apply})).status().code(),
       absl::StatusCode::kInvalidArgument);
 }
 

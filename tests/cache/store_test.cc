@@ -44,7 +44,7 @@ TEST_F(StoreTest, CreateAndReopenRoundTrip) {
 
   ASSERT_OK_AND_ASSIGN(auto store, Store::Open(path));
   ASSERT_OK_AND_ASSIGN(int version, store->SchemaVersion());
-  EXPECT_EQ(version, 1);
+  EXPECT_EQ(version, BuiltinVersion());
   // Upserts are idempotent: the same ids come back.
   ASSERT_OK_AND_ASSIGN(Ids again, SeedEntities(*store));
   EXPECT_EQ(again.device, ids.device);
@@ -287,7 +287,7 @@ TEST_F(StoreTest, VerifyReportsIntegrityAndCounts) {
                 .status());
   ASSERT_OK_AND_ASSIGN(VerifyReport report, store->Verify());
   EXPECT_TRUE(report.ok);
-  EXPECT_EQ(report.schema_version, 1);
+  EXPECT_EQ(report.schema_version, BuiltinVersion());
   EXPECT_TRUE(report.integrity_errors.empty());
   EXPECT_EQ(report.row_counts["devices"], 1);
   EXPECT_EQ(report.row_counts["variants"], 2);

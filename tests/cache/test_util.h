@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "parallax/cache/schema.h"
 #include "parallax/cache/store.h"
 
 #define PLX_CONCAT_INNER(a, b) a##b
@@ -42,6 +43,9 @@ inline constexpr const char* kVariantKeyA =
     "decode-bf16-d128-h32x8-contig-nowin.learned-plain.mma-n64-w4-s2-splitauto-g4";
 inline constexpr const char* kVariantKeyB =
     "decode-bf16-d128-h32x8-contig-nowin.learned-plain.mma-n128-w8-s3-split4-g4";
+
+// The schema version this build creates; test-only migrations continue from it.
+inline int BuiltinVersion() { return static_cast<int>(BuiltinMigrations().size()); }
 
 class CacheTest : public ::testing::Test {
  protected:

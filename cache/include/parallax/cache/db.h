@@ -19,6 +19,9 @@ struct DbOptions {
   int busy_timeout_ms = 5000;
   bool read_only = false;
   bool create_if_missing = true;
+  // A file from somebody else (an import): SQLite's defensive settings, no triggers or views
+  // run, nothing in its schema trusted, bounded string/blob sizes.
+  bool untrusted = false;
 };
 
 // One connection. Move-only and not thread-safe by itself: Store serialises access.

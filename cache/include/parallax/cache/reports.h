@@ -12,6 +12,8 @@ struct RowCounts {
   int64_t inserted = 0;
   int64_t updated = 0;
   int64_t skipped = 0;
+  // Rows whose key we hold with different content (binaries): ours are kept.
+  int64_t conflicts = 0;
 };
 
 struct ImportStats {

@@ -76,20 +76,31 @@ class Store {
 
   // Writes a self-contained copy (VACUUM INTO). Refuses to overwrite an existing path.
   absl::Status Export(const std::string& path);
-  // Merges another cache file into this one in a single transaction. Rules:
+  // Merges another cache file into this one. The file is untrusted: it is opened read-only
+  // with SQLite's defensive settings (no view, trigger or schema function of it runs), its
+  // schema must equal what this build's migrations create for its version, and every row is
+  // validated before anything is merged (InvalidArgument naming the first bad row; see
+  // ImportOptions for key checks). The merge then runs in short write transactions
+  // (options.rows_per_transaction rows), so this store's lock is never held for long;
+  // cancel and the time limit stop it between them. A stopped or failed merge may leave a
+  // prefix merged: every rule below is idempotent, so importing the file again completes it.
+  // Rules:
   //  - devices / problems / variants: matched by fingerprint / key; missing ones are
   //    inserted; a variant's generator_version is raised if the source has a newer one.
   //  - runs: matched by (device, started_at, params); missing ones are inserted, a source
   //    run still 'running' arrives as 'interrupted' (nothing here is running it).
   //  - measurements: union, de-duplicated by (device fingerprint, problem key, variant key,
-  //    generator_version, measured_at).
+  //    bucket, generator_version, nvrtc_version, measured_at, status, median_us).
   //  - best_configs, per (device, problem, bucket): with equal (generator, nvrtc) versions
   //    the lower median_us wins (ties keep ours); otherwise the entry with the newer
   //    versions wins, compared as (generator_version, nvrtc_version).
-  //  - binaries: by key; existing keys are kept (same hash, same artifact).
-  // A source with an older schema is migrated in a temporary copy; the source file is
-  // never modified. A newer schema is refused.
-  absl::StatusOr<ImportStats> Import(const std::string& path);
+  //  - binaries: never imported (a cubin is code, and its content cannot be checked
+  //    against its key); counted as skipped, and as conflicts where we hold the key with
+  //    other content.
+  // A source with an older schema is migrated in a temporary copy next to this store
+  // (removed afterwards, or by the next Open after a crash); the source file is never
+  // modified. A newer schema is refused (FailedPrecondition).
+  absl::StatusOr<ImportStats> Import(const std::string& path, const ImportOptions& options = {});
 
   // Full PRAGMA integrity_check and foreign_key_check plus per-table row counts.
   absl::StatusOr<VerifyReport> Verify();

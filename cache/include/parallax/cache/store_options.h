@@ -2,10 +2,13 @@
 // Options and query filters for Store.
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "parallax/cache/rows.h"
 #include "parallax/cache/schema.h"
 
@@ -19,6 +22,26 @@ struct StoreOptions {
   // Appended after BuiltinMigrations(); versions must continue the sequence. A test hook:
   // real schema changes belong in BuiltinMigrations().
   std::vector<Migration> extra_migrations;
+};
+
+// How Store::Import treats the file it reads: as untrusted input from anybody.
+struct ImportOptions {
+  // Polled between write batches and by SQLite's progress handler on the source: returning
+  // true stops the import with Cancelled. Batches already committed stay (re-importing the
+  // same file is idempotent and completes it).
+  std::function<bool()> cancelled;
+  // Wall-clock limit on the whole import (checks and merge); 0: none. DeadlineExceeded.
+  int64_t time_limit_ms = 0;
+  // The cache stands alone and cannot parse keys itself: callers that can (the CLI, the
+  // service) pass codegen's parsers. A non-OK status rejects the file naming the row.
+  // check_variant_key judges keys that can be served (best_configs); the variants table
+  // only records what was measured, which may include the tuner's planted test-only
+  // variants: check_recorded_variant_key judges those (unset: check_variant_key does).
+  std::function<absl::Status(absl::string_view)> check_variant_key;
+  std::function<absl::Status(absl::string_view)> check_recorded_variant_key;
+  std::function<absl::Status(absl::string_view)> check_problem_key;
+  // Rows merged per short write transaction; the store's lock is released between them.
+  int rows_per_transaction = 256;
 };
 
 // The generator and NVRTC versions of the running build. Best configs tuned under other

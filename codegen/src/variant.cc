@@ -3,6 +3,7 @@
 #include <charconv>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
@@ -150,6 +151,10 @@ absl::Status KeyError(absl::string_view key, absl::string_view what) {
 
 }  // namespace
 
+bool IsTestOnlyKey(absl::string_view key) {
+  return absl::EndsWith(key, "-testfault") || absl::EndsWith(key, "-testhang");
+}
+
 std::string ProblemKey(const Problem& p, const Algorithm& a) {
   return absl::StrCat(
       ToString(p.mode), "-", ToString(p.dtype), "-d", p.head_dim, "-h", p.num_q_heads, "x",
@@ -188,49 +193,78 @@ absl::StatusOr<Variant> Variant::Create(const Problem& p, const Algorithm& a, co
   return Variant(p, a, s);
 }
 
-absl::StatusOr<Variant> Variant::Parse(std::string_view key_in) {
-  const absl::string_view key(key_in.data(), key_in.size());
-  std::vector<absl::string_view> parts = absl::StrSplit(key, '.');
-  if (parts.size() != 3)
-    return KeyError(key, "expected three '.'-separated parts: problem.algorithm.schedule");
-  std::vector<absl::string_view> pt = absl::StrSplit(parts[0], '-');
-  std::vector<absl::string_view> at = absl::StrSplit(parts[1], '-');
-  std::vector<absl::string_view> st = absl::StrSplit(parts[2], '-');
+// The problem and algorithm parts of a key ("decode-bf16-d128-h32x8-contig-nowin" and
+// "learned-plain"); key is only quoted in errors.
+static absl::Status ParseProblemParts(absl::string_view key, absl::string_view problem_part,
+                                      absl::string_view algorithm_part, Problem* p, Algorithm* a) {
+  std::vector<absl::string_view> pt = absl::StrSplit(problem_part, '-');
+  std::vector<absl::string_view> at = absl::StrSplit(algorithm_part, '-');
   if (pt.size() != 6)
     return KeyError(key, "problem part must be mode-dtype-dD-hHQxHKV-layout-window");
-  Problem p;
-  if (pt[0] == "decode") p.mode = Mode::kDecode;
-  else if (pt[0] == "prefill") p.mode = Mode::kPrefill;
+  if (pt[0] == "decode") p->mode = Mode::kDecode;
+  else if (pt[0] == "prefill") p->mode = Mode::kPrefill;
   else return KeyError(key, absl::StrCat("mode '", pt[0], "' is not decode or prefill"));
-  if (pt[1] == "bf16") p.dtype = DType::kBF16;
-  else if (pt[1] == "fp16") p.dtype = DType::kFP16;
+  if (pt[1] == "bf16") p->dtype = DType::kBF16;
+  else if (pt[1] == "fp16") p->dtype = DType::kFP16;
   else return KeyError(key, absl::StrCat("dtype '", pt[1], "' is not bf16 or fp16"));
-  if (!ParseTagged(pt[2], "d", &p.head_dim)) return KeyError(key, "head dim must look like d128");
+  if (!ParseTagged(pt[2], "d", &p->head_dim)) return KeyError(key, "head dim must look like d128");
   {
     std::vector<absl::string_view> h = absl::StrSplit(pt[3], 'x');
-    if (h.size() != 2 || !ParseTagged(h[0], "h", &p.num_q_heads) ||
-        !ParseTagged(absl::StrCat("h", h[1]), "h", &p.num_kv_heads))
+    if (h.size() != 2 || !ParseTagged(h[0], "h", &p->num_q_heads) ||
+        !ParseTagged(absl::StrCat("h", h[1]), "h", &p->num_kv_heads))
       return KeyError(key, "heads must look like h32x8 (query heads x kv heads)");
   }
   if (pt[4] == "contig") {
-    p.kv_layout = KvLayout::kContiguous;
-  } else if (ParseTagged(pt[4], "paged", &p.page_size)) {
-    p.kv_layout = KvLayout::kPaged;
+    p->kv_layout = KvLayout::kContiguous;
+  } else if (ParseTagged(pt[4], "paged", &p->page_size)) {
+    p->kv_layout = KvLayout::kPaged;
   } else {
     return KeyError(key, "kv layout must be contig or pagedN");
   }
-  if (pt[5] == "win") p.window = true;
-  else if (pt[5] == "nowin") p.window = false;
+  if (pt[5] == "win") p->window = true;
+  else if (pt[5] == "nowin") p->window = false;
   else return KeyError(key, "window must be win or nowin");
 
-  Algorithm a;
   if (at.size() != 2) return KeyError(key, "algorithm part must be probe-affine");
-  if (at[0] == "none") a.probe = Probe::kNone;
-  else if (at[0] == "learned") a.probe = Probe::kLearned;
+  if (at[0] == "none") a->probe = Probe::kNone;
+  else if (at[0] == "learned") a->probe = Probe::kLearned;
   else return KeyError(key, absl::StrCat("probe '", at[0], "' is not none or learned"));
-  if (at[1] == "plain") a.affine = Affine::kPlain;
-  else if (at[1] == "amplified") a.affine = Affine::kAmplified;
+  if (at[1] == "plain") a->affine = Affine::kPlain;
+  else if (at[1] == "amplified") a->affine = Affine::kAmplified;
   else return KeyError(key, absl::StrCat("affine '", at[1], "' is not plain or amplified"));
+
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::pair<Problem, Algorithm>> ParseProblemKey(std::string_view key_in) {
+  const absl::string_view key(key_in.data(), key_in.size());
+  std::vector<absl::string_view> parts = absl::StrSplit(key, '.');
+  if (parts.size() != 2) return KeyError(key, "expected two '.'-separated parts: problem.algorithm");
+  Problem p;
+  Algorithm a;
+  if (absl::Status e = ParseProblemParts(key, parts[0], parts[1], &p, &a); !e.ok()) return e;
+  if (absl::Status e = ValidateProblem(p); !e.ok()) return KeyError(key, e.message());
+  if (ProblemKey(p, a) != key)
+    return KeyError(key, absl::StrCat("not canonical; did you mean '", ProblemKey(p, a), "'?"));
+  return std::make_pair(p, a);
+}
+
+absl::StatusOr<Variant> Variant::Parse(std::string_view key) { return Parse(key, VariantParseOptions{}); }
+
+absl::StatusOr<Variant> Variant::Parse(std::string_view key_in, const VariantParseOptions& o) {
+  const absl::string_view key(key_in.data(), key_in.size());
+  // Refused before anything else, whatever the mode: such a kernel faults or hangs on purpose.
+  if (IsTestOnlyKey(key) && !o.allow_test_faults)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "test-only variant '", key, "': -testfault / -testhang kernels fault or hang on purpose and are "
+        "accepted only by the tuner's isolation check"));
+  std::vector<absl::string_view> parts = absl::StrSplit(key, '.');
+  if (parts.size() != 3)
+    return KeyError(key, "expected three '.'-separated parts: problem.algorithm.schedule");
+  std::vector<absl::string_view> st = absl::StrSplit(parts[2], '-');
+  Problem p;
+  Algorithm a;
+  if (absl::Status e = ParseProblemParts(key, parts[0], parts[1], &p, &a); !e.ok()) return e;
 
   Schedule s;
   if (st.empty()) return KeyError(key, "empty schedule part");
@@ -238,8 +272,9 @@ absl::StatusOr<Variant> Variant::Parse(std::string_view key_in) {
   else if (st[0] == "fma") s.path = MathPath::kFma;
   else return KeyError(key, absl::StrCat("path '", st[0], "' is not mma or fma"));
   size_t i = 1;
-  // Decode keys may end in "-fused" (split merge done by the last CTA of each group).
-  if (p.mode == Mode::kDecode && !st.empty() && (st.back() == "testfault" || st.back() == "testhang")) {
+  // Decode keys may end in "-fused" (split merge done by the last CTA of each group), then
+  // in a test suffix (only reached with allow_test_faults, checked above).
+  if (p.mode == Mode::kDecode && (st.back() == "testfault" || st.back() == "testhang")) {
     s.test_fault = st.back() == "testfault" ? Schedule::TestFault::kIllegalAddress : Schedule::TestFault::kHang;
     st.pop_back();
   }

@@ -16,6 +16,17 @@ using nlohmann::json;
 
 const char* LayoutName(KvLayout l) { return l == KvLayout::kPaged ? "paged" : "contiguous"; }
 
+constexpr std::initializer_list<std::pair<const char*, Schedule::TestFault>> kTestFaultNames = {
+    {"none", Schedule::TestFault::kNone},
+    {"illegal_address", Schedule::TestFault::kIllegalAddress},
+    {"hang", Schedule::TestFault::kHang}};
+
+const char* TestFaultName(Schedule::TestFault f) {
+  for (const auto& [name, value] : kTestFaultNames)
+    if (value == f) return name;
+  return "?";
+}
+
 absl::Status JsonError(absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat("variant JSON: ", what));
 }
@@ -128,7 +139,8 @@ absl::Status ReadAlgorithm(const ObjectReader& r, Algorithm* a) {
                         &a->affine);
 }
 
-absl::Status ReadSchedule(const ObjectReader& r, const Problem& p, const Algorithm& a, Schedule* s) {
+absl::Status ReadSchedule(const ObjectReader& r, const Problem& p, const Algorithm& a,
+                          const VariantParseOptions& o, Schedule* s) {
   // Start from the fields that do not apply to either mode being 0, so an absent
   // heads_per_cta / block_m can take CanonicalSchedule's choice below.
   *s = Schedule{};
@@ -142,6 +154,12 @@ absl::Status ReadSchedule(const ObjectReader& r, const Problem& p, const Algorit
   PLX_RETURN_IF_ERROR(r.Int("splits", false, &s->splits));
   PLX_RETURN_IF_ERROR(r.Int("heads_per_cta", false, &s->heads_per_cta));
   PLX_RETURN_IF_ERROR(r.Int("block_m", false, &s->block_m));
+  PLX_RETURN_IF_ERROR(r.Bool("fused_merge", false, &s->fused_merge));
+  PLX_RETURN_IF_ERROR(r.Enum<Schedule::TestFault>("test_fault", false, kTestFaultNames, &s->test_fault));
+  if (s->test_fault != Schedule::TestFault::kNone && !o.allow_test_faults)
+    return JsonError(absl::StrCat(r.Path("test_fault"), ": '", TestFaultName(s->test_fault),
+                                  "' makes a test-only variant (it faults or hangs on purpose); only the "
+                                  "tuner's isolation check accepts one"));
   const Schedule canon = CanonicalSchedule(p, a, *s);
   if (!r.Has("heads_per_cta")) s->heads_per_cta = canon.heads_per_cta;
   if (!r.Has("block_m")) s->block_m = canon.block_m;
@@ -176,11 +194,13 @@ json ToJson(const Variant& v) {
   j["schedule"] = {{"path", ToString(s.path)},       {"block_n", s.block_n},
                    {"warps", s.warps},               {"stages", s.stages},
                    {"splits", s.splits},             {"heads_per_cta", s.heads_per_cta},
-                   {"block_m", s.block_m}};
+                   {"block_m", s.block_m},           {"fused_merge", s.fused_merge}};
+  // Written only when set, so that ordinary variants' JSON never mentions it.
+  if (s.test_fault != Schedule::TestFault::kNone) j["schedule"]["test_fault"] = TestFaultName(s.test_fault);
   return j;
 }
 
-absl::StatusOr<Variant> VariantFromJson(const json& j) {
+absl::StatusOr<Variant> VariantFromJson(const json& j, const VariantParseOptions& o) {
   PLX_RETURN_IF_ERROR(RequireObject(j, ""));
   const ObjectReader top(j, "");
   const bool structured = top.Has("problem") || top.Has("algorithm") || top.Has("schedule");
@@ -200,8 +220,8 @@ absl::StatusOr<Variant> VariantFromJson(const json& j) {
   pr.CollectUnknown({"mode", "dtype", "head_dim", "num_q_heads", "num_kv_heads", "kv_layout",
                      "page_size", "window"}, &unknown);
   ar.CollectUnknown({"probe", "affine"}, &unknown);
-  sr.CollectUnknown({"path", "block_n", "warps", "stages", "splits", "heads_per_cta", "block_m"},
-                    &unknown);
+  sr.CollectUnknown({"path", "block_n", "warps", "stages", "splits", "heads_per_cta", "block_m",
+                     "fused_merge", "test_fault"}, &unknown);
   if (!unknown.empty())
     return JsonError(absl::StrCat(unknown.size() == 1 ? "unknown field " : "unknown fields ",
                                   absl::StrJoin(unknown, ", ")));
@@ -214,7 +234,7 @@ absl::StatusOr<Variant> VariantFromJson(const json& j) {
 
   std::optional<Variant> v;
   if (top.Has("key")) {
-    absl::StatusOr<Variant> parsed = Variant::Parse(key);
+    absl::StatusOr<Variant> parsed = Variant::Parse(key, o);
     if (!parsed.ok()) return JsonError(parsed.status().message());
     v = *std::move(parsed);
   }
@@ -224,7 +244,7 @@ absl::StatusOr<Variant> VariantFromJson(const json& j) {
     Schedule s;
     PLX_RETURN_IF_ERROR(ReadProblem(pr, &p));
     PLX_RETURN_IF_ERROR(ReadAlgorithm(ar, &a));
-    PLX_RETURN_IF_ERROR(ReadSchedule(sr, p, a, &s));
+    PLX_RETURN_IF_ERROR(ReadSchedule(sr, p, a, o, &s));
     absl::StatusOr<Variant> built = Variant::Create(p, a, s);
     if (!built.ok()) return JsonError(built.status().message());
     if (v.has_value() && built->Key() != v->Key())

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -15,6 +16,10 @@ namespace parallax::capi {
 namespace {
 
 constexpr int64_t kIntMax = std::numeric_limits<int32_t>::max();
+// Largest element offset a tensor may address (sum over dims of (shape-1) * stride). Far above
+// any real allocation, and low enough that the kernels' 64-bit index arithmetic (offsets
+// times 2-byte elements, plus a base pointer) cannot overflow.
+constexpr int64_t kMaxElementOffset = int64_t{1} << 48;
 
 template <typename... T>
 absl::Status Invalid(const T&... parts) {
@@ -60,6 +65,32 @@ struct Tensor {
   std::string shape_str() const { return ShapeString(shape, ndim); }
 };
 
+// The largest element offset must stay below kMaxElementOffset, computed without overflow.
+// The message names the dimension spanning the most (the one to fix).
+absl::Status CheckOffsets(const Tensor& t) {
+  for (int i = 0; i < t.ndim; ++i)
+    if (t.shape[i] == 0) return absl::OkStatus();  // empty: nothing is addressed
+  auto too_far = [&](int i) {
+    return Invalid(t.name, ": strides[", i, "]=", t.strides[i], " with shape[", i, "]=", t.shape[i],
+                   ": the tensor would address element offsets beyond 2^48 (sum over dimensions of "
+                   "(shape-1) x stride)");
+  };
+  int64_t max_offset = 0, widest_span = -1;
+  int widest = 0;
+  bool overflow = false;
+  for (int i = 0; i < t.ndim; ++i) {
+    int64_t span = 0;
+    if (__builtin_mul_overflow(t.shape[i] - 1, t.strides[i], &span)) return too_far(i);
+    if (span > widest_span) {
+      widest_span = span;
+      widest = i;
+    }
+    overflow = overflow || __builtin_add_overflow(max_offset, span, &max_offset);
+  }
+  if (overflow || max_offset > kMaxElementOffset) return too_far(widest);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Tensor> Describe(const plx_tensor& t, const char* name) {
   if (t.data == nullptr) return Invalid(name, ": data is NULL (a device pointer is required)");
   if (t.ndim < 1 || t.ndim > PLX_MAX_DIMS)
@@ -88,7 +119,8 @@ absl::StatusOr<Tensor> Describe(const plx_tensor& t, const char* name) {
     int64_t s = 1;
     for (int i = t.ndim - 1; i >= 0; --i) {
       out.strides[i] = s;
-      s *= std::max<int64_t>(t.shape[i], 1);
+      // Saturates instead of overflowing; the offset check below then names the dimension.
+      if (__builtin_mul_overflow(s, std::max<int64_t>(t.shape[i], 1), &s)) s = kMaxElementOffset + 1;
     }
   } else {
     for (int i = 0; i < t.ndim; ++i) {
@@ -97,7 +129,37 @@ absl::StatusOr<Tensor> Describe(const plx_tensor& t, const char* name) {
       out.strides[i] = t.strides[i];
     }
   }
+  PLX_RETURN_IF_ERROR(CheckOffsets(out));
   return out;
+}
+
+// Writes through two different indices must never land on one element: an output whose
+// dimensions overlap (a zero stride, or a stride inside another dimension's span) would have
+// CTAs of different batches or heads race on the same memory. Sufficient test: with the
+// dimensions of size > 1 sorted by stride, each stride must clear the span of the previous.
+absl::Status CheckNoAliasing(const Tensor& t) {
+  int dims[PLX_MAX_DIMS];
+  int n = 0;
+  for (int i = 0; i < t.ndim; ++i) {
+    if (t.shape[i] == 0) return absl::OkStatus();  // empty: nothing is written
+    if (t.shape[i] > 1) dims[n++] = i;
+  }
+  // By stride; an insertion sort, as std::sort on 4 ints trips GCC 12's -Warray-bounds.
+  for (int k = 1; k < n; ++k)
+    for (int m = k; m > 0 && t.strides[dims[m]] < t.strides[dims[m - 1]]; --m) std::swap(dims[m], dims[m - 1]);
+  for (int k = 0; k < n; ++k) {
+    const int i = dims[k];
+    if (t.strides[i] == 0)
+      return Invalid(t.name, ": strides[", i, "]=0 with shape[", i, "]=", t.shape[i],
+                     ": an output cannot be broadcast (its elements would alias)");
+    if (k == 0) continue;
+    const int j = dims[k - 1];  // offsets are bounded by CheckOffsets, so this cannot overflow
+    if (t.strides[i] < t.strides[j] * t.shape[j])
+      return Invalid(t.name, ": strides[", i, "]=", t.strides[i], " overlaps dimension ", j, " (shape[", j,
+                     "]=", t.shape[j], " x strides[", j, "]=", t.strides[j],
+                     "): output elements would alias");
+  }
+  return absl::OkStatus();
 }
 
 // q, r, k, v, out: 16-bit, contiguous last dimension, 16-byte aligned rows (cp.async).
@@ -171,7 +233,8 @@ absl::Status CheckOptions(float qk_scale, int32_t window, plx_affine affine, flo
   return absl::OkStatus();
 }
 
-// An explicit key must parse and describe exactly the call's problem and algorithm.
+// An explicit key must parse and describe exactly the call's problem and algorithm. Plain
+// parsing on purpose: a client can never name a test-only (faulting, hanging) variant.
 absl::Status CheckVariant(const char* key, const Problem& p, const Algorithm& alg) {
   absl::StatusOr<Variant> v = Variant::Parse(key);
   if (!v.ok()) return Invalid("variant: ", v.status().message());
@@ -250,6 +313,7 @@ absl::StatusOr<DecodeArgs> TranslateDecodeArgs(const plx_decode_args& a) {
   if (!out.ok()) return out.status();
   absl::StatusOr<Rows> outr = LikeQDecode(*out, *q, *qr);
   if (!outr.ok()) return outr.status();
+  PLX_RETURN_IF_ERROR(CheckNoAliasing(*out));
 
   Rows rr;
   if (a.r.data != nullptr) {  // NULL data: softmax attention
@@ -389,6 +453,7 @@ absl::StatusOr<PrefillArgs> TranslatePrefillArgs(const plx_prefill_args& a) {
   PLX_RETURN_IF_ERROR(CheckSameDType(*out, *q));
   PLX_RETURN_IF_ERROR(SameShape(*out, *q));
   PLX_RETURN_IF_ERROR(CheckVectorLayout(*out));
+  PLX_RETURN_IF_ERROR(CheckNoAliasing(*out));
   Tensor r;
   if (a.r.data != nullptr) {
     absl::StatusOr<Tensor> rt = Describe(a.r, "r");

@@ -76,17 +76,22 @@ bool UseProgrammaticLaunch(const DeviceInfo& dev, const cu::Api* d) {
   return !disabled && dev.cc_major >= 9 && dev.driver_version >= 12030 && d->cuLaunchKernelEx != nullptr;
 }
 
-// An explicit key must describe the same problem the arguments do.
+// An explicit variant must describe the same problem the arguments do.
+absl::Status MatchesCall(const Variant& v, const Problem& p, const Algorithm& a) {
+  if (v.problem() == p && v.algorithm() == a) return absl::OkStatus();
+  Schedule s = v.schedule();
+  absl::StatusOr<Variant> want = Variant::Create(p, a, CanonicalSchedule(p, a, s));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "variant_key=", v.Key(), ": does not match the call's problem",
+      want.ok() ? absl::StrCat(" (expected a key starting '", want->Key().substr(0, want->Key().find(".", want->Key().find(".") + 1)), "')") : std::string()));
+}
+
+// Plain parsing on purpose: no key the runtime is handed (by a caller, the tuned DB or the
+// service) may name a test-only variant, which faults or hangs.
 absl::StatusOr<Variant> ExplicitVariant(const std::string& key, const Problem& p, const Algorithm& a) {
   absl::StatusOr<Variant> v = Variant::Parse(key);
   if (!v.ok()) return v.status();
-  if (!(v->problem() == p) || !(v->algorithm() == a)) {
-    Schedule s = v->schedule();
-    absl::StatusOr<Variant> want = Variant::Create(p, a, CanonicalSchedule(p, a, s));
-    return absl::InvalidArgumentError(absl::StrCat(
-        "variant_key=", key, ": does not match the call's problem",
-        want.ok() ? absl::StrCat(" (expected a key starting '", want->Key().substr(0, want->Key().find(".", want->Key().find(".") + 1)), "')") : std::string()));
-  }
+  if (absl::Status s = MatchesCall(*v, p, a); !s.ok()) return s;
   return v;
 }
 
@@ -258,7 +263,15 @@ int Runtime::AutoSplits(const Variant& v, int batch, int max_seqlen) {
   return std::clamp(std::min(splits, max_by_len), 1, 128);
 }
 
-absl::StatusOr<DecodePlan> Runtime::PlanDecode(const DecodeArgs& a) {
+absl::StatusOr<DecodePlan> Runtime::PlanDecode(const DecodeArgs& a) { return PlanDecodeWith(a, nullptr); }
+
+absl::StatusOr<DecodePlan> Runtime::PlanDecode(const DecodeArgs& a, const Variant& v) {
+  if (!a.variant_key.empty())
+    return absl::InvalidArgumentError(absl::StrCat("variant_key=", a.variant_key, ": given with a variant as well"));
+  return PlanDecodeWith(a, &v);
+}
+
+absl::StatusOr<DecodePlan> Runtime::PlanDecodeWith(const DecodeArgs& a, const Variant* given) {
   if (absl::Status s = CheckHeads(a.batch, a.num_q_heads, a.num_kv_heads, a.head_dim); !s.ok()) return s;
   if (!a.q || !a.k || !a.v || !a.out)
     return absl::InvalidArgumentError("q, k, v and out must be non-null device pointers");
@@ -287,7 +300,11 @@ absl::StatusOr<DecodePlan> Runtime::PlanDecode(const DecodeArgs& a) {
 
   absl::StatusOr<Variant> chosen = absl::UnknownError("unset");
   Choice choice = Choice::kDefault;
-  if (!a.variant_key.empty()) {
+  if (given != nullptr) {
+    if (absl::Status s = MatchesCall(*given, p, alg); !s.ok()) return s;
+    chosen = *given;
+    choice = Choice::kExplicit;
+  } else if (!a.variant_key.empty()) {
     chosen = ExplicitVariant(a.variant_key, p, alg);
     if (!chosen.ok()) return chosen.status();
     choice = Choice::kExplicit;
@@ -305,6 +322,7 @@ absl::StatusOr<DecodePlan> Runtime::PlanDecode(const DecodeArgs& a) {
     }
     if (!chosen.ok() && lookup) {
       if (auto t = lookup(p, alg, a.batch, a.seqlen); t.ok()) {
+        // Plain parsing: a test-only key in the DB or from the service is skipped here.
         if (absl::StatusOr<Variant> v = Variant::Parse(t->first); v.ok() && v->problem() == p &&
                                                                    v->algorithm() == alg) {
           chosen = *v;

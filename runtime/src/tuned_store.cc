@@ -28,7 +28,10 @@ absl::StatusOr<std::pair<std::string, Choice>> TunedStore::Lookup(const Problem&
   const std::string fp = dev_.fingerprint();
   const std::string problem = ProblemKey(p, a);
   const ShapeBucket want = BucketFor(batch, seqlen);
-  if (auto exact = store_->GetBestConfig(fp, problem, ToString(want), Current()); exact.ok())
+  // A test-only key (it faults or hangs) is never served, whatever put it in the DB; the
+  // nearest other bucket is then the answer.
+  if (auto exact = store_->GetBestConfig(fp, problem, ToString(want), Current());
+      exact.ok() && !IsTestOnlyKey(exact->variant_key))
     return std::make_pair(exact->variant_key, Choice::kTunedExact);
   cache::BestConfigFilter f;
   f.device_fingerprint = fp;
@@ -40,6 +43,7 @@ absl::StatusOr<std::pair<std::string, Choice>> TunedStore::Lookup(const Problem&
   std::string key;
   for (const cache::BestConfig& c : *all) {
     if (c.generator_version != cur.generator_version || c.nvrtc_version != cur.nvrtc_version) continue;
+    if (IsTestOnlyKey(c.variant_key)) continue;
     absl::StatusOr<ShapeBucket> b = ParseBucket(c.bucket);
     if (!b.ok()) continue;
     if (double d = BucketDistance(*b, want); d < best) {

@@ -86,11 +86,19 @@ struct DecodeBench::State {
 
   absl::Status Run(const std::string& key, DecodeArgs a) {
     a.variant_key = key;
-    absl::StatusOr<DecodePlan> plan = rt->PlanDecode(a);
+    return Launch(rt->PlanDecode(a), a);
+  }
+  // By the variant, not its key: a test-only variant the worker was allowed to parse has no
+  // key the runtime accepts.
+  absl::Status Run(const Variant& v, const DecodeArgs& a) { return Launch(rt->PlanDecode(a, v), a); }
+
+  absl::Status Launch(const absl::StatusOr<DecodePlan>& plan, const DecodeArgs& a) {
     if (!plan.ok()) return plan.status();
     PLX_RETURN_IF_ERROR(rt->RunDecode(*plan, a, stream));
     return cu::Check(Api()->cuStreamSynchronize(stream), "decode (synchronize)");
   }
+
+  absl::StatusOr<Timing> Time(const absl::StatusOr<DecodePlan>& plan, int reps);
 
   absl::Status MakeSet(int index, InputSet& set) {
     const Problem& p = shape.problem;
@@ -272,7 +280,7 @@ absl::StatusOr<VerifyResult> DecodeBench::Verify(const Variant& v) {
   if (st.reduced) {
     ReducedCase& c = *st.reduced;
     PLX_RETURN_IF_ERROR(internal::Poison(c.out, c.out_elems, t));
-    PLX_RETURN_IF_ERROR(st.Run(v.Key(), c.args));
+    PLX_RETURN_IF_ERROR(st.Run(v, c.args));
     absl::StatusOr<std::vector<double>> got = internal::Download(c.out, c.out_elems, t);
     if (!got.ok()) return got.status();
     const ref::ErrorStats e = ref::Compare(*got, c.want);
@@ -285,7 +293,7 @@ absl::StatusOr<VerifyResult> DecodeBench::Verify(const Variant& v) {
   }
   if (!st.full_ref.empty()) {
     PLX_RETURN_IF_ERROR(internal::Poison(st.out, st.out_elems, t));
-    PLX_RETURN_IF_ERROR(st.Run(v.Key(), st.sets[0]->args));
+    PLX_RETURN_IF_ERROR(st.Run(v, st.sets[0]->args));
     absl::StatusOr<std::vector<double>> got = internal::Download(st.out, st.out_elems, t);
     if (!got.ok()) return got.status();
     const ref::ErrorStats e = ref::Compare(*got, st.full_ref);
@@ -302,11 +310,18 @@ absl::StatusOr<VerifyResult> DecodeBench::Verify(const Variant& v) {
 }
 
 absl::StatusOr<Timing> DecodeBench::Time(const std::string& key, int reps) {
-  State& st = *s_;
-  PLX_RETURN_IF_ERROR(st.rt->MakeCurrent());
-  DecodeArgs a0 = st.sets[0]->args;
+  DecodeArgs a0 = s_->sets[0]->args;
   a0.variant_key = key;
-  absl::StatusOr<DecodePlan> plan = st.rt->PlanDecode(a0);
+  return s_->Time(s_->rt->PlanDecode(a0), reps);
+}
+
+absl::StatusOr<Timing> DecodeBench::Time(const Variant& v, int reps) {
+  return s_->Time(s_->rt->PlanDecode(s_->sets[0]->args, v), reps);
+}
+
+absl::StatusOr<Timing> DecodeBench::State::Time(const absl::StatusOr<DecodePlan>& plan, int reps) {
+  State& st = *this;
+  PLX_RETURN_IF_ERROR(st.rt->MakeCurrent());
   if (!plan.ok()) return plan.status();
   auto pass = [&](CUstream stream) -> absl::Status {
     for (auto& set : st.sets) PLX_RETURN_IF_ERROR(st.rt->RunDecode(*plan, set->args, stream));

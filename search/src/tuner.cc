@@ -175,6 +175,10 @@ class Tuning {
     for (const std::string& a : {std::string("--device"), std::to_string(dev.ordinal), std::string("--cache-dir"),
                                  g.target.cache_dir})
       wo.argv.push_back(a);
+    // Only a worker that is to measure planted test-only keys may accept them at all.
+    if (std::any_of(o_.extra_candidates.begin(), o_.extra_candidates.end(),
+                    [](const std::string& k) { return IsTestOnlyKey(k); }))
+      wo.argv.push_back("--allow-test-variants");
     wo.min_timeout_s = o_.min_timeout_s;
     wo.timeout_factor = o_.timeout_factor;
     wo.prepare_timeout_s = o_.prepare_timeout_s;
@@ -250,7 +254,7 @@ class Tuning {
     for (const Variant& v : g.space) cands.push_back({v, EstimateDecodeUs(v, b.batch, b.seqlen, g.cost)});
     size_t after_default = 1;  // extra candidates go right after the reference, in order
     for (const std::string& k : o_.extra_candidates) {
-      absl::StatusOr<Variant> v = Variant::Parse(k);
+      absl::StatusOr<Variant> v = Variant::Parse(k, {.allow_test_faults = o_.allow_test_variants});
       if (!v.ok() || !(v->problem() == req_.problem) || !(v->algorithm() == req_.algorithm)) continue;
       cands.push_back({*v, EstimateDecodeUs(*v, b.batch, b.seqlen, g.cost)});
       so.seeds.insert(so.seeds.begin() + after_default++, k);
@@ -385,7 +389,10 @@ absl::StatusOr<TuneReport> Tune(const TuneRequest& req, const TuneOptions& o, co
   if (o.worker_argv.empty()) return absl::InvalidArgumentError("no worker command");
   if (o.db_path.empty()) return absl::InvalidArgumentError("no database path");
   for (const std::string& k : o.extra_candidates) {
-    absl::StatusOr<Variant> v = Variant::Parse(k);
+    if (IsTestOnlyKey(k) && !o.allow_test_variants)
+      return absl::InvalidArgumentError(
+          absl::StrCat(k, ": a test-only variant; planting one needs TuneOptions::allow_test_variants"));
+    absl::StatusOr<Variant> v = Variant::Parse(k, {.allow_test_faults = o.allow_test_variants});
     if (!v.ok()) return v.status();
     if (!(v->problem() == req.problem) || !(v->algorithm() == req.algorithm))
       return absl::InvalidArgumentError(absl::StrCat(k, ": not a variant of the problem being tuned"));

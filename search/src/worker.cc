@@ -60,7 +60,7 @@ WorkerReply Failure(int64_t id, const absl::Status& s, bool fatal) {
 
 class Worker {
  public:
-  Worker(Runtime& rt, Channel& ch) : rt_(rt), ch_(ch) {}
+  Worker(Runtime& rt, Channel& ch, const WorkerMainOptions& o) : rt_(rt), ch_(ch), o_(o) {}
 
   // False when the worker must exit (a fatal error was reported).
   bool Handle(const WorkerRequest& req) {
@@ -106,7 +106,7 @@ class Worker {
       ch_.Send(Failure(req.id, absl::FailedPreconditionError("measure before prepare"), false));
       return true;
     }
-    absl::StatusOr<Variant> v = Variant::Parse(req.key);
+    absl::StatusOr<Variant> v = MeasuredVariant(req.key, o_);
     if (!v.ok() || !(v->problem() == problem_) || !(v->algorithm() == algorithm_)) {
       ch_.Send(Failure(req.id, v.ok() ? absl::InvalidArgumentError("variant is for another problem") : v.status(),
                        false));
@@ -133,7 +133,7 @@ class Worker {
       return true;
     }
     ch_.Event(req.id, "verified");
-    absl::StatusOr<Timing> t = bench_->Time(v->Key(), req.reps);
+    absl::StatusOr<Timing> t = bench_->Time(*v, req.reps);
     if (!t.ok()) {
       ch_.Send(Failure(req.id, t.status(), IsFatal(t.status())));
       return !IsFatal(t.status());
@@ -150,12 +150,21 @@ class Worker {
 
   Runtime& rt_;
   Channel& ch_;
+  const WorkerMainOptions& o_;
   std::unique_ptr<DecodeBench> bench_;
   Problem problem_;
   Algorithm algorithm_;
 };
 
 }  // namespace
+
+absl::StatusOr<Variant> MeasuredVariant(const std::string& key, const WorkerMainOptions& o) {
+  absl::StatusOr<Variant> v = Variant::Parse(key, {.allow_test_faults = o.allow_test_variants});
+  if (!v.ok() && IsTestOnlyKey(key) && !o.allow_test_variants)
+    return absl::InvalidArgumentError(
+        absl::StrCat(v.status().message(), " (the worker was not started with --allow-test-variants)"));
+  return v;
+}
 
 int RunWorker(const WorkerMainOptions& o) {
   Channel ch;
@@ -178,7 +187,7 @@ int RunWorker(const WorkerMainOptions& o) {
                 {"ordinal", o.device},
                 {"pid", ::getpid()}};
   ch.Send(ready);
-  Worker w(**rt, ch);
+  Worker w(**rt, ch, o);
   std::string line;
   while (std::getline(std::cin, line)) {
     if (line.empty()) continue;

@@ -90,7 +90,7 @@ int RunCompile(const CompileCmdOptions& o) {
 
 Action SetupCompile(CLI::App& cmd) {
   auto o = std::make_shared<CompileCmdOptions>();
-  cmd.add_option("key", o->key, "Variant key")->required();
+  cmd.add_option("key", o->key, "Variant key (test-only -testfault / -testhang keys are refused)")->required();
   cmd.add_option("--arch", o->arch, "Target architecture: sm_80, sm_86, sm_89, sm_90 or sm_90a")
       ->capture_default_str()
       ->check([](const std::string& arch) {

@@ -30,7 +30,9 @@ int RunGen(const GenOptions& o) {
 Action SetupGen(CLI::App& cmd) {
   auto o = std::make_shared<GenOptions>();
   CLI::Option* key = cmd.add_option(
-      "key", o->key, "Variant key, e.g. decode-bf16-d128-h32x8-contig-nowin.learned-plain.mma-n64-w4-s2-splitauto-g4");
+      "key", o->key,
+      "Variant key, e.g. decode-bf16-d128-h32x8-contig-nowin.learned-plain.mma-n64-w4-s2-splitauto-g4 "
+      "(test-only -testfault / -testhang keys are refused, here and in --json)");
   cmd.add_option("--json", o->json_path, "Read the variant from a JSON file ('-' = stdin) instead of a key")
       ->excludes(key);
   cmd.add_option("-o,--output", o->output, "Write to FILE instead of stdout");

@@ -121,6 +121,7 @@ int RunTune(const TuneCmdOptions& o) {
   if (o.test_faults) {
     const std::string def = search::DefaultVariantKey(req->problem, req->algorithm);
     to.extra_candidates = {def + "-testfault", def + "-testhang"};
+    to.allow_test_variants = true;
   }
   to.cancel = &g_stop;
   to.command = {{"preset", o.args.preset}, {"splits", o.splits}, {"fused", !o.no_fused}, {"reps", o.reps}};

@@ -15,6 +15,8 @@ Action SetupWorker(CLI::App& cmd) {
   cmd.group("");  // hidden from --help: an implementation detail of `tune`
   cmd.add_option("--device", o->device, "CUDA device ordinal")->check(CLI::NonNegativeNumber);
   cmd.add_option("--cache-dir", o->cache_dir, "Where the tuner left compiled kernels");
+  cmd.add_flag("--allow-test-variants", o->allow_test_variants,
+               "Also measure test-only -testfault / -testhang keys (passed by `tune --test-faults`)");
   return [o] {
     search::LogToStderr();  // stdout carries the protocol
     return search::RunWorker(*o);

@@ -117,6 +117,42 @@ TEST(VariantKey, RejectsNonCanonicalSpellings) {
   }
 }
 
+// Test-only kernels fault or hang on purpose: no plain parse may produce one.
+TEST(VariantKey, PlainParseRefusesTestOnlyKeys) {
+  const std::string prefill = "prefill-bf16-d128-h32x8-contig-nowin.learned-plain.mma-m64-n64-w4-s2";
+  for (const std::string& key : {std::string(kKey) + "-testfault", std::string(kKey) + "-testhang",
+                                 std::string(kKey) + "-fused-testhang", prefill + "-testfault"}) {
+    EXPECT_TRUE(IsTestOnlyKey(key)) << key;
+    absl::StatusOr<Variant> v = Variant::Parse(key);
+    ASSERT_FALSE(v.ok()) << "accepted '" << key << "'";
+    EXPECT_EQ(v.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(v.status().message()), StartsWith("test-only variant '" + key + "': "));
+    EXPECT_FALSE(Variant::Parse(key, VariantParseOptions{}).ok()) << key;
+  }
+  EXPECT_FALSE(IsTestOnlyKey(kKey));
+  EXPECT_FALSE(IsTestOnlyKey(std::string(kKey) + "-fused"));
+  EXPECT_FALSE(IsTestOnlyKey(prefill));
+}
+
+TEST(VariantKey, TestOnlyKeysParseWithTheExplicitOptIn) {
+  const VariantParseOptions allow{.allow_test_faults = true};
+  const std::pair<std::string, Schedule::TestFault> cases[] = {
+      {std::string(kKey) + "-testfault", Schedule::TestFault::kIllegalAddress},
+      {std::string(kKey) + "-testhang", Schedule::TestFault::kHang},
+      {std::string(kKey) + "-fused-testhang", Schedule::TestFault::kHang},
+  };
+  for (const auto& [key, fault] : cases) {
+    absl::StatusOr<Variant> v = Variant::Parse(key, allow);
+    ASSERT_TRUE(v.ok()) << key << ": " << v.status();
+    EXPECT_EQ(v->schedule().test_fault, fault);
+    EXPECT_EQ(v->Key(), key);
+  }
+  // The opt-in admits the suffix, nothing else: test faults stay decode-only.
+  EXPECT_FALSE(
+      Variant::Parse("prefill-bf16-d128-h32x8-contig-nowin.learned-plain.mma-m64-n64-w4-s2-testfault", allow).ok());
+  EXPECT_TRUE(Variant::Parse(kKey, allow).ok());
+}
+
 // "split0" means auto: it parses, and the error names the canonical spelling.
 TEST(VariantKey, NonCanonicalKeySuggestsTheCanonicalOne) {
   absl::StatusOr<Variant> v =
@@ -183,6 +219,18 @@ TEST(VariantValidation, ParseReportsTheValidationMessageWithTheKey) {
 
 // ---- JSON --------------------------------------------------------------------------------
 
+// The error VariantFromJson gives for `text`, "" when it is accepted.
+std::string JsonErrorText(const std::string& text) {
+  absl::StatusOr<Variant> v = VariantFromJson(json::parse(text));
+  return v.ok() ? "" : std::string(v.status().message());
+}
+
+std::string WithSchedule(const std::string& schedule_fields) {
+  return R"({"problem": {"mode": "decode", "dtype": "bf16", "head_dim": 128, "num_q_heads": 32,
+                         "num_kv_heads": 8}, "schedule": {)" +
+         schedule_fields + "}}";
+}
+
 TEST(VariantJson, RoundTripsOverWholeSpacesInAllThreeForms) {
   for (const SpaceCase& c : SpaceCases()) {
     for (const Variant& v : WholeSpace(c.problem, c.algorithm)) {
@@ -217,7 +265,67 @@ TEST(VariantJson, WritesEveryField) {
                             "kv_layout":"contiguous","page_size":0,"window":false})"));
   EXPECT_EQ(j["algorithm"], json::parse(R"({"probe":"learned","affine":"plain"})"));
   EXPECT_EQ(j["schedule"], json::parse(R"({"path":"mma","block_n":64,"warps":4,"stages":2,"splits":0,
-                                            "heads_per_cta":4,"block_m":0})"));
+                                            "heads_per_cta":4,"block_m":0,"fused_merge":false})"));
+}
+
+// Every Schedule field survives ToJson -> text -> VariantFromJson, in the full and the
+// structured-only form; the decode spaces also with their fused-merge twins.
+TEST(VariantJson, EveryScheduleFieldRoundTripsIncludingFusedMerge) {
+  int fused = 0;
+  for (const SpaceCase& c : SpaceCases()) {
+    std::vector<Variant> all = WholeSpace(c.problem, c.algorithm);
+    for (const Variant& v : WholeSpace(c.problem, c.algorithm)) {
+      Schedule s = v.schedule();
+      s.fused_merge = true;
+      if (absl::StatusOr<Variant> twin = Variant::Create(v.problem(), v.algorithm(), s); twin.ok()) {
+        all.push_back(*twin);
+        ++fused;
+      }
+    }
+    for (const Variant& v : all) {
+      const json full = json::parse(ToJson(v).dump());
+      absl::StatusOr<Variant> back = VariantFromJson(full);
+      ASSERT_TRUE(back.ok()) << full.dump() << ": " << back.status();
+      EXPECT_EQ(back->Key(), v.Key());
+      EXPECT_EQ(back->schedule(), v.schedule()) << v.Key();
+      json structured = full;
+      structured.erase("key");
+      structured.erase("hash");
+      absl::StatusOr<Variant> by_fields = VariantFromJson(structured);
+      ASSERT_TRUE(by_fields.ok()) << structured.dump() << ": " << by_fields.status();
+      EXPECT_EQ(by_fields->Key(), v.Key());
+    }
+  }
+  EXPECT_GT(fused, 100);
+  EXPECT_THAT(JsonErrorText(WithSchedule(R"("fused_merge": 1)")),
+              HasSubstr("schedule.fused_merge: expected true or false"));
+}
+
+// test_fault is written (only when set) but read back only with the parse opt-in, whichever
+// form carries it: the key, the structured field, or both.
+TEST(VariantJson, TestFaultNeedsTheExplicitOptIn) {
+  const VariantParseOptions allow{.allow_test_faults = true};
+  const Variant v = *Variant::Parse(std::string(kKey) + "-testhang", allow);
+  const json full = ToJson(v);
+  EXPECT_EQ(full["schedule"]["test_fault"], "hang");
+  EXPECT_FALSE(ToJson(*Variant::Parse(kKey))["schedule"].contains("test_fault"));
+  json structured = full;
+  structured.erase("key");
+  structured.erase("hash");
+  for (const json& j : {full, structured, json{{"key", v.Key()}}}) {
+    absl::StatusOr<Variant> plain = VariantFromJson(j);
+    ASSERT_FALSE(plain.ok()) << "accepted " << j.dump();
+    EXPECT_EQ(plain.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(plain.status().message()), HasSubstr("test-only variant")) << j.dump();
+    absl::StatusOr<Variant> opted = VariantFromJson(j, allow);
+    ASSERT_TRUE(opted.ok()) << j.dump() << ": " << opted.status();
+    EXPECT_EQ(*opted, v);
+  }
+  EXPECT_EQ(JsonErrorText(WithSchedule(R"("test_fault": "none")")), "");  // the default is fine
+  EXPECT_THAT(JsonErrorText(WithSchedule(R"("test_fault": "illegal_address")")),
+              HasSubstr("schedule.test_fault: 'illegal_address' makes a test-only variant"));
+  EXPECT_THAT(JsonErrorText(WithSchedule(R"("test_fault": "boom")")),
+              HasSubstr("schedule.test_fault: 'boom' is not one of none, illegal_address, hang"));
 }
 
 TEST(VariantJson, StructuredFormFillsOmittedFieldsCanonically) {
@@ -235,12 +343,6 @@ std::string JsonError(const std::string& text) {
   if (v.ok()) return "";
   EXPECT_EQ(v.status().code(), absl::StatusCode::kInvalidArgument);
   return std::string(v.status().message());
-}
-
-std::string WithSchedule(const std::string& schedule_fields) {
-  return R"({"problem": {"mode": "decode", "dtype": "bf16", "head_dim": 128, "num_q_heads": 32,
-                         "num_kv_heads": 8}, "schedule": {)" +
-         schedule_fields + "}}";
 }
 
 TEST(VariantJson, ErrorsNameTheField) {

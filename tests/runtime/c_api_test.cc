@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <thread>
 
@@ -25,6 +26,7 @@ plx_tensor T(void* data, plx_dtype dt, std::initializer_list<int64_t> shape,
 }
 
 constexpr int kB = 2, kHq = 8, kHkv = 2, kD = 128, kL = 64;
+constexpr int64_t kIntMax32 = std::numeric_limits<int32_t>::max();
 
 plx_decode_args ValidDecode(plx_dtype dt = PLX_BF16) {
   plx_decode_args a = parallax::MakeDecodeArgs();
@@ -465,6 +467,57 @@ TEST(CApiDecode, Strides) {
   EXPECT_EQ(plx_decode_validate(&a), PLX_OK) << plx_last_error();
 }
 
+// Offsets must stay far from int64 overflow: (shape-1) x stride summed over dims <= 2^48.
+TEST(CApiDecode, StridesAddressingBeyondTwoToThe48AreRefused) {
+  constexpr int64_t kHuge = std::numeric_limits<int64_t>::max() - 7;  // 2^63-8: a multiple of 8
+  plx_decode_args a = ValidDecode();
+  a.k = T(Fake(3), PLX_BF16, {kB, kL, kHkv, kD}, {kHuge, kHkv * kD, kD, 1});
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"k: strides[0]=9223372036854775800", "2^48"});
+  a = ValidDecode();  // each dimension's span is under 2^48, their sum is not
+  a.v = T(Fake(4), PLX_BF16, {kB, kL, kHkv, kD}, {int64_t{1} << 47, int64_t{1} << 42, kD, 1});
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"v: strides[1]=4398046511104 with shape[1]=64", "2^48"});
+  a = ValidDecode();  // just past the bound
+  a.q = T(Fake(1), PLX_BF16, {kB, kHq, kD}, {(int64_t{1} << 48) - 8, kD, 1});
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"q: strides[0]=281474976710648", "2^48"});
+  a = ValidDecode();  // contiguous, but too many elements to address
+  a.q = T(Fake(1), PLX_BF16, {kIntMax32, 1024, 256});
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"q: strides[0]=262144 with shape[0]=2147483647", "2^48"});
+  a = ValidDecode();  // a huge stride on a size-1 dimension addresses nothing
+  a.q = T(Fake(1), PLX_BF16, {kB, 1, kHq, kD}, {kHq * kD, kHuge, kD, 1});
+  a.out = T(Fake(5), PLX_BF16, {kB, 1, kHq, kD});
+  EXPECT_EQ(plx_decode_validate(&a), PLX_OK) << plx_last_error();
+}
+
+// Outputs of different batches / heads / tokens must not alias; inputs may broadcast.
+TEST(CApiDecode, OutputStridesMustNotAlias) {
+  plx_decode_args a = ValidDecode();
+  a.out = T(Fake(5), PLX_BF16, {kB, kHq, kD}, {0, kD, 1});
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"out: strides[0]=0 with shape[0]=2", "alias"});
+  a = ValidDecode();
+  a.out = T(Fake(5), PLX_BF16, {kB, kHq, kD}, {kHq * kD, 0, 1});
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"out: strides[1]=0", "alias"});
+  a = ValidDecode();  // heads 8 elements apart overlap 128-wide rows
+  a.out = T(Fake(5), PLX_BF16, {kB, kHq, kD}, {kHq * kD, 8, 1});
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"out: strides[1]=8 overlaps dimension 2", "alias"});
+  a = ValidDecode();  // batches interleaved into the heads' span
+  a.out = T(Fake(5), PLX_BF16, {kB, kHq, kD}, {kD, kD, 1});
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"out: strides[", "overlaps dimension", "alias"});
+  // Still fine: a head-major output view, padded rows, and a broadcast input.
+  a = ValidDecode();
+  a.out = T(Fake(5), PLX_BF16, {kB, kHq, kD}, {kD, kB * kD, 1});
+  EXPECT_EQ(plx_decode_validate(&a), PLX_OK) << plx_last_error();
+  a.out = T(Fake(5), PLX_BF16, {kB, kHq, kD}, {kHq * 2 * kD, 2 * kD, 1});
+  EXPECT_EQ(plx_decode_validate(&a), PLX_OK) << plx_last_error();
+  a.q = T(Fake(1), PLX_BF16, {kB, kHq, kD}, {0, kD, 1});
+  EXPECT_EQ(plx_decode_validate(&a), PLX_OK) << plx_last_error();
+  a.out = T(Fake(5), PLX_BF16, {0, kHq, kD}, {0, 0, 1});  // empty: nothing is written
+  a.q = T(Fake(1), PLX_BF16, {0, kHq, kD});
+  a.r = T(Fake(2), PLX_BF16, {0, kHq, kD});
+  a.k = T(Fake(3), PLX_BF16, {0, kL, kHkv, kD});
+  a.v = T(Fake(4), PLX_BF16, {0, kL, kHkv, kD});
+  EXPECT_EQ(plx_decode_validate(&a), PLX_OK) << plx_last_error();
+}
+
 TEST(CApiDecode, PagedErrors) {
   plx_decode_args a = ValidPagedDecode();
   a.k = T(Fake(3), PLX_BF16, {16, 12, kHkv, kD});
@@ -550,6 +603,15 @@ TEST(CApiDecode, VariantKeys) {
   a = ValidDecode(PLX_FP16);
   a.variant = key.c_str();
   ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"variant: '", "decode-fp16"});
+
+  // A test-only key (its kernel faults or hangs on purpose) never gets past the C API.
+  for (const char* suffix : {"-testfault", "-testhang"}) {
+    const std::string test_key = key + suffix;
+    a = ValidDecode();
+    a.variant = test_key.c_str();
+    ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"variant: test-only variant '", suffix});
+    EXPECT_FALSE(parallax::capi::TranslateDecodeArgs(a).ok());
+  }
 
   // A prefill key is refused by decode.
   parallax::Problem pp = p;
@@ -642,6 +704,15 @@ TEST(CApiPrefill, Errors) {
   a = ValidPrefill();
   a.v = T(Fake(4), PLX_FP16, {kB, 50, kHkv, kD}, {50 * kHkv * kD, kHkv * kD, kD, 4});
   ExpectPrefillError(a, PLX_ERROR_INVALID_ARGUMENT, {"v: strides[3]=4"});
+  a = ValidPrefill();  // a broadcast token dimension of the output
+  a.out = T(Fake(5), PLX_FP16, {kB, 40, kHq, kD}, {40 * kHq * kD, 0, kD, 1});
+  ExpectPrefillError(a, PLX_ERROR_INVALID_ARGUMENT, {"out: strides[1]=0 with shape[1]=40", "alias"});
+  a = ValidPackedPrefill();
+  a.out = T(Fake(5), PLX_BF16, {90, kHq, kD}, {kD, kD, 1});
+  ExpectPrefillError(a, PLX_ERROR_INVALID_ARGUMENT, {"out: strides[", "overlaps dimension", "alias"});
+  a = ValidPrefill();
+  a.k = T(Fake(3), PLX_FP16, {kB, 50, kHkv, kD}, {int64_t{1} << 47, int64_t{1} << 42, kD, 1});
+  ExpectPrefillError(a, PLX_ERROR_INVALID_ARGUMENT, {"k: strides[1]=", "2^48"});
   a = ValidPrefill();
   a.window = -5;
   ExpectPrefillError(a, PLX_ERROR_INVALID_ARGUMENT, {"window=-5"});

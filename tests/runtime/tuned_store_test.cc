@@ -91,6 +91,23 @@ TEST_F(TunedStoreTest, OtherDeviceOrProblemIsNotServed) {
   EXPECT_FALSE((*same)->Lookup(problem_, softmax, 8, 4096).ok());
 }
 
+// A test-only key (its kernel faults or hangs) in the DB, e.g. from an import, is never
+// served as a tuned config: neither for its exact bucket nor as the nearest one.
+TEST_F(TunedStoreTest, TestOnlyKeysAreNeverServed) {
+  const std::string base = "decode-bf16-d128-h32x8-contig-nowin.learned-plain.mma-n64-w4-s3-split4-g4";
+  Put("b8-l4096", base + "-testfault");
+  Put("b64-l65536", base + "-testhang");
+  auto db = TunedStore::Open(path_, dev_);
+  ASSERT_TRUE(db.ok()) << db.status();
+  EXPECT_EQ((*db)->Lookup(problem_, alg_, 8, 4096).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ((*db)->Lookup(problem_, alg_, 64, 65536).status().code(), absl::StatusCode::kNotFound);
+  Put("b16-l4096", base);  // a real config elsewhere is the nearest answer instead
+  auto exact = (*db)->Lookup(problem_, alg_, 8, 4096);
+  ASSERT_TRUE(exact.ok()) << exact.status();
+  EXPECT_EQ(exact->first, base);
+  EXPECT_EQ(exact->second, Choice::kTunedNearest);
+}
+
 TEST_F(TunedStoreTest, BinariesRoundTrip) {
   auto db = TunedStore::Open(path_, dev_);
   ASSERT_TRUE(db.ok());

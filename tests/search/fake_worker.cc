@@ -3,9 +3,11 @@
 //   key ending -testfault, or equal to $FAKE_CRASH_KEY: prints to stderr and aborts (like a
 //     worker whose CUDA context died mid-kernel)
 //   key ending -testhang, or equal to $FAKE_HANG_KEY: says "loaded", then never answers
+//   (test-only keys only with --allow-test-variants, as `parallax worker`; else 'failed')
 //   FakeWrong(key): answers 'wrong'
 //   $FAKE_GARBAGE_KEY: prints a non-protocol line
-// $FAKE_LOG: appends "<pid> <op> <key> <reps>" per request (tests count what was measured).
+// $FAKE_LOG: appends "<pid> <op> <key> <reps>" per request (tests count what was measured),
+//   and "<pid> start <flag> 0" at start-up.
 // $FAKE_NO_READY=1: never says ready (start-up watchdog).
 #include <unistd.h>
 
@@ -16,6 +18,7 @@
 
 #include "absl/strings/match.h"
 #include "fake_times.h"
+#include "parallax/codegen/variant.h"
 #include "parallax/search/protocol.h"
 
 using namespace parallax::search;
@@ -43,9 +46,24 @@ void Log(const WorkerRequest& r) {
   }
 }
 
+// "<pid> start <--allow-test-variants or -> 0": how the tuner started this worker.
+void LogStart(bool allow_test_variants) {
+  const char* path = std::getenv("FAKE_LOG");
+  if (path == nullptr) return;
+  if (FILE* f = std::fopen(path, "a")) {
+    std::fprintf(f, "%d start %s 0\n", static_cast<int>(::getpid()),
+                 allow_test_variants ? "--allow-test-variants" : "-");
+    std::fclose(f);
+  }
+}
+
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  bool allow_test_variants = false;
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]) == "--allow-test-variants") allow_test_variants = true;
+  LogStart(allow_test_variants);
   if (EnvIs("FAKE_NO_READY", "1")) {
     ::pause();
     return 0;
@@ -78,6 +96,12 @@ int main() {
     if (!prepared) {
       r.verdict = Verdict::kFailed;
       r.error = "measure before prepare";
+      Send(r);
+      continue;
+    }
+    if (parallax::IsTestOnlyKey(key) && !allow_test_variants) {
+      r.verdict = Verdict::kFailed;
+      r.error = "test-only variant refused (the worker was not started with --allow-test-variants)";
       Send(r);
       continue;
     }

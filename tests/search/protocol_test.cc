@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "parallax/search/protocol.h"
+#include "parallax/search/worker.h"
 
 namespace parallax::search {
 namespace {
@@ -98,6 +99,25 @@ TEST(Protocol, RejectsMalformedLines) {
   }
   absl::StatusOr<WorkerRequest> r = DecodeRequest(R"({"op":"measure","id":1,"reps":3})");
   EXPECT_NE(r.status().message().find("key"), std::string::npos);
+}
+
+// `parallax worker` measures a test-only key only when the tuner started it with
+// --allow-test-variants; otherwise the request fails with the reason.
+TEST(Worker, MeasuresTestOnlyKeysOnlyWhenAllowed) {
+  const std::string key = "decode-bf16-d128-h16x8-contig-nowin.learned-plain.mma-n64-w4-s3-splitauto-g2";
+  WorkerMainOptions o;
+  ASSERT_TRUE(MeasuredVariant(key, o).ok());
+  for (const char* suffix : {"-testfault", "-testhang"}) {
+    absl::StatusOr<Variant> v = MeasuredVariant(key + suffix, o);
+    ASSERT_FALSE(v.ok()) << key + suffix;
+    EXPECT_EQ(v.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(v.status().message().find("test-only variant"), absl::string_view::npos) << v.status();
+    EXPECT_NE(v.status().message().find("--allow-test-variants"), absl::string_view::npos) << v.status();
+  }
+  o.allow_test_variants = true;
+  absl::StatusOr<Variant> v = MeasuredVariant(key + "-testhang", o);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->schedule().test_fault, Schedule::TestFault::kHang);
 }
 
 TEST(Verdicts, MapToStoredStatuses) {

@@ -93,6 +93,16 @@ class TunerTest : public ::testing::Test {
     return out;
   }
   std::unique_ptr<cache::Store> Db(const TuneOptions& o) { return *cache::Store::Open(o.db_path); }
+  // The test-variant flag of every worker started so far ("-" for none), from the fake's log.
+  std::vector<std::string> WorkerFlags() {
+    std::vector<std::string> out;
+    std::ifstream in(log_);
+    std::string pid, op, flag;
+    int zero;
+    while (in >> pid >> op >> flag >> zero)
+      if (op == "start") out.push_back(flag);
+    return out;
+  }
 
   std::string dir_, log_;
   std::mutex compile_mu_;
@@ -104,6 +114,7 @@ TEST_F(TunerTest, FaultAndHangAreRecordedAndTheRestIsMeasured) {
   const std::string def = DefaultVariantKey(req.problem, req.algorithm);
   TuneOptions o = Options();
   o.extra_candidates = {def + "-testfault", def + "-testhang"};
+  o.allow_test_variants = true;
   int events = 0;
   o.progress = [&](const ProgressEvent&) { ++events; };
   absl::StatusOr<TuneReport> r = Tune(req, o, Deps(/*gpus=*/2));
@@ -287,6 +298,7 @@ TEST_F(TunerTest, ProgressLinesWhenNotATerminal) {
   o.progress = [&](const ProgressEvent& e) { printer(e); };
   const TuneRequest req = Qwen({BucketFor(8, 4096)});
   o.extra_candidates = {DefaultVariantKey(req.problem, req.algorithm) + "-testfault"};
+  o.allow_test_variants = true;
   ASSERT_TRUE(Tune(req, o, Deps()).ok());
   printer.Finish();
   std::fclose(f);
@@ -300,6 +312,45 @@ TEST_F(TunerTest, ProgressLinesWhenNotATerminal) {
       << text;
   EXPECT_NE(text.find("tune: gpu0 b8-l4096 done: best "), std::string::npos) << text;
   EXPECT_EQ(text.find('\r'), std::string::npos);  // no redrawing into a log
+}
+
+// Planting a test-only candidate is an explicit opt-in, and only a tuner that planted one
+// starts its workers with --allow-test-variants (without it they refuse such keys).
+TEST_F(TunerTest, TestOnlyCandidatesNeedTheOptInAndOnlyThenReachTheWorker) {
+  const TuneRequest req = Qwen({BucketFor(8, 4096)});
+  const std::string fault = DefaultVariantKey(req.problem, req.algorithm) + "-testfault";
+  TuneOptions o = Options();
+  o.extra_candidates = {fault};
+  absl::StatusOr<TuneReport> r = Tune(req, o, Deps());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("allow_test_variants"), std::string::npos) << r.status();
+  EXPECT_TRUE(WorkerFlags().empty());
+
+  o.allow_test_variants = true;
+  r = Tune(req, o, Deps());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->units.at(0).failed, 1);
+  std::vector<std::string> flags = WorkerFlags();
+  EXPECT_FALSE(flags.empty());
+  for (const std::string& flag : flags) EXPECT_EQ(flag, "--allow-test-variants");
+  cache::MeasurementFilter f;
+  f.device_fingerprint = FakeGpu(0).fingerprint();
+  const std::vector<cache::Measurement> all = *Db(o)->ListMeasurements(f);
+  int faults = 0;
+  for (const cache::Measurement& m : all) {
+    if (m.variant_key != fault) continue;
+    ++faults;  // it ran and crashed the worker, rather than being refused
+    EXPECT_NE(m.error_text.find("ILLEGAL_ADDRESS"), std::string::npos) << m.error_text;
+  }
+  EXPECT_EQ(faults, 1);
+
+  // No test-only candidate planted: no flag, even with the option set.
+  std::remove(log_.c_str());
+  o.extra_candidates.clear();
+  ASSERT_TRUE(Tune(Qwen({BucketFor(1, 4096)}), o, Deps()).ok());
+  flags = WorkerFlags();
+  EXPECT_FALSE(flags.empty());
+  for (const std::string& flag : flags) EXPECT_EQ(flag, "-");
 }
 
 TEST_F(TunerTest, RejectsBadRequests) {

@@ -46,9 +46,10 @@ class Watchdog : public ::testing::Test {
     for (const char* e : {"FAKE_LOG", "FAKE_CRASH_KEY", "FAKE_HANG_KEY", "FAKE_GARBAGE_KEY", "FAKE_NO_READY"})
       ::unsetenv(e);
   }
+  // With the opt-in: these tests use the test-only keys to make the fake crash and hang.
   WorkerOptions Options() {
     WorkerOptions o;
-    o.argv = {PLX_FAKE_WORKER};
+    o.argv = {PLX_FAKE_WORKER, "--allow-test-variants"};
     o.min_timeout_s = 1;
     o.ready_timeout_s = 5;
     o.prepare_timeout_s = 5;
@@ -109,6 +110,23 @@ TEST_F(Watchdog, HangIsTimeoutAfterTheLimitAndTheWorkerIsReplaced) {
   ASSERT_TRUE(o.ok());
   EXPECT_EQ(o->verdict, Verdict::kOk);
   EXPECT_EQ(w.starts(), 2);
+}
+
+// Without --allow-test-variants a worker answers a test-only key 'failed' (as `parallax
+// worker` does) instead of running it: no crash, no restart.
+TEST_F(Watchdog, TestOnlyKeysAreRefusedWithoutTheFlag) {
+  WorkerOptions opts = Options();
+  opts.argv = {PLX_FAKE_WORKER};
+  WorkerClient w(opts);
+  ASSERT_TRUE(w.Prepare(Prepare()).ok());
+  for (const char* suffix : {"-testfault", "-testhang"}) {
+    absl::StatusOr<Outcome> o = w.Measure(std::string(kKey) + suffix, 3, 0.01);
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_EQ(o->verdict, Verdict::kFailed);
+    EXPECT_NE(o->error.find("--allow-test-variants"), std::string::npos) << o->error;
+  }
+  EXPECT_EQ(w.Measure(kKey, 3, 0.01)->verdict, Verdict::kOk);
+  EXPECT_EQ(w.starts(), 1);
 }
 
 TEST_F(Watchdog, GarbageOnStdoutIsAProtocolFailure) {

@@ -67,7 +67,8 @@ class GpuTest : public ::testing::Test {
 TEST_F(GpuTest, WorkerSurvivesAFaultAndAHang) {
   const std::string def = DefaultVariantKey(Qwen(), Algorithm{});
   WorkerOptions o;
-  o.argv = {WorkerBinary(), "worker", "--device", "0", "--cache-dir", dir_ + "/kernels"};
+  o.argv = {WorkerBinary(), "worker", "--device", "0", "--cache-dir", dir_ + "/kernels",
+            "--allow-test-variants"};  // it measures the test-only keys below
   o.min_timeout_s = 15;  // the worker compiles these itself (no tuner compiled them ahead)
   WorkerClient w(o);
   WorkerRequest prep;
@@ -90,6 +91,7 @@ TEST_F(GpuTest, WorkerSurvivesAFaultAndAHang) {
   absl::StatusOr<Outcome> fault = w.Measure(def + "-testfault", 5, 0.01);
   ASSERT_TRUE(fault.ok()) << fault.status();
   EXPECT_EQ(fault->verdict, Verdict::kFailed);
+  EXPECT_EQ(fault->error.find("test-only"), std::string::npos) << "refused rather than run: " << fault->error;
   std::printf("[worker] -testfault: %s: %s\n", ToString(fault->verdict), fault->error.c_str());
 
   absl::StatusOr<Outcome> hang = w.Measure(def + "-testhang", 5, 0.01);
@@ -118,6 +120,7 @@ TEST_F(GpuTest, TunerRecordsFaultAndHangAndMeasuresTheRest) {
   o.budget_s = 150;
   o.worker_argv = {WorkerBinary(), "worker"};
   o.extra_candidates = {def + "-testfault", def + "-testhang"};
+  o.allow_test_variants = true;
   o.progress = [](const ProgressEvent& e) {
     if (e.kind != ProgressEvent::Kind::kMeasured)
       std::printf("[tune] %s %s %s\n", e.bucket.c_str(), e.best_key.c_str(), e.message.c_str());

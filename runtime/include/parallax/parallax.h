@@ -6,10 +6,13 @@
  *     successful call does not clear it).
  *   - Handles are opaque; names are plx_<object>_<verb>.
  *   - Tensors are described by plx_tensor (device pointer, dtype, shape, strides in elements).
- *     The last dimension must be contiguous (stride 1); other strides are free, so permuted
- *     views such as a [B, Hkv, Lmax, D] cache passed as shape [B, Lmax, Hkv, D] with the
- *     matching strides work. All strides zero means "contiguous row-major" (so a tensor
- *     broadcast along every dimension cannot be described; none is meaningful here).
+ *     The last dimension must be contiguous (stride 1); other strides are free within two
+ *     bounds, so permuted views such as a [B, Hkv, Lmax, D] cache passed as shape
+ *     [B, Lmax, Hkv, D] with the matching strides work: the largest element offset (sum over
+ *     dimensions of (shape-1) * stride) must stay at or below 2^48, and out may not alias
+ *     (no zero stride on a dimension of size > 1, no stride inside another dimension's span).
+ *     All strides zero means "contiguous row-major" (so a tensor broadcast along every
+ *     dimension cannot be described; none is meaningful here).
  *   - Every tensor given must have a non-NULL data pointer, empty ones included; a launch
  *     with B == 0 does nothing.
  *   - Kernels read with 16-byte vector loads: the data pointers of q, r, k, v and out must be

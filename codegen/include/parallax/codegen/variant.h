@@ -9,9 +9,11 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace parallax {
 
@@ -68,13 +70,26 @@ struct Schedule {
   bool operator==(const Schedule&) const = default;
 };
 
+// Test-only variants (Schedule::test_fault) fault or hang on purpose. Plain parsing refuses
+// them so that no lookup, database row or client key can make a process run one; only the
+// tuner's isolation checks (and their worker) opt in.
+struct VariantParseOptions {
+  bool allow_test_faults = false;  // accept the "-testfault" / "-testhang" suffixes
+};
+
+// Whether a key names a test-only variant (ends in "-testfault" or "-testhang"), whether or
+// not the rest of it is valid: for validators that must refuse such keys up front.
+bool IsTestOnlyKey(absl::string_view key);
+
 class Variant {
  public:
   // Validates; the error names the field and the rule, e.g.
   // "block_n=48: must be a multiple of 64 (16 keys per warp x 4 warps) for the mma path".
   static absl::StatusOr<Variant> Create(const Problem& p, const Algorithm& a, const Schedule& s);
-  // Parses a canonical key (see docs/ir.md); rejects anything Key() would not print.
+  // Parses a canonical key (see docs/ir.md); rejects anything Key() would not print, and
+  // test-only keys ("test-only variant ...") unless o.allow_test_faults.
   static absl::StatusOr<Variant> Parse(std::string_view key);
+  static absl::StatusOr<Variant> Parse(std::string_view key, const VariantParseOptions& o);
 
   const Problem& problem() const { return problem_; }
   const Algorithm& algorithm() const { return algorithm_; }
@@ -115,6 +130,8 @@ class Variant {
 // The problem and algorithm parts of every variant key of (p, a), e.g.
 // "decode-bf16-d128-h32x8-contig-nowin.learned-plain": names problems in the tuning DB.
 std::string ProblemKey(const Problem& p, const Algorithm& a);
+// The inverse: refuses anything ProblemKey would not print for a valid problem.
+absl::StatusOr<std::pair<Problem, Algorithm>> ParseProblemKey(std::string_view key);
 
 // Fills the schedule fields that do not apply to the problem's mode with their canonical
 // values and picks the remaining defaults; handy for callers building a variant by hand.

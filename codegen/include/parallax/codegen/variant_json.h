@@ -5,7 +5,8 @@
 //    "problem":   {"mode", "dtype", "head_dim", "num_q_heads", "num_kv_heads",
 //                  "kv_layout": "contiguous"|"paged", "page_size", "window"},
 //    "algorithm": {"probe", "affine"},
-//    "schedule":  {"path", "block_n", "warps", "stages", "splits", "heads_per_cta", "block_m"}}
+//    "schedule":  {"path", "block_n", "warps", "stages", "splits", "heads_per_cta", "block_m",
+//                  "fused_merge", and "test_fault": "illegal_address"|"hang" only when set}}
 // Enum values use the same words as the key ("decode", "bf16", "learned", "mma", ...).
 #pragma once
 
@@ -26,7 +27,9 @@ nlohmann::json ToJson(const Variant& v);
 // absent, take CanonicalSchedule's choice for the mode.
 // Errors are InvalidArgument naming the field: unknown fields ("unknown field
 // 'schedule.foo'"), wrong types ("schedule.block_n: expected an integer, got string"),
-// then Variant::Create's validation message.
-absl::StatusOr<Variant> VariantFromJson(const nlohmann::json& j);
+// then Variant::Create's validation message. A test-only variant (a "-testfault" /
+// "-testhang" key or a schedule.test_fault other than "none") is refused like
+// Variant::Parse refuses it, unless o.allow_test_faults.
+absl::StatusOr<Variant> VariantFromJson(const nlohmann::json& j, const VariantParseOptions& o = {});
 
 }  // namespace parallax

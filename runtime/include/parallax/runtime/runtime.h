@@ -104,6 +104,10 @@ class Runtime {
   const DeviceInfo& device() const { return device_; }
 
   absl::StatusOr<DecodePlan> PlanDecode(const DecodeArgs& a);
+  // With a variant the caller already holds instead of a.variant_key (which must be empty):
+  // for the tuner's worker, whose test-only variants (parsed with an explicit opt-in) no key
+  // path of the runtime accepts.
+  absl::StatusOr<DecodePlan> PlanDecode(const DecodeArgs& a, const Variant& v);
   absl::Status RunDecode(const DecodePlan& plan, const DecodeArgs& a, CUstream stream);
   absl::Status Decode(const DecodeArgs& a, CUstream stream);
 
@@ -137,6 +141,7 @@ class Runtime {
     std::vector<CUdeviceptr> retired;  // outgrown, kept until destruction (graphs may use them)
   };
   absl::StatusOr<void*> Ensure(GrowBuffer& buf, size_t bytes);
+  absl::StatusOr<DecodePlan> PlanDecodeWith(const DecodeArgs& a, const Variant* given);
 
   RuntimeOptions options_;
   DeviceInfo device_;

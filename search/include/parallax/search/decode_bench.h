@@ -81,6 +81,8 @@ class DecodeBench {
   absl::StatusOr<VerifyResult> Verify(const Variant& v);
   // Graph-replay timing; key "" lets the runtime choose (tuned or default).
   absl::StatusOr<Timing> Time(const std::string& key, int reps);
+  // Of v itself: the worker times test-only variants this way (no key path accepts them).
+  absl::StatusOr<Timing> Time(const Variant& v, int reps);
 
   int num_sets() const;
   double bytes_per_launch() const;  // K/V/q/r read + out written

@@ -61,6 +61,9 @@ struct TuneOptions {
   // Keys measured first in every bucket besides the space: in practice the test-only
   // "-testfault" / "-testhang" variants, to prove a fault or a hang costs one measurement.
   std::vector<std::string> extra_candidates;
+  // Lets extra_candidates name test-only variants (else Tune refuses them); the workers are
+  // then started with --allow-test-variants. Only `tune --test-faults` and tests set it.
+  bool allow_test_variants = false;
   const std::atomic<bool>* cancel = nullptr;
   ProgressFn progress;                  // serialised; may be empty
   nlohmann::json command = nlohmann::json::object();  // stored in the run's params

@@ -111,12 +111,14 @@ absl::Status CheckText(absl::string_view what, absl::string_view text, size_t ma
   return absl::OkStatus();
 }
 
-// Keys, buckets and fingerprints are printable ASCII without spaces.
+// Keys and buckets are printable ASCII without spaces; fingerprints ("NVIDIA H200|sm_90|...")
+// may hold spaces.
 absl::Status CheckToken(absl::string_view what, absl::string_view text, size_t max_bytes,
-                        bool allow_empty = false) {
+                        bool allow_empty = false, bool allow_spaces = false) {
   if (absl::Status s = CheckText(what, text, max_bytes, allow_empty); !s.ok()) return s;
   for (char ch : text) {
-    if (ch <= ' ' || ch > '~') return Bad(absl::StrCat(what, " has a non-printable character"));
+    if (ch == ' ' && allow_spaces) continue;
+    if (ch <= ' ' || ch > '~') return Bad(absl::StrCat(what, " has a space or a non-printable character"));
   }
   return absl::OkStatus();
 }
@@ -252,7 +254,7 @@ constexpr int64_t kMaxInt32 = INT32_MAX;
 absl::Status ValidateSource(Db& src, const ImportOptions& o, const ImportControl& control) {
   Ids devices, problems, variants, runs;
   absl::Status s = ForEachRow(src, control, "devices", kDevices, [&](const Row& r) -> absl::Status {
-    if (absl::Status e = CheckToken("fingerprint", r.Text("fingerprint"), kMaxNameBytes); !e.ok())
+    if (absl::Status e = CheckToken("fingerprint", r.Text("fingerprint"), kMaxNameBytes, false, /*allow_spaces=*/true); !e.ok())
       return e;
     if (absl::Status e = CheckText("name", r.Text("name"), kMaxNameBytes, true); !e.ok()) return e;
     for (const char* c : {"sm_count", "cc_major", "cc_minor", "driver_version", "nvrtc_version"}) {

@@ -8,11 +8,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "../include/parallax/service/json_read.h"  // header-only; also built without the service
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "cli_io.h"
 #include "parallax/cache/json.h"
 #include "parallax/cache/store.h"
+#include "parallax/search/import_checks.h"
 #include "parallax/search/tune_args.h"
 #include "parallax/search/logging.h"
 #include "registry.h"
@@ -45,6 +47,20 @@ int StoreError(const absl::Status& s) {
               s.message());
 }
 
+// One line per run; a row whose params are not what a tuner writes is shown as unreadable
+// rather than ending the command.
+std::string RunLine(const cache::RunInfo& r) {
+  const std::string head = absl::StrFormat("  #%d %-11s", r.id, cache::ToString(r.status));
+  if (!r.params.is_object())
+    return absl::StrCat(head, " (unreadable params_json: ", r.params.type_name(), ", not a JSON object)");
+  std::string problem_key;
+  if (service::ReadJson(r.params, "problem_key", &problem_key) == service::JsonField::kWrongType)
+    return absl::StrCat(head, " (unreadable params_json: problem_key is not a string)");
+  nlohmann::json strategy;
+  const bool has_strategy = service::ReadJson(r.params, "strategy", &strategy) == service::JsonField::kOk;
+  return absl::StrFormat("%s %s %s", head, problem_key, has_strategy ? service::SafeDump(strategy) : "");
+}
+
 int RunShow(const DbCmdOptions& o) {
   const std::string path = DbPath(o);
   absl::StatusOr<std::unique_ptr<cache::Store>> store = OpenExisting(path);
@@ -67,7 +83,7 @@ int RunShow(const DbCmdOptions& o) {
     for (const auto& [k, n] : by_status) counts[k] = n;
     const nlohmann::json j = {{"path", path},         {"schema_version", *schema}, {"devices", *devices},
                               {"best_configs", *best}, {"runs", *runs},            {"measurements", counts}};
-    std::cout << j.dump(2) << "\n";
+    std::cout << service::SafeDump(j, 2) << "\n";  // a row's text that never parsed may not be UTF-8
     return kExitOk;
   }
   std::cout << absl::StrFormat("database %s (schema v%d)\n", path, *schema);
@@ -87,10 +103,7 @@ int RunShow(const DbCmdOptions& o) {
   std::cout << absl::StrFormat("measurements: %d (ok %d, failed %d, wrong %d, timeout %d)\n", ms->size(),
                                by_status["ok"], by_status["failed"], by_status["wrong"], by_status["timeout"]);
   std::cout << absl::StrFormat("runs (latest %d):\n", runs->size());
-  for (const cache::RunInfo& r : *runs)
-    std::cout << absl::StrFormat("  #%d %-11s %s %s\n", r.id, cache::ToString(r.status),
-                                 r.params.value("problem_key", std::string()),
-                                 r.params.contains("strategy") ? r.params["strategy"].dump() : "");
+  for (const cache::RunInfo& r : *runs) std::cout << RunLine(r) << "\n";
   return kExitOk;
 }
 
@@ -119,7 +132,7 @@ int RunImport(const DbCmdOptions& o) {
   if (!std::filesystem::exists(o.file)) return Fail(kExitUsage, absl::StrCat(o.file, ": no such file"));
   absl::StatusOr<std::unique_ptr<cache::Store>> store = cache::Store::Open(path);  // created if missing
   if (!store.ok()) return StoreError(store.status());
-  absl::StatusOr<cache::ImportStats> st = (*store)->Import(o.file);
+  absl::StatusOr<cache::ImportStats> st = (*store)->Import(o.file, search::ImportChecks());
   if (!st.ok()) return StoreError(st.status());
   if (o.json) {
     std::cout << nlohmann::json(*st).dump(2) << "\n";
@@ -132,6 +145,10 @@ int RunImport(const DbCmdOptions& o) {
       {"best_configs", &st->best_configs}, {"binaries", &st->binaries}};
   for (const auto& [name, c] : rows)
     std::cout << absl::StrFormat("  %-13s %6d %6d %6d\n", name, c->inserted, c->updated, c->skipped);
+  std::cout << "  (binaries are never imported: they are compiled again on demand";
+  if (st->binaries.conflicts > 0)
+    std::cout << absl::StrFormat("; %d held here with other content, ours kept", st->binaries.conflicts);
+  std::cout << ")\n";
   return kExitOk;
 }
 
@@ -166,7 +183,11 @@ Action SetupDb(CLI::App& cmd) {
   CLI::App* exp = cmd.add_subcommand("export", "Write a self-contained copy of the database to FILE");
   Common(exp, *o);
   exp->add_option("file", o->file, "Destination (must not exist)")->required();
-  CLI::App* imp = cmd.add_subcommand("import", "Merge FILE into the database and print what changed");
+  CLI::App* imp = cmd.add_subcommand(
+      "import",
+      "Merge FILE into the database and print what changed. FILE is untrusted input: its schema "
+      "and every row are checked first and a bad file is refused whole, naming its first bad "
+      "row; binaries are never imported (docs/security.md)");
   Common(imp, *o);
   imp->add_option("file", o->file, "A database written by `db export` (or any tuner database)")->required();
   CLI::App* ver = cmd.add_subcommand("verify", "Integrity and foreign-key check, row counts");

@@ -35,6 +35,10 @@ struct ServeOptions {
   int max_problems = 64;
   double max_budget = 24 * 3600;
   double shutdown_grace = 10;
+  int max_imports = 2;
+  int64_t import_temp_mib = 2048;
+  double import_time_limit = 1800;
+  double transfer_idle_limit = 60;
   std::string port_file;
   std::string log_level = "info";
   bool no_reflection = false;
@@ -93,10 +97,18 @@ int RunServe(const ServeOptions& o) {
   so.limits.max_queue = o.max_queue;
   so.limits.max_problems_per_request = o.max_problems;
   so.limits.max_budget_seconds = o.max_budget;
+  so.limits.max_concurrent_imports = o.max_imports;
+  so.limits.max_import_temp_bytes = o.import_temp_mib << 20;
+  so.limits.import_time_limit_ms = static_cast<int64_t>(o.import_time_limit * 1000);
+  so.limits.import_idle_limit_ms = static_cast<int64_t>(o.transfer_idle_limit * 1000);
   so.reflection = !o.no_reflection;
   if (!o.auth_token_file.empty()) {
     absl::StatusOr<std::string> token = service::ReadTokenFile(o.auth_token_file);
     if (!token.ok()) return Fail(kExitUsage, token.status().message());
+    if (token->size() < service::kMinAuthTokenBytes)
+      return Fail(kExitUsage, absl::StrCat("--auth-token-file ", o.auth_token_file, ": the token has ", token->size(),
+                                           " characters; use at least ", service::kMinAuthTokenBytes,
+                                           " (e.g. `openssl rand -hex 32 > ", o.auth_token_file, "`)"));
     so.auth_token = *std::move(token);
     struct stat st {};
     if (stat(o.auth_token_file.c_str(), &st) == 0 && (st.st_mode & 077) != 0)
@@ -150,7 +162,8 @@ Action SetupServe(CLI::App& cmd) {
                       ->capture_default_str();
   cmd.add_option("--db", o->db, "Cache database (created with its directories) [~/.local/share/parallax/tuner.db]");
   cmd.add_option("--auth-token-file", o->auth_token_file,
-                 "Require \"authorization: Bearer <token>\" with the token in this file")
+                 "Require \"authorization: Bearer <token>\" with the token in this file (at least 16 "
+                 "characters). Server reflection is then off: it cannot check the token")
       ->check(CLI::ExistingFile);
   cmd.add_option("--tls-cert", o->tls_cert, "PEM certificate chain: serve TLS")->check(CLI::ExistingFile);
   cmd.add_option("--tls-key", o->tls_key, "PEM private key of --tls-cert")->check(CLI::ExistingFile);
@@ -162,10 +175,22 @@ Action SetupServe(CLI::App& cmd) {
       ->capture_default_str()->check(CLI::PositiveNumber);
   cmd.add_option("--shutdown-grace", o->shutdown_grace, "Seconds running jobs get to finish on SIGTERM/SIGINT")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd.add_option("--max-imports", o->max_imports, "ImportResults uploads at once; more get RESOURCE_EXHAUSTED")
+      ->capture_default_str()->check(CLI::Range(1, 64));
+  cmd.add_option("--import-temp-mib", o->import_temp_mib,
+                 "Temporary disk (MiB, next to the database) all uploads together may reserve")
+      ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
+  cmd.add_option("--import-time-limit", o->import_time_limit,
+                 "Seconds an upload may take from its first chunk to the end of its merge (0: none)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd.add_option("--transfer-idle-limit", o->transfer_idle_limit,
+                 "Seconds an export or import may wait on its client before it is ended (0: forever)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd.add_option("--port-file", o->port_file, "Write the port actually bound here (for --listen host:0)");
   cmd.add_option("--log-level", o->log_level, "trace, debug, info, warn, error")
       ->capture_default_str()->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
-  cmd.add_flag("--no-reflection", o->no_reflection, "Do not offer gRPC server reflection");
+  cmd.add_flag("--no-reflection", o->no_reflection,
+               "Do not offer gRPC server reflection (never offered with --auth-token-file)");
   cmd.add_flag("--no-gpu", o->no_gpu, "Serve lookups only: refuse tuning even where a GPU is visible");
   cmd.add_option("--cache-dir", o->cache_dir, "Compiled kernels of tuning jobs [$PARALLAX_CACHE_DIR or ~/.cache/parallax]");
   return [o] { return RunServe(*o); };

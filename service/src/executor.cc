@@ -1,5 +1,9 @@
 #include "executor.h"
 
+#include <exception>
+
+#include <spdlog/spdlog.h>
+
 namespace parallax::service {
 
 Executor::Executor(std::string name, int threads, int max_queued)
@@ -9,21 +13,21 @@ Executor::Executor(std::string name, int threads, int max_queued)
 
 Executor::~Executor() { Stop(); }
 
-bool Executor::TrySubmit(std::function<void()> task) {
+bool Executor::TrySubmit(std::function<void()> task, std::function<void()> if_thrown) {
   {
     std::lock_guard lock(mu_);
     if (stopping_ || tasks_.size() >= max_queued_) return false;
-    tasks_.push_back(std::move(task));
+    tasks_.push_back({std::move(task), std::move(if_thrown)});
   }
   cv_.notify_one();
   return true;
 }
 
-bool Executor::SubmitContinuation(std::function<void()> task) {
+bool Executor::SubmitContinuation(std::function<void()> task, std::function<void()> if_thrown) {
   {
     std::lock_guard lock(mu_);
     if (stopping_) return false;
-    tasks_.push_back(std::move(task));
+    tasks_.push_back({std::move(task), std::move(if_thrown)});
   }
   cv_.notify_one();
   return true;
@@ -40,9 +44,29 @@ void Executor::Stop() {
   threads_.clear();
 }
 
+void Executor::RunGuarded(Task& task) {
+  const char* what = nullptr;
+  try {
+    task.run();
+    return;
+  } catch (const std::exception& e) {
+    spdlog::error("{} pool: a task threw: {}", name_, e.what());
+    what = "exception";
+  } catch (...) {
+    spdlog::error("{} pool: a task threw a non-exception", name_);
+    what = "non-exception";
+  }
+  if (!task.if_thrown) return;
+  try {
+    task.if_thrown();
+  } catch (...) {
+    spdlog::error("{} pool: the recovery of a task that threw ({}) threw too", name_, what);
+  }
+}
+
 void Executor::Loop() {
   while (true) {
-    std::function<void()> task;
+    Task task;
     {
       std::unique_lock lock(mu_);
       cv_.wait(lock, [&] { return stopping_ || !tasks_.empty(); });
@@ -50,7 +74,7 @@ void Executor::Loop() {
       task = std::move(tasks_.front());
       tasks_.pop_front();
     }
-    task();
+    RunGuarded(task);
   }
 }
 

@@ -104,7 +104,9 @@ absl::StatusOr<JobSpec> JobManager::ResolveSpec(const v1::SubmitTuningRequest& r
     return absl::FailedPreconditionError(absl::StrCat("resume_job_id=", from, ": job is ", v1::JobState_Name(state),
                                                       "; only interrupted, cancelled or failed jobs resume"));
   absl::StatusOr<JobSpec> old = SpecFromParams(run->params, options_.limits, requested);
-  if (!old.ok()) return old.status();
+  if (!old.ok())
+    return absl::Status(old.status().code(), absl::StrCat("resume_job_id=", from, ": job ", from,
+                                                          " cannot be resumed: ", old.status().message()));
   if (request.budget_seconds() > 0) old->budget_seconds = spec->budget_seconds;
   if (request.strategy() != v1::STRATEGY_UNSPECIFIED) old->strategy = spec->strategy;
   if (request.target_case() == v1::SubmitTuningRequest::kDeviceOrdinal) *requested = spec->device_ordinal;
@@ -210,7 +212,18 @@ void JobManager::RunOne(Device& device, const std::shared_ptr<Job>& job) {
   const int64_t id = job->spec.job_id;
   spdlog::info("job {}: running on GPU {}", id, device.ordinal);
   Sink sink(*this, job);
-  const absl::Status status = backend_.RunJob(job->spec, sink, job->cancel);
+  absl::Status status;
+  // The worker thread is the job's only owner: a throwing backend would otherwise end the
+  // process and leave the job 'running' for the next server to find.
+  try {
+    status = backend_.RunJob(job->spec, sink, job->cancel);
+  } catch (const std::exception& e) {
+    spdlog::error("job {}: the tuning backend threw: {}", id, e.what());
+    status = absl::InternalError("the tuning backend failed unexpectedly (see the server log)");
+  } catch (...) {
+    spdlog::error("job {}: the tuning backend threw a non-exception", id);
+    status = absl::InternalError("the tuning backend failed unexpectedly (see the server log)");
+  }
   if (options_.on_backend_returned) options_.on_backend_returned();
   v1::JobProgress final;
   {

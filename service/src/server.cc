@@ -1,5 +1,9 @@
 #include "parallax/service/server.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <algorithm>
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
@@ -7,13 +11,19 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/impl/server_builder_option.h>
+#include <grpcpp/impl/server_builder_plugin.h>
 #include <spdlog/spdlog.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "auth.h"
+#include "client_errors.h"
 #include "executor.h"
+#include "import_limits.h"
+#include "protobuf_log.h"
+#include "temp_files.h"
 #include "tuner_service.h"
 
 namespace parallax::service {
@@ -28,6 +38,33 @@ bool SplitHostPort(absl::string_view listen, absl::string_view* host, absl::stri
   return true;
 }
 
+// A literal address, parsed: a name that merely starts with "127." is not one.
+bool IsLoopbackHost(absl::string_view host) {
+  if (absl::EqualsIgnoreCase(host, "localhost")) return true;
+  if (absl::ConsumePrefix(&host, "[")) {
+    if (!absl::ConsumeSuffix(&host, "]")) return false;
+    in6_addr a6{};
+    if (inet_pton(AF_INET6, std::string(host).c_str(), &a6) != 1) return false;
+    if (IN6_IS_ADDR_LOOPBACK(&a6)) return true;
+    return IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127;
+  }
+  in_addr a4{};
+  if (inet_pton(AF_INET, std::string(host).c_str(), &a4) != 1) return false;  // dotted quad only
+  return (ntohl(a4.s_addr) >> 24) == 127;
+}
+
+// gRPC's reflection plugin, once initialised, joins every later ServerBuilder in the process;
+// this takes it out of one builder.
+class WithoutReflection final : public grpc::ServerBuilderOption {
+ public:
+  void UpdateArguments(grpc::ChannelArguments*) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
+    std::erase_if(*plugins, [](const std::unique_ptr<grpc::ServerBuilderPlugin>& p) {
+      return absl::StrContains(p->name(), "reflection");
+    });
+  }
+};
+
 absl::StatusOr<std::unique_ptr<cache::Store>> OpenStore(const std::string& path, bool check) {
   cache::StoreOptions o;
   o.check_integrity_on_open = check;  // once per process is enough
@@ -41,7 +78,7 @@ bool IsLoopbackAddress(absl::string_view listen) {
   if (!absl::ConsumePrefix(&listen, "ipv4:")) absl::ConsumePrefix(&listen, "ipv6:");
   absl::string_view host, port;
   if (!SplitHostPort(listen, &host, &port)) return false;
-  return host == "localhost" || host == "[::1]" || absl::StartsWith(host, "127.");
+  return IsLoopbackHost(host);
 }
 
 struct Server::Impl {
@@ -53,6 +90,9 @@ struct Server::Impl {
   std::unique_ptr<LookupCache> lookup_cache;      // over lookup_store
   std::unique_ptr<JobManager> jobs;
   std::unique_ptr<Authorizer> auth;
+  std::unique_ptr<ClientErrors> errors;
+  std::unique_ptr<ImportGate> import_gate;
+  std::unique_ptr<StreamWatchdog> watchdog;
   std::unique_ptr<Executor> ops;
   std::unique_ptr<Executor> transfers;
   std::unique_ptr<TunerService> service;
@@ -83,6 +123,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options, std
         "listen=", options.listen, ": not a loopback address; pass --listen explicitly to serve on the network"));
   if (options.tls_cert_pem.empty() != options.tls_key_pem.empty())
     return absl::InvalidArgumentError("tls: give both the certificate and the key, or neither");
+  if (!options.auth_token.empty() && options.auth_token.size() < kMinAuthTokenBytes)
+    return absl::InvalidArgumentError(absl::StrCat("auth token: ", options.auth_token.size(),
+                                                   " characters is guessable; use at least ", kMinAuthTokenBytes,
+                                                   " (e.g. `openssl rand -hex 32`)"));
+  // Before any gRPC thread of this server exists: protobuf's handler is process-wide.
+  InstallProtobufLogThrottle();
   auto impl = std::make_unique<Impl>();
   impl->backend = std::move(backend);
   const std::filesystem::path db(options.db_path);
@@ -109,7 +155,18 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options, std
     spdlog::warn("{} job(s) left running by a previous server are now marked interrupted",
                  impl->jobs->interrupted_on_start());
 
+  const std::string temp_dir = db.has_parent_path() ? db.parent_path().string() : ".";
+  if (const int stale = RemoveStaleTempFiles(temp_dir); stale > 0)
+    spdlog::info("removed {} transfer file(s) left in {} by servers that are gone", stale, temp_dir);
   impl->auth = std::make_unique<Authorizer>(options.auth_token);
+  impl->errors = std::make_unique<ClientErrors>(std::vector<std::string>{options.db_path, temp_dir});
+  impl->import_gate =
+      std::make_unique<ImportGate>(options.limits.max_concurrent_imports, options.limits.max_import_temp_bytes);
+  // A tick of a quarter of the idle limit (10 ms to 1 s) ends a stalled stream within 25% late.
+  const absl::Duration idle = absl::Milliseconds(options.limits.import_idle_limit_ms);
+  impl->watchdog = std::make_unique<StreamWatchdog>(
+      options.limits.import_idle_limit_ms > 0 ? std::clamp(idle / 4, absl::Milliseconds(10), absl::Seconds(1))
+                                              : absl::Seconds(1));
   impl->ops = std::make_unique<Executor>("ops", options.ops_threads, 256);
   impl->transfers = std::make_unique<Executor>("transfers", 1, 4);
   ServiceDeps deps;
@@ -122,12 +179,19 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options, std
   deps.ops = impl->ops.get();
   deps.transfers = impl->transfers.get();
   deps.auth = impl->auth.get();
-  deps.temp_dir = db.has_parent_path() ? db.parent_path().string() : ".";
+  deps.errors = impl->errors.get();
+  deps.import_gate = impl->import_gate.get();
+  deps.watchdog = impl->watchdog.get();
+  deps.temp_dir = temp_dir;
   impl->service = std::make_unique<TunerService>(std::move(deps));
 
   grpc::EnableDefaultHealthCheckService(true);
-  if (options.reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  const bool reflection = options.reflection && options.auth_token.empty();
+  if (options.reflection && !reflection)
+    spdlog::info("server reflection is off: it cannot check the bearer token (the API is proto/parallax/v1/tuner.proto)");
+  if (reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  if (!reflection) builder.SetOption(std::make_unique<WithoutReflection>());
   std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
   if (!options.tls_cert_pem.empty()) {
     grpc::SslServerCredentialsOptions ssl;

@@ -1,12 +1,16 @@
 // The Tuner gRPC service on the callback API. Reactor threads only do in-memory work and
 // short reads of the lookup store; anything that writes or may wait on the database runs
-// on the ops pool, export/import on the transfer pool.
+// on the ops pool, export/import on the transfer pool. Methods are registered raw
+// (raw_messages.h says why); every answer's message goes through ClientErrors.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "auth.h"
+#include "client_errors.h"
 #include "executor.h"
+#include "import_limits.h"
 #include "parallax/cache/store.h"
 #include "parallax/service/job_manager.h"
 #include "parallax/service/limits.h"
@@ -25,43 +29,59 @@ struct ServiceDeps {
   Executor* ops = nullptr;
   Executor* transfers = nullptr;
   const Authorizer* auth = nullptr;
+  const ClientErrors* errors = nullptr;
+  ImportGate* import_gate = nullptr;
+  StreamWatchdog* watchdog = nullptr;      // idle and time limits of transfer streams
   std::string temp_dir;  // export/import files: next to the database (same filesystem)
 };
 
-class TunerService final : public v1::Tuner::CallbackService {
+using RawTunerService = v1::Tuner::WithRawCallbackMethod_GetBestConfig<
+    v1::Tuner::WithRawCallbackMethod_SubmitTuning<v1::Tuner::WithRawCallbackMethod_WatchJob<
+        v1::Tuner::WithRawCallbackMethod_CancelJob<v1::Tuner::WithRawCallbackMethod_ListJobs<
+            v1::Tuner::WithRawCallbackMethod_ListConfigs<v1::Tuner::WithRawCallbackMethod_ExportResults<
+                v1::Tuner::WithRawCallbackMethod_ImportResults<v1::Tuner::Service>>>>>>>>;
+
+class TunerService final : public RawTunerService {
  public:
   explicit TunerService(ServiceDeps deps) : d_(std::move(deps)) {}
 
-  grpc::ServerUnaryReactor* GetBestConfig(grpc::CallbackServerContext* ctx, const v1::GetBestConfigRequest* req,
-                                          v1::GetBestConfigResponse* resp) override;
-  grpc::ServerUnaryReactor* SubmitTuning(grpc::CallbackServerContext* ctx, const v1::SubmitTuningRequest* req,
-                                         v1::SubmitTuningResponse* resp) override;
-  grpc::ServerWriteReactor<v1::JobProgress>* WatchJob(grpc::CallbackServerContext* ctx,
-                                                      const v1::WatchJobRequest* req) override;
-  grpc::ServerUnaryReactor* CancelJob(grpc::CallbackServerContext* ctx, const v1::CancelJobRequest* req,
-                                      v1::CancelJobResponse* resp) override;
-  grpc::ServerUnaryReactor* ListJobs(grpc::CallbackServerContext* ctx, const v1::ListJobsRequest* req,
-                                     v1::ListJobsResponse* resp) override;
-  grpc::ServerUnaryReactor* ListConfigs(grpc::CallbackServerContext* ctx, const v1::ListConfigsRequest* req,
-                                        v1::ListConfigsResponse* resp) override;
-  grpc::ServerWriteReactor<v1::ExportChunk>* ExportResults(grpc::CallbackServerContext* ctx,
-                                                           const v1::ExportResultsRequest* req) override;
-  grpc::ServerReadReactor<v1::ImportChunk>* ImportResults(grpc::CallbackServerContext* ctx,
-                                                          v1::ImportResultsResponse* resp) override;
+  grpc::ServerUnaryReactor* GetBestConfig(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* req,
+                                          grpc::ByteBuffer* resp) override;
+  grpc::ServerUnaryReactor* SubmitTuning(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* req,
+                                         grpc::ByteBuffer* resp) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* WatchJob(grpc::CallbackServerContext* ctx,
+                                                       const grpc::ByteBuffer* req) override;
+  grpc::ServerUnaryReactor* CancelJob(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* req,
+                                      grpc::ByteBuffer* resp) override;
+  grpc::ServerUnaryReactor* ListJobs(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* req,
+                                     grpc::ByteBuffer* resp) override;
+  grpc::ServerUnaryReactor* ListConfigs(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* req,
+                                        grpc::ByteBuffer* resp) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* ExportResults(grpc::CallbackServerContext* ctx,
+                                                            const grpc::ByteBuffer* req) override;
+  grpc::ServerReadReactor<grpc::ByteBuffer>* ImportResults(grpc::CallbackServerContext* ctx,
+                                                           grpc::ByteBuffer* resp) override;
 
  private:
-  // Runs `work` on the ops pool and finishes the call with its status; RESOURCE_EXHAUSTED
-  // when the pool's queue is full.
-  grpc::ServerUnaryReactor* OnOps(grpc::CallbackServerContext* ctx, std::function<grpc::Status()> work);
+  enum class Where { kReactor, kOps };
+  // Checks the token, parses the request, runs `work` here or on the ops pool
+  // (RESOURCE_EXHAUSTED when its queue is full) and finishes with its status, the response
+  // serialized when OK.
+  template <typename Req, typename Resp>
+  grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* raw,
+                                  grpc::ByteBuffer* out, Where where,
+                                  std::function<grpc::Status(const Req&, Resp*)> work);
+
+  grpc::Status ListConfigsNow(const v1::ListConfigsRequest& req, v1::ListConfigsResponse* resp);
 
   ServiceDeps d_;
 };
 
 // Streaming reactors (watch_reactor.cc, transfer_reactors.cc).
-grpc::ServerWriteReactor<v1::JobProgress>* NewWatchReactor(const ServiceDeps& d, int64_t job_id);
-grpc::ServerWriteReactor<v1::ExportChunk>* NewExportReactor(const ServiceDeps& d);
-grpc::ServerReadReactor<v1::ImportChunk>* NewImportReactor(const ServiceDeps& d, grpc::CallbackServerContext* ctx,
-                                                           v1::ImportResultsResponse* resp);
+grpc::ServerWriteReactor<grpc::ByteBuffer>* NewWatchReactor(const ServiceDeps& d, int64_t job_id);
+grpc::ServerWriteReactor<grpc::ByteBuffer>* NewExportReactor(const ServiceDeps& d, grpc::CallbackServerContext* ctx);
+grpc::ServerReadReactor<grpc::ByteBuffer>* NewImportReactor(const ServiceDeps& d, grpc::CallbackServerContext* ctx,
+                                                            grpc::ByteBuffer* resp);
 
 // A stream refused before it started (bad auth or request). gRPC allows finishing in the
 // constructor: the operation is queued until the reactor is bound.

@@ -6,12 +6,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "job_records.h"
+#include "raw_messages.h"
 #include "tuner_service.h"
 
 namespace parallax::service {
 namespace {
 
-class WatchReactor final : public grpc::ServerWriteReactor<v1::JobProgress>, public JobWatcher {
+class WatchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public JobWatcher {
  public:
   WatchReactor(const ServiceDeps& d, int64_t job_id) : d_(d), job_id_(job_id) {
     // Once registered, notifications may arrive on a worker thread before this body ends;
@@ -49,7 +50,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::JobProgress>, pub
       FinishOnce({grpc::StatusCode::CANCELLED, "watch cancelled"});
       return;
     }
-    if (!pending_ && (IsTerminal(in_flight_.state()) || !follow_)) {
+    if (!pending_ && (IsTerminal(in_flight_state_) || !follow_)) {
       lock.unlock();
       FinishOnce(grpc::Status::OK);
       return;
@@ -73,7 +74,11 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::JobProgress>, pub
  private:
   void WriteNextLocked() {
     if (writing_ || finished_ || !pending_) return;
-    in_flight_ = std::move(*pending_);
+    in_flight_state_ = pending_->state();
+    in_flight_.Clear();
+    // Fails only past 2 GiB. Finishing here is not an option: this may run under the job
+    // manager's lock, and Finish may run OnDone (which takes it) inline.
+    (void)SerializeRaw(*pending_, &in_flight_);
     pending_.reset();
     writing_ = true;
     StartWrite(&in_flight_);
@@ -85,7 +90,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::JobProgress>, pub
       if (finished_) return;
       finished_ = true;
     }
-    Finish(status);  // last touch of `this`: OnDone may run right after
+    Finish(d_.errors->Scrub(status));  // last touch of `this`: OnDone may run right after
   }
 
   const ServiceDeps& d_;
@@ -97,12 +102,13 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::JobProgress>, pub
   bool finished_ = false;
   bool cancelled_ = false;
   std::optional<v1::JobProgress> pending_;
-  v1::JobProgress in_flight_;  // must stay put until OnWriteDone
+  grpc::ByteBuffer in_flight_;  // must stay put until OnWriteDone
+  v1::JobState in_flight_state_ = v1::JOB_STATE_UNSPECIFIED;
 };
 
 }  // namespace
 
-grpc::ServerWriteReactor<v1::JobProgress>* NewWatchReactor(const ServiceDeps& d, int64_t job_id) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* NewWatchReactor(const ServiceDeps& d, int64_t job_id) {
   return new WatchReactor(d, job_id);
 }
 

@@ -123,7 +123,7 @@ TEST_F(ImportHardeningTest, EveryBadRowIsNamedAndNothingIsMerged) {
       {"UPDATE best_configs SET median_us = 9e999", "median_us=inf"},
       {"UPDATE best_configs SET variant_key = 'prefill-x.y.z'", "not a variant of problem_key"},
       {"UPDATE best_configs SET generator_version = 0", "generator_version=0"},
-      {"UPDATE best_configs SET bucket = 'b 1'", "bucket has a non-printable"},
+      {"UPDATE best_configs SET bucket = 'b 1'", "bucket has a space or a non-printable"},
       {"UPDATE measurements SET median_us = 'abc'", "measurements row 1: median_us holds a text"},
       {"UPDATE measurements SET median_us = NULL", "median_us is missing on an ok measurement"},
       {"UPDATE measurements SET min_us = 1e9", "not ordered"},
@@ -143,6 +143,7 @@ TEST_F(ImportHardeningTest, EveryBadRowIsNamedAndNothingIsMerged) {
       {"UPDATE tuning_runs SET status = 'bogus'", "is not a run status"},
       {"UPDATE problems SET json = '[]'", "problems row 1: json is not a JSON object"},
       {"UPDATE devices SET fingerprint = ''", "fingerprint is empty"},
+      {"UPDATE devices SET fingerprint = 'NVIDIA' || char(10)", "fingerprint has a space or a non-printable"},
       {"UPDATE devices SET sm_count = -5", "sm_count=-5"},
       {"UPDATE variants SET key = X'00' WHERE id = 1", "key holds a blob"},
       {"UPDATE binaries SET cubin = 'text'", "binaries row xxh3:abc: cubin holds a text"},
@@ -160,6 +161,15 @@ TEST_F(ImportHardeningTest, EveryBadRowIsNamedAndNothingIsMerged) {
     dest.reset();
     std::filesystem::remove(PathFor("dest.db"));
   }
+}
+
+TEST_F(ImportHardeningTest, RealFingerprintsWithSpacesImport) {
+  const std::string src = MakeSource("src.db");
+  Tamper(src, "UPDATE devices SET fingerprint = 'NVIDIA H200|sm_90|sms=132|mem=143155MiB|driver=13000|nvrtc=13.0'");
+  auto dest = Dest();
+  ASSERT_OK_AND_ASSIGN(ImportStats stats, dest->Import(src));
+  EXPECT_EQ(stats.devices.inserted, 1);
+  EXPECT_EQ(stats.best_configs.inserted, 1);
 }
 
 TEST_F(ImportHardeningTest, KeyCheckersRefuseKeysTheCallerCannotParse) {

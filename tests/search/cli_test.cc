@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "parallax/cache/db.h"
 #include "parallax/cache/store.h"
 #include "parallax/runtime/device.h"
 #include "parallax/search/tune_args.h"
@@ -197,6 +198,35 @@ TEST_F(CliTest, DbShowExportImportVerify) {
   EXPECT_NE(r.out.find(": ok"), std::string::npos) << r.out;
   r = Cli("db verify --json --db " + fresh, dir_);
   EXPECT_TRUE(nlohmann::json::parse(r.out)["ok"].get<bool>());
+}
+
+TEST_F(CliTest, DbShowListsDamagedRunsAsUnreadable) {
+  const std::string db = MakeDb("damaged.db");
+  {
+    std::unique_ptr<cache::Store> s = *cache::Store::Open(db);
+    const int64_t device = (*s->ListDevices())[0].id;
+    ASSERT_TRUE(s->StartRun(device, nlohmann::json::array()).ok());
+    ASSERT_TRUE(s->StartRun(device, "x").ok());
+    ASSERT_TRUE(s->StartRun(device, {{"problem_key", 42}, {"strategy", "guided"}}).ok());
+    const int64_t raw = *s->StartRun(device, nlohmann::json::object());
+    // Text that is no JSON and not UTF-8 either (the cache keeps it as a JSON string).
+    absl::StatusOr<cache::Db> sql = cache::Db::Open(db);
+    ASSERT_TRUE(sql.ok()) << sql.status();
+    ASSERT_TRUE(sql->Exec("UPDATE tuning_runs SET params_json = CAST(X'ff7b' AS TEXT) WHERE id = " +
+                          std::to_string(raw)).ok());
+  }
+  Result r = Cli("db show --db " + db, dir_);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("(unreadable params_json: array, not a JSON object)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("(unreadable params_json: string, not a JSON object)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("(unreadable params_json: problem_key is not a string)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("b1-l1024"), std::string::npos) << r.out;  // the rest is still shown
+
+  r = Cli("db show --json --db " + db, dir_);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(r.out, nullptr, /*allow_exceptions=*/false);
+  ASSERT_FALSE(j.is_discarded()) << r.out;
+  EXPECT_GE(j["runs"].size(), 4u);
 }
 
 TEST_F(CliTest, DbVerifyRejectsAFileThatIsNotADatabase) {

@@ -1,5 +1,7 @@
 #include "fake_backend.h"
 
+#include <stdexcept>
+
 #include "absl/strings/str_cat.h"
 #include "parallax/runtime/runtime.h"
 #include "parallax/service/validate.h"
@@ -51,6 +53,7 @@ void FakeBackend::Release() {
 
 absl::Status FakeBackend::RunJob(const JobSpec& spec, ProgressSink& sink, const std::atomic<bool>& cancel) {
   ++started_;
+  if (o_.throws) throw std::runtime_error("fake backend bug");
   ProgressUpdate u;
   u.variants_total = o_.steps * static_cast<int64_t>(spec.problems.size());
   u.best.resize(spec.problems.size());

@@ -19,6 +19,7 @@ struct FakeBackendOptions {
   absl::Duration step_time = absl::Milliseconds(10);
   bool hold = false;  // jobs wait after their first step until Release()
   bool fail = false;  // jobs end with an error instead of results
+  bool throws = false;  // RunJob throws (a backend bug the job manager must survive)
 };
 
 class FakeBackend final : public TuningBackend {

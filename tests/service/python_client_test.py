@@ -75,11 +75,11 @@ def exercise(pc, address, token_file, tmp):
             f.write(b"not a database at all")
         expect_error(lambda: c.import_results(garbage), grpc.StatusCode.INVALID_ARGUMENT, "data: not an SQLite")
 
-        # Server reflection (what grpcurl uses): ServerReflectionRequest{list_services: ""}
+        # Server reflection (what grpcurl uses) is off on a server with a token: gRPC's
+        # reflection service cannot check it. ServerReflectionRequest{list_services: ""} is
         # encoded by hand (field 7), as python3-grpcio ships no reflection client.
         reflect = c._channel.stream_stream("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo")
-        replies = list(reflect(iter([b"\x3a\x00"]), timeout=10))
-        assert replies and b"parallax.v1.Tuner" in replies[0], replies
+        expect_error(lambda: list(reflect(iter([b"\x3a\x00"]), timeout=10)), grpc.StatusCode.UNIMPLEMENTED, "")
 
     with pc.Client(address, lookup_timeout=5) as anonymous:
         expect_error(lambda: anonymous.get_best_config(DEVICE, PROBLEM), grpc.StatusCode.UNAUTHENTICATED, "authorization")
@@ -123,7 +123,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="plx-py-") as tmp:
         token_file = os.path.join(tmp, "token")
         with open(token_file, "w") as f:
-            f.write("py-token-123\n")
+            f.write("py-token-0123456789abcdef\n")
         os.chmod(token_file, 0o600)
         port_file = os.path.join(tmp, "port")
         log = open(os.path.join(tmp, "serve.log"), "w+")

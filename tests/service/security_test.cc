@@ -9,7 +9,7 @@ namespace {
 
 class SecurityTest : public ServerTest {};
 
-constexpr char kToken[] = "s3cret-t0ken";
+constexpr char kToken[] = "s3cret-t0ken-long-enough";
 
 // Every RPC, each reduced to its status.
 std::vector<std::pair<std::string, absl::Status>> CallEverything(Client& c, const std::string& dir) {

@@ -20,7 +20,7 @@ struct ServerOptions {
   // explicitly): the server must never end up on the network by accident.
   bool allow_non_loopback = false;
   std::string db_path;             // required; created if missing
-  std::string auth_token;          // "": no authentication
+  std::string auth_token;          // "": no authentication; else at least kMinAuthTokenBytes
   std::string tls_cert_pem;        // both or neither: TLS instead of plaintext
   std::string tls_key_pem;
   ServiceLimits limits;
@@ -29,14 +29,21 @@ struct ServerOptions {
   // before rereading them: bounds how late writes by other processes show. 0: no caching.
   absl::Duration lookup_cache_ttl = absl::Seconds(1);
   int ops_threads = 2;             // writes and listings off the reactor threads
-  bool reflection = true;          // grpc.reflection.v1alpha for grpcurl & co.; gRPC registers
-                                   // it process-wide, so false only holds before any server had it
+  // grpc.reflection.v1alpha for grpcurl & co. Never offered with an auth_token: gRPC's
+  // reflection service cannot check the token, and a server that wants one answers anonymous
+  // callers nothing but health checks (the schema is proto/parallax/v1/tuner.proto anyway).
+  bool reflection = true;
 };
+
+// Shorter tokens are refused by Server::Start (INVALID_ARGUMENT): guessable.
+inline constexpr size_t kMinAuthTokenBytes = 16;
 
 // The service name clients pass to grpc.health.v1.Health/Check.
 inline constexpr char kTunerServiceName[] = "parallax.v1.Tuner";
 
-// "127.0.0.1:50051", "localhost:1", "[::1]:5", "unix:/path": true; "0.0.0.0:50051": false.
+// True for unix sockets, "localhost", "[::1]" and IPv4 literals in 127.0.0.0/8 (also as
+// "[::ffff:127.x.y.z]"), with or without "ipv4:"/"ipv6:" and a port; false for everything
+// else, "127.evil.example" included.
 bool IsLoopbackAddress(absl::string_view listen);
 
 class Server {

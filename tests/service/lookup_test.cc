@@ -111,6 +111,23 @@ TEST_F(LookupTest, StaleOrForeignRowsAreNeverServed) {
   EXPECT_EQ(r->match(), v1::MATCH_EXACT);
 }
 
+// A test-only variant (it faults or hangs on purpose) in best_configs, from an old import or a
+// hand edit, is never served: a real row of another bucket or the default answers instead.
+TEST_F(LookupTest, TestOnlyVariantsAreNeverServed) {
+  Seed(store(), DecodeProblem(4, 4096), TunedKey(DecodeProblem()) + "-testhang", 1);
+  Seed(store(), DecodeProblem(8, 8192), TunedKey(DecodeProblem()) + "-testfault", 1);
+  Seed(store(), DecodeProblem(64, 65536), "", 20);
+  StartServer();
+  auto c = NewClient();
+  for (const v1::Problem& p : {DecodeProblem(4, 4096), DecodeProblem(8, 8192)}) {
+    absl::StatusOr<v1::GetBestConfigResponse> r = c->GetBestConfig(Lookup(p));
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->match(), v1::MATCH_NEAREST_BUCKET);
+    EXPECT_EQ(r->bucket(), "b64-l65536");
+    EXPECT_EQ(r->variant_key(), TunedKey(DecodeProblem()));
+  }
+}
+
 TEST_F(LookupTest, WritesByOtherProcessesShowWithinTheCacheTtl) {
   ServerOptions o;
   o.lookup_cache_ttl = absl::Milliseconds(200);

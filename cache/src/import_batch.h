@@ -3,9 +3,11 @@
 // SQLite's write lock) is held for at most rows_per_transaction rows at a time, so serving,
 // tuning and other imports go on during a large merge.
 
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <thread>
 
 #include "absl/status/status.h"
 #include "import_control.h"
@@ -26,10 +28,14 @@ class Batch {
 
   // Takes the lock (kept until the Batch ends, except between transactions) and opens a
   // transaction. Statements on dst are prepared, stepped and finalized only while the lock
-  // is held: the connection is not thread-safe and the Store shares it.
+  // is held: the connection is not thread-safe and the Store shares it. Returns with the
+  // lock held, whatever happened.
   absl::Status Begin() {
+    // Cancel and the time limit are checked before the lock, so a slow callback never
+    // holds up the store's other users.
+    absl::Status stop = control_.Check();
     if (!lock_) lock_.emplace(mu_);
-    if (absl::Status s = control_.Check(); !s.ok()) return s;
+    if (!stop.ok()) return stop;
     absl::StatusOr<Txn> txn = Txn::Begin(dst_);
     if (!txn.ok()) return txn.status();
     txn_.emplace(std::move(*txn));
@@ -43,6 +49,10 @@ class Batch {
     if (++rows_ < rows_per_txn_) return absl::OkStatus();
     if (absl::Status s = Commit(); !s.ok()) return s;
     lock_.reset();
+    // A gap, not just an unlock: a thread blocked on the mutex, or another process polling
+    // SQLite's lock from its busy handler, would otherwise lose every race to our next
+    // BEGIN and wait out the whole import.
+    std::this_thread::sleep_for(kGap);
     return Begin();
   }
   // Commits the open transaction; the lock stays.
@@ -59,6 +69,8 @@ class Batch {
   int commits() const { return commits_; }
 
  private:
+  static constexpr std::chrono::milliseconds kGap{1};
+
   Db& dst_;
   std::mutex& mu_;
   const ImportControl& control_;

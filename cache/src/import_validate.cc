@@ -1,5 +1,6 @@
 #include "import_validate.h"
 
+#include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <unordered_set>
@@ -154,29 +155,18 @@ absl::Status CheckRunParams(const nlohmann::json& j) {
   auto is_int = [](const nlohmann::json& v) { return v.is_number_integer(); };
   auto is_num = [](const nlohmann::json& v) { return v.is_number() && std::isfinite(v.get<double>()); };
   auto is_str = [](const nlohmann::json& v) { return v.is_string(); };
+  auto array_of = [](bool (*element_ok)(const nlohmann::json&)) {
+    return [element_ok](const nlohmann::json& v) {
+      return v.is_array() && std::all_of(v.begin(), v.end(), element_ok);
+    };
+  };
   const struct {
     const char* name;
     std::function<bool(const nlohmann::json&)> ok;
     const char* want;
   } fields[] = {
-      {"problems",
-       [](const nlohmann::json& v) {
-         if (!v.is_array()) return false;
-         for (const auto& p : v) {
-           if (!p.is_object()) return false;
-         }
-         return true;
-       },
-       "an array of objects"},
-      {"buckets",
-       [](const nlohmann::json& v) {
-         if (!v.is_array()) return false;
-         for (const auto& b : v) {
-           if (!b.is_string()) return false;
-         }
-         return true;
-       },
-       "an array of strings"},
+      {"problems", array_of([](const nlohmann::json& p) { return p.is_object(); }), "an array of objects"},
+      {"buckets", array_of([](const nlohmann::json& b) { return b.is_string(); }), "an array of strings"},
       {"budget_seconds", is_num, "a number"},
       {"budget_s", is_num, "a number"},
       {"strategy", is_str, "a string"},

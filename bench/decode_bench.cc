@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "cuda_driver.h"
+#include "parallax/runtime/cuda_driver.h"
 #include "parallax/runtime/runtime.h"
 
 using namespace parallax;

@@ -33,4 +33,18 @@ double BucketDistance(const ShapeBucket& a, const ShapeBucket& b) {
   return std::fabs(std::log2(double(a.batch) / b.batch)) + std::fabs(std::log2(double(a.seqlen) / b.seqlen));
 }
 
+std::optional<size_t> NearestBucket(const ShapeBucket& want, std::span<const ShapeBucket> candidates) {
+  std::optional<size_t> best;
+  double best_distance = 0;
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    const double d = BucketDistance(want, candidates[i]);
+    if (!best || d < best_distance ||
+        (d == best_distance && ToString(candidates[i]) < ToString(candidates[*best]))) {
+      best = i;
+      best_distance = d;
+    }
+  }
+  return best;
+}
+
 }  // namespace parallax

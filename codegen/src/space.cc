@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "parallax/codegen/kernel_family.h"
 
 namespace parallax {
 namespace {
@@ -21,13 +22,6 @@ DeviceLimits Limits(int block_kib, int sm_kib, int threads, const char* arch) {
   return l;
 }
 
-// Static __shared__ arrays of the main kernel, which count against the same budget as the
-// dynamic smem: the decode kernels keep r.q per head (float s_rq[kUnits]), which ptxas pads
-// to 128 bytes ahead of the 128-byte aligned dynamic buffer; prefill has none.
-int StaticSmemBytes(const Variant& v) {
-  return v.problem().mode == Mode::kDecode ? (4 * v.schedule().heads_per_cta + 127) / 128 * 128 : 0;
-}
-
 // The field Variant::Create's message starts with ("block_n=48: must be ...").
 std::string FieldOf(absl::string_view message) {
   const size_t eq = message.find('=');
@@ -38,26 +32,6 @@ bool IsScheduleField(const std::string& f) {
   for (const char* s : {"warps", "stages", "block_n", "block_m", "splits", "heads_per_cta"})
     if (f == s) return true;
   return false;
-}
-
-std::vector<int> Divisors(int n, int at_most) {
-  std::vector<int> out;
-  for (int d = 1; d <= std::min(n, at_most); ++d)
-    if (n % d == 0) out.push_back(d);
-  return out;
-}
-
-// Prefill query rows per CTA for `warps` warps on `path` (see EnumerateSpace).
-std::vector<int> BlockMCandidates(MathPath path, int warps, int units_per_mtile) {
-  constexpr int kMaxBlockM = 256;
-  std::vector<int> out;
-  if (path == MathPath::kMma) {
-    for (int m = warps * units_per_mtile; m <= kMaxBlockM; m += warps * units_per_mtile) out.push_back(m);
-  } else {
-    for (int rows = 1; warps * rows <= kMaxBlockM; rows *= 2)
-      if (warps * rows >= 8) out.push_back(warps * rows);
-  }
-  return out;
 }
 
 }  // namespace
@@ -82,9 +56,12 @@ absl::StatusOr<DeviceLimits> DeviceLimitsForArch(std::string_view arch) {
       ": no device limits known; expected sm_80, sm_86, sm_89, sm_90 or sm_90a"));
 }
 
+// Static __shared__ arrays (the family's, as ptxas pads them) count against the same budget
+// as the dynamic smem.
 int CtasPerSm(const Variant& v, const DeviceLimits& limits) {
-  const int smem = v.smem_bytes() + StaticSmemBytes(v) + limits.reserved_smem_per_block;
-  if (v.smem_bytes() + StaticSmemBytes(v) > limits.max_smem_per_block) return 0;
+  const int static_smem = FamilyFor(v.problem().mode).StaticSmemBytes(v);
+  const int smem = v.smem_bytes() + static_smem + limits.reserved_smem_per_block;
+  if (v.smem_bytes() + static_smem > limits.max_smem_per_block) return 0;
   return std::min(limits.smem_per_sm / smem, limits.max_threads_per_sm / v.threads());
 }
 
@@ -112,9 +89,6 @@ std::vector<Variant> EnumerateSpace(const Problem& p, const Algorithm& a, const 
   SpaceStats& st = stats ? *stats : local;
   st = SpaceStats{};
   std::vector<Variant> out;
-  const int units_per_mtile = a.probe == Probe::kLearned ? 8 : 16;
-  const bool decode = p.mode == Mode::kDecode;
-
   auto consider = [&](const Schedule& s) {
     ++st.candidates;
     absl::StatusOr<Variant> v = Variant::Create(p, a, s);
@@ -135,34 +109,7 @@ std::vector<Variant> EnumerateSpace(const Problem& p, const Algorithm& a, const 
     out.push_back(*std::move(v));
   };
 
-  // A group of 0 (num_kv_heads invalid) still yields candidates so the stats say why.
-  const std::vector<int> heads = decode ? Divisors(std::max(p.group_size(), 1), 16) : std::vector<int>{0};
-  const std::vector<int> splits = decode ? o.splits : std::vector<int>{0};
-  for (MathPath path : o.paths) {
-    for (int warps : o.warps) {
-      const std::vector<int> block_ms =
-          decode ? std::vector<int>{0} : BlockMCandidates(path, warps, units_per_mtile);
-      for (int block_m : block_ms) {
-        for (int block_n : o.block_n) {
-          for (int stages : o.stages) {
-            for (int split : splits) {
-              for (int g : heads) {
-                Schedule s;
-                s.path = path;
-                s.block_n = block_n;
-                s.warps = warps;
-                s.stages = stages;
-                s.splits = split;
-                s.heads_per_cta = g;
-                s.block_m = block_m;
-                consider(s);
-              }
-            }
-          }
-        }
-      }
-    }
-  }
+  FamilyFor(p.mode).ForEachCandidate(p, a, o, consider);
   return out;
 }
 

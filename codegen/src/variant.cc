@@ -1,35 +1,21 @@
 #include "parallax/codegen/variant.h"
 
-#include <charconv>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "family_util.h"
+#include "parallax/codegen/kernel_family.h"
 #include "xxhash.h"
 
 namespace parallax {
 namespace {
 
-absl::Status Bad(absl::string_view field, absl::string_view value, absl::string_view rule) {
-  return absl::InvalidArgumentError(absl::StrCat(field, "=", value, ": ", rule));
-}
-absl::Status Bad(absl::string_view field, int value, absl::string_view rule) {
-  return Bad(field, std::to_string(value), rule);
-}
-
-bool IsPow2(int x) { return x > 0 && (x & (x - 1)) == 0; }
-int CeilDiv(int a, int b) { return (a + b - 1) / b; }
-
-// Rough live-register estimate per thread for the mma path: O accumulators, score
-// fragments and (when held) the q/r A fragments. Keeps the space away from spills.
-int MmaRegisterEstimate(int mtiles, int head_dim, int keys) {
-  const int o = mtiles * head_dim / 2;
-  const int s = mtiles * keys / 2;
-  const int a = (mtiles * head_dim / 4 <= 32) ? mtiles * head_dim / 4 : 0;
-  return o + s + a;
-}
+using family::Bad;
+using family::IsPow2;
+using family::ParseTagged;
 
 absl::Status ValidateProblem(const Problem& p) {
   if (p.head_dim != 64 && p.head_dim != 128 && p.head_dim != 256)
@@ -53,9 +39,34 @@ absl::Status ValidateProblem(const Problem& p) {
   return absl::OkStatus();
 }
 
+// The families (other than f) that read a field, for "applies to decode only".
+std::string UsedBy(unsigned field) {
+  std::string names;
+  for (const KernelFamily* f : AllFamilies())
+    if (f->fields() & field) absl::StrAppend(&names, names.empty() ? "" : " and ", f->name());
+  return names;
+}
+
+// Fields a family does not read must stay at zero, so its key prints all of the schedule.
+absl::Status ValidateUnusedFields(const KernelFamily& f, const Schedule& s) {
+  const auto unused = [&](unsigned field) { return (f.fields() & field) == 0; };
+  const std::string must_be_0 = absl::StrCat("; must be 0 for ", f.name());
+  if (unused(kFieldSplits) && s.splits != 0)
+    return Bad("splits", s.splits, absl::StrCat("applies to ", UsedBy(kFieldSplits), " only", must_be_0));
+  if (unused(kFieldFusedMerge) && s.fused_merge)
+    return Bad("fused_merge", "true", absl::StrCat("applies to ", UsedBy(kFieldFusedMerge), " only"));
+  if (unused(kFieldTestFault) && s.test_fault != Schedule::TestFault::kNone)
+    return Bad("test_fault", "set", absl::StrCat("applies to ", UsedBy(kFieldTestFault), " only"));
+  if (unused(kFieldHeadsPerCta) && s.heads_per_cta != 0)
+    return Bad("heads_per_cta", s.heads_per_cta,
+               absl::StrCat("applies to ", UsedBy(kFieldHeadsPerCta), " only", must_be_0));
+  if (unused(kFieldBlockM) && s.block_m != 0)
+    return Bad("block_m", s.block_m, absl::StrCat("applies to ", UsedBy(kFieldBlockM), " only", must_be_0));
+  return absl::OkStatus();
+}
+
+// The shared fields; then the family's own.
 absl::Status ValidateSchedule(const Problem& p, const Algorithm& a, const Schedule& s) {
-  const bool mma = s.path == MathPath::kMma;
-  const int units_per_mtile = a.probe == Probe::kLearned ? 8 : 16;
   if (!IsPow2(s.warps) || s.warps > 8) return Bad("warps", s.warps, "must be 1, 2, 4 or 8");
   if (s.stages < 1 || s.stages > 4) return Bad("stages", s.stages, "must be in 1..4");
   if (s.block_n < 16 || s.block_n > 256 || s.block_n % 16 != 0)
@@ -65,84 +76,13 @@ absl::Status ValidateSchedule(const Problem& p, const Algorithm& a, const Schedu
     return Bad("stages", s.stages,
                absl::StrFormat("%d stages of K+V tiles (%d bytes each) exceed 227 KiB of shared memory",
                                s.stages, kv_tile_bytes));
-  if (p.mode == Mode::kDecode) {
-    if (s.block_m != 0) return Bad("block_m", s.block_m, "applies to prefill only; must be 0 for decode");
-    if (s.splits < 0 || s.splits > 256) return Bad("splits", s.splits, "must be in 0..256 (0 = auto)");
-    const int g = p.group_size();
-    if (s.heads_per_cta < 1 || s.heads_per_cta > 16 || g % s.heads_per_cta != 0)
-      return Bad("heads_per_cta", s.heads_per_cta,
-                 absl::StrCat("must divide the GQA group size ", g, " and be at most 16"));
-    if (s.block_n % s.warps != 0)
-      return Bad("block_n", s.block_n, absl::StrCat("must be a multiple of warps=", s.warps));
-    const int kw = s.block_n / s.warps;
-    const int quantum = mma ? 16 : 32;
-    if (kw % quantum != 0)
-      return Bad("block_n", s.block_n,
-                 absl::StrFormat("must be a multiple of %d (%d keys per warp x %d warps) for the %s path",
-                                 quantum * s.warps, quantum, s.warps, mma ? "mma" : "fma"));
-    if (mma) {
-      const int mtiles = CeilDiv(s.heads_per_cta, units_per_mtile);
-      if (mtiles * p.head_dim / 2 > 128 || MmaRegisterEstimate(mtiles, p.head_dim, kw) > 200)
-        return Bad("heads_per_cta", s.heads_per_cta,
-                   absl::StrFormat("%d MMA row tiles x head_dim %d need too many accumulator registers; "
-                                   "pack fewer heads per CTA", mtiles, p.head_dim));
-    } else {
-      const int rows = s.heads_per_cta * (a.probe == Probe::kLearned ? 2 : 1);
-      if (rows * p.head_dim / 32 > 128)
-        return Bad("heads_per_cta", s.heads_per_cta,
-                   "too many accumulator registers for the fma path; pack fewer heads per CTA");
-    }
-  } else {
-    if (s.splits != 0) return Bad("splits", s.splits, "applies to decode only; must be 0 for prefill");
-    if (s.fused_merge) return Bad("fused_merge", "true", "applies to decode only");
-    if (s.test_fault != Schedule::TestFault::kNone) return Bad("test_fault", "set", "applies to decode only");
-    if (s.heads_per_cta != 0)
-      return Bad("heads_per_cta", s.heads_per_cta, "applies to decode only; must be 0 for prefill");
-    if (s.block_m < 8 || s.block_m > 256 || s.block_m % s.warps != 0)
-      return Bad("block_m", s.block_m, absl::StrCat("must be in 8..256 and a multiple of warps=", s.warps));
-    const int rows = s.block_m / s.warps;
-    if (mma) {
-      if (rows % units_per_mtile != 0)
-        return Bad("block_m", s.block_m,
-                   absl::StrFormat("must give each of %d warps a multiple of %d query rows for the mma path",
-                                   s.warps, units_per_mtile));
-      const int mtiles = rows / units_per_mtile;
-      if (mtiles * p.head_dim / 2 > 128 || MmaRegisterEstimate(mtiles, p.head_dim, s.block_n) > 200)
-        return Bad("block_m", s.block_m,
-                   absl::StrFormat("%d MMA row tiles per warp with head_dim %d and block_n %d need too many "
-                                   "registers", mtiles, p.head_dim, s.block_n));
-    } else {
-      if (s.block_n % 32 != 0)
-        return Bad("block_n", s.block_n, "must be a multiple of 32 for the fma path");
-      const int units = rows * (a.probe == Probe::kLearned ? 2 : 1);
-      if (units * p.head_dim / 32 > 128)
-        return Bad("block_m", s.block_m, "too many accumulator registers for the fma path; use fewer rows");
-    }
-  }
-  return absl::OkStatus();
+  const KernelFamily& f = FamilyFor(p.mode);
+  if (absl::Status st = ValidateUnusedFields(f, s); !st.ok()) return st;
+  return f.Validate(p, a, s);
 }
 
 std::string PrintKey(const Problem& p, const Algorithm& a, const Schedule& s) {
-  std::string key = absl::StrCat(ProblemKey(p, a), ".", ToString(s.path));
-  if (p.mode == Mode::kPrefill) absl::StrAppend(&key, "-m", s.block_m);
-  absl::StrAppend(&key, "-n", s.block_n, "-w", s.warps, "-s", s.stages);
-  if (p.mode == Mode::kDecode) {
-    absl::StrAppend(&key, "-split", s.splits == 0 ? std::string("auto") : std::to_string(s.splits),
-                    "-g", s.heads_per_cta, s.fused_merge ? "-fused" : "",
-                    s.test_fault == Schedule::TestFault::kIllegalAddress ? "-testfault"
-                    : s.test_fault == Schedule::TestFault::kHang         ? "-testhang"
-                                                                         : "");
-  }
-  return key;
-}
-
-// Parses "<prefix><int>" exactly (no sign, no leading zeros except "0").
-bool ParseTagged(absl::string_view tok, absl::string_view prefix, int* out) {
-  if (tok.size() <= prefix.size() || tok.substr(0, prefix.size()) != prefix) return false;
-  absl::string_view num = tok.substr(prefix.size());
-  if (num.size() > 1 && num[0] == '0') return false;
-  auto [ptr, ec] = std::from_chars(num.data(), num.data() + num.size(), *out);
-  return ec == std::errc() && ptr == num.data() + num.size();
+  return absl::StrCat(ProblemKey(p, a), ".", ToString(s.path), FamilyFor(p.mode).PrintSchedule(s));
 }
 
 absl::Status KeyError(absl::string_view key, absl::string_view what) {
@@ -170,17 +110,14 @@ const char* ToString(Affine a) { return a == Affine::kPlain ? "plain" : "amplifi
 const char* ToString(MathPath p) { return p == MathPath::kMma ? "mma" : "fma"; }
 
 Schedule CanonicalSchedule(const Problem& p, const Algorithm& a, Schedule s) {
-  if (p.mode == Mode::kDecode) {
-    s.block_m = 0;
-    if (s.heads_per_cta == 0) s.heads_per_cta = std::min(p.group_size(), 16);
-    while (s.heads_per_cta > 1 && p.group_size() % s.heads_per_cta != 0) --s.heads_per_cta;
-  } else {
-    s.splits = 0;
-    s.heads_per_cta = 0;
-    s.fused_merge = false;
-    if (s.block_m == 0) s.block_m = s.warps * (a.probe == Probe::kLearned ? 8 : 16);
-  }
-  return s;
+  const KernelFamily& f = FamilyFor(p.mode);
+  const auto unused = [&](unsigned field) { return (f.fields() & field) == 0; };
+  if (unused(kFieldSplits)) s.splits = 0;
+  if (unused(kFieldHeadsPerCta)) s.heads_per_cta = 0;
+  if (unused(kFieldBlockM)) s.block_m = 0;
+  if (unused(kFieldFusedMerge)) s.fused_merge = false;
+  if (unused(kFieldTestFault)) s.test_fault = Schedule::TestFault::kNone;
+  return f.Canonical(p, a, s);
 }
 
 Variant::Variant(const Problem& p, const Algorithm& a, const Schedule& s)
@@ -271,35 +208,8 @@ absl::StatusOr<Variant> Variant::Parse(std::string_view key_in, const VariantPar
   if (st[0] == "mma") s.path = MathPath::kMma;
   else if (st[0] == "fma") s.path = MathPath::kFma;
   else return KeyError(key, absl::StrCat("path '", st[0], "' is not mma or fma"));
-  size_t i = 1;
-  // Decode keys may end in "-fused" (split merge done by the last CTA of each group), then
-  // in a test suffix (only reached with allow_test_faults, checked above).
-  if (p.mode == Mode::kDecode && (st.back() == "testfault" || st.back() == "testhang")) {
-    s.test_fault = st.back() == "testfault" ? Schedule::TestFault::kIllegalAddress : Schedule::TestFault::kHang;
-    st.pop_back();
-  }
-  if (p.mode == Mode::kDecode && st.size() == 7 && st[6] == "fused") {
-    s.fused_merge = true;
-    st.pop_back();
-  }
-  const size_t want = p.mode == Mode::kDecode ? 6 : 5;
-  if (st.size() != want)
-    return KeyError(key, p.mode == Mode::kDecode ? "decode schedule must be path-nN-wN-sN-splitN-gN[-fused]"
-                                                 : "prefill schedule must be path-mN-nN-wN-sN");
-  if (p.mode == Mode::kPrefill && !ParseTagged(st[i++], "m", &s.block_m))
-    return KeyError(key, "expected mN (query rows per CTA)");
-  if (!ParseTagged(st[i++], "n", &s.block_n)) return KeyError(key, "expected nN (keys per tile)");
-  if (!ParseTagged(st[i++], "w", &s.warps)) return KeyError(key, "expected wN (warps)");
-  if (!ParseTagged(st[i++], "s", &s.stages)) return KeyError(key, "expected sN (stages)");
-  if (p.mode == Mode::kDecode) {
-    if (st[i] == "splitauto") {
-      s.splits = 0;
-    } else if (!ParseTagged(st[i], "split", &s.splits)) {  // "split0" parses, then "did you mean"
-      return KeyError(key, "expected splitN or splitauto");
-    }
-    ++i;
-    if (!ParseTagged(st[i++], "g", &s.heads_per_cta)) return KeyError(key, "expected gN (heads per CTA)");
-  }
+  st.erase(st.begin());
+  if (absl::Status e = FamilyFor(p.mode).ParseSchedule(st, &s); !e.ok()) return KeyError(key, e.message());
   absl::StatusOr<Variant> v = Create(p, a, s);
   if (!v.ok()) return KeyError(key, v.status().message());
   if (v->Key() != key) return KeyError(key, absl::StrCat("not canonical; did you mean '", v->Key(), "'?"));
@@ -308,38 +218,6 @@ absl::StatusOr<Variant> Variant::Parse(std::string_view key_in, const VariantPar
 
 std::string Variant::HashHex() const { return absl::StrFormat("%016x", hash_); }
 
-int Variant::units_per_warp() const {
-  if (problem_.mode == Mode::kDecode) return schedule_.heads_per_cta;
-  return schedule_.block_m / schedule_.warps;
-}
-int Variant::mtiles_per_warp() const { return CeilDiv(units_per_warp(), units_per_mtile()); }
-int Variant::keys_per_warp() const {
-  return problem_.mode == Mode::kDecode ? schedule_.block_n / schedule_.warps : schedule_.block_n;
-}
-int Variant::ctas_per_group() const {
-  return problem_.mode == Mode::kDecode ? problem_.group_size() / schedule_.heads_per_cta : 1;
-}
-int Variant::smem_ring_offset() const {
-  const bool decode = problem_.mode == Mode::kDecode;
-  const int d = problem_.head_dim;
-  const int copies = decode ? 1 : schedule_.warps;  // decode warps share the q/r rows
-  int bytes;
-  if (schedule_.path == MathPath::kMma) {
-    bytes = copies * mtiles_per_warp() * 16 * d * 2;  // stacked [q; r] A tiles, 16-bit
-  } else {
-    const int rows = units_per_warp() * (algorithm_.probe == Probe::kLearned ? 2 : 1);
-    const int scratch_copies = schedule_.warps;       // p1/p2 exchange, one per warp
-    bytes = copies * rows * d * 4 + scratch_copies * rows * 32 * 4;
-  }
-  return (bytes + 127) / 128 * 128;
-}
-
-int Variant::smem_bytes() const {
-  const int d = problem_.head_dim;
-  const int kv_ring = schedule_.stages * 2 * schedule_.block_n * d * 2;
-  int merge = 0;  // decode: the cross-warp merge reuses the K/V ring after the main loop
-  if (problem_.mode == Mode::kDecode) merge = schedule_.warps * units_per_warp() * (2 * d + 4) * 4;
-  return smem_ring_offset() + std::max(kv_ring, merge);
-}
+int Variant::smem_bytes() const { return FamilyFor(problem_.mode).SmemBytes(*this); }
 
 }  // namespace parallax

@@ -82,28 +82,28 @@ plx_tensor AbsentTensor() {
 
 // Shared front half of the decode entry points: null checks, translation, plan.
 plx_status PlanDecode(const char* fn, plx_context* ctx, const plx_decode_args* args,
-                      parallax::DecodeArgs* d, std::optional<parallax::DecodePlan>* plan) {
+                      parallax::DecodeCall* call, std::optional<parallax::DecodePlan>* plan) {
   if (args == nullptr) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "args is NULL");
-  absl::StatusOr<parallax::DecodeArgs> t = parallax::capi::TranslateDecodeArgs(*args);
+  absl::StatusOr<parallax::DecodeCall> t = parallax::capi::TranslateDecodeArgs(*args);
   if (!t.ok()) return Fail(fn, t.status());
   if (ctx == nullptr || !ctx->runtime) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "ctx is NULL");
   absl::StatusOr<parallax::DecodePlan> p = ctx->runtime->PlanDecode(*t);
   if (!p.ok()) return Fail(fn, p.status());
-  *d = std::move(*t);
+  *call = std::move(*t);
   plan->emplace(std::move(*p));
   return PLX_OK;
 }
 
 plx_status PlanPrefill(const char* fn, plx_context* ctx, const plx_prefill_args* args,
-                       parallax::PrefillArgs* a, std::unique_ptr<parallax::Variant>* v,
+                       parallax::PrefillCall* call, std::unique_ptr<parallax::Variant>* v,
                        parallax::Choice* choice) {
   if (args == nullptr) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "args is NULL");
-  absl::StatusOr<parallax::PrefillArgs> t = parallax::capi::TranslatePrefillArgs(*args);
+  absl::StatusOr<parallax::PrefillCall> t = parallax::capi::TranslatePrefillArgs(*args);
   if (!t.ok()) return Fail(fn, t.status());
   if (ctx == nullptr || !ctx->runtime) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "ctx is NULL");
   absl::StatusOr<parallax::Variant> p = ctx->runtime->PlanPrefill(*t, choice);
   if (!p.ok()) return Fail(fn, p.status());
-  *a = std::move(*t);
+  *call = std::move(*t);
   *v = std::make_unique<parallax::Variant>(std::move(*p));
   return PLX_OK;
 }
@@ -214,7 +214,7 @@ PLX_API plx_status plx_decode_validate(const plx_decode_args* args) {
   static constexpr const char* fn = "plx_decode_validate";
   return Guard(fn, [&]() -> plx_status {
     if (args == nullptr) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "args is NULL");
-    absl::StatusOr<parallax::DecodeArgs> t = parallax::capi::TranslateDecodeArgs(*args);
+    absl::StatusOr<parallax::DecodeCall> t = parallax::capi::TranslateDecodeArgs(*args);
     if (!t.ok()) return Fail(fn, t.status());
     return PLX_OK;
   });
@@ -224,9 +224,9 @@ PLX_API plx_status plx_decode_workspace_size(plx_context* ctx, const plx_decode_
   static constexpr const char* fn = "plx_decode_workspace_size";
   return Guard(fn, [&]() -> plx_status {
     if (bytes == nullptr) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "bytes: output pointer is NULL");
-    parallax::DecodeArgs d;
+    parallax::DecodeCall call;
     std::optional<parallax::DecodePlan> plan;
-    if (plx_status s = PlanDecode(fn, ctx, args, &d, &plan); s != PLX_OK) return s;
+    if (plx_status s = PlanDecode(fn, ctx, args, &call, &plan); s != PLX_OK) return s;
     *bytes = plan->workspace_bytes;
     return PLX_OK;
   });
@@ -236,9 +236,9 @@ PLX_API plx_status plx_decode_plan_info(plx_context* ctx, const plx_decode_args*
   static constexpr const char* fn = "plx_decode_plan_info";
   return Guard(fn, [&]() -> plx_status {
     if (info == nullptr) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "info: output pointer is NULL");
-    parallax::DecodeArgs d;
+    parallax::DecodeCall call;
     std::optional<parallax::DecodePlan> plan;
-    if (plx_status s = PlanDecode(fn, ctx, args, &d, &plan); s != PLX_OK) return s;
+    if (plx_status s = PlanDecode(fn, ctx, args, &call, &plan); s != PLX_OK) return s;
     return FillPlanInfo(fn, plan->variant.Key(), plan->choice, plan->num_splits, plan->workspace_bytes, info);
   });
 }
@@ -246,10 +246,10 @@ PLX_API plx_status plx_decode_plan_info(plx_context* ctx, const plx_decode_args*
 PLX_API plx_status plx_decode(plx_context* ctx, const plx_decode_args* args, void* stream) {
   static constexpr const char* fn = "plx_decode";
   return Guard(fn, [&]() -> plx_status {
-    parallax::DecodeArgs d;
+    parallax::DecodeCall call;
     std::optional<parallax::DecodePlan> plan;
-    if (plx_status s = PlanDecode(fn, ctx, args, &d, &plan); s != PLX_OK) return s;
-    absl::Status s = ctx->runtime->RunDecode(*plan, d, static_cast<CUstream>(stream));
+    if (plx_status s = PlanDecode(fn, ctx, args, &call, &plan); s != PLX_OK) return s;
+    absl::Status s = ctx->runtime->RunDecode(*plan, call, static_cast<CUstream>(stream));
     if (!s.ok()) return Fail(fn, s);
     return PLX_OK;
   });
@@ -272,7 +272,7 @@ PLX_API plx_status plx_prefill_validate(const plx_prefill_args* args) {
   static constexpr const char* fn = "plx_prefill_validate";
   return Guard(fn, [&]() -> plx_status {
     if (args == nullptr) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "args is NULL");
-    absl::StatusOr<parallax::PrefillArgs> t = parallax::capi::TranslatePrefillArgs(*args);
+    absl::StatusOr<parallax::PrefillCall> t = parallax::capi::TranslatePrefillArgs(*args);
     if (!t.ok()) return Fail(fn, t.status());
     return PLX_OK;
   });
@@ -282,10 +282,10 @@ PLX_API plx_status plx_prefill_plan_info(plx_context* ctx, const plx_prefill_arg
   static constexpr const char* fn = "plx_prefill_plan_info";
   return Guard(fn, [&]() -> plx_status {
     if (info == nullptr) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "info: output pointer is NULL");
-    parallax::PrefillArgs a;
+    parallax::PrefillCall call;
     std::unique_ptr<parallax::Variant> v;
     parallax::Choice choice = parallax::Choice::kDefault;
-    if (plx_status s = PlanPrefill(fn, ctx, args, &a, &v, &choice); s != PLX_OK) return s;
+    if (plx_status s = PlanPrefill(fn, ctx, args, &call, &v, &choice); s != PLX_OK) return s;
     return FillPlanInfo(fn, v->Key(), choice, 1, 0, info);
   });
 }
@@ -293,11 +293,11 @@ PLX_API plx_status plx_prefill_plan_info(plx_context* ctx, const plx_prefill_arg
 PLX_API plx_status plx_prefill(plx_context* ctx, const plx_prefill_args* args, void* stream) {
   static constexpr const char* fn = "plx_prefill";
   return Guard(fn, [&]() -> plx_status {
-    parallax::PrefillArgs a;
+    parallax::PrefillCall call;
     std::unique_ptr<parallax::Variant> v;
     parallax::Choice choice = parallax::Choice::kDefault;
-    if (plx_status s = PlanPrefill(fn, ctx, args, &a, &v, &choice); s != PLX_OK) return s;
-    absl::Status s = ctx->runtime->RunPrefill(*v, a, static_cast<CUstream>(stream));
+    if (plx_status s = PlanPrefill(fn, ctx, args, &call, &v, &choice); s != PLX_OK) return s;
+    absl::Status s = ctx->runtime->RunPrefill(*v, call, static_cast<CUstream>(stream));
     if (!s.ok()) return Fail(fn, s);
     return PLX_OK;
   });

@@ -1,5 +1,6 @@
-// Host-only validation of the C API's arguments and their translation to the runtime's
-// DecodeArgs / PrefillArgs. Every message starts with the argument it is about.
+// Host-only validation of the C API's arguments, building the runtime's DecodeCall /
+// PrefillCall (kernel parameters included) straight from the tensor descriptors. Every
+// message starts with the argument it is about.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -297,9 +298,37 @@ absl::Status SameShape(const Tensor& t, const Tensor& ref) {
   return absl::OkStatus();
 }
 
+// What decode and prefill take alike, checked and set once into the call: the options, the
+// probe, and the five tensors' pointers.
+template <typename CArgs, typename Call>
+absl::Status SetShared(const CArgs& a, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                       Call& c) {
+  PLX_RETURN_IF_ERROR(CheckOptions(a.qk_scale, a.window, a.affine, a.eps, &c.algorithm.affine));
+  c.problem.window = a.window > 0;
+  c.algorithm.probe = a.r.data ? Probe::kLearned : Probe::kNone;
+  c.params.q = q.data;
+  c.params.r = a.r.data;
+  c.params.k = k.data;
+  c.params.v = v.data;
+  c.params.out = out.data;
+  c.params.window = a.window;
+  c.params.scale_log2 = ScaleLog2(a.qk_scale, c.problem.head_dim);
+  c.params.eps = a.eps;
+  return absl::OkStatus();
+}
+
+// An explicit key (NULL or "" = the runtime's choice), checked against the call's problem.
+template <typename Call>
+absl::Status SetVariant(const char* key, Call& c) {
+  if (key == nullptr || key[0] == '\0') return absl::OkStatus();
+  PLX_RETURN_IF_ERROR(CheckVariant(key, c.problem, c.algorithm));
+  c.variant_key = key;
+  return absl::OkStatus();
+}
+
 }  // namespace
 
-absl::StatusOr<DecodeArgs> TranslateDecodeArgs(const plx_decode_args& a) {
+absl::StatusOr<DecodeCall> TranslateDecodeArgs(const plx_decode_args& a) {
   absl::StatusOr<Tensor> q = Describe(a.q, "q");
   if (!q.ok()) return q.status();
   absl::StatusOr<Rows> qr = DecodeRows(*q);
@@ -334,12 +363,15 @@ absl::StatusOr<DecodeArgs> TranslateDecodeArgs(const plx_decode_args& a) {
   if (!v.ok()) return v.status();
   PLX_RETURN_IF_ERROR(SameShape(*v, *k));
 
-  DecodeArgs d;
-  d.dtype = q->dtype == PLX_BF16 ? DType::kBF16 : DType::kFP16;
-  d.batch = static_cast<int>(qr->b);
-  d.num_q_heads = static_cast<int>(qr->h);
-  d.num_kv_heads = static_cast<int>(k->shape[2]);
-  d.head_dim = static_cast<int>(qr->d);
+  DecodeCall c;
+  Problem& pr = c.problem;
+  PlxDecodeParams& p = c.params;
+  pr.mode = Mode::kDecode;
+  pr.dtype = q->dtype == PLX_BF16 ? DType::kBF16 : DType::kFP16;
+  pr.num_q_heads = static_cast<int>(qr->h);
+  pr.num_kv_heads = static_cast<int>(k->shape[2]);
+  pr.head_dim = static_cast<int>(qr->d);
+  p.batch = static_cast<int>(qr->b);
 
   const bool paged = a.block_table.data != nullptr;
   if (paged) {
@@ -361,15 +393,16 @@ absl::StatusOr<DecodeArgs> TranslateDecodeArgs(const plx_decode_args& a) {
                          " keys exceeds 2^31-1");
     if (bt->strides[0] > kIntMax)
       return Unsupported("block_table: strides[0]=", bt->strides[0], ": exceeds 2^31-1");
-    d.block_table = static_cast<const int*>(bt->data);
-    d.block_table_stride = static_cast<int>(bt->strides[0]);
-    d.page_size = static_cast<int>(page_size);
-    d.seqlen = static_cast<int>(seqlen);
+    pr.kv_layout = KvLayout::kPaged;
+    pr.page_size = static_cast<int>(page_size);
+    p.block_table = static_cast<const int*>(bt->data);
+    p.block_table_stride = static_cast<int>(bt->strides[0]);
+    p.seqlen = static_cast<int>(seqlen);
   } else {
     if (k->shape[0] != qr->b)
       return Invalid("k: shape[0]=", k->shape[0], ": must equal the batch size ", qr->b,
                      " (q.shape[0]) for a contiguous cache; pass block_table for a paged one");
-    d.seqlen = static_cast<int>(k->shape[1]);
+    p.seqlen = static_cast<int>(k->shape[1]);
   }
   if (a.cache_seqlens.data != nullptr) {
     absl::StatusOr<Tensor> cs = Describe(a.cache_seqlens, "cache_seqlens");
@@ -378,58 +411,34 @@ absl::StatusOr<DecodeArgs> TranslateDecodeArgs(const plx_decode_args& a) {
     if (cs->shape[0] != qr->b)
       return Invalid("cache_seqlens: shape[0]=", cs->shape[0], ": must equal the batch size ", qr->b,
                      " (q.shape[0])");
-    d.seqlens = static_cast<const int*>(cs->data);
+    p.seqlens = static_cast<const int*>(cs->data);
   }
 
-  PLX_RETURN_IF_ERROR(CheckOptions(a.qk_scale, a.window, a.affine, a.eps, &d.affine));
+  PLX_RETURN_IF_ERROR(SetShared(a, *q, *k, *v, *out, c));
   if (a.num_splits < 0) return Invalid("num_splits=", a.num_splits, ": must be >= 0 (0 = auto)");
   if (a.workspace == nullptr && a.workspace_bytes != 0)
     return Invalid("workspace_bytes=", a.workspace_bytes, ": given with a NULL workspace");
-
-  d.q = q->data;
-  d.r = a.r.data;
-  d.k = k->data;
-  d.v = v->data;
-  d.out = out->data;
-  d.q_stride_b = qr->stride_b;
-  d.q_stride_h = qr->stride_h;
-  d.r_stride_b = rr.stride_b;
-  d.r_stride_h = rr.stride_h;
-  d.o_stride_b = outr->stride_b;
-  d.o_stride_h = outr->stride_h;
-  d.k_stride_0 = k->strides[0];
-  d.k_stride_1 = k->strides[1];
-  d.k_stride_h = k->strides[2];
-  d.v_stride_0 = v->strides[0];
-  d.v_stride_1 = v->strides[1];
-  d.v_stride_h = v->strides[2];
-  d.qk_scale = a.qk_scale;
-  d.window = a.window;
-  d.eps = a.eps;
-  d.num_splits = a.num_splits;
-  d.workspace = a.workspace;
-  d.workspace_bytes = a.workspace_bytes;
-
-  if (a.variant != nullptr && a.variant[0] != '\0') {
-    Problem p;
-    p.mode = Mode::kDecode;
-    p.dtype = d.dtype;
-    p.head_dim = d.head_dim;
-    p.num_q_heads = d.num_q_heads;
-    p.num_kv_heads = d.num_kv_heads;
-    p.kv_layout = paged ? KvLayout::kPaged : KvLayout::kContiguous;
-    p.page_size = d.page_size;
-    p.window = d.window > 0;
-    Algorithm alg;
-    alg.probe = d.r ? Probe::kLearned : Probe::kNone;
-    alg.affine = d.affine;
-    PLX_RETURN_IF_ERROR(CheckVariant(a.variant, p, alg));
-    d.variant_key = a.variant;
-  }
-  return d;
+  p.q_stride_b = qr->stride_b;
+  p.q_stride_h = qr->stride_h;
+  p.r_stride_b = rr.stride_b;
+  p.r_stride_h = rr.stride_h;
+  p.o_stride_b = outr->stride_b;
+  p.o_stride_h = outr->stride_h;
+  p.k_stride_0 = k->strides[0];
+  p.k_stride_1 = k->strides[1];
+  p.k_stride_h = k->strides[2];
+  p.v_stride_0 = v->strides[0];
+  p.v_stride_1 = v->strides[1];
+  p.v_stride_h = v->strides[2];
+  c.num_splits = a.num_splits;
+  c.workspace = a.workspace;
+  c.workspace_bytes = a.workspace_bytes;
+  PLX_RETURN_IF_ERROR(SetVariant(a.variant, c));
+  PLX_RETURN_IF_ERROR(CheckDecodeCall(c));
+  return c;
 }
 
-absl::StatusOr<PrefillArgs> TranslatePrefillArgs(const plx_prefill_args& a) {
+absl::StatusOr<PrefillCall> TranslatePrefillArgs(const plx_prefill_args& a) {
   const bool packed = a.cu_seqlens_q.data != nullptr;
   if ((a.cu_seqlens_k.data != nullptr) != packed)
     return Invalid(packed ? "cu_seqlens_k" : "cu_seqlens_q",
@@ -473,13 +482,16 @@ absl::StatusOr<PrefillArgs> TranslatePrefillArgs(const plx_prefill_args& a) {
   if (!v.ok()) return v.status();
   PLX_RETURN_IF_ERROR(SameShape(*v, *k));
 
-  PrefillArgs p;
-  p.dtype = q->dtype == PLX_BF16 ? DType::kBF16 : DType::kFP16;
-  p.num_q_heads = static_cast<int>(hq);
-  p.num_kv_heads = static_cast<int>(k->shape[nd - 2]);
-  p.head_dim = static_cast<int>(dim);
+  PrefillCall c;
+  Problem& pr = c.problem;
+  PlxPrefillParams& p = c.params;
+  pr.mode = Mode::kPrefill;
+  pr.dtype = q->dtype == PLX_BF16 ? DType::kBF16 : DType::kFP16;
+  pr.num_q_heads = static_cast<int>(hq);
+  pr.num_kv_heads = static_cast<int>(k->shape[nd - 2]);
+  pr.head_dim = static_cast<int>(dim);
   // Strides: batch (unused when packed), token, head.
-  auto set = [&](const Tensor& t, int64_t& sb, int64_t& sl, int64_t& sh) {
+  auto set = [&](const Tensor& t, long long& sb, long long& sl, long long& sh) {
     sb = packed ? 0 : t.strides[0];
     sl = t.strides[nd - 3];
     sh = t.strides[nd - 2];
@@ -521,31 +533,10 @@ absl::StatusOr<PrefillArgs> TranslatePrefillArgs(const plx_prefill_args& a) {
     p.seqlen_k = static_cast<int>(k->shape[1]);
   }
 
-  PLX_RETURN_IF_ERROR(CheckOptions(a.qk_scale, a.window, a.affine, a.eps, &p.affine));
-  p.q = q->data;
-  p.r = a.r.data;
-  p.k = k->data;
-  p.v = v->data;
-  p.out = out->data;
-  p.qk_scale = a.qk_scale;
-  p.window = a.window;
-  p.eps = a.eps;
-
-  if (a.variant != nullptr && a.variant[0] != '\0') {
-    Problem pr;
-    pr.mode = Mode::kPrefill;
-    pr.dtype = p.dtype;
-    pr.head_dim = p.head_dim;
-    pr.num_q_heads = p.num_q_heads;
-    pr.num_kv_heads = p.num_kv_heads;
-    pr.window = p.window > 0;
-    Algorithm alg;
-    alg.probe = p.r ? Probe::kLearned : Probe::kNone;
-    alg.affine = p.affine;
-    PLX_RETURN_IF_ERROR(CheckVariant(a.variant, pr, alg));
-    p.variant_key = a.variant;
-  }
-  return p;
+  PLX_RETURN_IF_ERROR(SetShared(a, *q, *k, *v, *out, c));
+  PLX_RETURN_IF_ERROR(SetVariant(a.variant, c));
+  PLX_RETURN_IF_ERROR(CheckPrefillCall(c));
+  return c;
 }
 
 plx_status ToPlxStatus(const absl::Status& s) {

@@ -1,4 +1,4 @@
-#include "cuda_driver.h"
+#include "parallax/runtime/cuda_driver.h"
 
 #include <dlfcn.h>
 
@@ -20,7 +20,7 @@ absl::StatusOr<const Api*> Load() {
     return absl::UnavailableError(absl::StrCat("CUDA driver lacks ", #name, "; driver too old?"));
 #define PLX_CU_OPTIONAL_FN(name) \
   api.name = reinterpret_cast<decltype(&::name)>(dlsym(lib, #name));
-#include "cuda_driver_fns.inc"
+#include "parallax/runtime/cuda_driver_fns.inc"
 #undef PLX_CU_OPTIONAL_FN
 #undef PLX_CU_FN
   if (CUresult r = api.cuInit(0); r != CUDA_SUCCESS) {

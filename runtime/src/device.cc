@@ -1,7 +1,7 @@
 #include "parallax/runtime/device.h"
 
 #include "absl/strings/str_cat.h"
-#include "cuda_driver.h"
+#include "parallax/runtime/cuda_driver.h"
 #include "parallax/runtime/nvrtc_compiler.h"
 
 namespace parallax {

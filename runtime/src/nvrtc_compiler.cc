@@ -7,7 +7,9 @@
 #include <regex>
 #include <sstream>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 
 namespace parallax {
 namespace {
@@ -85,6 +87,55 @@ std::vector<KernelResources> ParsePtxasLog(const std::string& log) {
   return out;
 }
 
+namespace {
+
+std::vector<std::string> NvrtcOptions(const std::string& gpu_arch, const CompileOptions& options) {
+  std::vector<std::string> opts = {
+      absl::StrCat("--gpu-architecture=", gpu_arch), "--std=c++17", "--use_fast_math",
+      "--ptxas-options=-v", "--device-as-default-execution-space", "-default-device"};
+  if (options.line_info) opts.push_back("--generate-line-info");
+  if (options.max_registers > 0) opts.push_back(absl::StrCat("--maxrregcount=", options.max_registers));
+  return opts;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> CompileToPtx(const std::string& source, const std::string& program_name,
+                                         const CompileOptions& options) {
+  if (absl::Status s = ValidateArch(options.arch); !s.ok()) return s;
+  nvrtcProgram raw = nullptr;
+  if (nvrtcResult r = nvrtcCreateProgram(&raw, source.c_str(), program_name.c_str(), 0, nullptr, nullptr);
+      r != NVRTC_SUCCESS)
+    return NvrtcError(r, "nvrtcCreateProgram");
+  std::unique_ptr<_nvrtcProgram, ProgramDeleter> prog(raw);
+  const std::vector<std::string> opts = NvrtcOptions("compute_" + options.arch.substr(3), options);
+  std::vector<const char*> argv;
+  for (const auto& o : opts) argv.push_back(o.c_str());
+  if (nvrtcResult r = nvrtcCompileProgram(prog.get(), static_cast<int>(argv.size()), argv.data());
+      r != NVRTC_SUCCESS) {
+    size_t n = 0;
+    nvrtcGetProgramLogSize(prog.get(), &n);
+    std::string log(n, '\0');
+    if (n > 0) nvrtcGetProgramLog(prog.get(), log.data());
+    return NvrtcError(r, absl::StrCat("compiling ", program_name), log);
+  }
+  if (options.warnings_as_errors) {
+    size_t n = 0;
+    nvrtcGetProgramLogSize(prog.get(), &n);
+    std::string log(n, '\0');
+    if (n > 0) nvrtcGetProgramLog(prog.get(), log.data());
+    while (!log.empty() && (log.back() == '\0' || log.back() == '\n')) log.pop_back();
+    if (!log.empty())
+      return absl::InvalidArgumentError(absl::StrCat("compiling ", program_name, ": warnings are errors\n", log));
+  }
+  size_t size = 0;
+  if (nvrtcResult r = nvrtcGetPTXSize(prog.get(), &size); r != NVRTC_SUCCESS) return NvrtcError(r, "nvrtcGetPTXSize");
+  std::string ptx(size, '\0');
+  if (nvrtcResult r = nvrtcGetPTX(prog.get(), ptx.data()); r != NVRTC_SUCCESS) return NvrtcError(r, "nvrtcGetPTX");
+  while (!ptx.empty() && ptx.back() == '\0') ptx.pop_back();
+  return ptx;
+}
+
 absl::StatusOr<CompileResult> CompileCuda(const std::string& source, const std::string& program_name,
                                           const CompileOptions& options) {
   if (absl::Status s = ValidateArch(options.arch); !s.ok()) return s;
@@ -95,11 +146,7 @@ absl::StatusOr<CompileResult> CompileCuda(const std::string& source, const std::
     return NvrtcError(r, "nvrtcCreateProgram");
   std::unique_ptr<_nvrtcProgram, ProgramDeleter> prog(raw);
 
-  std::vector<std::string> opts = {
-      absl::StrCat("--gpu-architecture=", options.arch), "--std=c++17", "--use_fast_math",
-      "--ptxas-options=-v", "--device-as-default-execution-space", "-default-device"};
-  if (options.line_info) opts.push_back("--generate-line-info");
-  if (options.max_registers > 0) opts.push_back(absl::StrCat("--maxrregcount=", options.max_registers));
+  const std::vector<std::string> opts = NvrtcOptions(options.arch, options);
   std::vector<const char*> argv;
   for (const auto& o : opts) argv.push_back(o.c_str());
 
@@ -124,5 +171,17 @@ absl::StatusOr<CompileResult> CompileCuda(const std::string& source, const std::
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   return result;
 }
+
+absl::StatusOr<int> ParseNvrtcVersion(const std::string& version) {
+  std::vector<absl::string_view> parts = absl::StrSplit(version, '.');
+  int major = 0, minor = 0;
+  if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &major) || !absl::SimpleAtoi(parts[1], &minor) ||
+      major < 1 || major > 99 || minor < 0 || minor > 9)
+    return absl::InvalidArgumentError(
+        absl::StrCat("nvrtc_version='", version, "': must be \"major.minor\", e.g. \"13.0\""));
+  return major * 1000 + minor * 10;
+}
+
+int NvrtcVersionNumber(const std::string& version) { return ParseNvrtcVersion(version).value_or(0); }
 
 }  // namespace parallax

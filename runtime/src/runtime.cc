@@ -1,6 +1,5 @@
 #include "parallax/runtime/runtime.h"
 
-#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -10,9 +9,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "cuda_driver.h"
 #include "parallax/codegen/bucket.h"
 #include "parallax/codegen/generator.h"
+#include "parallax/runtime/cuda_driver.h"
 #include "parallax/runtime/nvrtc_compiler.h"
 #include "tuned_store.h"
 #include "xxhash.h"
@@ -39,27 +38,10 @@ const char* ToString(Choice c) {
 
 namespace {
 
-constexpr float kLog2e = 1.4426950408889634f;
-
 std::string DefaultCacheDir() {
   if (const char* e = std::getenv("PARALLAX_CACHE_DIR"); e && *e) return e;
   if (const char* h = std::getenv("HOME"); h && *h) return absl::StrCat(h, "/.cache/parallax");
   return "/tmp/parallax-cache";
-}
-
-float ScaleLog2(float qk_scale, int head_dim) {
-  const float tau = qk_scale < 0.f ? 1.f / std::sqrt(static_cast<float>(head_dim)) : qk_scale;
-  return tau * kLog2e;
-}
-
-absl::Status CheckHeads(int b, int hq, int hkv, int d) {
-  if (b < 0) return absl::InvalidArgumentError(absl::StrCat("batch=", b, ": must be >= 0"));
-  if (hq <= 0 || hkv <= 0 || hq % hkv != 0)
-    return absl::InvalidArgumentError(absl::StrCat(
-        "num_q_heads=", hq, ", num_kv_heads=", hkv, ": need positive counts with Hq a multiple of Hkv"));
-  if (d != 64 && d != 128 && d != 256)
-    return absl::InvalidArgumentError(absl::StrCat("head_dim=", d, ": must be 64, 128 or 256"));
-  return absl::OkStatus();
 }
 
 // Whether the split merge is launched as a programmatic dependent of the main decode kernel
@@ -212,11 +194,9 @@ absl::StatusOr<const LoadedKernel*> Runtime::Load(const Variant& v) {
   auto k = std::make_unique<LoadedKernel>();
   k->shape = GetLaunchShape(v);
   PLX_CU_RETURN_IF_ERROR(d, cuModuleLoadData(&k->module, cubin.data()));
-  const bool decode = v.problem().mode == Mode::kDecode;
-  PLX_CU_RETURN_IF_ERROR(d, cuModuleGetFunction(&k->main, k->module,
-                                                decode ? KernelNames::kDecode : KernelNames::kPrefill));
-  if (decode)
-    PLX_CU_RETURN_IF_ERROR(d, cuModuleGetFunction(&k->merge, k->module, KernelNames::kDecodeMerge));
+  const std::vector<std::string> names = FamilyFor(v.problem().mode).KernelNames();  // main first
+  PLX_CU_RETURN_IF_ERROR(d, cuModuleGetFunction(&k->main, k->module, names[0].c_str()));
+  if (names.size() > 1) PLX_CU_RETURN_IF_ERROR(d, cuModuleGetFunction(&k->merge, k->module, names[1].c_str()));
   if (k->shape.smem_bytes > device_.max_smem_per_block_optin) {
     d->cuModuleUnload(k->module);
     return absl::FailedPreconditionError(absl::StrCat(
@@ -253,7 +233,7 @@ size_t Runtime::DecodeWorkspaceBytes(const Variant& v, int batch, int num_splits
 }
 
 int Runtime::AutoSplits(const Variant& v, int batch, int max_seqlen) {
-  const int ctas = std::max(1, batch * v.problem().num_kv_heads * v.ctas_per_group());
+  const int ctas = static_cast<int>(std::max(1LL, FamilyFor(v.problem().mode).MainGrid(v, batch, 1, 1).ctas()));
   // Every split costs the same, so the time is (waves of CTAs) x (keys per split). One CTA
   // per SM already saturates HBM (measured on H100: B=1, L=16k: 16 splits 32.8 us vs 33
   // splits 37.7 us; B=8: 2 splits beat 4), and a partial second wave costs a whole one.
@@ -263,53 +243,33 @@ int Runtime::AutoSplits(const Variant& v, int batch, int max_seqlen) {
   return std::clamp(std::min(splits, max_by_len), 1, 128);
 }
 
-absl::StatusOr<DecodePlan> Runtime::PlanDecode(const DecodeArgs& a) { return PlanDecodeWith(a, nullptr); }
+absl::StatusOr<DecodePlan> Runtime::PlanDecode(const DecodeArgs& a) { return PlanDecodeWith(ToDecodeCall(a), nullptr); }
+
+absl::StatusOr<DecodePlan> Runtime::PlanDecode(const DecodeCall& c) { return PlanDecodeWith(c, nullptr); }
 
 absl::StatusOr<DecodePlan> Runtime::PlanDecode(const DecodeArgs& a, const Variant& v) {
   if (!a.variant_key.empty())
     return absl::InvalidArgumentError(absl::StrCat("variant_key=", a.variant_key, ": given with a variant as well"));
-  return PlanDecodeWith(a, &v);
+  return PlanDecodeWith(ToDecodeCall(a), &v);
 }
 
-absl::StatusOr<DecodePlan> Runtime::PlanDecodeWith(const DecodeArgs& a, const Variant* given) {
-  if (absl::Status s = CheckHeads(a.batch, a.num_q_heads, a.num_kv_heads, a.head_dim); !s.ok()) return s;
-  if (!a.q || !a.k || !a.v || !a.out)
-    return absl::InvalidArgumentError("q, k, v and out must be non-null device pointers");
-  if (a.seqlen < 0) return absl::InvalidArgumentError(absl::StrCat("seqlen=", a.seqlen, ": must be >= 0"));
-  if (a.window < 0) return absl::InvalidArgumentError(absl::StrCat("window=", a.window, ": must be >= 0"));
-  if (a.num_splits < 0 || a.num_splits > 256)
-    return absl::InvalidArgumentError(absl::StrCat("num_splits=", a.num_splits, ": must be in 0..256 (0 = auto)"));
-  Problem p;
-  p.mode = Mode::kDecode;
-  p.dtype = a.dtype;
-  p.head_dim = a.head_dim;
-  p.num_q_heads = a.num_q_heads;
-  p.num_kv_heads = a.num_kv_heads;
-  if (a.block_table) {
-    p.kv_layout = KvLayout::kPaged;
-    p.page_size = a.page_size;
-    if (!a.seqlens)
-      return absl::InvalidArgumentError("paged KV needs cache_seqlens (seqlens) as well as block_table");
-  } else if (a.page_size != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("page_size=", a.page_size, ": given without a block_table"));
-  }
-  p.window = a.window > 0;
-  Algorithm alg;
-  alg.probe = a.r ? Probe::kLearned : Probe::kNone;
-  alg.affine = a.affine;
-
+absl::StatusOr<DecodePlan> Runtime::PlanDecodeWith(const DecodeCall& c, const Variant* given) {
+  if (absl::Status s = CheckDecodeCall(c); !s.ok()) return s;
+  const Problem& p = c.problem;
+  const Algorithm& alg = c.algorithm;
+  const int batch = c.params.batch, seqlen = c.params.seqlen;
   absl::StatusOr<Variant> chosen = absl::UnknownError("unset");
   Choice choice = Choice::kDefault;
   if (given != nullptr) {
     if (absl::Status s = MatchesCall(*given, p, alg); !s.ok()) return s;
     chosen = *given;
     choice = Choice::kExplicit;
-  } else if (!a.variant_key.empty()) {
-    chosen = ExplicitVariant(a.variant_key, p, alg);
+  } else if (!c.variant_key.empty()) {
+    chosen = ExplicitVariant(c.variant_key, p, alg);
     if (!chosen.ok()) return chosen.status();
     choice = Choice::kExplicit;
   } else {
-    const std::string memo_key = absl::StrCat(ProblemKey(p, alg), "|", ToString(BucketFor(a.batch, a.seqlen)));
+    const std::string memo_key = absl::StrCat(ProblemKey(p, alg), "|", ToString(BucketFor(batch, seqlen)));
     const auto now = std::chrono::steady_clock::now();
     TunedLookup lookup;
     {
@@ -321,7 +281,7 @@ absl::StatusOr<DecodePlan> Runtime::PlanDecodeWith(const DecodeArgs& a, const Va
       lookup = tuned_;
     }
     if (!chosen.ok() && lookup) {
-      if (auto t = lookup(p, alg, a.batch, a.seqlen); t.ok()) {
+      if (auto t = lookup(p, alg, batch, seqlen); t.ok()) {
         // Plain parsing: a test-only key in the DB or from the service is skipped here.
         if (absl::StatusOr<Variant> v = Variant::Parse(t->first); v.ok() && v->problem() == p &&
                                                                    v->algorithm() == alg) {
@@ -331,7 +291,7 @@ absl::StatusOr<DecodePlan> Runtime::PlanDecodeWith(const DecodeArgs& a, const Va
       }
     }
     if (!chosen.ok()) {
-      chosen = Variant::Create(p, alg, CanonicalSchedule(p, alg, DefaultDecodeSchedule(p, alg)));
+      chosen = Variant::Create(p, alg, DefaultSchedule(p, alg));
       if (!chosen.ok()) return chosen.status();
       choice = Choice::kDefault;
     }
@@ -341,62 +301,58 @@ absl::StatusOr<DecodePlan> Runtime::PlanDecodeWith(const DecodeArgs& a, const Va
   }
   DecodePlan plan{*chosen, choice};
   const int variant_splits = plan.variant.schedule().splits;
-  plan.num_splits = a.num_splits > 0   ? a.num_splits
+  plan.num_splits = c.num_splits > 0   ? c.num_splits
                     : variant_splits > 0 ? variant_splits
-                                         : AutoSplits(plan.variant, a.batch, a.seqlen);
-  plan.workspace_bytes = DecodeWorkspaceBytes(plan.variant, a.batch, plan.num_splits);
+                                         : AutoSplits(plan.variant, batch, seqlen);
+  plan.workspace_bytes = DecodeWorkspaceBytes(plan.variant, batch, plan.num_splits);
   return plan;
 }
 
 absl::Status Runtime::RunDecode(const DecodePlan& plan, const DecodeArgs& a, CUstream stream) {
-  if (a.batch == 0) return absl::OkStatus();
+  return LaunchDecode(plan, DecodeParams(a), a.workspace, a.workspace_bytes, stream);
+}
+
+absl::Status Runtime::RunDecode(const DecodePlan& plan, const DecodeCall& c, CUstream stream) {
+  return LaunchDecode(plan, c.params, c.workspace, c.workspace_bytes, stream);
+}
+
+// p arrives complete but for what the plan decides: the split count and where the partials
+// and the fused merge's counters live.
+absl::Status Runtime::LaunchDecode(const DecodePlan& plan, PlxDecodeParams p, void* workspace,
+                                   size_t workspace_bytes, CUstream stream) {
+  if (p.batch == 0) return absl::OkStatus();
   absl::StatusOr<const LoadedKernel*> k = Load(plan.variant);
   if (!k.ok()) return k.status();
   if (absl::Status s = MakeCurrent(); !s.ok()) return s;
-  void* ws = a.workspace;
+  void* ws = workspace;
   if (plan.workspace_bytes > 0) {
     if (ws == nullptr) {
       absl::StatusOr<void*> w = Ensure(workspace_, plan.workspace_bytes);
       if (!w.ok()) return w.status();
       ws = *w;
-    } else if (a.workspace_bytes < plan.workspace_bytes) {
-      return absl::InvalidArgumentError(absl::StrCat("workspace_bytes=", a.workspace_bytes, ": this call needs ",
+    } else if (workspace_bytes < plan.workspace_bytes) {
+      return absl::InvalidArgumentError(absl::StrCat("workspace_bytes=", workspace_bytes, ": this call needs ",
                                                      plan.workspace_bytes));
     }
   }
-  PlxDecodeParams p{};
-  p.q = a.q; p.r = a.r; p.k = a.k; p.v = a.v; p.out = a.out;
-  const size_t stat_floats = static_cast<size_t>(plan.num_splits) * a.batch * a.num_q_heads * 4;
+  const Variant& v = plan.variant;
+  const int num_q_heads = v.problem().num_q_heads;
+  const Grid grid = FamilyFor(v.problem().mode).MainGrid(v, p.batch, 1, plan.num_splits);
+  const size_t stat_floats = static_cast<size_t>(plan.num_splits) * p.batch * num_q_heads * 4;
+  p.num_splits = plan.num_splits;
   p.part_stats = static_cast<float*>(ws);
   p.part_o = ws ? static_cast<float*>(ws) + stat_floats : nullptr;
-  if (plan.variant.schedule().fused_merge && plan.num_splits > 1) {
+  if (v.schedule().fused_merge && plan.num_splits > 1) {
     // Counters live in a runtime-owned buffer so callers never have to zero their workspace.
-    const size_t n = static_cast<size_t>(a.batch) * a.num_kv_heads * plan.variant.ctas_per_group();
+    const size_t n = static_cast<size_t>(grid.y) * grid.z;  // one per head group
     absl::StatusOr<void*> c = Ensure(counters_, n * sizeof(int));
     if (!c.ok()) return c.status();
     p.counters = static_cast<int*>(*c);
   }
-  p.seqlens = a.seqlens;
-  p.block_table = a.block_table;
-  p.q_stride_b = a.q_stride_b; p.q_stride_h = a.q_stride_h;
-  p.r_stride_b = a.r_stride_b; p.r_stride_h = a.r_stride_h;
-  p.o_stride_b = a.o_stride_b; p.o_stride_h = a.o_stride_h;
-  p.k_stride_0 = a.k_stride_0; p.k_stride_1 = a.k_stride_1; p.k_stride_h = a.k_stride_h;
-  p.v_stride_0 = a.v_stride_0; p.v_stride_1 = a.v_stride_1; p.v_stride_h = a.v_stride_h;
-  p.block_table_stride = a.block_table_stride;
-  p.batch = a.batch;
-  p.seqlen = a.seqlen;
-  p.num_splits = plan.num_splits;
-  p.window = a.window;
-  p.scale_log2 = ScaleLog2(a.qk_scale, a.head_dim);
-  p.eps = a.eps;
   const cu::Api* d = *cu::Driver();
   void* args[] = {&p};
-  const Variant& v = plan.variant;
-  PLX_CU_RETURN_IF_ERROR(d, cuLaunchKernel((*k)->main, plan.num_splits,
-                                           a.num_kv_heads * v.ctas_per_group(), a.batch,
-                                           (*k)->shape.threads, 1, 1, (*k)->shape.smem_bytes, stream,
-                                           args, nullptr));
+  PLX_CU_RETURN_IF_ERROR(d, cuLaunchKernel((*k)->main, grid.x, grid.y, grid.z, (*k)->shape.threads, 1, 1,
+                                           (*k)->shape.smem_bytes, stream, args, nullptr));
   if (plan.num_splits > 1 && !v.schedule().fused_merge) {
     if (UseProgrammaticLaunch(device_, d)) {
       // The merge is a programmatic dependent of the main kernel: scheduled once every main
@@ -407,8 +363,8 @@ absl::Status Runtime::RunDecode(const DecodePlan& plan, const DecodeArgs& a, CUs
       attr.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
       attr.value.programmaticStreamSerializationAllowed = 1;
       CUlaunchConfig cfg{};
-      cfg.gridDimX = a.num_q_heads;
-      cfg.gridDimY = a.batch;
+      cfg.gridDimX = num_q_heads;
+      cfg.gridDimY = p.batch;
       cfg.gridDimZ = 1;
       cfg.blockDimX = (*k)->shape.merge_threads;
       cfg.blockDimY = 1;
@@ -419,7 +375,7 @@ absl::Status Runtime::RunDecode(const DecodePlan& plan, const DecodeArgs& a, CUs
       cfg.numAttrs = 1;
       PLX_CU_RETURN_IF_ERROR(d, cuLaunchKernelEx(&cfg, (*k)->merge, args, nullptr));
     } else {
-      PLX_CU_RETURN_IF_ERROR(d, cuLaunchKernel((*k)->merge, a.num_q_heads, a.batch, 1,
+      PLX_CU_RETURN_IF_ERROR(d, cuLaunchKernel((*k)->merge, num_q_heads, p.batch, 1,
                                                (*k)->shape.merge_threads, 1, 1, 0, stream, args, nullptr));
     }
   }
@@ -433,57 +389,39 @@ absl::Status Runtime::Decode(const DecodeArgs& a, CUstream stream) {
 }
 
 absl::StatusOr<Variant> Runtime::PlanPrefill(const PrefillArgs& a, Choice* choice) {
-  if (absl::Status s = CheckHeads(a.batch, a.num_q_heads, a.num_kv_heads, a.head_dim); !s.ok()) return s;
-  if (!a.q || !a.k || !a.v || !a.out)
-    return absl::InvalidArgumentError("q, k, v and out must be non-null device pointers");
-  if (a.seqlen_q < 0 || a.seqlen_k < 0)
-    return absl::InvalidArgumentError("seqlen_q and seqlen_k must be >= 0");
-  if ((a.cu_seqlens_q == nullptr) != (a.cu_seqlens_k == nullptr))
-    return absl::InvalidArgumentError("cu_seqlens_q and cu_seqlens_k must be given together");
-  if (a.window < 0) return absl::InvalidArgumentError(absl::StrCat("window=", a.window, ": must be >= 0"));
-  Problem p;
-  p.mode = Mode::kPrefill;
-  p.dtype = a.dtype;
-  p.head_dim = a.head_dim;
-  p.num_q_heads = a.num_q_heads;
-  p.num_kv_heads = a.num_kv_heads;
-  p.window = a.window > 0;
-  Algorithm alg;
-  alg.probe = a.r ? Probe::kLearned : Probe::kNone;
-  alg.affine = a.affine;
-  if (!a.variant_key.empty()) {
+  return PlanPrefill(ToPrefillCall(a), choice);
+}
+
+absl::StatusOr<Variant> Runtime::PlanPrefill(const PrefillCall& c, Choice* choice) {
+  if (absl::Status s = CheckPrefillCall(c); !s.ok()) return s;
+  const Problem& p = c.problem;
+  const Algorithm& alg = c.algorithm;
+  if (!c.variant_key.empty()) {
     if (choice) *choice = Choice::kExplicit;
-    return ExplicitVariant(a.variant_key, p, alg);
+    return ExplicitVariant(c.variant_key, p, alg);
   }
   if (choice) *choice = Choice::kDefault;
-  return Variant::Create(p, alg, CanonicalSchedule(p, alg, DefaultPrefillSchedule(p, alg)));
+  return Variant::Create(p, alg, DefaultSchedule(p, alg));
 }
 
 absl::Status Runtime::RunPrefill(const Variant& v, const PrefillArgs& a, CUstream stream) {
-  if (a.batch == 0 || a.seqlen_q == 0) return absl::OkStatus();
+  return LaunchPrefill(v, PrefillParams(a), stream);
+}
+
+absl::Status Runtime::RunPrefill(const Variant& v, const PrefillCall& c, CUstream stream) {
+  return LaunchPrefill(v, c.params, stream);
+}
+
+absl::Status Runtime::LaunchPrefill(const Variant& v, PlxPrefillParams p, CUstream stream) {
+  if (p.batch == 0 || p.seqlen_q == 0) return absl::OkStatus();
   absl::StatusOr<const LoadedKernel*> k = Load(v);
   if (!k.ok()) return k.status();
   if (absl::Status s = MakeCurrent(); !s.ok()) return s;
-  PlxPrefillParams p{};
-  p.q = a.q; p.r = a.r; p.k = a.k; p.v = a.v; p.out = a.out;
-  p.cu_seqlens_q = a.cu_seqlens_q;
-  p.cu_seqlens_k = a.cu_seqlens_k;
-  p.q_stride_b = a.q_stride_b; p.q_stride_l = a.q_stride_l; p.q_stride_h = a.q_stride_h;
-  p.r_stride_b = a.r_stride_b; p.r_stride_l = a.r_stride_l; p.r_stride_h = a.r_stride_h;
-  p.k_stride_b = a.k_stride_b; p.k_stride_l = a.k_stride_l; p.k_stride_h = a.k_stride_h;
-  p.v_stride_b = a.v_stride_b; p.v_stride_l = a.v_stride_l; p.v_stride_h = a.v_stride_h;
-  p.o_stride_b = a.o_stride_b; p.o_stride_l = a.o_stride_l; p.o_stride_h = a.o_stride_h;
-  p.batch = a.batch;
-  p.seqlen_q = a.seqlen_q;
-  p.seqlen_k = a.seqlen_k;
-  p.window = a.window;
-  p.scale_log2 = ScaleLog2(a.qk_scale, a.head_dim);
-  p.eps = a.eps;
   const cu::Api* d = *cu::Driver();
   void* args[] = {&p};
-  const int tiles = (a.seqlen_q + v.schedule().block_m - 1) / v.schedule().block_m;
-  PLX_CU_RETURN_IF_ERROR(d, cuLaunchKernel((*k)->main, tiles, a.num_q_heads, a.batch, (*k)->shape.threads,
-                                           1, 1, (*k)->shape.smem_bytes, stream, args, nullptr));
+  const Grid grid = FamilyFor(v.problem().mode).MainGrid(v, p.batch, p.seqlen_q, 1);
+  PLX_CU_RETURN_IF_ERROR(d, cuLaunchKernel((*k)->main, grid.x, grid.y, grid.z, (*k)->shape.threads, 1, 1,
+                                           (*k)->shape.smem_bytes, stream, args, nullptr));
   return absl::OkStatus();
 }
 

@@ -1,17 +1,11 @@
 #include "tuned_store.h"
 
-#include <cstdio>
-#include <limits>
+#include <vector>
 
 #include "parallax/codegen/bucket.h"
+#include "parallax/runtime/nvrtc_compiler.h"
 
 namespace parallax {
-
-int NvrtcVersionNumber(const std::string& version) {
-  int major = 0, minor = 0;
-  std::sscanf(version.c_str(), "%d.%d", &major, &minor);
-  return major * 1000 + minor * 10;
-}
 
 absl::StatusOr<std::unique_ptr<TunedStore>> TunedStore::Open(const std::string& path, const DeviceInfo& dev) {
   absl::StatusOr<std::unique_ptr<cache::Store>> s = cache::Store::Open(path);
@@ -39,20 +33,19 @@ absl::StatusOr<std::pair<std::string, Choice>> TunedStore::Lookup(const Problem&
   absl::StatusOr<std::vector<cache::BestConfig>> all = store_->ListBestConfigs(f);
   if (!all.ok()) return all.status();
   const cache::CurrentVersions cur = Current();
-  double best = std::numeric_limits<double>::infinity();
-  std::string key;
+  std::vector<ShapeBucket> buckets;
+  std::vector<const std::string*> keys;
   for (const cache::BestConfig& c : *all) {
     if (c.generator_version != cur.generator_version || c.nvrtc_version != cur.nvrtc_version) continue;
     if (IsTestOnlyKey(c.variant_key)) continue;
     absl::StatusOr<ShapeBucket> b = ParseBucket(c.bucket);
     if (!b.ok()) continue;
-    if (double d = BucketDistance(*b, want); d < best) {
-      best = d;
-      key = c.variant_key;
-    }
+    buckets.push_back(*b);
+    keys.push_back(&c.variant_key);
   }
-  if (key.empty()) return absl::NotFoundError("no tuned config for " + problem);
-  return std::make_pair(key, Choice::kTunedNearest);
+  const std::optional<size_t> nearest = NearestBucket(want, buckets);
+  if (!nearest) return absl::NotFoundError("no tuned config for " + problem);
+  return std::make_pair(*keys[*nearest], Choice::kTunedNearest);
 }
 
 std::optional<std::string> TunedStore::GetBinary(const std::string& artifact) {

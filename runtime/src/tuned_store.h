@@ -14,8 +14,6 @@
 
 namespace parallax {
 
-int NvrtcVersionNumber(const std::string& version);  // "13.0" -> 13000
-
 class TunedStore {
  public:
   static absl::StatusOr<std::unique_ptr<TunedStore>> Open(const std::string& path, const DeviceInfo& dev);

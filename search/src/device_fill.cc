@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
-#include "cuda_driver.h"
+#include "parallax/runtime/cuda_driver.h"
 #include "parallax/runtime/nvrtc_compiler.h"
 
 namespace parallax::search::internal {

@@ -4,42 +4,9 @@
 #include <cmath>
 
 #include "absl/status/status.h"
-#include "host_inputs.h"
+#include "device_buffer.h"
 
 namespace parallax::search::internal {
-
-const cu::Api* Api() { return *cu::Driver(); }
-
-DevBuf::~DevBuf() {
-  if (p) Api()->cuMemFree_v2(p);
-}
-
-absl::Status DevBuf::Alloc(size_t n) {
-  bytes = std::max<size_t>(n, 2);
-  PLX_CU_RETURN_IF_ERROR(Api(), cuMemAlloc_v2(&p, bytes));
-  return absl::OkStatus();
-}
-
-absl::Status DevBuf::Upload(const void* src, size_t n) {
-  PLX_RETURN_IF_ERROR(Alloc(n));
-  if (n > 0) PLX_CU_RETURN_IF_ERROR(Api(), cuMemcpyHtoD_v2(p, src, n));
-  return absl::OkStatus();
-}
-
-double Tolerance(DType t) { return t == DType::kBF16 ? 1e-2 : 2e-3; }
-
-absl::Status Poison(const DevBuf& b, size_t elems, DType t) {
-  PLX_CU_RETURN_IF_ERROR(Api(), cuMemsetD16_v2(b.p, PoisonBits(t), elems));
-  return absl::OkStatus();
-}
-
-absl::StatusOr<std::vector<double>> Download(const DevBuf& b, size_t elems, DType t) {
-  std::vector<uint16_t> h(elems);
-  PLX_RETURN_IF_ERROR(cu::Check(Api()->cuMemcpyDtoH_v2(h.data(), b.p, elems * 2), "download output"));
-  std::vector<double> d(elems);
-  for (size_t i = 0; i < elems; ++i) d[i] = FromHalfBits(h[i], t);
-  return d;
-}
 
 double Median(const std::vector<double>& v) {
   if (v.empty()) return 0;

@@ -55,4 +55,25 @@ std::vector<uint16_t> Quantise(std::vector<double>& x, DType t) {
   return h;
 }
 
+HostQrkv RandomQrkv(std::mt19937_64& rng, size_t q_rows, size_t kv_rows, int d, DType t) {
+  HostQrkv h;
+  h.q = RandomRows(rng, q_rows, d, true);
+  h.r = RandomRows(rng, q_rows, d, true);
+  h.k = RandomRows(rng, kv_rows, d, true);
+  h.v = RandomRows(rng, kv_rows, d, false);
+  h.qh = Quantise(h.q, t);
+  h.rh = Quantise(h.r, t);
+  h.kh = Quantise(h.k, t);
+  h.vh = Quantise(h.v, t);
+  return h;
+}
+
+ref::Family RefFamilyOf(const Algorithm& a, int window) {
+  ref::Family f;
+  f.probe = a.probe == Probe::kLearned ? ref::RefProbe::kLearned : ref::RefProbe::kNone;
+  f.affine = a.affine == Affine::kAmplified ? ref::RefAffine::kAmplified : ref::RefAffine::kPlain;
+  f.window = window;
+  return f;
+}
+
 }  // namespace parallax::search::internal

@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "parallax/codegen/reference.h"
 #include "parallax/codegen/variant.h"
 
 namespace parallax::search::internal {
@@ -19,5 +20,17 @@ uint16_t PoisonBits(DType t);  // a NaN payload: unwritten outputs show
 std::vector<double> RandomRows(std::mt19937_64& rng, size_t rows, int d, bool rms_normalise);
 // Rounds x to the dtype in place and returns the 16-bit images.
 std::vector<uint16_t> Quantise(std::vector<double>& x, DType t);
+
+// An attention family's inputs, drawn from rng in the order q, r, k, v (q_rows of q and r,
+// kv_rows of k and v, d values a row) and rounded: the doubles the reference reads and the
+// 16-bit images the kernel reads.
+struct HostQrkv {
+  std::vector<double> q, r, k, v;
+  std::vector<uint16_t> qh, rh, kh, vh;
+};
+HostQrkv RandomQrkv(std::mt19937_64& rng, size_t q_rows, size_t kv_rows, int d, DType t);
+
+// The float64 reference's name for the algorithm, with the window the inputs use.
+ref::Family RefFamilyOf(const Algorithm& a, int window);
 
 }  // namespace parallax::search::internal

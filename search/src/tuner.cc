@@ -8,7 +8,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "cuda_driver.h"
+#include "parallax/runtime/cuda_driver.h"
 #include "parallax/runtime/runtime.h"
 #include "parallax/search/cost_model.h"
 #include "parallax/search/decode_bench.h"

@@ -1,21 +1,14 @@
 #include "parallax/search/tuning_db.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <filesystem>
-#include <limits>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "parallax/codegen/bucket.h"
 #include "parallax/codegen/variant_json.h"
 
 namespace parallax::search {
-
-int NvrtcVersionNumber(const std::string& version) {
-  int major = 0, minor = 0;
-  std::sscanf(version.c_str(), "%d.%d", &major, &minor);
-  return major * 1000 + minor * 10;
-}
 
 cache::DeviceInfo ToCacheDevice(const DeviceInfo& d) {
   cache::DeviceInfo c;
@@ -125,23 +118,22 @@ absl::StatusOr<std::vector<std::string>> TuningDb::WarmStartSeeds(const UnitKey&
   if (!all.ok()) return all.status();
   absl::StatusOr<ShapeBucket> want = ParseBucket(u.bucket);
   if (!want.ok()) return want.status();
-  const cache::BestConfig* nearest = nullptr;
-  double best = std::numeric_limits<double>::infinity();
+  std::vector<ShapeBucket> buckets;  // the other tuned buckets, for NearestBucket (bucket.h)
+  std::vector<const cache::BestConfig*> tuned;
   for (const cache::BestConfig& c : *all) {
     if (c.bucket == u.bucket || c.generator_version != kGeneratorVersion || c.nvrtc_version != u.nvrtc_version)
       continue;
     absl::StatusOr<ShapeBucket> b = ParseBucket(c.bucket);
     if (!b.ok()) continue;
-    if (const double d = BucketDistance(*b, *want); d < best) {
-      best = d;
-      nearest = &c;
-    }
+    buckets.push_back(*b);
+    tuned.push_back(&c);
   }
   std::vector<std::string> seeds;
-  if (nearest == nullptr) return seeds;
-  seeds.push_back(nearest->variant_key);
+  const std::optional<size_t> nearest = NearestBucket(*want, buckets);
+  if (!nearest) return seeds;
+  seeds.push_back(tuned[*nearest]->variant_key);
   UnitKey other = u;
-  other.bucket = nearest->bucket;
+  other.bucket = tuned[*nearest]->bucket;
   absl::StatusOr<std::vector<Trial>> trials = Earlier(other);
   if (!trials.ok()) return trials.status();
   std::map<std::string, double> fastest;  // per key, its best ok median

@@ -1,6 +1,7 @@
 #include "parallax/service/config_lookup.h"
 
-#include <limits>
+#include <optional>
+#include <vector>
 
 namespace parallax::service {
 
@@ -13,26 +14,23 @@ absl::StatusOr<v1::GetBestConfigResponse> LookupBestConfig(LookupCache& cache, c
   // Every bucket of this device and problem: the exact one is among them.
   absl::StatusOr<std::shared_ptr<const CachedConfigs>> rows = cache.Get(q.device_fingerprint, q.spec.problem_key);
   if (!rows.ok()) return rows.status();
-  const ShapeBucket want = BucketFor(q.spec.batch, q.spec.seqlen);
-  const CachedConfig* best = nullptr;
-  double best_distance = std::numeric_limits<double>::infinity();
-  // Rows come ordered by bucket string; a strict '<' keeps the first of equal distances,
-  // the tie rule the runtime's TunedStore uses.
+  std::vector<ShapeBucket> buckets;  // the servable rows', for NearestBucket (bucket.h)
+  std::vector<const CachedConfig*> servable;
   for (const CachedConfig& c : **rows) {
     if (!c.usable || c.row.generator_version != q.versions.generator_version ||
         c.row.nvrtc_version != q.versions.nvrtc_version || c.problem != q.spec.problem ||
         c.algorithm != q.spec.algorithm)
       continue;
-    if (const double d = BucketDistance(want, c.bucket); d < best_distance) {
-      best_distance = d;
-      best = &c;
-    }
+    buckets.push_back(c.bucket);
+    servable.push_back(&c);
   }
-  if (best) {
-    out.set_variant_key(best->row.variant_key);
-    out.set_median_us(best->row.median_us);
-    out.set_bucket(best->row.bucket);
-    out.set_match(best_distance == 0 ? v1::MATCH_EXACT : v1::MATCH_NEAREST_BUCKET);
+  const ShapeBucket want = BucketFor(q.spec.batch, q.spec.seqlen);
+  if (const std::optional<size_t> nearest = NearestBucket(want, buckets)) {
+    const CachedConfig& best = *servable[*nearest];
+    out.set_variant_key(best.row.variant_key);
+    out.set_median_us(best.row.median_us);
+    out.set_bucket(best.row.bucket);
+    out.set_match(best.bucket == want ? v1::MATCH_EXACT : v1::MATCH_NEAREST_BUCKET);
     return out;
   }
   out.set_variant_key(q.spec.default_variant_key);

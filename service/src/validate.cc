@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "parallax/codegen/space.h"
 #include "parallax/runtime/device.h"
+#include "parallax/runtime/nvrtc_compiler.h"
 #include "parallax/service/buckets.h"
 #include "parallax/service/proto_convert.h"
 
@@ -122,7 +123,7 @@ absl::StatusOr<std::string> ValidateDevice(const v1::DeviceFingerprint& d, absl:
   if (d.driver_version() < 1) return BadValue(path, "driver_version", d.driver_version(), "must be >= 1");
   if (absl::Status st = CheckText(path, "nvrtc_version", d.nvrtc_version(), limits, true); !st.ok())
     return st;
-  if (absl::StatusOr<int> n = NvrtcVersionNumber(d.nvrtc_version()); !n.ok())
+  if (absl::StatusOr<int> n = ParseNvrtcVersion(d.nvrtc_version()); !n.ok())
     return absl::InvalidArgumentError(absl::StrCat(path, ".", n.status().message()));
   return DeviceFromProto(d).fingerprint();
 }
@@ -142,7 +143,7 @@ absl::StatusOr<LookupQuery> ValidateLookup(const v1::GetBestConfigRequest& r,
   if (!spec.ok()) return spec.status();
   q.spec = *std::move(spec);
   q.versions.generator_version = r.generator_version() > 0 ? r.generator_version() : kGeneratorVersion;
-  q.versions.nvrtc_version = *NvrtcVersionNumber(r.device().nvrtc_version());
+  q.versions.nvrtc_version = *ParseNvrtcVersion(r.device().nvrtc_version());
   return q;
 }
 

@@ -200,27 +200,27 @@ TEST(CApi, DecodeValidatesBeforeTouchingTheContext) {
 TEST(CApiDecode, ValidContiguous) {
   const plx_decode_args a = ValidDecode();
   ASSERT_EQ(plx_decode_validate(&a), PLX_OK) << plx_last_error();
-  absl::StatusOr<parallax::DecodeArgs> d = parallax::capi::TranslateDecodeArgs(a);
+  absl::StatusOr<parallax::DecodeCall> d = parallax::capi::TranslateDecodeArgs(a);
   ASSERT_TRUE(d.ok()) << d.status();
-  EXPECT_EQ(d->dtype, parallax::DType::kBF16);
-  EXPECT_EQ(d->batch, kB);
-  EXPECT_EQ(d->num_q_heads, kHq);
-  EXPECT_EQ(d->num_kv_heads, kHkv);
-  EXPECT_EQ(d->head_dim, kD);
-  EXPECT_EQ(d->seqlen, kL);
-  EXPECT_EQ(d->q_stride_b, kHq * kD);
-  EXPECT_EQ(d->q_stride_h, kD);
-  EXPECT_EQ(d->r_stride_b, kHq * kD);
-  EXPECT_EQ(d->o_stride_h, kD);
-  EXPECT_EQ(d->k_stride_0, kL * kHkv * kD);
-  EXPECT_EQ(d->k_stride_1, kHkv * kD);
-  EXPECT_EQ(d->k_stride_h, kD);
-  EXPECT_EQ(d->block_table, nullptr);
-  EXPECT_EQ(d->seqlens, nullptr);
-  EXPECT_EQ(d->page_size, 0);
-  EXPECT_EQ(d->q, Fake(1));
-  EXPECT_EQ(d->r, Fake(2));
-  EXPECT_EQ(d->out, Fake(5));
+  EXPECT_EQ(d->problem.dtype, parallax::DType::kBF16);
+  EXPECT_EQ(d->params.batch, kB);
+  EXPECT_EQ(d->problem.num_q_heads, kHq);
+  EXPECT_EQ(d->problem.num_kv_heads, kHkv);
+  EXPECT_EQ(d->problem.head_dim, kD);
+  EXPECT_EQ(d->params.seqlen, kL);
+  EXPECT_EQ(d->params.q_stride_b, kHq * kD);
+  EXPECT_EQ(d->params.q_stride_h, kD);
+  EXPECT_EQ(d->params.r_stride_b, kHq * kD);
+  EXPECT_EQ(d->params.o_stride_h, kD);
+  EXPECT_EQ(d->params.k_stride_0, kL * kHkv * kD);
+  EXPECT_EQ(d->params.k_stride_1, kHkv * kD);
+  EXPECT_EQ(d->params.k_stride_h, kD);
+  EXPECT_EQ(d->params.block_table, nullptr);
+  EXPECT_EQ(d->params.seqlens, nullptr);
+  EXPECT_EQ(d->problem.page_size, 0);
+  EXPECT_EQ(d->params.q, Fake(1));
+  EXPECT_EQ(d->params.r, Fake(2));
+  EXPECT_EQ(d->params.out, Fake(5));
   EXPECT_TRUE(d->variant_key.empty());
 }
 
@@ -228,10 +228,10 @@ TEST(CApiDecode, SoftmaxWhenRIsAbsent) {
   plx_decode_args a = ValidDecode(PLX_FP16);
   a.r.data = nullptr;  // the rest of r's descriptor is ignored
   a.r.dtype = PLX_INT32;
-  absl::StatusOr<parallax::DecodeArgs> d = parallax::capi::TranslateDecodeArgs(a);
+  absl::StatusOr<parallax::DecodeCall> d = parallax::capi::TranslateDecodeArgs(a);
   ASSERT_TRUE(d.ok()) << d.status();
-  EXPECT_EQ(d->r, nullptr);
-  EXPECT_EQ(d->dtype, parallax::DType::kFP16);
+  EXPECT_EQ(d->params.r, nullptr);
+  EXPECT_EQ(d->problem.dtype, parallax::DType::kFP16);
 }
 
 TEST(CApiDecode, EngineShapeWithTokenDim) {
@@ -239,10 +239,10 @@ TEST(CApiDecode, EngineShapeWithTokenDim) {
   a.q = T(Fake(1), PLX_BF16, {kB, 1, kHq, kD});
   a.r = T(Fake(2), PLX_BF16, {kB, 1, kHq, kD});
   a.out = T(Fake(5), PLX_BF16, {kB, 1, kHq, kD});
-  absl::StatusOr<parallax::DecodeArgs> d = parallax::capi::TranslateDecodeArgs(a);
+  absl::StatusOr<parallax::DecodeCall> d = parallax::capi::TranslateDecodeArgs(a);
   ASSERT_TRUE(d.ok()) << d.status();
-  EXPECT_EQ(d->q_stride_b, kHq * kD);
-  EXPECT_EQ(d->q_stride_h, kD);
+  EXPECT_EQ(d->params.q_stride_b, kHq * kD);
+  EXPECT_EQ(d->params.q_stride_h, kD);
   // q [B, 1, Hq, D] against out [B, Hq, D]: the same rows.
   a.out = T(Fake(5), PLX_BF16, {kB, kHq, kD});
   EXPECT_EQ(plx_decode_validate(&a), PLX_OK) << plx_last_error();
@@ -255,43 +255,43 @@ TEST(CApiDecode, HeadMajorCacheThroughStrides) {
   plx_decode_args a = ValidDecode();
   a.k = T(Fake(3), PLX_BF16, {kB, kL, kHkv, kD}, {kHkv * kL * kD, kD, kL * kD, 1});
   a.v = T(Fake(4), PLX_BF16, {kB, kL, kHkv, kD}, {kHkv * kL * kD, kD, kL * kD, 1});
-  absl::StatusOr<parallax::DecodeArgs> d = parallax::capi::TranslateDecodeArgs(a);
+  absl::StatusOr<parallax::DecodeCall> d = parallax::capi::TranslateDecodeArgs(a);
   ASSERT_TRUE(d.ok()) << d.status();
-  EXPECT_EQ(d->k_stride_0, kHkv * kL * kD);
-  EXPECT_EQ(d->k_stride_1, kD);
-  EXPECT_EQ(d->k_stride_h, kL * kD);
-  EXPECT_EQ(d->v_stride_h, kL * kD);
+  EXPECT_EQ(d->params.k_stride_0, kHkv * kL * kD);
+  EXPECT_EQ(d->params.k_stride_1, kD);
+  EXPECT_EQ(d->params.k_stride_h, kL * kD);
+  EXPECT_EQ(d->params.v_stride_h, kL * kD);
 }
 
 TEST(CApiDecode, StridedQueryView) {
   // q is a slice of a wider [B, 3*Hq, D] projection output.
   plx_decode_args a = ValidDecode();
   a.q = T(Fake(1), PLX_BF16, {kB, kHq, kD}, {3 * kHq * kD, kD, 1});
-  absl::StatusOr<parallax::DecodeArgs> d = parallax::capi::TranslateDecodeArgs(a);
+  absl::StatusOr<parallax::DecodeCall> d = parallax::capi::TranslateDecodeArgs(a);
   ASSERT_TRUE(d.ok()) << d.status();
-  EXPECT_EQ(d->q_stride_b, 3 * kHq * kD);
+  EXPECT_EQ(d->params.q_stride_b, 3 * kHq * kD);
 }
 
 TEST(CApiDecode, Paged) {
   const plx_decode_args a = ValidPagedDecode();
-  absl::StatusOr<parallax::DecodeArgs> d = parallax::capi::TranslateDecodeArgs(a);
+  absl::StatusOr<parallax::DecodeCall> d = parallax::capi::TranslateDecodeArgs(a);
   ASSERT_TRUE(d.ok()) << d.status();
-  EXPECT_EQ(d->page_size, 16);
-  EXPECT_EQ(d->seqlen, 4 * 16);
-  EXPECT_EQ(d->block_table, Fake(6));
-  EXPECT_EQ(d->block_table_stride, 4);
-  EXPECT_EQ(d->seqlens, Fake(7));
-  EXPECT_EQ(d->k_stride_0, 16 * kHkv * kD);
-  EXPECT_EQ(d->k_stride_1, kHkv * kD);
+  EXPECT_EQ(d->problem.page_size, 16);
+  EXPECT_EQ(d->params.seqlen, 4 * 16);
+  EXPECT_EQ(d->params.block_table, Fake(6));
+  EXPECT_EQ(d->params.block_table_stride, 4);
+  EXPECT_EQ(d->params.seqlens, Fake(7));
+  EXPECT_EQ(d->params.k_stride_0, 16 * kHkv * kD);
+  EXPECT_EQ(d->params.k_stride_1, kHkv * kD);
 }
 
 TEST(CApiDecode, ContiguousWithSeqlens) {
   plx_decode_args a = ValidDecode();
   a.cache_seqlens = T(Fake(7), PLX_INT32, {kB});
-  absl::StatusOr<parallax::DecodeArgs> d = parallax::capi::TranslateDecodeArgs(a);
+  absl::StatusOr<parallax::DecodeCall> d = parallax::capi::TranslateDecodeArgs(a);
   ASSERT_TRUE(d.ok()) << d.status();
-  EXPECT_EQ(d->seqlens, Fake(7));
-  EXPECT_EQ(d->seqlen, kL);
+  EXPECT_EQ(d->params.seqlens, Fake(7));
+  EXPECT_EQ(d->params.seqlen, kL);
   a.cache_seqlens = T(Fake(7), PLX_INT32, {kB + 1});
   ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"cache_seqlens: shape[0]=3"});
   a.cache_seqlens = T(Fake(7), PLX_INT32, {kB}, {2});
@@ -309,12 +309,12 @@ TEST(CApiDecode, OptionsPassThrough) {
   a.num_splits = 4;
   a.workspace = Fake(9);
   a.workspace_bytes = 4096;
-  absl::StatusOr<parallax::DecodeArgs> d = parallax::capi::TranslateDecodeArgs(a);
+  absl::StatusOr<parallax::DecodeCall> d = parallax::capi::TranslateDecodeArgs(a);
   ASSERT_TRUE(d.ok()) << d.status();
-  EXPECT_EQ(d->qk_scale, 0.f);
-  EXPECT_EQ(d->window, 32);
-  EXPECT_EQ(d->affine, parallax::Affine::kAmplified);
-  EXPECT_FLOAT_EQ(d->eps, 1e-3f);
+  EXPECT_EQ(d->params.scale_log2, 0.f);
+  EXPECT_EQ(d->params.window, 32);
+  EXPECT_EQ(d->algorithm.affine, parallax::Affine::kAmplified);
+  EXPECT_FLOAT_EQ(d->params.eps, 1e-3f);
   EXPECT_EQ(d->num_splits, 4);
   EXPECT_EQ(d->workspace, Fake(9));
   EXPECT_EQ(d->workspace_bytes, 4096u);
@@ -534,9 +534,9 @@ TEST(CApiDecode, PagedErrors) {
   ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"block_table: strides[1]=2"});
   a = ValidPagedDecode();  // a row-padded block table is fine
   a.block_table = T(Fake(6), PLX_INT32, {kB, 4}, {8, 1});
-  absl::StatusOr<parallax::DecodeArgs> d = parallax::capi::TranslateDecodeArgs(a);
+  absl::StatusOr<parallax::DecodeCall> d = parallax::capi::TranslateDecodeArgs(a);
   ASSERT_TRUE(d.ok()) << d.status();
-  EXPECT_EQ(d->block_table_stride, 8);
+  EXPECT_EQ(d->params.block_table_stride, 8);
   a = ValidPagedDecode();  // the page pool need not be a multiple of the batch
   a.k = T(Fake(3), PLX_BF16, {7, 16, kHkv, kD});
   a.v = T(Fake(4), PLX_BF16, {7, 16, kHkv, kD});
@@ -589,7 +589,7 @@ TEST(CApiDecode, VariantKeys) {
   const std::string key = v->Key();
   a.variant = key.c_str();
   EXPECT_EQ(plx_decode_validate(&a), PLX_OK) << plx_last_error();
-  absl::StatusOr<parallax::DecodeArgs> d = parallax::capi::TranslateDecodeArgs(a);
+  absl::StatusOr<parallax::DecodeCall> d = parallax::capi::TranslateDecodeArgs(a);
   ASSERT_TRUE(d.ok());
   EXPECT_EQ(d->variant_key, key);
   a.variant = "";  // empty = runtime choice
@@ -625,38 +625,149 @@ TEST(CApiDecode, VariantKeys) {
   ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"variant: '", "prefill kernel"});
 }
 
+TEST(CApiDecode, RuntimeChecksRunInValidation) {
+  plx_decode_args a = ValidDecode();
+  a.num_splits = 257;  // well-formed, but more than the runtime launches
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"plx_decode_validate: num_splits=257: must be in 0..256"});
+  a.num_splits = 256;
+  EXPECT_EQ(plx_decode_validate(&a), PLX_OK) << plx_last_error();
+}
+
+// ---- one call, whichever front end: C descriptors or the C++ DecodeArgs/PrefillArgs ----------
+
+bool SameParams(const PlxDecodeParams& a, const PlxDecodeParams& b) { return std::memcmp(&a, &b, sizeof(a)) == 0; }
+bool SameParams(const PlxPrefillParams& a, const PlxPrefillParams& b) { return std::memcmp(&a, &b, sizeof(a)) == 0; }
+
+// The C++ arguments for the tensors ValidDecode / ValidPrefill describe: sizes and pointers.
+template <typename Args>
+Args CppArgs(parallax::DType dtype) {
+  Args a;
+  a.dtype = dtype;
+  a.batch = kB;
+  a.num_q_heads = kHq;
+  a.num_kv_heads = kHkv;
+  a.head_dim = kD;
+  a.q = Fake(1);
+  a.r = Fake(2);
+  a.k = Fake(3);
+  a.v = Fake(4);
+  a.out = Fake(5);
+  return a;
+}
+
+TEST(CApiCall, DecodeParamsAreBuiltOnceAndMatchTheCppFrontEnd) {
+  plx_decode_args a = ValidPagedDecode();
+  a.qk_scale = 0.125f;
+  a.window = 32;
+  a.affine = PLX_AFFINE_AMPLIFIED;
+  a.eps = 1e-3f;
+  a.num_splits = 4;
+  a.workspace = Fake(9);
+  a.workspace_bytes = 4096;
+  absl::StatusOr<parallax::DecodeCall> c = parallax::capi::TranslateDecodeArgs(a);
+  ASSERT_TRUE(c.ok()) << c.status();
+
+  parallax::DecodeArgs d = CppArgs<parallax::DecodeArgs>(parallax::DType::kBF16);
+  d.q_stride_b = d.r_stride_b = d.o_stride_b = kHq * kD;
+  d.q_stride_h = d.r_stride_h = d.o_stride_h = kD;
+  d.k_stride_0 = d.v_stride_0 = 16 * kHkv * kD;
+  d.k_stride_1 = d.v_stride_1 = kHkv * kD;
+  d.k_stride_h = d.v_stride_h = kD;
+  d.seqlens = static_cast<const int*>(Fake(7));
+  d.seqlen = 4 * 16;
+  d.block_table = static_cast<const int*>(Fake(6));
+  d.block_table_stride = 4;
+  d.page_size = 16;
+  d.qk_scale = 0.125f;
+  d.window = 32;
+  d.affine = parallax::Affine::kAmplified;
+  d.eps = 1e-3f;
+  d.num_splits = 4;
+  d.workspace = Fake(9);
+  d.workspace_bytes = 4096;
+  const parallax::DecodeCall want = parallax::ToDecodeCall(d);
+  ASSERT_TRUE(parallax::CheckDecodeCall(want).ok());
+
+  EXPECT_EQ(c->problem, want.problem);
+  EXPECT_EQ(c->problem.kv_layout, parallax::KvLayout::kPaged);
+  EXPECT_TRUE(c->problem.window);
+  EXPECT_EQ(c->algorithm, want.algorithm);
+  EXPECT_EQ(c->algorithm.probe, parallax::Probe::kLearned);
+  EXPECT_TRUE(SameParams(c->params, want.params));
+  EXPECT_EQ(c->num_splits, 4);
+  EXPECT_EQ(c->workspace, want.workspace);
+  EXPECT_EQ(c->workspace_bytes, want.workspace_bytes);
+  EXPECT_FLOAT_EQ(c->params.scale_log2, 0.125f * 1.4426950408889634f);
+  // What the plan decides is left to the launch.
+  EXPECT_EQ(c->params.num_splits, 0);
+  EXPECT_EQ(c->params.part_stats, nullptr);
+  EXPECT_EQ(c->params.part_o, nullptr);
+  EXPECT_EQ(c->params.counters, nullptr);
+}
+
+TEST(CApiCall, DefaultScaleIsOneOverSqrtHeadDimInLog2Units) {
+  absl::StatusOr<parallax::DecodeCall> c = parallax::capi::TranslateDecodeArgs(ValidDecode());
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_FLOAT_EQ(c->params.scale_log2, 1.4426950408889634f / std::sqrt(static_cast<float>(kD)));
+  EXPECT_EQ(c->params.scale_log2, parallax::ScaleLog2(-1.f, kD));
+}
+
+TEST(CApiCall, PrefillParamsMatchTheCppFrontEnd) {
+  plx_prefill_args a = ValidPrefill();
+  a.window = 16;
+  absl::StatusOr<parallax::PrefillCall> c = parallax::capi::TranslatePrefillArgs(a);
+  ASSERT_TRUE(c.ok()) << c.status();
+
+  parallax::PrefillArgs p = CppArgs<parallax::PrefillArgs>(parallax::DType::kFP16);
+  p.q_stride_b = p.r_stride_b = p.o_stride_b = 40 * kHq * kD;
+  p.q_stride_l = p.r_stride_l = p.o_stride_l = kHq * kD;
+  p.q_stride_h = p.r_stride_h = p.o_stride_h = kD;
+  p.k_stride_b = p.v_stride_b = 50 * kHkv * kD;
+  p.k_stride_l = p.v_stride_l = kHkv * kD;
+  p.k_stride_h = p.v_stride_h = kD;
+  p.seqlen_q = 40;
+  p.seqlen_k = 50;
+  p.window = 16;
+  const parallax::PrefillCall want = parallax::ToPrefillCall(p);
+  ASSERT_TRUE(parallax::CheckPrefillCall(want).ok());
+  EXPECT_EQ(c->problem, want.problem);
+  EXPECT_EQ(c->problem.mode, parallax::Mode::kPrefill);
+  EXPECT_EQ(c->algorithm, want.algorithm);
+  EXPECT_TRUE(SameParams(c->params, want.params));
+}
+
 // ---- prefill --------------------------------------------------------------------------------
 
 TEST(CApiPrefill, ValidBatched) {
   const plx_prefill_args a = ValidPrefill();
-  absl::StatusOr<parallax::PrefillArgs> p = parallax::capi::TranslatePrefillArgs(a);
+  absl::StatusOr<parallax::PrefillCall> p = parallax::capi::TranslatePrefillArgs(a);
   ASSERT_TRUE(p.ok()) << p.status();
-  EXPECT_EQ(p->dtype, parallax::DType::kFP16);
-  EXPECT_EQ(p->batch, kB);
-  EXPECT_EQ(p->seqlen_q, 40);
-  EXPECT_EQ(p->seqlen_k, 50);
-  EXPECT_EQ(p->q_stride_b, 40 * kHq * kD);
-  EXPECT_EQ(p->q_stride_l, kHq * kD);
-  EXPECT_EQ(p->q_stride_h, kD);
-  EXPECT_EQ(p->k_stride_b, 50 * kHkv * kD);
-  EXPECT_EQ(p->k_stride_l, kHkv * kD);
-  EXPECT_EQ(p->o_stride_l, kHq * kD);
-  EXPECT_EQ(p->cu_seqlens_q, nullptr);
+  EXPECT_EQ(p->problem.dtype, parallax::DType::kFP16);
+  EXPECT_EQ(p->params.batch, kB);
+  EXPECT_EQ(p->params.seqlen_q, 40);
+  EXPECT_EQ(p->params.seqlen_k, 50);
+  EXPECT_EQ(p->params.q_stride_b, 40 * kHq * kD);
+  EXPECT_EQ(p->params.q_stride_l, kHq * kD);
+  EXPECT_EQ(p->params.q_stride_h, kD);
+  EXPECT_EQ(p->params.k_stride_b, 50 * kHkv * kD);
+  EXPECT_EQ(p->params.k_stride_l, kHkv * kD);
+  EXPECT_EQ(p->params.o_stride_l, kHq * kD);
+  EXPECT_EQ(p->params.cu_seqlens_q, nullptr);
 }
 
 TEST(CApiPrefill, ValidPacked) {
   const plx_prefill_args a = ValidPackedPrefill();
-  absl::StatusOr<parallax::PrefillArgs> p = parallax::capi::TranslatePrefillArgs(a);
+  absl::StatusOr<parallax::PrefillCall> p = parallax::capi::TranslatePrefillArgs(a);
   ASSERT_TRUE(p.ok()) << p.status();
-  EXPECT_EQ(p->batch, 2);
-  EXPECT_EQ(p->seqlen_q, 60);
-  EXPECT_EQ(p->seqlen_k, 70);
-  EXPECT_EQ(p->cu_seqlens_q, Fake(6));
-  EXPECT_EQ(p->cu_seqlens_k, Fake(7));
-  EXPECT_EQ(p->q_stride_b, 0);
-  EXPECT_EQ(p->q_stride_l, kHq * kD);
-  EXPECT_EQ(p->k_stride_l, kHkv * kD);
-  EXPECT_EQ(p->k_stride_h, kD);
+  EXPECT_EQ(p->params.batch, 2);
+  EXPECT_EQ(p->params.seqlen_q, 60);
+  EXPECT_EQ(p->params.seqlen_k, 70);
+  EXPECT_EQ(p->params.cu_seqlens_q, Fake(6));
+  EXPECT_EQ(p->params.cu_seqlens_k, Fake(7));
+  EXPECT_EQ(p->params.q_stride_b, 0);
+  EXPECT_EQ(p->params.q_stride_l, kHq * kD);
+  EXPECT_EQ(p->params.k_stride_l, kHkv * kD);
+  EXPECT_EQ(p->params.k_stride_h, kD);
 }
 
 TEST(CApiPrefill, Errors) {

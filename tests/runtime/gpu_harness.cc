@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
-#include "cuda_driver.h"
+#include "parallax/runtime/cuda_driver.h"
 
 namespace parallax::testing {
 namespace {

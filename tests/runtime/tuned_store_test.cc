@@ -8,7 +8,7 @@
 #include <filesystem>
 
 #include "parallax/cache/store.h"
-#include "parallax/codegen/bucket.h"
+#include "parallax/runtime/nvrtc_compiler.h"
 
 namespace parallax {
 namespace {
@@ -71,6 +71,21 @@ TEST_F(TunedStoreTest, ExactThenNearestBucket) {
   EXPECT_NE(near->first.find("n128"), std::string::npos);
 }
 
+// Equally near buckets: the smaller bucket string wins (NearestBucket, bucket.h), as in the
+// service's GetBestConfig.
+TEST_F(TunedStoreTest, NearestBucketTiesGoToTheSmallerBucketString) {
+  const std::string b4 = "decode-bf16-d128-h32x8-contig-nowin.learned-plain.mma-n64-w4-s3-split4-g4";
+  const std::string b16 = "decode-bf16-d128-h32x8-contig-nowin.learned-plain.mma-n128-w4-s2-splitauto-g4";
+  Put("b4-l4096", b4);
+  Put("b16-l4096", b16);
+  auto db = TunedStore::Open(path_, dev_);
+  ASSERT_TRUE(db.ok()) << db.status();
+  auto near = (*db)->Lookup(problem_, alg_, 8, 4096);  // one octave from either
+  ASSERT_TRUE(near.ok()) << near.status();
+  EXPECT_EQ(near->first, b16);
+  EXPECT_EQ(near->second, Choice::kTunedNearest);
+}
+
 TEST_F(TunedStoreTest, StaleGeneratorVersionIsNotServed) {
   Put("b8-l4096", "decode-bf16-d128-h32x8-contig-nowin.learned-plain.mma-n64-w4-s3-split4-g4",
       kGeneratorVersion - 1);
@@ -118,15 +133,6 @@ TEST_F(TunedStoreTest, BinariesRoundTrip) {
   auto got = (*again)->GetBinary("abc");
   ASSERT_TRUE(got.has_value());
   EXPECT_EQ(*got, cubin);
-}
-
-TEST(Buckets, RoundUpAndDistance) {
-  EXPECT_EQ(ToString(BucketFor(1, 10)), "b1-l1024");
-  EXPECT_EQ(ToString(BucketFor(9, 4097)), "b16-l8192");
-  EXPECT_EQ(BucketDistance(BucketFor(8, 4096), BucketFor(32, 2048)), 3.0);
-  EXPECT_TRUE(ParseBucket("b8-l4096").ok());
-  EXPECT_FALSE(ParseBucket("b8-l4096x").ok());
-  EXPECT_FALSE(ParseBucket("8-4096").ok());
 }
 
 }  // namespace

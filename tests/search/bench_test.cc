@@ -1,10 +1,14 @@
 // The benches' pure-CPU pieces: the prefill FLOP count (visible pairs of the causal-at-the-end
-// mask, with and without a window) and the input-set sizing.
+// mask, with and without a window), the input-set sizing, and the host inputs every family's
+// reduced check draws (the same values for the same seed as before the shared harness).
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <random>
 
+#include "host_inputs.h"  // search/src: white-box
+#include "parallax/search/decode_bench.h"
 #include "parallax/search/prefill_bench.h"
 
 namespace parallax::search {
@@ -74,6 +78,60 @@ TEST(PrefillFlops, InputSetBytes) {
   EXPECT_DOUBLE_EQ(PrefillInputSetBytes(s), (64.0 + 2.0 * 64) * 64 * 2);
   BenchOptions o;
   EXPECT_EQ(InputSetsFor(PrefillInputSetBytes(s), 50e6, 80e9, o), o.max_sets);
+}
+
+TEST(InputSets, RotateEnoughToDefeatL2WithinMemory) {
+  BenchOptions o;  // 2 x L2, at most 64 sets, 60% of memory
+  EXPECT_EQ(InputSetsFor(10e6, 50e6, 80e9, o), 10);    // 2 x 50 MB of 10 MB sets
+  EXPECT_EQ(InputSetsFor(10e6, 1e6, 80e9, o), 1);      // one set already exceeds L2
+  EXPECT_EQ(InputSetsFor(1e3, 50e6, 80e9, o), 64);     // capped
+  EXPECT_EQ(InputSetsFor(10e6, 50e6, 35e6, o), 2);     // floor(0.6 x 35 / 10) fit
+  EXPECT_EQ(InputSetsFor(10e6, 50e6, 10e6, o), 0);     // none fits: the bench says so
+}
+
+TEST(InputSets, DecodeSetBytesCountWholePagesAndR) {
+  BenchShape s;
+  s.problem.num_q_heads = 4;
+  s.problem.num_kv_heads = 2;
+  s.problem.head_dim = 64;
+  s.batch = 2;
+  s.seqlen = 100;
+  // K and V: 2 x 100 x 2 rows; q and r: 2 x 4 rows; 64 x 2 bytes a row.
+  EXPECT_DOUBLE_EQ(InputSetBytes(s), (2.0 * 400 + 2.0 * 8) * 64 * 2);
+  s.problem.kv_layout = KvLayout::kPaged;
+  s.problem.page_size = 16;  // 7 pages, 112 slots per sequence
+  EXPECT_DOUBLE_EQ(InputSetBytes(s), (2.0 * 448 + 2.0 * 8) * 64 * 2);
+  s.algorithm.probe = Probe::kNone;  // r is still made (and counted)
+  EXPECT_DOUBLE_EQ(InputSetBytes(s), (2.0 * 448 + 2.0 * 8) * 64 * 2);
+}
+
+TEST(HostInputs, QrkvAreFourRowDrawsInOrderThenRounded) {
+  std::mt19937_64 rng(42), want_rng(42);
+  internal::HostQrkv h = internal::RandomQrkv(rng, 3, 5, 32, DType::kBF16);
+  std::vector<double> q = internal::RandomRows(want_rng, 3, 32, true);
+  std::vector<double> r = internal::RandomRows(want_rng, 3, 32, true);
+  std::vector<double> k = internal::RandomRows(want_rng, 5, 32, true);
+  std::vector<double> v = internal::RandomRows(want_rng, 5, 32, false);
+  EXPECT_EQ(h.qh, internal::Quantise(q, DType::kBF16));
+  EXPECT_EQ(h.rh, internal::Quantise(r, DType::kBF16));
+  EXPECT_EQ(h.kh, internal::Quantise(k, DType::kBF16));
+  EXPECT_EQ(h.vh, internal::Quantise(v, DType::kBF16));
+  EXPECT_EQ(h.q, q);  // the rounded values the reference reads
+  EXPECT_EQ(h.r, r);
+  EXPECT_EQ(h.k, k);
+  EXPECT_EQ(h.v, v);
+  EXPECT_TRUE(rng == want_rng);  // what a family draws next (decode's page shuffle) is unchanged
+}
+
+TEST(HostInputs, RefFamilyFollowsTheAlgorithm) {
+  Algorithm a;
+  a.probe = Probe::kNone;
+  a.affine = Affine::kAmplified;
+  const ref::Family f = internal::RefFamilyOf(a, 7);
+  EXPECT_EQ(f.probe, ref::RefProbe::kNone);
+  EXPECT_EQ(f.affine, ref::RefAffine::kAmplified);
+  EXPECT_EQ(f.window, 7);
+  EXPECT_EQ(internal::RefFamilyOf(Algorithm{}, 0).probe, ref::RefProbe::kLearned);
 }
 
 }  // namespace

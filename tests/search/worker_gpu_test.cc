@@ -267,5 +267,34 @@ TEST_F(GpuTest, BenchVerifiesAndTimesPrefill) {
   }
 }
 
+// The full-shape check (b) is the harness's, so prefill has it too: against its own default
+// variant the error is within the bound, and Info() names the reference.
+TEST_F(GpuTest, PrefillBenchComparesTheFullShapeWithAReferenceVariant) {
+  std::unique_ptr<Runtime> rt = *Runtime::Create(RuntimeOptions{});
+  PrefillShape s;
+  s.problem = Qwen();
+  s.problem.mode = Mode::kPrefill;
+  s.batch = 2;
+  s.seqlen_q = s.seqlen_k = 1024;
+  BenchOptions o;
+  std::string key;
+  {
+    absl::StatusOr<std::unique_ptr<PrefillBench>> b = PrefillBench::Create(*rt, s, o);
+    ASSERT_TRUE(b.ok()) << b.status();
+    EXPECT_FALSE((*b)->Info().contains("full_reference"));
+    absl::StatusOr<Timing> t = (*b)->Time("", 1);
+    ASSERT_TRUE(t.ok()) << t.status();
+    key = t->variant;
+  }
+  o.reference_key = key;
+  absl::StatusOr<std::unique_ptr<PrefillBench>> b = PrefillBench::Create(*rt, s, o);
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ((*b)->Info().value("full_reference", ""), key);
+  absl::StatusOr<VerifyResult> check = (*b)->Verify(*Variant::Parse(key));
+  ASSERT_TRUE(check.ok()) << check.status();
+  EXPECT_TRUE(check->ok) << check->error;
+  EXPECT_LE(check->full_rel, o.full_tolerance);
+}
+
 }  // namespace
 }  // namespace parallax::search

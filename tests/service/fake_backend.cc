@@ -38,8 +38,7 @@ absl::StatusOr<cache::DeviceInfo> FakeBackend::device(int ordinal) {
 
 std::string FakeBackend::BestKeyFor(const ProblemSpec& p) {
   // One stage fewer than the default keeps the variant valid and tells it apart.
-  Schedule s = p.problem.mode == Mode::kDecode ? DefaultDecodeSchedule(p.problem, p.algorithm)
-                                               : DefaultPrefillSchedule(p.problem, p.algorithm);
+  Schedule s = DefaultSchedule(p.problem, p.algorithm);
   s.stages = s.stages > 1 ? s.stages - 1 : 2;
   absl::StatusOr<Variant> v = Variant::Create(p.problem, p.algorithm, CanonicalSchedule(p.problem, p.algorithm, s));
   return v.ok() ? v->Key() : p.default_variant_key;

@@ -1,6 +1,7 @@
 // GetBestConfig (exact / nearest / default), ListConfigs and request validation.
 #include <functional>
 
+#include "parallax/runtime/nvrtc_compiler.h"
 #include "parallax/service/buckets.h"
 #include "parallax/service/validate.h"
 #include "server_fixture.h"
@@ -37,8 +38,8 @@ TEST(Buckets, SameKeysAsTheRuntime) {
   EXPECT_EQ(spec->bucket, "b4-l2048");
   EXPECT_EQ(spec->bucket, ToString(BucketFor(3, 1025)));
   EXPECT_EQ(spec->problem_key, ProblemKey(spec->problem, spec->algorithm));
-  EXPECT_EQ(*NvrtcVersionNumber("13.0"), 13000);
-  EXPECT_FALSE(NvrtcVersionNumber("13").ok());
+  EXPECT_EQ(*ParseNvrtcVersion("13.0"), 13000);
+  EXPECT_FALSE(ParseNvrtcVersion("13").ok());
 }
 
 class LookupTest : public ServerTest {};
@@ -88,6 +89,22 @@ TEST_F(LookupTest, ExactThenNearestThenDefault) {
   ASSERT_TRUE(other_problem.ok());
   EXPECT_EQ(other_problem->match(), v1::MATCH_DEFAULT);
   EXPECT_EQ(other_problem->variant_key(), DefaultKey(fp16));
+}
+
+// Equally near buckets: the smaller bucket string wins (NearestBucket, bucket.h), as in the
+// runtime's TunedStore.
+TEST_F(LookupTest, NearestBucketTiesGoToTheSmallerBucketString) {
+  const std::string b4 = DefaultKey(DecodeProblem()), b16 = TunedKey(DecodeProblem());
+  ASSERT_NE(b4, b16);
+  Seed(store(), DecodeProblem(4, 4096), b4, 10);
+  Seed(store(), DecodeProblem(16, 4096), b16, 10);
+  StartServer();
+  auto c = NewClient();
+  absl::StatusOr<v1::GetBestConfigResponse> r = c->GetBestConfig(Lookup(DecodeProblem(8, 4096)));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->match(), v1::MATCH_NEAREST_BUCKET);
+  EXPECT_EQ(r->bucket(), "b16-l4096");  // one octave either way; "b16..." < "b4..."
+  EXPECT_EQ(r->variant_key(), b16);
 }
 
 TEST_F(LookupTest, StaleOrForeignRowsAreNeverServed) {

@@ -6,6 +6,9 @@
 // so that one tuning run serves every nearby shape.
 #pragma once
 
+#include <cstddef>
+#include <optional>
+#include <span>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -24,5 +27,13 @@ std::string ToString(const ShapeBucket& b);               // "b8-l4096"
 absl::StatusOr<ShapeBucket> ParseBucket(const std::string& s);
 // Distance in octaves, summed over both axes (0 = same bucket).
 double BucketDistance(const ShapeBucket& a, const ShapeBucket& b);
+
+// The one rule for serving a shape from configs tuned for other buckets, used by the
+// runtime's TunedStore, the service's GetBestConfig and the tuner's warm start: the
+// candidate with the least BucketDistance to `want`, ties to the smaller bucket string
+// (ToString in byte order, as SQLite sorts the column: "b16-l1024" before "b8-l1024"), so
+// the answer does not depend on the order candidates come in. An exact bucket (distance 0)
+// wins. Returns the index into candidates; nullopt when there are none.
+std::optional<size_t> NearestBucket(const ShapeBucket& want, std::span<const ShapeBucket> candidates);
 
 }  // namespace parallax

@@ -1,13 +1,15 @@
 // CUDA C++ generator: one readable, self-contained source per Variant.
 //
-// The source compiles with NVRTC and no include path: it carries a small prelude (16-bit
-// float conversions, cp.async, ldmatrix and mma.sync through inline PTX) and the launch ABI
-// struct from kernel_abi.h. Kernel names are fixed per mode (see KernelNames), so the module
-// itself is named by the variant key.
+// The source compiles with NVRTC and no include path: it carries the launch ABI struct from
+// kernel_abi.h, a small prelude (16-bit conversions, cp.async, ldmatrix and mma.sync through
+// inline PTX), the constexpr tile parameters of the variant and its family's kernels, all
+// from real .cuh files under codegen/kernels/ and codegen/families/ embedded at build time.
+// Kernel names are fixed per family (see KernelNames), so the module is named by the key.
 #pragma once
 
 #include <string>
 
+#include "parallax/codegen/kernel_family.h"
 #include "parallax/codegen/variant.h"
 
 namespace parallax {
@@ -18,12 +20,7 @@ struct KernelNames {
   static constexpr const char* kPrefill = "plx_prefill";
 };
 
-// Launch geometry the runtime must use with the generated kernels.
-struct LaunchShape {
-  int threads = 0;        // per CTA, main kernel
-  int smem_bytes = 0;     // dynamic shared memory, main kernel
-  int merge_threads = 0;  // decode split merge kernel
-};
+// Launch geometry the runtime must use with the generated kernels (the family's).
 LaunchShape GetLaunchShape(const Variant& v);
 
 // The complete CUDA C++ translation unit for v.

@@ -53,6 +53,9 @@ struct Algorithm {
   bool operator==(const Algorithm&) const = default;
 };
 
+// How a variant is tiled. path, block_n, warps and stages are shared by every family; the
+// other fields belong to the families that list them (KernelFamily::fields()) and stay zero
+// elsewhere, so one key grammar per family prints exactly its own.
 struct Schedule {
   MathPath path = MathPath::kMma;
   int block_n = 64;       // keys per pipeline tile (shared by all warps of the CTA)
@@ -103,17 +106,9 @@ class Variant {
   uint64_t Hash() const { return hash_; }
   std::string HashHex() const;
 
-  // Derived geometry the generator, runtime and pruner share.
+  // The shared geometry; the rest is the family's (kernel_family.h, codegen/families/).
   int threads() const { return schedule_.warps * 32; }
-  // Query units per m16 MMA tile: Parallax stacks 8 q rows over 8 r rows; softmax uses 16.
-  int units_per_mtile() const { return algorithm_.probe == Probe::kLearned ? 8 : 16; }
-  // Decode: heads per CTA; prefill: query rows per warp.
-  int units_per_warp() const;
-  int mtiles_per_warp() const;
-  int keys_per_warp() const;   // decode: keys of one tile each warp owns
-  int smem_bytes() const;      // dynamic shared memory the main kernel asks for
-  int smem_ring_offset() const;  // where the K/V ring starts (after the q/r rows)
-  int ctas_per_group() const;  // decode: CTAs covering one GQA group
+  int smem_bytes() const;  // dynamic shared memory the main kernel asks for
 
   bool operator==(const Variant& o) const { return key_ == o.key_; }
   bool operator!=(const Variant& o) const { return !(*this == o); }
@@ -133,8 +128,8 @@ std::string ProblemKey(const Problem& p, const Algorithm& a);
 // The inverse: refuses anything ProblemKey would not print for a valid problem.
 absl::StatusOr<std::pair<Problem, Algorithm>> ParseProblemKey(std::string_view key);
 
-// Fills the schedule fields that do not apply to the problem's mode with their canonical
-// values and picks the remaining defaults; handy for callers building a variant by hand.
+// Zeroes the schedule fields the problem's family does not read and lets the family fill
+// the defaults of its own (KernelFamily::Canonical); handy for building a variant by hand.
 Schedule CanonicalSchedule(const Problem& p, const Algorithm& a, Schedule s);
 
 }  // namespace parallax

@@ -13,6 +13,7 @@ struct CompileOptions {
   std::string arch = "sm_90";  // sm_80, sm_86, sm_89, sm_90, sm_90a, ...
   bool line_info = false;
   int max_registers = 0;       // 0: no cap
+  bool warnings_as_errors = false;  // CompileToPtx: any compiler message fails the compile
 };
 
 struct KernelResources {
@@ -40,7 +41,21 @@ std::string NvrtcVersion();
 absl::StatusOr<CompileResult> CompileCuda(const std::string& source, const std::string& program_name,
                                           const CompileOptions& options);
 
+// The PTX NVRTC emits for source on options.arch's virtual architecture (sm_90 -> compute_90),
+// with CompileCuda's other options: what ptxas would assemble. For proving that a change to
+// the generator leaves every kernel's code alone (scripts/ptx-digests.sh).
+absl::StatusOr<std::string> CompileToPtx(const std::string& source, const std::string& program_name,
+                                         const CompileOptions& options);
+
 // Parses ptxas -v output ("Compiling entry function", "Used N registers", spills).
 std::vector<KernelResources> ParsePtxasLog(const std::string& log);
+
+// An NVRTC version in the tuning database's form: "major.minor" -> major * 1000 + minor * 10
+// ("13.0" -> 13000), the form every stored config and binary carries. Anything else
+// (major outside 1..99, minor outside 0..9, other text) is InvalidArgument naming nvrtc_version.
+absl::StatusOr<int> ParseNvrtcVersion(const std::string& version);
+// The same for a version this process reported (NvrtcVersion(), DeviceInfo::nvrtc_version),
+// which always parses; 0, matching no stored entry, if it somehow does not.
+int NvrtcVersionNumber(const std::string& version);
 
 }  // namespace parallax

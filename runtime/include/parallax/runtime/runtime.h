@@ -1,5 +1,9 @@
 // The Parallax runtime: picks a kernel variant, JIT-compiles it once with NVRTC for the
 // device in hand (memory + on-disk binary cache), and launches it on the caller's stream.
+// Variant choice: an explicit key, else a tuned config, else the built-in default. Tuned
+// configs come from the SQLite tuning DB at RuntimeOptions::db_path, which the runtime opens
+// itself (it links cache/), and/or from a lookup the caller installs (SetTunedLookup). With
+// a DB the compiled binaries are kept in it too; without one, as files under cache_dir.
 //
 // Plan/run split: Plan*() resolves the variant, the launch grid and the workspace size
 // (host only, cheap after the first call); Run*() launches. Decode()/Prefill() do both.
@@ -18,9 +22,10 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "parallax/codegen/kernel_abi.h"
+#include "parallax/codegen/kernel_family.h"
 #include "parallax/codegen/variant.h"
 #include "parallax/runtime/device.h"
+#include "parallax/runtime/kernel_call.h"
 
 namespace parallax {
 
@@ -35,57 +40,6 @@ struct RuntimeOptions {
                           // then go to cache_dir as files)
 };
 
-struct DecodeArgs {
-  DType dtype = DType::kBF16;
-  int batch = 0, num_q_heads = 0, num_kv_heads = 0, head_dim = 0;
-  const void* q = nullptr;  // [B, Hq, D]
-  const void* r = nullptr;  // [B, Hq, D]; null = softmax (probe none)
-  const void* k = nullptr;  // contiguous [B, Lmax, Hkv, D] or paged [pages, page_size, Hkv, D]
-  const void* v = nullptr;
-  void* out = nullptr;      // [B, Hq, D]
-  int64_t q_stride_b = 0, q_stride_h = 0, r_stride_b = 0, r_stride_h = 0;
-  int64_t o_stride_b = 0, o_stride_h = 0;
-  int64_t k_stride_0 = 0, k_stride_1 = 0, k_stride_h = 0;  // batch|page, token|slot, head
-  int64_t v_stride_0 = 0, v_stride_1 = 0, v_stride_h = 0;
-  const int* seqlens = nullptr;  // device [B]; null = every sequence has `seqlen` keys
-  int seqlen = 0;                // uniform length, or an upper bound of seqlens (plans splits)
-  const int* block_table = nullptr;  // device [B, block_table_stride]; null = contiguous
-  int block_table_stride = 0;
-  int page_size = 0;
-  float qk_scale = -1.f;  // < 0: 1/sqrt(D)
-  int window = 0;
-  Affine affine = Affine::kPlain;
-  float eps = 1e-6f;
-  std::string variant_key;  // explicit choice (must match the problem)
-  int num_splits = 0;       // 0: the variant's, else auto from occupancy
-  void* workspace = nullptr;  // caller-owned; null = runtime-managed (grows, never shrinks)
-  size_t workspace_bytes = 0;
-};
-
-struct PrefillArgs {
-  DType dtype = DType::kBF16;
-  int batch = 0, num_q_heads = 0, num_kv_heads = 0, head_dim = 0;
-  const void* q = nullptr;  // [B, Lq, Hq, D] (or packed [total, Hq, D] with cu_seqlens_q)
-  const void* r = nullptr;  // like q; null = softmax
-  const void* k = nullptr;  // [B, Lk, Hkv, D]
-  const void* v = nullptr;
-  void* out = nullptr;      // like q
-  int64_t q_stride_b = 0, q_stride_l = 0, q_stride_h = 0;
-  int64_t r_stride_b = 0, r_stride_l = 0, r_stride_h = 0;
-  int64_t k_stride_b = 0, k_stride_l = 0, k_stride_h = 0;
-  int64_t v_stride_b = 0, v_stride_l = 0, v_stride_h = 0;
-  int64_t o_stride_b = 0, o_stride_l = 0, o_stride_h = 0;
-  const int* cu_seqlens_q = nullptr;  // device int32 [B+1]; null = uniform seqlen_q
-  const int* cu_seqlens_k = nullptr;
-  int seqlen_q = 0;  // uniform length or the maximum over sequences
-  int seqlen_k = 0;
-  float qk_scale = -1.f;
-  int window = 0;
-  Affine affine = Affine::kPlain;
-  float eps = 1e-6f;
-  std::string variant_key;
-};
-
 struct DecodePlan {
   Variant variant;
   Choice choice = Choice::kDefault;
@@ -94,7 +48,7 @@ struct DecodePlan {
 };
 
 struct LoadedKernel;  // module + functions, owned by the runtime
-class TunedStore;    // tuning DB access (runtime/src/tuned_store.h)
+class TunedStore;    // the tuning DB (runtime/src/tuned_store.h), opened when db_path is set
 
 class Runtime {
  public:
@@ -103,16 +57,24 @@ class Runtime {
 
   const DeviceInfo& device() const { return device_; }
 
+  // Plan*() checks the call (CheckDecodeCall / CheckPrefillCall) and chooses the variant;
+  // Run*() launches the plan with the call's kernel parameters, adding only what the plan
+  // decides. The *Args forms convert with ToDecodeCall / ToPrefillCall; the C API passes the
+  // DecodeCall / PrefillCall its own validation built.
   absl::StatusOr<DecodePlan> PlanDecode(const DecodeArgs& a);
+  absl::StatusOr<DecodePlan> PlanDecode(const DecodeCall& c);
   // With a variant the caller already holds instead of a.variant_key (which must be empty):
   // for the tuner's worker, whose test-only variants (parsed with an explicit opt-in) no key
   // path of the runtime accepts.
   absl::StatusOr<DecodePlan> PlanDecode(const DecodeArgs& a, const Variant& v);
   absl::Status RunDecode(const DecodePlan& plan, const DecodeArgs& a, CUstream stream);
+  absl::Status RunDecode(const DecodePlan& plan, const DecodeCall& c, CUstream stream);
   absl::Status Decode(const DecodeArgs& a, CUstream stream);
 
   absl::StatusOr<Variant> PlanPrefill(const PrefillArgs& a, Choice* choice = nullptr);
+  absl::StatusOr<Variant> PlanPrefill(const PrefillCall& c, Choice* choice = nullptr);
   absl::Status RunPrefill(const Variant& v, const PrefillArgs& a, CUstream stream);
+  absl::Status RunPrefill(const Variant& v, const PrefillCall& c, CUstream stream);
   absl::Status Prefill(const PrefillArgs& a, CUstream stream);
 
   // Workspace bytes a decode with these sizes needs for num_splits partials.
@@ -127,7 +89,11 @@ class Runtime {
   // Compiles (or loads from cache) without launching; for tools and benchmarks.
   absl::StatusOr<const LoadedKernel*> Load(const Variant& v);
 
-  // Optional source of tuned configs (set by the search layer; the runtime core has no DB code).
+  // Where non-explicit decode plans get tuned configs. With options.db_path, Create() opens
+  // that SQLite tuning DB itself (TunedStore over cache/'s Store, linked into the runtime core
+  // and libparallax.so) and installs its lookup; otherwise there is none until a caller sets
+  // one. Callers may replace it or chain another after it (service/runtime_lookup.h asks a
+  // tuning service for what the local DB lacks).
   using TunedLookup = std::function<absl::StatusOr<std::pair<std::string, Choice>>(
       const Problem&, const Algorithm&, int batch, int seqlen)>;
   void SetTunedLookup(TunedLookup f);
@@ -141,7 +107,10 @@ class Runtime {
     std::vector<CUdeviceptr> retired;  // outgrown, kept until destruction (graphs may use them)
   };
   absl::StatusOr<void*> Ensure(GrowBuffer& buf, size_t bytes);
-  absl::StatusOr<DecodePlan> PlanDecodeWith(const DecodeArgs& a, const Variant* given);
+  absl::StatusOr<DecodePlan> PlanDecodeWith(const DecodeCall& c, const Variant* given);
+  absl::Status LaunchDecode(const DecodePlan& plan, PlxDecodeParams p, void* workspace, size_t workspace_bytes,
+                            CUstream stream);
+  absl::Status LaunchPrefill(const Variant& v, PlxPrefillParams p, CUstream stream);
 
   RuntimeOptions options_;
   DeviceInfo device_;
@@ -159,13 +128,14 @@ class Runtime {
     std::chrono::steady_clock::time_point until;
   };
   std::unordered_map<std::string, ChoiceMemo> choice_memo_;  // under mu_
-  std::unique_ptr<TunedStore> db_;  // when options.db_path is set
+  std::unique_ptr<TunedStore> db_;  // when options.db_path is set: tuned configs + binaries
   GrowBuffer workspace_;  // split-KV partials when the caller passes none
   GrowBuffer counters_;   // fused-merge split counters (always runtime-owned)
 };
 
-// Built-in defaults, decent on sm_80 and sm_90 (used when nothing tuned applies).
-Schedule DefaultDecodeSchedule(const Problem& p, const Algorithm& a);
-Schedule DefaultPrefillSchedule(const Problem& p, const Algorithm& a);
+// Built-in defaults, decent on sm_80 and sm_90 (used when nothing tuned applies): the
+// family's (KernelFamily::Default), made canonical. p.mode must match the name.
+inline Schedule DefaultDecodeSchedule(const Problem& p, const Algorithm& a) { return DefaultSchedule(p, a); }
+inline Schedule DefaultPrefillSchedule(const Problem& p, const Algorithm& a) { return DefaultSchedule(p, a); }
 
 }  // namespace parallax

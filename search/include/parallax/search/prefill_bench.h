@@ -1,4 +1,6 @@
 // Timing and checking prefill candidates on the GPU in this process (`parallax bench prefill`).
+// Sets, checks and timing are the harness every family shares (search/src/bench_harness.h);
+// this bench supplies prefill's inputs and launch.
 //
 // A prefill here is B sequences of seqlen_q queries against seqlen_k keys each, causal with
 // the mask aligned at the end of the keys (seqlen_q == seqlen_k: the usual triangle; fewer
@@ -12,20 +14,18 @@
 // second sequence ragged through cu_seqlens when batch >= 2; and the first sequence again
 // through the uniform-length path the timing uses) against the float64 reference within the
 // spec's tolerance. Amplified rows with |delta| < 0.05 are left out of the error, as in the
-// runtime's GPU tests (they amplify fp32 rounding beyond any fixed bound). There is no
-// full-shape check: BenchOptions::reference_key is ignored.
+// runtime's GPU tests (they amplify fp32 rounding beyond any fixed bound). With
+// BenchOptions::reference_key, the full shape is also compared with that variant's output,
+// as DecodeBench does (nothing here sets it by default).
 #pragma once
 
 #include <cstdint>
 #include <memory>
-#include <string>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/status/statusor.h"
 #include "parallax/codegen/variant.h"
 #include "parallax/runtime/runtime.h"
-#include "parallax/search/decode_bench.h"  // BenchOptions, VerifyResult, Timing
+#include "parallax/search/bench.h"  // Bench, BenchOptions, VerifyResult, Timing, InputSetsFor
 
 namespace parallax::search {
 
@@ -55,29 +55,19 @@ double PrefillFlops(const PrefillShape& s);
 // Bytes of one input set: q, k, v and (probe learned) r.
 double PrefillInputSetBytes(const PrefillShape& s);
 
-class PrefillBench {
+class PrefillBench : public Bench {
  public:
-  // Allocates and fills the input sets on rt's device and computes the reduced-shape float64
-  // reference (unless o.reduced_check is false).
+  // Allocates and fills the input sets on rt's device, computes the reduced-shape float64
+  // reference (unless o.reduced_check is false) and, with reference_key, the full-shape
+  // reference output.
   static absl::StatusOr<std::unique_ptr<PrefillBench>> Create(Runtime& rt, const PrefillShape& s,
                                                               const BenchOptions& o);
-  ~PrefillBench();
-  PrefillBench(const PrefillBench&) = delete;
-  PrefillBench& operator=(const PrefillBench&) = delete;
 
-  // The reduced-shape check. A non-OK status is a CUDA error: the context may be unusable.
-  absl::StatusOr<VerifyResult> Verify(const Variant& v);
-  // Graph-replay timing; key "" lets the runtime choose.
-  absl::StatusOr<Timing> Time(const std::string& key, int reps);
-
-  int num_sets() const;
   double flops_per_launch() const;  // PrefillFlops(shape)
-  nlohmann::json Info() const;
 
  private:
-  struct State;
-  explicit PrefillBench(std::unique_ptr<State> s);
-  std::unique_ptr<State> s_;
+  PrefillBench(const PrefillShape& s, std::unique_ptr<internal::BenchHarness> h);
+  PrefillShape shape_;
 };
 
 }  // namespace parallax::search

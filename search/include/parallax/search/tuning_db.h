@@ -15,12 +15,12 @@
 #include "parallax/cache/store.h"
 #include "parallax/codegen/variant.h"
 #include "parallax/runtime/device.h"
+#include "parallax/runtime/nvrtc_compiler.h"
 #include "parallax/search/outcome.h"
 #include "parallax/search/strategy.h"
 
 namespace parallax::search {
 
-int NvrtcVersionNumber(const std::string& version);  // "13.0" -> 13000 (as TunedStore stores it)
 cache::DeviceInfo ToCacheDevice(const DeviceInfo& d);
 
 // Where a measurement belongs.
@@ -30,7 +30,7 @@ struct UnitKey {
   int64_t problem_id = 0;
   std::string problem_key;
   std::string bucket;  // "b8-l4096"
-  int nvrtc_version = 0;
+  int nvrtc_version = 0;  // NvrtcVersionNumber() of the device's NVRTC
   std::optional<int64_t> run_id;
 };
 
@@ -51,7 +51,8 @@ class TuningDb {
   absl::StatusOr<std::vector<Trial>> Earlier(const UnitKey& u);
 
   // Warm start: the best config of the nearest other tuned bucket of the same device and
-  // problem, then that bucket's next fastest measured variants; at most k keys.
+  // problem (NearestBucket, the runtime's and the service's rule too), then that bucket's
+  // next fastest measured variants; at most k keys.
   absl::StatusOr<std::vector<std::string>> WarmStartSeeds(const UnitKey& u, int k);
 
   // PickBest over everything stored for the unit; writes it to best_configs when there is one.

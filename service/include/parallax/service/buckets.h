@@ -1,13 +1,12 @@
 // How the service files and finds tuned configs: exactly as the runtime's TunedStore does,
 // with codegen's ShapeBucket ("b8-l4096": batch and seqlen rounded up to powers of two,
 // seqlen at least 1024) and ProblemKey() ("<problem>.<algorithm>" of a variant key).
-// Nearest bucket: the least BucketDistance (octaves over both axes) among the buckets of the
-// same device and problem key, ties to the smaller bucket string, as the runtime breaks them.
-// This header adds only what the service needs on top.
+// Nearest bucket: NearestBucket() (bucket.h) over the buckets of the same device and problem
+// key, the one rule the runtime uses too; NVRTC versions: ParseNvrtcVersion()
+// (nvrtc_compiler.h). This header adds only what the service needs on top.
 #pragma once
 
 #include "absl/status/statusor.h"
-#include "absl/strings/string_view.h"
 #include "parallax/codegen/bucket.h"
 #include "parallax/codegen/variant.h"
 
@@ -16,9 +15,5 @@ namespace parallax::service {
 // The runtime's built-in default variant for a problem (DefaultDecodeSchedule /
 // DefaultPrefillSchedule made canonical); errors name the problem field at fault.
 absl::StatusOr<Variant> DefaultVariant(const Problem& p, const Algorithm& a);
-
-// NVRTC "major.minor" as the cache stores it: major * 1000 + minor * 10 ("13.0" -> 13000),
-// like the runtime's, but strict: anything else is InvalidArgument naming nvrtc_version.
-absl::StatusOr<int> NvrtcVersionNumber(absl::string_view text);
 
 }  // namespace parallax::service

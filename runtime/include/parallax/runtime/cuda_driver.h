@@ -1,5 +1,8 @@
 // The CUDA driver API, loaded at run time with dlopen so that the runtime library (and every
-// CPU-only tool and test linking it) starts on machines without a GPU or driver.
+// CPU-only tool and test linking it) starts on machines without a GPU or driver. One table,
+// shared by the runtime and by what drives the GPU beside it in-process (the tuner's worker
+// and benches in search/, bench/, the GPU tests): a second dlopen'ed copy would be a second
+// set of entry points to keep in step. The functions it holds are cuda_driver_fns.inc's.
 #pragma once
 
 #include <cuda.h>
@@ -12,7 +15,7 @@ namespace parallax::cu {
 struct Api {
 #define PLX_CU_FN(name) decltype(&::name) name = nullptr;
 #define PLX_CU_OPTIONAL_FN(name) decltype(&::name) name = nullptr;  // null: driver lacks it
-#include "cuda_driver_fns.inc"
+#include "parallax/runtime/cuda_driver_fns.inc"
 #undef PLX_CU_OPTIONAL_FN
 #undef PLX_CU_FN
 };

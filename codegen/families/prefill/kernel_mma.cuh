@@ -1,0 +1,100 @@
+// plx_prefill on the tensor cores. CTA (query tile, head, batch) owns kBlockM query rows of
+// one head; warp w owns kUnits of them as stacked [q; r] A operands and streams every K/V
+// tile of the causal range through its own online softmax, so no cross-warp merge is needed.
+// Query tiles are issued last-first: the longest causal rows start earliest.
+// Needs: sequence.cuh, mma_core.cuh, tile_loader.cuh; kBlockM, kMTiles, kUnits,
+// kSmemRingOffset (generator).
+
+// ---- the prefill kernel (mma.sync path) ----------------------------------------
+extern "C" __global__ void __launch_bounds__(kThreads) plx_prefill(const PlxPrefillParams p) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  plx_e16* s_ring = reinterpret_cast<plx_e16*>(smem + kSmemRingOffset);  // kStages x (K, V)
+  const int h = blockIdx.y, b = blockIdx.z;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const Sequence seq = make_sequence(p, b, h);
+  const int row0 = (gridDim.x - 1 - blockIdx.x) * kBlockM;  // longest rows first
+  if (row0 >= seq.lq) return;
+  const int wrow0 = row0 + warp * kUnits;  // this warp's first query row
+  const int row_last = min(seq.lq, row0 + kBlockM) - 1;
+  const int off = seq.lk - seq.lq;
+  const int hi = min(seq.lk, off + row_last + 1);
+  const int lo = (kWindow && p.window > 0) ? max(0, off + row0 - p.window + 1) : 0;
+  const int num_tiles = hi > lo ? (hi - lo + kBlockN - 1) / kBlockN : 0;
+
+  // phase: load q and r of every warp's rows as stacked A operands (zero rows pad)
+  plx_e16* s_qr = reinterpret_cast<plx_e16*>(smem);  // [kWarps][kMTiles*16][D]
+  for (int i = threadIdx.x; i < kWarps * kMTiles * 16 * kChunks; i += kThreads) {
+    const int row = i / kChunks, c = i % kChunks;
+    const int w = row / (kMTiles * 16), rr = row % (kMTiles * 16);
+    const int u = kLearned ? (rr / 16) * 8 + (rr & 7) : rr;
+    const int qi = row0 + w * kUnits + u;
+    const bool valid = u < kUnits && qi < seq.lq;
+    const plx_e16* g = (kLearned && (rr & 8)) ? seq.r + (long long)qi * p.r_stride_l
+                                                : seq.q + (long long)qi * p.q_stride_l;
+    plx_cp_async16(s_qr + plx_swz(row, c), valid ? g + c * 8 : seq.q, valid);
+  }
+  plx_cp_async_commit();
+  const plx_e16* s_qr_warp = s_qr + warp * kMTiles * 16 * kHeadDim;
+
+  auto stage_k = [&](int t) { return s_ring + (t % kStages) * 2 * kBlockN * kHeadDim; };
+  auto stage_v = [&](int t) { return stage_k(t) + kBlockN * kHeadDim; };
+#pragma unroll
+  for (int t = 0; t < kStages - 1; ++t) {
+    if (t < num_tiles) load_kv_tile(stage_k(t), stage_v(t), seq.kv, KvSource::Pages{}, lo + t * kBlockN, hi);
+    plx_cp_async_commit();
+  }
+  WarpState st;
+  state_init(st);
+  for (int t = 0; t < num_tiles; ++t) {
+    const int tn = t + kStages - 1;
+    if (tn < num_tiles) load_kv_tile(stage_k(tn), stage_v(tn), seq.kv, KvSource::Pages{}, lo + tn * kBlockN, hi);
+    plx_cp_async_commit();
+    plx_cp_async_wait<kStages - 1>();
+    __syncthreads();
+    const int t0 = lo + t * kBlockN;
+    // Only tiles on the causal diagonal, the window edge or the sequence end need a mask.
+    const bool edge = t0 + kBlockN > min(seq.lk, off + row0 + 1) ||
+                      (kWindow && p.window > 0 && t0 <= off + row_last - p.window);
+
+    float s[kMTiles][kBlockN / 8][4];
+    scores<kBlockN>(s, s_qr_warp, stage_k(t), 0, p.scale_log2);
+    if (edge)
+      mask_scores<kBlockN>(s, [&](int u, int key) { return visible_key(p, seq, wrow0 + u, t0 + key); });
+    online_softmax<kBlockN>(s, st);
+    accumulate<kBlockN>(s, st, stage_v(t), 0);
+    __syncthreads();
+  }
+  plx_cp_async_wait<0>();
+  __syncthreads();
+
+  // phase: store -- each lane finalizes two adjacent columns of its rows
+  const int g = lane >> 2, c = 2 * (lane & 3);
+#pragma unroll
+  for (int mt = 0; mt < kMTiles; ++mt) {
+#pragma unroll
+    for (int hh = 0; hh < (kLearned ? 1 : 2); ++hh) {
+      const float d1 = kLearned ? st.d1[mt][0] : plx_quad_sum(st.d1[mt][hh]);
+      const float centre = kLearned ? st.c[mt] : 0.f;
+      float rq = 0.f;
+      if (kLearned && kAmplified) {  // r.q of this row: the quad splits the head dim
+        const int row = mt * 16 + g;
+        float part = 0.f;
+        for (int d = lane & 3; d < kHeadDim; d += 4)
+          part += plx_to_float(s_qr_warp[plx_swz_elem(row, d)]) *
+                  plx_to_float(s_qr_warp[plx_swz_elem(row + 8, d)]);
+        rq = plx_quad_sum(part);
+      }
+      const int u = kLearned ? mt * 8 + g : mt * 16 + g + 8 * hh;
+      const int qi = wrow0 + u;
+      if (u < kUnits && qi < seq.lq) {
+        plx_e16* o = seq.out + (long long)qi * p.o_stride_l;
+#pragma unroll
+        for (int n = 0; n < kHeadDim / 8; ++n) {
+          const float x0 = finalize(st.o[mt][n][2 * hh], kLearned ? st.o[mt][n][2] : 0.f, d1, 0.f, centre, rq, p.eps);
+          const float x1 = finalize(st.o[mt][n][2 * hh + 1], kLearned ? st.o[mt][n][3] : 0.f, d1, 0.f, centre, rq, p.eps);
+          *reinterpret_cast<plx_u32*>(o + n * 8 + c) = plx_pack2(x0, x1);
+        }
+      }
+    }
+  }
+}

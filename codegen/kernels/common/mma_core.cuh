@@ -1,0 +1,171 @@
+// Warp-level attention on the tensor cores (mma.sync m16n8k16): per-warp state, scores,
+// masking, online softmax with the moving Parallax centre, and P V accumulation.
+// Needs: prelude.cuh, element16.cuh, mma_sync.cuh, tile_loader.cuh (plx_swz); kHeadDim,
+// kMTiles, kLearned (generator).
+
+// ---- warp state (mma path): fp32 accumulators in the m16n8 C-fragment layout ----------
+// Lane l holds rows g = l/4 and g + 8 of each 16-row tile. Parallax stacks the q rows of 8
+// query units over their r rows, so one lane holds s1 and s2 (and O1 and O2) of the same
+// unit: p2 = p1 * s2 needs no data exchange. Softmax uses all 16 rows for 16 units.
+struct WarpState {
+  float o[kMTiles][kHeadDim / 8][4];
+  float m[kMTiles][2];   // running max of s1 * scale * log2(e), rows g and g + 8
+  float d1[kMTiles][2];  // lane-partial sums of p1 (reduced over the quad at the end)
+  float c[kMTiles];      // Parallax: running weighted mean of s2 (the centre of O2)
+};
+
+__device__ __forceinline__ void state_init(WarpState& st) {
+#pragma unroll
+  for (int mt = 0; mt < kMTiles; ++mt) {
+#pragma unroll
+    for (int n = 0; n < kHeadDim / 8; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) st.o[mt][n][e] = 0.f;
+    st.m[mt][0] = st.m[mt][1] = -PLX_INF;
+    st.d1[mt][0] = st.d1[mt][1] = 0.f;
+    st.c[mt] = 0.f;
+  }
+}
+
+// ---- phase: scores  S = [q; r] K^T over KN keys (rows key0.. of the K tile) -------------
+template <int KN>
+__device__ __forceinline__ void scores(float (&s)[kMTiles][KN / 8][4], const plx_e16* sqr,
+                                       const plx_e16* sk, int key0, float scale_log2) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+    for (int n = 0; n < KN / 8; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[mt][n][e] = 0.f;
+#pragma unroll
+  for (int ks = 0; ks < kHeadDim / 16; ++ks) {
+    plx_u32 a[kMTiles][4];
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; ++mt)
+      plx_ldmatrix_x4(a[mt], sqr + plx_swz(mt * 16 + (lane & 15), 2 * ks + (lane >> 4)));
+#pragma unroll
+    for (int nb = 0; nb < KN / 16; ++nb) {
+      plx_u32 b[4];  // B fragments of two 8-key n-tiles: keys K rows, d along k
+      plx_ldmatrix_x4(b, sk + plx_swz(key0 + nb * 16 + ((lane >> 4) << 3) + (lane & 7),
+                                      2 * ks + ((lane >> 3) & 1)));
+#pragma unroll
+      for (int mt = 0; mt < kMTiles; ++mt) {
+        plx_mma(s[mt][2 * nb], a[mt], b[0], b[1]);
+        plx_mma(s[mt][2 * nb + 1], a[mt], b[2], b[3]);
+      }
+    }
+  }
+  // s1 in log2 units (exp2 later); s2 (Parallax rows 8..15) stays unscaled.
+#pragma unroll
+  for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+    for (int n = 0; n < KN / 8; ++n)
+#pragma unroll
+      for (int e = 0; e < (kLearned ? 2 : 4); ++e) s[mt][n][e] *= scale_log2;
+}
+
+// Hides keys a unit may not see: visible(unit, key) with key counted from the block start.
+template <int KN, typename Visible>
+__device__ __forceinline__ void mask_scores(float (&s)[kMTiles][KN / 8][4], Visible visible) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+    for (int n = 0; n < KN / 8; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        if (kLearned && e >= 2) continue;  // s2 rows: p2 = p1 * s2 is zero when p1 is
+        const int unit = kLearned ? mt * 8 + (lane >> 2) : mt * 16 + (lane >> 2) + 8 * (e >> 1);
+        const int key = n * 8 + 2 * (lane & 3) + (e & 1);
+        if (!visible(unit, key)) s[mt][n][e] = -PLX_INF;
+      }
+}
+
+// ---- phase: online softmax  p1 = exp2(s1 - m), p2 = p1 (s2 - c); rescale the running sums --
+// Parallax moves the centre c to the running weighted mean of s2 before forming p2, so the
+// 16-bit p2 operand carries only the spread of s2 (see finalize).
+template <int KN>
+__device__ __forceinline__ void online_softmax(float (&s)[kMTiles][KN / 8][4], WarpState& st) {
+#pragma unroll
+  for (int mt = 0; mt < kMTiles; ++mt) {
+#pragma unroll
+    for (int h = 0; h < (kLearned ? 1 : 2); ++h) {
+      float mx = -PLX_INF;
+#pragma unroll
+      for (int n = 0; n < KN / 8; ++n) mx = fmaxf(mx, fmaxf(s[mt][n][2 * h], s[mt][n][2 * h + 1]));
+      const float m_new = fmaxf(st.m[mt][h], plx_quad_max(mx));
+      const float m_use = m_new == -PLX_INF ? 0.f : m_new;  // all hidden so far: avoid inf - inf
+      const float alpha = plx_exp2(st.m[mt][h] - m_use);
+      st.m[mt][h] = m_new;
+      float sum1 = 0.f, sum_s2 = 0.f;
+#pragma unroll
+      for (int n = 0; n < KN / 8; ++n) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const float p1 = plx_exp2(s[mt][n][2 * h + e] - m_use);
+          s[mt][n][2 * h + e] = p1;
+          sum1 += p1;
+          if (kLearned) sum_s2 += p1 * s[mt][n][2 + e];
+        }
+      }
+      if (kLearned) {  // d1 is kept quad-uniform here: the centre needs the row's full sums
+        const float t1 = plx_quad_sum(sum1), t2 = plx_quad_sum(sum_s2);  // all lanes shuffle
+        const float d1_old = st.d1[mt][0] * alpha;
+        const float d1_new = d1_old + t1;
+        const float c_old = st.c[mt];
+        const float c_new = d1_new > 0.f ? (d1_old * c_old + t2) / d1_new : c_old;
+        const float shift = c_old - c_new;
+        st.d1[mt][0] = d1_new;
+        st.c[mt] = c_new;
+#pragma unroll
+        for (int n = 0; n < KN / 8; ++n)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) s[mt][n][2 + e] = s[mt][n][e] * (s[mt][n][2 + e] - c_new);
+#pragma unroll
+        for (int n = 0; n < kHeadDim / 8; ++n) {
+          st.o[mt][n][2] = alpha * fmaf(shift, st.o[mt][n][0], st.o[mt][n][2]);
+          st.o[mt][n][3] = alpha * fmaf(shift, st.o[mt][n][1], st.o[mt][n][3]);
+          st.o[mt][n][0] *= alpha;
+          st.o[mt][n][1] *= alpha;
+        }
+      } else {
+        st.d1[mt][h] = st.d1[mt][h] * alpha + sum1;
+#pragma unroll
+        for (int n = 0; n < kHeadDim / 8; ++n) {
+          st.o[mt][n][2 * h] *= alpha;
+          st.o[mt][n][2 * h + 1] *= alpha;
+        }
+      }
+    }
+  }
+}
+
+// ---- phase: accumulate  [O1; O2] += [P1; P2] V (P fragments reused as the A operand) ----
+template <int KN>
+__device__ __forceinline__ void accumulate(const float (&s)[kMTiles][KN / 8][4], WarpState& st,
+                                           const plx_e16* sv, int key0) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int kb = 0; kb < KN / 16; ++kb) {
+    plx_u32 a[kMTiles][4];
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; ++mt) {
+      a[mt][0] = plx_pack2(s[mt][2 * kb][0], s[mt][2 * kb][1]);
+      a[mt][1] = plx_pack2(s[mt][2 * kb][2], s[mt][2 * kb][3]);
+      a[mt][2] = plx_pack2(s[mt][2 * kb + 1][0], s[mt][2 * kb + 1][1]);
+      a[mt][3] = plx_pack2(s[mt][2 * kb + 1][2], s[mt][2 * kb + 1][3]);
+    }
+#pragma unroll
+    for (int dn = 0; dn < kHeadDim / 16; ++dn) {
+      plx_u32 b[4];  // V^T fragments of two 8-wide d tiles
+      plx_ldmatrix_x4_trans(b, sv + plx_swz(key0 + kb * 16 + (((lane >> 3) & 1) << 3) + (lane & 7),
+                                            2 * dn + (lane >> 4)));
+#pragma unroll
+      for (int mt = 0; mt < kMTiles; ++mt) {
+        plx_mma(st.o[mt][2 * dn], a[mt], b[0], b[1]);
+        plx_mma(st.o[mt][2 * dn + 1], a[mt], b[2], b[3]);
+      }
+    }
+  }
+}

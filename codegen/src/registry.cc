@@ -1,0 +1,38 @@
+// The family registry, built from codegen/families/families.inc.
+#include <cstdlib>
+#include <cstdio>
+
+#include "parallax/codegen/kernel_family.h"
+
+namespace parallax {
+
+#define PLX_FAMILY(ns) \
+  namespace ns {       \
+  const KernelFamily& Instance();  \
+  }
+#include "families.inc"
+#undef PLX_FAMILY
+
+const std::vector<const KernelFamily*>& AllFamilies() {
+  static const std::vector<const KernelFamily*> kAll = {
+#define PLX_FAMILY(ns) &ns::Instance(),
+#include "families.inc"
+#undef PLX_FAMILY
+  };
+  return kAll;
+}
+
+const KernelFamily& FamilyFor(Mode mode) {
+  for (const KernelFamily* f : AllFamilies())
+    if (f->mode() == mode) return *f;
+  // Every Mode value has a family (tests/codegen/family_test.cc); reaching here is a build
+  // that registered none for a new mode.
+  std::fprintf(stderr, "parallax: no kernel family registered for mode %d\n", static_cast<int>(mode));
+  std::abort();
+}
+
+Schedule DefaultSchedule(const Problem& p, const Algorithm& a) {
+  return CanonicalSchedule(p, a, FamilyFor(p.mode).Default(p, a));
+}
+
+}  // namespace parallax

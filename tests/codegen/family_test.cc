@@ -1,0 +1,115 @@
+// Every registered kernel family keeps the contracts the rest of the tree relies on: one
+// family per mode, default schedules that are valid, keys that round-trip over the whole
+// space, a launch shape and grid that match the variant, and kernels named as it says.
+#include <set>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "parallax/codegen/generator.h"
+#include "parallax/codegen/kernel_family.h"
+#include "parallax/codegen/space.h"
+#include "parallax/codegen/variant.h"
+
+namespace parallax {
+namespace {
+
+Problem ProblemFor(Mode mode) {
+  Problem p;
+  p.mode = mode;
+  p.num_q_heads = 32;
+  p.num_kv_heads = 8;
+  return p;
+}
+
+TEST(FamilyRegistry, EachModeHasExactlyOneFamilyWithAUniqueName) {
+  std::set<std::string> names;
+  std::set<Mode> modes;
+  for (const KernelFamily* f : AllFamilies()) {
+    EXPECT_TRUE(names.insert(std::string(f->name())).second) << f->name();
+    EXPECT_TRUE(modes.insert(f->mode()).second) << "two families for mode " << ToString(f->mode());
+  }
+  for (Mode m : {Mode::kDecode, Mode::kPrefill}) {
+    EXPECT_EQ(FamilyFor(m).mode(), m);
+    EXPECT_TRUE(modes.count(m)) << ToString(m);
+  }
+}
+
+TEST(FamilyRegistry, DefaultsAreValidAndCanonical) {
+  for (const KernelFamily* f : AllFamilies())
+    for (Probe probe : {Probe::kNone, Probe::kLearned})
+      for (int d : {64, 128, 256}) {
+        Problem p = ProblemFor(f->mode());
+        p.head_dim = d;
+        const Algorithm a{probe, Affine::kPlain};
+        const Schedule s = DefaultSchedule(p, a);
+        absl::StatusOr<Variant> v = Variant::Create(p, a, s);
+        ASSERT_TRUE(v.ok()) << f->name() << " d" << d << ": " << v.status();
+        EXPECT_EQ(CanonicalSchedule(p, a, s), s) << v->Key();
+      }
+}
+
+TEST(FamilyRegistry, EveryVariantOfTheSpaceRoundTripsAndLaunchesAsItSays) {
+  for (const KernelFamily* f : AllFamilies()) {
+    const Problem p = ProblemFor(f->mode());
+    const Algorithm a{Probe::kLearned, Affine::kAmplified};
+    const std::vector<Variant> space = EnumerateSpace(p, a, SpaceOptions{});
+    ASSERT_FALSE(space.empty()) << f->name();
+    for (const Variant& v : space) {
+      absl::StatusOr<Variant> back = Variant::Parse(v.Key());
+      ASSERT_TRUE(back.ok()) << back.status();
+      EXPECT_EQ(back->schedule(), v.schedule()) << v.Key();
+      EXPECT_EQ(&FamilyFor(v.problem().mode), f);
+      const LaunchShape shape = GetLaunchShape(v);
+      EXPECT_EQ(shape.threads, v.threads());
+      EXPECT_EQ(shape.smem_bytes, v.smem_bytes());
+      EXPECT_EQ(shape.merge_threads > 0, f->KernelNames().size() > 1) << v.Key();
+      const Grid g = f->MainGrid(v, /*batch=*/3, /*seqlen_q=*/1000, /*num_splits=*/5);
+      EXPECT_EQ(g.z, 3) << v.Key();
+      EXPECT_GT(g.ctas(), 0);
+    }
+  }
+}
+
+TEST(FamilyRegistry, GeneratedSourceNamesTheFamilyAndExportsItsKernels) {
+  for (const KernelFamily* f : AllFamilies()) {
+    const Problem p = ProblemFor(f->mode());
+    for (MathPath path : {MathPath::kMma, MathPath::kFma}) {
+      const Algorithm a{};
+      Schedule s = DefaultSchedule(p, a);
+      s.path = path;
+      absl::StatusOr<Variant> v = Variant::Create(p, a, CanonicalSchedule(p, a, s));
+      if (!v.ok()) {
+        SpaceOptions o;
+        o.paths = {path};
+        const std::vector<Variant> space = EnumerateSpace(p, a, o);
+        ASSERT_FALSE(space.empty()) << f->name();
+        v = space.front();
+      }
+      const std::string src = GenerateSource(*v);
+      EXPECT_NE(src.find(absl::StrCat("// family:  codegen/families/", f->name(), "/")), std::string::npos);
+      for (const std::string& k : f->KernelNames())
+        EXPECT_NE(src.find(absl::StrCat(") ", k, "(const Plx")), std::string::npos) << v->Key() << " lacks " << k;
+    }
+  }
+}
+
+TEST(FamilyRegistry, FieldsAFamilyDoesNotReadAreRefusedAndNamed) {
+  const Problem prefill = ProblemFor(Mode::kPrefill);
+  Schedule s = DefaultSchedule(prefill, Algorithm{});
+  s.splits = 4;
+  absl::StatusOr<Variant> v = Variant::Create(prefill, Algorithm{}, s);
+  ASSERT_FALSE(v.ok());
+  EXPECT_EQ(v.status().message(), "splits=4: applies to decode only; must be 0 for prefill");
+  const Problem decode = ProblemFor(Mode::kDecode);
+  s = DefaultSchedule(decode, Algorithm{});
+  s.block_m = 64;
+  v = Variant::Create(decode, Algorithm{}, s);
+  ASSERT_FALSE(v.ok());
+  EXPECT_EQ(v.status().message(), "block_m=64: applies to prefill only; must be 0 for decode");
+  // CanonicalSchedule clears them instead.
+  EXPECT_TRUE(Variant::Create(decode, Algorithm{}, CanonicalSchedule(decode, Algorithm{}, s)).ok());
+}
+
+}  // namespace
+}  // namespace parallax

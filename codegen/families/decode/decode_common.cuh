@@ -1,7 +1,8 @@
 // Decode pieces both math paths share: PDL, the test-only faults, q/r row addressing, the
-// split of the key range and the cross-warp merge.
-// Needs: prelude.cuh, element16.cuh, finalize.cuh; kNumQHeads, kUnits, kWarps, kThreads,
-// kHeadDim, kBlockN, kLearned, kWindow, kTestFault (generator).
+// CTA's place in the grid, its split of the key range and the cross-warp merge.
+// Needs: prelude.cuh, element16.cuh, finalize.cuh; kNumQHeads, kGroup, kHeadsPerCta,
+// kCtasPerGroup, kUnits, kWarps, kThreads, kHeadDim, kBlockN, kLearned, kWindow, kTestFault
+// (generator).
 
 // Programmatic dependent launch (PDL): on sm_90+ the runtime launches plx_decode_merge
 // with programmatic stream serialisation, so the merge grid may be scheduled as soon as
@@ -34,6 +35,22 @@ __device__ __forceinline__ const plx_e16* qr_row(const PlxDecodeParams& p, int b
   if (u >= kUnits) return nullptr;
   return probe_row ? static_cast<const plx_e16*>(p.r) + b * p.r_stride_b + (h0 + u) * p.r_stride_h
                    : static_cast<const plx_e16*>(p.q) + b * p.q_stride_b + (h0 + u) * p.q_stride_h;
+}
+
+constexpr int kMaxSplits = 256;  // the runtime's bound on num_splits
+
+// This CTA's place in the grid (split, kv head x head pack, batch): kHeadsPerCta query heads
+// of one GQA group, starting at h0, over one split of the key range.
+struct DecodeCta {
+  int split, b, kvh, h0;
+};
+__device__ __forceinline__ DecodeCta decode_cta() {
+  DecodeCta c;
+  c.split = blockIdx.x;
+  c.b = blockIdx.z;
+  c.kvh = blockIdx.y / kCtasPerGroup;
+  c.h0 = c.kvh * kGroup + (blockIdx.y % kCtasPerGroup) * kHeadsPerCta;
+  return c;
 }
 
 // The split's key range: the visible keys [start, L) divided evenly, tile-aligned.

@@ -1,8 +1,8 @@
 // The fused split merge: with Schedule::fused_merge the last CTA of each head group combines
 // every split itself, so a decode is one launch. Compiled in every decode variant (kFusedMerge
 // gates the call), like plx_decode_merge is.
-// Needs: decode_common.cuh, finalize.cuh; kSmemBytes, kUnits, kHeadDim, kThreads, kWarps,
-// kNumQHeads, kLearned (generator).
+// Needs: decode_common.cuh (kMaxSplits), finalize.cuh; kSmemBytes, kUnits, kHeadDim, kThreads,
+// kWarps, kNumQHeads, kLearned (generator).
 // ---- phase: fused split merge (the last CTA of a head group combines all splits) --------
 // Each CTA publishes its partials, then counts itself done; the one that completes the count
 // resets the counter (so CUDA-graph replays start from zero again) and merges every split of
@@ -15,7 +15,6 @@
 // adds them, so many are in flight together.
 // The partials were written by other SMs: every load of them is ld.global.cg (from L2,
 // never a stale L1 line), after the fence that follows the count.
-constexpr int kMaxSplits = 256;  // the runtime's bound on num_splits
 // Dynamic smem while merging: totals [kUnits][4], column sums carried between chunks of
 // splits [2][kUnits * kHeadDim] (the cross-warp merge buffer always holds these), and a chunk
 // of per-split (weight, shift) pairs [kUnits][kFusedChunk][2]: every split, unless few warps

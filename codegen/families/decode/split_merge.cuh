@@ -1,5 +1,5 @@
 // plx_decode_merge: the second launch of a split decode, the same for both math paths.
-// Needs: decode_common.cuh (plx_pdl_wait), fused_merge.cuh (kMaxSplits), finalize.cuh; kMergeThreads,
+// Needs: decode_common.cuh (kMaxSplits, plx_pdl_wait), finalize.cuh; kMergeThreads,
 // kNumQHeads, kHeadDim, kLearned, kAmplified (generator).
 
 // ---- split merge: combine num_splits partials of one (batch, head) ----------------------

@@ -1,23 +1,19 @@
 // plx_prefill on scalar FMAs: the CTA geometry of the mma path; each warp keeps its rows' q
 // and r in fp32 shared memory and walks every tile in blocks of 32 keys (lane = key).
-// Needs: sequence.cuh, fma_core.cuh, tile_loader.cuh; kBlockM, kUnits, kSmemRingOffset
-// (generator); kRows, kDPerLane (fma_core.cuh).
+// Needs: sequence.cuh, fma_core.cuh, kv_pipeline.cuh; kUnits, kSmemRingOffset (generator);
+// kRows, kDPerLane (fma_core.cuh).
 
-// ---- the prefill kernel (scalar FMA path) ----------------------------------------
+// ---- the prefill kernel (scalar FMA path) ------------------------------------------------
 extern "C" __global__ void __launch_bounds__(kThreads) plx_prefill(const PlxPrefillParams p) {
   extern __shared__ __align__(128) unsigned char smem[];
-  plx_e16* s_ring = reinterpret_cast<plx_e16*>(smem + kSmemRingOffset);  // kStages x (K, V)
+  const KvRing ring{reinterpret_cast<plx_e16*>(smem + kSmemRingOffset)};
   const int h = blockIdx.y, b = blockIdx.z;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const Sequence seq = make_sequence(p, b, h);
-  const int row0 = (gridDim.x - 1 - blockIdx.x) * kBlockM;  // longest rows first
+  const int row0 = query_tile_row0();
   if (row0 >= seq.lq) return;
+  const QueryTile qt = query_tile(p, seq, row0);
   const int wrow0 = row0 + warp * kUnits;  // this warp's first query row
-  const int row_last = min(seq.lq, row0 + kBlockM) - 1;
-  const int off = seq.lk - seq.lq;
-  const int hi = min(seq.lk, off + row_last + 1);
-  const int lo = (kWindow && p.window > 0) ? max(0, off + row0 - p.window + 1) : 0;
-  const int num_tiles = hi > lo ? (hi - lo + kBlockN - 1) / kBlockN : 0;
 
   // phase: load q and r of this warp's rows as fp32
   float* s_q = reinterpret_cast<float*>(smem) + warp * (kRows * kHeadDim + kRows * 32);
@@ -29,36 +25,18 @@ extern "C" __global__ void __launch_bounds__(kThreads) plx_prefill(const PlxPref
   });
   __syncwarp();
 
-  auto stage_k = [&](int t) { return s_ring + (t % kStages) * 2 * kBlockN * kHeadDim; };
-  auto stage_v = [&](int t) { return stage_k(t) + kBlockN * kHeadDim; };
-#pragma unroll
-  for (int t = 0; t < kStages - 1; ++t) {
-    if (t < num_tiles) load_kv_tile(stage_k(t), stage_v(t), seq.kv, KvSource::Pages{}, lo + t * kBlockN, hi);
-    plx_cp_async_commit();
-  }
+  // phase: scores -> online softmax -> accumulate, 32 keys at a time
   WarpState st;
-  state_init(st);
-  for (int t = 0; t < num_tiles; ++t) {
-    const int tn = t + kStages - 1;
-    if (tn < num_tiles) load_kv_tile(stage_k(tn), stage_v(tn), seq.kv, KvSource::Pages{}, lo + tn * kBlockN, hi);
-    plx_cp_async_commit();
-    plx_cp_async_wait<kStages - 1>();
-    __syncthreads();
-    const int t0 = lo + t * kBlockN;
-    // Only tiles on the causal diagonal, the window edge or the sequence end need a mask.
-    const bool edge = t0 + kBlockN > min(seq.lk, off + row0 + 1) ||
-                      (kWindow && p.window > 0 && t0 <= off + row_last - p.window);
-
+  stream_kv(ring, seq.kv, qt.lo, qt.hi, qt.num_tiles, [&] { state_init(st); }, [&](int t) {
+    const int t0 = qt.lo + t * kBlockN;
+    const bool edge = edge_tile(p, seq, qt, t0);
 #pragma unroll 1
     for (int kb = 0; kb < kBlockN; kb += 32) {
-      attend_block(st, s_q, stage_k(t), stage_v(t), kb, s_p, p.scale_log2, [&](int u, int key) {
+      attend_block(st, s_q, ring.k(t), ring.v(t), kb, s_p, p.scale_log2, [&](int u, int key) {
         return !edge || visible_key(p, seq, wrow0 + u, t0 + kb + key);
       });
     }
-    __syncthreads();
-  }
-  plx_cp_async_wait<0>();
-  __syncthreads();
+  });
 
   // phase: store -- lane writes its head-dim slice of every row
 #pragma unroll

@@ -1,25 +1,20 @@
 // plx_prefill on the tensor cores. CTA (query tile, head, batch) owns kBlockM query rows of
 // one head; warp w owns kUnits of them as stacked [q; r] A operands and streams every K/V
 // tile of the causal range through its own online softmax, so no cross-warp merge is needed.
-// Query tiles are issued last-first: the longest causal rows start earliest.
-// Needs: sequence.cuh, mma_core.cuh, tile_loader.cuh; kBlockM, kMTiles, kUnits,
-// kSmemRingOffset (generator).
+// Needs: sequence.cuh, mma_core.cuh, kv_pipeline.cuh; kMTiles, kUnits, kSmemRingOffset
+// (generator).
 
-// ---- the prefill kernel (mma.sync path) ----------------------------------------
+// ---- the prefill kernel (mma.sync path) --------------------------------------------------
 extern "C" __global__ void __launch_bounds__(kThreads) plx_prefill(const PlxPrefillParams p) {
   extern __shared__ __align__(128) unsigned char smem[];
-  plx_e16* s_ring = reinterpret_cast<plx_e16*>(smem + kSmemRingOffset);  // kStages x (K, V)
+  const KvRing ring{reinterpret_cast<plx_e16*>(smem + kSmemRingOffset)};
   const int h = blockIdx.y, b = blockIdx.z;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const Sequence seq = make_sequence(p, b, h);
-  const int row0 = (gridDim.x - 1 - blockIdx.x) * kBlockM;  // longest rows first
+  const int row0 = query_tile_row0();
   if (row0 >= seq.lq) return;
+  const QueryTile qt = query_tile(p, seq, row0);
   const int wrow0 = row0 + warp * kUnits;  // this warp's first query row
-  const int row_last = min(seq.lq, row0 + kBlockM) - 1;
-  const int off = seq.lk - seq.lq;
-  const int hi = min(seq.lk, off + row_last + 1);
-  const int lo = (kWindow && p.window > 0) ? max(0, off + row0 - p.window + 1) : 0;
-  const int num_tiles = hi > lo ? (hi - lo + kBlockN - 1) / kBlockN : 0;
 
   // phase: load q and r of every warp's rows as stacked A operands (zero rows pad)
   plx_e16* s_qr = reinterpret_cast<plx_e16*>(smem);  // [kWarps][kMTiles*16][D]
@@ -36,36 +31,17 @@ extern "C" __global__ void __launch_bounds__(kThreads) plx_prefill(const PlxPref
   plx_cp_async_commit();
   const plx_e16* s_qr_warp = s_qr + warp * kMTiles * 16 * kHeadDim;
 
-  auto stage_k = [&](int t) { return s_ring + (t % kStages) * 2 * kBlockN * kHeadDim; };
-  auto stage_v = [&](int t) { return stage_k(t) + kBlockN * kHeadDim; };
-#pragma unroll
-  for (int t = 0; t < kStages - 1; ++t) {
-    if (t < num_tiles) load_kv_tile(stage_k(t), stage_v(t), seq.kv, KvSource::Pages{}, lo + t * kBlockN, hi);
-    plx_cp_async_commit();
-  }
+  // phase: scores -> online softmax -> accumulate, tile by tile
   WarpState st;
-  state_init(st);
-  for (int t = 0; t < num_tiles; ++t) {
-    const int tn = t + kStages - 1;
-    if (tn < num_tiles) load_kv_tile(stage_k(tn), stage_v(tn), seq.kv, KvSource::Pages{}, lo + tn * kBlockN, hi);
-    plx_cp_async_commit();
-    plx_cp_async_wait<kStages - 1>();
-    __syncthreads();
-    const int t0 = lo + t * kBlockN;
-    // Only tiles on the causal diagonal, the window edge or the sequence end need a mask.
-    const bool edge = t0 + kBlockN > min(seq.lk, off + row0 + 1) ||
-                      (kWindow && p.window > 0 && t0 <= off + row_last - p.window);
-
+  stream_kv(ring, seq.kv, qt.lo, qt.hi, qt.num_tiles, [&] { state_init(st); }, [&](int t) {
+    const int t0 = qt.lo + t * kBlockN;
     float s[kMTiles][kBlockN / 8][4];
-    scores<kBlockN>(s, s_qr_warp, stage_k(t), 0, p.scale_log2);
-    if (edge)
+    scores<kBlockN>(s, s_qr_warp, ring.k(t), 0, p.scale_log2);
+    if (edge_tile(p, seq, qt, t0))
       mask_scores<kBlockN>(s, [&](int u, int key) { return visible_key(p, seq, wrow0 + u, t0 + key); });
     online_softmax<kBlockN>(s, st);
-    accumulate<kBlockN>(s, st, stage_v(t), 0);
-    __syncthreads();
-  }
-  plx_cp_async_wait<0>();
-  __syncthreads();
+    accumulate<kBlockN>(s, st, ring.v(t), 0);
+  });
 
   // phase: store -- each lane finalizes two adjacent columns of its rows
   const int g = lane >> 2, c = 2 * (lane & 3);

@@ -1,7 +1,7 @@
-// Prefill's view of one (sequence, head): packed (cu_seqlens) or padded batches and the
-// causal mask aligned to the end of the keys.
+// Prefill's view of one (sequence, head): packed (cu_seqlens) or padded batches, the causal
+// mask aligned to the end of the keys, and the rows and keys one CTA covers.
 // Needs: kernel_abi (PlxPrefillParams), kv_contiguous.cuh (common: KvSource); kGroup,
-// kWindow (generator).
+// kBlockM, kBlockN, kWindow (generator).
 
 // One sequence of the batch: its lengths and base pointers (packed when cu_seqlens given).
 struct Sequence {
@@ -49,4 +49,30 @@ __device__ __forceinline__ Sequence make_sequence(const PlxPrefillParams& p, int
 __device__ __forceinline__ bool visible_key(const PlxPrefillParams& p, const Sequence& s, int i, int j) {
   const int last = s.lk - s.lq + i;
   return j < s.lk && j <= last && (!kWindow || p.window <= 0 || j > last - p.window);
+}
+
+// The query rows of this CTA (query tiles are issued last-first: the longest causal rows start
+// earliest) and the key range [lo, hi) they see.
+struct QueryTile {
+  int row0, row_last;  // first and last query row
+  int off;             // lk - lq: key index of query row 0's diagonal
+  int lo, hi;
+  int num_tiles;       // kBlockN tiles of [lo, hi)
+};
+__device__ __forceinline__ int query_tile_row0() { return (gridDim.x - 1 - blockIdx.x) * kBlockM; }
+__device__ __forceinline__ QueryTile query_tile(const PlxPrefillParams& p, const Sequence& seq, int row0) {
+  QueryTile q;
+  q.row0 = row0;
+  q.row_last = min(seq.lq, row0 + kBlockM) - 1;
+  q.off = seq.lk - seq.lq;
+  q.hi = min(seq.lk, q.off + q.row_last + 1);
+  q.lo = (kWindow && p.window > 0) ? max(0, q.off + row0 - p.window + 1) : 0;
+  q.num_tiles = q.hi > q.lo ? (q.hi - q.lo + kBlockN - 1) / kBlockN : 0;
+  return q;
+}
+// Only tiles on the causal diagonal, the window edge or the sequence end need a mask.
+__device__ __forceinline__ bool edge_tile(const PlxPrefillParams& p, const Sequence& seq, const QueryTile& q,
+                                          int t0) {
+  return t0 + kBlockN > min(seq.lk, q.off + q.row0 + 1) ||
+         (kWindow && p.window > 0 && t0 <= q.off + q.row_last - p.window);
 }

@@ -47,7 +47,7 @@ std::string Family::Constants(const Variant& v) const {
 std::string Family::Kernels(const Variant& v) const {
   namespace t = kernel_text;
   const bool mma = v.schedule().path == MathPath::kMma;
-  return absl::StrCat(t::common_kv_contiguous, t::prefill_sequence, t::common_tile_loader,
+  return absl::StrCat(t::common_kv_contiguous, t::prefill_sequence, t::common_tile_loader, t::common_kv_pipeline,
                       t::common_finalize, mma ? t::common_mma_core : t::common_fma_core,
                       mma ? t::prefill_kernel_mma : t::prefill_kernel_fma);
 }

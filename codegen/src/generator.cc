@@ -86,10 +86,10 @@ constexpr absl::string_view kCopyConstants =
 
 }  // namespace
 
-LaunchShape GetLaunchShape(const Variant& v) { return FamilyFor(v.problem().mode).Launch(v); }
+LaunchShape GetLaunchShape(const Variant& v) { return FamilyOf(v).Launch(v); }
 
 std::string GenerateSource(const Variant& v) {
-  const KernelFamily& f = FamilyFor(v.problem().mode);
+  const KernelFamily& f = FamilyOf(v);
   return absl::StrCat(HeaderComment(v, f), "\n// ---- launch ABI (kernel_abi.h) ----\n", kKernelAbiText, Prelude(v),
                       SharedConstants(v, f), f.Constants(v), kCopyConstants, f.Kernels(v));
 }

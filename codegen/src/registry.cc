@@ -22,7 +22,20 @@ const std::vector<const KernelFamily*>& AllFamilies() {
   return kAll;
 }
 
-const KernelFamily& FamilyFor(Mode mode) {
+const KernelFamily* FindFamily(Mode mode, MathPath path) {
+  for (const KernelFamily* f : AllFamilies())
+    if (f->mode() == mode)
+      for (MathPath p : f->paths())
+        if (p == path) return f;
+  return nullptr;
+}
+
+// Variant::Create refuses a (mode, path) no family serves, so a variant always has one.
+const KernelFamily& FamilyOf(const Variant& v) {
+  return *FindFamily(v.problem().mode, v.schedule().path);
+}
+
+const KernelFamily& DefaultFamily(Mode mode) {
   for (const KernelFamily* f : AllFamilies())
     if (f->mode() == mode) return *f;
   // Every Mode value has a family (tests/codegen/family_test.cc); reaching here is a build
@@ -32,7 +45,7 @@ const KernelFamily& FamilyFor(Mode mode) {
 }
 
 Schedule DefaultSchedule(const Problem& p, const Algorithm& a) {
-  return CanonicalSchedule(p, a, FamilyFor(p.mode).Default(p, a));
+  return CanonicalSchedule(p, a, DefaultFamily(p.mode).Default(p, a));
 }
 
 }  // namespace parallax

@@ -59,7 +59,7 @@ absl::StatusOr<DeviceLimits> DeviceLimitsForArch(std::string_view arch) {
 // Static __shared__ arrays (the family's, as ptxas pads them) count against the same budget
 // as the dynamic smem.
 int CtasPerSm(const Variant& v, const DeviceLimits& limits) {
-  const int static_smem = FamilyFor(v.problem().mode).StaticSmemBytes(v);
+  const int static_smem = FamilyOf(v).StaticSmemBytes(v);
   const int smem = v.smem_bytes() + static_smem + limits.reserved_smem_per_block;
   if (v.smem_bytes() + static_smem > limits.max_smem_per_block) return 0;
   return std::min(limits.smem_per_sm / smem, limits.max_threads_per_sm / v.threads());
@@ -109,7 +109,15 @@ std::vector<Variant> EnumerateSpace(const Problem& p, const Algorithm& a, const 
     out.push_back(*std::move(v));
   };
 
-  FamilyFor(p.mode).ForEachCandidate(p, a, o, consider);
+  // Each family of the mode enumerates the requested paths it serves, in o.paths' order.
+  for (const KernelFamily* f : AllFamilies()) {
+    if (f->mode() != p.mode) continue;
+    SpaceOptions mine = o;
+    mine.paths.clear();
+    for (MathPath path : o.paths)
+      if (FindFamily(p.mode, path) == f) mine.paths.push_back(path);
+    if (!mine.paths.empty()) f->ForEachCandidate(p, a, mine, consider);
+  }
   return out;
 }
 

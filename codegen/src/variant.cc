@@ -76,13 +76,15 @@ absl::Status ValidateSchedule(const Problem& p, const Algorithm& a, const Schedu
     return Bad("stages", s.stages,
                absl::StrFormat("%d stages of K+V tiles (%d bytes each) exceed 227 KiB of shared memory",
                                s.stages, kv_tile_bytes));
-  const KernelFamily& f = FamilyFor(p.mode);
-  if (absl::Status st = ValidateUnusedFields(f, s); !st.ok()) return st;
-  return f.Validate(p, a, s);
+  const KernelFamily* f = FindFamily(p.mode, s.path);
+  if (f == nullptr)
+    return Bad("path", ToString(s.path), absl::StrCat("no kernel family serves ", ToString(p.mode), " on this path"));
+  if (absl::Status st = ValidateUnusedFields(*f, s); !st.ok()) return st;
+  return f->Validate(p, a, s);
 }
 
 std::string PrintKey(const Problem& p, const Algorithm& a, const Schedule& s) {
-  return absl::StrCat(ProblemKey(p, a), ".", ToString(s.path), FamilyFor(p.mode).PrintSchedule(s));
+  return absl::StrCat(ProblemKey(p, a), ".", ToString(s.path), FindFamily(p.mode, s.path)->PrintSchedule(s));
 }
 
 absl::Status KeyError(absl::string_view key, absl::string_view what) {
@@ -110,7 +112,9 @@ const char* ToString(Affine a) { return a == Affine::kPlain ? "plain" : "amplifi
 const char* ToString(MathPath p) { return p == MathPath::kMma ? "mma" : "fma"; }
 
 Schedule CanonicalSchedule(const Problem& p, const Algorithm& a, Schedule s) {
-  const KernelFamily& f = FamilyFor(p.mode);
+  const KernelFamily* family = FindFamily(p.mode, s.path);
+  if (family == nullptr) return s;  // Create names the path
+  const KernelFamily& f = *family;
   const auto unused = [&](unsigned field) { return (f.fields() & field) == 0; };
   if (unused(kFieldSplits)) s.splits = 0;
   if (unused(kFieldHeadsPerCta)) s.heads_per_cta = 0;
@@ -209,7 +213,10 @@ absl::StatusOr<Variant> Variant::Parse(std::string_view key_in, const VariantPar
   else if (st[0] == "fma") s.path = MathPath::kFma;
   else return KeyError(key, absl::StrCat("path '", st[0], "' is not mma or fma"));
   st.erase(st.begin());
-  if (absl::Status e = FamilyFor(p.mode).ParseSchedule(st, &s); !e.ok()) return KeyError(key, e.message());
+  const KernelFamily* f = FindFamily(p.mode, s.path);
+  if (f == nullptr)
+    return KeyError(key, absl::StrCat("no kernel family serves ", ToString(p.mode), " on path '", ToString(s.path), "'"));
+  if (absl::Status e = f->ParseSchedule(st, &s); !e.ok()) return KeyError(key, e.message());
   absl::StatusOr<Variant> v = Create(p, a, s);
   if (!v.ok()) return KeyError(key, v.status().message());
   if (v->Key() != key) return KeyError(key, absl::StrCat("not canonical; did you mean '", v->Key(), "'?"));
@@ -218,6 +225,6 @@ absl::StatusOr<Variant> Variant::Parse(std::string_view key_in, const VariantPar
 
 std::string Variant::HashHex() const { return absl::StrFormat("%016x", hash_); }
 
-int Variant::smem_bytes() const { return FamilyFor(problem_.mode).SmemBytes(*this); }
+int Variant::smem_bytes() const { return FamilyOf(*this).SmemBytes(*this); }
 
 }  // namespace parallax

@@ -194,7 +194,7 @@ absl::StatusOr<const LoadedKernel*> Runtime::Load(const Variant& v) {
   auto k = std::make_unique<LoadedKernel>();
   k->shape = GetLaunchShape(v);
   PLX_CU_RETURN_IF_ERROR(d, cuModuleLoadData(&k->module, cubin.data()));
-  const std::vector<std::string> names = FamilyFor(v.problem().mode).KernelNames();  // main first
+  const std::vector<std::string> names = FamilyOf(v).KernelNames();  // main first
   PLX_CU_RETURN_IF_ERROR(d, cuModuleGetFunction(&k->main, k->module, names[0].c_str()));
   if (names.size() > 1) PLX_CU_RETURN_IF_ERROR(d, cuModuleGetFunction(&k->merge, k->module, names[1].c_str()));
   if (k->shape.smem_bytes > device_.max_smem_per_block_optin) {
@@ -233,7 +233,7 @@ size_t Runtime::DecodeWorkspaceBytes(const Variant& v, int batch, int num_splits
 }
 
 int Runtime::AutoSplits(const Variant& v, int batch, int max_seqlen) {
-  const int ctas = static_cast<int>(std::max(1LL, FamilyFor(v.problem().mode).MainGrid(v, batch, 1, 1).ctas()));
+  const int ctas = static_cast<int>(std::max(1LL, FamilyOf(v).MainGrid(v, batch, 1, 1).ctas()));
   // Every split costs the same, so the time is (waves of CTAs) x (keys per split). One CTA
   // per SM already saturates HBM (measured on H100: B=1, L=16k: 16 splits 32.8 us vs 33
   // splits 37.7 us; B=8: 2 splits beat 4), and a partial second wave costs a whole one.
@@ -337,7 +337,7 @@ absl::Status Runtime::LaunchDecode(const DecodePlan& plan, PlxDecodeParams p, vo
   }
   const Variant& v = plan.variant;
   const int num_q_heads = v.problem().num_q_heads;
-  const Grid grid = FamilyFor(v.problem().mode).MainGrid(v, p.batch, 1, plan.num_splits);
+  const Grid grid = FamilyOf(v).MainGrid(v, p.batch, 1, plan.num_splits);
   const size_t stat_floats = static_cast<size_t>(plan.num_splits) * p.batch * num_q_heads * 4;
   p.num_splits = plan.num_splits;
   p.part_stats = static_cast<float*>(ws);
@@ -419,7 +419,7 @@ absl::Status Runtime::LaunchPrefill(const Variant& v, PlxPrefillParams p, CUstre
   if (absl::Status s = MakeCurrent(); !s.ok()) return s;
   const cu::Api* d = *cu::Driver();
   void* args[] = {&p};
-  const Grid grid = FamilyFor(v.problem().mode).MainGrid(v, p.batch, p.seqlen_q, 1);
+  const Grid grid = FamilyOf(v).MainGrid(v, p.batch, p.seqlen_q, 1);
   PLX_CU_RETURN_IF_ERROR(d, cuLaunchKernel((*k)->main, grid.x, grid.y, grid.z, (*k)->shape.threads, 1, 1,
                                            (*k)->shape.smem_bytes, stream, args, nullptr));
   return absl::OkStatus();

@@ -37,7 +37,7 @@ double DecodeBytes(const Problem& p, const Algorithm& a, int batch, int seqlen) 
 
 int ModelSplits(const Variant& v, int batch, int seqlen, const CostInputs& c) {
   const int per_sm = std::max(1, CtasPerSm(v, c.limits));
-  const int ctas = static_cast<int>(std::max(1LL, FamilyFor(v.problem().mode).MainGrid(v, batch, 1, 1).ctas()));
+  const int ctas = static_cast<int>(std::max(1LL, FamilyOf(v).MainGrid(v, batch, 1, 1).ctas()));
   const int slots = c.sm_count * per_sm;
   const int max_by_len = std::max(1, seqlen / (2 * v.schedule().block_n));
   return std::clamp(std::min(std::max(1, slots / ctas), max_by_len), 1, 128);
@@ -47,7 +47,7 @@ double EstimateDecodeUs(const Variant& v, int batch, int seqlen, const CostInput
   const Problem& p = v.problem();
   const Schedule& s = v.schedule();
   const int splits = s.splits > 0 ? s.splits : ModelSplits(v, batch, seqlen, c);
-  const double ctas = std::max(1.0, double(FamilyFor(p.mode).MainGrid(v, batch, 1, splits).ctas()));
+  const double ctas = std::max(1.0, double(FamilyOf(v).MainGrid(v, batch, 1, splits).ctas()));
   const double per_sm = std::max(1, CtasPerSm(v, c.limits));
   const double slots = c.sm_count * per_sm;
   const double active = std::min(ctas, slots);

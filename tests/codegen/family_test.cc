@@ -2,6 +2,7 @@
 // family per mode, default schedules that are valid, keys that round-trip over the whole
 // space, a launch shape and grid that match the variant, and kernels named as it says.
 #include <set>
+#include <utility>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -22,16 +23,25 @@ Problem ProblemFor(Mode mode) {
   return p;
 }
 
-TEST(FamilyRegistry, EachModeHasExactlyOneFamilyWithAUniqueName) {
+TEST(FamilyRegistry, EachModeAndPathHasExactlyOneFamilyWithAUniqueName) {
   std::set<std::string> names;
   std::set<Mode> modes;
+  std::set<std::pair<Mode, MathPath>> served;
   for (const KernelFamily* f : AllFamilies()) {
     EXPECT_TRUE(names.insert(std::string(f->name())).second) << f->name();
-    EXPECT_TRUE(modes.insert(f->mode()).second) << "two families for mode " << ToString(f->mode());
+    modes.insert(f->mode());
+    for (MathPath path : f->paths())
+      EXPECT_TRUE(served.insert({f->mode(), path}).second)
+          << "two families for " << ToString(f->mode()) << " on " << ToString(path);
   }
   for (Mode m : {Mode::kDecode, Mode::kPrefill}) {
-    EXPECT_EQ(FamilyFor(m).mode(), m);
+    EXPECT_EQ(DefaultFamily(m).mode(), m);
     EXPECT_TRUE(modes.count(m)) << ToString(m);
+    for (MathPath path : {MathPath::kMma, MathPath::kFma}) {
+      const KernelFamily* f = FindFamily(m, path);
+      ASSERT_NE(f, nullptr) << ToString(m) << " " << ToString(path);
+      EXPECT_EQ(f->mode(), m);
+    }
   }
 }
 
@@ -59,7 +69,7 @@ TEST(FamilyRegistry, EveryVariantOfTheSpaceRoundTripsAndLaunchesAsItSays) {
       absl::StatusOr<Variant> back = Variant::Parse(v.Key());
       ASSERT_TRUE(back.ok()) << back.status();
       EXPECT_EQ(back->schedule(), v.schedule()) << v.Key();
-      EXPECT_EQ(&FamilyFor(v.problem().mode), f);
+      EXPECT_EQ(&FamilyOf(v), f);
       const LaunchShape shape = GetLaunchShape(v);
       EXPECT_EQ(shape.threads, v.threads());
       EXPECT_EQ(shape.smem_bytes, v.smem_bytes());

@@ -25,11 +25,11 @@ double SimulatedUs(const Variant& v, int batch, int seqlen) {
   const Problem& p = v.problem();
   const Schedule& s = v.schedule();
   const bool mma = s.path == MathPath::kMma;
-  const int regs = std::min(255, 40 + (mma ? 24 : 48) * FamilyFor(p.mode).Tiling(v).mtiles + 8 * s.stages + p.head_dim / 4);
+  const int regs = std::min(255, 40 + (mma ? 24 : 48) * FamilyOf(v).Tiling(v).mtiles + 8 * s.stages + p.head_dim / 4);
   const int by_regs = 65536 / (((regs + 7) / 8 * 8) * v.threads());
   const int by_smem = (228 * 1024) / (v.smem_bytes() + 1024);
   const int per_sm = std::max(1, std::min({by_regs, by_smem, 2048 / v.threads(), 32}));
-  const int ctas_base = static_cast<int>(FamilyFor(p.mode).MainGrid(v, batch, 1, 1).ctas());
+  const int ctas_base = static_cast<int>(FamilyOf(v).MainGrid(v, batch, 1, 1).ctas());
   const int slots = 132 * per_sm;
   const int auto_splits = std::clamp(std::min(std::max(1, slots / ctas_base), std::max(1, seqlen / (2 * s.block_n))), 1, 128);
   const int splits = s.splits > 0 ? s.splits : auto_splits;

@@ -24,6 +24,7 @@ class Family final : public KernelFamily {
  public:
   absl::string_view name() const override { return "decode"; }
   Mode mode() const override { return Mode::kDecode; }
+  std::vector<MathPath> paths() const override { return {MathPath::kMma, MathPath::kFma}; }
   unsigned fields() const override;
   absl::Status Validate(const Problem& p, const Algorithm& a, const Schedule& s) const override;
   std::string PrintSchedule(const Schedule& s) const override;

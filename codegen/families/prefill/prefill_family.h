@@ -22,6 +22,7 @@ class Family final : public KernelFamily {
  public:
   absl::string_view name() const override { return "prefill"; }
   Mode mode() const override { return Mode::kPrefill; }
+  std::vector<MathPath> paths() const override { return {MathPath::kMma, MathPath::kFma}; }
   unsigned fields() const override { return kFieldBlockM; }
   absl::Status Validate(const Problem& p, const Algorithm& a, const Schedule& s) const override;
   std::string PrintSchedule(const Schedule& s) const override;

@@ -60,8 +60,10 @@ class KernelFamily {
 
   // Its folder under codegen/families/ ("decode", "prefill").
   virtual absl::string_view name() const = 0;
-  // The problems it serves (the first token of every key it names).
+  // The problems it serves (the first token of every key it names) and the math paths (the
+  // schedule's first token): a variant belongs to the family serving its (mode, path).
   virtual Mode mode() const = 0;
+  virtual std::vector<MathPath> paths() const = 0;
 
   // ---- schedule: fields, key grammar, validation, defaults ----
   virtual unsigned fields() const = 0;  // ScheduleField bits it reads
@@ -104,9 +106,14 @@ class KernelFamily {
   virtual std::string Kernels(const Variant& v) const = 0;
 };
 
-// The family serving a mode: every Mode has one.
-const KernelFamily& FamilyFor(Mode mode);
-// The built-in schedule of p's family, made canonical: what runs when neither the caller nor
+// The family serving (mode, path), or nullptr when none does.
+const KernelFamily* FindFamily(Mode mode, MathPath path);
+// The family of a (valid) variant.
+const KernelFamily& FamilyOf(const Variant& v);
+// The family whose Default() a mode's problems get when nothing else names a variant: the
+// first registered one serving the mode (every Mode has one).
+const KernelFamily& DefaultFamily(Mode mode);
+// The built-in schedule of DefaultFamily(p.mode), made canonical: what runs when neither the caller nor
 // the tuning database names a variant.
 Schedule DefaultSchedule(const Problem& p, const Algorithm& a);
 

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "parallax/codegen/generator.h"
+#include "parallax/codegen/kernel_family.h"
 
 namespace parallax::search {
 namespace {
@@ -27,10 +28,10 @@ StaticSpace BuildStaticSpace(const Problem& p, const Algorithm& a, const DeviceL
   so.limits = limits;
   so.prune = true;
   so.paths = o.paths;
-  so.splits = p.mode == Mode::kDecode ? o.splits : std::vector<int>{0};
+  so.splits = o.splits;  // families without split counts ignore them
   StaticSpace out;
   for (Variant& v : EnumerateSpace(p, a, so, &out.stats)) {
-    const bool twin = o.fused_merge && p.mode == Mode::kDecode && v.schedule().splits != 1;
+    const bool twin = o.fused_merge && (FamilyOf(v).fields() & kFieldFusedMerge) && v.schedule().splits != 1;
     Schedule s = v.schedule();
     out.variants.push_back(std::move(v));
     if (!twin) continue;
@@ -45,7 +46,7 @@ StaticSpace BuildStaticSpace(const Problem& p, const Algorithm& a, const DeviceL
 
 std::optional<std::string> CompilePruneReason(const Variant& v, const std::vector<KernelResources>& kernels,
                                               const DeviceLimits& limits) {
-  const char* main_name = v.problem().mode == Mode::kDecode ? KernelNames::kDecode : KernelNames::kPrefill;
+  const std::string main_name = FamilyOf(v).KernelNames().front();
   for (const KernelResources& k : kernels) {
     if (k.registers > kMaxRegisters)
       return absl::StrCat(k.name, " uses ", k.registers, " registers (more than ", kMaxRegisters, ")");
@@ -67,7 +68,8 @@ std::optional<std::string> CompilePruneReason(const Variant& v, const std::vecto
 }
 
 std::string CompileClassKey(const Variant& v) {
-  if (v.problem().mode != Mode::kDecode || v.schedule().splits == 0) return v.Key();
+  // Split counts are a launch argument: variants differing only in them share one binary.
+  if ((FamilyOf(v).fields() & kFieldSplits) == 0 || v.schedule().splits == 0) return v.Key();
   Schedule s = v.schedule();
   s.splits = 0;
   absl::StatusOr<Variant> base = Variant::Create(v.problem(), v.algorithm(), s);

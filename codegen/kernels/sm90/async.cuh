@@ -1,0 +1,68 @@
+// Hopper (sm_90a) asynchronous primitives as inline PTX, for the warp-specialized families:
+// mbarriers (arrive / expect-tx / parity wait), TMA tile loads into shared memory, the
+// fences between the generic and async proxies, and register reallocation between producer
+// and consumer warpgroups. Compile for sm_90a.
+// Needs: prelude.cuh (plx_u32, plx_smem_addr).
+
+// ---- sm90: tensor maps, mbarriers, TMA ---------------------------------------------------
+// A CUtensorMap (cuTensorMapEncodeTiled on the host), passed by value as a __grid_constant__
+// kernel parameter so the TMA unit reads it from parameter memory.
+struct __align__(64) PlxTensorMap {
+  unsigned long long opaque[16];
+};
+typedef unsigned long long plx_u64;
+
+__device__ __forceinline__ void plx_mbar_init(plx_u64* bar, int arrivals) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(plx_smem_addr(bar)), "r"(arrivals) : "memory");
+}
+// Makes the initialised barriers visible to the async proxy (TMA) and the other threads.
+__device__ __forceinline__ void plx_mbar_init_fence() {
+  asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+}
+// One arrival that also announces `bytes` of TMA traffic the phase must wait for.
+__device__ __forceinline__ void plx_mbar_arrive_expect_tx(plx_u64* bar, int bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;"
+               :: "r"(plx_smem_addr(bar)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void plx_mbar_arrive(plx_u64* bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" :: "r"(plx_smem_addr(bar)) : "memory");
+}
+__device__ __forceinline__ bool plx_mbar_try_wait(plx_u64* bar, int parity) {
+  plx_u32 done;
+  asm volatile("{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
+               : "=r"(done) : "r"(plx_smem_addr(bar)), "r"(parity) : "memory");
+  return done != 0;
+}
+// Blocks until the barrier's phase with this parity has completed.
+__device__ __forceinline__ void plx_mbar_wait(plx_u64* bar, int parity) {
+  while (!plx_mbar_try_wait(bar, parity)) {
+  }
+}
+
+// TMA: the box at (c0 = innermost coordinate, c1) of `map` into shared memory at `dst`
+// (1024-byte aligned for the 128-byte swizzle); completion counts `bar`'s tx bytes down.
+__device__ __forceinline__ void plx_tma_load_2d(void* dst, const PlxTensorMap* map, plx_u64* bar, int c0, int c1) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4}], [%2];"
+      :: "r"(plx_smem_addr(dst)), "l"(reinterpret_cast<plx_u64>(map)), "r"(plx_smem_addr(bar)), "r"(c0), "r"(c1)
+      : "memory");
+}
+__device__ __forceinline__ void plx_tma_prefetch_map(const PlxTensorMap* map) {
+  asm volatile("prefetch.tensormap [%0];" :: "l"(reinterpret_cast<plx_u64>(map)) : "memory");
+}
+// Orders this thread's generic-proxy shared-memory writes before async-proxy reads of them
+// (wgmma operands written with plain stores, TMA stores).
+__device__ __forceinline__ void plx_fence_proxy_async() {
+  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+}
+
+// Register reallocation between warpgroups (setmaxnreg): producers give registers up,
+// consumers take them. N is a multiple of 8 in 24..256, the same for the whole warpgroup.
+template <int N>
+__device__ __forceinline__ void plx_regs_release() {
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" :: "n"(N));
+}
+template <int N>
+__device__ __forceinline__ void plx_regs_acquire() {
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" :: "n"(N));
+}

@@ -2,10 +2,13 @@
 # Everything that needs the GPU, in one call: device facts, the gpu-labelled correctness
 # suites (with a compute-sanitizer subset), then the benchmarks. Runs on the GPU host over a
 # build made here (carried with .carry/lib holding the Debian libraries it lacks).
-# Usage: scripts/gpu-suite.sh [BUILD_DIR] [test|bench|all|tune|tune-tests|tune-run]
+# Usage: scripts/gpu-suite.sh [BUILD_DIR] [test|bench|all|tune|tune-tests|tune-run|tune-prefill]
 # `tune` (not part of `all`: it takes ~8 minutes of budget) = tune-tests (the gpu-labelled
-# search tests: real worker, faulting/hanging variants) + tune-run (`parallax tune` over the
-# qwen3-0.6b grid, then `parallax db show --json`). TUNE_BUDGET (minutes, default 8) shortens it.
+# search tests: real worker, faulting/hanging variants, a prefill run the runtime serves) +
+# tune-run (`parallax tune` over the qwen3-0.6b grid, then `parallax db show --json`).
+# TUNE_BUDGET (minutes, default 8) shortens it. `tune-prefill`: `parallax tune --mode prefill`
+# over llama3-8b full prefills at 4k and 8k (TUNE_BUDGET, default 4), then `bench prefill`
+# with the DB (choice exact) and without (default) at B=4, L=4096.
 set -uo pipefail
 build=${1:-build}
 what=${2:-all}
@@ -76,7 +79,7 @@ if [ "$what" = python ] || [ "$what" = all ]; then
 fi
 # The tuner: the `parallax` CLI (or plx_search_cli, the same commands built without the
 # gRPC service) and the search GPU tests, found anywhere under the build dir.
-if [ "$what" = tune ] || [ "$what" = tune-tests ] || [ "$what" = tune-run ]; then
+if [ "$what" = tune ] || [ "$what" = tune-tests ] || [ "$what" = tune-run ] || [ "$what" = tune-prefill ]; then
   cli=$(find "$build" -name parallax -type f -perm -u+x | head -1)
   [ -x "$cli" ] || cli=$(find "$build" -name plx_search_cli -type f -perm -u+x | head -1)
   [ -x "$cli" ] || { echo "missing the parallax CLI (or plx_search_cli) under $build"; exit 1; }
@@ -85,7 +88,7 @@ fi
 if [ "$what" = tune ] || [ "$what" = tune-tests ]; then
   bin=$(find "$build" -name search_worker_gpu_test -type f | head -1)
   if [ -x "$bin" ]; then
-    PARALLAX_WORKER_BIN="$cli" timeout 480 "$bin" --gtest_output=json:"$out/search_worker_gpu_test.json" \
+    PARALLAX_WORKER_BIN="$cli" timeout 570 "$bin" --gtest_output=json:"$out/search_worker_gpu_test.json" \
       > "$out/search_worker_gpu_test.log" 2>&1 || { status=1; echo "search_worker_gpu_test exited with $?"; }
     grep -E '^\[(worker|tune|bench)\]' "$out/search_worker_gpu_test.log"
     grep -E '^\[  (PASSED|FAILED|SKIPPED) \]|tests? ran' "$out/search_worker_gpu_test.log" | tail -4
@@ -115,6 +118,27 @@ import json, sys
 for path in sys.argv[1:]:
     j = json.load(open(path))
     print(f"bench b8-l4096: {j['median_us']:.2f} us {j['gbps']:.0f} GB/s ({j['choice']}) {j['variant']}")
+PY
+fi
+if [ "$what" = tune-prefill ]; then
+  budget=${TUNE_BUDGET:-4}
+  db="$out/tuner-prefill.db"
+  rm -f "$db" "$db"-wal "$db"-shm "$db".lock
+  timeout $(( (budget + 3) * 60 )) "$cli" tune --mode prefill --preset llama3-8b --batch 1,4 --seqlen 4096,8192 \
+    --budget "$budget" --db "$db" --json > "$out/tune_prefill.json" 2> "$out/tune_prefill.log"
+  rc=$?
+  [ $rc -eq 0 ] || { status=1; echo "parallax tune --mode prefill exited with $rc"; }
+  tail -6 "$out/tune_prefill.log"
+  "$cli" db show --db "$db" | head -20
+  "$cli" bench prefill --shape 4,4096,32,8,128 --db "$db" --json > "$out/bench_prefill_tuned.json" \
+    2>> "$out/bench_prefill.err" || status=1
+  "$cli" bench prefill --shape 4,4096,32,8,128 --json > "$out/bench_prefill_default.json" \
+    2>> "$out/bench_prefill.err" || status=1
+  python3 - "$out/bench_prefill_tuned.json" "$out/bench_prefill_default.json" <<'PY' || true
+import json, sys
+for path in sys.argv[1:]:
+    j = json.load(open(path))
+    print(f"bench prefill t16384-l4096: {j['median_us']:.2f} us ({j['choice']}) {j['variant']}")
 PY
 fi
 exit $status

@@ -95,8 +95,8 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Create(const RuntimeOptions& o
     if (!db.ok()) return db.status();
     rt->db_ = std::move(*db);
     TunedStore* store = rt->db_.get();
-    rt->SetTunedLookup([store](const Problem& p, const Algorithm& a, int batch, int seqlen) {
-      return store->Lookup(p, a, batch, seqlen);
+    rt->SetTunedLookup([store](const Problem& p, const Algorithm& a, const ShapeBucket& bucket) {
+      return store->Lookup(p, a, bucket);
     });
   }
   return rt;
@@ -243,6 +243,41 @@ int Runtime::AutoSplits(const Variant& v, int batch, int max_seqlen) {
   return std::clamp(std::min(splits, max_by_len), 1, 128);
 }
 
+absl::StatusOr<Variant> Runtime::TunedOrDefault(const Problem& p, const Algorithm& alg, const ShapeBucket& bucket,
+                                                 Choice* choice) {
+  const std::string memo_key = absl::StrCat(ProblemKey(p, alg), "|", ToString(bucket));
+  const auto now = std::chrono::steady_clock::now();
+  TunedLookup lookup;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (auto it = choice_memo_.find(memo_key); it != choice_memo_.end() && now < it->second.until) {
+      *choice = it->second.choice;
+      return *it->second.variant;
+    }
+    lookup = tuned_;
+  }
+  absl::StatusOr<Variant> chosen = absl::NotFoundError("no tuned config");
+  if (lookup) {
+    if (auto t = lookup(p, alg, bucket); t.ok()) {
+      // Plain parsing: a test-only key in the DB or from the service is skipped here.
+      if (absl::StatusOr<Variant> v = Variant::Parse(t->first); v.ok() && v->problem() == p &&
+                                                                 v->algorithm() == alg) {
+        chosen = *v;
+        *choice = t->second;
+      }
+    }
+  }
+  if (!chosen.ok()) {
+    chosen = Variant::Create(p, alg, DefaultSchedule(p, alg));
+    if (!chosen.ok()) return chosen.status();
+    *choice = Choice::kDefault;
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  ChoiceMemo& m = choice_memo_[memo_key];
+  if (!(now < m.until)) m = {*chosen, *choice, now + std::chrono::seconds(1)};
+  return chosen;
+}
+
 absl::StatusOr<DecodePlan> Runtime::PlanDecode(const DecodeArgs& a) { return PlanDecodeWith(ToDecodeCall(a), nullptr); }
 
 absl::StatusOr<DecodePlan> Runtime::PlanDecode(const DecodeCall& c) { return PlanDecodeWith(c, nullptr); }
@@ -269,35 +304,8 @@ absl::StatusOr<DecodePlan> Runtime::PlanDecodeWith(const DecodeCall& c, const Va
     if (!chosen.ok()) return chosen.status();
     choice = Choice::kExplicit;
   } else {
-    const std::string memo_key = absl::StrCat(ProblemKey(p, alg), "|", ToString(BucketFor(batch, seqlen)));
-    const auto now = std::chrono::steady_clock::now();
-    TunedLookup lookup;
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      if (auto it = choice_memo_.find(memo_key); it != choice_memo_.end() && now < it->second.until) {
-        chosen = *it->second.variant;
-        choice = it->second.choice;
-      }
-      lookup = tuned_;
-    }
-    if (!chosen.ok() && lookup) {
-      if (auto t = lookup(p, alg, batch, seqlen); t.ok()) {
-        // Plain parsing: a test-only key in the DB or from the service is skipped here.
-        if (absl::StatusOr<Variant> v = Variant::Parse(t->first); v.ok() && v->problem() == p &&
-                                                                   v->algorithm() == alg) {
-          chosen = *v;
-          choice = t->second;
-        }
-      }
-    }
-    if (!chosen.ok()) {
-      chosen = Variant::Create(p, alg, DefaultSchedule(p, alg));
-      if (!chosen.ok()) return chosen.status();
-      choice = Choice::kDefault;
-    }
-    std::lock_guard<std::mutex> l(mu_);
-    ChoiceMemo& m = choice_memo_[memo_key];
-    if (!(now < m.until)) m = {*chosen, choice, now + std::chrono::seconds(1)};
+    chosen = TunedOrDefault(p, alg, BucketFor(batch, seqlen), &choice);
+    if (!chosen.ok()) return chosen.status();
   }
   DecodePlan plan{*chosen, choice};
   const int variant_splits = plan.variant.schedule().splits;
@@ -400,8 +408,12 @@ absl::StatusOr<Variant> Runtime::PlanPrefill(const PrefillCall& c, Choice* choic
     if (choice) *choice = Choice::kExplicit;
     return ExplicitVariant(c.variant_key, p, alg);
   }
-  if (choice) *choice = Choice::kDefault;
-  return Variant::Create(p, alg, DefaultSchedule(p, alg));
+  // seqlen_q / seqlen_k are the uniform lengths or, with cu_seqlens, the maxima.
+  Choice chose = Choice::kDefault;
+  absl::StatusOr<Variant> v =
+      TunedOrDefault(p, alg, PrefillBucketFor(c.params.batch, c.params.seqlen_q, c.params.seqlen_k), &chose);
+  if (choice) *choice = chose;
+  return v;
 }
 
 absl::Status Runtime::RunPrefill(const Variant& v, const PrefillArgs& a, CUstream stream) {

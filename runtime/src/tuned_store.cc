@@ -18,10 +18,9 @@ cache::CurrentVersions TunedStore::Current() const {
 }
 
 absl::StatusOr<std::pair<std::string, Choice>> TunedStore::Lookup(const Problem& p, const Algorithm& a,
-                                                                  int batch, int seqlen) {
+                                                                  const ShapeBucket& want) {
   const std::string fp = dev_.fingerprint();
   const std::string problem = ProblemKey(p, a);
-  const ShapeBucket want = BucketFor(batch, seqlen);
   // A test-only key (it faults or hangs) is never served, whatever put it in the DB; the
   // nearest other bucket is then the answer.
   if (auto exact = store_->GetBestConfig(fp, problem, ToString(want), Current());

@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "parallax/cache/store.h"
+#include "parallax/codegen/bucket.h"
 #include "parallax/codegen/variant.h"
 #include "parallax/runtime/device.h"
 #include "parallax/runtime/runtime.h"
@@ -18,9 +19,11 @@ class TunedStore {
  public:
   static absl::StatusOr<std::unique_ptr<TunedStore>> Open(const std::string& path, const DeviceInfo& dev);
 
-  // The best config for (problem, bucket of batch/seqlen) on this device, exact bucket first.
-  absl::StatusOr<std::pair<std::string, Choice>> Lookup(const Problem& p, const Algorithm& a, int batch,
-                                                        int seqlen);
+  // The best config for (problem, bucket) on this device: the exact bucket, else the nearest
+  // bucket of the same problem (NearestBucket, bucket.h). Decode and prefill alike: the
+  // problem key carries the mode, the bucket its kind.
+  absl::StatusOr<std::pair<std::string, Choice>> Lookup(const Problem& p, const Algorithm& a,
+                                                        const ShapeBucket& want);
   std::optional<std::string> GetBinary(const std::string& artifact);
   void PutBinary(const std::string& artifact, const std::string& source_hash, const std::string& cubin,
                  const std::string& log);

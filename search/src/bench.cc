@@ -13,6 +13,8 @@ int InputSetsFor(double set_bytes, double l2_bytes, double mem_bytes, const Benc
   return std::min(want, fit);
 }
 
+int BenchWindow(const Problem& p, int seqlen_k) { return p.window ? std::max(1, seqlen_k / 2) : 0; }
+
 Bench::Bench(std::unique_ptr<internal::BenchHarness> h) : h_(std::move(h)) {}
 Bench::~Bench() = default;
 

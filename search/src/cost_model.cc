@@ -4,6 +4,8 @@
 #include <cmath>
 
 #include "parallax/codegen/kernel_family.h"
+#include "parallax/search/bench.h"
+#include "parallax/search/prefill_bench.h"
 #include "parallax/search/pruning.h"
 
 namespace parallax::search {
@@ -15,6 +17,10 @@ constexpr double kFusedMergeUs = 1.0;      // last-CTA merge: no launch, a littl
 constexpr double kInflightPerSm = 24e3;    // bytes in flight per SM to cover DRAM latency
 constexpr double kMmaFlopsPerUs = 2e8;     // achieved, not peak: decode tiles are thin
 constexpr double kFmaFlopsPerUs = 2.5e7;
+// Prefill tiles are square enough for the tensor pipes: ~430 TFLOP/s of Parallax arithmetic
+// measured on the H200 for the mma.sync family (issue #12's table). Ordering only.
+constexpr double kMmaPrefillFlopsPerUs = 4e8;
+constexpr double kFmaPrefillFlopsPerUs = 3e7;
 
 }  // namespace
 
@@ -73,6 +79,34 @@ double EstimateDecodeUs(const Variant& v, int batch, int seqlen, const CostInput
     t += (s.fused_merge ? kFusedMergeUs : kMergeLaunchUs) + merge_bytes / (c.mem_gbps * 1e3);
   }
   return t;
+}
+
+double EstimatePrefillUs(const Variant& v, int batch, int q_len, int seqlen_k, const CostInputs& c) {
+  const Problem& p = v.problem();
+  const Schedule& s = v.schedule();
+  const double ctas = std::max(1.0, double(FamilyOf(v).MainGrid(v, batch, q_len, 1).ctas()));
+  const double slots = double(c.sm_count) * std::max(1, CtasPerSm(v, c.limits));
+  const double active = std::min(ctas, slots);
+  const double tail = ctas > slots ? std::ceil(ctas / slots) * slots / ctas : 1.0;
+  // Whole tiles run on the diagonal: about half a key tile per query row is masked work.
+  const double pairs = double(VisiblePairs(q_len, seqlen_k, BenchWindow(p, seqlen_k))) +
+                       double(q_len) * std::min(s.block_n, seqlen_k) / 2.0;
+  const double flops = double(batch) * p.num_q_heads * pairs * p.head_dim *
+                       (v.algorithm().probe == Probe::kLearned ? 8 : 4);
+  const double busy = std::min(1.0, active * s.warps / (4.0 * c.sm_count));
+  const double rate = s.path == MathPath::kMma ? kMmaPrefillFlopsPerUs : kFmaPrefillFlopsPerUs;
+  const double t_math = flops / (rate * busy) * tail;
+  // q, r, out once; K and V once per sequence (re-reads hit L2).
+  const double rows = (v.algorithm().probe == Probe::kLearned ? 3.0 : 2.0) * batch * q_len * p.num_q_heads;
+  const double bytes = (rows + 2.0 * batch * seqlen_k * p.num_kv_heads) * p.head_dim * 2;
+  const double t_mem = bytes / (c.mem_gbps * 1e3);
+  return std::max(t_math, t_mem) + kLaunchUs;
+}
+
+double EstimateUs(const Variant& v, const ShapeBucket& b, const CostInputs& c) {
+  const BucketShape s = ShapeOf(b);
+  if (IsPrefillBucket(b)) return EstimatePrefillUs(v, s.batch, s.q_len, s.seqlen, c);
+  return EstimateDecodeUs(v, s.batch, s.seqlen, c);
 }
 
 }  // namespace parallax::search

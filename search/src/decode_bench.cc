@@ -15,7 +15,6 @@
 namespace parallax::search {
 namespace {
 
-int WindowFor(const Problem& p, int seqlen) { return p.window ? std::max(1, seqlen / 2) : 0; }
 int64_t PagesPerSeq(const Problem& p, int seqlen) { return (seqlen + p.page_size - 1) / p.page_size; }
 
 // Decode arguments for a [B, Hq, D] query and the K/V layout strides; pointers come later.
@@ -25,7 +24,7 @@ DecodeArgs BaseArgs(const BenchShape& s, int batch, int seqlen) {
   a.q_stride_b = a.r_stride_b = a.o_stride_b = int64_t(p.num_q_heads) * p.head_dim;
   a.q_stride_h = a.r_stride_h = a.o_stride_h = p.head_dim;
   a.seqlen = seqlen;
-  a.window = WindowFor(p, seqlen);
+  a.window = BenchWindow(p, seqlen);
   a.affine = s.algorithm.affine;
   const int64_t row = int64_t(p.num_kv_heads) * p.head_dim;
   if (p.kv_layout == KvLayout::kPaged) {

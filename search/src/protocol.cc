@@ -79,6 +79,7 @@ std::string Encode(const WorkerRequest& r) {
     j["default_key"] = r.default_key;
     j["batch"] = r.batch;
     j["seqlen"] = r.seqlen;
+    if (r.q_len > 0) j["q_len"] = r.q_len;  // prefill only: decode lines stay as they were
     j["seed"] = r.seed;
   } else if (r.op == Op::kMeasure) {
     j["key"] = r.key;
@@ -120,8 +121,11 @@ absl::StatusOr<WorkerRequest> DecodeRequest(absl::string_view line) {
     PLX_RETURN_IF_ERROR(Get(*j, "default_key", &r.default_key, true));
     PLX_RETURN_IF_ERROR(Get(*j, "batch", &r.batch, true));
     PLX_RETURN_IF_ERROR(Get(*j, "seqlen", &r.seqlen, true));
+    PLX_RETURN_IF_ERROR(Get(*j, "q_len", &r.q_len));
     PLX_RETURN_IF_ERROR(Get(*j, "seed", &r.seed));
     if (r.batch < 1 || r.seqlen < 1) return absl::InvalidArgumentError("batch and seqlen must be >= 1");
+    if (r.q_len < 0 || r.q_len > r.seqlen)
+      return absl::InvalidArgumentError(absl::StrCat("q_len=", r.q_len, ": must be in 0..seqlen (0: decode)"));
   } else if (op == "measure") {
     r.op = Op::kMeasure;
     PLX_RETURN_IF_ERROR(Get(*j, "key", &r.key, true));

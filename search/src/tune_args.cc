@@ -1,5 +1,6 @@
 #include "parallax/search/tune_args.h"
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
@@ -33,7 +34,11 @@ absl::StatusOr<TuneRequest> MakeTuneRequest(const TuneArgs& a) {
     return absl::InvalidArgumentError("give --preset, or all of --q-heads, --kv-heads and --head-dim");
   TuneRequest r;
   Problem& p = r.problem;
-  p.mode = Mode::kDecode;
+  if (a.mode != "decode" && a.mode != "prefill")
+    return absl::InvalidArgumentError(absl::StrCat("--mode ", a.mode, ": expected decode or prefill"));
+  p.mode = a.mode == "prefill" ? Mode::kPrefill : Mode::kDecode;
+  if (p.mode == Mode::kDecode && !a.q_len.empty())
+    return absl::InvalidArgumentError("--q-len: prefill only (decode has one query per sequence)");
   if (a.dtype != "bf16" && a.dtype != "fp16")
     return absl::InvalidArgumentError(absl::StrCat("--dtype ", a.dtype, ": expected bf16 or fp16"));
   p.dtype = a.dtype == "fp16" ? DType::kFP16 : DType::kBF16;
@@ -41,6 +46,8 @@ absl::StatusOr<TuneRequest> MakeTuneRequest(const TuneArgs& a) {
   p.num_kv_heads = hkv;
   p.head_dim = d;
   if (a.paged < 0) return absl::InvalidArgumentError("--paged must be >= 0");
+  if (a.paged > 0 && p.mode == Mode::kPrefill)
+    return absl::InvalidArgumentError("--paged: prefill takes contiguous K/V only");
   if (a.paged > 0) {
     p.kv_layout = KvLayout::kPaged;
     p.page_size = a.paged;
@@ -49,15 +56,27 @@ absl::StatusOr<TuneRequest> MakeTuneRequest(const TuneArgs& a) {
   r.algorithm.affine = a.affine == "amplified" ? Affine::kAmplified : Affine::kPlain;
   if (absl::Status s = ValidateProblemOnly(p, r.algorithm); !s.ok())
     return absl::InvalidArgumentError(absl::StrCat("bad problem: ", s.message()));
+  for (int q : a.q_len)
+    if (q < 1) return absl::InvalidArgumentError(absl::StrCat("--q-len ", q, ": values must be >= 1"));
+  auto add = [&r](const ShapeBucket& bucket) {
+    if (std::find(r.buckets.begin(), r.buckets.end(), bucket) == r.buckets.end()) r.buckets.push_back(bucket);
+  };
   for (int b : a.batch)
     for (int l : a.seqlen) {
       if (b < 1 || l < 1) return absl::InvalidArgumentError("--batch and --seqlen values must be >= 1");
-      const ShapeBucket bucket = BucketFor(b, l);
-      bool seen = false;
-      for (const ShapeBucket& x : r.buckets) seen = seen || x == bucket;
-      if (!seen) r.buckets.push_back(bucket);
+      if (p.mode == Mode::kDecode) {
+        add(BucketFor(b, l));
+      } else if (a.q_len.empty()) {
+        add(PrefillBucketFor(b, l, l));
+      } else {
+        for (int q : a.q_len)
+          if (q <= l) add(PrefillBucketFor(b, q, l));
+      }
     }
-  if (r.buckets.empty()) return absl::InvalidArgumentError("no --batch x --seqlen buckets");
+  if (r.buckets.empty())
+    return absl::InvalidArgumentError(p.mode == Mode::kDecode ? "no --batch x --seqlen buckets"
+                                                              : "no --batch x --q-len x --seqlen buckets "
+                                                                "(every --q-len is above every --seqlen)");
   return r;
 }
 

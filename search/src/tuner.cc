@@ -11,10 +11,10 @@
 #include "parallax/runtime/cuda_driver.h"
 #include "parallax/runtime/runtime.h"
 #include "parallax/search/cost_model.h"
-#include "parallax/search/decode_bench.h"
 #include "parallax/cache/run_lock.h"
 #include "parallax/search/tuning_db.h"
 #include "parallax/search/worker_client.h"
+#include "bench_for.h"
 #include "unit_measurer.h"
 
 namespace parallax::search {
@@ -144,10 +144,10 @@ class Tuning {
 
   // Seconds one measurement should take (the watchdog allows timeout_factor times this).
   double ExpectedSeconds(const Group& g, const ShapeBucket& b, const Variant& v, int reps) const {
-    const double est = EstimateDecodeUs(v, b.batch, b.seqlen, g.cost);
+    const double est = EstimateUs(v, b, g.cost);
     const DeviceInfo& dev = devices_[g.devices.front()];
-    const BenchShape shape{req_.problem, req_.algorithm, b.batch, b.seqlen};
-    const int sets = std::max(1, InputSetsFor(InputSetBytes(shape), dev.l2_bytes, double(dev.mem_bytes), {}));
+    const double set_bytes = internal::BenchSetBytes(req_.problem, req_.algorithm, ShapeOf(b));
+    const int sets = std::max(1, InputSetsFor(set_bytes, dev.l2_bytes, double(dev.mem_bytes), {}));
     const BenchOptions bo;
     // verification (3 launches), warm-up (each set), then (reps + 2) samples of >= min_sample_us
     const double us = 3 * est + bo.warmup * sets * est + (reps + 2) * std::max(bo.min_sample_us, est * sets);
@@ -251,12 +251,12 @@ class Tuning {
     if (absl::StatusOr<std::vector<std::string>> w = db_.WarmStartSeeds(u, kWarmStartSeeds); w.ok())
       so.seeds.insert(so.seeds.end(), w->begin(), w->end());
     std::vector<Candidate> cands;
-    for (const Variant& v : g.space) cands.push_back({v, EstimateDecodeUs(v, b.batch, b.seqlen, g.cost)});
+    for (const Variant& v : g.space) cands.push_back({v, EstimateUs(v, b, g.cost)});
     size_t after_default = 1;  // extra candidates go right after the reference, in order
     for (const std::string& k : o_.extra_candidates) {
       absl::StatusOr<Variant> v = Variant::Parse(k, {.allow_test_faults = o_.allow_test_variants});
       if (!v.ok() || !(v->problem() == req_.problem) || !(v->algorithm() == req_.algorithm)) continue;
-      cands.push_back({*v, EstimateDecodeUs(*v, b.batch, b.seqlen, g.cost)});
+      cands.push_back({*v, EstimateUs(*v, b, g.cost)});
       so.seeds.insert(so.seeds.begin() + after_default++, k);
     }
     // Compile in the order the strategy is likely to ask (guided: seeds, then cheapest first).
@@ -291,8 +291,10 @@ class Tuning {
       WorkerRequest prep;
       prep.op = Op::kPrepare;
       prep.default_key = default_key_;
-      prep.batch = b.batch;
-      prep.seqlen = b.seqlen;
+      const BucketShape shape = ShapeOf(b);
+      prep.batch = shape.batch;
+      prep.seqlen = shape.seqlen;
+      prep.q_len = IsPrefillBucket(b) ? shape.q_len : 0;
       prep.seed = o_.input_seed;
       if (absl::Status s = worker.Prepare(prep); !s.ok()) {
         if (!budget_.Cancelled()) ur.error = std::string(s.message());
@@ -374,18 +376,22 @@ class Tuning {
 }  // namespace
 
 std::string DefaultVariantKey(const Problem& p, const Algorithm& a) {
-  absl::StatusOr<Variant> v = Variant::Create(p, a, CanonicalSchedule(p, a, DefaultDecodeSchedule(p, a)));
+  absl::StatusOr<Variant> v = Variant::Create(p, a, CanonicalSchedule(p, a, DefaultSchedule(p, a)));
   return v.ok() ? v->Key() : std::string();
 }
 
 absl::StatusOr<TuneReport> Tune(const TuneRequest& req, const TuneOptions& o, const TuneDeps& deps) {
-  if (req.problem.mode != Mode::kDecode)
-    return absl::InvalidArgumentError("only decode problems are tuned (the worker measures decode kernels)");
   if (absl::Status s = ValidateProblemOnly(req.problem, req.algorithm); !s.ok())
     return absl::InvalidArgumentError(absl::StrCat("bad problem: ", s.message()));
   if (DefaultVariantKey(req.problem, req.algorithm).empty())
     return absl::InvalidArgumentError("the problem has no default variant to verify candidates against");
   if (req.buckets.empty()) return absl::InvalidArgumentError("no shape buckets to tune");
+  // Decode tunes on BucketFor buckets, prefill on PrefillBucketFor ones (bucket.h).
+  for (const ShapeBucket& b : req.buckets)
+    if (IsPrefillBucket(b) != (req.problem.mode == Mode::kPrefill))
+      return absl::InvalidArgumentError(absl::StrCat("bucket ", ToString(b), ": a ",
+                                                     IsPrefillBucket(b) ? "prefill" : "decode",
+                                                     " bucket for a ", ToString(req.problem.mode), " problem"));
   if (o.worker_argv.empty()) return absl::InvalidArgumentError("no worker command");
   if (o.db_path.empty()) return absl::InvalidArgumentError("no database path");
   for (const std::string& k : o.extra_candidates) {

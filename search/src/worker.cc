@@ -10,7 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "parallax/runtime/runtime.h"
-#include "parallax/search/decode_bench.h"
+#include "bench_for.h"
 #include "parallax/search/protocol.h"
 
 namespace parallax::search {
@@ -80,11 +80,12 @@ class Worker {
       ch_.Send(Failure(req.id, def.status(), false));
       return true;
     }
-    BenchShape shape{def->problem(), def->algorithm(), req.batch, req.seqlen};
+    // The default variant's mode picks the bench (decode, or prefill of q_len queries).
+    const BucketShape shape{req.batch, req.seqlen, std::max(1, req.q_len)};
     BenchOptions o;
     o.seed = req.seed;
     o.reference_key = req.default_key;
-    absl::StatusOr<std::unique_ptr<DecodeBench>> b = DecodeBench::Create(rt_, shape, o);
+    absl::StatusOr<std::unique_ptr<Bench>> b = internal::MakeBench(rt_, def->problem(), def->algorithm(), shape, o);
     if (!b.ok()) {
       const bool fatal = IsFatal(b.status()) && b.status().code() != absl::StatusCode::kResourceExhausted;
       ch_.Send(Failure(req.id, b.status(), fatal));
@@ -151,7 +152,7 @@ class Worker {
   Runtime& rt_;
   Channel& ch_;
   const WorkerMainOptions& o_;
-  std::unique_ptr<DecodeBench> bench_;
+  std::unique_ptr<Bench> bench_;
   Problem problem_;
   Algorithm algorithm_;
 };

@@ -265,7 +265,7 @@ Action SetupBench(CLI::App& cmd) {
   pre->add_option("--window", o->window, "Sliding window of N keys (0: none)")->capture_default_str();
   AddCommonOptions(pre, *o);
   pre->add_option("--paged", o->paged)->group("");  // decode-only: rejected with a message, not listed
-  AddRunOptions(pre, *o, "Tuning database to load compiled kernels from (prefill has no tuned configs yet)");
+  AddRunOptions(pre, *o, "Tuning database to take tuned configs from, by prefill bucket (default: none)");
   return [o, dec, pre] {
     if (dec->parsed()) return RunBenchDecode(*o);
     if (pre->parsed()) return RunBenchPrefill(*o);

@@ -1,4 +1,4 @@
-// `parallax tune`: offline tuning of one decode problem over a batch x seqlen grid on this
+// `parallax tune`: offline tuning of one decode or prefill problem over a shape grid on this
 // machine's GPUs, into the tuning database the runtime reads. Progress goes to stderr; the
 // summary (or --json) to stdout. Ctrl-C / SIGTERM stop cleanly; the same command resumes.
 #include <signal.h>
@@ -124,7 +124,7 @@ int RunTune(const TuneCmdOptions& o) {
     to.allow_test_variants = true;
   }
   to.cancel = &g_stop;
-  to.command = {{"preset", o.args.preset}, {"splits", o.splits}, {"fused", !o.no_fused}, {"reps", o.reps}};
+  to.command = {{"mode", o.args.mode}, {"preset", o.args.preset}, {"splits", o.splits}, {"fused", !o.no_fused}, {"reps", o.reps}};
   search::ProgressPrinter printer(stderr, ::isatty(2) != 0);
   to.progress = [&printer](const search::ProgressEvent& e) { printer(e); };
 
@@ -152,6 +152,9 @@ int RunTune(const TuneCmdOptions& o) {
 Action SetupTune(CLI::App& cmd) {
   auto o = std::make_shared<TuneCmdOptions>();
   search::TuneArgs& a = o->args;
+  cmd.add_option("--mode", a.mode, "decode or prefill (buckets: batch x seqlen; prefill: batch x q-len query "
+                                   "tokens x seqlen context, e.g. t4096-l4096)")
+      ->capture_default_str()->check(CLI::IsMember({"decode", "prefill"}));
   cmd.add_option("--preset", a.preset, "Model attention shape: qwen3-0.6b, qwen3-1.7b or llama3-8b")
       ->check(CLI::IsMember({"qwen3-0.6b", "qwen3-1.7b", "llama3-8b"}));
   cmd.add_option("--q-heads", a.q_heads, "Query heads (overrides the preset)")->check(CLI::PositiveNumber);
@@ -163,11 +166,14 @@ Action SetupTune(CLI::App& cmd) {
       ->capture_default_str()->delimiter(',')->check(CLI::PositiveNumber);
   cmd.add_option("--seqlen", a.seqlen, "KV lengths (each rounds up to its bucket, at least 1024)")
       ->capture_default_str()->delimiter(',')->check(CLI::PositiveNumber);
+  cmd.add_option("--q-len", a.q_len, "Prefill: queries per sequence, a chunk at the end of each --seqlen "
+                                     "(default: --seqlen, a full causal prefill)")
+      ->delimiter(',')->check(CLI::PositiveNumber);
   cmd.add_option("--probe", a.probe, "learned (Parallax) or none (softmax)")
       ->capture_default_str()->check(CLI::IsMember({"learned", "none"}));
   cmd.add_option("--affine", a.affine, "plain or amplified")
       ->capture_default_str()->check(CLI::IsMember({"plain", "amplified"}));
-  cmd.add_option("--paged", a.paged, "Paged KV cache with N keys per page (0: contiguous)")
+  cmd.add_option("--paged", a.paged, "Paged KV cache with N keys per page (0: contiguous; decode only)")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd.add_option("--budget", o->budget_min, "Time budget in minutes (0: none); the best so far is kept")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
@@ -194,6 +200,7 @@ Action SetupTune(CLI::App& cmd) {
 
 }  // namespace
 
-PLX_REGISTER_COMMAND(tune, 50, "Tune decode kernels for a model's shapes on this machine's GPUs", SetupTune);
+PLX_REGISTER_COMMAND(tune, 50, "Tune decode or prefill kernels for a model's shapes on this machine's GPUs",
+                     SetupTune);
 
 }  // namespace parallax::cli

@@ -27,7 +27,13 @@ void AddProblemFlags(CLI::App& cmd, ProblemFlags& f, bool required_mode) {
   cmd.add_option("--affine", f.affine, "plain or amplified")
       ->capture_default_str()->check(CLI::IsMember({"plain", "amplified"}));
   cmd.add_option("--batch", f.batch, "Batch size (bucketed to a power of two)")->capture_default_str();
-  cmd.add_option("--seqlen", f.seqlen, "Sequence length (bucketed to a power of two >= 1024)")->capture_default_str();
+  cmd.add_option("--seqlen", f.seqlen,
+                 "Keys per sequence (decode; bucketed to a power of two >= 1024) or queries per sequence "
+                 "(prefill)")->capture_default_str();
+  cmd.add_option("--context-len", f.context_len,
+                 "Prefill: keys per sequence, >= --seqlen (a chunk at the end of the context); 0 = --seqlen. "
+                 "A prefill is bucketed on batch x seqlen query tokens and this context (\"t4096-l8192\")")
+      ->capture_default_str();
 }
 
 v1::Problem ToProto(const ProblemFlags& f) {
@@ -44,6 +50,7 @@ v1::Problem ToProto(const ProblemFlags& f) {
   p.set_affine(f.affine == "amplified" ? v1::AFFINE_AMPLIFIED : v1::AFFINE_PLAIN);
   p.set_batch(f.batch);
   p.set_seqlen(f.seqlen);
+  p.set_context_len(f.context_len);
   return p;
 }
 

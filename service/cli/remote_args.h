@@ -23,6 +23,7 @@ struct ProblemFlags {
   std::string affine = "plain";
   int batch = 1;
   int seqlen = 4096;
+  int context_len = 0;  // prefill: keys per sequence; 0 = seqlen
 };
 // `required_mode`: false when the problem may come from a file instead.
 void AddProblemFlags(CLI::App& cmd, ProblemFlags& f, bool required_mode);

@@ -24,7 +24,7 @@ absl::StatusOr<v1::GetBestConfigResponse> LookupBestConfig(LookupCache& cache, c
     buckets.push_back(c.bucket);
     servable.push_back(&c);
   }
-  const ShapeBucket want = BucketFor(q.spec.batch, q.spec.seqlen);
+  const ShapeBucket& want = q.spec.shape_bucket;
   if (const std::optional<size_t> nearest = NearestBucket(want, buckets)) {
     const CachedConfig& best = *servable[*nearest];
     out.set_variant_key(best.row.variant_key);

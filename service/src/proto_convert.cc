@@ -2,7 +2,7 @@
 
 namespace parallax::service {
 
-v1::Problem ProblemToProto(const Problem& s, const Algorithm& a, int batch, int seqlen) {
+v1::Problem ProblemToProto(const Problem& s, const Algorithm& a, int batch, int seqlen, int context_len) {
   v1::Problem p;
   p.set_mode(s.mode == Mode::kDecode ? v1::MODE_DECODE : v1::MODE_PREFILL);
   p.set_dtype(s.dtype == DType::kBF16 ? v1::DTYPE_BF16 : v1::DTYPE_FP16);
@@ -16,6 +16,7 @@ v1::Problem ProblemToProto(const Problem& s, const Algorithm& a, int batch, int 
   p.set_affine(a.affine == Affine::kAmplified ? v1::AFFINE_AMPLIFIED : v1::AFFINE_PLAIN);
   p.set_batch(batch);
   p.set_seqlen(seqlen);
+  p.set_context_len(context_len);
   return p;
 }
 

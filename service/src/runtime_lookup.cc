@@ -21,8 +21,8 @@ class RemoteConfigs {
   RemoteConfigs(std::unique_ptr<Client> client, v1::DeviceFingerprint device, absl::Duration retry_after)
       : client_(std::move(client)), device_(std::move(device)), retry_after_(retry_after) {}
 
-  Answer Get(const Problem& p, const Algorithm& a, int batch, int seqlen) {
-    const std::string key = absl::StrCat(ProblemKey(p, a), "|", ToString(BucketFor(batch, seqlen)));
+  Answer Get(const Problem& p, const Algorithm& a, const ShapeBucket& bucket) {
+    const std::string key = absl::StrCat(ProblemKey(p, a), "|", ToString(bucket));
     {
       std::lock_guard<std::mutex> l(mu_);
       auto it = known_.find(key);
@@ -32,7 +32,10 @@ class RemoteConfigs {
     // Not under the lock: one slow call must not hold up plans of other problems.
     v1::GetBestConfigRequest r;
     *r.mutable_device() = device_;
-    *r.mutable_problem() = ProblemToProto(p, a, batch, seqlen);
+    // A shape of the bucket: the service buckets it again, to the same bucket.
+    const BucketShape sh = ShapeOf(bucket);
+    *r.mutable_problem() = IsPrefillBucket(bucket) ? ProblemToProto(p, a, sh.batch, sh.q_len, sh.seqlen)
+                                                   : ProblemToProto(p, a, sh.batch, sh.seqlen);
     absl::StatusOr<v1::GetBestConfigResponse> got = client_->GetBestConfig(r);
     Answer answer = absl::NotFoundError("the service has no tuned config");
     if (!got.ok()) {
@@ -65,8 +68,8 @@ absl::StatusOr<Runtime::TunedLookup> MakeServiceLookup(const DeviceInfo& device,
   absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(options.client);
   if (!client.ok()) return client.status();
   auto remote = std::make_shared<RemoteConfigs>(*std::move(client), DeviceToProto(device), options.retry_after);
-  return Runtime::TunedLookup([remote](const Problem& p, const Algorithm& a, int batch, int seqlen) {
-    return remote->Get(p, a, batch, seqlen);
+  return Runtime::TunedLookup([remote](const Problem& p, const Algorithm& a, const ShapeBucket& bucket) {
+    return remote->Get(p, a, bucket);
   });
 }
 
@@ -74,13 +77,13 @@ absl::Status AttachTuningService(Runtime& rt, const ServiceLookupOptions& option
   absl::StatusOr<Runtime::TunedLookup> remote = MakeServiceLookup(rt.device(), options);
   if (!remote.ok()) return remote.status();
   Runtime::TunedLookup local = rt.tuned_lookup();
-  rt.SetTunedLookup([local, remote = *std::move(remote)](const Problem& p, const Algorithm& a, int batch,
-                                                          int seqlen) -> Answer {
+  rt.SetTunedLookup([local, remote = *std::move(remote)](const Problem& p, const Algorithm& a,
+                                                          const ShapeBucket& bucket) -> Answer {
     if (local) {
-      Answer mine = local(p, a, batch, seqlen);
+      Answer mine = local(p, a, bucket);
       if (mine.ok()) return mine;
     }
-    return remote(p, a, batch, seqlen);
+    return remote(p, a, bucket);
   });
   return absl::OkStatus();
 }

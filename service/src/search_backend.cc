@@ -36,7 +36,7 @@ std::vector<Group> GroupByProblem(const JobSpec& spec) {
     if (fresh) groups.push_back({search::TuneRequest{p.problem, p.algorithm, {}}, {}});
     Group& g = groups[it->second];
     g.problems.push_back(i);
-    const ShapeBucket b = BucketFor(p.batch, p.seqlen);
+    const ShapeBucket& b = p.shape_bucket;
     if (std::find(g.request.buckets.begin(), g.request.buckets.end(), b) == g.request.buckets.end())
       g.request.buckets.push_back(b);
   }
@@ -161,12 +161,9 @@ absl::StatusOr<cache::DeviceInfo> SearchBackend::device(int ordinal) {
   return search::ToCacheDevice(devices_[ordinal]);
 }
 
-absl::Status SearchBackend::CanTune(const ProblemSpec& p) {
-  if (p.problem.mode != Mode::kDecode)
-    return absl::InvalidArgumentError(
-        "mode: only decode problems are tuned (prefill uses the runtime's built-in default)");
-  return absl::OkStatus();
-}
+// Decode and prefill alike (the worker picks the bench by the problem's mode, the bucket
+// kind follows the mode: ValidateProblem); what ValidateProblem accepts can be tuned.
+absl::Status SearchBackend::CanTune(const ProblemSpec&) { return absl::OkStatus(); }
 
 absl::Status SearchBackend::RunJob(const JobSpec& spec, ProgressSink& sink, const std::atomic<bool>& cancel) {
   if (spec.device_ordinal < 0 || spec.device_ordinal >= device_count())

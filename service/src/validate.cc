@@ -95,6 +95,19 @@ absl::StatusOr<ProblemSpec> ValidateProblem(const v1::Problem& p, absl::string_v
     return BadValue(path, "seqlen", p.seqlen(), absl::StrCat("must be in 1..", kMaxSeqlen));
   s.batch = p.batch();
   s.seqlen = p.seqlen();
+  // Prefill buckets on query tokens and context length (bucket.h); context_len 0 is a full
+  // causal prefill. Decode has no second length: seqlen is its key count.
+  if (s.problem.mode == Mode::kPrefill) {
+    s.context_len = p.context_len() == 0 ? p.seqlen() : p.context_len();
+    if (s.context_len < s.seqlen || s.context_len > kMaxSeqlen)
+      return BadValue(path, "context_len", p.context_len(),
+                      absl::StrCat("prefill: 0 (= seqlen) or in seqlen..", kMaxSeqlen));
+    s.shape_bucket = PrefillBucketFor(s.batch, s.seqlen, s.context_len);
+  } else {
+    if (p.context_len() != 0)
+      return BadValue(path, "context_len", p.context_len(), "decode: must be 0 (seqlen is the key count)");
+    s.shape_bucket = BucketFor(s.batch, s.seqlen);
+  }
   // A valid default variant proves the problem valid (the hot path: one Create). Otherwise
   // the IR's problem-only check names the field first ("head_dim=96: ..."); prefix the path.
   absl::StatusOr<Variant> def = DefaultVariant(s.problem, s.algorithm);
@@ -105,7 +118,7 @@ absl::StatusOr<ProblemSpec> ValidateProblem(const v1::Problem& p, absl::string_v
   }
   s.problem_key = ProblemKey(s.problem, s.algorithm);
   s.default_variant_key = def->Key();
-  s.bucket = ToString(BucketFor(s.batch, s.seqlen));
+  s.bucket = ToString(s.shape_bucket);
   return s;
 }
 
@@ -188,6 +201,8 @@ absl::StatusOr<JobSpec> ValidateSubmit(const v1::SubmitTuningRequest& r, const S
   return job;
 }
 
-v1::Problem ToProto(const ProblemSpec& s) { return ProblemToProto(s.problem, s.algorithm, s.batch, s.seqlen); }
+v1::Problem ToProto(const ProblemSpec& s) {
+  return ProblemToProto(s.problem, s.algorithm, s.batch, s.seqlen, s.context_len);
+}
 
 }  // namespace parallax::service

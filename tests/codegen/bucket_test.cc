@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 namespace parallax {
@@ -61,6 +62,60 @@ TEST(NearestBucket, TieAmongSeqlensGoesToTheSmallerString) {
   // "b8-l2048" < "b8-l8192" in byte order, though neither is nearer.
   const std::vector<ShapeBucket> c = {B("b8-l8192"), B("b8-l2048")};
   EXPECT_EQ(NearestBucket(B("b8-l4096"), c), 1u);
+}
+
+// Prefill buckets: query tokens over the batch (B x Lq, >= 128) and context length (>= 1024).
+TEST(PrefillBuckets, RoundUpOnTokensAndContext) {
+  EXPECT_EQ(ToString(PrefillBucketFor(1, 4096, 4096)), "t4096-l4096");  // full causal prefill
+  EXPECT_EQ(ToString(PrefillBucketFor(4, 3000, 3000)), "t16384-l4096");
+  EXPECT_EQ(ToString(PrefillBucketFor(1, 1, 10)), "t128-l1024");         // floors
+  EXPECT_EQ(ToString(PrefillBucketFor(1, 512, 8192)), "t512-l8192");     // a chunk at the end
+  // 64 queries x batch 8 launch like 512 x batch 1: the same bucket.
+  EXPECT_EQ(PrefillBucketFor(8, 64, 8192), PrefillBucketFor(1, 512, 8192));
+  // B x Lq past 2^31 does not overflow.
+  EXPECT_EQ(ToString(PrefillBucketFor(65536, 65536, 65536)), "t1073741824-l65536");
+}
+
+TEST(PrefillBuckets, StringsRoundTripAndNeverReadAsDecode) {
+  for (const ShapeBucket& b : {PrefillBucketFor(1, 4096, 4096), PrefillBucketFor(2, 100, 70000), BucketFor(8, 4096)}) {
+    absl::StatusOr<ShapeBucket> back = ParseBucket(ToString(b));
+    ASSERT_TRUE(back.ok()) << back.status();
+    EXPECT_EQ(*back, b);
+  }
+  EXPECT_TRUE(IsPrefillBucket(B("t512-l8192")));
+  EXPECT_FALSE(IsPrefillBucket(B("b8-l4096")));
+  EXPECT_EQ(B("t512-l8192").batch, 0);
+  for (const char* bad : {"t0-l4096", "t512-l", "t512-l8192x", "t512l8192", "b512-t8192", "T512-l8192", ""})
+    EXPECT_FALSE(ParseBucket(bad).ok()) << bad;
+  EXPECT_NE(ParseBucket("t0-l4096").status().message().find("tN-lM"), absl::string_view::npos);
+}
+
+TEST(PrefillBuckets, DistanceAndNearest) {
+  EXPECT_EQ(BucketDistance(B("t4096-l4096"), B("t16384-l2048")), 3.0);
+  EXPECT_TRUE(std::isinf(BucketDistance(B("t4096-l4096"), B("b8-l4096"))));
+  // The other kind is never a candidate, even when it is the only one.
+  EXPECT_FALSE(NearestBucket(B("t4096-l4096"), std::vector<ShapeBucket>{B("b8-l4096")}).has_value());
+  const std::vector<ShapeBucket> c = {B("b4096-l4096"), B("t65536-l65536"), B("t2048-l4096"), B("t8192-l8192")};
+  EXPECT_EQ(NearestBucket(B("t4096-l4096"), c), 2u);  // 1 octave; t8192-l8192 is 2
+  // Ties go to the smaller string, as for decode: t16384-l4096 < t4096-l8192.
+  const std::vector<ShapeBucket> d = {B("t4096-l8192"), B("t16384-l4096")};
+  EXPECT_EQ(NearestBucket(B("t8192-l4096"), d), 1u);
+  EXPECT_EQ(NearestBucket(B("t4096-l4096"), d), 0u);
+}
+
+TEST(PrefillBuckets, ShapeLandsInItsBucket) {
+  for (const char* s : {"t128-l1024", "t4096-l4096", "t16384-l4096", "t512-l8192", "t1048576-l131072"}) {
+    const ShapeBucket b = B(s);
+    const BucketShape sh = ShapeOf(b);
+    EXPECT_LE(sh.q_len, sh.seqlen) << s;
+    EXPECT_EQ(ToString(PrefillBucketFor(sh.batch, sh.q_len, sh.seqlen)), s);
+  }
+  EXPECT_EQ(ShapeOf(B("t16384-l4096")).batch, 4);
+  EXPECT_EQ(ShapeOf(B("t512-l8192")).q_len, 512);
+  const BucketShape d = ShapeOf(B("b8-l4096"));
+  EXPECT_EQ(d.batch, 8);
+  EXPECT_EQ(d.seqlen, 4096);
+  EXPECT_EQ(d.q_len, 1);
 }
 
 }  // namespace

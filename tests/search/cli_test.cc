@@ -10,7 +10,10 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -122,7 +125,9 @@ TEST_F(CliTest, HelpListsTheCommandsButNotTheWorker) {
 TEST_F(CliTest, UsageErrorsAreOneLineAndExitTwo) {
   for (const char* args : {"tune", "tune --preset gpt-5", "tune --preset qwen3-0.6b --strategy annealing",
                            "tune --q-heads 16 --kv-heads 8", "tune --preset llama3-8b --reps 8,3,20",
-                           "tune --preset llama3-8b --kv-heads 5", "db", "db show --db " "/nonexistent/x.db",
+                           "tune --preset llama3-8b --kv-heads 5", "tune --mode prefill --preset llama3-8b --paged 16",
+                           "tune --mode prefill --preset llama3-8b --q-len 0", "tune --mode verify --preset llama3-8b",
+                           "tune --preset llama3-8b --q-len 512", "db", "db show --db " "/nonexistent/x.db",
                            "db import /nonexistent/file.db", "bench decode --shape 1,2",
                            "bench decode --shape 1,1024,16,8,128 --variant nonsense", "bench prefill",
                            "bench prefill --shape 1,1024,16,8", "bench prefill --shape 1,1024,16,8,128 --q-len 1025",
@@ -276,6 +281,42 @@ TEST(TuneArgs, PresetsAndGrid) {
   a.head_dim = 96;
   EXPECT_FALSE(MakeTuneRequest(a).ok());
   EXPECT_NE(DefaultDbPath().find("parallax/tuner.db"), std::string::npos);
+}
+
+// Prefill buckets: batch x q_len query tokens and the seqlen context (PrefillBucketFor).
+TEST(TuneArgs, PrefillGrid) {
+  TuneArgs a;
+  a.mode = "prefill";
+  a.preset = "llama3-8b";
+  a.batch = {1, 4};
+  a.seqlen = {4096, 16384};
+  absl::StatusOr<TuneRequest> r = MakeTuneRequest(a);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->problem.mode, Mode::kPrefill);
+  std::vector<std::string> got;
+  for (const ShapeBucket& b : r->buckets) got.push_back(ToString(b));
+  EXPECT_EQ(got, (std::vector<std::string>{"t4096-l4096", "t16384-l16384", "t16384-l4096", "t65536-l16384"}));
+  // Chunks: q_len above a seqlen is skipped for it; duplicates (1 x 2048 = 4 x 512) dropped.
+  a.q_len = {512, 2048, 8192};
+  a.seqlen = {4096};
+  r = MakeTuneRequest(a);
+  ASSERT_TRUE(r.ok()) << r.status();
+  got.clear();
+  for (const ShapeBucket& b : r->buckets) got.push_back(ToString(b));
+  EXPECT_EQ(got, (std::vector<std::string>{"t512-l4096", "t2048-l4096", "t8192-l4096"}));
+  // Errors name the option.
+  for (auto [mutate, option] : std::vector<std::pair<std::function<void(TuneArgs&)>, std::string>>{
+           {[](TuneArgs& x) { x.paged = 16; }, "--paged"},
+           {[](TuneArgs& x) { x.q_len = {0}; }, "--q-len 0"},
+           {[](TuneArgs& x) { x.q_len = {100000}; }, "--q-len"},
+           {[](TuneArgs& x) { x.mode = "train"; }, "--mode train"},
+           {[](TuneArgs& x) { x.mode = "decode"; }, "--q-len: prefill only"}}) {
+    TuneArgs b = a;
+    mutate(b);
+    absl::StatusOr<TuneRequest> bad = MakeTuneRequest(b);
+    EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument) << option;
+    EXPECT_NE(bad.status().message().find(option), std::string::npos) << bad.status();
+  }
 }
 
 }  // namespace

@@ -46,6 +46,16 @@ void Log(const WorkerRequest& r) {
   }
 }
 
+// "<pid> shape b<batch>-q<q_len>-k<seqlen> 0": the shape a prepare asked for.
+void LogShape(const WorkerRequest& r) {
+  const char* path = std::getenv("FAKE_LOG");
+  if (path == nullptr) return;
+  if (FILE* f = std::fopen(path, "a")) {
+    std::fprintf(f, "%d shape b%d-q%d-k%d 0\n", static_cast<int>(::getpid()), r.batch, r.q_len, r.seqlen);
+    std::fclose(f);
+  }
+}
+
 // "<pid> start <--allow-test-variants or -> 0": how the tuner started this worker.
 void LogStart(bool allow_test_variants) {
   const char* path = std::getenv("FAKE_LOG");
@@ -82,8 +92,14 @@ int main(int argc, char** argv) {
     r.id = req->id;
     if (req->op == Op::kQuit) return 0;
     if (req->op == Op::kPrepare) {
-      prepared = true;
-      if (req->seqlen > (1 << 22)) {
+      LogShape(*req);
+      // As the real worker's bench needs: a prefill default key comes with its q_len.
+      const bool prefill_key = absl::StartsWith(req->default_key, "prefill-");
+      prepared = prefill_key == (req->q_len > 0);
+      if (!prepared) {
+        r.verdict = Verdict::kFailed;
+        r.error = prefill_key ? "prefill prepare without q_len" : "decode prepare with q_len";
+      } else if (req->seqlen > (1 << 22)) {
         r.verdict = Verdict::kFailed;
         r.error = "one input set needs more memory than the device has";
       } else {

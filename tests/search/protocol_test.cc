@@ -26,6 +26,20 @@ TEST(Protocol, RequestsRoundTrip) {
   EXPECT_EQ(back->batch, 32);
   EXPECT_EQ(back->seqlen, 16384);
   EXPECT_EQ(back->seed, p.seed);
+  EXPECT_EQ(back->q_len, 0);
+  EXPECT_EQ(line.find("q_len"), std::string::npos);  // decode lines are as before
+
+  // Prefill: q_len queries at the end of seqlen keys.
+  WorkerRequest pre = p;
+  pre.default_key = "prefill-bf16-d128-h16x8-contig-nowin.learned-plain.mma-m64-n64-w4-s2";
+  pre.batch = 1;
+  pre.seqlen = 8192;
+  pre.q_len = 512;
+  back = DecodeRequest(Encode(pre));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->default_key, pre.default_key);
+  EXPECT_EQ(back->q_len, 512);
+  EXPECT_EQ(back->seqlen, 8192);
 
   WorkerRequest m;
   m.op = Op::kMeasure;
@@ -90,7 +104,10 @@ TEST(Protocol, RejectsMalformedLines) {
   for (const char* line : {"", "not json", "[1,2]", R"({"id":1})", R"({"op":"dance","id":1})",
                            R"({"op":"measure","id":1,"reps":3})", R"({"op":"measure","id":1,"key":"k","reps":"3"})",
                            R"({"op":"measure","id":1,"key":"k","reps":0})",
-                           R"({"op":"prepare","id":1,"default_key":"k","batch":0,"seqlen":4})"}) {
+                           R"({"op":"prepare","id":1,"default_key":"k","batch":0,"seqlen":4})",
+                           R"({"op":"prepare","id":1,"default_key":"k","batch":1,"seqlen":4,"q_len":5})",
+                           R"({"op":"prepare","id":1,"default_key":"k","batch":1,"seqlen":4,"q_len":-1})",
+                           R"({"op":"prepare","id":1,"default_key":"k","batch":1,"seqlen":4,"q_len":"2"})"}) {
     EXPECT_FALSE(DecodeRequest(line).ok()) << line;
   }
   for (const char* line : {"garbage", R"({"status":"ok","median_us":1})", R"({"id":1,"status":"fine"})",

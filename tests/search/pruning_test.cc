@@ -133,6 +133,37 @@ TEST(CostModel, PrefersFillingTheGpuAndSplittingLongSequences) {
   EXPECT_EQ(ModelSplits(one, 128, 1024, c), 1);
 }
 
+// Prefill is compute-bound: time grows with the visible pairs (causal: ~L^2 / 2), Parallax
+// costs about twice softmax, the fma path is far slower, a grid that leaves SMs idle costs, and
+// EstimateUs follows the bucket's kind.
+TEST(CostModel, PrefillIsComputeBound) {
+  const CostInputs c = CostInputsFor(Device(9, 0, 227, 228));
+  Problem p = Qwen();
+  p.mode = Mode::kPrefill;
+  const Algorithm learned{}, softmax{Probe::kNone, Affine::kPlain};
+  const Variant v = *Variant::Create(p, learned, CanonicalSchedule(p, learned, DefaultSchedule(p, learned)));
+  const Variant sm = *Variant::Create(p, softmax, CanonicalSchedule(p, softmax, DefaultSchedule(p, softmax)));
+  const double t4k = EstimatePrefillUs(v, 4, 4096, 4096, c), t8k = EstimatePrefillUs(v, 4, 8192, 8192, c);
+  EXPECT_GT(t8k / t4k, 3.5);
+  EXPECT_LT(t8k / t4k, 4.5);
+  const double ratio = t4k / EstimatePrefillUs(sm, 4, 4096, 4096, c);
+  EXPECT_GT(ratio, 1.8);
+  EXPECT_LT(ratio, 2.2);
+  // A 512-query chunk at the end of 8192 keys: about 512 x 8192 pairs, not the triangle.
+  EXPECT_LT(EstimatePrefillUs(v, 4, 512, 8192, c), t8k / 4);
+  // Never faster than ~1 PFLOP/s of Parallax arithmetic on one GPU.
+  const double flops = 4.0 * 16 * (4096.0 * 4097 / 2) * 128 * 8;
+  EXPECT_GT(t4k, flops / 1e9);
+  Schedule fs = DefaultSchedule(p, learned);
+  fs.path = MathPath::kFma;
+  if (absl::StatusOr<Variant> f = Variant::Create(p, learned, CanonicalSchedule(p, learned, fs)); f.ok()) {
+    EXPECT_GT(EstimatePrefillUs(*f, 4, 4096, 4096, c), 5 * t4k);
+  }
+  EXPECT_DOUBLE_EQ(EstimateUs(v, PrefillBucketFor(4, 4096, 4096), c), t4k);
+  const Variant d = *Variant::Create(Qwen(), learned, CanonicalSchedule(Qwen(), learned, DefaultSchedule(Qwen(), learned)));
+  EXPECT_DOUBLE_EQ(EstimateUs(d, BucketFor(8, 4096), c), EstimateDecodeUs(d, 8, 4096, c));
+}
+
 TEST(NvrtcCompile, WritesTheBinaryForEveryMemberAndReusesItsReport) {
   const std::string dir = std::string(PLX_BINARY_DIR) + "/search_compile_test_cache";
   std::filesystem::remove_all(dir);

@@ -65,14 +65,16 @@ class TunerTest : public ::testing::Test {
     o.compile_threads = 2;
     return o;
   }
-  TuneDeps Deps(int gpus = 1) {
+  // prune_n64_s2: the fake ptxas prunes block_n 64 with 2 stages (decode's default is not
+  // among them; prefill's is).
+  TuneDeps Deps(int gpus = 1, bool prune_n64_s2 = true) {
     TuneDeps d;
     for (int i = 0; i < gpus; ++i) d.devices.push_back(FakeGpu(i));
-    d.make_compile = [this](const CompileTarget&) {
-      return CompileFn([this](const std::vector<Variant>& members) {
+    d.make_compile = [this, prune_n64_s2](const CompileTarget&) {
+      return CompileFn([this, prune_n64_s2](const std::vector<Variant>& members) {
         CompileOutcome c;
         c.kind = CompileOutcome::Kind::kKeep;
-        if (members.front().schedule().block_n == 64 && members.front().schedule().stages == 2) {
+        if (prune_n64_s2 && members.front().schedule().block_n == 64 && members.front().schedule().stages == 2) {
           c.kind = CompileOutcome::Kind::kPruned;
           c.reason = "plx_decode spills (64 bytes stored, 64 bytes loaded)";
         }
@@ -93,16 +95,18 @@ class TunerTest : public ::testing::Test {
     return out;
   }
   std::unique_ptr<cache::Store> Db(const TuneOptions& o) { return *cache::Store::Open(o.db_path); }
-  // The test-variant flag of every worker started so far ("-" for none), from the fake's log.
-  std::vector<std::string> WorkerFlags() {
+  // The third column of the fake's "<pid> <op> <what> <n>" log lines for `op`, in order.
+  std::vector<std::string> Logged(const std::string& want) {
     std::vector<std::string> out;
     std::ifstream in(log_);
-    std::string pid, op, flag;
-    int zero;
-    while (in >> pid >> op >> flag >> zero)
-      if (op == "start") out.push_back(flag);
+    std::string pid, op, what;
+    int n;
+    while (in >> pid >> op >> what >> n)
+      if (op == want) out.push_back(what);
     return out;
   }
+  // The test-variant flag of every worker started so far ("-" for none).
+  std::vector<std::string> WorkerFlags() { return Logged("start"); }
 
   std::string dir_, log_;
   std::mutex compile_mu_;
@@ -353,11 +357,55 @@ TEST_F(TunerTest, TestOnlyCandidatesNeedTheOptInAndOnlyThenReachTheWorker) {
   for (const std::string& flag : flags) EXPECT_EQ(flag, "-");
 }
 
+// A prefill problem end to end: prefill buckets (query tokens, context), the worker prepared
+// with the bucket's prefill shape, only prefill variants measured, cost-ordered, winners
+// filed under the prefill bucket where the runtime's TunedStore looks.
+TEST_F(TunerTest, PrefillIsTunedEndToEnd) {
+  TuneRequest req = Qwen({PrefillBucketFor(1, 4096, 4096), PrefillBucketFor(1, 512, 8192)});
+  req.problem.mode = Mode::kPrefill;
+  TuneOptions o = Options();
+  std::vector<std::string> started;
+  o.progress = [&](const ProgressEvent& e) {
+    if (e.kind == ProgressEvent::Kind::kUnitStart) started.push_back(e.bucket);
+  };
+  // Keep prefill's default (mma-m64-n64-w4-s2) so that it is measured as the baseline.
+  absl::StatusOr<TuneReport> r = Tune(req, o, Deps(1, /*prune_n64_s2=*/false));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->problem_key, "prefill-bf16-d128-h16x8-contig-nowin.learned-plain");
+  ASSERT_EQ(r->units.size(), 2u);
+  EXPECT_EQ(started, (std::vector<std::string>{"t4096-l4096", "t512-l8192"}));
+  auto db = Db(o);
+  const std::string fp = FakeGpu(0).fingerprint();
+  for (const UnitReport& u : r->units) {
+    EXPECT_TRUE(u.error.empty()) << u.bucket << ": " << u.error;
+    EXPECT_GT(u.measured, 10) << u.bucket;
+    EXPECT_GT(u.default_us, 0) << u.bucket;
+    EXPECT_LE(u.best_us, u.default_us) << u.bucket;
+    EXPECT_EQ(u.best_key.rfind("prefill-", 0), 0u) << u.best_key;
+    absl::StatusOr<cache::BestConfig> b =
+        db->GetBestConfig(fp, ProblemKey(req.problem, req.algorithm), u.bucket, {kGeneratorVersion, 13000});
+    ASSERT_TRUE(b.ok()) << u.bucket << ": " << b.status();
+    EXPECT_EQ(b->variant_key, u.best_key);
+  }
+  // The worker was prepared with each bucket's shape (ShapeOf): a full causal prefill and a
+  // 512-query chunk at the end of 8192 keys.
+  const std::vector<std::string> prepared = Logged("shape");
+  EXPECT_EQ(std::set<std::string>(prepared.begin(), prepared.end()), (std::set<std::string>{"b1-q4096-k4096", "b1-q512-k8192"}));
+  const std::vector<Measured> measured = Measures();
+  EXPECT_FALSE(measured.empty());
+  for (const Measured& m : measured) EXPECT_EQ(m.key.rfind("prefill-", 0), 0u) << m.key;
+}
+
 TEST_F(TunerTest, RejectsBadRequests) {
   TuneOptions o = Options();
-  TuneRequest prefill = Qwen({BucketFor(1, 1024)});
+  TuneRequest prefill = Qwen({BucketFor(1, 1024)});  // a decode bucket for a prefill problem
   prefill.problem.mode = Mode::kPrefill;
-  EXPECT_EQ(Tune(prefill, o, Deps()).status().code(), absl::StatusCode::kInvalidArgument);
+  absl::StatusOr<TuneReport> mixed = Tune(prefill, o, Deps());
+  EXPECT_EQ(mixed.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(mixed.status().message().find("bucket b1-l1024: a decode bucket for a prefill problem"),
+            std::string::npos) << mixed.status();
+  EXPECT_EQ(Tune(Qwen({PrefillBucketFor(1, 1024, 1024)}), o, Deps()).status().code(),
+            absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(Tune(Qwen({}), o, Deps()).status().code(), absl::StatusCode::kInvalidArgument);
   TuneRequest bad = Qwen({BucketFor(1, 1024)});
   bad.problem.num_kv_heads = 3;

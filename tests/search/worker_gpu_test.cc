@@ -60,6 +60,33 @@ class GpuTest : public ::testing::Test {
   void TearDown() override {
     if (!dir_.empty() && !HasFailure()) fs::remove_all(dir_);
   }
+  // A tuning run here: the real worker, the mma space without splits, 150 s.
+  TuneOptions TuneOptionsHere() const {
+    TuneOptions o;
+    o.db_path = dir_ + "/tuner.db";
+    o.cache_dir = dir_ + "/kernels";
+    o.space = {{0}, false, {MathPath::kMma}};
+    o.budget_s = 150;
+    o.worker_argv = {WorkerBinary(), "worker"};
+    o.progress = [](const ProgressEvent& e) {
+      if (e.kind != ProgressEvent::Kind::kMeasured)
+        std::printf("[tune] %s %s %s\n", e.bucket.c_str(), e.best_key.c_str(), e.message.c_str());
+    };
+    return o;
+  }
+  // A runtime over the run's DB and kernels, as an application would open it.
+  static std::unique_ptr<Runtime> RuntimeOver(const TuneOptions& o) {
+    RuntimeOptions ro;
+    ro.db_path = o.db_path;
+    ro.cache_dir = o.cache_dir;
+    return *Runtime::Create(ro);
+  }
+  static void Print(const UnitReport& u) {
+    std::printf("[tune] %s: best %.2f us %s, default %.2f us, measured %d, pruned %d, failed %d, wrong %d, "
+                "timeout %d %s\n",
+                u.bucket.c_str(), u.best_us, u.best_key.c_str(), u.default_us, u.measured, u.pruned, u.failed,
+                u.wrong, u.timeout, u.error.c_str());
+  }
   DeviceInfo dev_;
   std::string dir_;
 };
@@ -113,26 +140,14 @@ TEST_F(GpuTest, TunerRecordsFaultAndHangAndMeasuresTheRest) {
   req.problem = Qwen();
   req.buckets = {BucketFor(1, 4096), BucketFor(8, 16384)};
   const std::string def = DefaultVariantKey(req.problem, req.algorithm);
-  TuneOptions o;
-  o.db_path = dir_ + "/tuner.db";
-  o.cache_dir = dir_ + "/kernels";
-  o.space = {{0}, false, {MathPath::kMma}};
-  o.budget_s = 150;
-  o.worker_argv = {WorkerBinary(), "worker"};
+  TuneOptions o = TuneOptionsHere();
   o.extra_candidates = {def + "-testfault", def + "-testhang"};
   o.allow_test_variants = true;
-  o.progress = [](const ProgressEvent& e) {
-    if (e.kind != ProgressEvent::Kind::kMeasured)
-      std::printf("[tune] %s %s %s\n", e.bucket.c_str(), e.best_key.c_str(), e.message.c_str());
-  };
   absl::StatusOr<TuneReport> r = Tune(req, o);
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_EQ(r->units.size(), 2u);
   for (const UnitReport& u : r->units) {
-    std::printf("[tune] %s: best %.2f us %s, default %.2f us, measured %d, pruned %d, failed %d, wrong %d, "
-                "timeout %d %s\n",
-                u.bucket.c_str(), u.best_us, u.best_key.c_str(), u.default_us, u.measured, u.pruned, u.failed,
-                u.wrong, u.timeout, u.error.c_str());
+    Print(u);
     EXPECT_TRUE(u.error.empty()) << u.error;
     EXPECT_FALSE(u.best_key.empty());
     EXPECT_EQ(u.best_key.find("-test"), std::string::npos);
@@ -156,10 +171,7 @@ TEST_F(GpuTest, TunerRecordsFaultAndHangAndMeasuresTheRest) {
   EXPECT_EQ(by_status["failed"], 2);
   EXPECT_EQ(by_status["timeout"], 2);
   // The runtime serves the tuned config.
-  RuntimeOptions ro;
-  ro.db_path = o.db_path;
-  ro.cache_dir = o.cache_dir;
-  std::unique_ptr<Runtime> rt = *Runtime::Create(ro);
+  std::unique_ptr<Runtime> rt = RuntimeOver(o);
   DecodeArgs a;
   a.batch = 8;
   a.num_q_heads = 16;
@@ -171,6 +183,49 @@ TEST_F(GpuTest, TunerRecordsFaultAndHangAndMeasuresTheRest) {
   ASSERT_TRUE(plan.ok()) << plan.status();
   EXPECT_EQ(plan->choice, Choice::kTunedExact);
   EXPECT_EQ(plan->variant.Key(), r->units[1].best_key);
+}
+
+// Issue #12 item 2 on a GPU: a prefill tuning run through the real worker (PrefillBench:
+// float64 check, full-shape check against the default, graph-replay timing), winners stored
+// under the prefill buckets, and Runtime::PlanPrefill serving them exact and nearest.
+TEST_F(GpuTest, PrefillTuningRunIsServedByTheRuntime) {
+  TuneRequest req;
+  req.problem = Qwen();
+  req.problem.mode = Mode::kPrefill;
+  req.buckets = {PrefillBucketFor(1, 2048, 2048), PrefillBucketFor(1, 512, 8192)};
+  TuneOptions o = TuneOptionsHere();
+  o.budget_s = 100;  // the suite runs this binary under one timeout (scripts/gpu-suite.sh)
+  absl::StatusOr<TuneReport> r = Tune(req, o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->units.size(), 2u);
+  for (const UnitReport& u : r->units) {
+    Print(u);
+    EXPECT_TRUE(u.error.empty()) << u.error;
+    EXPECT_EQ(u.best_key.rfind("prefill-", 0), 0u) << u.best_key;
+    EXPECT_GT(u.measured, 5);
+    EXPECT_EQ(u.failed + u.timeout, 0) << u.bucket;
+    EXPECT_GT(u.default_us, 0);
+    EXPECT_LE(u.best_us, u.default_us * 1.02);
+  }
+  std::unique_ptr<Runtime> rt = RuntimeOver(o);
+  PrefillArgs a;
+  a.batch = 1;
+  a.num_q_heads = 16;
+  a.num_kv_heads = 8;
+  a.head_dim = 128;
+  a.seqlen_q = a.seqlen_k = 2048;  // t2048-l2048
+  a.q = a.r = a.k = a.v = a.out = reinterpret_cast<void*>(0x1000);  // planning only
+  Choice choice = Choice::kDefault;
+  absl::StatusOr<Variant> exact = rt->PlanPrefill(a, &choice);
+  ASSERT_TRUE(exact.ok()) << exact.status();
+  EXPECT_EQ(choice, Choice::kTunedExact);
+  const std::string want = r->units[0].bucket == "t2048-l2048" ? r->units[0].best_key : r->units[1].best_key;
+  EXPECT_EQ(exact->Key(), want);
+  a.seqlen_q = a.seqlen_k = 4096;  // t4096-l4096: nearest is t2048-l2048 (2 octaves; t512-l8192 is 4)
+  absl::StatusOr<Variant> near = rt->PlanPrefill(a, &choice);
+  ASSERT_TRUE(near.ok()) << near.status();
+  EXPECT_EQ(choice, Choice::kTunedNearest);
+  EXPECT_EQ(near->Key(), want);
 }
 
 TEST_F(GpuTest, TheRuntimeLoadsWhatTheTunerCompiled) {

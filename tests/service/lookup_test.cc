@@ -1,6 +1,8 @@
 // GetBestConfig (exact / nearest / default), ListConfigs and request validation.
 #include <functional>
 
+#include "absl/strings/match.h"
+
 #include "parallax/runtime/nvrtc_compiler.h"
 #include "parallax/service/buckets.h"
 #include "parallax/service/validate.h"
@@ -42,7 +44,64 @@ TEST(Buckets, SameKeysAsTheRuntime) {
   EXPECT_FALSE(ParseNvrtcVersion("13").ok());
 }
 
+// Prefill problems bucket on query tokens over the batch and context length (bucket.h).
+TEST(Buckets, PrefillKeysAsTheRuntime) {
+  absl::StatusOr<ProblemSpec> full = ValidateProblem(ServerTest::PrefillProblem(4, 3000), "problem");
+  ASSERT_TRUE(full.ok()) << full.status();
+  EXPECT_EQ(full->bucket, "t16384-l4096");
+  EXPECT_EQ(full->shape_bucket, PrefillBucketFor(4, 3000, 3000));
+  EXPECT_EQ(full->context_len, 3000);
+  EXPECT_EQ(full->problem_key, "prefill-bf16-d128-h32x8-contig-nowin.learned-plain");
+  absl::StatusOr<ProblemSpec> chunk = ValidateProblem(ServerTest::PrefillProblem(1, 512, 8000), "problem");
+  ASSERT_TRUE(chunk.ok()) << chunk.status();
+  EXPECT_EQ(chunk->bucket, "t512-l8192");
+  // Through the proto and back: the same spec.
+  absl::StatusOr<ProblemSpec> again = ValidateProblem(ToProto(*chunk), "problem");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->bucket, chunk->bucket);
+  EXPECT_EQ(again->context_len, 8000);
+}
+
 class LookupTest : public ServerTest {};
+
+TEST_F(LookupTest, PrefillExactThenNearestThenDefault) {
+  Seed(store(), PrefillProblem(1, 4096), "", 10);         // t4096-l4096
+  Seed(store(), PrefillProblem(8, 16384), "", 20);        // t131072-l16384
+  StartServer();
+  auto c = NewClient();
+  absl::StatusOr<v1::GetBestConfigResponse> exact = c->GetBestConfig(Lookup(PrefillProblem(1, 3000)));
+  ASSERT_TRUE(exact.ok()) << exact.status();
+  EXPECT_EQ(exact->match(), v1::MATCH_EXACT);
+  EXPECT_EQ(exact->bucket(), "t4096-l4096");
+  EXPECT_EQ(exact->variant_key(), TunedKey(PrefillProblem()));
+  EXPECT_TRUE(absl::StartsWith(exact->variant_key(), "prefill-"));
+  // A 512-query chunk at the end of 8192 keys: 4 octaves from t4096-l4096, 9 from the other.
+  absl::StatusOr<v1::GetBestConfigResponse> near = c->GetBestConfig(Lookup(PrefillProblem(1, 512, 8192)));
+  ASSERT_TRUE(near.ok()) << near.status();
+  EXPECT_EQ(near->match(), v1::MATCH_NEAREST_BUCKET);
+  EXPECT_EQ(near->requested_bucket(), "t512-l8192");
+  EXPECT_EQ(near->bucket(), "t4096-l4096");
+  absl::StatusOr<v1::GetBestConfigResponse> far = c->GetBestConfig(Lookup(PrefillProblem(4, 16384)));
+  ASSERT_TRUE(far.ok());
+  EXPECT_EQ(far->bucket(), "t131072-l16384");
+  // The decode problem with the same heads has nothing tuned: the mode is in the problem key.
+  absl::StatusOr<v1::GetBestConfigResponse> decode = c->GetBestConfig(Lookup(DecodeProblem(1, 4096)));
+  ASSERT_TRUE(decode.ok());
+  EXPECT_EQ(decode->match(), v1::MATCH_DEFAULT);
+  EXPECT_EQ(decode->variant_key(), DefaultKey(DecodeProblem()));
+}
+
+TEST_F(LookupTest, PrefillStaleOrGarbageRowsAreNeverServed) {
+  Seed(store(), PrefillProblem(1, 4096), "", 10, kGeneratorVersion + 1);  // other generator
+  Seed(store(), PrefillProblem(2, 4096), "not-a-variant-key", 5);          // garbage
+  Seed(store(), PrefillProblem(4, 4096), TunedKey(PrefillProblem()) + "-testfault", 5);
+  StartServer();
+  auto c = NewClient();
+  absl::StatusOr<v1::GetBestConfigResponse> r = c->GetBestConfig(Lookup(PrefillProblem(1, 4096)));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->match(), v1::MATCH_DEFAULT);
+  EXPECT_EQ(r->variant_key(), DefaultKey(PrefillProblem()));
+}
 
 TEST_F(LookupTest, DefaultWhenNothingIsTuned) {
   StartServer();
@@ -181,6 +240,9 @@ TEST_F(LookupTest, InvalidArgumentNamesTheField) {
       {"problem.affine", [](auto& r) { r.mutable_problem()->set_affine(v1::AFFINE_UNSPECIFIED); }},
       {"problem.batch=0", [](auto& r) { r.mutable_problem()->set_batch(0); }},
       {"problem.seqlen=-5", [](auto& r) { r.mutable_problem()->set_seqlen(-5); }},
+      {"problem.context_len=7: decode", [](auto& r) { r.mutable_problem()->set_context_len(7); }},
+      {"problem.context_len=100: prefill", [](auto& r) { *r.mutable_problem() = PrefillProblem(1, 4096, 100); }},
+      {"problem.context_len=-1: prefill", [](auto& r) { *r.mutable_problem() = PrefillProblem(1, 4096, -1); }},
       {"device.name: required", [](auto& r) { r.mutable_device()->clear_name(); }},
       {"device.name: must not contain", [](auto& r) { r.mutable_device()->set_name("a|b"); }},
       {"device.name: longer than", [](auto& r) { r.mutable_device()->set_name(std::string(300, 'x')); }},

@@ -35,32 +35,57 @@ TEST_F(RuntimeLookupTest, TunedConfigsComeBackAndMissesFallThrough) {
 
   Runtime::TunedLookup lookup = Lookup();
   const ProblemSpec spec = *ValidateProblem(DecodeProblem(4, 4096), "problem");
-  auto exact = lookup(spec.problem, spec.algorithm, 3, 3000);
+  auto exact = lookup(spec.problem, spec.algorithm, BucketFor(3, 3000));
   ASSERT_TRUE(exact.ok()) << exact.status();
   EXPECT_EQ(exact->first, done->results(0).variant_key());
   EXPECT_EQ(exact->second, Choice::kTunedExact);
-  auto near = lookup(spec.problem, spec.algorithm, 8, 8000);
+  auto near = lookup(spec.problem, spec.algorithm, BucketFor(8, 8000));
   ASSERT_TRUE(near.ok()) << near.status();
   EXPECT_EQ(near->second, Choice::kTunedNearest);
 
   Problem other = spec.problem;
   other.dtype = DType::kFP16;  // nothing tuned: the runtime keeps its default
-  EXPECT_TRUE(absl::IsNotFound(lookup(other, spec.algorithm, 4, 4096).status()));
+  EXPECT_TRUE(absl::IsNotFound(lookup(other, spec.algorithm, BucketFor(4, 4096)).status()));
+}
+
+// A prefill bucket goes to the service as a shape of that bucket (ShapeOf) with its
+// context_len, and comes back as the prefill config tuned for it.
+TEST_F(RuntimeLookupTest, PrefillBucketsAskForPrefillConfigs) {
+  StartServer({}, /*fake=*/true);
+  auto c = NewClient();
+  absl::StatusOr<v1::SubmitTuningResponse> sub = c->SubmitTuning(Submit({PrefillProblem(1, 4096)}));
+  ASSERT_TRUE(sub.ok()) << sub.status();
+  absl::StatusOr<v1::JobProgress> done = c->WatchJob(sub->job_id(), [](const v1::JobProgress&) {});
+  ASSERT_TRUE(done.ok() && done->state() == v1::JOB_STATE_DONE) << done.status();
+
+  Runtime::TunedLookup lookup = Lookup();
+  const ProblemSpec spec = *ValidateProblem(PrefillProblem(1, 4096), "problem");
+  auto exact = lookup(spec.problem, spec.algorithm, PrefillBucketFor(1, 3000, 3000));
+  ASSERT_TRUE(exact.ok()) << exact.status();
+  EXPECT_EQ(exact->first, done->results(0).variant_key());
+  EXPECT_EQ(exact->second, Choice::kTunedExact);
+  auto near = lookup(spec.problem, spec.algorithm, PrefillBucketFor(1, 512, 8192));  // a chunk
+  ASSERT_TRUE(near.ok()) << near.status();
+  EXPECT_EQ(near->first, exact->first);
+  EXPECT_EQ(near->second, Choice::kTunedNearest);
+  // The decode problem of the same heads: nothing tuned.
+  const ProblemSpec decode = *ValidateProblem(DecodeProblem(1, 4096), "problem");
+  EXPECT_TRUE(absl::IsNotFound(lookup(decode.problem, decode.algorithm, BucketFor(1, 4096)).status()));
 }
 
 TEST_F(RuntimeLookupTest, AnswersAreRememberedAndADeadServerIsAMiss) {
   StartServer();
   Runtime::TunedLookup lookup = Lookup(absl::Hours(1));
   const ProblemSpec spec = *ValidateProblem(DecodeProblem(4, 4096), "problem");
-  EXPECT_TRUE(absl::IsNotFound(lookup(spec.problem, spec.algorithm, 4, 4096).status()));
+  EXPECT_TRUE(absl::IsNotFound(lookup(spec.problem, spec.algorithm, BucketFor(4, 4096)).status()));
   StopServer();
   // Remembered: no call, the same answer, fast.
   const absl::Time t0 = absl::Now();
-  EXPECT_TRUE(absl::IsNotFound(lookup(spec.problem, spec.algorithm, 4, 4096).status()));
+  EXPECT_TRUE(absl::IsNotFound(lookup(spec.problem, spec.algorithm, BucketFor(4, 4096)).status()));
   EXPECT_LT(absl::Now() - t0, absl::Milliseconds(50));
   // Not asked before, server gone: an error within the lookup deadline, never a hang.
   const absl::Time t1 = absl::Now();
-  auto gone = lookup(spec.problem, spec.algorithm, 64, 65536);
+  auto gone = lookup(spec.problem, spec.algorithm, BucketFor(64, 65536));
   EXPECT_FALSE(gone.ok());
   EXPECT_LT(absl::Now() - t1, absl::Seconds(2));
 }

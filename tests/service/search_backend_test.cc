@@ -5,6 +5,8 @@
 
 #include <set>
 
+#include "absl/strings/match.h"
+
 #include "../search/fake_gpu.h"
 #include "parallax/service/proto_convert.h"
 #include "parallax/service/search_backend.h"
@@ -90,14 +92,36 @@ TEST_F(SearchBackendTest, JobTunesEveryProblemAndTheWinnersAreServed) {
   EXPECT_EQ(jobs->jobs(0).state(), v1::JOB_STATE_DONE);
 }
 
-TEST_F(SearchBackendTest, PrefillIsRefusedAtSubmission) {
+// A prefill job: tuned by the same tuner (the fake worker plays the prefill bench), filed
+// under the prefill bucket, served by GetBestConfig for that bucket and the nearest.
+TEST_F(SearchBackendTest, PrefillJobIsTunedAndServed) {
   StartServerWith({}, Backend());
   auto c = NewClient();
-  v1::Problem prefill = DecodeProblem(1, 2048);
-  prefill.set_mode(v1::MODE_PREFILL);
-  absl::StatusOr<v1::SubmitTuningResponse> sub = c->SubmitTuning(Submit({DecodeProblem(), prefill}));
-  EXPECT_TRUE(absl::IsInvalidArgument(sub.status())) << sub.status();
-  EXPECT_NE(sub.status().message().find("problems[1].mode: only decode"), absl::string_view::npos) << sub.status();
+  const v1::Problem full = PrefillProblem(1, 2048), chunk = PrefillProblem(2, 256, 8192);
+  absl::StatusOr<v1::SubmitTuningResponse> sub = c->SubmitTuning(Submit({full, chunk}, 120));
+  ASSERT_TRUE(sub.ok()) << sub.status();
+  absl::StatusOr<v1::JobProgress> last = c->WatchJob(sub->job_id(), [](const v1::JobProgress&) {});
+  ASSERT_TRUE(last.ok()) << last.status();
+  ASSERT_EQ(last->state(), v1::JOB_STATE_DONE) << last->message();
+  ASSERT_EQ(last->results_size(), 2);
+  EXPECT_EQ(last->results(0).bucket(), "t2048-l2048");
+  EXPECT_EQ(last->results(1).bucket(), "t512-l8192");
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_TRUE(absl::StartsWith(last->results(i).variant_key(), "prefill-")) << last->results(i).variant_key();
+    EXPECT_GT(last->results(i).median_us(), 0);
+  }
+  v1::GetBestConfigRequest q;
+  *q.mutable_device() = DeviceToProto(FakeGpu());
+  *q.mutable_problem() = PrefillProblem(1, 1500);
+  absl::StatusOr<v1::GetBestConfigResponse> best = c->GetBestConfig(q);
+  ASSERT_TRUE(best.ok()) << best.status();
+  EXPECT_EQ(best->match(), v1::MATCH_EXACT);
+  EXPECT_EQ(best->variant_key(), last->results(0).variant_key());
+  *q.mutable_problem() = PrefillProblem(1, 4096);  // t4096-l4096: one octave on each axis
+  best = c->GetBestConfig(q);
+  ASSERT_TRUE(best.ok()) << best.status();
+  EXPECT_EQ(best->match(), v1::MATCH_NEAREST_BUCKET);
+  EXPECT_EQ(best->bucket(), "t2048-l2048");
 }
 
 }  // namespace

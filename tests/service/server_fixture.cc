@@ -87,6 +87,13 @@ v1::Problem ServerTest::DecodeProblem(int batch, int seqlen) {
   return p;
 }
 
+v1::Problem ServerTest::PrefillProblem(int batch, int q_len, int context_len) {
+  v1::Problem p = DecodeProblem(batch, q_len);
+  p.set_mode(v1::MODE_PREFILL);
+  p.set_context_len(context_len);
+  return p;
+}
+
 v1::GetBestConfigRequest ServerTest::Lookup(const v1::Problem& p, int device) {
   v1::GetBestConfigRequest r;
   *r.mutable_device() = FakeBackend::Describe(device);

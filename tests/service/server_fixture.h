@@ -16,6 +16,9 @@ namespace parallax::service::testing {
 class ServerTest : public ::testing::Test {
  public:
   static v1::Problem DecodeProblem(int batch = 4, int seqlen = 4096);
+  // The same heads and algorithm as a prefill of q_len queries per sequence against
+  // context_len keys (0 = q_len).
+  static v1::Problem PrefillProblem(int batch = 1, int q_len = 4096, int context_len = 0);
   static v1::GetBestConfigRequest Lookup(const v1::Problem& p, int device = 0);
   static v1::SubmitTuningRequest Submit(std::initializer_list<v1::Problem> problems, double budget = 60);
 

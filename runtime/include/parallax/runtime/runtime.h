@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "parallax/codegen/bucket.h"
 #include "parallax/codegen/kernel_family.h"
 #include "parallax/codegen/variant.h"
 #include "parallax/runtime/device.h"
@@ -89,13 +90,14 @@ class Runtime {
   // Compiles (or loads from cache) without launching; for tools and benchmarks.
   absl::StatusOr<const LoadedKernel*> Load(const Variant& v);
 
-  // Where non-explicit decode plans get tuned configs. With options.db_path, Create() opens
+  // Where non-explicit decode and prefill plans get tuned configs, by shape bucket
+  // (codegen/bucket.h: decode BucketFor, prefill PrefillBucketFor). With options.db_path, Create() opens
   // that SQLite tuning DB itself (TunedStore over cache/'s Store, linked into the runtime core
   // and libparallax.so) and installs its lookup; otherwise there is none until a caller sets
   // one. Callers may replace it or chain another after it (service/runtime_lookup.h asks a
   // tuning service for what the local DB lacks).
   using TunedLookup = std::function<absl::StatusOr<std::pair<std::string, Choice>>(
-      const Problem&, const Algorithm&, int batch, int seqlen)>;
+      const Problem&, const Algorithm&, const ShapeBucket&)>;
   void SetTunedLookup(TunedLookup f);
   TunedLookup tuned_lookup();  // the current one (empty: none), to chain another after it
 
@@ -108,6 +110,10 @@ class Runtime {
   };
   absl::StatusOr<void*> Ensure(GrowBuffer& buf, size_t bytes);
   absl::StatusOr<DecodePlan> PlanDecodeWith(const DecodeCall& c, const Variant* given);
+  // The non-explicit choice, one rule for both modes: tuned (exact bucket, else nearest, as
+  // the lookup answers) > the family default, memoized per (problem, bucket).
+  absl::StatusOr<Variant> TunedOrDefault(const Problem& p, const Algorithm& a, const ShapeBucket& bucket,
+                                         Choice* choice);
   absl::Status LaunchDecode(const DecodePlan& plan, PlxDecodeParams p, void* workspace, size_t workspace_bytes,
                             CUstream stream);
   absl::Status LaunchPrefill(const Variant& v, PlxPrefillParams p, CUstream stream);
@@ -119,8 +125,8 @@ class Runtime {
   std::unordered_map<std::string, std::unique_ptr<LoadedKernel>> kernels_;  // by variant key
   std::unordered_map<std::string, std::shared_ptr<std::mutex>> build_mu_;  // per variant key
   TunedLookup tuned_;
-  // A non-explicit decode plan's choice per "<problem key>|<bucket>", reused for a second:
-  // decode is planned on every call, and asking the tuning DB (SQLite) or a service each
+  // A non-explicit plan's choice per "<problem key>|<bucket>", reused for a second:
+  // decode and prefill are planned on every call, and asking the tuning DB (SQLite) or a service each
   // time would cost more than the kernel; a second bounds how late new tuned configs show.
   struct ChoiceMemo {
     std::optional<Variant> variant;

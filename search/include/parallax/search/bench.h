@@ -51,6 +51,10 @@ struct Timing {
 // can size its watchdog like the worker sizes its inputs.
 int InputSetsFor(double set_bytes, double l2_bytes, double mem_bytes, const BenchOptions& o);
 
+// The sliding window the tuner's benches use for a problem with one compiled in (its size is
+// a launch argument, not part of the bucket): half of the keys per sequence; 0 without.
+int BenchWindow(const Problem& p, int seqlen_k);
+
 // A family's bench once its inputs are made (DecodeBench::Create, PrefillBench::Create).
 class Bench {
  public:

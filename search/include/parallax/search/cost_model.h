@@ -1,9 +1,12 @@
-// A cheap analytic estimate of decode time, only good for ordering candidates (guided
+// A cheap analytic estimate of kernel time, only good for ordering candidates (guided
 // search) and for sizing the watchdog's patience. Decode streams K and V once, so the model
 // is bytes / bandwidth, stretched by the wave tail and by too few bytes in flight per SM,
-// plus launch and split-merge overheads.
+// plus launch and split-merge overheads. Prefill is compute-bound: the visible (query, key)
+// pairs' arithmetic, plus the masked half of each diagonal tile, over an achieved tensor
+// rate, stretched by the wave tail and by too few warps per SM.
 #pragma once
 
+#include "parallax/codegen/bucket.h"
 #include "parallax/codegen/space.h"
 #include "parallax/codegen/variant.h"
 #include "parallax/runtime/device.h"
@@ -22,6 +25,13 @@ int ModelSplits(const Variant& v, int batch, int seqlen, const CostInputs& c);
 
 // Estimated microseconds for one decode launch (plus merge) at batch x seqlen.
 double EstimateDecodeUs(const Variant& v, int batch, int seqlen, const CostInputs& c);
+
+// Estimated microseconds for one prefill launch: batch x q_len queries (at the end of
+// seqlen_k keys, causal, window BenchWindow()).
+double EstimatePrefillUs(const Variant& v, int batch, int q_len, int seqlen_k, const CostInputs& c);
+
+// The estimate at a bucket's shape (ShapeOf): decode or prefill by the bucket's kind.
+double EstimateUs(const Variant& v, const ShapeBucket& b, const CostInputs& c);
 
 // Bytes one decode launch must read from memory (K, V, q, r) and write (out).
 double DecodeBytes(const Problem& p, const Algorithm& a, int batch, int seqlen);

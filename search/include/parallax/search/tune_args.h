@@ -12,11 +12,15 @@
 namespace parallax::search {
 
 struct TuneArgs {
+  std::string mode = "decode";             // decode or prefill
   std::string preset;                      // qwen3-0.6b, qwen3-1.7b, llama3-8b
   int q_heads = 0, kv_heads = 0, head_dim = 0;  // 0: from the preset
   std::string dtype = "bf16";
   std::vector<int> batch = {1, 8, 32, 128};
-  std::vector<int> seqlen = {1024, 4096, 16384, 65536};
+  std::vector<int> seqlen = {1024, 4096, 16384, 65536};  // keys per sequence (the context)
+  // Prefill: queries per sequence, a chunk at the end of each seqlen (values above it are
+  // skipped for that seqlen); empty = seqlen itself, a full causal prefill.
+  std::vector<int> q_len;
   std::string probe = "learned";
   std::string affine = "plain";
   int paged = 0;                           // page size; 0 = contiguous KV
@@ -29,7 +33,8 @@ std::string DefaultDbPath();
 absl::StatusOr<std::vector<int>> PresetShape(const std::string& name);
 
 // Problem, algorithm and buckets (each batch x seqlen rounded to its bucket, duplicates
-// dropped, in order). InvalidArgument naming the option otherwise.
+// dropped, in order; prefill: each batch x q_len x seqlen to PrefillBucketFor's bucket).
+// InvalidArgument naming the option otherwise.
 absl::StatusOr<TuneRequest> MakeTuneRequest(const TuneArgs& a);
 
 }  // namespace parallax::search

@@ -1,4 +1,5 @@
-// Offline tuning of one decode problem over shape buckets: the space for the GPU in hand,
+// Offline tuning of one decode or prefill problem over shape buckets (decode BucketFor,
+// prefill PrefillBucketFor, bucket.h): the space for the GPU in hand,
 // compile pruning on all CPU cores ahead of the measuring queue, one isolated worker per GPU,
 // a search strategy per (device, bucket) under a time budget, every measurement stored as it
 // arrives, and the winner written where the runtime looks for it. Rerunning the same request
@@ -25,7 +26,7 @@
 namespace parallax::search {
 
 struct TuneRequest {
-  Problem problem;      // decode only
+  Problem problem;      // decode or prefill
   Algorithm algorithm;
   std::vector<ShapeBucket> buckets;
 };

@@ -1,6 +1,7 @@
 // How the service files and finds tuned configs: exactly as the runtime's TunedStore does,
-// with codegen's ShapeBucket ("b8-l4096": batch and seqlen rounded up to powers of two,
-// seqlen at least 1024) and ProblemKey() ("<problem>.<algorithm>" of a variant key).
+// with codegen's ShapeBucket (decode "b8-l4096": batch and seqlen rounded up to powers of two,
+// seqlen at least 1024; prefill "t4096-l8192": batch x seqlen query tokens, at least 128, and
+// context_len, at least 1024) and ProblemKey() ("<problem>.<algorithm>" of a variant key).
 // Nearest bucket: NearestBucket() (bucket.h) over the buckets of the same device and problem
 // key, the one rule the runtime uses too; NVRTC versions: ParseNvrtcVersion()
 // (nvrtc_compiler.h). This header adds only what the service needs on top.

@@ -8,7 +8,8 @@
 
 namespace parallax::service {
 
-v1::Problem ProblemToProto(const Problem& p, const Algorithm& a, int batch, int seqlen);
+// context_len: prefill only (0 = seqlen, a full causal prefill).
+v1::Problem ProblemToProto(const Problem& p, const Algorithm& a, int batch, int seqlen, int context_len = 0);
 // The fields the server's fingerprint is made of (DeviceInfo::fingerprint()).
 v1::DeviceFingerprint DeviceToProto(const DeviceInfo& d);
 // The inverse, for those fields (the rest stay default); not validated.

@@ -3,8 +3,8 @@
 // config per bucket into the server's own database, under the job's tuning_runs row.
 //
 // A job's problems are grouped by problem key (one Tune over that key's buckets); groups run
-// one after another, each with an equal share of the budget that is left. Only decode
-// problems are tuned (the worker times decode kernels): CanTune refuses prefill at submit.
+// one after another, each with an equal share of the budget that is left. Decode and prefill
+// problems are tuned alike; a prefill's buckets are PrefillBucketFor's ("t4096-l4096").
 #pragma once
 
 #include <memory>

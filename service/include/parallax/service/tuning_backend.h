@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "parallax/cache/rows.h"
+#include "parallax/codegen/bucket.h"
 #include "parallax/codegen/variant.h"
 
 namespace parallax::service {
@@ -25,9 +26,11 @@ struct ProblemSpec {
   Problem problem;
   Algorithm algorithm;
   int batch = 1;
-  int seqlen = 1;
+  int seqlen = 1;       // keys per sequence (decode) or queries per sequence (prefill)
+  int context_len = 0;  // prefill: keys per sequence, >= seqlen; 0 in decode
   std::string problem_key;
-  std::string bucket;
+  ShapeBucket shape_bucket;  // decode BucketFor / prefill PrefillBucketFor (bucket.h)
+  std::string bucket;        // its string, the best_configs column
   std::string default_variant_key;
 };
 

@@ -1,0 +1,32 @@
+#include "bench_for.h"
+
+#include "parallax/search/decode_bench.h"
+#include "parallax/search/prefill_bench.h"
+
+namespace parallax::search::internal {
+namespace {
+
+PrefillShape PrefillShapeOf(const Problem& p, const Algorithm& a, const BucketShape& s) {
+  return PrefillShape{p, a, s.batch, s.q_len, s.seqlen, BenchWindow(p, s.seqlen)};
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Bench>> MakeBench(Runtime& rt, const Problem& p, const Algorithm& a,
+                                                 const BucketShape& s, const BenchOptions& o) {
+  if (p.mode == Mode::kPrefill) {
+    absl::StatusOr<std::unique_ptr<PrefillBench>> b = PrefillBench::Create(rt, PrefillShapeOf(p, a, s), o);
+    if (!b.ok()) return b.status();
+    return std::unique_ptr<Bench>(*std::move(b));
+  }
+  absl::StatusOr<std::unique_ptr<DecodeBench>> b = DecodeBench::Create(rt, BenchShape{p, a, s.batch, s.seqlen}, o);
+  if (!b.ok()) return b.status();
+  return std::unique_ptr<Bench>(*std::move(b));
+}
+
+double BenchSetBytes(const Problem& p, const Algorithm& a, const BucketShape& s) {
+  if (p.mode == Mode::kPrefill) return PrefillInputSetBytes(PrefillShapeOf(p, a, s));
+  return InputSetBytes(BenchShape{p, a, s.batch, s.seqlen});
+}
+
+}  // namespace parallax::search::internal

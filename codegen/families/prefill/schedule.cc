@@ -52,15 +52,17 @@ Schedule Family::Canonical(const Problem&, const Algorithm& a, Schedule s) const
   return s;
 }
 
-// One MMA row tile per warp (two at head_dim 64, where registers allow), 64-key tiles (32
-// at head_dim 256) two stages deep.
+// Measured on the H200 (B 4, L 4096, 32/8 heads; bench/results/prefill-defaults-h200-2026-11-30.json):
+// two MMA row tiles per warp where the accumulators fit (head_dim 64, and 128 with a learned
+// probe), 8 warps at head_dim 256 (one row tile each), 64-key tiles two stages deep.
 Schedule Family::Default(const Problem& p, const Algorithm& a) const {
   Schedule s;
   s.path = MathPath::kMma;
-  s.warps = 4;
+  s.warps = p.head_dim >= 256 ? 8 : 4;
   s.stages = 2;
-  s.block_n = p.head_dim >= 256 ? 32 : 64;
-  s.block_m = s.warps * family::UnitsPerMTile(a) * (p.head_dim <= 64 ? 2 : 1);
+  s.block_n = 64;
+  const bool two_tiles = p.head_dim <= 64 || (a.probe == Probe::kLearned && p.head_dim <= 128);
+  s.block_m = s.warps * family::UnitsPerMTile(a) * (two_tiles ? 2 : 1);
   return s;
 }
 

@@ -9,6 +9,7 @@
 
 #include "gpu_harness.h"
 #include "gtest/gtest.h"
+#include "parallax/codegen/reference.h"
 #include "parallax/runtime/cuda_driver.h"
 #include "parallax/runtime/nvrtc_compiler.h"
 #include "sm90_probe_source.h"
@@ -110,15 +111,9 @@ std::vector<double> ABt(const std::vector<double>& a, const std::vector<double>&
   return s;
 }
 
-// Relative Frobenius error; NaN (an element never written) counts as infinite.
+// Relative Frobenius error (ref::Compare: a NaN, i.e. an element never written, is +inf).
 double RelFro(const std::vector<float>& got, const std::vector<double>& want) {
-  double num = 0, den = 0;
-  for (int i = 0; i < kTile; ++i) {
-    if (std::isnan(got[i])) return INFINITY;
-    num += (got[i] - want[i]) * (got[i] - want[i]);
-    den += want[i] * want[i];
-  }
-  return std::sqrt(num / den);
+  return ref::Compare(std::vector<double>(got.begin(), got.end()), want).rel_frobenius;
 }
 
 TEST_F(Sm90ProbeGpu, TmaAndWgmmaComputeQKt) {

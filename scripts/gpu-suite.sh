@@ -2,13 +2,16 @@
 # Everything that needs the GPU, in one call: device facts, the gpu-labelled correctness
 # suites (with a compute-sanitizer subset), then the benchmarks. Runs on the GPU host over a
 # build made here (carried with .carry/lib holding the Debian libraries it lacks).
-# Usage: scripts/gpu-suite.sh [BUILD_DIR] [test|bench|all|tune|tune-tests|tune-run|tune-prefill]
+# Usage: scripts/gpu-suite.sh [BUILD_DIR] [test|bench|python|all|tune|tune-tests|tune-run|tune-prefill|prefill-anchors]
 # `tune` (not part of `all`: it takes ~8 minutes of budget) = tune-tests (the gpu-labelled
 # search tests: real worker, faulting/hanging variants, a prefill run the runtime serves) +
 # tune-run (`parallax tune` over the qwen3-0.6b grid, then `parallax db show --json`).
 # TUNE_BUDGET (minutes, default 8) shortens it. `tune-prefill`: `parallax tune --mode prefill`
 # over llama3-8b full prefills at 4k and 8k (TUNE_BUDGET, default 4), then `bench prefill`
-# with the DB (choice exact) and without (default) at B=4, L=4096.
+# with the DB (choice exact) and without (default) at B=4, L=4096. `prefill-anchors` (not part
+# of `all`; ~4 minutes): bench/prefill_anchors.py, causal prefill in one process: ours (default
+# choice and forced mma.sync) vs the authors' Triton forward (carried in
+# .carry/anchors/authors-parallax) vs SDPA flash/cuDNN; prints its table.
 set -uo pipefail
 build=${1:-build}
 what=${2:-all}
@@ -76,6 +79,23 @@ if [ "$what" = python ] || [ "$what" = all ]; then
   grep -E "^Ran |^OK|FAILED" "$out/python_gpu_tests.log" | tail -2
   PYTHONUNBUFFERED=1 timeout 300 python3 bench/bench_parallax.py --out "$out/bench_parallax.jsonl" ||
     { status=1; echo "bench_parallax failed"; }
+fi
+if [ "$what" = prefill-anchors ]; then
+  # Our library through the Python binding, the authors' package and torch SDPA in one process.
+  export PARALLAX_LIBRARY="$PWD/.carry/lib/libparallax.so"
+  anchors=.carry/anchors/authors-parallax
+  [ -d "$anchors/parallax" ] || echo "note: $anchors is missing; the authors' column will hold the import error"
+  PYTHONUNBUFFERED=1 timeout 420 python3 bench/prefill_anchors.py --out "$out/prefill_anchors.jsonl" \
+    --anchors "$anchors" > "$out/prefill_anchors.log" 2> "$out/prefill_anchors.err"
+  rc=$?
+  [ $rc -eq 0 ] || { status=1; echo "prefill_anchors exited with $rc"; tail -8 "$out/prefill_anchors.err"; }
+  # Its table (from the header on); without one (killed by the timeout), the progress so far.
+  if grep -q '^== prefill anchors table' "$out/prefill_anchors.log"; then
+    sed -n '/^== prefill anchors table/,$p' "$out/prefill_anchors.log"
+  else
+    tail -25 "$out/prefill_anchors.log"
+  fi
+  grep -E "^authors' configs precompiled|^    [a-z_]+_error: " "$out/prefill_anchors.log" | awk '!seen[$0]++' | head -12
 fi
 # The tuner: the `parallax` CLI (or plx_search_cli, the same commands built without the
 # gRPC service) and the search GPU tests, found anywhere under the build dir.

@@ -3,7 +3,9 @@
 //     file reads on its own;
 //  2. for every registered family, variants covering both math paths, both probes, the
 //     amplified affine, the window and every KV layout compile to PTX with NVRTC for sm_80
-//     and sm_90 with an empty log: an error or a warning in a .cuh fails the build.
+//     and sm_90 with an empty log: an error or a warning in a .cuh fails the build. Families
+//     for one architecture (sm_90a) compile there to a cubin instead, so ptxas checks their
+//     inline PTX too, and must not spill.
 // Exit status 0 when all pass; otherwise each failure is printed with its file or key.
 #include <cstdio>
 #include <string>
@@ -56,12 +58,16 @@ std::string CheckBalanced(absl::string_view text) {
 std::vector<Variant> CheckSet(const KernelFamily& f) {
   std::vector<Variant> out;
   int rotate = 0;
-  for (MathPath path : {MathPath::kMma, MathPath::kFma})
+  for (MathPath path : f.paths())
     for (Algorithm a : {Algorithm{Probe::kNone, Affine::kPlain}, Algorithm{Probe::kLearned, Affine::kAmplified},
                         Algorithm{Probe::kLearned, Affine::kPlain}})
       for (bool window : {false, true})
-        for (KvLayout layout : {KvLayout::kContiguous, KvLayout::kPaged}) {
+        for (KvLayout layout : {KvLayout::kContiguous, KvLayout::kPaged})
+          for (int head_dim : {128, 64, 256}) {
+          // Every head dim for single-arch families (their register budget is tight); 128 elsewhere.
+          if (head_dim != 128 && *f.ArchSuffix() == '\0') continue;
           Problem p;
+          p.head_dim = head_dim;
           p.mode = f.mode();
           p.dtype = rotate++ % 2 ? DType::kFP16 : DType::kBF16;
           p.num_q_heads = 32;
@@ -99,6 +105,20 @@ int Run() {
       std::fprintf(stderr, "kernel check: family %.*s yields no variant to compile\n",
                    static_cast<int>(f->name().size()), f->name().data());
       ++failures;
+    }
+    if (*f->ArchSuffix() != '\0') {  // sm_90a only: a cubin, ptxas's report clean
+      for (const Variant& v : set) {
+        CompileOptions o;
+        o.arch = "sm_90a";
+        absl::StatusOr<CompileResult> bin = CompileCuda(GenerateSource(v), v.Key() + ".cu", o);
+        ++compiled;
+        if (!bin.ok() || bin->has_spills()) {
+          std::fprintf(stderr, "kernel check: %s (sm_90a): %s\n", v.Key().c_str(),
+                       bin.ok() ? ("spills: " + bin->log).c_str() : std::string(bin.status().message()).c_str());
+          ++failures;
+        }
+      }
+      continue;
     }
     for (const Variant& v : set)
       for (const char* arch : {"sm_80", "sm_90"}) {

@@ -12,6 +12,15 @@ extern const absl::string_view kKernelAbiText;  // kernel_abi.h, embedded at bui
 
 namespace {
 
+const char* MathText(MathPath p) {
+  switch (p) {
+    case MathPath::kMma: return "mma.sync m16n8k16 tensor cores";
+    case MathPath::kFma: return "scalar FMA";
+    case MathPath::kWgmma: return "wgmma (sm_90a warpgroup MMA), TMA, mbarriers";
+  }
+  return "?";
+}
+
 std::string HeaderComment(const Variant& v, const KernelFamily& f) {
   const Algorithm& a = v.algorithm();
   const std::string what = a.probe == Probe::kLearned
@@ -26,8 +35,8 @@ std::string HeaderComment(const Variant& v, const KernelFamily& f) {
       "// computes ", what, "\n",
       "// mode:    ", f.Summary(v), "; ", ToString(v.problem().dtype), " in/out, fp32 accumulation\n",
       "// kernels: ", absl::StrJoin(f.KernelNames(), ", "),
-      "; launch ABI: PlxDecodeParams / PlxPrefillParams below\n",
-      "// math:    ", v.schedule().path == MathPath::kMma ? "mma.sync m16n8k16 tensor cores" : "scalar FMA",
+      "; launch ABI: ", f.abi() == KernelFamily::Abi::kPrefillTma ? "PlxPrefillTmaParams" : "PlxDecodeParams / PlxPrefillParams", " below\n",
+      "// math:    ", MathText(v.schedule().path),
       "\n// family:  codegen/families/", f.name(), "/\n",
       "// Self-contained: compiles with NVRTC and no include path.\n");
 }

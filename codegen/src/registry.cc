@@ -35,17 +35,17 @@ const KernelFamily& FamilyOf(const Variant& v) {
   return *FindFamily(v.problem().mode, v.schedule().path);
 }
 
-const KernelFamily& DefaultFamily(Mode mode) {
+const KernelFamily& DefaultFamily(Mode mode, int sm) {
   for (const KernelFamily* f : AllFamilies())
-    if (f->mode() == mode) return *f;
+    if (f->mode() == mode && f->RunsOn(sm)) return *f;
   // Every Mode value has a family (tests/codegen/family_test.cc); reaching here is a build
   // that registered none for a new mode.
   std::fprintf(stderr, "parallax: no kernel family registered for mode %d\n", static_cast<int>(mode));
   std::abort();
 }
 
-Schedule DefaultSchedule(const Problem& p, const Algorithm& a) {
-  return CanonicalSchedule(p, a, DefaultFamily(p.mode).Default(p, a));
+Schedule DefaultSchedule(const Problem& p, const Algorithm& a, int sm) {
+  return CanonicalSchedule(p, a, DefaultFamily(p.mode, sm).Default(p, a));
 }
 
 }  // namespace parallax

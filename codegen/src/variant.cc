@@ -67,7 +67,11 @@ absl::Status ValidateUnusedFields(const KernelFamily& f, const Schedule& s) {
 
 // The shared fields; then the family's own.
 absl::Status ValidateSchedule(const Problem& p, const Algorithm& a, const Schedule& s) {
-  if (!IsPow2(s.warps) || s.warps > 8) return Bad("warps", s.warps, "must be 1, 2, 4 or 8");
+  // Warp-specialized families (a producer warpgroup and consumers) use up to 16 warps; the
+  // others keep to powers of two up to 8 (KernelFamily::Validate says which).
+  if (s.warps < 1 || s.warps > 16) return Bad("warps", s.warps, "must be in 1..16");
+  if (s.path != MathPath::kWgmma && (!IsPow2(s.warps) || s.warps > 8))
+    return Bad("warps", s.warps, "must be 1, 2, 4 or 8");
   if (s.stages < 1 || s.stages > 4) return Bad("stages", s.stages, "must be in 1..4");
   if (s.block_n < 16 || s.block_n > 256 || s.block_n % 16 != 0)
     return Bad("block_n", s.block_n, "must be a multiple of 16 in 16..256");
@@ -109,7 +113,14 @@ const char* ToString(Mode m) { return m == Mode::kDecode ? "decode" : "prefill";
 const char* ToString(DType d) { return d == DType::kBF16 ? "bf16" : "fp16"; }
 const char* ToString(Probe p) { return p == Probe::kNone ? "none" : "learned"; }
 const char* ToString(Affine a) { return a == Affine::kPlain ? "plain" : "amplified"; }
-const char* ToString(MathPath p) { return p == MathPath::kMma ? "mma" : "fma"; }
+const char* ToString(MathPath p) {
+  switch (p) {
+    case MathPath::kMma: return "mma";
+    case MathPath::kFma: return "fma";
+    case MathPath::kWgmma: return "wgmma";
+  }
+  return "?";
+}
 
 Schedule CanonicalSchedule(const Problem& p, const Algorithm& a, Schedule s) {
   const KernelFamily* family = FindFamily(p.mode, s.path);
@@ -211,7 +222,8 @@ absl::StatusOr<Variant> Variant::Parse(std::string_view key_in, const VariantPar
   if (st.empty()) return KeyError(key, "empty schedule part");
   if (st[0] == "mma") s.path = MathPath::kMma;
   else if (st[0] == "fma") s.path = MathPath::kFma;
-  else return KeyError(key, absl::StrCat("path '", st[0], "' is not mma or fma"));
+  else if (st[0] == "wgmma") s.path = MathPath::kWgmma;
+  else return KeyError(key, absl::StrCat("path '", st[0], "' is not mma, fma or wgmma"));
   st.erase(st.begin());
   const KernelFamily* f = FindFamily(p.mode, s.path);
   if (f == nullptr)

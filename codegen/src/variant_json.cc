@@ -147,7 +147,7 @@ absl::Status ReadSchedule(const ObjectReader& r, const Problem& p, const Algorit
   s->heads_per_cta = 0;
   s->block_m = 0;
   PLX_RETURN_IF_ERROR(
-      r.Enum<MathPath>("path", false, {{"mma", MathPath::kMma}, {"fma", MathPath::kFma}}, &s->path));
+      r.Enum<MathPath>("path", false, {{"mma", MathPath::kMma}, {"fma", MathPath::kFma}, {"wgmma", MathPath::kWgmma}}, &s->path));
   PLX_RETURN_IF_ERROR(r.Int("block_n", false, &s->block_n));
   PLX_RETURN_IF_ERROR(r.Int("warps", false, &s->warps));
   PLX_RETURN_IF_ERROR(r.Int("stages", false, &s->stages));

@@ -525,6 +525,8 @@ absl::StatusOr<PrefillCall> TranslatePrefillArgs(const plx_prefill_args& a) {
     p.cu_seqlens_k = static_cast<const int*>(ck->data);
     p.seqlen_q = a.max_seqlen_q;
     p.seqlen_k = a.max_seqlen_k;
+    c.total_q = q->shape[0];
+    c.total_k = k->shape[0];
   } else {
     if (k->shape[0] != q->shape[0])
       return Invalid("k: shape[0]=", k->shape[0], ": must equal the batch size ", q->shape[0], " (q.shape[0])");

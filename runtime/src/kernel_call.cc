@@ -102,6 +102,8 @@ PrefillCall ToPrefillCall(const PrefillArgs& a) {
   SetProblem(a, Mode::kPrefill, c.problem, c.algorithm);
   c.params = PrefillParams(a);
   c.variant_key = a.variant_key;
+  c.total_q = a.total_q;
+  c.total_k = a.total_k;
   return c;
 }
 

@@ -13,6 +13,7 @@
 #include "parallax/codegen/generator.h"
 #include "parallax/runtime/cuda_driver.h"
 #include "parallax/runtime/nvrtc_compiler.h"
+#include "tma_params.h"
 #include "tuned_store.h"
 #include "xxhash.h"
 
@@ -153,10 +154,14 @@ absl::StatusOr<const LoadedKernel*> Runtime::Load(const Variant& v) {
     std::lock_guard<std::mutex> l(mu_);
     if (auto it = kernels_.find(v.Key()); it != kernels_.end()) return it->second.get();
   }
+  const KernelFamily& family = FamilyOf(v);
+  if (!family.RunsOn(device_.cc_major * 10 + device_.cc_minor))
+    return absl::FailedPreconditionError(absl::StrCat(v.Key(), ": the ", family.name(), " family does not run on ",
+                                                      device_.name, " (", device_.arch(), ")"));
   if (absl::Status s = MakeCurrent(); !s.ok()) return s;
   const cu::Api* d = *cu::Driver();
   const std::string source = GenerateSource(v);
-  const std::string arch = device_.arch();
+  const std::string arch = absl::StrCat(device_.arch(), family.ArchSuffix());
   // Artifact name: everything that changes the binary, hashed (FlashInfer-style JIT naming).
   const std::string id = absl::StrCat(v.Key(), "|", XXH3_64bits(source.data(), source.size()), "|",
                                       arch, "|nvrtc", device_.nvrtc_version, "|driver",
@@ -268,7 +273,7 @@ absl::StatusOr<Variant> Runtime::TunedOrDefault(const Problem& p, const Algorith
     }
   }
   if (!chosen.ok()) {
-    chosen = Variant::Create(p, alg, DefaultSchedule(p, alg));
+    chosen = Variant::Create(p, alg, DefaultSchedule(p, alg, device_.cc_major * 10 + device_.cc_minor));
     if (!chosen.ok()) return chosen.status();
     *choice = Choice::kDefault;
   }
@@ -412,25 +417,38 @@ absl::StatusOr<Variant> Runtime::PlanPrefill(const PrefillCall& c, Choice* choic
   Choice chose = Choice::kDefault;
   absl::StatusOr<Variant> v =
       TunedOrDefault(p, alg, PrefillBucketFor(c.params.batch, c.params.seqlen_q, c.params.seqlen_k), &chose);
+  if (v.ok() && FamilyOf(*v).abi() == KernelFamily::Abi::kPrefillTma && !CheckTmaReadable(c).ok()) {
+    // Tensors TMA cannot read (unaligned, or packed without extents): the portable family.
+    v = Variant::Create(p, alg, DefaultSchedule(p, alg, 0));
+    chose = Choice::kDefault;
+  }
   if (choice) *choice = chose;
   return v;
 }
 
 absl::Status Runtime::RunPrefill(const Variant& v, const PrefillArgs& a, CUstream stream) {
-  return LaunchPrefill(v, PrefillParams(a), stream);
+  return LaunchPrefill(v, ToPrefillCall(a), stream);
 }
 
 absl::Status Runtime::RunPrefill(const Variant& v, const PrefillCall& c, CUstream stream) {
-  return LaunchPrefill(v, c.params, stream);
+  return LaunchPrefill(v, c, stream);
 }
 
-absl::Status Runtime::LaunchPrefill(const Variant& v, PlxPrefillParams p, CUstream stream) {
+absl::Status Runtime::LaunchPrefill(const Variant& v, const PrefillCall& c, CUstream stream) {
+  PlxPrefillParams p = c.params;
   if (p.batch == 0 || p.seqlen_q == 0) return absl::OkStatus();
   absl::StatusOr<const LoadedKernel*> k = Load(v);
   if (!k.ok()) return k.status();
   if (absl::Status s = MakeCurrent(); !s.ok()) return s;
   const cu::Api* d = *cu::Driver();
   void* args[] = {&p};
+  PlxPrefillTmaParams tma;
+  if (FamilyOf(v).abi() == KernelFamily::Abi::kPrefillTma) {  // the maps are encoded per call
+    absl::StatusOr<PlxPrefillTmaParams> t = PrefillTmaParams(d, v, c);
+    if (!t.ok()) return absl::Status(t.status().code(), absl::StrCat(v.Key(), ": ", t.status().message()));
+    tma = *t;
+    args[0] = &tma;
+  }
   const Grid grid = FamilyOf(v).MainGrid(v, p.batch, p.seqlen_q, 1);
   PLX_CU_RETURN_IF_ERROR(d, cuLaunchKernel((*k)->main, grid.x, grid.y, grid.z, (*k)->shape.threads, 1, 1,
                                            (*k)->shape.smem_bytes, stream, args, nullptr));

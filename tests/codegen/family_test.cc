@@ -45,6 +45,24 @@ TEST(FamilyRegistry, EachModeAndPathHasExactlyOneFamilyWithAUniqueName) {
   }
 }
 
+// sm_90 devices get the Hopper prefill family by default; others, and CPU-side callers that
+// name no device, the portable one. Decode has one family everywhere.
+TEST(FamilyRegistry, TheDefaultFamilyFollowsTheDevice) {
+  EXPECT_EQ(DefaultFamily(Mode::kPrefill, 90).name(), "prefill_sm90");
+  EXPECT_EQ(DefaultFamily(Mode::kPrefill, 80).name(), "prefill");
+  EXPECT_EQ(DefaultFamily(Mode::kPrefill, 89).name(), "prefill");
+  EXPECT_EQ(DefaultFamily(Mode::kPrefill, 100).name(), "prefill");  // sm_90a code is not forward-compatible
+  EXPECT_EQ(DefaultFamily(Mode::kPrefill).name(), "prefill");
+  EXPECT_EQ(DefaultFamily(Mode::kDecode, 90).name(), "decode");
+  const Problem p = ProblemFor(Mode::kPrefill);
+  EXPECT_EQ(DefaultSchedule(p, Algorithm{}, 90).path, MathPath::kWgmma);
+  EXPECT_EQ(DefaultSchedule(p, Algorithm{}, 80).path, MathPath::kMma);
+  const KernelFamily& hopper = DefaultFamily(Mode::kPrefill, 90);
+  EXPECT_STREQ(hopper.ArchSuffix(), "a");
+  EXPECT_EQ(hopper.abi(), KernelFamily::Abi::kPrefillTma);
+  EXPECT_EQ(DefaultFamily(Mode::kPrefill, 80).abi(), KernelFamily::Abi::kPlain);
+}
+
 TEST(FamilyRegistry, DefaultsAreValidAndCanonical) {
   for (const KernelFamily* f : AllFamilies())
     for (Probe probe : {Probe::kNone, Probe::kLearned})
@@ -52,9 +70,10 @@ TEST(FamilyRegistry, DefaultsAreValidAndCanonical) {
         Problem p = ProblemFor(f->mode());
         p.head_dim = d;
         const Algorithm a{probe, Affine::kPlain};
-        const Schedule s = DefaultSchedule(p, a);
+        const Schedule s = CanonicalSchedule(p, a, f->Default(p, a));
         absl::StatusOr<Variant> v = Variant::Create(p, a, s);
         ASSERT_TRUE(v.ok()) << f->name() << " d" << d << ": " << v.status();
+        EXPECT_EQ(&FamilyOf(*v), f) << v->Key();
         EXPECT_EQ(CanonicalSchedule(p, a, s), s) << v->Key();
       }
 }
@@ -63,7 +82,9 @@ TEST(FamilyRegistry, EveryVariantOfTheSpaceRoundTripsAndLaunchesAsItSays) {
   for (const KernelFamily* f : AllFamilies()) {
     const Problem p = ProblemFor(f->mode());
     const Algorithm a{Probe::kLearned, Affine::kAmplified};
-    const std::vector<Variant> space = EnumerateSpace(p, a, SpaceOptions{});
+    SpaceOptions o;
+    o.paths = f->paths();
+    const std::vector<Variant> space = EnumerateSpace(p, a, o);
     ASSERT_FALSE(space.empty()) << f->name();
     for (const Variant& v : space) {
       absl::StatusOr<Variant> back = Variant::Parse(v.Key());
@@ -84,9 +105,9 @@ TEST(FamilyRegistry, EveryVariantOfTheSpaceRoundTripsAndLaunchesAsItSays) {
 TEST(FamilyRegistry, GeneratedSourceNamesTheFamilyAndExportsItsKernels) {
   for (const KernelFamily* f : AllFamilies()) {
     const Problem p = ProblemFor(f->mode());
-    for (MathPath path : {MathPath::kMma, MathPath::kFma}) {
+    for (MathPath path : f->paths()) {
       const Algorithm a{};
-      Schedule s = DefaultSchedule(p, a);
+      Schedule s = f->Default(p, a);
       s.path = path;
       absl::StatusOr<Variant> v = Variant::Create(p, a, CanonicalSchedule(p, a, s));
       if (!v.ok()) {
@@ -99,7 +120,7 @@ TEST(FamilyRegistry, GeneratedSourceNamesTheFamilyAndExportsItsKernels) {
       const std::string src = GenerateSource(*v);
       EXPECT_NE(src.find(absl::StrCat("// family:  codegen/families/", f->name(), "/")), std::string::npos);
       for (const std::string& k : f->KernelNames())
-        EXPECT_NE(src.find(absl::StrCat(") ", k, "(const Plx")), std::string::npos) << v->Key() << " lacks " << k;
+        EXPECT_NE(src.find(absl::StrCat(") ", k, "(const ")), std::string::npos) << v->Key() << " lacks " << k;
     }
   }
 }
@@ -116,7 +137,7 @@ TEST(FamilyRegistry, FieldsAFamilyDoesNotReadAreRefusedAndNamed) {
   s.block_m = 64;
   v = Variant::Create(decode, Algorithm{}, s);
   ASSERT_FALSE(v.ok());
-  EXPECT_EQ(v.status().message(), "block_m=64: applies to prefill only; must be 0 for decode");
+  EXPECT_EQ(v.status().message(), "block_m=64: applies to prefill_sm90 and prefill only; must be 0 for decode");
   // CanonicalSchedule clears them instead.
   EXPECT_TRUE(Variant::Create(decode, Algorithm{}, CanonicalSchedule(decode, Algorithm{}, s)).ok());
 }

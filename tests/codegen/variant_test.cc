@@ -193,7 +193,7 @@ TEST(VariantValidation, MessagesNameTheFieldAndTheRule) {
   EXPECT_THAT(CreateError(decode, learned, st), StartsWith("stages=5: must be in 1..4"));
   Schedule bm = s;
   bm.block_m = 64;
-  EXPECT_THAT(CreateError(decode, learned, bm), StartsWith("block_m=64: applies to prefill only"));
+  EXPECT_THAT(CreateError(decode, learned, bm), StartsWith("block_m=64: applies to prefill_sm90 and prefill only"));
 
   Problem d96 = decode;
   d96.head_dim = 96;
@@ -355,8 +355,10 @@ TEST(VariantJson, ErrorsNameTheField) {
             "variant JSON: schedule.block_n: expected an integer, got number");
   EXPECT_THAT(JsonError(WithSchedule(R"("block_n": 1e12)")), HasSubstr("schedule.block_n"));
   EXPECT_THAT(JsonError(WithSchedule(R"("stages": 12345678901)")), HasSubstr("schedule.stages: 12345678901 does not fit"));
+  EXPECT_EQ(JsonError(WithSchedule(R"("path": "tensor")")),
+            "variant JSON: schedule.path: 'tensor' is not one of mma, fma, wgmma");
   EXPECT_EQ(JsonError(WithSchedule(R"("path": "wgmma")")),
-            "variant JSON: schedule.path: 'wgmma' is not one of mma, fma");
+            "variant JSON: path=wgmma: no kernel family serves decode on this path");
   EXPECT_EQ(JsonError(R"({"problem": {"mode": "decode", "dtype": "bf16", "num_q_heads": 32, "num_kv_heads": 8}})"),
             "variant JSON: problem.head_dim: required field is missing");
   EXPECT_EQ(JsonError(R"({"problem": {"mode": "decode", "dtype": "bf16", "head_dim": 128, "num_q_heads": 32,

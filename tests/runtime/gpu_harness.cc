@@ -320,6 +320,8 @@ absl::StatusOr<CaseResult> RunPrefillCase(Runtime& rt, const PrefillCase& c) {
   if (c.varlen) {
     a.cu_seqlens_q = static_cast<const int*>(cq->get());
     a.cu_seqlens_k = static_cast<const int*>(ck->get());
+    a.total_q = cuq[B];  // the packed extents, so TMA families can take packed calls
+    a.total_k = cuk[B];
   }
   absl::StatusOr<Variant> var = rt.PlanPrefill(a);
   if (!var.ok()) return var.status();

@@ -23,6 +23,40 @@ std::string FmaKey(const PrefillCase& c) {
   return "";
 }
 
+// The portable mma.sync family's default for the case: on an sm_90 device the runtime's
+// default is the wgmma family, so the portable kernels are asked for by key.
+std::string MmaKey(const PrefillCase& c) {
+  Problem p;
+  p.mode = Mode::kPrefill; p.dtype = c.dtype; p.head_dim = c.head_dim;
+  p.num_q_heads = c.hq; p.num_kv_heads = c.hkv; p.window = c.window > 0;
+  Algorithm a{c.learned ? Probe::kLearned : Probe::kNone, c.affine};
+  auto v = Variant::Create(p, a, DefaultSchedule(p, a, /*sm=*/0));
+  return v.ok() ? v->Key() : "";
+}
+
+// Longer sequences than the family grid: many K/V tiles, so the ring wraps around several
+// times, lengths off every tile size, GQA 8 and a chunk of queries late in a long context.
+void AddLongCases(std::vector<PrefillCase>& cases) {
+  PrefillCase c;
+  c.dtype = DType::kBF16; c.head_dim = 128; c.hq = 8; c.hkv = 1; c.batch = 1;
+  c.seqlens_q = {777}; c.seqlens_k = {777}; c.seed = 9001;
+  cases.push_back(c);
+  c.learned = false; c.seed = 9002;
+  cases.push_back(c);
+  c = PrefillCase{};
+  c.dtype = DType::kFP16; c.head_dim = 64; c.hq = 4; c.hkv = 4; c.batch = 2; c.varlen = true;
+  c.seqlens_q = {1000, 129}; c.seqlens_k = {1000, 129}; c.window = 300; c.seed = 9003;
+  cases.push_back(c);
+  c = PrefillCase{};
+  c.dtype = DType::kBF16; c.head_dim = 256; c.hq = 4; c.hkv = 2; c.batch = 1; c.affine = Affine::kAmplified;
+  c.seqlens_q = {300}; c.seqlens_k = {901}; c.seed = 9004;  // chunked: 300 queries at the end of 901 keys
+  cases.push_back(c);
+  c = PrefillCase{};
+  c.dtype = DType::kFP16; c.head_dim = 128; c.hq = 16; c.hkv = 2; c.batch = 2; c.r_scale = 10.0;
+  c.seqlens_q = {513, 513}; c.seqlens_k = {513, 513}; c.seed = 9005;
+  cases.push_back(c);
+}
+
 std::vector<PrefillCase> Cases() {
   std::vector<PrefillCase> cases;
   const std::pair<int, int> heads[] = {{4, 4}, {4, 2}, {8, 2}, {6, 2}, {16, 1}};
@@ -50,8 +84,13 @@ std::vector<PrefillCase> Cases() {
             c.key = FmaKey(c);
             c.seed += 7;
             if (!c.key.empty()) cases.push_back(c);
+          } else if (i % 3 == 2) {
+            c.key = MmaKey(c);
+            c.seed += 11;
+            if (!c.key.empty()) cases.push_back(c);
           }
         }
+  AddLongCases(cases);
   return cases;
 }
 
@@ -72,6 +111,13 @@ class PrefillGpu : public ::testing::TestWithParam<PrefillCase> {
           a.dtype = c.dtype; a.batch = c.batch; a.num_q_heads = c.hq; a.num_kv_heads = c.hkv;
           a.head_dim = c.head_dim; a.q = a.k = a.v = a.out = reinterpret_cast<void*>(16);
           a.r = c.learned ? a.q : nullptr; a.window = c.window; a.affine = c.affine; a.variant_key = c.key;
+          // Plausible padded strides, so the plan is the one the case will get (TMA families
+          // refuse strides they cannot read).
+          const int64_t d = c.head_dim;
+          a.q_stride_h = a.r_stride_h = a.o_stride_h = a.k_stride_h = a.v_stride_h = d;
+          a.q_stride_l = a.r_stride_l = a.o_stride_l = c.hq * d;
+          a.k_stride_l = a.v_stride_l = c.hkv * d;
+          a.seqlen_q = a.seqlen_k = 64;
           if (auto v = rt->PlanPrefill(a); v.ok()) (void)rt->Load(*v);
         }
       });

@@ -6,10 +6,13 @@
 
 // ---- sm90: tensor maps, mbarriers, TMA ---------------------------------------------------
 // A CUtensorMap (cuTensorMapEncodeTiled on the host), passed by value as a __grid_constant__
-// kernel parameter so the TMA unit reads it from parameter memory.
+// kernel parameter so the TMA unit reads it from parameter memory. Generated kernels get it
+// from the launch ABI (kernel_abi.h); the standalone probes (tests/runtime) from here.
+#ifndef PARALLAX_KERNEL_ABI_H_
 struct __align__(64) PlxTensorMap {
   unsigned long long opaque[16];
 };
+#endif
 typedef unsigned long long plx_u64;
 
 __device__ __forceinline__ void plx_mbar_init(plx_u64* bar, int arrivals) {
@@ -45,6 +48,15 @@ __device__ __forceinline__ void plx_tma_load_2d(void* dst, const PlxTensorMap* m
   asm volatile(
       "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4}], [%2];"
       :: "r"(plx_smem_addr(dst)), "l"(reinterpret_cast<plx_u64>(map)), "r"(plx_smem_addr(bar)), "r"(c0), "r"(c1)
+      : "memory");
+}
+// The 4-D box at (c0 innermost, c1, c2, c3): the prefill maps {D, heads, tokens, batch}.
+__device__ __forceinline__ void plx_tma_load_4d(void* dst, const PlxTensorMap* map, plx_u64* bar, int c0, int c1,
+                                                int c2, int c3) {
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4, %5, %6}], [%2];"
+      :: "r"(plx_smem_addr(dst)), "l"(reinterpret_cast<plx_u64>(map)), "r"(plx_smem_addr(bar)), "r"(c0), "r"(c1),
+         "r"(c2), "r"(c3)
       : "memory");
 }
 __device__ __forceinline__ void plx_tma_prefetch_map(const PlxTensorMap* map) {

@@ -20,6 +20,15 @@ __device__ __forceinline__ plx_u64 plx_wgmma_desc_k(plx_u64 desc, int k16) { ret
 // 16 rows further along K is +2048 bytes.
 __device__ __forceinline__ plx_u64 plx_wgmma_desc_rows(plx_u64 desc, int k16) { return desc + plx_u64(128 * k16); }
 
+// A tile read MN-major whose N dimension is wider than one 128-byte row: its 64-element
+// column chunks lie chunk_bytes apart (the leading byte offset), each chunk [rows][64]
+// swizzled as TMA writes it; 8 rows further along K is +1024 bytes (the stride byte offset).
+__device__ __forceinline__ plx_u64 plx_wgmma_desc_sw128_mn(const void* smem, int chunk_bytes) {
+  const plx_u64 addr = plx_smem_addr(smem);
+  return ((addr & 0x3FFFF) >> 4) | (plx_u64(chunk_bytes >> 4) << 16) | (plx_u64(1024 >> 4) << 32) |
+         (plx_u64(1) << 62);
+}
+
 __device__ __forceinline__ void plx_wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
 __device__ __forceinline__ void plx_wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
 template <int N>

@@ -8,7 +8,7 @@
 #ifndef PARALLAX_KERNEL_ABI_H_
 #define PARALLAX_KERNEL_ABI_H_
 
-#define PLX_ABI_VERSION 2
+#define PLX_ABI_VERSION 3
 
 /* Decode: one new query token per sequence.
  * q, r: [B, Hq, D]; k, v: contiguous [B, Lmax, Hkv, D] or paged [pages, page_size, Hkv, D].
@@ -66,5 +66,21 @@ typedef struct PlxPrefillParams {
   float scale_log2;
   float eps;
 } PlxPrefillParams;
+
+/* A CUtensorMap (cuTensorMapEncodeTiled on the host) passed by value, so the TMA unit reads
+ * it from kernel parameter memory (the kernel takes the struct holding it __grid_constant__). */
+typedef struct __attribute__((aligned(64))) PlxTensorMap {
+  unsigned long long opaque[16];
+} PlxTensorMap;
+
+/* Prefill on sm_90a (the wgmma family): the prefill parameters plus TMA maps of q, r, k, v.
+ * Each map is 4-D {D, heads, tokens, batch} over the tensor as p describes it (packed
+ * sequences: tokens = the packed total, batch = 1), boxes 64 elements x 1 head x the
+ * family's rows x 1 in the 128-byte swizzle; rows past the end read as zeros. r's map is
+ * unused (zero) for probe none. */
+typedef struct PlxPrefillTmaParams {
+  PlxTensorMap tq, tr, tk, tv;
+  PlxPrefillParams p;
+} PlxPrefillTmaParams;
 
 #endif /* PARALLAX_KERNEL_ABI_H_ */

@@ -65,6 +65,23 @@ class KernelFamily {
   virtual Mode mode() const = 0;
   virtual std::vector<MathPath> paths() const = 0;
 
+  // ---- target ----
+  // Whether its kernels run on a device of compute capability sm (e.g. 90); sm == 0 asks
+  // for the portable choice when the device is not known (CPU-side defaults).
+  virtual bool RunsOn(int sm) const { return sm == 0 || sm >= 80; }
+  // Appended to the device's arch when compiling ("a" for sm_90a's wgmma, TMA, setmaxnreg).
+  virtual const char* ArchSuffix() const { return ""; }
+  // The kernel parameter struct (kernel_abi.h) the runtime passes.
+  enum class Abi { kPlain, kPrefillTma };
+  virtual Abi abi() const { return Abi::kPlain; }
+  // kPrefillTma: the rows of one TMA box for q/r and for k/v (the box is 64 elements wide,
+  // one head, `rows` tokens, in the 128-byte swizzle).
+  struct TmaBoxes {
+    int qr_rows = 0;
+    int kv_rows = 0;
+  };
+  virtual TmaBoxes Boxes(const Variant&) const { return {}; }
+
   // ---- schedule: fields, key grammar, validation, defaults ----
   virtual unsigned fields() const = 0;  // ScheduleField bits it reads
   // After the shared checks (variant.cc); messages name the field and the rule,
@@ -111,11 +128,12 @@ const KernelFamily* FindFamily(Mode mode, MathPath path);
 // The family of a (valid) variant.
 const KernelFamily& FamilyOf(const Variant& v);
 // The family whose Default() a mode's problems get when nothing else names a variant: the
-// first registered one serving the mode (every Mode has one).
-const KernelFamily& DefaultFamily(Mode mode);
-// The built-in schedule of DefaultFamily(p.mode), made canonical: what runs when neither the caller nor
-// the tuning database names a variant.
-Schedule DefaultSchedule(const Problem& p, const Algorithm& a);
+// first registered one serving the mode that runs on sm (0: any device; every Mode has one).
+// The registry lists device-specific families first.
+const KernelFamily& DefaultFamily(Mode mode, int sm = 0);
+// The built-in schedule of DefaultFamily(p.mode, sm), made canonical: what runs when neither
+// the caller nor the tuning database names a variant.
+Schedule DefaultSchedule(const Problem& p, const Algorithm& a, int sm = 0);
 
 // Every registered family, in registry order (codegen/families/families.inc).
 const std::vector<const KernelFamily*>& AllFamilies();

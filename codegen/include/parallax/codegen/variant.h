@@ -25,7 +25,9 @@ enum class DType : uint8_t { kBF16, kFP16 };
 enum class KvLayout : uint8_t { kContiguous, kPaged };
 enum class Probe : uint8_t { kNone, kLearned };      // "solved" (LLA) is CPU-reference only
 enum class Affine : uint8_t { kPlain, kAmplified };
-enum class MathPath : uint8_t { kMma, kFma };         // kMma = mma.sync m16n8k16; wgmma reserved
+// kMma = mma.sync m16n8k16 (sm_80+); kFma = scalar; kWgmma = Hopper warpgroup MMA with TMA
+// and mbarriers (sm_90a only).
+enum class MathPath : uint8_t { kMma, kFma, kWgmma };
 
 const char* ToString(Mode m);
 const char* ToString(DType d);

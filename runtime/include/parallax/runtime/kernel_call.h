@@ -60,6 +60,10 @@ struct PrefillArgs {
   const int* cu_seqlens_k = nullptr;
   int seqlen_q = 0;  // uniform length or the maximum over sequences
   int seqlen_k = 0;
+  // Packed (cu_seqlens): rows of the packed q and k tensors. The sm_90a family reads them
+  // through TMA maps, which need the extent; 0 (unknown) keeps packed calls on the portable
+  // family. Ignored for padded batches (the extent is seqlen).
+  int64_t total_q = 0, total_k = 0;
   float qk_scale = -1.f;
   int window = 0;
   Affine affine = Affine::kPlain;
@@ -83,6 +87,7 @@ struct PrefillCall {
   Algorithm algorithm;
   PlxPrefillParams params{};  // complete: nothing in a prefill launch depends on the plan
   std::string variant_key;
+  int64_t total_q = 0, total_k = 0;  // packed: rows of q and k (see PrefillArgs)
 };
 
 // qk_scale (< 0: 1/sqrt(head_dim)) in the kernels' units: times log2(e).

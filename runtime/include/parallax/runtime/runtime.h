@@ -116,7 +116,7 @@ class Runtime {
                                          Choice* choice);
   absl::Status LaunchDecode(const DecodePlan& plan, PlxDecodeParams p, void* workspace, size_t workspace_bytes,
                             CUstream stream);
-  absl::Status LaunchPrefill(const Variant& v, PlxPrefillParams p, CUstream stream);
+  absl::Status LaunchPrefill(const Variant& v, const PrefillCall& c, CUstream stream);
 
   RuntimeOptions options_;
   DeviceInfo device_;

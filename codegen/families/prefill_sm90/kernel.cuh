@@ -1,0 +1,199 @@
+// plx_prefill on Hopper (sm_90a), warp-specialized. CTA (query tile, head, batch).
+// Warpgroup 0 produces: one thread loads the CTA's [q; r] operand tiles once and streams the
+// K/V tiles of the causal range into a kStages-deep ring with TMA; mbarriers say when a
+// stage's K or V has landed (k_full, v_full) and when every consumer warp is done with it
+// (empty). Warpgroups 1..kConsumers consume: each owns 64 MMA rows -- Parallax stacks the 8 q
+// rows of 8 queries over their 8 r rows, so one thread holds s1 and s2 (and O1 and O2) of the
+// same query, exactly the mma.sync layout mma_core.cuh works on -- and per tile computes
+// S = [q; r] K^T (wgmma, both operands in shared memory), the online softmax with the moving
+// centre (mma_core.cuh), and [O1; O2] += [P1; P2] V (wgmma, P from registers, V MN-major).
+// Needs: sequence.cuh (prefill), mma_core.cuh, finalize.cuh, sm90/async.cuh, sm90/wgmma.cuh,
+// the generated plx_wgmma_scores (N = kBlockN) and plx_wgmma_pv (N = kHeadDim); kConsumers, kBlockM,
+// kQueriesPerWg, kDChunks, kTileBytes, kSmem*, kRegRealloc (generator).
+
+// ---- shared memory: [q; r] tiles, the K/V ring, the barriers ---------------------------
+// Every operand is a sequence of 64-column chunks [rows][64] in the 128-byte swizzle TMA
+// writes, each chunk 1024-byte aligned.
+struct Sm90Smem {
+  unsigned char* base;  // 1024-byte aligned
+  __device__ __forceinline__ plx_e16* qr(int wg) const {
+    return reinterpret_cast<plx_e16*>(base + kSmemQr) + wg * kDChunks * 64 * 64;
+  }
+  __device__ __forceinline__ plx_e16* k(int stage) const {
+    return reinterpret_cast<plx_e16*>(base + kSmemRing + stage * 2 * kTileBytes);
+  }
+  __device__ __forceinline__ plx_e16* v(int stage) const { return k(stage) + kTileBytes / 2; }
+  __device__ __forceinline__ plx_u64* bar(int i) const { return reinterpret_cast<plx_u64*>(base + kSmemBars) + i; }
+  __device__ __forceinline__ plx_u64* q_full() const { return bar(0); }
+  __device__ __forceinline__ plx_u64* k_full(int s) const { return bar(1 + s); }
+  __device__ __forceinline__ plx_u64* v_full(int s) const { return bar(1 + kStages + s); }
+  __device__ __forceinline__ plx_u64* empty(int s) const { return bar(1 + 2 * kStages + s); }
+};
+
+// TMA coordinates of a sequence's token: packed sequences index the packed total (batch 0).
+__device__ __forceinline__ int token_base(const int* cu_seqlens, int b) { return cu_seqlens ? cu_seqlens[b] : 0; }
+__device__ __forceinline__ int batch_coord(const int* cu_seqlens, int b) { return cu_seqlens ? 0 : b; }
+
+// ---- phase: produce (one thread) --------------------------------------------------------
+__device__ __forceinline__ void produce(const PlxPrefillTmaParams& P, const Sm90Smem& sm, const QueryTile& qt,
+                                        int b, int h) {
+  const PlxPrefillParams& p = P.p;
+  const int qtok = token_base(p.cu_seqlens_q, b) + qt.row0, qb = batch_coord(p.cu_seqlens_q, b);
+  plx_mbar_arrive_expect_tx(sm.q_full(), kConsumers * kDChunks * 64 * 64 * 2);
+  for (int wg = 0; wg < kConsumers; ++wg)
+    for (int c = 0; c < kDChunks; ++c) {
+      plx_e16* dst = sm.qr(wg) + c * 64 * 64;
+      const int tok = qtok + wg * kQueriesPerWg;
+      if (kLearned) {
+        for (int g = 0; g < 4; ++g) {  // MMA rows 16g..16g+7: q of queries 8g..; 16g+8..: their r
+          plx_tma_load_4d(dst + 16 * g * 64, &P.tq, sm.q_full(), c * 64, h, tok + 8 * g, qb);
+          plx_tma_load_4d(dst + (16 * g + 8) * 64, &P.tr, sm.q_full(), c * 64, h, tok + 8 * g, qb);
+        }
+      } else {
+        plx_tma_load_4d(dst, &P.tq, sm.q_full(), c * 64, h, tok, qb);
+      }
+    }
+  const int ktok = token_base(p.cu_seqlens_k, b) + qt.lo, kb = batch_coord(p.cu_seqlens_k, b);
+  const int kvh = h / kGroup;
+  for (int t = 0; t < qt.num_tiles; ++t) {
+    const int stage = t % kStages;
+    plx_mbar_wait(sm.empty(stage), ((t / kStages) & 1) ^ 1);  // a fresh barrier passes parity 1
+    plx_mbar_arrive_expect_tx(sm.k_full(stage), kTileBytes);
+    for (int c = 0; c < kDChunks; ++c)
+      plx_tma_load_4d(sm.k(stage) + c * kBlockN * 64, &P.tk, sm.k_full(stage), c * 64, kvh, ktok + t * kBlockN, kb);
+    plx_mbar_arrive_expect_tx(sm.v_full(stage), kTileBytes);
+    for (int c = 0; c < kDChunks; ++c)
+      plx_tma_load_4d(sm.v(stage) + c * kBlockN * 64, &P.tv, sm.v_full(stage), c * 64, kvh, ktok + t * kBlockN, kb);
+  }
+}
+
+// ---- phase: scores  S = [q; r] K^T over one K tile --------------------------------------
+// Along the head dim, 16 elements are +32 bytes inside a 128-byte row and a whole chunk
+// further past every 64.
+__device__ __forceinline__ plx_u64 k_step(int kk, int chunk_bytes) {
+  return plx_u64(((kk / 4) * chunk_bytes + (kk % 4) * 32) >> 4);
+}
+__device__ __forceinline__ void sm90_scores(float (&s)[1][kBlockN / 8][4], plx_u64 desc_qr, const plx_e16* sk,
+                                            float scale_log2) {
+  float(&acc)[kBlockN / 2] = *reinterpret_cast<float(*)[kBlockN / 2]>(&s[0][0][0]);
+  const plx_u64 desc_k = plx_wgmma_desc_sw128(sk);
+  plx_wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < kHeadDim / 16; ++kk)
+    plx_wgmma_scores(acc, desc_qr + k_step(kk, 64 * 128), desc_k + k_step(kk, kBlockN * 128), kk > 0);
+  plx_wgmma_commit();
+  plx_wgmma_wait<0>();
+  // s1 in log2 units (exp2 later); s2 (Parallax rows 8..15) stays unscaled.
+#pragma unroll
+  for (int n = 0; n < kBlockN / 8; ++n)
+#pragma unroll
+    for (int e = 0; e < (kLearned ? 2 : 4); ++e) s[0][n][e] *= scale_log2;
+}
+
+// ---- phase: accumulate  [O1; O2] += [P1; P2] V ------------------------------------------
+__device__ __forceinline__ void sm90_accumulate(const float (&s)[1][kBlockN / 8][4], WarpState& st,
+                                                const plx_e16* sv) {
+  plx_u32 a[kBlockN / 16][4];  // read by the asynchronous MMA: live until the wait
+#pragma unroll
+  for (int kb = 0; kb < kBlockN / 16; ++kb) {
+    a[kb][0] = plx_pack2(s[0][2 * kb][0], s[0][2 * kb][1]);
+    a[kb][1] = plx_pack2(s[0][2 * kb][2], s[0][2 * kb][3]);
+    a[kb][2] = plx_pack2(s[0][2 * kb + 1][0], s[0][2 * kb + 1][1]);
+    a[kb][3] = plx_pack2(s[0][2 * kb + 1][2], s[0][2 * kb + 1][3]);
+  }
+  float(&acc)[kHeadDim / 2] = *reinterpret_cast<float(*)[kHeadDim / 2]>(&st.o[0][0][0]);
+  const plx_u64 desc_v = plx_wgmma_desc_sw128_mn(sv, kBlockN * 128);
+  plx_wgmma_fence();
+#pragma unroll
+  for (int kb = 0; kb < kBlockN / 16; ++kb) plx_wgmma_pv(acc, a[kb], desc_v + plx_u64(kb * 2048 >> 4));
+  plx_wgmma_commit();
+  plx_wgmma_wait<0>();
+}
+
+// ---- phase: store -- each lane finalizes two adjacent columns of its query rows ----------
+// r.q for the amplified affine comes from the swizzled operand tile (q row g, r row g + 8).
+__device__ __forceinline__ float qr_elem(const plx_e16* tile, int row, int d) {
+  const int c = d / 64, col = d % 64;
+  return plx_to_float(tile[c * 64 * 64 + row * 64 + (((col / 8) ^ (row % 8)) * 8) + col % 8]);
+}
+__device__ __forceinline__ void sm90_store(const PlxPrefillParams& p, const Sequence& seq, const WarpState& st,
+                                           const plx_e16* tile, int warp, int wrow0) {
+  const int lane = threadIdx.x & 31, g = lane >> 2, c = 2 * (lane & 3);
+#pragma unroll
+  for (int hh = 0; hh < (kLearned ? 1 : 2); ++hh) {
+    const float d1 = kLearned ? st.d1[0][0] : plx_quad_sum(st.d1[0][hh]);
+    const float centre = kLearned ? st.c[0] : 0.f;
+    float rq = 0.f;
+    if (kLearned && kAmplified) {  // the quad splits the head dim
+      float part = 0.f;
+      for (int d = lane & 3; d < kHeadDim; d += 4)
+        part += qr_elem(tile, 16 * warp + g, d) * qr_elem(tile, 16 * warp + g + 8, d);
+      rq = plx_quad_sum(part);
+    }
+    const int qi = wrow0 + (kLearned ? g : g + 8 * hh);
+    if (qi < seq.lq) {
+      plx_e16* o = seq.out + (long long)qi * p.o_stride_l;
+#pragma unroll
+      for (int n = 0; n < kHeadDim / 8; ++n) {
+        const float x0 = finalize(st.o[0][n][2 * hh], kLearned ? st.o[0][n][2] : 0.f, d1, 0.f, centre, rq, p.eps);
+        const float x1 = finalize(st.o[0][n][2 * hh + 1], kLearned ? st.o[0][n][3] : 0.f, d1, 0.f, centre, rq, p.eps);
+        *reinterpret_cast<plx_u32*>(o + n * 8 + c) = plx_pack2(x0, x1);
+      }
+    }
+  }
+}
+
+// ---- the kernel ---------------------------------------------------------------------------
+extern "C" __global__ void __launch_bounds__(kThreads, 1) plx_prefill(const __grid_constant__ PlxPrefillTmaParams P) {
+  const PlxPrefillParams& p = P.p;
+  extern __shared__ unsigned char smem_raw[];
+  const plx_u32 raw = plx_smem_addr(smem_raw);
+  const Sm90Smem sm{smem_raw + ((raw + 1023) / 1024 * 1024 - raw)};
+  const int h = blockIdx.y, b = blockIdx.z;
+  const Sequence seq = make_sequence(p, b, h);
+  const int row0 = query_tile_row0();
+  if (row0 >= seq.lq) return;
+  const QueryTile qt = query_tile(p, seq, row0);
+
+  if (threadIdx.x == 0) {
+    plx_mbar_init(sm.q_full(), 1);
+    for (int s = 0; s < kStages; ++s) {
+      plx_mbar_init(sm.k_full(s), 1);
+      plx_mbar_init(sm.v_full(s), 1);
+      plx_mbar_init(sm.empty(s), 4 * kConsumers);  // one arrival per consumer warp
+    }
+    plx_mbar_init_fence();
+  }
+  __syncthreads();
+
+  const int wg = threadIdx.x / 128;
+  if (wg == 0) {  // producer warpgroup
+    if (kRegRealloc) plx_regs_release<kProducerRegs>();
+    if (threadIdx.x == 0) produce(P, sm, qt, b, h);
+    return;
+  }
+  if (kRegRealloc) plx_regs_acquire<kConsumerRegs>();
+  const int cw = wg - 1, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x & 31;
+  const int wrow0 = row0 + cw * kQueriesPerWg + warp * kUnits;  // this warp's first query row
+  const plx_e16* tile = sm.qr(cw);
+  const plx_u64 desc_qr = plx_wgmma_desc_sw128(tile);
+  plx_mbar_wait(sm.q_full(), 0);
+
+  WarpState st;
+  state_init(st);
+  for (int t = 0; t < qt.num_tiles; ++t) {
+    const int stage = t % kStages, phase = (t / kStages) & 1;
+    const int t0 = qt.lo + t * kBlockN;
+    float s[1][kBlockN / 8][4];
+    plx_mbar_wait(sm.k_full(stage), phase);
+    sm90_scores(s, desc_qr, sm.k(stage), p.scale_log2);
+    if (edge_tile(p, seq, qt, t0))
+      mask_scores<kBlockN>(s, [&](int u, int key) { return visible_key(p, seq, wrow0 + u, t0 + key); });
+    online_softmax<kBlockN>(s, st);
+    plx_mbar_wait(sm.v_full(stage), phase);
+    sm90_accumulate(s, st, sm.v(stage));
+    __syncwarp();
+    if (lane == 0) plx_mbar_arrive(sm.empty(stage));
+  }
+  sm90_store(p, seq, st, tile, warp, wrow0);
+}

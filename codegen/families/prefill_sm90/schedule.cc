@@ -1,0 +1,103 @@
+// Hopper prefill schedules. Key grammar after the path: -mN-nN-wN-sN, like the portable
+// prefill family: block_m query rows per CTA, block_n keys per K/V tile, warps (a producer
+// warpgroup plus 1 or 2 consumer warpgroups), stages of the K/V ring.
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "family_util.h"
+#include "parallax/codegen/space.h"
+#include "prefill_sm90_family.h"
+
+namespace parallax::prefill_sm90 {
+
+using family::Bad;
+using family::ParseTagged;
+
+namespace {
+constexpr int kMaxSmem = 227 * 1024;  // sm_90's opt-in dynamic shared memory per block
+int QueriesPerWg(const Algorithm& a) { return a.probe == Probe::kLearned ? 32 : 64; }
+// Accumulator registers per consumer thread: S (block_n / 2), O (D / 2), P as 16-bit pairs.
+int ConsumerRegisters(const Problem& p, const Schedule& s) { return s.block_n / 2 + p.head_dim / 2 + s.block_n / 4; }
+}  // namespace
+
+Geometry GeometryOf(const Problem& p, const Algorithm& a, const Schedule& s) {
+  Geometry g;
+  g.consumers = s.warps / 4 - 1;
+  g.queries_per_wg = QueriesPerWg(a);
+  g.qr_bytes = std::max(g.consumers, 0) * 64 * p.head_dim * 2;
+  g.tile_bytes = s.block_n * p.head_dim * 2;
+  g.ring_offset = g.qr_bytes;
+  g.bars_offset = g.ring_offset + s.stages * 2 * g.tile_bytes;
+  g.smem_bytes = 1024 + g.bars_offset + 8 * (1 + 3 * s.stages);
+  return g;
+}
+
+absl::Status Family::Validate(const Problem& p, const Algorithm& a, const Schedule& s) const {
+  if (s.warps != 8 && s.warps != 12)
+    return Bad("warps", s.warps, "must be 8 or 12 (a producer warpgroup and 1 or 2 consumer warpgroups)");
+  const Geometry g = GeometryOf(p, a, s);
+  if (s.block_m != g.consumers * g.queries_per_wg)
+    return Bad("block_m", s.block_m,
+               absl::StrFormat("must be %d: %d consumer warpgroups x %d queries (64 MMA rows each)", g.consumers *
+                                   g.queries_per_wg, g.consumers, g.queries_per_wg));
+  if (s.block_n % 16 != 0 || s.block_n > 256)
+    return Bad("block_n", s.block_n, "must be a multiple of 16 up to 256 (the wgmma N of the scores)");
+  if (ConsumerRegisters(p, s) > 192)
+    return Bad("block_n", s.block_n,
+               absl::StrFormat("with head_dim %d needs %d accumulator registers per consumer thread; at most 192 fit",
+                               p.head_dim, ConsumerRegisters(p, s)));
+  if (g.smem_bytes > kMaxSmem)
+    return Bad("stages", s.stages,
+               absl::StrFormat("needs %d bytes of shared memory; sm_90 allows %d per block", g.smem_bytes, kMaxSmem));
+  return absl::OkStatus();
+}
+
+std::string Family::PrintSchedule(const Schedule& s) const {
+  return absl::StrCat("-m", s.block_m, "-n", s.block_n, "-w", s.warps, "-s", s.stages);
+}
+
+absl::Status Family::ParseSchedule(std::vector<absl::string_view> st, Schedule* s) const {
+  if (st.size() != 4) return absl::InvalidArgumentError("wgmma prefill schedule must be wgmma-mN-nN-wN-sN");
+  if (!ParseTagged(st[0], "m", &s->block_m)) return absl::InvalidArgumentError("expected mN (query rows per CTA)");
+  if (!ParseTagged(st[1], "n", &s->block_n)) return absl::InvalidArgumentError("expected nN (keys per tile)");
+  if (!ParseTagged(st[2], "w", &s->warps)) return absl::InvalidArgumentError("expected wN (warps)");
+  if (!ParseTagged(st[3], "s", &s->stages)) return absl::InvalidArgumentError("expected sN (stages)");
+  return absl::OkStatus();
+}
+
+Schedule Family::Canonical(const Problem&, const Algorithm& a, Schedule s) const {
+  if (s.block_m == 0) s.block_m = (s.warps / 4 - 1) * QueriesPerWg(a);
+  return s;
+}
+
+// FlashAttention-3's shape for the same register budget: two consumer warpgroups, 128-key
+// tiles two deep (64 at head_dim 256, where O takes 128 registers).
+Schedule Family::Default(const Problem& p, const Algorithm& a) const {
+  Schedule s;
+  s.path = MathPath::kWgmma;
+  s.warps = 12;
+  s.block_n = p.head_dim >= 256 ? 64 : 128;
+  s.stages = 2;
+  s.block_m = 2 * QueriesPerWg(a);
+  return s;
+}
+
+// Nested order: warps, block_n, stages; only when the options ask for the wgmma path.
+void Family::ForEachCandidate(const Problem&, const Algorithm& a, const SpaceOptions& o,
+                              const std::function<void(const Schedule&)>& consider) const {
+  if (std::find(o.paths.begin(), o.paths.end(), MathPath::kWgmma) == o.paths.end()) return;
+  for (int warps : {8, 12})
+    for (int block_n : {64, 96, 128, 176})
+      for (int stages : o.stages) {
+        Schedule s;
+        s.path = MathPath::kWgmma;
+        s.warps = warps;
+        s.block_n = block_n;
+        s.stages = stages;
+        s.block_m = (warps / 4 - 1) * QueriesPerWg(a);
+        consider(s);
+      }
+}
+
+}  // namespace parallax::prefill_sm90

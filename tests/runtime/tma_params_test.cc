@@ -1,0 +1,70 @@
+// The sm_90a prefill family's TMA preconditions (runtime/src/tma_params.h): which calls TMA
+// can read, and why not otherwise; the runtime keeps the others on the portable family.
+#include "tma_params.h"
+
+#include <gtest/gtest.h>
+
+#include "gmock/gmock.h"
+
+namespace parallax {
+namespace {
+
+using ::testing::HasSubstr;
+
+// A padded bf16 [B=2, L=100, H, D=128] call with q/r/k/v/out at aligned fake addresses.
+PrefillCall Call(int hq = 8, int hkv = 2) {
+  PrefillArgs a;
+  a.dtype = DType::kBF16;
+  a.batch = 2; a.num_q_heads = hq; a.num_kv_heads = hkv; a.head_dim = 128;
+  a.q = reinterpret_cast<void*>(0x10000); a.r = reinterpret_cast<void*>(0x20000);
+  a.k = reinterpret_cast<void*>(0x30000); a.v = reinterpret_cast<void*>(0x40000);
+  a.out = reinterpret_cast<void*>(0x50000);
+  a.seqlen_q = a.seqlen_k = 100;
+  a.q_stride_h = a.r_stride_h = a.o_stride_h = a.k_stride_h = a.v_stride_h = 128;
+  a.q_stride_l = a.r_stride_l = a.o_stride_l = int64_t(hq) * 128;
+  a.k_stride_l = a.v_stride_l = int64_t(hkv) * 128;
+  a.q_stride_b = a.r_stride_b = a.o_stride_b = 100 * a.q_stride_l;
+  a.k_stride_b = a.v_stride_b = 100 * a.k_stride_l;
+  return ToPrefillCall(a);
+}
+
+TEST(TmaParams, AlignedPaddedTensorsAreReadable) { EXPECT_TRUE(CheckTmaReadable(Call()).ok()); }
+
+TEST(TmaParams, OneHeadAndOneSequenceNeedNoStride) {
+  PrefillCall c = Call(1, 1);
+  c.params.batch = 1;
+  c.params.q_stride_b = c.params.k_stride_b = c.params.v_stride_b = c.params.r_stride_b = 0;
+  c.params.q_stride_h = c.params.r_stride_h = c.params.k_stride_h = c.params.v_stride_h = 3;  // never stepped
+  EXPECT_TRUE(CheckTmaReadable(c).ok()) << CheckTmaReadable(c);
+}
+
+TEST(TmaParams, UnalignedBaseOrStrideIsNamed) {
+  PrefillCall c = Call();
+  c.params.k = reinterpret_cast<void*>(0x30008);
+  EXPECT_THAT(CheckTmaReadable(c).message(), HasSubstr("k: base address is not 16-byte aligned"));
+  c = Call();
+  c.params.v_stride_l = 2 * 128 + 4;  // 520 bytes a token
+  EXPECT_THAT(CheckTmaReadable(c).message(), HasSubstr("v: token stride of 260 elements is not a multiple of 16 bytes"));
+  c = Call();
+  c.params.r_stride_h = 129;
+  EXPECT_THAT(CheckTmaReadable(c).message(), HasSubstr("r: head stride"));
+}
+
+TEST(TmaParams, PackedCallsNeedTheirExtents) {
+  PrefillCall c = Call();
+  int cu[3] = {0, 60, 100};
+  c.params.cu_seqlens_q = c.params.cu_seqlens_k = cu;
+  EXPECT_THAT(CheckTmaReadable(c).message(), HasSubstr("total_q / total_k"));
+  c.total_q = c.total_k = 100;
+  EXPECT_TRUE(CheckTmaReadable(c).ok());
+}
+
+TEST(TmaParams, ProbeNoneHasNoRMap) {
+  PrefillCall c = Call();
+  c.params.r = nullptr;
+  c.params.r_stride_h = 7;  // unused without r
+  EXPECT_TRUE(CheckTmaReadable(c).ok());
+}
+
+}  // namespace
+}  // namespace parallax

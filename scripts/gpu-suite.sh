@@ -49,7 +49,11 @@ if [ "$what" = test ] || [ "$what" = all ]; then
     timeout 200 compute-sanitizer --tool memcheck --error-exitcode 9 "$bin" --gtest_filter='*PrefillGpu*/1_*:*PrefillGpu*/2_*:*PrefillGpu*/3_*:*PrefillGpu*/40_*:*PrefillGpu*/41_*' \
       > "$out/sanitizer_prefill.log" 2>&1
     echo "compute-sanitizer prefill subset: exit $? ($(grep -c 'OK \]' "$out/sanitizer_prefill.log") tests ok)"
-    grep -h "ERROR SUMMARY" "$out"/sanitizer_*.log
+    # The sm_90a family (the default on an H200): TMA, mbarriers and named barriers under racecheck.
+    timeout 200 compute-sanitizer --tool racecheck --error-exitcode 9 "$bin" --gtest_filter='*PrefillGpu*/1_*:*PrefillGpu*/2_*:*PrefillGpu*/4_*' \
+      > "$out/sanitizer_prefill_race.log" 2>&1
+    echo "compute-sanitizer racecheck prefill subset: exit $? ($(grep -c 'OK \]' "$out/sanitizer_prefill_race.log") tests ok)"
+    grep -h "ERROR SUMMARY\|RACECHECK SUMMARY" "$out"/sanitizer_*.log
   fi
 fi
 if [ "$what" = bench ] || [ "$what" = all ]; then

@@ -55,6 +55,8 @@ absl::Status ValidateUnusedFields(const KernelFamily& f, const Schedule& s) {
     return Bad("splits", s.splits, absl::StrCat("applies to ", UsedBy(kFieldSplits), " only", must_be_0));
   if (unused(kFieldFusedMerge) && s.fused_merge)
     return Bad("fused_merge", "true", absl::StrCat("applies to ", UsedBy(kFieldFusedMerge), " only"));
+  if (unused(kFieldPingPong) && s.pingpong)
+    return Bad("pingpong", "true", absl::StrCat("applies to ", UsedBy(kFieldPingPong), " only"));
   if (unused(kFieldTestFault) && s.test_fault != Schedule::TestFault::kNone)
     return Bad("test_fault", "set", absl::StrCat("applies to ", UsedBy(kFieldTestFault), " only"));
   if (unused(kFieldHeadsPerCta) && s.heads_per_cta != 0)
@@ -131,6 +133,7 @@ Schedule CanonicalSchedule(const Problem& p, const Algorithm& a, Schedule s) {
   if (unused(kFieldHeadsPerCta)) s.heads_per_cta = 0;
   if (unused(kFieldBlockM)) s.block_m = 0;
   if (unused(kFieldFusedMerge)) s.fused_merge = false;
+  if (unused(kFieldPingPong)) s.pingpong = false;
   if (unused(kFieldTestFault)) s.test_fault = Schedule::TestFault::kNone;
   return f.Canonical(p, a, s);
 }

@@ -10,6 +10,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "parallax/codegen/kernel_family.h"
 #include "parallax/codegen/space.h"
 #include "parallax/codegen/variant_json.h"
 
@@ -386,6 +387,58 @@ TEST(VariantJson, ValidationAndConsistencyErrors) {
   json wrong_version = ToJson(*Variant::Parse(kKey));
   wrong_version["generator_version"] = "one";
   EXPECT_EQ(JsonError(wrong_version.dump()), "variant JSON: generator_version: expected an integer, got string");
+}
+
+}  // namespace
+}  // namespace parallax
+
+namespace parallax {
+namespace {
+
+// The sm_90a prefill family's keys: the wgmma path and the optional ping-pong token, in the
+// key and in JSON (written only when set), and the rules that name the field.
+TEST(VariantWgmma, PingPongKeysRoundTripAndTheRulesNameTheField) {
+  const std::string key = "prefill-bf16-d128-h16x16-contig-nowin.learned-plain.wgmma-m64-n160-w12-s2-pp";
+  absl::StatusOr<Variant> v = Variant::Parse(key);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->Key(), key);
+  EXPECT_EQ(v->schedule().path, MathPath::kWgmma);
+  EXPECT_TRUE(v->schedule().pingpong);
+  EXPECT_EQ(v->threads(), 384);
+  const nlohmann::json j = ToJson(*v);
+  EXPECT_EQ(j["schedule"]["path"], "wgmma");
+  EXPECT_EQ(j["schedule"]["pingpong"], true);
+  absl::StatusOr<Variant> back = VariantFromJson(nlohmann::json::parse(j.dump()));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->Key(), key);
+  // Without the token: no ping-pong, and JSON does not mention it.
+  absl::StatusOr<Variant> plain = Variant::Parse(key.substr(0, key.size() - 3));
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_FALSE(plain->schedule().pingpong);
+  EXPECT_FALSE(ToJson(*plain)["schedule"].contains("pingpong"));
+
+  const auto error = [](std::string_view k) { return std::string(Variant::Parse(k).status().message()); };
+  EXPECT_THAT(error("prefill-bf16-d128-h16x16-contig-nowin.learned-plain.wgmma-m32-n128-w8-s2-pp"),
+              HasSubstr("pingpong=true: needs two consumer warpgroups (warps=12)"));
+  EXPECT_THAT(error("prefill-bf16-d256-h16x16-contig-nowin.learned-plain.wgmma-m64-n64-w12-s2-pp"),
+              HasSubstr("pingpong=true: not at head_dim 256"));
+  EXPECT_THAT(error("prefill-bf16-d128-h16x16-contig-nowin.learned-plain.wgmma-m64-n128-w12-s1"),
+              HasSubstr("stages=1: must be at least 2"));
+  EXPECT_THAT(error("prefill-bf16-d128-h16x16-contig-nowin.learned-plain.wgmma-m128-n128-w12-s2"),
+              HasSubstr("block_m=128: must be 64"));
+  EXPECT_THAT(error("prefill-bf16-d128-h16x16-contig-nowin.learned-plain.wgmma-m64-n128-w16-s2"),
+              HasSubstr("warps=16: must be 8 or 12"));
+  EXPECT_THAT(error("prefill-bf16-d128-h16x16-contig-nowin.learned-plain.wgmma-m64-n128-w12-s2-px"),
+              HasSubstr("wgmma-mN-nN-wN-sN[-pp]"));
+  EXPECT_THAT(error("decode-bf16-d128-h32x8-contig-nowin.learned-plain.wgmma-n64-w4-s2-splitauto-g4"),
+              HasSubstr("no kernel family serves decode on path 'wgmma'"));
+  EXPECT_TRUE(DefaultSchedule(v->problem(), v->algorithm(), 90).pingpong);  // measured the faster
+  Problem decode = v->problem();
+  decode.mode = Mode::kDecode;
+  Schedule ds = DefaultSchedule(decode, v->algorithm());
+  ds.pingpong = true;
+  EXPECT_THAT(std::string(Variant::Create(decode, v->algorithm(), ds).status().message()),
+              HasSubstr("pingpong=true: applies to prefill_sm90 only"));
 }
 
 }  // namespace

@@ -55,6 +55,18 @@ void AddLongCases(std::vector<PrefillCase>& cases) {
   c.dtype = DType::kFP16; c.head_dim = 128; c.hq = 16; c.hkv = 2; c.batch = 2; c.r_scale = 10.0;
   c.seqlens_q = {513, 513}; c.seqlens_k = {513, 513}; c.seed = 9005;
   cases.push_back(c);
+  // The sm_90a family's ping-pong schedule (consumer warpgroups taking turns), asked for by key.
+  const auto pingpong = [&](PrefillCase c, const char* schedule) {
+    Problem p;
+    p.mode = Mode::kPrefill; p.dtype = c.dtype; p.head_dim = c.head_dim;
+    p.num_q_heads = c.hq; p.num_kv_heads = c.hkv; p.window = c.window > 0;
+    c.key = ProblemKey(p, Algorithm{c.learned ? Probe::kLearned : Probe::kNone, c.affine}) + ".wgmma-" + schedule;
+    c.seed += 100;
+    cases.push_back(c);
+  };
+  pingpong(cases[cases.size() - 5], "m64-n128-w12-s3-pp");   // 777 keys, GQA 8
+  pingpong(cases[cases.size() - 5], "m128-n128-w12-s3-pp");  // the same, softmax
+  pingpong(cases[cases.size() - 5], "m64-n64-w12-s4-pp");    // packed, window, fp16, D 64
 }
 
 std::vector<PrefillCase> Cases() {

@@ -2,7 +2,7 @@
 // Warpgroup 0 produces: one thread loads the CTA's [q; r] operand tiles once and streams the
 // K/V tiles of the causal range into a kStages-deep ring with TMA; mbarriers say when a
 // stage's K or V has landed (k_full, v_full) and when every consumer warp is done with it
-// (empty). Warpgroups 1..kConsumers consume: each owns 64 MMA rows -- Parallax stacks the 8 q
+// (k_empty once its scores are in, v_empty once its P V is: K runs a tile further ahead). Warpgroups 1..kConsumers consume: each owns 64 MMA rows -- Parallax stacks the 8 q
 // rows of 8 queries over their 8 r rows, so one thread holds s1 and s2 (and O1 and O2) of the
 // same query, exactly the mma.sync layout mma_core.cuh works on -- and per tile computes
 // S = [q; r] K^T (wgmma, both operands in shared memory), the online softmax with the moving
@@ -27,7 +27,8 @@ struct Sm90Smem {
   __device__ __forceinline__ plx_u64* q_full() const { return bar(0); }
   __device__ __forceinline__ plx_u64* k_full(int s) const { return bar(1 + s); }
   __device__ __forceinline__ plx_u64* v_full(int s) const { return bar(1 + kStages + s); }
-  __device__ __forceinline__ plx_u64* empty(int s) const { return bar(1 + 2 * kStages + s); }
+  __device__ __forceinline__ plx_u64* k_empty(int s) const { return bar(1 + 2 * kStages + s); }
+  __device__ __forceinline__ plx_u64* v_empty(int s) const { return bar(1 + 3 * kStages + s); }
 };
 
 // TMA coordinates of a sequence's token: packed sequences index the packed total (batch 0).
@@ -40,6 +41,7 @@ __device__ __forceinline__ void produce(const PlxPrefillTmaParams& P, const Sm90
   const PlxPrefillParams& p = P.p;
   const int qtok = token_base(p.cu_seqlens_q, b) + qt.row0, qb = batch_coord(p.cu_seqlens_q, b);
   plx_mbar_arrive_expect_tx(sm.q_full(), kConsumers * kDChunks * 64 * 64 * 2);
+#pragma unroll 1
   for (int wg = 0; wg < kConsumers; ++wg)
     for (int c = 0; c < kDChunks; ++c) {
       plx_e16* dst = sm.qr(wg) + c * 64 * 64;
@@ -55,45 +57,61 @@ __device__ __forceinline__ void produce(const PlxPrefillTmaParams& P, const Sm90
     }
   const int ktok = token_base(p.cu_seqlens_k, b) + qt.lo, kb = batch_coord(p.cu_seqlens_k, b);
   const int kvh = h / kGroup;
+  // Not unrolled: the producer runs on kProducerRegs registers.
+#pragma unroll 1
   for (int t = 0; t < qt.num_tiles; ++t) {
     const int stage = t % kStages;
-    plx_mbar_wait(sm.empty(stage), ((t / kStages) & 1) ^ 1);  // a fresh barrier passes parity 1
+    const int parity = ((t / kStages) & 1) ^ 1;  // a fresh barrier passes parity 1
+    plx_mbar_wait(sm.k_empty(stage), parity);
     plx_mbar_arrive_expect_tx(sm.k_full(stage), kTileBytes);
     for (int c = 0; c < kDChunks; ++c)
       plx_tma_load_4d(sm.k(stage) + c * kBlockN * 64, &P.tk, sm.k_full(stage), c * 64, kvh, ktok + t * kBlockN, kb);
+    plx_mbar_wait(sm.v_empty(stage), parity);
     plx_mbar_arrive_expect_tx(sm.v_full(stage), kTileBytes);
     for (int c = 0; c < kDChunks; ++c)
       plx_tma_load_4d(sm.v(stage) + c * kBlockN * 64, &P.tv, sm.v_full(stage), c * 64, kvh, ktok + t * kBlockN, kb);
   }
 }
 
-// ---- phase: scores  S = [q; r] K^T over one K tile --------------------------------------
+// The accumulators as the flat register arrays the wgmma wrappers take.
+__device__ __forceinline__ float (&s_regs(float (&s)[1][kBlockN / 8][4]))[kBlockN / 2] {
+  return *reinterpret_cast<float(*)[kBlockN / 2]>(&s[0][0][0]);
+}
+__device__ __forceinline__ float (&o_regs(WarpState& st))[kHeadDim / 2] {
+  return *reinterpret_cast<float(*)[kHeadDim / 2]>(&st.o[0][0][0]);
+}
+
+// ---- phase: scores  S = [q; r] K^T over one K tile (issued; the caller waits) -----------
 // Along the head dim, 16 elements are +32 bytes inside a 128-byte row and a whole chunk
 // further past every 64.
 __device__ __forceinline__ plx_u64 k_step(int kk, int chunk_bytes) {
   return plx_u64(((kk / 4) * chunk_bytes + (kk % 4) * 32) >> 4);
 }
-__device__ __forceinline__ void sm90_scores(float (&s)[1][kBlockN / 8][4], plx_u64 desc_qr, const plx_e16* sk,
-                                            float scale_log2) {
-  float(&acc)[kBlockN / 2] = *reinterpret_cast<float(*)[kBlockN / 2]>(&s[0][0][0]);
+__device__ __forceinline__ void issue_scores(float (&s)[1][kBlockN / 8][4], plx_u64 desc_qr, const plx_e16* sk) {
+  float(&acc)[kBlockN / 2] = s_regs(s);
   const plx_u64 desc_k = plx_wgmma_desc_sw128(sk);
   plx_wgmma_fence();
 #pragma unroll
   for (int kk = 0; kk < kHeadDim / 16; ++kk)
     plx_wgmma_scores(acc, desc_qr + k_step(kk, 64 * 128), desc_k + k_step(kk, kBlockN * 128), kk > 0);
   plx_wgmma_commit();
-  plx_wgmma_wait<0>();
-  // s1 in log2 units (exp2 later); s2 (Parallax rows 8..15) stays unscaled.
+}
+// s1 in log2 units (exp2 later); s2 (Parallax rows 8..15) stays unscaled.
+__device__ __forceinline__ void scale_scores(float (&s)[1][kBlockN / 8][4], float scale_log2) {
 #pragma unroll
   for (int n = 0; n < kBlockN / 8; ++n)
 #pragma unroll
     for (int e = 0; e < (kLearned ? 2 : 4); ++e) s[0][n][e] *= scale_log2;
 }
 
-// ---- phase: accumulate  [O1; O2] += [P1; P2] V ------------------------------------------
-__device__ __forceinline__ void sm90_accumulate(const float (&s)[1][kBlockN / 8][4], WarpState& st,
-                                                const plx_e16* sv) {
-  plx_u32 a[kBlockN / 16][4];  // read by the asynchronous MMA: live until the wait
+// ---- phase: accumulate  [O1; O2] += [P1; P2] V (issued; the caller waits) ---------------
+// P as the register A operand; the asynchronous MMA reads it, so it stays untouched until
+// the wait.
+typedef plx_u32 PFrag[kBlockN / 16][4];
+__device__ __forceinline__ plx_u32 (&p_regs(PFrag& a))[kBlockN / 4] {
+  return *reinterpret_cast<plx_u32(*)[kBlockN / 4]>(&a[0][0]);
+}
+__device__ __forceinline__ void pack_p(const float (&s)[1][kBlockN / 8][4], PFrag& a) {
 #pragma unroll
   for (int kb = 0; kb < kBlockN / 16; ++kb) {
     a[kb][0] = plx_pack2(s[0][2 * kb][0], s[0][2 * kb][1]);
@@ -101,13 +119,15 @@ __device__ __forceinline__ void sm90_accumulate(const float (&s)[1][kBlockN / 8]
     a[kb][2] = plx_pack2(s[0][2 * kb + 1][0], s[0][2 * kb + 1][1]);
     a[kb][3] = plx_pack2(s[0][2 * kb + 1][2], s[0][2 * kb + 1][3]);
   }
-  float(&acc)[kHeadDim / 2] = *reinterpret_cast<float(*)[kHeadDim / 2]>(&st.o[0][0][0]);
+}
+__device__ __forceinline__ void issue_pv(const PFrag& a, WarpState& st, const plx_e16* sv) {
+  float(&acc)[kHeadDim / 2] = o_regs(st);
+  plx_fence_regs(acc);
   const plx_u64 desc_v = plx_wgmma_desc_sw128_mn(sv, kBlockN * 128);
   plx_wgmma_fence();
 #pragma unroll
   for (int kb = 0; kb < kBlockN / 16; ++kb) plx_wgmma_pv(acc, a[kb], desc_v + plx_u64(kb * 2048 >> 4));
   plx_wgmma_commit();
-  plx_wgmma_wait<0>();
 }
 
 // ---- phase: store -- each lane finalizes two adjacent columns of its query rows ----------
@@ -160,7 +180,8 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) plx_prefill(const __gr
     for (int s = 0; s < kStages; ++s) {
       plx_mbar_init(sm.k_full(s), 1);
       plx_mbar_init(sm.v_full(s), 1);
-      plx_mbar_init(sm.empty(s), 4 * kConsumers);  // one arrival per consumer warp
+      plx_mbar_init(sm.k_empty(s), 4 * kConsumers);  // one arrival per consumer warp
+      plx_mbar_init(sm.v_empty(s), 4 * kConsumers);
     }
     plx_mbar_init_fence();
   }
@@ -179,21 +200,79 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) plx_prefill(const __gr
   const plx_u64 desc_qr = plx_wgmma_desc_sw128(tile);
   plx_mbar_wait(sm.q_full(), 0);
 
+  // The scores of tile t are issued before the P V of tile t - 1, so the softmax of tile t
+  // runs while the tensor cores accumulate tile t - 1; O is rescaled once that has landed.
   WarpState st;
   state_init(st);
-  for (int t = 0; t < qt.num_tiles; ++t) {
-    const int stage = t % kStages, phase = (t / kStages) & 1;
+  PFrag a;
+  const auto release = [&](plx_u64* empty) {  // this warp is done with a K or V tile
+    __syncwarp();
+    if (lane == 0) plx_mbar_arrive(empty);
+  };
+  const auto softmax = [&](float (&s)[1][kBlockN / 8][4], int t, Rescale& r) {
     const int t0 = qt.lo + t * kBlockN;
-    float s[1][kBlockN / 8][4];
-    plx_mbar_wait(sm.k_full(stage), phase);
-    sm90_scores(s, desc_qr, sm.k(stage), p.scale_log2);
+    scale_scores(s, p.scale_log2);
     if (edge_tile(p, seq, qt, t0))
       mask_scores<kBlockN>(s, [&](int u, int key) { return visible_key(p, seq, wrow0 + u, t0 + key); });
-    online_softmax<kBlockN>(s, st);
-    plx_mbar_wait(sm.v_full(stage), phase);
-    sm90_accumulate(s, st, sm.v(stage));
-    __syncwarp();
-    if (lane == 0) plx_mbar_arrive(sm.empty(stage));
+    softmax_update<kBlockN>(s, st, r);
+  };
+  // Tile 0 is peeled so no branch inside the loop decides whether a P V is in flight: ptxas
+  // tracks the MMAs per path and would serialize them otherwise (C7514).
+  // Ping-pong: consumer cw issues its MMAs only in its turn (named barrier 1 + cw) and hands
+  // the turn over as soon as they are issued, so the tensor cores run one warpgroup's MMAs
+  // while the other computes its softmax. Each warpgroup has num_tiles + 1 turns; warpgroup 1
+  // gives warpgroup 0 the first and keeps its own last, so every barrier is balanced.
+  const auto turn_begin = [&] {
+    if (kPingPong) plx_named_bar_sync(1 + cw, 256);
+  };
+  const auto turn_end = [&](bool last) {
+    if (kPingPong && !(last && cw == 1)) plx_named_bar_arrive(2 - cw, 256);
+  };
+  if (kPingPong && cw == 1 && qt.num_tiles > 0) plx_named_bar_arrive(1, 256);
+  const auto stage_of = [](int t) { return t % kStages; };
+  const auto phase_of = [](int t) { return (t / kStages) & 1; };
+  if (qt.num_tiles > 0) {
+    {
+      float s[1][kBlockN / 8][4];
+      plx_mbar_wait(sm.k_full(0), 0);
+      turn_begin();
+      issue_scores(s, desc_qr, sm.k(0));
+      turn_end(false);
+      plx_wgmma_wait<0>();
+      plx_fence_regs(s_regs(s));
+      release(sm.k_empty(0));
+      Rescale r;
+      softmax(s, 0, r);  // O is still zero: nothing to rescale
+      pack_p(s, a);
+    }
+    for (int t = 1; t < qt.num_tiles; ++t) {
+      float s[1][kBlockN / 8][4];
+      plx_mbar_wait(sm.k_full(stage_of(t)), phase_of(t));
+      plx_mbar_wait(sm.v_full(stage_of(t - 1)), phase_of(t - 1));
+      turn_begin();
+      issue_scores(s, desc_qr, sm.k(stage_of(t)));
+      issue_pv(a, st, sm.v(stage_of(t - 1)));
+      turn_end(false);
+      plx_wgmma_wait<1>();  // the scores of tile t (committed first)
+      plx_fence_regs(s_regs(s));
+      release(sm.k_empty(stage_of(t)));
+      Rescale r;
+      softmax(s, t, r);
+      plx_wgmma_wait<0>();  // P V of tile t - 1
+      plx_fence_regs(o_regs(st));
+      plx_fence_regs(p_regs(a));
+      release(sm.v_empty(stage_of(t - 1)));
+      rescale_o(st, r);
+      pack_p(s, a);
+    }
+    const int last = qt.num_tiles - 1;
+    plx_mbar_wait(sm.v_full(stage_of(last)), phase_of(last));
+    turn_begin();
+    issue_pv(a, st, sm.v(stage_of(last)));
+    turn_end(true);
+    plx_wgmma_wait<0>();
+    plx_fence_regs(o_regs(st));
+    release(sm.v_empty(stage_of(last)));
   }
   sm90_store(p, seq, st, tile, warp, wrow0);
 }

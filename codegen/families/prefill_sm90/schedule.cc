@@ -1,6 +1,7 @@
-// Hopper prefill schedules. Key grammar after the path: -mN-nN-wN-sN, like the portable
+// Hopper prefill schedules. Key grammar after the path: -mN-nN-wN-sN[-pp], like the portable
 // prefill family: block_m query rows per CTA, block_n keys per K/V tile, warps (a producer
-// warpgroup plus 1 or 2 consumer warpgroups), stages of the K/V ring.
+// warpgroup plus 1 or 2 consumer warpgroups), stages of the K/V ring; -pp when the two
+// consumer warpgroups take turns issuing their MMAs (ping-pong).
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
@@ -29,7 +30,7 @@ Geometry GeometryOf(const Problem& p, const Algorithm& a, const Schedule& s) {
   g.tile_bytes = s.block_n * p.head_dim * 2;
   g.ring_offset = g.qr_bytes;
   g.bars_offset = g.ring_offset + s.stages * 2 * g.tile_bytes;
-  g.smem_bytes = 1024 + g.bars_offset + 8 * (1 + 3 * s.stages);
+  g.smem_bytes = 1024 + g.bars_offset + 8 * (1 + 4 * s.stages);
   return g;
 }
 
@@ -41,6 +42,12 @@ absl::Status Family::Validate(const Problem& p, const Algorithm& a, const Schedu
     return Bad("block_m", s.block_m,
                absl::StrFormat("must be %d: %d consumer warpgroups x %d queries (64 MMA rows each)", g.consumers *
                                    g.queries_per_wg, g.consumers, g.queries_per_wg));
+  if (s.stages < 2)
+    return Bad("stages", s.stages, "must be at least 2: tile t loads while tile t - 1 computes");
+  if (s.pingpong && g.consumers != 2)
+    return Bad("pingpong", "true", "needs two consumer warpgroups (warps=12)");
+  if (s.pingpong && p.head_dim >= 256)
+    return Bad("pingpong", "true", "not at head_dim 256: its 128 O registers per thread leave none for the turns");
   if (s.block_n % 16 != 0 || s.block_n > 256)
     return Bad("block_n", s.block_n, "must be a multiple of 16 up to 256 (the wgmma N of the scores)");
   if (ConsumerRegisters(p, s) > 192)
@@ -54,11 +61,15 @@ absl::Status Family::Validate(const Problem& p, const Algorithm& a, const Schedu
 }
 
 std::string Family::PrintSchedule(const Schedule& s) const {
-  return absl::StrCat("-m", s.block_m, "-n", s.block_n, "-w", s.warps, "-s", s.stages);
+  return absl::StrCat("-m", s.block_m, "-n", s.block_n, "-w", s.warps, "-s", s.stages, s.pingpong ? "-pp" : "");
 }
 
 absl::Status Family::ParseSchedule(std::vector<absl::string_view> st, Schedule* s) const {
-  if (st.size() != 4) return absl::InvalidArgumentError("wgmma prefill schedule must be wgmma-mN-nN-wN-sN");
+  if (st.size() == 5 && st[4] == "pp") {
+    s->pingpong = true;
+    st.pop_back();
+  }
+  if (st.size() != 4) return absl::InvalidArgumentError("wgmma prefill schedule must be wgmma-mN-nN-wN-sN[-pp]");
   if (!ParseTagged(st[0], "m", &s->block_m)) return absl::InvalidArgumentError("expected mN (query rows per CTA)");
   if (!ParseTagged(st[1], "n", &s->block_n)) return absl::InvalidArgumentError("expected nN (keys per tile)");
   if (!ParseTagged(st[2], "w", &s->warps)) return absl::InvalidArgumentError("expected wN (warps)");
@@ -71,33 +82,44 @@ Schedule Family::Canonical(const Problem&, const Algorithm& a, Schedule s) const
   return s;
 }
 
-// FlashAttention-3's shape for the same register budget: two consumer warpgroups, 128-key
-// tiles two deep (64 at head_dim 256, where O takes 128 registers).
+// Measured on the H200 (bench/results/prefill-sm90-h200-2026-11-30.json, B 4 L 4096 and
+// B 1 L 16384, 16 heads): two consumer warpgroups taking turns (ping-pong, 1-2% over
+// without), the widest key tile the registers allow -- 160 keys at head_dim 128 with a
+// learned probe (892 us vs 905 at 128), 128 for softmax (516 us; 64-key tiles 597), 192 at
+// head_dim 64 (596 us vs 636) -- as deep as shared memory allows up to three stages. Head
+// dim 256: 64-key tiles, two deep, no ping-pong (1742 vs 1752 us, and it spills there). With
+// a sliding window 128-key tiles (wider ones spill a few bytes: kernel_check).
 Schedule Family::Default(const Problem& p, const Algorithm& a) const {
   Schedule s;
   s.path = MathPath::kWgmma;
   s.warps = 12;
-  s.block_n = p.head_dim >= 256 ? 64 : 128;
-  s.stages = 2;
   s.block_m = 2 * QueriesPerWg(a);
+  s.pingpong = p.head_dim < 256;
+  if (p.head_dim >= 256) s.block_n = 64;
+  else if (p.window) s.block_n = 128;  // the window's mask arithmetic spills the wider tiles
+  else s.block_n = p.head_dim <= 64 ? 192 : a.probe == Probe::kLearned ? 160 : 128;
+  for (s.stages = 3; s.stages > 2 && GeometryOf(p, a, s).smem_bytes > kMaxSmem; --s.stages) {
+  }
   return s;
 }
 
-// Nested order: warps, block_n, stages; only when the options ask for the wgmma path.
+// Nested order: warps, block_n, stages, ping-pong; only when the options ask for the wgmma path.
 void Family::ForEachCandidate(const Problem&, const Algorithm& a, const SpaceOptions& o,
                               const std::function<void(const Schedule&)>& consider) const {
   if (std::find(o.paths.begin(), o.paths.end(), MathPath::kWgmma) == o.paths.end()) return;
   for (int warps : {8, 12})
-    for (int block_n : {64, 96, 128, 176})
-      for (int stages : o.stages) {
-        Schedule s;
-        s.path = MathPath::kWgmma;
-        s.warps = warps;
-        s.block_n = block_n;
-        s.stages = stages;
-        s.block_m = (warps / 4 - 1) * QueriesPerWg(a);
-        consider(s);
-      }
+    for (int block_n : {64, 96, 128, 160, 192})
+      for (int stages : o.stages)
+        for (bool pingpong : {false, true}) {
+          Schedule s;
+          s.path = MathPath::kWgmma;
+          s.warps = warps;
+          s.block_n = block_n;
+          s.stages = stages;
+          s.block_m = (warps / 4 - 1) * QueriesPerWg(a);
+          s.pingpong = pingpong;
+          consider(s);
+        }
 }
 
 }  // namespace parallax::prefill_sm90

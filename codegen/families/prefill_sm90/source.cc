@@ -39,9 +39,16 @@ WarpTiling Family::Tiling(const Variant& v) const {
 
 std::string Family::Constants(const Variant& v) const {
   const Geometry g = GeometryOf(v.problem(), v.algorithm(), v.schedule());
-  // setmaxnreg: with two consumer warpgroups the producer gives registers up so each consumer
-  // thread can hold 240 (128 x 24 + 256 x 240 <= 64K); with one, 256 threads fit 255 anyway.
+  // setmaxnreg: with two consumer warpgroups the producer gives registers up for the
+  // consumers. The pool is what the CTA got at launch, 384 threads x 168 (ptxas's entry count
+  // under __launch_bounds__(384, 1)), so producer + 2 x consumer <= 504 per thread triple, or
+  // setmaxnreg.inc waits forever. Head dim 256 keeps 128 O registers per consumer thread and
+  // takes 240 (producer 24); below that the producer's TMA loop spills at 24 with a window, so
+  // it keeps 40 (consumers 232). kernel_check proves neither spills. With one consumer
+  // warpgroup 256 threads fit 255 registers anyway.
   const bool realloc = g.consumers == 2;
+  const int producer_regs = v.problem().head_dim >= 256 ? 24 : 40;
+  const int consumer_regs = v.problem().head_dim >= 256 ? 240 : 232;
   return absl::StrFormat(
       "constexpr int kMTiles = 1;        // mma_core.cuh's view of a consumer warp: one 16-row tile\n"
       "constexpr int kBlockM = %d;       // query rows per CTA\n"
@@ -53,9 +60,11 @@ std::string Family::Constants(const Variant& v) const {
       "constexpr int kSmemRing = %d;\n"
       "constexpr int kSmemBars = %d;\n"
       "constexpr bool kRegRealloc = %s;\n"
-      "constexpr int kProducerRegs = 24, kConsumerRegs = 240;\n",
+      "constexpr bool kPingPong = %s;   // consumers take turns issuing MMAs (named barriers 1, 2)\n"
+      "constexpr int kProducerRegs = %d, kConsumerRegs = %d;\n"
+      "static_assert(!kRegRealloc || kProducerRegs + 2 * kConsumerRegs <= 3 * 168, \"setmaxnreg beyond the CTA's pool\");\n",
       v.schedule().block_m, g.consumers, g.queries_per_wg, g.tile_bytes, g.ring_offset, g.bars_offset,
-      realloc ? "true" : "false");
+      realloc ? "true" : "false", v.schedule().pingpong ? "true" : "false", producer_regs, consumer_regs);
 }
 
 std::string Family::Kernels(const Variant& v) const {

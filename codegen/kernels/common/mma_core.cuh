@@ -84,9 +84,16 @@ __device__ __forceinline__ void mask_scores(float (&s)[kMTiles][KN / 8][4], Visi
 
 // ---- phase: online softmax  p1 = exp2(s1 - m), p2 = p1 (s2 - c); rescale the running sums --
 // Parallax moves the centre c to the running weighted mean of s2 before forming p2, so the
-// 16-bit p2 operand carries only the spread of s2 (see finalize).
+// 16-bit p2 operand carries only the spread of s2 (see finalize). Two steps, so a kernel
+// whose P V runs asynchronously (sm_90 wgmma) can update the statistics while the previous
+// tile's P V is still accumulating and rescale O once it has landed.
+struct Rescale {
+  float alpha[kMTiles][2];  // exp2(m_old - m_new), rows g and g + 8 (Parallax: one per unit)
+  float shift[kMTiles];     // Parallax: c_old - c_new
+};
+
 template <int KN>
-__device__ __forceinline__ void online_softmax(float (&s)[kMTiles][KN / 8][4], WarpState& st) {
+__device__ __forceinline__ void softmax_update(float (&s)[kMTiles][KN / 8][4], WarpState& st, Rescale& r) {
 #pragma unroll
   for (int mt = 0; mt < kMTiles; ++mt) {
 #pragma unroll
@@ -98,6 +105,7 @@ __device__ __forceinline__ void online_softmax(float (&s)[kMTiles][KN / 8][4], W
       const float m_use = m_new == -PLX_INF ? 0.f : m_new;  // all hidden so far: avoid inf - inf
       const float alpha = plx_exp2(st.m[mt][h] - m_use);
       st.m[mt][h] = m_new;
+      r.alpha[mt][h] = alpha;
       float sum1 = 0.f, sum_s2 = 0.f;
 #pragma unroll
       for (int n = 0; n < KN / 8; ++n) {
@@ -115,30 +123,50 @@ __device__ __forceinline__ void online_softmax(float (&s)[kMTiles][KN / 8][4], W
         const float d1_new = d1_old + t1;
         const float c_old = st.c[mt];
         const float c_new = d1_new > 0.f ? (d1_old * c_old + t2) / d1_new : c_old;
-        const float shift = c_old - c_new;
+        r.shift[mt] = c_old - c_new;
         st.d1[mt][0] = d1_new;
         st.c[mt] = c_new;
 #pragma unroll
         for (int n = 0; n < KN / 8; ++n)
 #pragma unroll
           for (int e = 0; e < 2; ++e) s[mt][n][2 + e] = s[mt][n][e] * (s[mt][n][2 + e] - c_new);
-#pragma unroll
-        for (int n = 0; n < kHeadDim / 8; ++n) {
-          st.o[mt][n][2] = alpha * fmaf(shift, st.o[mt][n][0], st.o[mt][n][2]);
-          st.o[mt][n][3] = alpha * fmaf(shift, st.o[mt][n][1], st.o[mt][n][3]);
-          st.o[mt][n][0] *= alpha;
-          st.o[mt][n][1] *= alpha;
-        }
       } else {
         st.d1[mt][h] = st.d1[mt][h] * alpha + sum1;
-#pragma unroll
-        for (int n = 0; n < kHeadDim / 8; ++n) {
-          st.o[mt][n][2 * h] *= alpha;
-          st.o[mt][n][2 * h + 1] *= alpha;
-        }
       }
     }
   }
+}
+
+// O1 and O2 into the new frame: O2 moves with the centre (O2 + shift O1), both scale by alpha.
+__device__ __forceinline__ void rescale_o(WarpState& st, const Rescale& r) {
+#pragma unroll
+  for (int mt = 0; mt < kMTiles; ++mt) {
+    if (kLearned) {
+      const float alpha = r.alpha[mt][0], shift = r.shift[mt];
+#pragma unroll
+      for (int n = 0; n < kHeadDim / 8; ++n) {
+        st.o[mt][n][2] = alpha * fmaf(shift, st.o[mt][n][0], st.o[mt][n][2]);
+        st.o[mt][n][3] = alpha * fmaf(shift, st.o[mt][n][1], st.o[mt][n][3]);
+        st.o[mt][n][0] *= alpha;
+        st.o[mt][n][1] *= alpha;
+      }
+    } else {
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+#pragma unroll
+        for (int n = 0; n < kHeadDim / 8; ++n) {
+          st.o[mt][n][2 * h] *= r.alpha[mt][h];
+          st.o[mt][n][2 * h + 1] *= r.alpha[mt][h];
+        }
+    }
+  }
+}
+
+template <int KN>
+__device__ __forceinline__ void online_softmax(float (&s)[kMTiles][KN / 8][4], WarpState& st) {
+  Rescale r;
+  softmax_update<KN>(s, st, r);
+  rescale_o(st, r);
 }
 
 // ---- phase: accumulate  [O1; O2] += [P1; P2] V (P fragments reused as the A operand) ----

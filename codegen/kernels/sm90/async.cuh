@@ -68,6 +68,15 @@ __device__ __forceinline__ void plx_fence_proxy_async() {
   asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
 }
 
+// Named barriers (ids 1..15; 0 is __syncthreads) over `threads` threads: sync waits for the
+// count, arrive counts without waiting -- one warpgroup hands a turn to another.
+__device__ __forceinline__ void plx_named_bar_sync(int id, int threads) {
+  asm volatile("bar.sync %0, %1;" :: "r"(id), "r"(threads) : "memory");
+}
+__device__ __forceinline__ void plx_named_bar_arrive(int id, int threads) {
+  asm volatile("bar.arrive %0, %1;" :: "r"(id), "r"(threads) : "memory");
+}
+
 // Register reallocation between warpgroups (setmaxnreg): producers give registers up,
 // consumers take them. N is a multiple of 8 in 24..256, the same for the whole warpgroup.
 template <int N>

@@ -29,6 +29,20 @@ __device__ __forceinline__ plx_u64 plx_wgmma_desc_sw128_mn(const void* smem, int
          (plx_u64(1) << 62);
 }
 
+// Operand fences: an empty asm that "modifies" each register, so the compiler neither moves
+// reads of an asynchronous MMA's accumulators above the wait that lands them nor reuses its
+// register operands before that wait (ptxas would otherwise serialize the MMAs, C7514).
+template <int N>
+__device__ __forceinline__ void plx_fence_regs(float (&r)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
+}
+template <int N>
+__device__ __forceinline__ void plx_fence_regs(plx_u32 (&r)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+r"(r[i])::"memory");
+}
+
 __device__ __forceinline__ void plx_wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
 __device__ __forceinline__ void plx_wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
 template <int N>

@@ -36,6 +36,7 @@ enum ScheduleField : unsigned {
   kFieldBlockM = 1u << 2,
   kFieldFusedMerge = 1u << 3,
   kFieldTestFault = 1u << 4,
+  kFieldPingPong = 1u << 5,
 };
 
 // How a family's warps use the common warp cores (kernels/common/mma_core.cuh, fma_core.cuh)

@@ -66,6 +66,8 @@ struct Schedule {
   int splits = 0;         // decode: split-KV count; 0 = chosen at launch from occupancy
   int heads_per_cta = 0;  // decode: query heads of one GQA group packed per CTA
   int block_m = 0;        // prefill: query rows per CTA
+  bool pingpong = false;     // sm_90 prefill: the consumer warpgroups take turns issuing their
+                             // MMAs, so one's softmax runs under the other's MMAs
   bool fused_merge = false;  // decode: the last CTA of each head group merges the splits
                              // (one launch; counters in a runtime-owned buffer)
   // Test-only (decode): the kernel faults (illegal address) or never finishes, so the tuner's

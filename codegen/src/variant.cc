@@ -55,6 +55,8 @@ absl::Status ValidateUnusedFields(const KernelFamily& f, const Schedule& s) {
     return Bad("splits", s.splits, absl::StrCat("applies to ", UsedBy(kFieldSplits), " only", must_be_0));
   if (unused(kFieldFusedMerge) && s.fused_merge)
     return Bad("fused_merge", "true", absl::StrCat("applies to ", UsedBy(kFieldFusedMerge), " only"));
+  if (unused(kFieldPersistent) && s.persistent)
+    return Bad("persistent", "true", absl::StrCat("applies to ", UsedBy(kFieldPersistent), " only"));
   if (unused(kFieldPingPong) && s.pingpong)
     return Bad("pingpong", "true", absl::StrCat("applies to ", UsedBy(kFieldPingPong), " only"));
   if (unused(kFieldTestFault) && s.test_fault != Schedule::TestFault::kNone)
@@ -134,6 +136,7 @@ Schedule CanonicalSchedule(const Problem& p, const Algorithm& a, Schedule s) {
   if (unused(kFieldBlockM)) s.block_m = 0;
   if (unused(kFieldFusedMerge)) s.fused_merge = false;
   if (unused(kFieldPingPong)) s.pingpong = false;
+  if (unused(kFieldPersistent)) s.persistent = false;
   if (unused(kFieldTestFault)) s.test_fault = Schedule::TestFault::kNone;
   return f.Canonical(p, a, s);
 }

@@ -156,6 +156,7 @@ absl::Status ReadSchedule(const ObjectReader& r, const Problem& p, const Algorit
   PLX_RETURN_IF_ERROR(r.Int("block_m", false, &s->block_m));
   PLX_RETURN_IF_ERROR(r.Bool("fused_merge", false, &s->fused_merge));
   PLX_RETURN_IF_ERROR(r.Bool("pingpong", false, &s->pingpong));
+  PLX_RETURN_IF_ERROR(r.Bool("persistent", false, &s->persistent));
   PLX_RETURN_IF_ERROR(r.Enum<Schedule::TestFault>("test_fault", false, kTestFaultNames, &s->test_fault));
   if (s->test_fault != Schedule::TestFault::kNone && !o.allow_test_faults)
     return JsonError(absl::StrCat(r.Path("test_fault"), ": '", TestFaultName(s->test_fault),
@@ -198,6 +199,7 @@ json ToJson(const Variant& v) {
                    {"block_m", s.block_m},           {"fused_merge", s.fused_merge}};
   // Written only when set, so that other families' JSON never mentions them.
   if (s.pingpong) j["schedule"]["pingpong"] = true;
+  if (s.persistent) j["schedule"]["persistent"] = true;
   if (s.test_fault != Schedule::TestFault::kNone) j["schedule"]["test_fault"] = TestFaultName(s.test_fault);
   return j;
 }
@@ -223,7 +225,7 @@ absl::StatusOr<Variant> VariantFromJson(const json& j, const VariantParseOptions
                      "page_size", "window"}, &unknown);
   ar.CollectUnknown({"probe", "affine"}, &unknown);
   sr.CollectUnknown({"path", "block_n", "warps", "stages", "splits", "heads_per_cta", "block_m",
-                     "fused_merge", "pingpong", "test_fault"}, &unknown);
+                     "fused_merge", "pingpong", "persistent", "test_fault"}, &unknown);
   if (!unknown.empty())
     return JsonError(absl::StrCat(unknown.size() == 1 ? "unknown field " : "unknown fields ",
                                   absl::StrJoin(unknown, ", ")));

@@ -1,5 +1,6 @@
 #include "parallax/runtime/runtime.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -449,7 +450,11 @@ absl::Status Runtime::LaunchPrefill(const Variant& v, const PrefillCall& c, CUst
     tma = *t;
     args[0] = &tma;
   }
-  const Grid grid = FamilyOf(v).MainGrid(v, p.batch, p.seqlen_q, 1);
+  Grid grid = FamilyOf(v).MainGrid(v, p.batch, p.seqlen_q, 1);
+  if (FamilyOf(v).Persistent(v)) {  // one wave; the kernel walks the grid's CTAs itself
+    const long long wave = static_cast<long long>(device_.sm_count) * std::max(1, (*k)->ctas_per_sm);
+    grid = Grid{static_cast<int>(std::min(grid.ctas(), wave)), 1, 1};
+  }
   PLX_CU_RETURN_IF_ERROR(d, cuLaunchKernel((*k)->main, grid.x, grid.y, grid.z, (*k)->shape.threads, 1, 1,
                                            (*k)->shape.smem_bytes, stream, args, nullptr));
   return absl::OkStatus();

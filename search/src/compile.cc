@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "parallax/codegen/generator.h"
+#include "parallax/codegen/kernel_family.h"
 #include "parallax/search/pruning.h"
 #include "xxhash.h"
 
@@ -66,9 +67,16 @@ CompileOutcome CompileMembers(const std::vector<Variant>& members, const Compile
   CompileOutcome out;
   const Variant rep = ClassVariant(members.front());
   const std::string source = GenerateSource(rep);
-  const fs::path report = ArtifactPath(t, ArtifactName(rep, source, t)) + ".ptxas.json";
+  // A family that does not run on this GPU (the sm_90a wgmma family on an sm_80) is pruned
+  // here, before NVRTC: compiling it for the wrong arch would only fail.
+  if (std::optional<std::string> why = NotOnDeviceReason(FamilyOf(rep), t.arch)) {
+    out.kind = CompileOutcome::Kind::kPruned;
+    out.reason = *why;
+    return out;
+  }
+  const fs::path report = ArtifactPath(t, rep, ArtifactName(rep, source, t)) + ".ptxas.json";
   std::vector<fs::path> binaries;
-  for (const Variant& m : members) binaries.push_back(ArtifactPath(t, ArtifactName(m, GenerateSource(m), t)));
+  for (const Variant& m : members) binaries.push_back(ArtifactPath(t, m, ArtifactName(m, GenerateSource(m), t)));
 
   // A report from an earlier run (resume) spares the compile when the binaries are there too.
   if (std::ifstream in(report); in) {
@@ -88,7 +96,7 @@ CompileOutcome CompileMembers(const std::vector<Variant>& members, const Compile
     }
   }
   CompileOptions co;
-  co.arch = t.arch;
+  co.arch = CompileArch(t, rep);
   absl::StatusOr<CompileResult> r = CompileCuda(source, absl::StrCat(rep.Key(), ".cu"), co);
   if (!r.ok()) {
     out.kind = CompileOutcome::Kind::kFailed;
@@ -130,15 +138,17 @@ std::string DefaultCacheDir() {
   return "/tmp/parallax-cache";
 }
 
+std::string CompileArch(const CompileTarget& t, const Variant& v) { return CompileArchFor(FamilyOf(v), t.arch); }
+
 std::string ArtifactName(const Variant& v, const std::string& source, const CompileTarget& t) {
-  const std::string id = absl::StrCat(v.Key(), "|", XXH3_64bits(source.data(), source.size()), "|", t.arch,
-                                      "|nvrtc", t.nvrtc_version, "|driver", t.driver_version, "|gen",
-                                      kGeneratorVersion);
+  const std::string id = absl::StrCat(v.Key(), "|", XXH3_64bits(source.data(), source.size()), "|",
+                                      CompileArch(t, v), "|nvrtc", t.nvrtc_version, "|driver", t.driver_version,
+                                      "|gen", kGeneratorVersion);
   return absl::StrFormat("%016x", XXH3_64bits(id.data(), id.size()));
 }
 
-std::string ArtifactPath(const CompileTarget& t, const std::string& artifact) {
-  return (fs::path(t.cache_dir) / t.arch / absl::StrCat(artifact, ".cubin")).string();
+std::string ArtifactPath(const CompileTarget& t, const Variant& v, const std::string& artifact) {
+  return (fs::path(t.cache_dir) / CompileArch(t, v) / absl::StrCat(artifact, ".cubin")).string();
 }
 
 CompileFn NvrtcCompileFn(const CompileTarget& t) {

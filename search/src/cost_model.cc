@@ -15,12 +15,51 @@ constexpr double kLaunchUs = 4.0;          // one kernel launch inside a graph, 
 constexpr double kMergeLaunchUs = 3.0;     // the separate split-merge kernel
 constexpr double kFusedMergeUs = 1.0;      // last-CTA merge: no launch, a little serial work
 constexpr double kInflightPerSm = 24e3;    // bytes in flight per SM to cover DRAM latency
-constexpr double kMmaFlopsPerUs = 2e8;     // achieved, not peak: decode tiles are thin
+// Rates are FLOPs per microsecond (1e8 = 100 TFLOP/s) of the arithmetic counted below (8 D
+// per (query head, key) for Parallax, 4 D for softmax), achieved, not peak.
+constexpr double kMmaFlopsPerUs = 2e8;     // decode tiles are thin
 constexpr double kFmaFlopsPerUs = 2.5e7;
-// Prefill tiles are square enough for the tensor pipes: ~430 TFLOP/s of Parallax arithmetic
-// measured on the H200 for the mma.sync family (issue #12's table). Ordering only.
-constexpr double kMmaPrefillFlopsPerUs = 4e8;
+// Prefill tiles are square enough for the tensor pipes. On the H200, in this count: the
+// mma.sync family's default and tuned schedules reach about 260-290 TFLOP/s
+// (docs/prefill-performance.md; 2073 us at B 4, 16 heads, L 4096, D 128, Parallax), the
+// sm_90a wgmma family about 650-700 (892 us at that shape with its default,
+// codegen/families/prefill_sm90/schedule.cc: 640 with the diagonal waste counted below).
+// Ordering only, but across families too: the ratio decides which family a guided search
+// measures first.
+constexpr double kMmaPrefillFlopsPerUs = 2.8e8;
+constexpr double kWgmmaPrefillFlopsPerUs = 6.5e8;
 constexpr double kFmaPrefillFlopsPerUs = 3e7;
+
+// Every MathPath has its own case: a new path must choose its rates here, not fall into
+// another's by default (-Wswitch flags the omission).
+double DecodeFlopsPerUs(MathPath path) {
+  switch (path) {
+    case MathPath::kMma: return kMmaFlopsPerUs;
+    case MathPath::kFma: return kFmaFlopsPerUs;
+    // No decode family runs on wgmma; were there one, at least mma.sync's rate.
+    case MathPath::kWgmma: return kMmaFlopsPerUs;
+  }
+  return kFmaFlopsPerUs;
+}
+
+double PrefillFlopsPerUs(MathPath path) {
+  switch (path) {
+    case MathPath::kMma: return kMmaPrefillFlopsPerUs;
+    case MathPath::kFma: return kFmaPrefillFlopsPerUs;
+    case MathPath::kWgmma: return kWgmmaPrefillFlopsPerUs;
+  }
+  return kFmaPrefillFlopsPerUs;
+}
+
+// Warps of a CTA that do the math: on wgmma the first warpgroup only loads (TMA producer).
+int MathWarps(const Schedule& s) {
+  switch (s.path) {
+    case MathPath::kMma:
+    case MathPath::kFma: return s.warps;
+    case MathPath::kWgmma: return std::max(4, s.warps - 4);
+  }
+  return s.warps;
+}
 
 }  // namespace
 
@@ -69,8 +108,8 @@ double EstimateDecodeUs(const Variant& v, int batch, int seqlen, const CostInput
   // Math: 8 D flops per (query head, key) for Parallax, 4 D for softmax.
   const double flops = double(batch) * p.num_q_heads * seqlen * p.head_dim *
                        (v.algorithm().probe == Probe::kLearned ? 8 : 4);
-  const double busy = std::min(1.0, active * s.warps / (4.0 * c.sm_count));
-  const double rate = s.path == MathPath::kMma ? kMmaFlopsPerUs : kFmaFlopsPerUs;
+  const double busy = std::min(1.0, active * MathWarps(s) / (4.0 * c.sm_count));
+  const double rate = DecodeFlopsPerUs(s.path);
   const double t_math = flops / (rate * busy) * tail;
 
   double t = std::max(t_mem, t_math) + kLaunchUs;
@@ -93,8 +132,8 @@ double EstimatePrefillUs(const Variant& v, int batch, int q_len, int seqlen_k, c
                        double(q_len) * std::min(s.block_n, seqlen_k) / 2.0;
   const double flops = double(batch) * p.num_q_heads * pairs * p.head_dim *
                        (v.algorithm().probe == Probe::kLearned ? 8 : 4);
-  const double busy = std::min(1.0, active * s.warps / (4.0 * c.sm_count));
-  const double rate = s.path == MathPath::kMma ? kMmaPrefillFlopsPerUs : kFmaPrefillFlopsPerUs;
+  const double busy = std::min(1.0, active * MathWarps(s) / (4.0 * c.sm_count));
+  const double rate = PrefillFlopsPerUs(s.path);
   const double t_math = flops / (rate * busy) * tail;
   // q, r, out once; K and V once per sequence (re-reads hit L2).
   const double rows = (v.algorithm().probe == Probe::kLearned ? 3.0 : 2.0) * batch * q_len * p.num_q_heads;

@@ -54,6 +54,9 @@ struct Group {
   CompileTarget target;
   CostInputs cost;
   std::vector<Variant> space;
+  // The runtime's default on these GPUs when it is in the space (else the portable default):
+  // measured first, raced as the baseline, and what default_us reports.
+  std::string baseline_key;
   std::unique_ptr<CompileQueue> compile;
   size_t next_unit = 0;  // under Shared::mu
 };
@@ -88,13 +91,28 @@ class Tuning {
         g->fingerprint = fp;
         g->target = TargetFor(devices_[i], o_.cache_dir);
         g->cost = CostInputsFor(devices_[i]);
-        g->space = BuildStaticSpace(req_.problem, req_.algorithm, g->target.limits, o_.space).variants;
+        StaticSpace space = BuildStaticSpace(req_.problem, req_.algorithm, g->target.limits, o_.space);
+        g->space = std::move(space.variants);
+        for (const std::string& why : space.skipped) {  // explicit paths this GPU does not run
+          std::lock_guard<std::mutex> l(shared_.mu);
+          ProgressEvent e;
+          e.kind = ProgressEvent::Kind::kMessage;
+          e.device = devices_[i].ordinal;
+          e.message = absl::StrCat("gpu", devices_[i].ordinal, ": left out ", why);
+          Emit(e);
+        }
+        g->baseline_key = default_key_;
+        const std::string own =
+            DefaultVariantKey(req_.problem, req_.algorithm, devices_[i].cc_major * 10 + devices_[i].cc_minor);
+        if (own != default_key_ &&
+            std::any_of(g->space.begin(), g->space.end(), [&](const Variant& v) { return v.Key() == own; }))
+          g->baseline_key = own;
         CompileFn fn = deps.make_compile ? deps.make_compile(g->target) : NvrtcCompileFn(g->target);
         g->compile = std::make_unique<CompileQueue>(std::move(fn), o_.compile_threads);
         shared_.units_total += static_cast<int>(req_.buckets.size());
         StrategyOptions so = o_.strategy;
         so.seeds.assign(1 + kWarmStartSeeds, "");
-        so.baseline = default_key_;
+        so.baseline = g->baseline_key;
         shared_.planned += long(req_.buckets.size()) * PlannedMeasurements(so, g->space.size());
       }
       g->devices.push_back(static_cast<int>(i));
@@ -246,8 +264,8 @@ class Tuning {
       return ur;
     }
     StrategyOptions so = o_.strategy;
-    so.seeds = {default_key_};
-    so.baseline = default_key_;
+    so.seeds = {g.baseline_key};
+    so.baseline = g.baseline_key;
     if (absl::StatusOr<std::vector<std::string>> w = db_.WarmStartSeeds(u, kWarmStartSeeds); w.ok())
       so.seeds.insert(so.seeds.end(), w->begin(), w->end());
     std::vector<Candidate> cands;
@@ -344,7 +362,7 @@ class Tuning {
     if (absl::StatusOr<std::vector<Trial>> all = db_.Earlier(u); all.ok()) {
       std::vector<Trial> def;
       for (const Trial& t : *all)
-        if (t.key == default_key_) def.push_back(t);
+        if (t.key == g.baseline_key) def.push_back(t);
       if (std::optional<Trial> t = PickBest(def)) ur.default_us = t->outcome.median_us;
     }
     std::lock_guard<std::mutex> l(shared_.mu);
@@ -375,8 +393,8 @@ class Tuning {
 
 }  // namespace
 
-std::string DefaultVariantKey(const Problem& p, const Algorithm& a) {
-  absl::StatusOr<Variant> v = Variant::Create(p, a, CanonicalSchedule(p, a, DefaultSchedule(p, a)));
+std::string DefaultVariantKey(const Problem& p, const Algorithm& a, int sm) {
+  absl::StatusOr<Variant> v = Variant::Create(p, a, CanonicalSchedule(p, a, DefaultSchedule(p, a, sm)));
   return v.ok() ? v->Key() : std::string();
 }
 

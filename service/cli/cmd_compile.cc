@@ -1,7 +1,10 @@
 // `parallax compile`: NVRTC-compile one variant for one architecture and report what ptxas
-// says about each kernel (registers, shared memory, stack, spills). Needs no GPU.
+// says about each kernel (registers, shared memory, stack, spills). Needs no GPU. The arch
+// gets the variant's family suffix as the runtime and the tuner add it (a wgmma variant
+// for sm_90 compiles for sm_90a); a family that does not run on the arch is refused.
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -10,7 +13,9 @@
 #include "absl/strings/str_format.h"
 #include "cli_io.h"
 #include "parallax/codegen/generator.h"
+#include "parallax/codegen/kernel_family.h"
 #include "parallax/runtime/nvrtc_compiler.h"
+#include "parallax/search/pruning.h"
 #include "registry.h"
 
 namespace parallax::cli {
@@ -64,8 +69,11 @@ void PrintJson(const Variant& v, const CompileOptions& co, const CompileResult& 
 int RunCompile(const CompileCmdOptions& o) {
   absl::StatusOr<Variant> v = Variant::Parse(o.key);
   if (!v.ok()) return Fail(kExitUsage, v.status().message());
+  const KernelFamily& family = FamilyOf(*v);
+  if (std::optional<std::string> why = search::NotOnDeviceReason(family, o.arch))
+    return Fail(kExitUsage, absl::StrCat(v->Key(), ": ", *why));
   CompileOptions co;
-  co.arch = o.arch;
+  co.arch = search::CompileArchFor(family, o.arch);
   co.line_info = o.line_info;
   co.max_registers = o.max_registers;
   absl::StatusOr<CompileResult> r = CompileCuda(GenerateSource(*v), v->Key() + ".cu", co);
@@ -91,7 +99,8 @@ int RunCompile(const CompileCmdOptions& o) {
 Action SetupCompile(CLI::App& cmd) {
   auto o = std::make_shared<CompileCmdOptions>();
   cmd.add_option("key", o->key, "Variant key (test-only -testfault / -testhang keys are refused)")->required();
-  cmd.add_option("--arch", o->arch, "Target architecture: sm_80, sm_86, sm_89, sm_90 or sm_90a")
+  cmd.add_option("--arch", o->arch, "Target architecture: sm_80, sm_86, sm_89, sm_90 or sm_90a (a wgmma "
+                                    "variant compiles for sm_90a either way)")
       ->capture_default_str()
       ->check([](const std::string& arch) {
         const absl::Status st = ValidateArch(arch);

@@ -1,5 +1,7 @@
 // `parallax space`: list the valid, statically pruned variants of one problem for one
-// architecture, with their shared memory, and why the other candidates were dropped.
+// architecture, with their shared memory, and why the other candidates were dropped. The
+// families listed are those that run on --arch (search::PathsOnDevice, as the tuner does for
+// the GPU in hand); without --arch, sm_90's limits and the portable families only.
 #include <algorithm>
 #include <iostream>
 #include <memory>
@@ -12,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "cli_io.h"
 #include "parallax/codegen/space.h"
+#include "parallax/search/pruning.h"
 #include "registry.h"
 
 namespace parallax::cli {
@@ -28,7 +31,7 @@ struct SpaceCmdOptions {
   std::string probe = "learned";
   std::string affine = "plain";
   std::string path = "all";
-  std::string arch = "sm_90";
+  std::string arch;  // "": not given (sm_90's limits, the portable families)
   std::vector<int> splits = {0};
   bool json = false;
   int limit = 0;  // 0: all
@@ -63,14 +66,22 @@ int RunSpace(const SpaceCmdOptions& o) {
   a.affine = o.affine == "plain" ? Affine::kPlain : Affine::kAmplified;
   if (absl::Status st = ValidateProblemOnly(p, a); !st.ok())
     return Fail(kExitUsage, absl::StrCat("bad problem: ", st.message()));
-  absl::StatusOr<DeviceLimits> limits = DeviceLimitsForArch(o.arch);
+  const std::string arch = o.arch.empty() ? "sm_90" : o.arch;
+  absl::StatusOr<DeviceLimits> limits = DeviceLimitsForArch(arch);
   if (!limits.ok()) return Fail(kExitUsage, limits.status().message());
 
   SpaceOptions so;
   so.limits = *limits;
   so.splits = o.splits;
-  if (o.path == "mma") so.paths = {MathPath::kMma};
-  if (o.path == "fma") so.paths = {MathPath::kFma};
+  // "all": every path a family of the mode runs on --arch; no arch given: the portable
+  // families' (mma and fma), as before the sm_90a family existed.
+  std::vector<MathPath> wanted;
+  if (o.path == "mma") wanted = {MathPath::kMma};
+  if (o.path == "fma") wanted = {MathPath::kFma};
+  if (o.path == "wgmma") wanted = {MathPath::kWgmma};
+  if (o.path == "all" && o.arch.empty()) wanted = search::PathsFor(p.mode, 0);
+  const search::DevicePaths paths = search::PathsOnDevice(p.mode, wanted, arch);
+  so.paths = paths.paths;
   SpaceStats stats;
   const std::vector<Variant> space = EnumerateSpace(p, a, so, &stats);
   const size_t shown = o.limit > 0 ? std::min<size_t>(space.size(), o.limit) : space.size();
@@ -82,18 +93,22 @@ int RunSpace(const SpaceCmdOptions& o) {
                           {"smem_bytes", space[i].smem_bytes()},
                           {"threads", space[i].threads()},
                           {"ctas_per_sm", CtasPerSm(space[i], so.limits)}});
-    const nlohmann::json j = {{"problem", Describe(p, a)}, {"arch", o.arch},
+    nlohmann::json path_names = nlohmann::json::array();
+    for (MathPath m : so.paths) path_names.push_back(ToString(m));
+    const nlohmann::json j = {{"problem", Describe(p, a)}, {"arch", arch},
+                              {"paths", path_names},        {"skipped_paths", paths.skipped},
                               {"count", space.size()},      {"shown", shown},
                               {"variants", variants},       {"stats", StatsJson(stats)}};
     std::cout << j.dump(2) << "\n";
     return kExitOk;
   }
-  std::cout << absl::StrFormat("# %s on %s (%d bytes of shared memory per block)\n", Describe(p, a), o.arch,
+  std::cout << absl::StrFormat("# %s on %s (%d bytes of shared memory per block)\n", Describe(p, a), arch,
                                so.limits.max_smem_per_block)
             << absl::StrFormat("# %10s  %s\n", "smem_bytes", "key");
   for (size_t i = 0; i < shown; ++i)
     std::cout << absl::StrFormat("  %10d  %s\n", space[i].smem_bytes(), space[i].Key());
   if (shown < space.size()) std::cout << absl::StrFormat("# showing %d of %d\n", shown, space.size());
+  for (const std::string& why : paths.skipped) std::cout << "# left out " << why << "\n";
   std::cout << "# " << stats.ToString() << "\n";
   return kExitOk;
 }
@@ -112,10 +127,15 @@ Action SetupSpace(CLI::App& cmd) {
       ->capture_default_str()->check(CLI::IsMember({"none", "learned"}));
   cmd.add_option("--affine", o->affine, "plain or amplified")
       ->capture_default_str()->check(CLI::IsMember({"plain", "amplified"}));
-  cmd.add_option("--path", o->path, "Math path: mma, fma or all")
-      ->capture_default_str()->check(CLI::IsMember({"mma", "fma", "all"}));
-  cmd.add_option("--arch", o->arch, "Device limits to prune by: sm_80, sm_86, sm_89, sm_90 or sm_90a")
-      ->capture_default_str()->check(CLI::IsMember({"sm_80", "sm_86", "sm_89", "sm_90", "sm_90a"}));
+  cmd.add_option("--path", o->path,
+                 "Math path: mma (mma.sync), fma, wgmma (the Hopper prefill family; runs on sm_90 only) or all: "
+                 "every path a family runs on --arch (without --arch: mma and fma)")
+      ->capture_default_str()->check(CLI::IsMember({"mma", "fma", "wgmma", "all"}));
+  cmd.add_option("--arch", o->arch,
+                 "Device to list for: sm_80, sm_86, sm_89, sm_90 or sm_90a. Prunes by its limits and lists the "
+                 "families that run on it (sm_90 and sm_90a add the wgmma prefill family, compiled for sm_90a). "
+                 "Default: sm_90's limits, mma and fma only")
+      ->check(CLI::IsMember({"sm_80", "sm_86", "sm_89", "sm_90", "sm_90a"}));
   cmd.add_option("--splits", o->splits, "Decode split-KV counts to enumerate (0 = chosen at launch)")
       ->capture_default_str()->delimiter(',')->check(CLI::Range(0, 256));
   cmd.add_flag("--json", o->json, "Print JSON");

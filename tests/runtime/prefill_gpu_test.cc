@@ -37,6 +37,7 @@ std::string MmaKey(const PrefillCase& c) {
 // Longer sequences than the family grid: many K/V tiles, so the ring wraps around several
 // times, lengths off every tile size, GQA 8 and a chunk of queries late in a long context.
 void AddLongCases(std::vector<PrefillCase>& cases) {
+  const size_t base = cases.size();  // the five long cases are cases[base + 0..4]
   PrefillCase c;
   c.dtype = DType::kBF16; c.head_dim = 128; c.hq = 8; c.hkv = 1; c.batch = 1;
   c.seqlens_q = {777}; c.seqlens_k = {777}; c.seed = 9001;
@@ -64,9 +65,16 @@ void AddLongCases(std::vector<PrefillCase>& cases) {
     c.seed += 100;
     cases.push_back(c);
   };
-  pingpong(cases[cases.size() - 5], "m64-n128-w12-s3-pp");   // 777 keys, GQA 8
-  pingpong(cases[cases.size() - 5], "m128-n128-w12-s3-pp");  // the same, softmax
-  pingpong(cases[cases.size() - 5], "m64-n64-w12-s4-pp");    // packed, window, fp16, D 64
+  pingpong(cases[base + 0], "m64-n128-w12-s3-pp");   // 777 keys, GQA 8
+  pingpong(cases[base + 1], "m128-n128-w12-s3-pp");  // the same, softmax
+  pingpong(cases[base + 2], "m64-n64-w12-s4-pp");    // packed, window, fp16, D 64
+  // Persistent CTAs walking the tiles (one wave of them): ragged packed sequences with tiles
+  // past their ends, GQA 8 over many K/V tiles, softmax, a window.
+  pingpong(cases[base + 0], "m64-n160-w12-s2-pp-pers");   // 777 keys, GQA 8
+  pingpong(cases[base + 1], "m128-n128-w12-s3-pers");     // the same, softmax
+  pingpong(cases[base + 2], "m64-n128-w12-s3-pp-pers");   // packed 1000 + 129, window, fp16, D 64
+  pingpong(cases[base + 3], "m64-n64-w12-s2-pers");       // chunked 300 of 901, D 256, amplified
+  pingpong(cases[base + 4], "m64-n160-w12-s2-pp-pers");   // fp16, GQA 8, 2 x 513
 }
 
 std::vector<PrefillCase> Cases() {

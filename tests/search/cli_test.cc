@@ -1,11 +1,13 @@
 // The search subcommands as a user runs them (plx_search_cli is built from the `parallax`
 // CLI's own command sources): help, argument errors, `db show/export/import/verify` on a
-// database the tuner library wrote, and the no-GPU paths of `tune` and `bench`.
+// database the tuner library wrote, the no-GPU paths of `tune` and `bench`, and `space`'s
+// families per arch.
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdio>
@@ -243,6 +245,73 @@ TEST_F(CliTest, DbVerifyRejectsAFileThatIsNotADatabase) {
   Result r = Cli("db verify --db " + bad, dir_);
   EXPECT_NE(r.code, 0);
   EXPECT_TRUE(OneErrorLine(r.err)) << r.err;
+}
+
+// `space` lists the wgmma prefill family for sm_90 / sm_90a (by --arch, or by --path wgmma on
+// the default sm_90 limits) and never for sm_80; without --arch, --path all keeps to mma and
+// fma as before the family existed.
+TEST_F(CliTest, SpaceListsTheWgmmaFamilyForSm90Only) {
+  Result r = Cli("space --help", dir_);
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const char* s : {"--path", "wgmma", "--arch", "sm_90a", "sm_80"}) EXPECT_NE(r.out.find(s), std::string::npos) << s;
+
+  const std::string prefill = "space --mode prefill --q-heads 16 --kv-heads 8 --json";
+  auto keys = [](const nlohmann::json& j) {
+    std::vector<std::string> out;
+    for (const auto& v : j["variants"]) out.push_back(v["key"].get<std::string>());
+    return out;
+  };
+  auto count_wgmma = [](const std::vector<std::string>& ks) {
+    return std::count_if(ks.begin(), ks.end(), [](const std::string& k) { return k.find(".wgmma-") != std::string::npos; });
+  };
+  r = Cli(prefill + " --path wgmma", dir_);
+  ASSERT_EQ(r.code, 0) << r.err;
+  nlohmann::json j = nlohmann::json::parse(r.out);
+  std::vector<std::string> ks = keys(j);
+  ASSERT_FALSE(ks.empty());
+  EXPECT_EQ(count_wgmma(ks), static_cast<long>(ks.size()));
+  EXPECT_EQ(j["arch"], "sm_90");
+  EXPECT_EQ(j["paths"], nlohmann::json::array({"wgmma"}));
+
+  r = Cli(prefill, dir_);  // no --arch: today's paths
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["paths"], nlohmann::json::array({"mma", "fma"}));
+  EXPECT_EQ(count_wgmma(keys(j)), 0);
+  const size_t portable = keys(j).size();
+  ASSERT_GT(portable, 0u);
+
+  for (const char* arch : {"sm_90", "sm_90a"}) {
+    r = Cli(prefill + " --arch " + arch, dir_);
+    ASSERT_EQ(r.code, 0) << arch << ": " << r.err;
+    j = nlohmann::json::parse(r.out);
+    ks = keys(j);
+    EXPECT_EQ(j["paths"], nlohmann::json::array({"mma", "fma", "wgmma"})) << arch;
+    EXPECT_GT(count_wgmma(ks), 0) << arch;
+    EXPECT_EQ(ks.size() - count_wgmma(ks), portable) << arch;
+  }
+
+  r = Cli(prefill + " --arch sm_80", dir_);
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(count_wgmma(keys(j)), 0);
+  EXPECT_GT(keys(j).size(), 0u);
+  r = Cli(prefill + " --arch sm_80 --path wgmma", dir_);
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["count"], 0);
+  ASSERT_EQ(j["skipped_paths"].size(), 1u);
+  EXPECT_NE(j["skipped_paths"][0].get<std::string>().find("prefill_sm90 family does not run on sm_80"),
+            std::string::npos) << j["skipped_paths"];
+  r = Cli("space --mode prefill --arch sm_80 --path wgmma", dir_);  // text: the reason on a comment line
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("# left out path wgmma: the prefill_sm90 family does not run on sm_80"), std::string::npos)
+      << r.out;
+  r = Cli("space --mode decode --path wgmma --json", dir_);  // no decode family on wgmma
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["count"], 0);
+  r = Cli("space --mode prefill --path tensor", dir_);
+  EXPECT_EQ(r.code, 2) << r.err;
 }
 
 TEST_F(CliTest, WorkerIsHiddenButRuns) {

@@ -2,6 +2,7 @@
 // classes, and a real NVRTC compile into the worker's cache (CPU only).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <set>
 
@@ -181,7 +182,7 @@ TEST(NvrtcCompile, WritesTheBinaryForEveryMemberAndReusesItsReport) {
   EXPECT_FALSE(first.kernels.empty());
   if (first.kind == CompileOutcome::Kind::kKeep)
     for (const Variant& v : cls) {
-      const std::string path = ArtifactPath(t, ArtifactName(v, GenerateSource(v), t));
+      const std::string path = ArtifactPath(t, v, ArtifactName(v, GenerateSource(v), t));
       EXPECT_TRUE(std::filesystem::exists(path)) << path;
     }
   const CompileOutcome again = fn(cls);
@@ -217,7 +218,190 @@ TEST(ArtifactName, DependsOnEverythingThatChangesTheBinary) {
   t2.driver_version = 13010;
   EXPECT_NE(ArtifactName(v, src, t2), a);
   EXPECT_NE(ArtifactName(v, src + " ", t), a);
-  EXPECT_EQ(ArtifactPath(t, a), "/tmp/x/sm_90/" + a + ".cubin");
+  EXPECT_EQ(ArtifactPath(t, v, a), "/tmp/x/sm_90/" + a + ".cubin");
+}
+
+// ---- the sm_90a wgmma prefill family (codegen/families/prefill_sm90) ----
+
+Problem QwenPrefill() {
+  Problem p = Qwen();
+  p.mode = Mode::kPrefill;
+  return p;
+}
+
+size_t CountPath(const std::vector<Variant>& vs, MathPath path) {
+  return std::count_if(vs.begin(), vs.end(), [path](const Variant& v) { return v.schedule().path == path; });
+}
+
+// The device's own default (DefaultSchedule for its sm) as a variant.
+Variant DeviceDefault(const Problem& p, const Algorithm& a, int sm) {
+  return *Variant::Create(p, a, CanonicalSchedule(p, a, DefaultSchedule(p, a, sm)));
+}
+
+TEST(DevicePaths, FollowTheFamiliesThatRunOnTheDevice) {
+  EXPECT_EQ(SmOfArch("sm_90"), 90);
+  EXPECT_EQ(SmOfArch("sm_90a"), 90);
+  EXPECT_EQ(SmOfArch("sm_80"), 80);
+  EXPECT_EQ(SmOfArch("sm_120"), 120);
+  EXPECT_EQ(SmOfArch("compute_90"), 0);
+  EXPECT_EQ(SmOfArch("sm_"), 0);
+  EXPECT_EQ(SmOfArch("sm_9x0"), 0);
+  EXPECT_EQ(SmOfArch(""), 0);
+  const std::vector<MathPath> portable = {MathPath::kMma, MathPath::kFma};
+  const std::vector<MathPath> hopper = {MathPath::kMma, MathPath::kFma, MathPath::kWgmma};
+  EXPECT_EQ(PathsFor(Mode::kPrefill, 90), hopper);
+  EXPECT_EQ(PathsFor(Mode::kPrefill, 80), portable);
+  EXPECT_EQ(PathsFor(Mode::kPrefill, 89), portable);
+  EXPECT_EQ(PathsFor(Mode::kPrefill, 0), portable);  // no device known: today's paths
+  EXPECT_EQ(PathsFor(Mode::kDecode, 90), portable);  // no decode family on wgmma
+  // An explicit list is kept as given, less what the device does not run, with the reason.
+  const DevicePaths on80 = PathsOnDevice(Mode::kPrefill, {MathPath::kWgmma, MathPath::kMma}, "sm_80");
+  EXPECT_EQ(on80.paths, std::vector<MathPath>{MathPath::kMma});
+  ASSERT_EQ(on80.skipped.size(), 1u);
+  EXPECT_EQ(on80.skipped[0], "path wgmma: the prefill_sm90 family does not run on sm_80 (it runs on sm_90 only)");
+  const DevicePaths on90a = PathsOnDevice(Mode::kPrefill, {MathPath::kWgmma}, "sm_90a");
+  EXPECT_EQ(on90a.paths, std::vector<MathPath>{MathPath::kWgmma});
+  EXPECT_TRUE(on90a.skipped.empty());
+  const DevicePaths decode = PathsOnDevice(Mode::kDecode, {MathPath::kWgmma}, "sm_90");
+  EXPECT_TRUE(decode.paths.empty());
+  ASSERT_EQ(decode.skipped.size(), 1u);
+  EXPECT_NE(decode.skipped[0].find("no decode family"), std::string::npos) << decode.skipped[0];
+}
+
+// The tuner's default space for an sm_90 GPU has the wgmma family's prefill schedules (the
+// 12-warp, 384-thread, ~190 KB ones included) and the device's default among them; for sm_80
+// and sm_89 it has none, and asking for wgmma there explicitly says why it is left out.
+TEST(StaticSpace, WgmmaPrefillOnSm90Only) {
+  const Problem p = QwenPrefill();
+  const Algorithm a;
+  const TuneSpaceOptions dflt{{0}, false, {}};
+  const StaticSpace h = BuildStaticSpace(p, a, LimitsFor(Device(9, 0, 227, 228)), dflt);
+  EXPECT_GT(CountPath(h.variants, MathPath::kWgmma), 8u);
+  EXPECT_GT(CountPath(h.variants, MathPath::kMma), 0u);
+  EXPECT_GT(CountPath(h.variants, MathPath::kFma), 0u);
+  EXPECT_TRUE(h.skipped.empty());
+  EXPECT_EQ(h.not_on_device, 0);
+  bool big_cta = false;
+  for (const Variant& v : h.variants) {
+    if (v.schedule().path != MathPath::kWgmma) continue;
+    EXPECT_EQ(std::string(FamilyOf(v).name()), "prefill_sm90") << v.Key();
+    big_cta = big_cta || (v.threads() == 384 && v.smem_bytes() > 160 * 1024);
+  }
+  EXPECT_TRUE(big_cta) << "a 12-warp CTA with the larger K/V rings must survive sm_90's limits";
+  const std::string own = DeviceDefault(p, a, 90).Key();
+  ASSERT_NE(own.find(".wgmma-"), std::string::npos) << own;
+  EXPECT_TRUE(std::any_of(h.variants.begin(), h.variants.end(), [&](const Variant& v) { return v.Key() == own; }))
+      << own << " (the runtime's default on sm_90) is not in the space";
+
+  for (const DeviceInfo& dev : {Device(8, 0, 163, 164), Device(8, 9, 99, 100)}) {
+    const DeviceLimits l = LimitsFor(dev);
+    const StaticSpace s = BuildStaticSpace(p, a, l, dflt);
+    EXPECT_EQ(CountPath(s.variants, MathPath::kWgmma), 0u) << l.arch;
+    EXPECT_GT(CountPath(s.variants, MathPath::kMma), 0u) << l.arch;
+    const StaticSpace asked = BuildStaticSpace(p, a, l, {{0}, false, {MathPath::kWgmma, MathPath::kMma}});
+    EXPECT_EQ(CountPath(asked.variants, MathPath::kWgmma), 0u) << l.arch;
+    EXPECT_GT(CountPath(asked.variants, MathPath::kMma), 0u) << l.arch;
+    // Small wgmma CTAs would fit sm_80's shared memory: it is the device, not the limits, that rules them out.
+    EXPECT_GT(asked.not_on_device, 0) << l.arch;
+    ASSERT_EQ(asked.skipped.size(), 1u) << l.arch;
+    EXPECT_NE(asked.skipped[0].find("prefill_sm90 family does not run on " + l.arch), std::string::npos)
+        << asked.skipped[0];
+  }
+  // Decode on sm_90 is unchanged: mma and fma.
+  const StaticSpace d = BuildStaticSpace(Qwen(), a, LimitsFor(Device(9, 0, 227, 228)), dflt);
+  const StaticSpace d_old = BuildStaticSpace(Qwen(), a, LimitsFor(Device(9, 0, 227, 228)),
+                                             {{0}, false, {MathPath::kMma, MathPath::kFma}});
+  EXPECT_EQ(d.variants.size(), d_old.variants.size());
+  EXPECT_EQ(CountPath(d.variants, MathPath::kWgmma), 0u);
+}
+
+// Registers and threads of a warp-specialized CTA: ptxas reports 168 registers under
+// __launch_bounds__(384, 1) (setmaxnreg moves them between warpgroups later), which fills
+// but fits sm_90's 64 Ki registers; 8 warps may take 255.
+TEST(CompilePrune, WgmmaCtasFitSm90) {
+  const Problem p = QwenPrefill();
+  const Variant w12 = DeviceDefault(p, Algorithm{}, 90);
+  ASSERT_EQ(w12.threads(), 384);
+  const DeviceLimits l = LimitsFor(Device(9, 0, 227, 228));
+  const std::string main = FamilyOf(w12).KernelNames().front();
+  EXPECT_FALSE(CompilePruneReason(w12, {{main, 168, 0, 0, 0, 0}}, l));
+  EXPECT_TRUE(CompilePruneReason(w12, {{main, 176, 0, 0, 0, 0}}, l));  // 176 x 384 > 64 Ki
+  Schedule s8 = w12.schedule();
+  s8.warps = 8;
+  s8.pingpong = false;
+  s8.block_m = 0;  // the family's canonical block_m for one consumer warpgroup
+  const absl::StatusOr<Variant> w8 = Variant::Create(p, Algorithm{}, CanonicalSchedule(p, Algorithm{}, s8));
+  ASSERT_TRUE(w8.ok()) << w8.status();
+  EXPECT_FALSE(CompilePruneReason(*w8, {{main, 255, 0, 0, 0, 0}}, l));
+}
+
+// A wgmma variant compiles for sm_90a on an sm_90 GPU, under sm_90a's cache folder and name
+// (Runtime::Load's), and is pruned, not compiled, for an sm_80.
+TEST(NvrtcCompile, WgmmaCompilesForSm90aAndIsPrunedOnSm80) {
+  const Variant v = DeviceDefault(QwenPrefill(), Algorithm{}, 90);
+  const Variant mma = DeviceDefault(QwenPrefill(), Algorithm{}, 0);
+  ASSERT_EQ(mma.schedule().path, MathPath::kMma);
+  const std::string dir = std::string(PLX_BINARY_DIR) + "/search_compile_wgmma_test_cache";
+  std::filesystem::remove_all(dir);
+  const CompileTarget t = TargetFor(Device(9, 0, 227, 228), dir);
+  EXPECT_EQ(t.arch, "sm_90");
+  EXPECT_EQ(CompileArch(t, v), "sm_90a");
+  EXPECT_EQ(CompileArch(t, mma), "sm_90");
+  const std::string src = GenerateSource(v);
+  const std::string name = ArtifactName(v, src, t);
+  EXPECT_EQ(ArtifactPath(t, v, name), dir + "/sm_90a/" + name + ".cubin");
+  // The name hashes sm_90a: the same as for a target that says sm_90a itself, unlike mma's.
+  CompileTarget t90a = t;
+  t90a.arch = "sm_90a";
+  EXPECT_EQ(ArtifactName(v, src, t90a), name);
+  EXPECT_NE(ArtifactName(mma, GenerateSource(mma), t90a), ArtifactName(mma, GenerateSource(mma), t));
+
+  const CompileOutcome c = NvrtcCompileFn(t)({v});
+  ASSERT_NE(c.kind, CompileOutcome::Kind::kFailed) << c.reason;
+  EXPECT_FALSE(c.kernels.empty());
+  if (c.kind == CompileOutcome::Kind::kKeep) {
+    EXPECT_TRUE(std::filesystem::exists(ArtifactPath(t, v, name)));
+  }
+
+  const CompileTarget t80 = TargetFor(Device(8, 0, 163, 164), dir);
+  const CompileOutcome p80 = NvrtcCompileFn(t80)({v});
+  EXPECT_EQ(p80.kind, CompileOutcome::Kind::kPruned);
+  EXPECT_NE(p80.reason.find("prefill_sm90 family does not run on sm_80"), std::string::npos) << p80.reason;
+  EXPECT_TRUE(p80.kernels.empty());
+  EXPECT_FALSE(std::filesystem::exists(dir + "/sm_80a"));
+  EXPECT_FALSE(std::filesystem::exists(dir + "/sm_80"));
+  std::filesystem::remove_all(dir);
+}
+
+// A large prefill on the H200: the wgmma family's default is estimated about 2.3x faster than
+// the mma.sync default (measured: 892 vs 2073 us at B 4, 16 heads, L 4096, D 128), so a
+// guided search measures it first; the fma path stays far behind both.
+TEST(CostModel, WgmmaPrefillRanksAheadOfMmaSync) {
+  const CostInputs c = CostInputsFor(Device(9, 0, 227, 228));
+  Problem p = QwenPrefill();
+  p.num_kv_heads = 16;
+  const Algorithm a;
+  const Variant wg = DeviceDefault(p, a, 90), mma = DeviceDefault(p, a, 0);
+  ASSERT_EQ(wg.schedule().path, MathPath::kWgmma);
+  const double t_wg = EstimatePrefillUs(wg, 4, 4096, 4096, c), t_mma = EstimatePrefillUs(mma, 4, 4096, 4096, c);
+  EXPECT_LT(t_wg * 1.8, t_mma) << t_wg << " vs " << t_mma;
+  EXPECT_GT(t_wg * 3.0, t_mma) << t_wg << " vs " << t_mma;
+  // Within 25% of what was measured.
+  EXPECT_NEAR(t_wg, 892, 0.25 * 892);
+  EXPECT_NEAR(t_mma, 2073, 0.25 * 2073);
+  Schedule fs = mma.schedule();
+  fs.path = MathPath::kFma;
+  if (absl::StatusOr<Variant> f = Variant::Create(p, a, CanonicalSchedule(p, a, fs)); f.ok()) {
+    EXPECT_GT(EstimatePrefillUs(*f, 4, 4096, 4096, c), 5 * t_mma);
+  }
+  // The same order through the bucket, and among the whole sm_90 space the cheapest is wgmma.
+  EXPECT_LT(EstimateUs(wg, PrefillBucketFor(4, 4096, 4096), c), EstimateUs(mma, PrefillBucketFor(4, 4096, 4096), c));
+  const StaticSpace h = BuildStaticSpace(p, a, c.limits, {{0}, false, {}});
+  const Variant* best = nullptr;
+  for (const Variant& v : h.variants)
+    if (!best || EstimatePrefillUs(v, 4, 4096, 4096, c) < EstimatePrefillUs(*best, 4, 4096, 4096, c)) best = &v;
+  ASSERT_NE(best, nullptr);
+  EXPECT_EQ(best->schedule().path, MathPath::kWgmma) << best->Key();
 }
 
 }  // namespace

@@ -396,6 +396,80 @@ TEST_F(TunerTest, PrefillIsTunedEndToEnd) {
   for (const Measured& m : measured) EXPECT_EQ(m.key.rfind("prefill-", 0), 0u) << m.key;
 }
 
+// Prefill on an sm_90 GPU with the default paths: the wgmma family's schedules are compiled
+// and measured, and the runtime's default there (the wgmma family's) is measured first, raced
+// as the baseline and reported as default_us; the portable mma default stays the reference
+// the worker is prepared with.
+TEST_F(TunerTest, PrefillOnSm90SearchesTheWgmmaFamily) {
+  TuneRequest req = Qwen({PrefillBucketFor(1, 4096, 4096)});
+  req.problem.mode = Mode::kPrefill;
+  TuneOptions o = Options();
+  o.space.paths = {};  // the device's families
+  absl::StatusOr<TuneReport> r = Tune(req, o, Deps(1, /*prune_n64_s2=*/false));
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->units.size(), 1u);
+  const UnitReport& u = r->units[0];
+  EXPECT_TRUE(u.error.empty()) << u.error;
+  const std::string own = DefaultVariantKey(req.problem, req.algorithm, 90);
+  const std::string portable = DefaultVariantKey(req.problem, req.algorithm);
+  ASSERT_NE(own.find(".wgmma-"), std::string::npos) << own;
+  ASSERT_NE(portable.find(".mma-"), std::string::npos) << portable;
+  const std::vector<Measured> measured = Measures();
+  ASSERT_FALSE(measured.empty());
+  EXPECT_EQ(measured.front().key, own);
+  size_t wgmma = 0;
+  for (const Measured& m : measured) wgmma += m.key.find(".wgmma-") != std::string::npos;
+  EXPECT_GT(wgmma, 1u);
+  EXPECT_DOUBLE_EQ(u.default_us, testing::FakeTimeUs(own));
+  EXPECT_LE(u.best_us, u.default_us);
+  const std::vector<std::string> prepared = Logged("prepare");
+  ASSERT_FALSE(prepared.empty());
+  for (const std::string& k : prepared) EXPECT_EQ(k, portable);
+  std::lock_guard<std::mutex> l(compile_mu_);
+  EXPECT_TRUE(compiled_.count(own));
+}
+
+// On an sm_80 GPU the wgmma family is never compiled or measured: not in the default space,
+// and left out with a message when asked for by name; the rest is tuned as before.
+TEST_F(TunerTest, PrefillOnSm80LeavesTheWgmmaFamilyOut) {
+  TuneRequest req = Qwen({PrefillBucketFor(1, 4096, 4096)});
+  req.problem.mode = Mode::kPrefill;
+  DeviceInfo a100 = FakeGpu(0);
+  a100.name = "FakeA100";
+  a100.cc_major = 8;
+  a100.max_smem_per_block_optin = 163 * 1024;
+  a100.smem_per_sm = 164 * 1024;
+  for (const std::vector<MathPath>& paths :
+       {std::vector<MathPath>{}, std::vector<MathPath>{MathPath::kWgmma, MathPath::kMma, MathPath::kFma}}) {
+    TuneOptions o = Options();
+    o.db_path = dir_ + "/tuner" + std::to_string(paths.size()) + ".db";
+    o.space.paths = paths;
+    std::vector<std::string> messages;
+    o.progress = [&](const ProgressEvent& e) {
+      if (e.kind == ProgressEvent::Kind::kMessage) messages.push_back(e.message);
+    };
+    TuneDeps d = Deps(1, /*prune_n64_s2=*/false);
+    d.devices = {a100};
+    absl::StatusOr<TuneReport> r = Tune(req, o, d);
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_EQ(r->units.size(), 1u);
+    EXPECT_TRUE(r->units[0].error.empty()) << r->units[0].error;
+    EXPECT_FALSE(r->units[0].best_key.empty());
+    EXPECT_GT(r->units[0].default_us, 0);  // the portable default is the baseline here
+    if (paths.empty()) {
+      EXPECT_TRUE(messages.empty());
+    } else {
+      ASSERT_EQ(messages.size(), 1u);
+      EXPECT_EQ(messages[0], "gpu0: left out path wgmma: the prefill_sm90 family does not run on sm_80 "
+                             "(it runs on sm_90 only)");
+    }
+  }
+  for (const Measured& m : Measures()) EXPECT_EQ(m.key.find(".wgmma-"), std::string::npos) << m.key;
+  std::lock_guard<std::mutex> l(compile_mu_);
+  EXPECT_FALSE(compiled_.empty());
+  for (const std::string& k : compiled_) EXPECT_EQ(k.find(".wgmma-"), std::string::npos) << k;
+}
+
 TEST_F(TunerTest, RejectsBadRequests) {
   TuneOptions o = Options();
   TuneRequest prefill = Qwen({BucketFor(1, 1024)});  // a decode bucket for a prefill problem

@@ -1,15 +1,19 @@
-// plx_prefill on Hopper (sm_90a), warp-specialized. CTA (query tile, head, batch).
-// Warpgroup 0 produces: one thread loads the CTA's [q; r] operand tiles once and streams the
-// K/V tiles of the causal range into a kStages-deep ring with TMA; mbarriers say when a
-// stage's K or V has landed (k_full, v_full) and when every consumer warp is done with it
-// (k_empty once its scores are in, v_empty once its P V is: K runs a tile further ahead). Warpgroups 1..kConsumers consume: each owns 64 MMA rows -- Parallax stacks the 8 q
-// rows of 8 queries over their 8 r rows, so one thread holds s1 and s2 (and O1 and O2) of the
-// same query, exactly the mma.sync layout mma_core.cuh works on -- and per tile computes
+// plx_prefill on Hopper (sm_90a), warp-specialized. A CTA owns a work tile (query tile, head,
+// batch); persistent CTAs (kPersistent) walk every kPersistent-th tile, longest first.
+// Warpgroup 0 produces: one thread loads the tile's [q; r] operands and streams the K/V tiles
+// of its causal range into a kStages-deep ring with TMA; mbarriers say when q/r or a stage's
+// K or V has landed (q_full, k_full, v_full) and when every consumer warp is done with them
+// (q_empty after a work tile's last scores, k_empty once a tile's scores are in, v_empty once
+// its P V is: K runs a tile ahead of V, the next work tile's q/r loads under the last MMAs).
+// Warpgroups 1..kConsumers consume: each owns 64 MMA rows -- Parallax stacks the 8 q rows of
+// 8 queries over their 8 r rows, so one thread holds s1 and s2 (and O1 and O2) of the same
+// query, exactly the mma.sync layout mma_core.cuh works on -- and per K/V tile computes
 // S = [q; r] K^T (wgmma, both operands in shared memory), the online softmax with the moving
 // centre (mma_core.cuh), and [O1; O2] += [P1; P2] V (wgmma, P from registers, V MN-major).
 // Needs: sequence.cuh (prefill), mma_core.cuh, finalize.cuh, sm90/async.cuh, sm90/wgmma.cuh,
-// the generated plx_wgmma_scores (N = kBlockN) and plx_wgmma_pv (N = kHeadDim); kConsumers, kBlockM,
-// kQueriesPerWg, kDChunks, kTileBytes, kSmem*, kRegRealloc (generator).
+// the generated plx_wgmma_scores (N = kBlockN) and plx_wgmma_pv (N = kHeadDim); kConsumers,
+// kBlockM, kQueriesPerWg, kDChunks, kTileBytes, kSmem*, kRegRealloc, kPingPong, kPersistent
+// (generator).
 
 // ---- shared memory: [q; r] tiles, the K/V ring, the barriers ---------------------------
 // Every operand is a sequence of 64-column chunks [rows][64] in the 128-byte swizzle TMA
@@ -29,17 +33,63 @@ struct Sm90Smem {
   __device__ __forceinline__ plx_u64* v_full(int s) const { return bar(1 + kStages + s); }
   __device__ __forceinline__ plx_u64* k_empty(int s) const { return bar(1 + 2 * kStages + s); }
   __device__ __forceinline__ plx_u64* v_empty(int s) const { return bar(1 + 3 * kStages + s); }
+  __device__ __forceinline__ plx_u64* q_empty() const { return bar(1 + 4 * kStages); }
 };
+
+// ---- the work tiles: (query tile, head, batch), longest causal rows first ----------------
+// Tile i of gridDim-independent numbering: query tiles from the last (longest) down, heads and
+// batches inside. A plain launch (grid: query tiles x heads x batch) runs one tile per CTA.
+struct Work {
+  int row0, h, b;
+};
+__device__ __forceinline__ int num_work(const PlxPrefillParams& p) {
+  return (p.seqlen_q + kBlockM - 1) / kBlockM * kNumQHeads * p.batch;
+}
+__device__ __forceinline__ Work work_of(const PlxPrefillParams& p, int i) {
+  const int per_row = kNumQHeads * p.batch, num_m = (p.seqlen_q + kBlockM - 1) / kBlockM;
+  const int r = i % per_row;
+  return Work{(num_m - 1 - i / per_row) * kBlockM, r % kNumQHeads, r / kNumQHeads};
+}
+__device__ __forceinline__ int first_work() {
+  return kPersistent ? blockIdx.x : (blockIdx.x * gridDim.z + blockIdx.z) * gridDim.y + blockIdx.y;
+}
+__device__ __forceinline__ int work_stride(const PlxPrefillParams& p) { return kPersistent ? gridDim.x : num_work(p); }
+// Calls f(seq, qt, j, it) for each of this CTA's work tiles, counting work tiles (j) and K/V
+// tiles (it) so every role's barrier phases agree; tiles past a packed sequence's end are
+// skipped. Each role runs its own copy: the producer's on kProducerRegs registers.
+template <typename F>
+__device__ __forceinline__ void for_each_work(const PlxPrefillParams& p, F f) {
+  const auto one = [&](int i, int j, int it) {
+    const Work w = work_of(p, i);
+    const Sequence seq = make_sequence(p, w.b, w.h);
+    if (w.row0 >= seq.lq) return 0;
+    const QueryTile qt = query_tile(p, seq, w.row0);
+    f(w, seq, qt, j, it);
+    return qt.num_tiles + 1;  // K/V tiles walked, plus one: the work tile was not skipped
+  };
+  if (!kPersistent) {  // one tile: no loop state kept live across the consumer's registers
+    one(first_work(), 0, 0);
+    return;
+  }
+  int j = 0, it = 0;
+  for (int i = first_work(); i < num_work(p); i += work_stride(p))
+    if (const int walked = one(i, j, it); walked > 0) {
+      ++j;
+      it += walked - 1;
+    }
+}
 
 // TMA coordinates of a sequence's token: packed sequences index the packed total (batch 0).
 __device__ __forceinline__ int token_base(const int* cu_seqlens, int b) { return cu_seqlens ? cu_seqlens[b] : 0; }
 __device__ __forceinline__ int batch_coord(const int* cu_seqlens, int b) { return cu_seqlens ? 0 : b; }
 
-// ---- phase: produce (one thread) --------------------------------------------------------
+// ---- phase: produce (one thread), one work tile -----------------------------------------
+// j: the CTA's work tiles so far; it: its K/V tiles so far (the ring's running count).
 __device__ __forceinline__ void produce(const PlxPrefillTmaParams& P, const Sm90Smem& sm, const QueryTile& qt,
-                                        int b, int h) {
+                                        int b, int h, int j, int it) {
   const PlxPrefillParams& p = P.p;
   const int qtok = token_base(p.cu_seqlens_q, b) + qt.row0, qb = batch_coord(p.cu_seqlens_q, b);
+  plx_mbar_wait(sm.q_empty(), (j & 1) ^ 1);  // a fresh barrier passes parity 1
   plx_mbar_arrive_expect_tx(sm.q_full(), kConsumers * kDChunks * 64 * 64 * 2);
 #pragma unroll 1
   for (int wg = 0; wg < kConsumers; ++wg)
@@ -60,8 +110,8 @@ __device__ __forceinline__ void produce(const PlxPrefillTmaParams& P, const Sm90
   // Not unrolled: the producer runs on kProducerRegs registers.
 #pragma unroll 1
   for (int t = 0; t < qt.num_tiles; ++t) {
-    const int stage = t % kStages;
-    const int parity = ((t / kStages) & 1) ^ 1;  // a fresh barrier passes parity 1
+    const int stage = (it + t) % kStages;
+    const int parity = (((it + t) / kStages) & 1) ^ 1;
     plx_mbar_wait(sm.k_empty(stage), parity);
     plx_mbar_arrive_expect_tx(sm.k_full(stage), kTileBytes);
     for (int c = 0; c < kDChunks; ++c)
@@ -136,20 +186,22 @@ __device__ __forceinline__ float qr_elem(const plx_e16* tile, int row, int d) {
   const int c = d / 64, col = d % 64;
   return plx_to_float(tile[c * 64 * 64 + row * 64 + (((col / 8) ^ (row % 8)) * 8) + col % 8]);
 }
+// r.q of this thread's query (amplified affine), read while the operand tile is resident.
+__device__ __forceinline__ float query_rq(const plx_e16* tile, int warp) {
+  if (!(kLearned && kAmplified)) return 0.f;
+  const int lane = threadIdx.x & 31, g = lane >> 2;
+  float part = 0.f;  // the quad splits the head dim
+  for (int d = lane & 3; d < kHeadDim; d += 4)
+    part += qr_elem(tile, 16 * warp + g, d) * qr_elem(tile, 16 * warp + g + 8, d);
+  return plx_quad_sum(part);
+}
 __device__ __forceinline__ void sm90_store(const PlxPrefillParams& p, const Sequence& seq, const WarpState& st,
-                                           const plx_e16* tile, int warp, int wrow0) {
+                                           float rq, int wrow0) {
   const int lane = threadIdx.x & 31, g = lane >> 2, c = 2 * (lane & 3);
 #pragma unroll
   for (int hh = 0; hh < (kLearned ? 1 : 2); ++hh) {
     const float d1 = kLearned ? st.d1[0][0] : plx_quad_sum(st.d1[0][hh]);
     const float centre = kLearned ? st.c[0] : 0.f;
-    float rq = 0.f;
-    if (kLearned && kAmplified) {  // the quad splits the head dim
-      float part = 0.f;
-      for (int d = lane & 3; d < kHeadDim; d += 4)
-        part += qr_elem(tile, 16 * warp + g, d) * qr_elem(tile, 16 * warp + g + 8, d);
-      rq = plx_quad_sum(part);
-    }
     const int qi = wrow0 + (kLearned ? g : g + 8 * hh);
     if (qi < seq.lq) {
       plx_e16* o = seq.out + (long long)qi * p.o_stride_l;
@@ -163,86 +215,62 @@ __device__ __forceinline__ void sm90_store(const PlxPrefillParams& p, const Sequ
   }
 }
 
-// ---- the kernel ---------------------------------------------------------------------------
-extern "C" __global__ void __launch_bounds__(kThreads, 1) plx_prefill(const __grid_constant__ PlxPrefillTmaParams P) {
-  const PlxPrefillParams& p = P.p;
-  extern __shared__ unsigned char smem_raw[];
-  const plx_u32 raw = plx_smem_addr(smem_raw);
-  const Sm90Smem sm{smem_raw + ((raw + 1023) / 1024 * 1024 - raw)};
-  const int h = blockIdx.y, b = blockIdx.z;
-  const Sequence seq = make_sequence(p, b, h);
-  const int row0 = query_tile_row0();
-  if (row0 >= seq.lq) return;
-  const QueryTile qt = query_tile(p, seq, row0);
-
-  if (threadIdx.x == 0) {
-    plx_mbar_init(sm.q_full(), 1);
-    for (int s = 0; s < kStages; ++s) {
-      plx_mbar_init(sm.k_full(s), 1);
-      plx_mbar_init(sm.v_full(s), 1);
-      plx_mbar_init(sm.k_empty(s), 4 * kConsumers);  // one arrival per consumer warp
-      plx_mbar_init(sm.v_empty(s), 4 * kConsumers);
-    }
-    plx_mbar_init_fence();
-  }
-  __syncthreads();
-
-  const int wg = threadIdx.x / 128;
-  if (wg == 0) {  // producer warpgroup
-    if (kRegRealloc) plx_regs_release<kProducerRegs>();
-    if (threadIdx.x == 0) produce(P, sm, qt, b, h);
-    return;
-  }
-  if (kRegRealloc) plx_regs_acquire<kConsumerRegs>();
-  const int cw = wg - 1, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x & 31;
-  const int wrow0 = row0 + cw * kQueriesPerWg + warp * kUnits;  // this warp's first query row
+// ---- phase: consume one work tile (a consumer warpgroup) ----------------------------------
+// The scores of K/V tile t are issued before the P V of tile t - 1, so the softmax of tile t
+// runs while the tensor cores accumulate tile t - 1; O is rescaled once that has landed.
+// Tile 0 is peeled so no branch inside the loop decides whether a P V is in flight: ptxas
+// tracks the MMAs per path and would serialize them otherwise (C7514).
+// Ping-pong: consumer cw issues its MMAs only in its turn (named barrier 1 + cw) and hands
+// the turn over as soon as they are issued, so the tensor cores run one warpgroup's MMAs
+// while the other computes its softmax. Each warpgroup has num_tiles + 1 turns a work tile;
+// warpgroup 1 gives warpgroup 0 the first and keeps its own last, so every barrier balances.
+__device__ __forceinline__ void consume(const PlxPrefillParams& p, const Sm90Smem& sm, const Sequence& seq,
+                                        const QueryTile& qt, int cw, int j, int it) {
+  const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x & 31;
+  const int wrow0 = qt.row0 + cw * kQueriesPerWg + warp * kUnits;  // this warp's first query row
   const plx_e16* tile = sm.qr(cw);
   const plx_u64 desc_qr = plx_wgmma_desc_sw128(tile);
-  plx_mbar_wait(sm.q_full(), 0);
-
-  // The scores of tile t are issued before the P V of tile t - 1, so the softmax of tile t
-  // runs while the tensor cores accumulate tile t - 1; O is rescaled once that has landed.
-  WarpState st;
-  state_init(st);
-  PFrag a;
-  const auto release = [&](plx_u64* empty) {  // this warp is done with a K or V tile
+  plx_mbar_wait(sm.q_full(), j & 1);
+  const float rq = query_rq(tile, warp);
+  const auto release = [&](plx_u64* empty) {  // this warp is done with q/r, a K or a V tile
     __syncwarp();
     if (lane == 0) plx_mbar_arrive(empty);
   };
-  const auto softmax = [&](float (&s)[1][kBlockN / 8][4], int t, Rescale& r) {
-    const int t0 = qt.lo + t * kBlockN;
-    scale_scores(s, p.scale_log2);
-    if (edge_tile(p, seq, qt, t0))
-      mask_scores<kBlockN>(s, [&](int u, int key) { return visible_key(p, seq, wrow0 + u, t0 + key); });
-    softmax_update<kBlockN>(s, st, r);
-  };
-  // Tile 0 is peeled so no branch inside the loop decides whether a P V is in flight: ptxas
-  // tracks the MMAs per path and would serialize them otherwise (C7514).
-  // Ping-pong: consumer cw issues its MMAs only in its turn (named barrier 1 + cw) and hands
-  // the turn over as soon as they are issued, so the tensor cores run one warpgroup's MMAs
-  // while the other computes its softmax. Each warpgroup has num_tiles + 1 turns; warpgroup 1
-  // gives warpgroup 0 the first and keeps its own last, so every barrier is balanced.
   const auto turn_begin = [&] {
     if (kPingPong) plx_named_bar_sync(1 + cw, 256);
   };
   const auto turn_end = [&](bool last) {
     if (kPingPong && !(last && cw == 1)) plx_named_bar_arrive(2 - cw, 256);
   };
-  if (kPingPong && cw == 1 && qt.num_tiles > 0) plx_named_bar_arrive(1, 256);
-  const auto stage_of = [](int t) { return t % kStages; };
-  const auto phase_of = [](int t) { return (t / kStages) & 1; };
-  if (qt.num_tiles > 0) {
+  const auto stage_of = [&](int t) { return (it + t) % kStages; };
+  const auto phase_of = [&](int t) { return ((it + t) / kStages) & 1; };
+  const auto softmax = [&](float (&s)[1][kBlockN / 8][4], int t, Rescale& r, WarpState& st) {
+    const int t0 = qt.lo + t * kBlockN;
+    scale_scores(s, p.scale_log2);
+    if (edge_tile(p, seq, qt, t0))
+      mask_scores<kBlockN>(s, [&](int u, int key) { return visible_key(p, seq, wrow0 + u, t0 + key); });
+    softmax_update<kBlockN>(s, st, r);
+  };
+
+  WarpState st;
+  state_init(st);
+  if (qt.num_tiles == 0) {
+    release(sm.q_empty());
+  } else {
+    if (kPingPong && cw == 1) plx_named_bar_arrive(1, 256);
+    PFrag a;
     {
       float s[1][kBlockN / 8][4];
-      plx_mbar_wait(sm.k_full(0), 0);
+      plx_mbar_wait(sm.k_full(stage_of(0)), phase_of(0));
       turn_begin();
-      issue_scores(s, desc_qr, sm.k(0));
+      issue_scores(s, desc_qr, sm.k(stage_of(0)));
       turn_end(false);
       plx_wgmma_wait<0>();
       plx_fence_regs(s_regs(s));
-      release(sm.k_empty(0));
+      release(sm.k_empty(stage_of(0)));
+      if (qt.num_tiles == 1) release(sm.q_empty());
       Rescale r;
-      softmax(s, 0, r);  // O is still zero: nothing to rescale
+      softmax(s, 0, r, st);  // O is still zero: nothing to rescale
       pack_p(s, a);
     }
     for (int t = 1; t < qt.num_tiles; ++t) {
@@ -256,8 +284,9 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) plx_prefill(const __gr
       plx_wgmma_wait<1>();  // the scores of tile t (committed first)
       plx_fence_regs(s_regs(s));
       release(sm.k_empty(stage_of(t)));
+      if (t == qt.num_tiles - 1) release(sm.q_empty());  // the next work tile's q/r may load
       Rescale r;
-      softmax(s, t, r);
+      softmax(s, t, r, st);
       plx_wgmma_wait<0>();  // P V of tile t - 1
       plx_fence_regs(o_regs(st));
       plx_fence_regs(p_regs(a));
@@ -274,5 +303,39 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) plx_prefill(const __gr
     plx_fence_regs(o_regs(st));
     release(sm.v_empty(stage_of(last)));
   }
-  sm90_store(p, seq, st, tile, warp, wrow0);
+  sm90_store(p, seq, st, rq, wrow0);
+}
+
+// ---- the kernel ---------------------------------------------------------------------------
+extern "C" __global__ void __launch_bounds__(kThreads, 1) plx_prefill(const __grid_constant__ PlxPrefillTmaParams P) {
+  const PlxPrefillParams& p = P.p;
+  extern __shared__ unsigned char smem_raw[];
+  const plx_u32 raw = plx_smem_addr(smem_raw);
+  const Sm90Smem sm{smem_raw + ((raw + 1023) / 1024 * 1024 - raw)};
+  if (threadIdx.x == 0) {
+    plx_mbar_init(sm.q_full(), 1);
+    plx_mbar_init(sm.q_empty(), 4 * kConsumers);  // one arrival per consumer warp
+    for (int s = 0; s < kStages; ++s) {
+      plx_mbar_init(sm.k_full(s), 1);
+      plx_mbar_init(sm.v_full(s), 1);
+      plx_mbar_init(sm.k_empty(s), 4 * kConsumers);
+      plx_mbar_init(sm.v_empty(s), 4 * kConsumers);
+    }
+    plx_mbar_init_fence();
+  }
+  __syncthreads();
+
+  const int wg = threadIdx.x / 128;
+  if (wg == 0) {  // producer warpgroup: one thread issues every load
+    if (kRegRealloc) plx_regs_release<kProducerRegs>();
+    if (threadIdx.x == 0)
+      for_each_work(p, [&](const Work& w, const Sequence&, const QueryTile& qt, int j, int it) {
+        produce(P, sm, qt, w.b, w.h, j, it);
+      });
+  } else {
+    if (kRegRealloc) plx_regs_acquire<kConsumerRegs>();
+    for_each_work(p, [&](const Work&, const Sequence& seq, const QueryTile& qt, int j, int it) {
+      consume(p, sm, seq, qt, wg - 1, j, it);
+    });
+  }
 }

@@ -33,7 +33,8 @@ class Family final : public KernelFamily {
   const char* ArchSuffix() const override { return "a"; }
   Abi abi() const override { return Abi::kPrefillTma; }
   TmaBoxes Boxes(const Variant& v) const override;
-  unsigned fields() const override { return kFieldBlockM | kFieldPingPong; }
+  unsigned fields() const override { return kFieldBlockM | kFieldPingPong | kFieldPersistent; }
+  bool Persistent(const Variant& v) const override { return v.schedule().persistent; }
   absl::Status Validate(const Problem& p, const Algorithm& a, const Schedule& s) const override;
   std::string PrintSchedule(const Schedule& s) const override;
   absl::Status ParseSchedule(std::vector<absl::string_view> tokens, Schedule* s) const override;

@@ -1,7 +1,8 @@
-// Hopper prefill schedules. Key grammar after the path: -mN-nN-wN-sN[-pp], like the portable
+// Hopper prefill schedules. Key grammar after the path: -mN-nN-wN-sN[-pp][-pers], like the portable
 // prefill family: block_m query rows per CTA, block_n keys per K/V tile, warps (a producer
 // warpgroup plus 1 or 2 consumer warpgroups), stages of the K/V ring; -pp when the two
-// consumer warpgroups take turns issuing their MMAs (ping-pong).
+// consumer warpgroups take turns issuing their MMAs (ping-pong); -pers when one CTA per SM
+// walks the tiles (persistent).
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
@@ -30,7 +31,7 @@ Geometry GeometryOf(const Problem& p, const Algorithm& a, const Schedule& s) {
   g.tile_bytes = s.block_n * p.head_dim * 2;
   g.ring_offset = g.qr_bytes;
   g.bars_offset = g.ring_offset + s.stages * 2 * g.tile_bytes;
-  g.smem_bytes = 1024 + g.bars_offset + 8 * (1 + 4 * s.stages);
+  g.smem_bytes = 1024 + g.bars_offset + 8 * (2 + 4 * s.stages);
   return g;
 }
 
@@ -61,15 +62,21 @@ absl::Status Family::Validate(const Problem& p, const Algorithm& a, const Schedu
 }
 
 std::string Family::PrintSchedule(const Schedule& s) const {
-  return absl::StrCat("-m", s.block_m, "-n", s.block_n, "-w", s.warps, "-s", s.stages, s.pingpong ? "-pp" : "");
+  return absl::StrCat("-m", s.block_m, "-n", s.block_n, "-w", s.warps, "-s", s.stages, s.pingpong ? "-pp" : "",
+                      s.persistent ? "-pers" : "");
 }
 
 absl::Status Family::ParseSchedule(std::vector<absl::string_view> st, Schedule* s) const {
-  if (st.size() == 5 && st[4] == "pp") {
+  if (st.size() > 4 && st.back() == "pers") {
+    s->persistent = true;
+    st.pop_back();
+  }
+  if (st.size() > 4 && st.back() == "pp") {
     s->pingpong = true;
     st.pop_back();
   }
-  if (st.size() != 4) return absl::InvalidArgumentError("wgmma prefill schedule must be wgmma-mN-nN-wN-sN[-pp]");
+  if (st.size() != 4)
+    return absl::InvalidArgumentError("wgmma prefill schedule must be wgmma-mN-nN-wN-sN[-pp][-pers]");
   if (!ParseTagged(st[0], "m", &s->block_m)) return absl::InvalidArgumentError("expected mN (query rows per CTA)");
   if (!ParseTagged(st[1], "n", &s->block_n)) return absl::InvalidArgumentError("expected nN (keys per tile)");
   if (!ParseTagged(st[2], "w", &s->warps)) return absl::InvalidArgumentError("expected wN (warps)");
@@ -88,7 +95,7 @@ Schedule Family::Canonical(const Problem&, const Algorithm& a, Schedule s) const
 // learned probe (892 us vs 905 at 128), 128 for softmax (516 us; 64-key tiles 597), 192 at
 // head_dim 64 (596 us vs 636) -- as deep as shared memory allows up to three stages. Head
 // dim 256: 64-key tiles, two deep, no ping-pong (1742 vs 1752 us, and it spills there). With
-// a sliding window 128-key tiles (wider ones spill a few bytes: kernel_check).
+// a sliding window 128-key tiles, 112 for softmax (wider ones spill a few bytes: kernel_check).
 Schedule Family::Default(const Problem& p, const Algorithm& a) const {
   Schedule s;
   s.path = MathPath::kWgmma;
@@ -96,30 +103,33 @@ Schedule Family::Default(const Problem& p, const Algorithm& a) const {
   s.block_m = 2 * QueriesPerWg(a);
   s.pingpong = p.head_dim < 256;
   if (p.head_dim >= 256) s.block_n = 64;
-  else if (p.window) s.block_n = 128;  // the window's mask arithmetic spills the wider tiles
+  else if (p.window) s.block_n = a.probe == Probe::kLearned ? 128 : 112;  // the mask spills wider ones
   else s.block_n = p.head_dim <= 64 ? 192 : a.probe == Probe::kLearned ? 160 : 128;
   for (s.stages = 3; s.stages > 2 && GeometryOf(p, a, s).smem_bytes > kMaxSmem; --s.stages) {
   }
   return s;
 }
 
-// Nested order: warps, block_n, stages, ping-pong; only when the options ask for the wgmma path.
+// Nested order: warps, block_n, stages, ping-pong, persistence; only when the options ask for
+// the wgmma path.
 void Family::ForEachCandidate(const Problem&, const Algorithm& a, const SpaceOptions& o,
                               const std::function<void(const Schedule&)>& consider) const {
   if (std::find(o.paths.begin(), o.paths.end(), MathPath::kWgmma) == o.paths.end()) return;
   for (int warps : {8, 12})
     for (int block_n : {64, 96, 128, 160, 192})
       for (int stages : o.stages)
-        for (bool pingpong : {false, true}) {
-          Schedule s;
-          s.path = MathPath::kWgmma;
-          s.warps = warps;
-          s.block_n = block_n;
-          s.stages = stages;
-          s.block_m = (warps / 4 - 1) * QueriesPerWg(a);
-          s.pingpong = pingpong;
-          consider(s);
-        }
+        for (bool pingpong : {false, true})
+          for (bool persistent : {false, true}) {
+            Schedule s;
+            s.path = MathPath::kWgmma;
+            s.warps = warps;
+            s.block_n = block_n;
+            s.stages = stages;
+            s.block_m = (warps / 4 - 1) * QueriesPerWg(a);
+            s.pingpong = pingpong;
+            s.persistent = persistent;
+            consider(s);
+          }
 }
 
 }  // namespace parallax::prefill_sm90

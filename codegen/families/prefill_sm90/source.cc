@@ -61,10 +61,12 @@ std::string Family::Constants(const Variant& v) const {
       "constexpr int kSmemBars = %d;\n"
       "constexpr bool kRegRealloc = %s;\n"
       "constexpr bool kPingPong = %s;   // consumers take turns issuing MMAs (named barriers 1, 2)\n"
+      "constexpr bool kPersistent = %s; // gridDim.x CTAs walk every (query tile, head, batch)\n"
       "constexpr int kProducerRegs = %d, kConsumerRegs = %d;\n"
       "static_assert(!kRegRealloc || kProducerRegs + 2 * kConsumerRegs <= 3 * 168, \"setmaxnreg beyond the CTA's pool\");\n",
       v.schedule().block_m, g.consumers, g.queries_per_wg, g.tile_bytes, g.ring_offset, g.bars_offset,
-      realloc ? "true" : "false", v.schedule().pingpong ? "true" : "false", producer_regs, consumer_regs);
+      realloc ? "true" : "false", v.schedule().pingpong ? "true" : "false",
+      v.schedule().persistent ? "true" : "false", producer_regs, consumer_regs);
 }
 
 std::string Family::Kernels(const Variant& v) const {

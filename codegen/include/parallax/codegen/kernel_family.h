@@ -37,6 +37,7 @@ enum ScheduleField : unsigned {
   kFieldFusedMerge = 1u << 3,
   kFieldTestFault = 1u << 4,
   kFieldPingPong = 1u << 5,
+  kFieldPersistent = 1u << 6,
 };
 
 // How a family's warps use the common warp cores (kernels/common/mma_core.cuh, fma_core.cuh)
@@ -82,6 +83,9 @@ class KernelFamily {
     int kv_rows = 0;
   };
   virtual TmaBoxes Boxes(const Variant&) const { return {}; }
+  // Whether the main kernel is persistent: the runtime launches at most one wave of CTAs
+  // (SMs x CTAs per SM) along x, and the kernel walks MainGrid's CTAs itself.
+  virtual bool Persistent(const Variant&) const { return false; }
 
   // ---- schedule: fields, key grammar, validation, defaults ----
   virtual unsigned fields() const = 0;  // ScheduleField bits it reads

@@ -68,6 +68,8 @@ struct Schedule {
   int block_m = 0;        // prefill: query rows per CTA
   bool pingpong = false;     // sm_90 prefill: the consumer warpgroups take turns issuing their
                              // MMAs, so one's softmax runs under the other's MMAs
+  bool persistent = false;   // sm_90 prefill: one CTA per SM walks the tiles (longest first),
+                             // loading the next tile's q/r under the current one's last MMAs
   bool fused_merge = false;  // decode: the last CTA of each head group merges the splits
                              // (one launch; counters in a runtime-owned buffer)
   // Test-only (decode): the kernel faults (illegal address) or never finishes, so the tuner's

@@ -20,7 +20,7 @@
 namespace parallax::search {
 
 struct CompileTarget {
-  std::string arch;           // "sm_90"
+  std::string arch;           // the device's: "sm_90" (a family may add a suffix: CompileArch)
   std::string nvrtc_version;  // "13.0"
   int driver_version = 0;
   std::string cache_dir;      // the worker's Runtime cache_dir
@@ -28,13 +28,19 @@ struct CompileTarget {
 };
 CompileTarget TargetFor(const DeviceInfo& dev, const std::string& cache_dir);
 
+// The arch v is compiled for: the device's plus its family's suffix ("sm_90a" for a wgmma
+// variant on an sm_90 GPU), as Runtime::Load does. A variant whose family does not run on
+// the device is never compiled (NvrtcCompileFn prunes it, NotOnDeviceReason says why).
+std::string CompileArch(const CompileTarget& t, const Variant& v);
+
 // The runtime's default binary cache: $PARALLAX_CACHE_DIR, ~/.cache/parallax, /tmp/parallax-cache.
 std::string DefaultCacheDir();
 
-// The file name Runtime::Load (runtime/src/runtime.cc) gives v's binary; the two must agree,
+// The file name and path Runtime::Load (runtime/src/runtime.cc) gives v's binary: the name
+// hashes CompileArch, the path is <cache_dir>/<CompileArch>/<name>.cubin. The two must agree,
 // or the worker silently compiles again (slower, still correct).
 std::string ArtifactName(const Variant& v, const std::string& source, const CompileTarget& t);
-std::string ArtifactPath(const CompileTarget& t, const std::string& artifact);
+std::string ArtifactPath(const CompileTarget& t, const Variant& v, const std::string& artifact);
 
 struct CompileOutcome {
   enum class Kind { kKeep, kPruned, kFailed };

@@ -88,7 +88,7 @@ struct UnitReport {
   int measured = 0, cached = 0, pruned = 0, failed = 0, wrong = 0, timeout = 0;
   std::string best_key;  // "" when nothing ran ok
   double best_us = 0;
-  double default_us = 0;  // the runtime's default variant, when measured
+  double default_us = 0;  // the runtime's default variant on this device, when measured
   bool budget_exhausted = false;
   std::string error;     // the unit could not be tuned (worker unusable, shape too big)
 };
@@ -106,8 +106,11 @@ struct TuneReport {
 // Every GPU the driver shows, queried; FailedPrecondition without a driver or a GPU.
 absl::StatusOr<std::vector<DeviceInfo>> VisibleDevices();
 
-// The runtime's untuned choice for the problem (measured first, and the full-shape reference).
-std::string DefaultVariantKey(const Problem& p, const Algorithm& a);
+// The runtime's untuned choice for the problem on a device of compute capability sm
+// (DefaultSchedule; 0: no device known, the portable family's). The portable one is every
+// unit's full-shape reference; the device's own (on sm_90 prefill: the wgmma family's) is
+// measured first and raced as the baseline whenever it is in the device's space.
+std::string DefaultVariantKey(const Problem& p, const Algorithm& a, int sm = 0);
 
 // FailedPrecondition without a GPU; InvalidArgument for a bad request. A cancelled run
 // returns its report with cancelled set.

@@ -12,6 +12,19 @@ bool ParseTagged(absl::string_view tok, absl::string_view prefix, int* out) {
   return ec == std::errc() && ptr == num.data() + num.size();
 }
 
+std::string PrintTiles(const Schedule& s) {
+  return absl::StrCat("-m", s.block_m, "-n", s.block_n, "-w", s.warps, "-s", s.stages);
+}
+
+absl::Status ParseTiles(const std::vector<absl::string_view>& st, absl::string_view grammar, Schedule* s) {
+  if (st.size() != 4) return absl::InvalidArgumentError(absl::StrCat("prefill schedule must be ", grammar));
+  if (!ParseTagged(st[0], "m", &s->block_m)) return absl::InvalidArgumentError("expected mN (query rows per CTA)");
+  if (!ParseTagged(st[1], "n", &s->block_n)) return absl::InvalidArgumentError("expected nN (keys per tile)");
+  if (!ParseTagged(st[2], "w", &s->warps)) return absl::InvalidArgumentError("expected wN (warps)");
+  if (!ParseTagged(st[3], "s", &s->stages)) return absl::InvalidArgumentError("expected sN (stages)");
+  return absl::OkStatus();
+}
+
 int MmaRegisterEstimate(int mtiles, int head_dim, int keys) {
   const int o = mtiles * head_dim / 2;
   const int s = mtiles * keys / 2;

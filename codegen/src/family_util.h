@@ -4,6 +4,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -25,6 +26,11 @@ inline int CeilDiv(int a, int b) { return (a + b - 1) / b; }
 
 // Parses "<prefix><int>" exactly (no sign, no leading zeros except "0").
 bool ParseTagged(absl::string_view tok, absl::string_view prefix, int* out);
+
+// The prefill families' schedule tokens "-mN-nN-wN-sN" (block_m, block_n, warps, stages):
+// printed, and parsed from exactly four tokens; `grammar` names the whole form in the error.
+std::string PrintTiles(const Schedule& s);
+absl::Status ParseTiles(const std::vector<absl::string_view>& tokens, absl::string_view grammar, Schedule* s);
 
 // Query units per m16 MMA tile: Parallax stacks 8 q rows over 8 r rows; softmax uses 16.
 inline int UnitsPerMTile(const Algorithm& a) { return a.probe == Probe::kLearned ? 8 : 16; }

@@ -9,7 +9,6 @@
 namespace parallax::prefill {
 
 using family::Bad;
-using family::ParseTagged;
 
 absl::Status Family::Validate(const Problem& p, const Algorithm& a, const Schedule& s) const {
   if (s.block_m < 8 || s.block_m > 256 || s.block_m % s.warps != 0)
@@ -34,17 +33,10 @@ absl::Status Family::Validate(const Problem& p, const Algorithm& a, const Schedu
   return absl::OkStatus();
 }
 
-std::string Family::PrintSchedule(const Schedule& s) const {
-  return absl::StrCat("-m", s.block_m, "-n", s.block_n, "-w", s.warps, "-s", s.stages);
-}
+std::string Family::PrintSchedule(const Schedule& s) const { return family::PrintTiles(s); }
 
 absl::Status Family::ParseSchedule(std::vector<absl::string_view> st, Schedule* s) const {
-  if (st.size() != 4) return absl::InvalidArgumentError("prefill schedule must be path-mN-nN-wN-sN");
-  if (!ParseTagged(st[0], "m", &s->block_m)) return absl::InvalidArgumentError("expected mN (query rows per CTA)");
-  if (!ParseTagged(st[1], "n", &s->block_n)) return absl::InvalidArgumentError("expected nN (keys per tile)");
-  if (!ParseTagged(st[2], "w", &s->warps)) return absl::InvalidArgumentError("expected wN (warps)");
-  if (!ParseTagged(st[3], "s", &s->stages)) return absl::InvalidArgumentError("expected sN (stages)");
-  return absl::OkStatus();
+  return family::ParseTiles(st, "path-mN-nN-wN-sN", s);
 }
 
 Schedule Family::Canonical(const Problem&, const Algorithm& a, Schedule s) const {

@@ -14,7 +14,6 @@
 namespace parallax::prefill_sm90 {
 
 using family::Bad;
-using family::ParseTagged;
 
 namespace {
 constexpr int kMaxSmem = 227 * 1024;  // sm_90's opt-in dynamic shared memory per block
@@ -62,8 +61,7 @@ absl::Status Family::Validate(const Problem& p, const Algorithm& a, const Schedu
 }
 
 std::string Family::PrintSchedule(const Schedule& s) const {
-  return absl::StrCat("-m", s.block_m, "-n", s.block_n, "-w", s.warps, "-s", s.stages, s.pingpong ? "-pp" : "",
-                      s.persistent ? "-pers" : "");
+  return absl::StrCat(family::PrintTiles(s), s.pingpong ? "-pp" : "", s.persistent ? "-pers" : "");
 }
 
 absl::Status Family::ParseSchedule(std::vector<absl::string_view> st, Schedule* s) const {
@@ -75,13 +73,7 @@ absl::Status Family::ParseSchedule(std::vector<absl::string_view> st, Schedule* 
     s->pingpong = true;
     st.pop_back();
   }
-  if (st.size() != 4)
-    return absl::InvalidArgumentError("wgmma prefill schedule must be wgmma-mN-nN-wN-sN[-pp][-pers]");
-  if (!ParseTagged(st[0], "m", &s->block_m)) return absl::InvalidArgumentError("expected mN (query rows per CTA)");
-  if (!ParseTagged(st[1], "n", &s->block_n)) return absl::InvalidArgumentError("expected nN (keys per tile)");
-  if (!ParseTagged(st[2], "w", &s->warps)) return absl::InvalidArgumentError("expected wN (warps)");
-  if (!ParseTagged(st[3], "s", &s->stages)) return absl::InvalidArgumentError("expected sN (stages)");
-  return absl::OkStatus();
+  return family::ParseTiles(st, "wgmma-mN-nN-wN-sN[-pp][-pers]", s);
 }
 
 Schedule Family::Canonical(const Problem&, const Algorithm& a, Schedule s) const {

@@ -143,6 +143,8 @@ class PrefillFamily final : public BenchFamily {
       BindQrkv(a, dev, Learned(), c.out);
       a.cu_seqlens_q = cuq_dev;
       a.cu_seqlens_k = cuk_dev;
+      a.total_q = cuq[B];  // the packed extents: TMA families (sm_90a) need them
+      a.total_k = cuk[B];
       reduced_.push_back(a);
       c.runs.push_back(ReducedRun{c.out_elems, "varlen"});
     }

@@ -157,7 +157,8 @@ std::string DecodeCase::Name() const {
                                affine == Affine::kAmplified ? "_amp" : "", "_rs", r_scale,
                                num_splits ? absl::StrCat("_split", num_splits) : "", "_L");
   for (int l : seqlens) absl::StrAppend(&n, "_", l);
-  if (!key.empty()) absl::StrAppend(&n, "_", key.find(".fma") != std::string::npos ? "fma" : "mma");
+  // The schedule of an explicit key ("fma-n64-w4-s2-splitauto-g4").
+  if (!key.empty()) absl::StrAppend(&n, "_", absl::StrReplaceAll(key.substr(key.rfind('.') + 1), {{"-", "_"}}));
   return absl::StrReplaceAll(n, {{".", "p"}, {"-", "m"}});
 }
 
@@ -166,7 +167,8 @@ std::string PrefillCase::Name() const {
                                "_b", batch, varlen ? "_varlen" : "", window ? absl::StrCat("_win", window) : "",
                                learned ? "_learned" : "_none", affine == Affine::kAmplified ? "_amp" : "");
   for (size_t i = 0; i < seqlens_q.size(); ++i) absl::StrAppend(&n, "_", seqlens_q[i], "of", seqlens_k[i]);
-  if (!key.empty()) absl::StrAppend(&n, "_", key.find(".fma") != std::string::npos ? "fma" : "mma");
+  // The schedule of an explicit key ("mma-m64-n64-w4-s2", "wgmma-m64-n160-w12-s2-pp-pers").
+  if (!key.empty()) absl::StrAppend(&n, "_", absl::StrReplaceAll(key.substr(key.rfind('.') + 1), {{"-", "_"}}));
   return absl::StrReplaceAll(n, {{".", "p"}, {"-", "m"}});
 }
 

@@ -5,6 +5,7 @@
 # Usage: bench/tune_compare.sh [BUILD_DIR] [OUT_DIR]
 #   COMPARE_PRESET  (qwen3-0.6b)      COMPARE_BATCH (1,32)   COMPARE_SEQLEN (4096,65536)
 #   COMPARE_SPLITS  (0,2,8,32)        COMPARE_FUSED (0: no fused-merge twins, keeps exhaustive short)
+#   COMPARE_MODE    (decode)          prefill: `tune --mode prefill` (no splits; buckets batch x seqlen)
 set -uo pipefail
 build=${1:-build}
 out=${2:-${OUT:-/tmp/parallax-out}}
@@ -17,23 +18,26 @@ preset=${COMPARE_PRESET:-qwen3-0.6b}
 batch=${COMPARE_BATCH:-1,32}
 seqlen=${COMPARE_SEQLEN:-4096,65536}
 splits=${COMPARE_SPLITS:-0,2,8,32}
+mode=${COMPARE_MODE:-decode}
 fused=()
 [ "${COMPARE_FUSED:-0}" = 1 ] || fused=(--no-fused)
+mode_args=(--splits "$splits" "${fused[@]}")
+[ "$mode" = prefill ] && mode_args=(--mode prefill)
 work=$(mktemp -d /tmp/tune-compare.XXXXXX)
 status=0
 for strategy in exhaustive guided; do
   start=$(date +%s.%N)
   # No budget: each strategy runs to its own end (exhaustive: every candidate).
-  timeout 900 "$cli" tune --preset "$preset" --batch "$batch" --seqlen "$seqlen" --splits "$splits" "${fused[@]}" \
+  timeout 900 "$cli" tune --preset "$preset" --batch "$batch" --seqlen "$seqlen" "${mode_args[@]}" \
     --strategy "$strategy" --budget 0 --db "$work/$strategy.db" --cache-dir "$work/kernels-$strategy" --json \
     > "$work/$strategy.json" 2> "$out/tune_compare_$strategy.log" || { status=1; echo "$strategy: exit $?" >&2; }
   end=$(date +%s.%N)
   echo "$start $end" > "$work/$strategy.time"
   tail -3 "$out/tune_compare_$strategy.log"
 done
-python3 - "$work" "$preset" "$splits" "${COMPARE_FUSED:-0}" > "$out/tune_compare.json" <<'PY'
+python3 - "$work" "$preset" "$splits" "${COMPARE_FUSED:-0}" "$mode" > "$out/tune_compare.json" <<'PY'
 import json, sys
-work, preset, splits, fused = sys.argv[1:5]
+work, preset, splits, fused, mode = sys.argv[1:6]
 runs = {}
 for s in ("exhaustive", "guided"):
     try:
@@ -55,7 +59,7 @@ for name in names:
     if row.get("exhaustive_best_us") and row.get("guided_best_us"):
         row["guided_over_exhaustive"] = row["guided_best_us"] / row["exhaustive_best_us"]
     buckets.append(row)
-print(json.dumps({"preset": preset, "splits": splits, "fused": fused == "1",
+print(json.dumps({"mode": mode, "preset": preset, "splits": splits if mode == "decode" else None, "fused": fused == "1",
                   "exhaustive_wall_s": runs["exhaustive"]["wall_s"], "guided_wall_s": runs["guided"]["wall_s"],
                   "buckets": buckets, "reports": {s: r["report"] for s, r in runs.items()}}, indent=2))
 PY
@@ -68,7 +72,9 @@ j = json.load(open(path))
 pk = next((r.get("problem") for r in j["reports"].values() if r.get("problem")), "")
 m = re.search(r"-d(\d+)-h(\d+)x(\d+)-", pk or "")
 for b in j["buckets"]:
-    if not (m and b.get("exhaustive_best") and b.get("guided_best")):
+    # Decode buckets only (b<batch>-l<seqlen>); a prefill bucket (t<tokens>-l<context>) does
+    # not name its batch, and its winners are compared as tuned.
+    if not (m and b.get("exhaustive_best") and b.get("guided_best") and re.match(r"b\d+-l\d+", b["bucket"])):
         continue
     batch, seqlen = re.match(r"b(\d+)-l(\d+)", b["bucket"]).groups()
     shape = f"{batch},{seqlen},{m.group(2)},{m.group(3)},{m.group(1)}"

@@ -123,25 +123,78 @@ absl::Status CheckProbeInput(absl::string_view fn, const Family& f, size_t r_siz
   return CheckSize(fn, "r", r_size, want);
 }
 
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
 // Row i of Q query rows against L keys: the visible keys form one contiguous range ending at
 // L - Q + i. `k` and `v` point at key 0 of the right (batch, kv head).
 void CausalRow(const double* q, const double* r, const double* k, const double* v, int num_q,
-               int num_k, int i, int d, long stride, const Family& f, double* out) {
+               int num_k, int i, int d, long stride, const Family& f, double* out,
+               RowStats* stats) {
   const int end = num_k - num_q + i;
   if (end < 0) {
     std::fill(out, out + d, 0.0);
+    if (stats) *stats = RowStats{-kInf, 0.0};
     return;
   }
   const int lo = f.window > 0 ? std::max(0, end - f.window + 1) : 0;
-  AttendRow(q, r, k + lo * stride, v + lo * stride, end - lo + 1, d, stride, f, out);
+  AttendRow(q, r, k + lo * stride, v + lo * stride, end - lo + 1, d, stride, f, out, stats);
+}
+
+// Prefill, with the per-row statistics when asked for.
+absl::StatusOr<PrefillResult> PrefillImpl(absl::string_view kFn, const PrefillInputs& in, const Family& f,
+                                          bool with_stats) {
+  if (auto s = CheckFamily(kFn, f); !s.ok()) return s;
+  if (auto s = CheckHeads(kFn, in.batch, in.num_q_heads, in.num_kv_heads, in.head_dim); !s.ok())
+    return s;
+  if (auto s = CheckLengths(kFn, "seqlens_q", in.seqlens_q, in.batch, "max_seqlen_q",
+                            in.max_seqlen_q);
+      !s.ok())
+    return s;
+  if (auto s = CheckLengths(kFn, "seqlens_k", in.seqlens_k, in.batch, "max_seqlen_k",
+                            in.max_seqlen_k);
+      !s.ok())
+    return s;
+  const int64_t b_ = in.batch, hq = in.num_q_heads, hkv = in.num_kv_heads, d = in.head_dim;
+  const int64_t lq = in.max_seqlen_q, lk = in.max_seqlen_k;
+  const int64_t q_size = b_ * lq * hq * d, kv_size = b_ * lk * hkv * d;
+  if (auto s = CheckSize(kFn, "q", in.q.size(), q_size); !s.ok()) return s;
+  if (auto s = CheckProbeInput(kFn, f, in.r.size(), q_size); !s.ok()) return s;
+  if (auto s = CheckSize(kFn, "k", in.k.size(), kv_size); !s.ok()) return s;
+  if (auto s = CheckSize(kFn, "v", in.v.size(), kv_size); !s.ok()) return s;
+
+  PrefillResult res;
+  res.out.assign(q_size, 0.0);  // rows past seqlens_q stay zero
+  if (with_stats) {
+    res.lse.assign(b_ * hq * lq, -kInf);
+    res.tbar.assign(b_ * hq * lq, 0.0);
+  }
+  const int64_t group = hq / hkv;
+  for (int64_t b = 0; b < b_; ++b) {
+    for (int i = 0; i < in.seqlens_q[b]; ++i) {
+      for (int64_t h = 0; h < hq; ++h) {
+        const int64_t qi = ((b * lq + i) * hq + h) * d;
+        const int64_t ki = (b * lk * hkv + h / group) * d;
+        RowStats st;
+        CausalRow(in.q.data() + qi, in.r.empty() ? nullptr : in.r.data() + qi, in.k.data() + ki,
+                  in.v.data() + ki, in.seqlens_q[b], in.seqlens_k[b], i, in.head_dim, hkv * d, f,
+                  res.out.data() + qi, with_stats ? &st : nullptr);
+        if (with_stats) {
+          res.lse[(b * hq + h) * lq + i] = st.lse;
+          res.tbar[(b * hq + h) * lq + i] = st.tbar;
+        }
+      }
+    }
+  }
+  return res;
 }
 
 }  // namespace
 
 void AttendRow(const double* q, const double* r, const double* k, const double* v, int n,
-               int head_dim, long key_stride, const Family& f, double* out) {
+               int head_dim, long key_stride, const Family& f, double* out, RowStats* stats) {
   const int d = head_dim;
   std::fill(out, out + d, 0.0);
+  if (stats) *stats = RowStats{-kInf, 0.0};
   if (n <= 0) return;
   const double tau = f.tau < 0 ? 1.0 / std::sqrt(static_cast<double>(d)) : f.tau;
 
@@ -153,8 +206,13 @@ void AttendRow(const double* q, const double* r, const double* k, const double* 
     w[j] = tau * Dot(q, k + j * key_stride, d);
     m = std::max(m, w[j]);
   }
-  for (int j = 0; j < n; ++j) w[j] = std::exp(w[j] - m);
-  if (f.probe == RefProbe::kSolved) return SolvedRow(q, k, v, n, d, key_stride, w, f, out);
+  double wsum = 0;
+  for (int j = 0; j < n; ++j) wsum += (w[j] = std::exp(w[j] - m));
+  if (stats) stats->lse = m + std::log(wsum);
+  if (f.probe == RefProbe::kSolved) {
+    if (stats) stats->tbar = std::numeric_limits<double>::quiet_NaN();
+    return SolvedRow(q, k, v, n, d, key_stride, w, f, out);
+  }
 
   const bool probe = f.probe == RefProbe::kLearned && r != nullptr;
   double d1 = 0, d2 = 0;
@@ -170,6 +228,7 @@ void AttendRow(const double* q, const double* r, const double* k, const double* 
     }
   }
   const double tbar = d2 / d1;
+  if (stats) stats->tbar = tbar;
   if (f.affine == RefAffine::kPlain) {
     for (int x = 0; x < d; ++x) out[x] = o1[x] / d1 * (1 + tbar) - o2[x] / d1;
     return;
@@ -204,51 +263,26 @@ absl::StatusOr<std::vector<double>> Decode(const DecodeInputs& in, const Family&
       const int64_t qi = (b * hq + h) * d;
       const int64_t ki = (b * in.max_seqlen * hkv + h / group) * d;
       CausalRow(in.q.data() + qi, in.r.empty() ? nullptr : in.r.data() + qi, in.k.data() + ki,
-                in.v.data() + ki, 1, in.seqlens[b], 0, in.head_dim, hkv * d, f, out.data() + qi);
+                in.v.data() + ki, 1, in.seqlens[b], 0, in.head_dim, hkv * d, f, out.data() + qi,
+                nullptr);
     }
   }
   return out;
 }
 
 absl::StatusOr<std::vector<double>> Prefill(const PrefillInputs& in, const Family& f) {
-  constexpr absl::string_view kFn = "Prefill";
-  if (auto s = CheckFamily(kFn, f); !s.ok()) return s;
-  if (auto s = CheckHeads(kFn, in.batch, in.num_q_heads, in.num_kv_heads, in.head_dim); !s.ok())
-    return s;
-  if (auto s = CheckLengths(kFn, "seqlens_q", in.seqlens_q, in.batch, "max_seqlen_q",
-                            in.max_seqlen_q);
-      !s.ok())
-    return s;
-  if (auto s = CheckLengths(kFn, "seqlens_k", in.seqlens_k, in.batch, "max_seqlen_k",
-                            in.max_seqlen_k);
-      !s.ok())
-    return s;
-  const int64_t b_ = in.batch, hq = in.num_q_heads, hkv = in.num_kv_heads, d = in.head_dim;
-  const int64_t lq = in.max_seqlen_q, lk = in.max_seqlen_k;
-  const int64_t q_size = b_ * lq * hq * d, kv_size = b_ * lk * hkv * d;
-  if (auto s = CheckSize(kFn, "q", in.q.size(), q_size); !s.ok()) return s;
-  if (auto s = CheckProbeInput(kFn, f, in.r.size(), q_size); !s.ok()) return s;
-  if (auto s = CheckSize(kFn, "k", in.k.size(), kv_size); !s.ok()) return s;
-  if (auto s = CheckSize(kFn, "v", in.v.size(), kv_size); !s.ok()) return s;
+  absl::StatusOr<PrefillResult> r = PrefillImpl("Prefill", in, f, /*with_stats=*/false);
+  if (!r.ok()) return r.status();
+  return std::move(r->out);
+}
 
-  std::vector<double> out(q_size, 0.0);  // rows past seqlens_q stay zero
-  const int64_t group = hq / hkv;
-  for (int64_t b = 0; b < b_; ++b) {
-    for (int i = 0; i < in.seqlens_q[b]; ++i) {
-      for (int64_t h = 0; h < hq; ++h) {
-        const int64_t qi = ((b * lq + i) * hq + h) * d;
-        const int64_t ki = (b * lk * hkv + h / group) * d;
-        CausalRow(in.q.data() + qi, in.r.empty() ? nullptr : in.r.data() + qi, in.k.data() + ki,
-                  in.v.data() + ki, in.seqlens_q[b], in.seqlens_k[b], i, in.head_dim, hkv * d, f,
-                  out.data() + qi);
-      }
-    }
-  }
-  return out;
+absl::StatusOr<PrefillResult> PrefillWithStats(const PrefillInputs& in, const Family& f) {
+  if (f.probe == RefProbe::kSolved)
+    return absl::UnimplementedError("PrefillWithStats: probe kSolved has no given probe, so no tbar");
+  return PrefillImpl("PrefillWithStats", in, f, /*with_stats=*/true);
 }
 
 ErrorStats Compare(const std::vector<double>& got, const std::vector<double>& ref) {
-  constexpr double kInf = std::numeric_limits<double>::infinity();
   ErrorStats st;
   for (double g : got)
     if (!std::isfinite(g)) ++st.non_finite;

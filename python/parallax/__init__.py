@@ -7,6 +7,7 @@
     out = parallax.parallax_prefill(q, r, k, v)                         # [B, L, H, D], causal
     out = parallax.parallax_prefill(q, r, k, v, cu_seqlens_q=cu_q,      # packed [T, H, D]
                                     cu_seqlens_k=cu_k)
+    out, lse, tbar = parallax.parallax_prefill(q, r, k, v, return_stats=True)  # for a backward
 
 ``r=None`` gives plain softmax attention. Kernels run on ``torch.cuda.current_stream()``;
 nothing synchronizes. One context per device is created lazily (``get_context``). Every
@@ -38,6 +39,7 @@ PlanInfo.__doc__ = """The kernel a call would use: its variant key, how it was c
 ('explicit', 'exact', 'nearest' or 'default'), the split-KV count and the workspace bytes."""
 
 _DTYPES = {"torch.bfloat16": _lib.BF16, "torch.float16": _lib.FP16, "torch.int32": _lib.INT32}
+_STATS_DTYPES = {"torch.float32": _lib.FLOAT32}  # the lse / tbar buffers this module allocates
 _INT32_MAX = 2**31 - 1
 
 
@@ -125,12 +127,12 @@ def _invalid(msg: str) -> ParallaxError:
     return ParallaxError(_lib.ERROR_INVALID_ARGUMENT, msg)
 
 
-def _describe(t, name: str) -> _lib.Tensor:
+def _describe(t, name: str, dtypes=None) -> _lib.Tensor:
     """A plx_tensor for a torch tensor (None: absent)."""
     desc = _lib.Tensor()
     if t is None:
         return desc
-    dtype = _DTYPES.get(str(t.dtype))
+    dtype = (dtypes or _DTYPES).get(str(t.dtype))
     if dtype is None:
         raise ParallaxError(_lib.ERROR_UNSUPPORTED,
                             f"{name}: dtype={t.dtype}: must be torch.bfloat16 or torch.float16 "
@@ -340,8 +342,21 @@ def _prefill_prepare(q, r, k, v, qk_scale, cu_seqlens_q, cu_seqlens_k, max_seqle
     return a, device
 
 
+def _stats_buffers(q, packed: bool, no_keys: bool = False):
+    """lse and tbar, float32 [B, Hq, Lq] or, packed, [Hq, Tq]; with no_keys filled as rows
+    without visible keys read (-inf and 0), else left for the kernel to write."""
+    import torch
+    shape = (q.shape[1], q.shape[0]) if packed else (q.shape[0], q.shape[2], q.shape[1])
+    if no_keys:
+        return (torch.full(shape, float("-inf"), dtype=torch.float32, device=q.device),
+                torch.zeros(shape, dtype=torch.float32, device=q.device))
+    return (torch.empty(shape, dtype=torch.float32, device=q.device),
+            torch.empty(shape, dtype=torch.float32, device=q.device))
+
+
 def parallax_prefill(q, r, k, v, qk_scale=None, *, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=None,
-                     max_seqlen_k=None, window=0, affine="plain", eps=1e-6, variant=None, out=None):
+                     max_seqlen_k=None, window=0, affine="plain", eps=1e-6, variant=None, out=None,
+                     return_stats=False):
     """Causal Parallax attention over whole sequences (softmax attention when ``r`` is None).
 
     Batched: q, r [B, Lq, Hq, D], k, v [B, Lk, Hkv, D]; the causal mask is aligned to the end of
@@ -349,19 +364,34 @@ def parallax_prefill(q, r, k, v, qk_scale=None, *, cu_seqlens_q=None, cu_seqlens
     k, v [Tk, Hkv, D] with ``cu_seqlens_q`` / ``cu_seqlens_k`` int32 [B + 1]; ``max_seqlen_*``
     default to the longest sequence (computed on the host, which synchronizes).
     Returns ``out`` (allocated like q when not given).
+
+    ``return_stats=True`` returns ``(out, lse, tbar)``, float32 [B, Hq, Lq] (packed: [Hq, Tq]),
+    what a backward pass needs: per query row, over its visible keys j,
+    ``lse = ln(sum_j exp(tau q.k_j))`` (natural log, FlashAttention's softmax_lse) and
+    ``tbar = sum_j w_j (r.k_j)`` with ``w_j = exp(tau q.k_j - lse)`` (0 when ``r`` is None).
+    The output is ``sum_j w_j (1 - (r.k_j - tbar)) v_j`` (amplified: ``(r.k_j - tbar) / delta``,
+    ``delta = 1 - (tbar - r.q)``). Rows without visible keys get ``-inf`` and 0.
     """
+    packed = cu_seqlens_q is not None
     if q is not None and hasattr(q, "numel") and q.numel() == 0:
-        return out if out is not None else _empty_like_q(q)
+        out = out if out is not None else _empty_like_q(q)
+        return (out, *_stats_buffers(q, packed, no_keys=True)) if return_stats else out
     if k is not None and hasattr(k, "numel") and k.numel() == 0:
-        return _zeros(q, out)  # no keys at all: every row sees none
+        out = _zeros(q, out)  # no keys at all: every row sees none
+        return (out, *_stats_buffers(q, packed, no_keys=True)) if return_stats else out
     a, device = _prefill_prepare(q, r, k, v, qk_scale, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
                                  window, affine, eps, variant, out)
     if out is None:
         out = _empty_like_q(q)
         a.out = _describe(out, "out")
+    stats = None
+    if return_stats:  # the library validates them with the launch
+        stats = _stats_buffers(q, packed)
+        a.lse = _describe(stats[0], "lse", _STATS_DTYPES)
+        a.tbar = _describe(stats[1], "tbar", _STATS_DTYPES)
     ctx = get_context(device)
     _lib.check(_lib.lib().plx_prefill(ctx.handle, byref(a), _stream(device)))
-    return out
+    return (out, *stats) if return_stats else out
 
 
 def prefill_plan(q, r, k, v, qk_scale=None, *, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=None,

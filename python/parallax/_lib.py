@@ -52,6 +52,7 @@ DTYPE_UNSET = 0
 BF16 = 1
 FP16 = 2
 INT32 = 3
+FLOAT32 = 4  # prefill's lse / tbar outputs only
 
 # plx_affine
 AFFINES = {"plain": 0, "amplified": 1}
@@ -128,6 +129,7 @@ class PrefillArgs(Structure):
         ("affine", c_int),
         ("eps", c_float),
         ("variant", c_char_p),
+        ("lse", Tensor), ("tbar", Tensor),
     ]
 
 

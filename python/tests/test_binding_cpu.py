@@ -142,9 +142,11 @@ class ImportTest(unittest.TestCase):
         self.assertEqual(_lib.DecodeArgs.qk_scale.offset, 560)
         self.assertEqual(_lib.DecodeArgs.variant.offset, 576)
         self.assertEqual(_lib.DecodeArgs.workspace_bytes.offset, 600)
-        self.assertEqual(ctypes.sizeof(_lib.PrefillArgs), 592)
+        self.assertEqual(ctypes.sizeof(_lib.PrefillArgs), 752)
         self.assertEqual(_lib.PrefillArgs.max_seqlen_q.offset, 560)
         self.assertEqual(_lib.PrefillArgs.variant.offset, 584)
+        self.assertEqual(_lib.PrefillArgs.lse.offset, 592)
+        self.assertEqual(_lib.PrefillArgs.tbar.offset, 672)
         self.assertEqual(ctypes.sizeof(_lib.PlanInfo), 272)
         self.assertEqual(_lib.PlanInfo.workspace_bytes.offset, 264)
         self.assertEqual(ctypes.sizeof(_lib.DeviceInfo), 280)
@@ -164,8 +166,11 @@ class LibraryTest(unittest.TestCase):
         self.assertEqual(a.qk_scale, -1.0)
         self.assertAlmostEqual(a.eps, 1e-6)
         p = _lib.PrefillArgs()
+        ctypes.memset(ctypes.byref(p), 0x5a, ctypes.sizeof(p))
         _lib.lib().plx_prefill_args_init(ctypes.byref(p))
         self.assertEqual(p.max_seqlen_q, -1)
+        self.assertIsNone(p.lse.data)
+        self.assertIsNone(p.tbar.data)
 
     def test_context_without_gpu(self):
         try:
@@ -291,6 +296,56 @@ class PrefillValidationTest(unittest.TestCase):
         with self.assertRaises(parallax.ParallaxError) as cm:
             parallax.parallax_prefill(FakeTensor((B, 45, HQ, D)), None, k, v)
         self.assertIn("k: ndim=3", str(cm.exception))
+
+    def test_return_stats_validates_first(self):
+        # The lse / tbar buffers are allocated after the arguments pass (no torch needed here).
+        q = FakeTensor((B, 40, HQ, D))
+        k = FakeTensor((B, 50, HKV, D))
+        with self.assertRaises(parallax.ParallaxError) as cm:
+            parallax.parallax_prefill(q, None, k, FakeTensor((B, 50, HKV, D)), return_stats=True)
+        self.assertIn("q: must be a CUDA tensor", str(cm.exception))
+        with self.assertRaises(parallax.ParallaxError) as cm:
+            parallax.parallax_prefill(q, None, k, FakeTensor((B, 51, HKV, D)), return_stats=True)
+        self.assertIn("v: shape", str(cm.exception))
+
+    def test_stats_in_the_struct_reach_the_library(self):
+        # Field offsets in sync with the C header: the library sees and checks lse / tbar.
+        def validate(lse=None, tbar=None, packed=False):
+            a = _lib.PrefillArgs()
+            _lib.lib().plx_prefill_args_init(ctypes.byref(a))
+            if packed:
+                a.q = a.out = parallax._describe(FakeTensor((90, HQ, D)), "q")
+                a.k = a.v = parallax._describe(FakeTensor((120, HKV, D)), "k")
+                a.cu_seqlens_q = parallax._describe(FakeTensor((3,), "int32"), "cu_seqlens_q")
+                a.cu_seqlens_k = parallax._describe(FakeTensor((3,), "int32"), "cu_seqlens_k")
+                a.max_seqlen_q, a.max_seqlen_k = 60, 70
+            else:
+                a.q = a.out = parallax._describe(FakeTensor((B, 40, HQ, D)), "q")
+                a.k = a.v = parallax._describe(FakeTensor((B, 50, HKV, D)), "k")
+            a.lse = parallax._describe(lse, "lse", parallax._STATS_DTYPES) if lse else _lib.Tensor()
+            a.tbar = parallax._describe(tbar, "tbar", parallax._STATS_DTYPES) if tbar else _lib.Tensor()
+            status = _lib.lib().plx_prefill_validate(ctypes.byref(a))
+            return status, _lib.last_error()
+
+        f32 = "float32"
+        self.assertEqual(validate(FakeTensor((B, HQ, 40), f32), FakeTensor((B, HQ, 40), f32))[0], _lib.OK)
+        self.assertEqual(validate(None, FakeTensor((HQ, 90), f32), packed=True)[0], _lib.OK)
+        status, msg = validate(FakeTensor((B, HQ, 41), f32))
+        self.assertEqual(status, _lib.ERROR_INVALID_ARGUMENT)
+        self.assertIn("lse: shape [2, 8, 41] does not match [B, Hq, Lq] = [2, 8, 40]", msg)
+        status, msg = validate(None, FakeTensor((B, HQ, 40), f32), packed=True)
+        self.assertIn("tbar: ndim=3: must be 2 ([Hq, Tq])", msg)
+        status, msg = validate(None, FakeTensor((B, HQ, 40), f32, strides=(HQ * 80, 80, 2)))
+        self.assertIn("tbar: strides[2]=2: rows must be contiguous", msg)
+        a = parallax._describe(FakeTensor((B, HQ, 40), f32), "lse", parallax._STATS_DTYPES)
+        a.dtype = _lib.BF16  # what a caller building the struct by hand might get wrong
+        args = _lib.PrefillArgs()
+        _lib.lib().plx_prefill_args_init(ctypes.byref(args))
+        args.q = args.out = parallax._describe(FakeTensor((B, 40, HQ, D)), "q")
+        args.k = args.v = parallax._describe(FakeTensor((B, 50, HKV, D)), "k")
+        args.lse = a
+        self.assertEqual(_lib.lib().plx_prefill_validate(ctypes.byref(args)), _lib.ERROR_INVALID_ARGUMENT)
+        self.assertIn("lse: dtype=bf16: must be float32", _lib.last_error())
 
 
 if __name__ == "__main__":

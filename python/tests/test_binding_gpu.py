@@ -99,6 +99,27 @@ def reference(q, r, k, v, tau=None, window=0, affine="plain", eps=1e-6):
     return out.permute(1, 0, 2)  # [Lq, Hq, D]
 
 
+def reference_stats(q, r, k, tau=None, window=0):
+    """One sequence's lse and tbar [Hq, Lq] float64: torch's logsumexp of the scaled, masked
+    scores, and the softmax-weighted mean of r.k (0 without r or without visible keys)."""
+    q, k = q.double(), k.double()
+    lq, hq, d = q.shape
+    lk, hkv, _ = k.shape
+    tau = 1.0 / math.sqrt(d) if tau is None else tau
+    kk = k.repeat_interleave(hq // hkv, dim=1)
+    i = torch.arange(lq, device=q.device)[:, None]
+    j = torch.arange(lk, device=q.device)[None, :]
+    visible = j <= lk - lq + i
+    if window > 0:
+        visible &= j > lk - lq + i - window
+    s1 = (tau * torch.einsum("qhd,khd->hqk", q, kk)).masked_fill(~visible[None], float("-inf"))
+    lse = torch.logsumexp(s1, dim=-1)  # -inf for rows without visible keys
+    if r is None:
+        return lse, torch.zeros_like(lse)
+    w = torch.exp(s1 - lse[..., None]).nan_to_num(0.0)
+    return lse, (w * torch.einsum("qhd,khd->hqk", r.double(), kk)).sum(-1)
+
+
 def rel_err(got, want):
     got = got.double()
     return ((got - want).norm() / want.norm()).item()
@@ -364,6 +385,61 @@ class PrefillGpuTest(unittest.TestCase):
         for i, (nq, nk) in enumerate(zip(lens_q, lens_k)):
             want = reference(q[oq:oq + nq], r[oq:oq + nq], k[ok:ok + nk], v[ok:ok + nk])
             self.check(out[oq:oq + nq], want, dtype, f"packed seq {i}")
+            oq += nq
+            ok += nk
+
+    def check_stats(self, lse, tbar, want_lse, want_tbar, what):
+        # Only fp32 rounding separates the kernels from float64 here (tests/runtime/gpu_harness.h,
+        # kStatsTolerance: ~1e-6 measured, 2e-5 allowed).
+        self.assertFalse(torch.isnan(lse).any().item() or torch.isnan(tbar).any().item(), f"{what}: NaN")
+        none = torch.isinf(want_lse)
+        self.assertTrue(torch.equal(torch.isinf(lse), none), f"{what}: -inf rows differ")
+        self.assertTrue(bool((tbar[none] == 0).all()), f"{what}: rows without keys need tbar 0")
+        ok = ~none
+        lse_err = ((lse[ok].double() - want_lse[ok]).abs() / want_lse[ok].abs().clamp(min=1)).max().item()
+        scale = max(1.0, want_tbar.abs().max().item())
+        tbar_err = (tbar[ok].double() - want_tbar[ok]).abs().max().item() / scale
+        self.assertLessEqual(lse_err, 2e-5, f"{what}: lse error {lse_err:.3e}")
+        self.assertLessEqual(tbar_err, 2e-5, f"{what}: tbar error {tbar_err:.3e}")
+
+    def test_stats_batched(self):
+        for dtype, learned, window in ((torch.bfloat16, True, 0), (torch.float16, False, 24)):
+            b, lq, lk, hq, hkv, d = 2, 70, 50, 8, 2, 128  # rows 0..19 see no key
+            q = randn(b, lq, hq, d, dtype=dtype)
+            r = randn(b, lq, hq, d, dtype=dtype, scale=3.0) if learned else None
+            k = randn(b, lk, hkv, d, dtype=dtype)
+            v = randn(b, lk, hkv, d, dtype=dtype, norm=False)
+            out, lse, tbar = parallax.parallax_prefill(q, r, k, v, window=window, return_stats=True)
+            torch.cuda.synchronize()
+            self.assertEqual((lse.shape, lse.dtype, tbar.shape), ((b, hq, lq), torch.float32, (b, hq, lq)))
+            for i in range(b):
+                what = f"stats {dtype} learned={learned} seq {i}"
+                self.check(out[i], reference(q[i], None if r is None else r[i], k[i], v[i], window=window), dtype,
+                           what)
+                want_lse, want_tbar = reference_stats(q[i], None if r is None else r[i], k[i], window=window)
+                self.check_stats(lse[i], tbar[i], want_lse, want_tbar, what)
+            if not learned:
+                self.assertTrue(bool((tbar == 0).all()), "probe none: tbar is zero")
+
+    def test_stats_packed(self):
+        dtype, hq, hkv, d = torch.bfloat16, 4, 1, 64
+        lens_q, lens_k = [17, 64, 12], [40, 64, 5]  # the last sequence's first 7 rows see no key
+        q = randn(sum(lens_q), hq, d, dtype=dtype)
+        r = randn(sum(lens_q), hq, d, dtype=dtype)
+        k = randn(sum(lens_k), hkv, d, dtype=dtype)
+        v = randn(sum(lens_k), hkv, d, dtype=dtype, norm=False)
+
+        def cu(lens):
+            return torch.tensor([0] + list(itertools.accumulate(lens)), dtype=torch.int32, device="cuda")
+
+        out, lse, tbar = parallax.parallax_prefill(q, r, k, v, cu_seqlens_q=cu(lens_q), cu_seqlens_k=cu(lens_k),
+                                                   return_stats=True)
+        torch.cuda.synchronize()
+        self.assertEqual((lse.shape, tbar.shape), ((hq, sum(lens_q)), (hq, sum(lens_q))))
+        oq = ok = 0
+        for i, (nq, nk) in enumerate(zip(lens_q, lens_k)):
+            want_lse, want_tbar = reference_stats(q[oq:oq + nq], r[oq:oq + nq], k[ok:ok + nk])
+            self.check_stats(lse[:, oq:oq + nq], tbar[:, oq:oq + nq], want_lse, want_tbar, f"packed stats seq {i}")
             oq += nq
             ok += nk
 

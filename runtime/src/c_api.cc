@@ -266,6 +266,7 @@ PLX_API void plx_prefill_args_init(plx_prefill_args* args) {
   args->affine = PLX_AFFINE_PLAIN;
   args->eps = 1e-6f;
   args->variant = nullptr;
+  args->lse = args->tbar = AbsentTensor();
 }
 
 PLX_API plx_status plx_prefill_validate(const plx_prefill_args* args) {

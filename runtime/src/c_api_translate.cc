@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -42,6 +43,7 @@ const char* DTypeName(plx_dtype d) {
     case PLX_BF16: return "bf16";
     case PLX_FP16: return "fp16";
     case PLX_INT32: return "int32";
+    case PLX_FLOAT32: return "float32";
     case PLX_DTYPE_UNSET: return "unset";
   }
   return "unknown";
@@ -99,7 +101,8 @@ absl::StatusOr<Tensor> Describe(const plx_tensor& t, const char* name) {
   switch (t.dtype) {
     case PLX_BF16:
     case PLX_FP16:
-    case PLX_INT32: break;
+    case PLX_INT32:
+    case PLX_FLOAT32: break;
     case PLX_DTYPE_UNSET: return Invalid(name, ": dtype is unset (PLX_DTYPE_UNSET)");
     default: return Invalid(name, ": dtype=", static_cast<int>(t.dtype), ": not a plx_dtype value");
   }
@@ -288,6 +291,60 @@ absl::StatusOr<Tensor> KvTensor(const plx_tensor& t, const char* name, const Ten
   PLX_RETURN_IF_ERROR(CheckSameDType(*k, q));
   PLX_RETURN_IF_ERROR(CheckVectorLayout(*k));
   return k;
+}
+
+// lse / tbar: an optional float32 output of the given shape whose rows (last dimension) are
+// contiguous: the kernels index them with row stride 1.
+absl::StatusOr<Tensor> StatsTensor(const plx_tensor& t, const char* name, const int64_t* want, int ndim,
+                                   const char* layout) {
+  absl::StatusOr<Tensor> s = Describe(t, name);
+  if (!s.ok()) return s.status();
+  if (s->dtype != PLX_FLOAT32) return Invalid(name, ": dtype=", DTypeName(s->dtype), ": must be float32");
+  if (s->ndim != ndim) return Invalid(name, ": ndim=", s->ndim, ": must be ", ndim, " (", layout, ")");
+  for (int i = 0; i < ndim; ++i)
+    if (s->shape[i] != want[i])
+      return Invalid(name, ": shape ", s->shape_str(), " does not match ", layout, " = ", ShapeString(want, ndim));
+  if (want[ndim - 1] > 1 && s->strides[ndim - 1] != 1)
+    return Invalid(name, ": strides[", ndim - 1, "]=", s->strides[ndim - 1],
+                   ": rows must be contiguous (stride 1 along the last dimension)");
+  if (reinterpret_cast<uintptr_t>(s->data) % 4 != 0)
+    return Invalid(name, ": data=", absl::StrFormat("%p", s->data), ": must be 4-byte aligned");
+  PLX_RETURN_IF_ERROR(CheckNoAliasing(*s));
+  return s;
+}
+
+// lse and tbar into the call. The kernels take one pair of strides for both, so strides of
+// dimensions that matter (size > 1) must agree when both are given.
+absl::Status SetStats(const plx_prefill_args& a, bool packed, int64_t batch, int64_t hq, int64_t rows,
+                      PrefillCall& c) {
+  const int64_t shape[3] = {batch, hq, rows};
+  const int nd = packed ? 2 : 3;
+  const int64_t* want = packed ? shape + 1 : shape;
+  const char* layout = packed ? "[Hq, Tq]" : "[B, Hq, Lq]";
+  const Tensor* first = nullptr;
+  Tensor lse, tbar;
+  for (auto [in, name, out, ptr] : {std::tuple<const plx_tensor*, const char*, Tensor*, float**>{
+                                        &a.lse, "lse", &lse, &c.params.lse},
+                                    {&a.tbar, "tbar", &tbar, &c.params.tbar}}) {
+    if (in->data == nullptr) continue;
+    absl::StatusOr<Tensor> t = StatsTensor(*in, name, want, nd, layout);
+    if (!t.ok()) return t.status();
+    *out = *t;
+    *ptr = static_cast<float*>(t->data);
+    if (first == nullptr) {
+      first = out;
+      continue;
+    }
+    for (int i = 0; i < nd; ++i)
+      if (want[i] > 1 && out->strides[i] != first->strides[i])
+        return Invalid(name, ": strides[", i, "]=", out->strides[i], " differ from ", first->name, "'s ",
+                       first->strides[i], " (the kernels take one layout for both)");
+  }
+  if (first != nullptr) {
+    c.params.stats_stride_b = packed ? 0 : first->strides[0];
+    c.params.stats_stride_h = first->strides[nd - 2];
+  }
+  return absl::OkStatus();
 }
 
 absl::Status SameShape(const Tensor& t, const Tensor& ref) {
@@ -534,6 +591,7 @@ absl::StatusOr<PrefillCall> TranslatePrefillArgs(const plx_prefill_args& a) {
     p.seqlen_q = static_cast<int>(q->shape[1]);
     p.seqlen_k = static_cast<int>(k->shape[1]);
   }
+  PLX_RETURN_IF_ERROR(SetStats(a, packed, p.batch, hq, q->shape[packed ? 0 : 1], c));
 
   PLX_RETURN_IF_ERROR(SetShared(a, *q, *k, *v, *out, c));
   PLX_RETURN_IF_ERROR(SetVariant(a.variant, c));

@@ -1,6 +1,10 @@
 #include "parallax/runtime/kernel_call.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <iterator>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 
@@ -47,6 +51,40 @@ void SetSharedParams(const Args& a, Params& p) {
   p.eps = a.eps;
 }
 
+// lse and tbar: CTAs of different heads and batches write their rows concurrently, so the
+// [B, Hq, rows] layout the strides describe must not overlap itself (as the C API requires
+// of any output). Rows are contiguous; packed rows run over the packed total.
+absl::Status CheckStats(const PrefillCall& c) {
+  const PlxPrefillParams& p = c.params;
+  if (!p.lse && !p.tbar) return absl::OkStatus();
+  for (const auto& [name, ptr] : {std::pair<const char*, float*>{"lse", p.lse}, {"tbar", p.tbar}})
+    if (reinterpret_cast<uintptr_t>(ptr) % alignof(float) != 0)
+      return absl::InvalidArgumentError(absl::StrCat(name, ": must be 4-byte aligned (float)"));
+  if (p.stats_stride_b < 0 || p.stats_stride_h < 0)
+    return absl::InvalidArgumentError(absl::StrCat("stats_stride_b=", p.stats_stride_b, ", stats_stride_h=",
+                                                   p.stats_stride_h, ": must be >= 0"));
+  const bool packed = p.cu_seqlens_q != nullptr;
+  if (packed && c.total_q <= 0 && p.seqlen_q > 0)
+    return absl::InvalidArgumentError("total_q: packed lse/tbar need the rows of the packed q ([Hq, total_q])");
+  // {size, stride} of rows, heads and (padded) batches; each stride must clear the span of
+  // the next smaller one.
+  std::pair<int64_t, int64_t> dims[3] = {{packed ? c.total_q : p.seqlen_q, 1},
+                                         {c.problem.num_q_heads, p.stats_stride_h},
+                                         {packed ? 1 : p.batch, p.stats_stride_b}};
+  std::sort(std::begin(dims), std::end(dims), [](const auto& a, const auto& b) { return a.second < b.second; });
+  int64_t span = 0;  // elements covered by the smaller dimensions
+  for (const auto& [size, stride] : dims) {
+    if (size <= 1) continue;
+    if (stride == 0 || stride < span)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "stats_stride_b=", p.stats_stride_b, ", stats_stride_h=", p.stats_stride_h,
+          ": lse/tbar rows of different heads or batches would overlap (rows ", packed ? c.total_q : p.seqlen_q,
+          ", heads ", c.problem.num_q_heads, packed ? ")" : absl::StrCat(", batch ", p.batch, ")")));
+    if (__builtin_mul_overflow(stride, size, &span)) span = INT64_MAX;
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 float ScaleLog2(float qk_scale, int head_dim) {
@@ -81,6 +119,14 @@ PlxPrefillParams PrefillParams(const PrefillArgs& a) {
   p.o_stride_b = a.o_stride_b; p.o_stride_l = a.o_stride_l; p.o_stride_h = a.o_stride_h;
   p.seqlen_q = a.seqlen_q;
   p.seqlen_k = a.seqlen_k;
+  p.lse = a.lse;
+  p.tbar = a.tbar;
+  p.stats_stride_b = a.stats_stride_b;
+  p.stats_stride_h = a.stats_stride_h;
+  if ((a.lse || a.tbar) && a.stats_stride_b == 0 && a.stats_stride_h == 0) {  // contiguous
+    p.stats_stride_h = a.cu_seqlens_q ? a.total_q : a.seqlen_q;
+    p.stats_stride_b = a.cu_seqlens_q ? 0 : int64_t{a.num_q_heads} * p.stats_stride_h;
+  }
   return p;
 }
 
@@ -131,7 +177,7 @@ absl::Status CheckPrefillCall(const PrefillCall& c) {
   if ((p.cu_seqlens_q == nullptr) != (p.cu_seqlens_k == nullptr))
     return absl::InvalidArgumentError("cu_seqlens_q and cu_seqlens_k must be given together");
   if (p.window < 0) return absl::InvalidArgumentError(absl::StrCat("window=", p.window, ": must be >= 0"));
-  return absl::OkStatus();
+  return CheckStats(c);
 }
 
 }  // namespace parallax

@@ -114,7 +114,7 @@ Runtime::~Runtime() {
   d->cuCtxSetCurrent(ctx_);
   for (auto& [key, k] : kernels_)
     if (k->module) d->cuModuleUnload(k->module);
-  for (GrowBuffer* b : {&workspace_, &counters_}) {
+  for (GrowBuffer* b : {&workspace_, &counters_, &work_counters_}) {
     if (b->ptr) d->cuMemFree_v2(b->ptr);
     for (CUdeviceptr r : b->retired) d->cuMemFree_v2(r);
   }
@@ -451,9 +451,12 @@ absl::Status Runtime::LaunchPrefill(const Variant& v, const PrefillCall& c, CUst
     args[0] = &tma;
   }
   Grid grid = FamilyOf(v).MainGrid(v, p.batch, p.seqlen_q, 1);
-  if (FamilyOf(v).Persistent(v)) {  // one wave; the kernel walks the grid's CTAs itself
+  if (FamilyOf(v).Persistent(v)) {  // one wave; the kernel fetches the grid's tiles itself
     const long long wave = static_cast<long long>(device_.sm_count) * std::max(1, (*k)->ctas_per_sm);
     grid = Grid{static_cast<int>(std::min(grid.ctas(), wave)), 1, 1};
+    absl::StatusOr<void*> c = Ensure(work_counters_, kWorkCounterPairs * 2 * sizeof(int));
+    if (!c.ok()) return c.status();
+    tma.work_counters = static_cast<int*>(*c) + 2 * (next_work_counter_++ % kWorkCounterPairs);
   }
   PLX_CU_RETURN_IF_ERROR(d, cuLaunchKernel((*k)->main, grid.x, grid.y, grid.z, (*k)->shape.threads, 1, 1,
                                            (*k)->shape.smem_bytes, stream, args, nullptr));

@@ -3,6 +3,8 @@
 #include <optional>
 #include <vector>
 
+#include "parallax/service/buckets.h"
+
 namespace parallax::service {
 
 absl::StatusOr<v1::GetBestConfigResponse> LookupBestConfig(LookupCache& cache, const LookupQuery& q) {
@@ -33,7 +35,9 @@ absl::StatusOr<v1::GetBestConfigResponse> LookupBestConfig(LookupCache& cache, c
     out.set_match(best.bucket == want ? v1::MATCH_EXACT : v1::MATCH_NEAREST_BUCKET);
     return out;
   }
-  out.set_variant_key(q.spec.default_variant_key);
+  // What the runtime on this device runs untuned (on sm_90 prefill the wgmma family's, not
+  // the portable spec.default_variant_key).
+  out.set_variant_key(DeviceDefaultKey(q.spec, q.device_sm));
   out.set_match(v1::MATCH_DEFAULT);
   return out;
 }

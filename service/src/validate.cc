@@ -108,9 +108,11 @@ absl::StatusOr<ProblemSpec> ValidateProblem(const v1::Problem& p, absl::string_v
       return BadValue(path, "context_len", p.context_len(), "decode: must be 0 (seqlen is the key count)");
     s.shape_bucket = BucketFor(s.batch, s.seqlen);
   }
-  // A valid default variant proves the problem valid (the hot path: one Create). Otherwise
+  // A valid default variant proves the problem valid (the hot path: one Create). The portable
+  // family's (sm 0): every valid problem has one whatever the device, and a job's problems
+  // have no device yet; a device's own default is DeviceDefaultKey (buckets.h). Otherwise
   // the IR's problem-only check names the field first ("head_dim=96: ..."); prefix the path.
-  absl::StatusOr<Variant> def = DefaultVariant(s.problem, s.algorithm);
+  absl::StatusOr<Variant> def = DefaultVariant(s.problem, s.algorithm, 0);
   if (!def.ok()) {
     absl::Status st = ValidateProblemOnly(s.problem, s.algorithm);
     if (st.ok()) st = def.status();
@@ -152,6 +154,7 @@ absl::StatusOr<LookupQuery> ValidateLookup(const v1::GetBestConfigRequest& r,
   absl::StatusOr<std::string> fp = ValidateDevice(r.device(), "device", limits);
   if (!fp.ok()) return fp.status();
   q.device_fingerprint = *std::move(fp);
+  q.device_sm = r.device().cc_major() * 10 + r.device().cc_minor();
   absl::StatusOr<ProblemSpec> spec = ValidateProblem(r.problem(), "problem");
   if (!spec.ok()) return spec.status();
   q.spec = *std::move(spec);

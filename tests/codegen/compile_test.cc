@@ -26,8 +26,12 @@ using Param = std::tuple<std::string, std::string>;  // variant key, arch
 // registers, far below the 255 limit (ptxas's own register target; sm_80 compiles it at 167
 // registers with no spill). It is still compiled and shows up as skipped while it spills;
 // delete the entry once it compiles clean.
+// The second: ptxas targets 128 registers for this 64-thread fma prefill and the row
+// statistics' epilogue (lse/tbar, ABI 4) took the last two; ~30 placements of that store all
+// spill 4-8 bytes, and lifting the target (minBlocks 1) takes every fma prefill to ~200.
 const std::set<Param> kKnownSpills = {
     {"decode-fp16-d256-h64x8-paged16-nowin.none-plain.fma-n64-w2-s3-splitauto-g4", "sm_90"},
+    {"prefill-fp16-d256-h15x5-contig-nowin.none-amplified.fma-m8-n64-w2-s2", "sm_80"},
 };
 
 class NvrtcCompile : public ::testing::TestWithParam<Param> {};

@@ -169,6 +169,7 @@ std::string PrefillCase::Name() const {
   for (size_t i = 0; i < seqlens_q.size(); ++i) absl::StrAppend(&n, "_", seqlens_q[i], "of", seqlens_k[i]);
   // The schedule of an explicit key ("mma-m64-n64-w4-s2", "wgmma-m64-n160-w12-s2-pp-pers").
   if (!key.empty()) absl::StrAppend(&n, "_", absl::StrReplaceAll(key.substr(key.rfind('.') + 1), {{"-", "_"}}));
+  if (stats) absl::StrAppend(&n, "_stats");
   return absl::StrReplaceAll(n, {{".", "p"}, {"-", "m"}});
 }
 
@@ -325,6 +326,16 @@ absl::StatusOr<CaseResult> RunPrefillCase(Runtime& rt, const PrefillCase& c) {
     a.total_q = cuq[B];  // the packed extents, so TMA families can take packed calls
     a.total_k = cuk[B];
   }
+  // Row statistics in the default (contiguous) layout: [B, Hq, Lq], packed [Hq, total_q].
+  const size_t rows_per_head = c.varlen ? size_t(cuq[B]) : size_t(B) * lq;
+  const size_t stat_elems = rows_per_head * Hq;
+  DeviceBuffer lse(std::max<size_t>(stat_elems, 1) * 4), tbar(std::max<size_t>(stat_elems, 1) * 4);
+  if (c.stats) {
+    lse.Fill16(Poison(DType::kBF16), 2 * stat_elems);  // 0x7fc17fc1: a float NaN
+    tbar.Fill16(Poison(DType::kBF16), 2 * stat_elems);
+    a.lse = static_cast<float*>(lse.get());
+    a.tbar = static_cast<float*>(tbar.get());
+  }
   absl::StatusOr<Variant> var = rt.PlanPrefill(a);
   if (!var.ok()) return var.status();
   if (absl::Status s = rt.RunPrefill(*var, a, nullptr); !s.ok()) return s;
@@ -332,9 +343,38 @@ absl::StatusOr<CaseResult> RunPrefillCase(Runtime& rt, const PrefillCase& c) {
   std::vector<uint16_t> oh(out_elems);
   out.Download(oh.data(), oh.size() * 2);
 
-  absl::StatusOr<std::vector<double>> want = ref::Prefill(in, FamilyOf(c.learned, c.affine, c.tau, c.window));
-  if (!want.ok()) return want.status();
+  absl::StatusOr<ref::PrefillResult> ref_all =
+      ref::PrefillWithStats(in, FamilyOf(c.learned, c.affine, c.tau, c.window));
+  if (!ref_all.ok()) return ref_all.status();
+  std::vector<double>* want = &ref_all->out;
   CaseResult res;
+  if (c.stats) {
+    std::vector<float> gl(stat_elems), gt(stat_elems);
+    lse.Download(gl.data(), stat_elems * 4);
+    tbar.Download(gt.data(), stat_elems * 4);
+    double tbar_peak = 0;
+    for (double t : ref_all->tbar) tbar_peak = std::max(tbar_peak, std::fabs(t));
+    CaseResult::Stats& st = res.stats;
+    for (int b = 0; b < B; ++b)
+      for (int h = 0; h < Hq; ++h)
+        for (int i = 0; i < c.seqlens_q[b]; ++i) {
+          const size_t src = c.varlen ? size_t(h) * rows_per_head + cuq[b] + i : (size_t(b) * Hq + h) * lq + i;
+          const size_t dst = (size_t(b) * Hq + h) * lq + i;
+          const double l = gl[src], t = gt[src], wl = ref_all->lse[dst], wt = ref_all->tbar[dst];
+          ++st.rows;
+          if (std::isnan(l) || std::isnan(t)) {
+            ++st.non_finite;
+          } else if (std::isinf(wl)) {  // no visible key
+            st.wrong_exact += !(std::isinf(l) && l < 0 && t == 0.0);
+          } else {
+            st.lse_err = std::max(st.lse_err, std::fabs(l - wl) / std::max(1.0, std::fabs(wl)));
+            if (c.learned)
+              st.tbar_err = std::max(st.tbar_err, std::fabs(t - wt) / std::max(1.0, tbar_peak));
+            else
+              st.wrong_exact += t != 0.0;
+          }
+        }
+  }
   res.out.assign(want->size(), 0.0);
   // Unpack the kernel's rows into the padded [B, Lq, Hq, D] order of the reference.
   for (int b = 0, row = 0; b < B; ++b)

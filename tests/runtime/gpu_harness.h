@@ -63,7 +63,23 @@ struct CaseResult {
   int num_splits = 0;
   std::vector<double> out;  // the kernel's output, as doubles
   long ill_conditioned_rows = 0;  // amplified rows with |delta| < kMinDelta, left out of err
+  // Prefill's row statistics (PrefillCase::stats) against the reference: the worst lse error
+  // relative to max(1, |lse|) of its row; the worst tbar error relative to max(1, the case's
+  // peak |tbar|) (tbar is a weighted mean of r.k and may cancel to near 0); rows whose exact
+  // values (no visible key: -inf and 0; probe none: tbar 0) did not come out; NaNs
+  // (the buffers are poisoned, so unwritten rows show).
+  struct Stats {
+    double lse_err = 0, tbar_err = 0;
+    long wrong_exact = 0, non_finite = 0, rows = 0;
+  } stats;
 };
+
+// lse and tbar come from fp32 sums of the same bf16/fp16-rounded inputs the reference sees
+// (s1 and s2 fp32 dot products, d1 an fp32 sum of ex2.approx terms), so only fp32 rounding
+// separates them: at most 7e-7 (lse) and 9.3e-7 (tbar) over the 84 stats cases on an H200
+// (all three paths, up to 1000 keys). 2e-5 leaves a 20x margin and still fails a wrong
+// unit (log2 vs ln), a missing scale, 16-bit weights in d1 or an off-by-one row.
+inline constexpr double kStatsTolerance = 2e-5;
 
 // The amplified form divides by delta = 1 - (tbar - r.q); rows with |delta| below this
 // amplify fp32 rounding in (tbar - r.q) beyond any fixed relative bound, so the error of
@@ -85,6 +101,7 @@ struct PrefillCase {
   double tau = -1.0;
   std::string key;
   uint64_t seed = 1;
+  bool stats = false;  // also ask for lse and tbar (contiguous [B, Hq, Lq] / [Hq, total_q])
   std::string Name() const;
 };
 

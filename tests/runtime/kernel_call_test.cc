@@ -155,5 +155,53 @@ TEST(PrefillCall, Messages) {
   EXPECT_EQ(PrefillError(a), "window=-1: must be >= 0");
 }
 
+float* FakeFloats(uintptr_t i, uintptr_t bytes = 0) { return reinterpret_cast<float*>(0x100000 * i + bytes); }
+
+TEST(PrefillCall, StatsDefaultToContiguousLayouts) {
+  PrefillArgs a = ValidPrefill();  // B 2, Hq 8, Lq 40
+  a.stats_stride_b = a.stats_stride_h = -3;  // ignored without lse / tbar
+  EXPECT_TRUE(CheckPrefillCall(ToPrefillCall(a)).ok());
+  a.stats_stride_b = a.stats_stride_h = 0;
+  a.lse = FakeFloats(8);
+  a.tbar = FakeFloats(9);
+  PrefillCall c = ToPrefillCall(a);
+  EXPECT_TRUE(CheckPrefillCall(c).ok()) << CheckPrefillCall(c);
+  EXPECT_EQ(c.params.lse, FakeFloats(8));
+  EXPECT_EQ(c.params.tbar, FakeFloats(9));
+  EXPECT_EQ(c.params.stats_stride_h, 40);  // [B, Hq, Lq]
+  EXPECT_EQ(c.params.stats_stride_b, 8 * 40);
+
+  a.cu_seqlens_q = static_cast<const int*>(Fake(6));
+  a.cu_seqlens_k = static_cast<const int*>(Fake(7));
+  a.lse = nullptr;  // tbar alone is fine
+  EXPECT_EQ(PrefillError(a), "total_q: packed lse/tbar need the rows of the packed q ([Hq, total_q])");
+  a.total_q = 90;
+  c = ToPrefillCall(a);
+  EXPECT_TRUE(CheckPrefillCall(c).ok()) << CheckPrefillCall(c);
+  EXPECT_EQ(c.params.stats_stride_h, 90);  // [Hq, total_q]
+  EXPECT_EQ(c.params.stats_stride_b, 0);
+}
+
+TEST(PrefillCall, StatsStridesMustNotOverlap) {
+  PrefillArgs a = ValidPrefill();
+  a.lse = FakeFloats(8);
+  a.stats_stride_h = 64;  // rows padded to 64: fine
+  a.stats_stride_b = 8 * 64;
+  EXPECT_TRUE(CheckPrefillCall(ToPrefillCall(a)).ok());
+  a.stats_stride_b = 0;  // [Hq, B, Lq] would need stride_b >= 40 and stride_h >= 80
+  EXPECT_NE(PrefillError(a).find("would overlap"), std::string::npos) << PrefillError(a);
+  a.stats_stride_b = 40;
+  a.stats_stride_h = 80;
+  EXPECT_TRUE(CheckPrefillCall(ToPrefillCall(a)).ok());
+  a.stats_stride_h = 39;  // heads inside a row
+  EXPECT_EQ(PrefillError(a), "stats_stride_b=40, stats_stride_h=39: lse/tbar rows of different heads or batches "
+                             "would overlap (rows 40, heads 8, batch 2)");
+  a.stats_stride_h = -1;
+  EXPECT_EQ(PrefillError(a), "stats_stride_b=40, stats_stride_h=-1: must be >= 0");
+  a = ValidPrefill();
+  a.tbar = FakeFloats(9, 2);
+  EXPECT_EQ(PrefillError(a), "tbar: must be 4-byte aligned (float)");
+}
+
 }  // namespace
 }  // namespace parallax

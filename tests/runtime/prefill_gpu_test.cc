@@ -56,6 +56,8 @@ void AddLongCases(std::vector<PrefillCase>& cases) {
   c.dtype = DType::kFP16; c.head_dim = 128; c.hq = 16; c.hkv = 2; c.batch = 2; c.r_scale = 10.0;
   c.seqlens_q = {513, 513}; c.seqlens_k = {513, 513}; c.seed = 9005;
   cases.push_back(c);
+  // lse/tbar over many K/V tiles, and (inherited below) through ping-pong and persistence.
+  for (size_t i = base; i < base + 4; ++i) cases[i].stats = true;
   // The sm_90a family's ping-pong schedule (consumer warpgroups taking turns), asked for by key.
   const auto pingpong = [&](PrefillCase c, const char* schedule) {
     Problem p;
@@ -75,6 +77,25 @@ void AddLongCases(std::vector<PrefillCase>& cases) {
   pingpong(cases[base + 2], "m64-n128-w12-s3-pp-pers");   // packed 1000 + 129, window, fp16, D 64
   pingpong(cases[base + 3], "m64-n64-w12-s2-pers");       // chunked 300 of 901, D 256, amplified
   pingpong(cases[base + 4], "m64-n160-w12-s2-pp-pers");   // fp16, GQA 8, 2 x 513
+}
+
+// Row statistics where the grid has none: rows that see no key (more queries than keys:
+// lse -inf, tbar 0), through each family.
+void AddStatsCases(std::vector<PrefillCase>& cases) {
+  PrefillCase c;
+  c.dtype = DType::kBF16; c.head_dim = 128; c.hq = 8; c.hkv = 2; c.batch = 2; c.varlen = true;
+  c.seqlens_q = {40, 8}; c.seqlens_k = {20, 8}; c.stats = true; c.seed = 9100;
+  cases.push_back(c);  // the device's default family (sm_90a on Hopper)
+  c.key = MmaKey(c); c.seed = 9101;
+  cases.push_back(c);
+  c.key = FmaKey(c); c.seed = 9102;
+  if (!c.key.empty()) cases.push_back(c);
+  c = PrefillCase{};
+  c.dtype = DType::kFP16; c.head_dim = 64; c.hq = 4; c.hkv = 1; c.batch = 2; c.learned = false;
+  c.seqlens_q = {100, 100}; c.seqlens_k = {60, 60}; c.window = 16; c.stats = true; c.seed = 9103;
+  cases.push_back(c);
+  c.key = MmaKey(c); c.seed = 9104;
+  cases.push_back(c);
 }
 
 std::vector<PrefillCase> Cases() {
@@ -99,6 +120,10 @@ std::vector<PrefillCase> Cases() {
             case 3: c.batch = 3; c.varlen = true; c.seqlens_q = {1, 64, 5}; c.seqlens_k = {90, 64, 130}; break;
           }
           c.seed = 2000 + i;
+          // lse/tbar on two in five: i % 5 is independent of the layout, probe, window and
+          // path choices above (all functions of i % 4 and i % 3), so every combination of
+          // theirs is covered, and the keyed fma / mma cases below inherit it.
+          c.stats = i % 5 < 2;
           cases.push_back(c);
           if (i % 3 == 1) {
             c.key = FmaKey(c);
@@ -111,6 +136,7 @@ std::vector<PrefillCase> Cases() {
           }
         }
   AddLongCases(cases);
+  AddStatsCases(cases);
   return cases;
 }
 
@@ -159,6 +185,16 @@ TEST_P(PrefillGpu, MatchesFloat64Reference) {
   EXPECT_LE(r->err.rel_frobenius, r->tolerance) << r->variant;
   std::printf("[case] %s variant=%s rel_fro=%.3e max_rel=%.3e ill_conditioned_rows=%ld\n", c.Name().c_str(), r->variant.c_str(),
               r->err.rel_frobenius, r->err.max_rel_element, r->ill_conditioned_rows);
+  if (c.stats) {
+    const CaseResult::Stats& st = r->stats;
+    EXPECT_GT(st.rows, 0);
+    EXPECT_EQ(st.non_finite, 0) << r->variant << ": lse/tbar rows left unwritten (NaN poison) or NaN";
+    EXPECT_EQ(st.wrong_exact, 0) << r->variant << ": rows without keys need -inf/0, probe none tbar 0";
+    EXPECT_LE(st.lse_err, kStatsTolerance) << r->variant;
+    EXPECT_LE(st.tbar_err, kStatsTolerance) << r->variant;
+    std::printf("[stats] %s rows=%ld lse_err=%.3e tbar_err=%.3e\n", c.Name().c_str(), st.rows, st.lse_err,
+                st.tbar_err);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Family, PrefillGpu, ::testing::ValuesIn(Cases()),

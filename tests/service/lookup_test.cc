@@ -3,6 +3,7 @@
 
 #include "absl/strings/match.h"
 
+#include "parallax/codegen/kernel_family.h"
 #include "parallax/runtime/nvrtc_compiler.h"
 #include "parallax/service/buckets.h"
 #include "parallax/service/validate.h"
@@ -32,6 +33,22 @@ void Seed(cache::Store& store, const v1::Problem& p, const std::string& variant_
 }
 
 std::string DefaultKey(const v1::Problem& p) { return ValidateProblem(p, "problem")->default_variant_key; }
+// What the runtime on a device of compute capability sm runs untuned, straight from codegen
+// (DefaultSchedule(p, a, sm), as Runtime::TunedOrDefault makes it).
+std::string RuntimeDefaultKey(const v1::Problem& p, int sm) {
+  absl::StatusOr<ProblemSpec> spec = ValidateProblem(p, "problem");
+  if (!spec.ok()) return "invalid problem: " + std::string(spec.status().message());
+  absl::StatusOr<Variant> v =
+      Variant::Create(spec->problem, spec->algorithm, DefaultSchedule(spec->problem, spec->algorithm, sm));
+  return v.ok() ? v->Key() : "no default: " + std::string(v.status().message());
+}
+// Lookup(p) from fake device 0 with another compute capability.
+v1::GetBestConfigRequest LookupOn(const v1::Problem& p, int cc_major, int cc_minor) {
+  v1::GetBestConfigRequest r = ServerTest::Lookup(p);
+  r.mutable_device()->set_cc_major(cc_major);
+  r.mutable_device()->set_cc_minor(cc_minor);
+  return r;
+}
 std::string TunedKey(const v1::Problem& p) { return FakeBackend::BestKeyFor(*ValidateProblem(p, "problem")); }
 
 TEST(Buckets, SameKeysAsTheRuntime) {
@@ -62,7 +79,118 @@ TEST(Buckets, PrefillKeysAsTheRuntime) {
   EXPECT_EQ(again->context_len, 8000);
 }
 
+// The default follows the device's compute capability as the runtime's does: on sm_90
+// prefill the wgmma family's, elsewhere (and for decode) the portable one ValidateProblem
+// made; a GPU no family runs on gets the portable one instead of aborting in DefaultFamily.
+TEST(Buckets, DeviceDefaultKeyFollowsTheComputeCapability) {
+  absl::StatusOr<ProblemSpec> prefill = ValidateProblem(ServerTest::PrefillProblem(1, 4096), "problem");
+  ASSERT_TRUE(prefill.ok()) << prefill.status();
+  const std::string hopper = DeviceDefaultKey(*prefill, 90);
+  EXPECT_TRUE(absl::StrContains(hopper, ".wgmma-")) << hopper;
+  EXPECT_EQ(hopper, RuntimeDefaultKey(ServerTest::PrefillProblem(), 90));
+  EXPECT_EQ(hopper, DefaultVariant(prefill->problem, prefill->algorithm, 90)->Key());
+  EXPECT_TRUE(absl::StrContains(prefill->default_variant_key, ".mma-")) << prefill->default_variant_key;
+  EXPECT_EQ(prefill->default_variant_key, RuntimeDefaultKey(ServerTest::PrefillProblem(), 0));
+  for (int sm : {80, 86, 89, 100, 120}) {
+    EXPECT_EQ(DeviceDefaultKey(*prefill, sm), RuntimeDefaultKey(ServerTest::PrefillProblem(), sm)) << "sm " << sm;
+    EXPECT_EQ(DeviceDefaultKey(*prefill, sm), prefill->default_variant_key) << "sm " << sm;
+  }
+  for (int sm : {0, 10, 75}) EXPECT_EQ(DeviceDefaultKey(*prefill, sm), prefill->default_variant_key) << "sm " << sm;
+  EXPECT_EQ(DefaultVariant(prefill->problem, prefill->algorithm, 75)->Key(), prefill->default_variant_key);
+
+  absl::StatusOr<ProblemSpec> decode = ValidateProblem(ServerTest::DecodeProblem(), "problem");
+  ASSERT_TRUE(decode.ok()) << decode.status();
+  for (int sm : {0, 75, 80, 89, 90, 100}) {
+    EXPECT_EQ(DeviceDefaultKey(*decode, sm), decode->default_variant_key) << "sm " << sm;
+    EXPECT_EQ(DeviceDefaultKey(*decode, sm), RuntimeDefaultKey(ServerTest::DecodeProblem(), sm == 75 ? 0 : sm));
+  }
+}
+
 class LookupTest : public ServerTest {};
+
+// Nothing tuned: a prefill problem asked from an sm_90 GPU (H100/H200) gets the wgmma
+// family's default, which that GPU's runtime runs, not the portable mma.sync one; from an
+// sm_80 GPU the portable one. Decode's default is the same on both.
+TEST_F(LookupTest, PrefillDefaultIsTheDevicesOwn) {
+  StartServer();
+  auto c = NewClient();
+  const v1::Problem prefill = PrefillProblem(1, 4096);
+  absl::StatusOr<v1::GetBestConfigResponse> hopper = c->GetBestConfig(LookupOn(prefill, 9, 0));
+  ASSERT_TRUE(hopper.ok()) << hopper.status();
+  EXPECT_EQ(hopper->match(), v1::MATCH_DEFAULT);
+  EXPECT_TRUE(absl::StrContains(hopper->variant_key(), ".wgmma-")) << hopper->variant_key();
+  EXPECT_EQ(hopper->variant_key(), RuntimeDefaultKey(prefill, 90));
+  EXPECT_TRUE(Variant::Parse(hopper->variant_key()).ok());
+  EXPECT_EQ(hopper->bucket(), "");
+  EXPECT_EQ(hopper->median_us(), 0);
+
+  absl::StatusOr<v1::GetBestConfigResponse> ampere = c->GetBestConfig(LookupOn(prefill, 8, 0));
+  ASSERT_TRUE(ampere.ok()) << ampere.status();
+  EXPECT_EQ(ampere->match(), v1::MATCH_DEFAULT);
+  EXPECT_TRUE(absl::StrContains(ampere->variant_key(), ".mma-")) << ampere->variant_key();
+  EXPECT_EQ(ampere->variant_key(), RuntimeDefaultKey(prefill, 80));
+  EXPECT_EQ(ampere->variant_key(), DefaultKey(prefill));
+  EXPECT_NE(ampere->variant_key(), hopper->variant_key());
+
+  const v1::Problem decode = DecodeProblem(4, 4096);
+  absl::StatusOr<v1::GetBestConfigResponse> decode90 = c->GetBestConfig(LookupOn(decode, 9, 0));
+  absl::StatusOr<v1::GetBestConfigResponse> decode80 = c->GetBestConfig(LookupOn(decode, 8, 0));
+  ASSERT_TRUE(decode90.ok()) << decode90.status();
+  ASSERT_TRUE(decode80.ok()) << decode80.status();
+  EXPECT_EQ(decode90->match(), v1::MATCH_DEFAULT);
+  EXPECT_EQ(decode80->match(), v1::MATCH_DEFAULT);
+  EXPECT_EQ(decode90->variant_key(), DefaultKey(decode));
+  EXPECT_EQ(decode80->variant_key(), DefaultKey(decode));
+  EXPECT_EQ(decode90->variant_key(), RuntimeDefaultKey(decode, 90));
+}
+
+// Every prefill member and layout the sm_90 family has a default for answers it from an sm_90
+// GPU; GPUs of other compute capabilities (sm_89, sm_100, and sm_75, which no family runs on
+// and which must not bring the server down) get the portable default.
+TEST_F(LookupTest, PrefillDefaultPerComputeCapability) {
+  StartServer();
+  auto c = NewClient();
+  std::vector<v1::Problem> problems;
+  for (int head_dim : {64, 128, 256})
+    for (bool window : {false, true})
+      for (v1::Probe probe : {v1::PROBE_NONE, v1::PROBE_LEARNED}) {
+        v1::Problem p = PrefillProblem(2, 1000, 3000);
+        p.set_head_dim(head_dim);
+        p.set_window(window);
+        p.set_probe(probe);
+        problems.push_back(p);
+      }
+  for (const v1::Problem& p : problems) {
+    SCOPED_TRACE(p.ShortDebugString());
+    absl::StatusOr<v1::GetBestConfigResponse> r = c->GetBestConfig(LookupOn(p, 9, 0));
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->match(), v1::MATCH_DEFAULT);
+    EXPECT_EQ(r->variant_key(), RuntimeDefaultKey(p, 90));
+    EXPECT_TRUE(absl::StrContains(r->variant_key(), ".wgmma-")) << r->variant_key();
+    for (auto [major, minor] : {std::pair{8, 9}, std::pair{10, 0}, std::pair{7, 5}}) {
+      absl::StatusOr<v1::GetBestConfigResponse> other = c->GetBestConfig(LookupOn(p, major, minor));
+      ASSERT_TRUE(other.ok()) << other.status();
+      EXPECT_EQ(other->match(), v1::MATCH_DEFAULT);
+      EXPECT_EQ(other->variant_key(), DefaultKey(p)) << "cc " << major << "." << minor;
+    }
+  }
+}
+
+// A tuned row still wins over the device's default; the default only answers where nothing
+// tuned applies.
+TEST_F(LookupTest, TunedPrefillRowsStillWinOnSm90) {
+  Seed(store(), PrefillProblem(1, 4096), "", 10);  // fake device 0 is cc 9.0
+  StartServer();
+  auto c = NewClient();
+  absl::StatusOr<v1::GetBestConfigResponse> r = c->GetBestConfig(Lookup(PrefillProblem(1, 4096)));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->match(), v1::MATCH_EXACT);
+  EXPECT_EQ(r->variant_key(), TunedKey(PrefillProblem()));
+  absl::StatusOr<v1::GetBestConfigResponse> other_gpu = c->GetBestConfig(Lookup(PrefillProblem(1, 4096), 1));
+  ASSERT_TRUE(other_gpu.ok()) << other_gpu.status();
+  EXPECT_EQ(other_gpu->match(), v1::MATCH_DEFAULT);
+  EXPECT_EQ(other_gpu->variant_key(), RuntimeDefaultKey(PrefillProblem(), 90));
+}
 
 TEST_F(LookupTest, PrefillExactThenNearestThenDefault) {
   Seed(store(), PrefillProblem(1, 4096), "", 10);         // t4096-l4096
@@ -100,7 +228,7 @@ TEST_F(LookupTest, PrefillStaleOrGarbageRowsAreNeverServed) {
   absl::StatusOr<v1::GetBestConfigResponse> r = c->GetBestConfig(Lookup(PrefillProblem(1, 4096)));
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->match(), v1::MATCH_DEFAULT);
-  EXPECT_EQ(r->variant_key(), DefaultKey(PrefillProblem()));
+  EXPECT_EQ(r->variant_key(), RuntimeDefaultKey(PrefillProblem(), 90));  // fake device 0 is cc 9.0
 }
 
 TEST_F(LookupTest, DefaultWhenNothingIsTuned) {

@@ -54,4 +54,12 @@ extern "C" __global__ void __launch_bounds__(kThreads) plx_prefill(const PlxPref
         o[e] = plx_from_float(finalize(st.o1[u][e], kLearned ? st.o2[u][e] : 0.f, st.d1[u], st.d2[u], 0.f, rq, p.eps));
     }
   }
+  // phase: row statistics, once the outputs are out (inside that loop they cost more registers)
+  if (lane == 0 && (p.lse || p.tbar)) {
+    const long long row0 = stats_row0(p, b, h);
+#pragma unroll
+    for (int u = 0; u < kUnits; ++u)
+      if (wrow0 + u < seq.lq)
+        store_row_stats(p, row0 + wrow0 + u, st.m[u], st.d1[u], kLearned ? st.d2[u] / st.d1[u] : 0.f);
+  }
 }

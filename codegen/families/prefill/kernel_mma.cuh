@@ -63,6 +63,8 @@ extern "C" __global__ void __launch_bounds__(kThreads) plx_prefill(const PlxPref
       const int u = kLearned ? mt * 8 + g : mt * 16 + g + 8 * hh;
       const int qi = wrow0 + u;
       if (u < kUnits && qi < seq.lq) {
+        if ((lane & 3) == 0 && (p.lse || p.tbar))  // the centre is tbar
+          store_row_stats(p, stats_row0(p, b, h) + qi, st.m[mt][hh], d1, centre);
         plx_e16* o = seq.out + (long long)qi * p.o_stride_l;
 #pragma unroll
         for (int n = 0; n < kHeadDim / 8; ++n) {

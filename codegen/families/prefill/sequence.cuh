@@ -1,7 +1,7 @@
 // Prefill's view of one (sequence, head): packed (cu_seqlens) or padded batches, the causal
 // mask aligned to the end of the keys, and the rows and keys one CTA covers.
-// Needs: kernel_abi (PlxPrefillParams), kv_contiguous.cuh (common: KvSource); kGroup,
-// kBlockM, kBlockN, kWindow (generator).
+// Needs: kernel_abi (PlxPrefillParams), prelude.cuh (PLX_INF), kv_contiguous.cuh (common:
+// KvSource); kGroup, kBlockM, kBlockN, kWindow (generator).
 
 // One sequence of the batch: its lengths and base pointers (packed when cu_seqlens given).
 struct Sequence {
@@ -9,8 +9,15 @@ struct Sequence {
   const plx_e16* q;
   const plx_e16* r;
   plx_e16* out;
+  long long stats;  // stats_row0 (sm_90a: its consumers cannot recompute it at the store)
   KvSource kv;
 };
+// The element of (b, h)'s query row 0 in lse / tbar (kernel_abi.h). An offset, not two
+// pointers, and the portable kernels recompute it at their store: anything kept live across
+// the K/V loop costs registers where the kernels are tightest.
+__device__ __forceinline__ long long stats_row0(const PlxPrefillParams& p, int b, int h) {
+  return h * p.stats_stride_h + (p.cu_seqlens_q ? p.cu_seqlens_q[b] : b * p.stats_stride_b);
+}
 __device__ __forceinline__ Sequence make_sequence(const PlxPrefillParams& p, int b, int h) {
   const int kvh = h / kGroup;
   long long qoff, koff, ooff;
@@ -42,7 +49,17 @@ __device__ __forceinline__ Sequence make_sequence(const PlxPrefillParams& p, int
   s.kv.k = static_cast<const plx_e16*>(p.k) + koff + kvh * p.k_stride_h;
   s.kv.k_tok = p.k_stride_l;
   s.kv.v_tok = p.v_stride_l;
+  s.stats = stats_row0(p, b, h);
   return s;
+}
+
+// A query row's statistics at element `row` of lse / tbar, from the online softmax's: m the
+// running max of s1 in log2 units, d1 = sum exp2(s1 - m) (0: no key was visible), tbar the
+// weighted mean of s2. One lane per row calls it.
+__device__ __forceinline__ void store_row_stats(const PlxPrefillParams& p, long long row, float m, float d1,
+                                                float tbar) {
+  if (p.lse) p.lse[row] = d1 > 0.f ? (m + log2f(d1)) * 0.69314718f : -PLX_INF;
+  if (p.tbar) p.tbar[row] = d1 > 0.f ? tbar : 0.f;
 }
 
 // Key j is visible to query row i iff j < Lk, j <= Lk - Lq + i and (window) j > Lk - Lq + i - W.

@@ -1,5 +1,5 @@
 // plx_prefill on Hopper (sm_90a), warp-specialized. A CTA owns a work tile (query tile, head,
-// batch); persistent CTAs (kPersistent) walk every kPersistent-th tile, longest first.
+// batch); persistent CTAs (kPersistent) fetch tiles from a counter until none is left.
 // Warpgroup 0 produces: one thread loads the tile's [q; r] operands and streams the K/V tiles
 // of its causal range into a kStages-deep ring with TMA; mbarriers say when q/r or a stage's
 // K or V has landed (q_full, k_full, v_full) and when every consumer warp is done with them
@@ -34,49 +34,98 @@ struct Sm90Smem {
   __device__ __forceinline__ plx_u64* k_empty(int s) const { return bar(1 + 2 * kStages + s); }
   __device__ __forceinline__ plx_u64* v_empty(int s) const { return bar(1 + 3 * kStages + s); }
   __device__ __forceinline__ plx_u64* q_empty() const { return bar(1 + 4 * kStages); }
+  // Persistent: the work tile the producer fetched, published with q_full's arrival.
+  __device__ __forceinline__ volatile int* work() const { return reinterpret_cast<volatile int*>(bar(2 + 4 * kStages)); }
 };
 
-// ---- the work tiles: (query tile, head, batch), longest causal rows first ----------------
-// Tile i of gridDim-independent numbering: query tiles from the last (longest) down, heads and
-// batches inside. A plain launch (grid: query tiles x heads x batch) runs one tile per CTA.
+// ---- the work tiles: (query tile, head, batch) ------------------------------------------
+// A plain launch (grid: query tiles x heads x batch, x dispatched first) runs one tile per
+// CTA: the CTAs resident together are neighbouring query tiles of a head or two, so the K/V
+// they stream stays in L2, and the hardware hands the next tile to whichever CTA slot frees
+// first. Persistent CTAs do the same with a tile counter in global memory (one wave; each
+// fetches its next tile as soon as it releases the current one's q/r, so the next tile's
+// q/r and K/V load under the current one's last MMAs and store). Their numbering groups
+// units (a batch's kv head with its kGroup query heads) into sections whose K/V fits in
+// kL2SectionBytes, longest causal rows first inside a section, its query heads inside.
+// Measured with static striding: walking every head at once (132 heads' K/V live) read K/V
+// from HBM and lost 7-19% to the plain launch.
+constexpr long long kL2SectionBytes = 4ll << 20;
 struct Work {
   int row0, h, b;
 };
-__device__ __forceinline__ int num_work(const PlxPrefillParams& p) {
-  return (p.seqlen_q + kBlockM - 1) / kBlockM * kNumQHeads * p.batch;
-}
+__device__ __forceinline__ int num_m(const PlxPrefillParams& p) { return (p.seqlen_q + kBlockM - 1) / kBlockM; }
+__device__ __forceinline__ int num_work(const PlxPrefillParams& p) { return num_m(p) * kNumQHeads * p.batch; }
 __device__ __forceinline__ Work work_of(const PlxPrefillParams& p, int i) {
-  const int per_row = kNumQHeads * p.batch, num_m = (p.seqlen_q + kBlockM - 1) / kBlockM;
-  const int r = i % per_row;
-  return Work{(num_m - 1 - i / per_row) * kBlockM, r % kNumQHeads, r / kNumQHeads};
+  const int units = p.batch * (kNumQHeads / kGroup);
+  const long long unit_bytes = (long long)max(p.seqlen_k, 1) * kHeadDim * 4;  // K and V, 16-bit
+  const int per_section = (int)min((long long)units, max(1ll, kL2SectionBytes / unit_bytes));
+  const int section_tiles = per_section * kGroup * num_m(p);
+  const int sec = i / section_tiles, t = i % section_tiles;
+  const int in_section = min(per_section, units - sec * per_section) * kGroup;  // the last may be short
+  const int qh = t % in_section, unit = sec * per_section + qh / kGroup;
+  const int b = unit / (kNumQHeads / kGroup), h = unit % (kNumQHeads / kGroup) * kGroup + qh % kGroup;
+  return Work{(num_m(p) - 1 - t / in_section) * kBlockM, h, b};
 }
-__device__ __forceinline__ int first_work() {
-  return kPersistent ? blockIdx.x : (blockIdx.x * gridDim.z + blockIdx.z) * gridDim.y + blockIdx.y;
+__device__ __forceinline__ Work plain_work() {
+  return Work{(int)(gridDim.x - 1 - blockIdx.x) * kBlockM, (int)blockIdx.y, (int)blockIdx.z};
 }
-__device__ __forceinline__ int work_stride(const PlxPrefillParams& p) { return kPersistent ? gridDim.x : num_work(p); }
-// Calls f(seq, qt, j, it) for each of this CTA's work tiles, counting work tiles (j) and K/V
-// tiles (it) so every role's barrier phases agree; tiles past a packed sequence's end are
-// skipped. Each role runs its own copy: the producer's on kProducerRegs registers.
-template <typename F>
-__device__ __forceinline__ void for_each_work(const PlxPrefillParams& p, F f) {
-  const auto one = [&](int i, int j, int it) {
-    const Work w = work_of(p, i);
-    const Sequence seq = make_sequence(p, w.b, w.h);
-    if (w.row0 >= seq.lq) return 0;
-    const QueryTile qt = query_tile(p, seq, w.row0);
-    f(w, seq, qt, j, it);
-    return qt.num_tiles + 1;  // K/V tiles walked, plus one: the work tile was not skipped
-  };
+// The next work tile of the launch, or n when none is left. Every CTA reads n exactly once;
+// the last to do so zeroes both counters for the next launch (kernel_abi.h: work_counters).
+__device__ __forceinline__ int fetch_work(int* counters, int n) {
+  const int i = atomicAdd(counters, 1);
+  if (i < n) return i;
+  __threadfence();  // this CTA's last fetch lands before its retirement is counted
+  if (atomicAdd(counters + 1, 1) == (int)gridDim.x - 1) {
+    atomicExch(counters, 0);
+    atomicExch(counters + 1, 0);
+  }
+  return n;
+}
+// Calls f(w, seq, qt, j, it) for each of this CTA's work tiles, counting work tiles (j) and
+// K/V tiles (it) so every role's barrier phases agree. The producer (one thread) fetches a
+// tile once the consumers have released the last one's q/r (q_empty) and publishes it with
+// q_full; tiles past a packed sequence's end are skipped there, so consumers never see them.
+// Each role runs its own copy: the producer's on kProducerRegs registers.
+template <bool kProducer, typename F>
+__device__ __forceinline__ void for_each_work(const PlxPrefillTmaParams& P, const Sm90Smem& sm, F f) {
+  const PlxPrefillParams& p = P.p;
   if (!kPersistent) {  // one tile: no loop state kept live across the consumer's registers
-    one(first_work(), 0, 0);
+    const Work w = plain_work();
+    const Sequence seq = make_sequence(p, w.b, w.h);
+    if (w.row0 >= seq.lq) return;
+    if (!kProducer) plx_mbar_wait(sm.q_full(), 0);
+    f(w, seq, query_tile(p, seq, w.row0), 0, 0);
     return;
   }
-  int j = 0, it = 0;
-  for (int i = first_work(); i < num_work(p); i += work_stride(p))
-    if (const int walked = one(i, j, it); walked > 0) {
-      ++j;
-      it += walked - 1;
+  const int n = num_work(p);
+  int it = 0;
+#pragma unroll 1
+  for (int j = 0;; ++j) {
+    int i;
+    if (kProducer) {
+      plx_mbar_wait(sm.q_empty(), (j & 1) ^ 1);  // a fresh barrier passes parity 1
+      for (;;) {
+        i = fetch_work(P.work_counters, n);
+        if (i == n) break;
+        const Work w = work_of(p, i);
+        if (w.row0 < make_sequence(p, w.b, w.h).lq) break;
+      }
+      *sm.work() = i < n ? i : -1;
+      if (i == n) {
+        plx_mbar_arrive(sm.q_full());  // wakes the consumers to the end
+        return;
+      }
+    } else {
+      plx_mbar_wait(sm.q_full(), j & 1);
+      i = *sm.work();
+      if (i < 0) return;
     }
+    const Work w = work_of(p, i);
+    const Sequence seq = make_sequence(p, w.b, w.h);
+    const QueryTile qt = query_tile(p, seq, w.row0);
+    f(w, seq, qt, j, it);
+    it += qt.num_tiles;
+  }
 }
 
 // TMA coordinates of a sequence's token: packed sequences index the packed total (batch 0).
@@ -84,12 +133,11 @@ __device__ __forceinline__ int token_base(const int* cu_seqlens, int b) { return
 __device__ __forceinline__ int batch_coord(const int* cu_seqlens, int b) { return cu_seqlens ? 0 : b; }
 
 // ---- phase: produce (one thread), one work tile -----------------------------------------
-// j: the CTA's work tiles so far; it: its K/V tiles so far (the ring's running count).
+// it: the CTA's K/V tiles so far (the ring's running count).
 __device__ __forceinline__ void produce(const PlxPrefillTmaParams& P, const Sm90Smem& sm, const QueryTile& qt,
-                                        int b, int h, int j, int it) {
+                                        int b, int h, int it) {
   const PlxPrefillParams& p = P.p;
   const int qtok = token_base(p.cu_seqlens_q, b) + qt.row0, qb = batch_coord(p.cu_seqlens_q, b);
-  plx_mbar_wait(sm.q_empty(), (j & 1) ^ 1);  // a fresh barrier passes parity 1
   plx_mbar_arrive_expect_tx(sm.q_full(), kConsumers * kDChunks * 64 * 64 * 2);
 #pragma unroll 1
   for (int wg = 0; wg < kConsumers; ++wg)
@@ -146,14 +194,6 @@ __device__ __forceinline__ void issue_scores(float (&s)[1][kBlockN / 8][4], plx_
     plx_wgmma_scores(acc, desc_qr + k_step(kk, 64 * 128), desc_k + k_step(kk, kBlockN * 128), kk > 0);
   plx_wgmma_commit();
 }
-// s1 in log2 units (exp2 later); s2 (Parallax rows 8..15) stays unscaled.
-__device__ __forceinline__ void scale_scores(float (&s)[1][kBlockN / 8][4], float scale_log2) {
-#pragma unroll
-  for (int n = 0; n < kBlockN / 8; ++n)
-#pragma unroll
-    for (int e = 0; e < (kLearned ? 2 : 4); ++e) s[0][n][e] *= scale_log2;
-}
-
 // ---- phase: accumulate  [O1; O2] += [P1; P2] V (issued; the caller waits) ---------------
 // P as the register A operand; the asynchronous MMA reads it, so it stays untouched until
 // the wait.
@@ -204,6 +244,7 @@ __device__ __forceinline__ void sm90_store(const PlxPrefillParams& p, const Sequ
     const float centre = kLearned ? st.c[0] : 0.f;
     const int qi = wrow0 + (kLearned ? g : g + 8 * hh);
     if (qi < seq.lq) {
+      if ((lane & 3) == 0) store_row_stats(p, seq.stats + qi, st.m[0][hh], d1, centre);  // the centre is tbar
       plx_e16* o = seq.out + (long long)qi * p.o_stride_l;
 #pragma unroll
       for (int n = 0; n < kHeadDim / 8; ++n) {
@@ -214,6 +255,16 @@ __device__ __forceinline__ void sm90_store(const PlxPrefillParams& p, const Sequ
     }
   }
 }
+
+// Independent max/sum chains in the softmax: a consumer warp has its sub-partition nearly to
+// itself, so the softmax's latency, not its issue count, is what the other warpgroup's MMAs
+// must cover.
+constexpr int kSoftmaxChains = kHeadDim >= 256 ? 1 : (kBlockN / 8) % 4 == 0 ? 4 : 2;
+// Skipping the scaling of O when no row's max moved (a warp vote per tile) measured: softmax
+// 6% faster at head_dim 64 and Parallax 3% at 256, but Parallax 0.5-4% slower below 256.
+constexpr bool kSkipIdleRescale = !kLearned || kHeadDim >= 256;
+struct PlxFalse { static constexpr bool value = false; };
+struct PlxTrue { static constexpr bool value = true; };
 
 // ---- phase: consume one work tile (a consumer warpgroup) ----------------------------------
 // The scores of K/V tile t are issued before the P V of tile t - 1, so the softmax of tile t
@@ -230,8 +281,7 @@ __device__ __forceinline__ void consume(const PlxPrefillParams& p, const Sm90Sme
   const int wrow0 = qt.row0 + cw * kQueriesPerWg + warp * kUnits;  // this warp's first query row
   const plx_e16* tile = sm.qr(cw);
   const plx_u64 desc_qr = plx_wgmma_desc_sw128(tile);
-  plx_mbar_wait(sm.q_full(), j & 1);
-  const float rq = query_rq(tile, warp);
+  const float rq = query_rq(tile, warp);  // q_full: the caller waited
   const auto release = [&](plx_u64* empty) {  // this warp is done with q/r, a K or a V tile
     __syncwarp();
     if (lane == 0) plx_mbar_arrive(empty);
@@ -244,16 +294,19 @@ __device__ __forceinline__ void consume(const PlxPrefillParams& p, const Sm90Sme
   };
   const auto stage_of = [&](int t) { return (it + t) % kStages; };
   const auto phase_of = [&](int t) { return ((it + t) / kStages) & 1; };
-  const auto softmax = [&](float (&s)[1][kBlockN / 8][4], int t, Rescale& r, WarpState& st) {
+  // The scale to log2 units goes into the exponent's FFMA (softmax_update); a floor keeps a
+  // zero bandwidth (uniform weights) off -inf * 0 on masked keys and changes no weight.
+  const float scale = fmaxf(p.scale_log2, 1e-30f);
+  const auto softmax = [&](float (&s)[1][kBlockN / 8][4], int t, Rescale& r, WarpState& st, auto lag) {
     const int t0 = qt.lo + t * kBlockN;
-    scale_scores(s, p.scale_log2);
     if (edge_tile(p, seq, qt, t0))
       mask_scores<kBlockN>(s, [&](int u, int key) { return visible_key(p, seq, wrow0 + u, t0 + key); });
-    softmax_update<kBlockN>(s, st, r);
+    softmax_update<kBlockN, kSoftmaxChains, decltype(lag)::value, true>(s, st, r, scale);
   };
 
   WarpState st;
   state_init(st);
+  CentreLag lag = {};
   if (qt.num_tiles == 0) {
     release(sm.q_empty());
   } else {
@@ -270,7 +323,7 @@ __device__ __forceinline__ void consume(const PlxPrefillParams& p, const Sm90Sme
       release(sm.k_empty(stage_of(0)));
       if (qt.num_tiles == 1) release(sm.q_empty());
       Rescale r;
-      softmax(s, 0, r, st);  // O is still zero: nothing to rescale
+      softmax(s, 0, r, st, PlxFalse{});  // the exact centre; O is still zero: nothing to rescale
       pack_p(s, a);
     }
     for (int t = 1; t < qt.num_tiles; ++t) {
@@ -286,12 +339,12 @@ __device__ __forceinline__ void consume(const PlxPrefillParams& p, const Sm90Sme
       release(sm.k_empty(stage_of(t)));
       if (t == qt.num_tiles - 1) release(sm.q_empty());  // the next work tile's q/r may load
       Rescale r;
-      softmax(s, t, r, st);
+      softmax(s, t, r, st, PlxTrue{});
       plx_wgmma_wait<0>();  // P V of tile t - 1
       plx_fence_regs(o_regs(st));
       plx_fence_regs(p_regs(a));
       release(sm.v_empty(stage_of(t - 1)));
-      rescale_o(st, r);
+      rescale_o_lagged<kSkipIdleRescale>(st, r, lag);
       pack_p(s, a);
     }
     const int last = qt.num_tiles - 1;
@@ -302,6 +355,7 @@ __device__ __forceinline__ void consume(const PlxPrefillParams& p, const Sm90Sme
     plx_wgmma_wait<0>();
     plx_fence_regs(o_regs(st));
     release(sm.v_empty(stage_of(last)));
+    settle_centre(st, lag);
   }
   sm90_store(p, seq, st, rq, wrow0);
 }
@@ -329,12 +383,12 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) plx_prefill(const __gr
   if (wg == 0) {  // producer warpgroup: one thread issues every load
     if (kRegRealloc) plx_regs_release<kProducerRegs>();
     if (threadIdx.x == 0)
-      for_each_work(p, [&](const Work& w, const Sequence&, const QueryTile& qt, int j, int it) {
-        produce(P, sm, qt, w.b, w.h, j, it);
+      for_each_work<true>(P, sm, [&](const Work& w, const Sequence&, const QueryTile& qt, int j, int it) {
+        produce(P, sm, qt, w.b, w.h, it);
       });
   } else {
     if (kRegRealloc) plx_regs_acquire<kConsumerRegs>();
-    for_each_work(p, [&](const Work&, const Sequence& seq, const QueryTile& qt, int j, int it) {
+    for_each_work<false>(P, sm, [&](const Work&, const Sequence& seq, const QueryTile& qt, int j, int it) {
       consume(p, sm, seq, qt, wg - 1, j, it);
     });
   }

@@ -92,57 +92,105 @@ struct Rescale {
   float shift[kMTiles];     // Parallax: c_old - c_new
 };
 
-template <int KN>
-__device__ __forceinline__ void softmax_update(float (&s)[kMTiles][KN / 8][4], WarpState& st, Rescale& r) {
+// The row's largest score over this lane's columns, in kChains independent chains (short
+// dependency chains for a warp that has the SM sub-partition to itself).
+template <int KN, int kChains>
+__device__ __forceinline__ float row_max(const float (&s)[KN / 8][4], int h) {
+  float mx[kChains];
+#pragma unroll
+  for (int c = 0; c < kChains; ++c) mx[c] = -PLX_INF;
+#pragma unroll
+  for (int n = 0; n < KN / 8; ++n) mx[n % kChains] = fmaxf(mx[n % kChains], fmaxf(s[n][2 * h], s[n][2 * h + 1]));
+#pragma unroll
+  for (int c = 1; c < kChains; ++c) mx[0] = fmaxf(mx[0], mx[c]);
+  return mx[0];
+}
+template <int kChains>
+__device__ __forceinline__ float chain_sum(float (&x)[kChains]) {
+#pragma unroll
+  for (int c = 1; c < kChains; ++c) x[0] += x[c];
+  return x[0];
+}
+
+// kScaleInExp: the scores are not yet in log2 units; scale (> 0) is folded into the
+// exponent's FFMA (and the max). kChains: independent partial max/sum chains.
+// kLagCentre (Parallax, asynchronous P V): p2 uses the centre of the previous tiles, so it
+// does not wait for this tile's sums to cross the quad; the centre still moves to the exact
+// running mean and O2 follows it one tile late (rescale_o<true>, settle_centre).
+template <int KN, int kChains = 1, bool kLagCentre = false, bool kScaleInExp = false>
+__device__ __forceinline__ void softmax_update(float (&s)[kMTiles][KN / 8][4], WarpState& st, Rescale& r,
+                                               float scale = 1.f) {
+  static_assert((KN / 8) % kChains == 0, "chains must divide the 8-key column blocks");
 #pragma unroll
   for (int mt = 0; mt < kMTiles; ++mt) {
 #pragma unroll
     for (int h = 0; h < (kLearned ? 1 : 2); ++h) {
-      float mx = -PLX_INF;
-#pragma unroll
-      for (int n = 0; n < KN / 8; ++n) mx = fmaxf(mx, fmaxf(s[mt][n][2 * h], s[mt][n][2 * h + 1]));
-      const float m_new = fmaxf(st.m[mt][h], plx_quad_max(mx));
+      const float mx = plx_quad_max(row_max<KN, kChains>(s[mt], h));
+      const float m_new = fmaxf(st.m[mt][h], kScaleInExp ? mx * scale : mx);
       const float m_use = m_new == -PLX_INF ? 0.f : m_new;  // all hidden so far: avoid inf - inf
       const float alpha = plx_exp2(st.m[mt][h] - m_use);
       st.m[mt][h] = m_new;
       r.alpha[mt][h] = alpha;
-      float sum1 = 0.f, sum_s2 = 0.f;
+      float sum1[kChains], sum_s2[kChains];
+#pragma unroll
+      for (int c = 0; c < kChains; ++c) sum1[c] = sum_s2[c] = 0.f;
 #pragma unroll
       for (int n = 0; n < KN / 8; ++n) {
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
-          const float p1 = plx_exp2(s[mt][n][2 * h + e] - m_use);
+          const float x = s[mt][n][2 * h + e];
+          const float p1 = plx_exp2(kScaleInExp ? fmaf(x, scale, -m_use) : x - m_use);
           s[mt][n][2 * h + e] = p1;
-          sum1 += p1;
-          if (kLearned) sum_s2 += p1 * s[mt][n][2 + e];
+          sum1[n % kChains] += p1;
+          if (kLearned && kLagCentre) {  // p2 in the previous centre; its sum moves the centre
+            s[mt][n][2 + e] = p1 * (s[mt][n][2 + e] - st.c[mt]);
+            sum_s2[n % kChains] += s[mt][n][2 + e];
+          } else if (kLearned) {
+            sum_s2[n % kChains] += p1 * s[mt][n][2 + e];
+          }
         }
       }
       if (kLearned) {  // d1 is kept quad-uniform here: the centre needs the row's full sums
-        const float t1 = plx_quad_sum(sum1), t2 = plx_quad_sum(sum_s2);  // all lanes shuffle
+        const float t1 = plx_quad_sum(chain_sum<kChains>(sum1)), t2 = plx_quad_sum(chain_sum<kChains>(sum_s2));
         const float d1_old = st.d1[mt][0] * alpha;
         const float d1_new = d1_old + t1;
         const float c_old = st.c[mt];
-        const float c_new = d1_new > 0.f ? (d1_old * c_old + t2) / d1_new : c_old;
+        const float c_new = d1_new > 0.f ? (kLagCentre ? c_old + t2 / d1_new  // t2 = sum p1 (s2 - c_old)
+                                                       : (d1_old * c_old + t2) / d1_new)
+                                         : c_old;
         r.shift[mt] = c_old - c_new;
         st.d1[mt][0] = d1_new;
         st.c[mt] = c_new;
+        if (!kLagCentre) {
 #pragma unroll
-        for (int n = 0; n < KN / 8; ++n)
+          for (int n = 0; n < KN / 8; ++n)
 #pragma unroll
-          for (int e = 0; e < 2; ++e) s[mt][n][2 + e] = s[mt][n][e] * (s[mt][n][2 + e] - c_new);
+            for (int e = 0; e < 2; ++e) s[mt][n][2 + e] = s[mt][n][e] * (s[mt][n][2 + e] - c_new);
+        }
       } else {
-        st.d1[mt][h] = st.d1[mt][h] * alpha + sum1;
+        st.d1[mt][h] = st.d1[mt][h] * alpha + chain_sum<kChains>(sum1);
       }
     }
   }
 }
 
 // O1 and O2 into the new frame: O2 moves with the centre (O2 + shift O1), both scale by alpha.
-__device__ __forceinline__ void rescale_o(WarpState& st, const Rescale& r) {
+// kSkipIdle: a warp whose rows all kept their max skips the scaling (after the first tiles
+// the max rarely moves); Parallax still moves O2 with the centre.
+template <bool kSkipIdle = false>
+__device__ __forceinline__ void rescale_o(WarpState& st, const Rescale& r, const float (&shifts)[kMTiles]) {
 #pragma unroll
   for (int mt = 0; mt < kMTiles; ++mt) {
     if (kLearned) {
-      const float alpha = r.alpha[mt][0], shift = r.shift[mt];
+      const float alpha = r.alpha[mt][0], shift = shifts[mt];
+      if (kSkipIdle && __all_sync(0xffffffffu, alpha == 1.f)) {  // the centre moves; no row's max did
+#pragma unroll
+        for (int n = 0; n < kHeadDim / 8; ++n) {
+          st.o[mt][n][2] = fmaf(shift, st.o[mt][n][0], st.o[mt][n][2]);
+          st.o[mt][n][3] = fmaf(shift, st.o[mt][n][1], st.o[mt][n][3]);
+        }
+        continue;
+      }
 #pragma unroll
       for (int n = 0; n < kHeadDim / 8; ++n) {
         st.o[mt][n][2] = alpha * fmaf(shift, st.o[mt][n][0], st.o[mt][n][2]);
@@ -151,6 +199,7 @@ __device__ __forceinline__ void rescale_o(WarpState& st, const Rescale& r) {
         st.o[mt][n][1] *= alpha;
       }
     } else {
+      if (kSkipIdle && __all_sync(0xffffffffu, r.alpha[mt][0] == 1.f && r.alpha[mt][1] == 1.f)) continue;
 #pragma unroll
       for (int h = 0; h < 2; ++h)
 #pragma unroll
@@ -159,6 +208,33 @@ __device__ __forceinline__ void rescale_o(WarpState& st, const Rescale& r) {
           st.o[mt][n][2 * h + 1] *= r.alpha[mt][h];
         }
     }
+  }
+}
+__device__ __forceinline__ void rescale_o(WarpState& st, const Rescale& r) { rescale_o(st, r, r.shift); }
+
+// The lagged centre (softmax_update<.., true>): O2 holds the tiles so far in the centre before
+// the last update's, so a rescale takes the shift the previous update recorded (lag) and
+// keeps this one's; after the last P V, settle_centre moves O2 to st.c.
+struct CentreLag {
+  float shift[kMTiles];
+};
+template <bool kSkipIdle = false>
+__device__ __forceinline__ void rescale_o_lagged(WarpState& st, const Rescale& r, CentreLag& lag) {
+  rescale_o<kSkipIdle>(st, r, lag.shift);
+#pragma unroll
+  for (int mt = 0; mt < kMTiles; ++mt) lag.shift[mt] = r.shift[mt];
+}
+__device__ __forceinline__ void settle_centre(WarpState& st, CentreLag& lag) {
+#pragma unroll
+  for (int mt = 0; mt < kMTiles; ++mt) {
+    if (kLearned) {
+#pragma unroll
+      for (int n = 0; n < kHeadDim / 8; ++n) {
+        st.o[mt][n][2] = fmaf(lag.shift[mt], st.o[mt][n][0], st.o[mt][n][2]);
+        st.o[mt][n][3] = fmaf(lag.shift[mt], st.o[mt][n][1], st.o[mt][n][3]);
+      }
+    }
+    lag.shift[mt] = 0.f;
   }
 }
 

@@ -16,7 +16,8 @@
  *   - Every tensor given must have a non-NULL data pointer, empty ones included; a launch
  *     with B == 0 does nothing.
  *   - Kernels read with 16-byte vector loads: the data pointers of q, r, k, v and out must be
- *     16-byte aligned and their non-last strides multiples of 8 elements.
+ *     16-byte aligned and their non-last strides multiples of 8 elements. Index tensors
+ *     (int32) and prefill's float32 statistics need 4-byte alignment only.
  *   - Arguments are validated on the host before any device work; plx_decode_validate and
  *     plx_prefill_validate run the same checks without a context (no GPU needed).
  *   - Nothing launched here synchronizes; with a caller-provided workspace nothing allocates
@@ -31,6 +32,8 @@
  *   prefill: q, r, out  [B, Lq, Hq, D], k, v [B, Lk, Hkv, D] (causal, aligned to the key end)
  *            or packed  q, r, out [Tq, Hq, D], k, v [Tk, Hkv, D] with cu_seqlens_q/k int32
  *                       [B + 1] and max_seqlen_q/k.
+ *            lse, tbar (optional float32 outputs, see plx_prefill_args): [B, Hq, Lq], or
+ *                       [Hq, Tq] packed.
  *   r.data == NULL selects plain softmax attention (probe none).
  */
 #ifndef PARALLAX_PARALLAX_H_
@@ -71,7 +74,8 @@ typedef enum plx_dtype {
   PLX_DTYPE_UNSET = 0, /* zero-initialised descriptors are rejected, not guessed */
   PLX_BF16 = 1,
   PLX_FP16 = 2,
-  PLX_INT32 = 3
+  PLX_INT32 = 3,
+  PLX_FLOAT32 = 4 /* prefill's optional lse / tbar outputs only */
 } plx_dtype;
 
 typedef enum plx_affine {
@@ -136,6 +140,16 @@ typedef struct plx_prefill_args {
   plx_affine affine;
   float eps;
   const char* variant;
+  /* Optional outputs for a backward pass (data NULL = not written), float32 [B, Hq, Lq], or
+   * [Hq, Tq] packed, rows contiguous; given together they must share strides. Per query row,
+   * with w_j = exp(tau q.k_j - lse) over its visible keys j:
+   *   lse  = ln(sum_j exp(tau q.k_j))  (natural log, FlashAttention's softmax_lse)
+   *   tbar = sum_j w_j (r.k_j)         (the weighted mean probe score; 0 for probe none)
+   * A row without visible keys gets lse = -inf, tbar = 0. The output is
+   * sum_j w_j (1 - (r.k_j - tbar)) v_j (amplified: (r.k_j - tbar) / delta, delta = 1 -
+   * (tbar - r.q)), so a backward pass recomputes every weight from lse and tbar. */
+  plx_tensor lse;
+  plx_tensor tbar;
 } plx_prefill_args;
 
 typedef struct plx_plan_info {
@@ -175,8 +189,8 @@ PLX_API plx_status plx_decode_plan_info(plx_context* ctx, const plx_decode_args*
 /* Launches on stream (a CUstream / cudaStream_t; NULL = the legacy default stream). */
 PLX_API plx_status plx_decode(plx_context* ctx, const plx_decode_args* args, void* stream);
 
-/* Defaults: every tensor absent, max_seqlen_q/k -1, qk_scale -1, window 0, plain affine,
- * eps 1e-6, no variant. */
+/* Defaults: every tensor absent (lse and tbar included), max_seqlen_q/k -1, qk_scale -1,
+ * window 0, plain affine, eps 1e-6, no variant. */
 PLX_API void plx_prefill_args_init(plx_prefill_args* args);
 PLX_API plx_status plx_prefill_validate(const plx_prefill_args* args);
 PLX_API plx_status plx_prefill_plan_info(plx_context* ctx, const plx_prefill_args* args,

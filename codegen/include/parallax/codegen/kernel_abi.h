@@ -8,7 +8,7 @@
 #ifndef PARALLAX_KERNEL_ABI_H_
 #define PARALLAX_KERNEL_ABI_H_
 
-#define PLX_ABI_VERSION 3
+#define PLX_ABI_VERSION 4
 
 /* Decode: one new query token per sequence.
  * q, r: [B, Hq, D]; k, v: contiguous [B, Lmax, Hkv, D] or paged [pages, page_size, Hkv, D].
@@ -45,7 +45,17 @@ typedef struct PlxDecodeParams {
 
 /* Prefill / forward, causal with the mask aligned to the end of the key sequence.
  * q, r, out: [B, Lq, Hq, D]; k, v: [B, Lk, Hkv, D]. With cu_seqlens_q/k (int32 [B+1])
- * sequences are packed along the token dimension and the batch strides are unused. */
+ * sequences are packed along the token dimension and the batch strides are unused.
+ * Optional per-row statistics (NULL = not written), float, row stride 1: padded, row i of
+ * (b, h) at b * stats_stride_b + h * stats_stride_h + i; packed, at h * stats_stride_h +
+ * cu_seqlens_q[b] + i (stats_stride_b unused). With tau = qk_scale, over the visible keys j:
+ *   lse[row]  = ln(sum_j exp(tau q.k_j)) (natural log: FlashAttention's softmax_lse);
+ *   tbar[row] = sum_j w_j (r.k_j), w_j = exp(tau q.k_j - lse): the softmax-weighted mean of
+ *               the unscaled probe scores, 0 for probe none.
+ * A row with no visible key has lse = -inf, tbar = 0. A backward pass recomputes w_j from
+ * lse and the effective weights w_j (1 - (r.k_j - tbar)) (amplified: divide (r.k_j - tbar)
+ * by delta = 1 - (tbar - r.q)). Softmax partials over disjoint key ranges merge through lse
+ * as FlashAttention's do; Parallax partials also need each part's vbar (reference.h). */
 typedef struct PlxPrefillParams {
   const void* q;
   const void* r;
@@ -54,11 +64,14 @@ typedef struct PlxPrefillParams {
   void* out;
   const int* cu_seqlens_q;
   const int* cu_seqlens_k;
+  float* lse;
+  float* tbar;
   long long q_stride_b, q_stride_l, q_stride_h;
   long long r_stride_b, r_stride_l, r_stride_h;
   long long k_stride_b, k_stride_l, k_stride_h;
   long long v_stride_b, v_stride_l, v_stride_h;
   long long o_stride_b, o_stride_l, o_stride_h;
+  long long stats_stride_b, stats_stride_h;
   int batch;
   int seqlen_q;        /* used when cu_seqlens_q is NULL */
   int seqlen_k;        /* used when cu_seqlens_k is NULL */
@@ -81,6 +94,9 @@ typedef struct __attribute__((aligned(64))) PlxTensorMap {
 typedef struct PlxPrefillTmaParams {
   PlxTensorMap tq, tr, tk, tv;
   PlxPrefillParams p;
+  int* work_counters; /* persistent schedules: [2] ints (tile counter, retired CTAs), zero
+                         before the first launch; the last CTA to retire zeroes them again,
+                         so launches sharing a pair must not overlap (the runtime rotates) */
 } PlxPrefillTmaParams;
 
 #endif /* PARALLAX_KERNEL_ABI_H_ */

@@ -22,13 +22,33 @@ struct Family {
   double lambda = 1e-3;   // LLA ridge regulariser (probe kSolved only)
 };
 
+// A query row's statistics, what a backward pass (or a merge of partials) needs; the
+// kernels write the same (kernel_abi.h, parallax.h). Over the row's visible keys j, with
+// w_j = exp(tau q.k_j - lse) (the softmax weights) and s2_j = r.k_j (unscaled):
+//   lse  = ln(sum_j exp(tau q.k_j))   natural log, tau included: FlashAttention's softmax_lse
+//   tbar = sum_j w_j s2_j              the weighted mean probe score
+// No visible key: lse = -inf, tbar = 0. Probe kNone (or a null r): tbar = 0. kSolved has no
+// given probe: tbar is NaN there.
+// Backward: w_j follows from lse alone, and the output is sum_j w_j (1 - (s2_j - tbar)) v_j
+// (amplified: (s2_j - tbar) / delta, delta = 1 - (tbar - r.q), guarded by eps), so the
+// effective weights follow from (lse, tbar).
+// Merge: parts over disjoint key sets A combine with l_A = exp(lse_A - lse), lse =
+// ln(sum_A exp(lse_A)): tbar = sum_A l_A tbar_A, softmax out = sum_A l_A out_A, and plain
+// Parallax out = sum_A l_A (out_A + (tbar - tbar_A) vbar_A) with vbar_A the part's softmax
+// output -- a Parallax output alone does not merge.
+struct RowStats {
+  double lse = 0, tbar = 0;
+};
+
 // One query row against n visible keys (rows of K and V, each `key_stride` doubles apart).
 // r may be null for probe kNone / kSolved. n == 0 yields zeros (documented convention).
 // Probe kNone ignores r (amplified then has delta = 1, i.e. softmax); a null r with kLearned
 // acts as r = 0. kSolved (LLA) carries its own boundary factor, so `affine` does not apply,
-// and its eps guard acts on the unnormalised delta = omega - mu.rho.
+// and its eps guard acts on the unnormalised delta = omega - mu.rho. `stats`, when given,
+// receives the row's statistics.
 void AttendRow(const double* q, const double* r, const double* k, const double* v, int n,
-               int head_dim, long key_stride, const Family& f, double* out);
+               int head_dim, long key_stride, const Family& f, double* out,
+               RowStats* stats = nullptr);
 
 // Decode: q, r [B][Hq][D]; k, v [B][Lmax][Hkv][D] (logical, contiguous); seqlens[b] <= Lmax.
 // Returns out [B][Hq][D]. Query head h reads kv head h / (Hq/Hkv).
@@ -52,6 +72,15 @@ struct PrefillInputs {
   std::vector<double> q, r, k, v;
 };
 absl::StatusOr<std::vector<double>> Prefill(const PrefillInputs& in, const Family& f);
+
+// Prefill and its per-row statistics (RowStats): lse and tbar [B][Hq][max_seqlen_q], the
+// kernels' padded layout; rows past seqlens_q[b] read as rows without keys (-inf, 0).
+// Probe kSolved: UnimplementedError.
+struct PrefillResult {
+  std::vector<double> out;  // what Prefill returns
+  std::vector<double> lse, tbar;
+};
+absl::StatusOr<PrefillResult> PrefillWithStats(const PrefillInputs& in, const Family& f);
 
 // Error metrics used by every correctness test.
 struct ErrorStats {

@@ -69,6 +69,12 @@ struct PrefillArgs {
   Affine affine = Affine::kPlain;
   float eps = 1e-6f;
   std::string variant_key;
+  // Optional per-row statistics for a backward pass (kernel_abi.h defines them): device
+  // float [B, Hq, Lq] (packed: [Hq, total_q]), rows contiguous; null = not written. lse and
+  // tbar share the strides; both 0 = contiguous (packed then needs total_q).
+  float* lse = nullptr;
+  float* tbar = nullptr;
+  int64_t stats_stride_b = 0, stats_stride_h = 0;
 };
 
 struct DecodeCall {

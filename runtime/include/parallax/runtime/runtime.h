@@ -11,6 +11,7 @@
 // CUDA-graph safe.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -137,6 +138,11 @@ class Runtime {
   std::unique_ptr<TunedStore> db_;  // when options.db_path is set: tuned configs + binaries
   GrowBuffer workspace_;  // split-KV partials when the caller passes none
   GrowBuffer counters_;   // fused-merge split counters (always runtime-owned)
+  // Persistent prefill tile counters: kWorkCounterPairs pairs taken in rotation, so launches
+  // in flight together (other streams, graphs) each count their own tiles.
+  static constexpr int kWorkCounterPairs = 1024;
+  GrowBuffer work_counters_;
+  std::atomic<unsigned> next_work_counter_{0};
 };
 
 // Built-in defaults, decent on sm_80 and sm_90 (used when nothing tuned applies): the

@@ -1,5 +1,6 @@
 // GetBestConfig's answer from the cache: exact bucket, else nearest bucket of the same
-// device and problem (buckets.h), else the runtime's default variant. Only entries tuned
+// device and problem (buckets.h), else the runtime's default variant on the asking device
+// (its compute capability picks the family: DeviceDefaultKey, buckets.h). Only entries tuned
 // with the query's generator and NVRTC versions whose variant key parses to the asked
 // problem are served; anything else in the table is skipped, never trusted.
 #pragma once

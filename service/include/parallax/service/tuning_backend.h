@@ -21,7 +21,9 @@ enum class Strategy { kGuided, kExhaustive, kRandom };
 const char* ToString(Strategy s);
 
 // One problem of a job, validated; problem_key and bucket are the cache keys its best config
-// is stored under (buckets.h); default_variant_key is the runtime's untuned choice.
+// is stored under (buckets.h); default_variant_key is the runtime's untuned choice where no
+// device is known, the portable family's (DefaultVariant(p, a, 0)); a given device's untuned
+// choice may differ (on sm_90 prefill, the wgmma family's): DeviceDefaultKey (buckets.h).
 struct ProblemSpec {
   Problem problem;
   Algorithm algorithm;

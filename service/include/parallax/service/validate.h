@@ -19,6 +19,9 @@ namespace parallax::service {
 struct LookupQuery {
   ProblemSpec spec;
   std::string device_fingerprint;
+  // The device's compute capability, cc_major * 10 + cc_minor (90 for sm_90): its default
+  // variant is the MATCH_DEFAULT answer (DeviceDefaultKey, buckets.h).
+  int device_sm = 0;
   cache::CurrentVersions versions;
 };
 

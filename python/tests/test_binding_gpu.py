@@ -120,6 +120,11 @@ def reference_stats(q, r, k, tau=None, window=0):
     return lse, (w * torch.einsum("qhd,khd->hqk", r.double(), kk)).sum(-1)
 
 
+def cu(lens):
+    """cu_seqlens (int32, on the GPU) of sequences with these lengths."""
+    return torch.tensor([0] + list(itertools.accumulate(lens)), dtype=torch.int32, device="cuda")
+
+
 def rel_err(got, want):
     got = got.double()
     return ((got - want).norm() / want.norm()).item()
@@ -375,9 +380,6 @@ class PrefillGpuTest(unittest.TestCase):
         k = randn(sum(lens_k), hkv, d, dtype=dtype)
         v = randn(sum(lens_k), hkv, d, dtype=dtype, norm=False)
 
-        def cu(lens):
-            return torch.tensor([0] + list(itertools.accumulate(lens)), dtype=torch.int32, device="cuda")
-
         out = parallax.parallax_prefill(q, r, k, v, cu_seqlens_q=cu(lens_q), cu_seqlens_k=cu(lens_k))
         torch.cuda.synchronize()
         self.assertEqual(out.shape, q.shape)
@@ -428,9 +430,6 @@ class PrefillGpuTest(unittest.TestCase):
         r = randn(sum(lens_q), hq, d, dtype=dtype)
         k = randn(sum(lens_k), hkv, d, dtype=dtype)
         v = randn(sum(lens_k), hkv, d, dtype=dtype, norm=False)
-
-        def cu(lens):
-            return torch.tensor([0] + list(itertools.accumulate(lens)), dtype=torch.int32, device="cuda")
 
         out, lse, tbar = parallax.parallax_prefill(q, r, k, v, cu_seqlens_q=cu(lens_q), cu_seqlens_k=cu(lens_k),
                                                    return_stats=True)

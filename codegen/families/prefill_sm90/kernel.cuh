@@ -101,15 +101,17 @@ __device__ __forceinline__ void for_each_work(const PlxPrefillTmaParams& P, cons
   int it = 0;
 #pragma unroll 1
   for (int j = 0;; ++j) {
-    int i;
+    Work w;
+    Sequence seq;
     if (kProducer) {
       plx_mbar_wait(sm.q_empty(), (j & 1) ^ 1);  // a fresh barrier passes parity 1
-      for (;;) {
+      int i;
+      do {
         i = fetch_work(P.work_counters, n);
         if (i == n) break;
-        const Work w = work_of(p, i);
-        if (w.row0 < make_sequence(p, w.b, w.h).lq) break;
-      }
+        w = work_of(p, i);
+        seq = make_sequence(p, w.b, w.h);
+      } while (w.row0 >= seq.lq);
       *sm.work() = i < n ? i : -1;
       if (i == n) {
         plx_mbar_arrive(sm.q_full());  // wakes the consumers to the end
@@ -117,11 +119,11 @@ __device__ __forceinline__ void for_each_work(const PlxPrefillTmaParams& P, cons
       }
     } else {
       plx_mbar_wait(sm.q_full(), j & 1);
-      i = *sm.work();
+      const int i = *sm.work();
       if (i < 0) return;
+      w = work_of(p, i);
+      seq = make_sequence(p, w.b, w.h);
     }
-    const Work w = work_of(p, i);
-    const Sequence seq = make_sequence(p, w.b, w.h);
     const QueryTile qt = query_tile(p, seq, w.row0);
     f(w, seq, qt, j, it);
     it += qt.num_tiles;

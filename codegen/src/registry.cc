@@ -35,17 +35,29 @@ const KernelFamily& FamilyOf(const Variant& v) {
   return *FindFamily(v.problem().mode, v.schedule().path);
 }
 
-const KernelFamily& DefaultFamily(Mode mode, int sm) {
-  for (const KernelFamily* f : AllFamilies())
-    if (f->mode() == mode && f->RunsOn(sm)) return *f;
+namespace {
+[[noreturn]] void NoFamily(Mode mode) {
   // Every Mode value has a family (tests/codegen/family_test.cc); reaching here is a build
   // that registered none for a new mode.
   std::fprintf(stderr, "parallax: no kernel family registered for mode %d\n", static_cast<int>(mode));
   std::abort();
 }
+}  // namespace
+
+const KernelFamily& DefaultFamily(Mode mode, int sm) {
+  for (const KernelFamily* f : AllFamilies())
+    if (f->mode() == mode && f->RunsOn(sm)) return *f;
+  NoFamily(mode);
+}
+
+const KernelFamily& DefaultFamily(const Problem& p, int sm) {
+  for (const KernelFamily* f : AllFamilies())
+    if (f->mode() == p.mode && f->RunsOn(sm) && f->Serves(p)) return *f;
+  NoFamily(p.mode);
+}
 
 Schedule DefaultSchedule(const Problem& p, const Algorithm& a, int sm) {
-  return CanonicalSchedule(p, a, DefaultFamily(p.mode, sm).Default(p, a));
+  return CanonicalSchedule(p, a, DefaultFamily(p, sm).Default(p, a));
 }
 
 }  // namespace parallax

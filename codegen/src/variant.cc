@@ -30,7 +30,6 @@ absl::Status ValidateProblem(const Problem& p) {
   if (p.group_size() > 64)
     return Bad("group_size", p.group_size(), "must be at most 64 (num_q_heads/num_kv_heads)");
   if (p.kv_layout == KvLayout::kPaged) {
-    if (p.mode != Mode::kDecode) return Bad("kv_layout", "paged", "paged KV is for decode only");
     if (!IsPow2(p.page_size) || p.page_size > 1024)
       return Bad("page_size", p.page_size, "must be a power of two in 1..1024 for paged KV");
   } else if (p.page_size != 0) {

@@ -20,6 +20,7 @@ system loader).
 
 from __future__ import annotations
 
+import numbers
 import threading
 from collections import namedtuple
 from ctypes import byref, c_size_t
@@ -163,6 +164,25 @@ def _int32(name: str, value) -> int:
     return value
 
 
+def _set_window(a, window, window_size) -> None:
+    """``window`` and FlashAttention's ``window_size=(left, right)`` into the args; the library
+    checks the values (window_size's as ``window_left`` / ``window_right``) and that both agree."""
+    a.window = _int32("window", window)
+    if window_size is None:
+        return  # window_left / window_right stay PLX_WINDOW_SIZE_UNSET: not given
+    if not isinstance(window_size, (tuple, list)):
+        raise TypeError(f"window_size={window_size!r}: must be a (left, right) tuple of two ints")
+    if len(window_size) != 2:
+        raise ValueError(f"window_size={window_size!r}: must have two entries, (left, right)")
+    for i, x in enumerate(window_size):
+        if isinstance(x, bool) or not isinstance(x, numbers.Integral):
+            raise TypeError(f"window_size[{i}]={x!r}: must be an int")
+    left, right = (_int32(f"window_size[{i}]", x) for i, x in enumerate(window_size))
+    if _lib.WINDOW_SIZE_UNSET in (left, right):  # the C API would read it as "not given"
+        raise _invalid(f"window_size=({left}, {right}): left must be >= -1 and right 0 or -1")
+    a.window_left, a.window_right = left, right
+
+
 def _affine(affine) -> int:
     code = _lib.AFFINES.get(affine)
     if code is None:
@@ -220,8 +240,8 @@ def _plan(info: _lib.PlanInfo) -> PlanInfo:
 
 # ---- decode ------------------------------------------------------------------------------
 
-def _decode_args(q, r, k, v, qk_scale, block_table, cache_seqlens, window, affine, eps, variant, num_splits,
-                 out, workspace) -> _lib.DecodeArgs:
+def _decode_args(q, r, k, v, qk_scale, block_table, cache_seqlens, window, window_size, affine, eps, variant,
+                 num_splits, out, workspace) -> _lib.DecodeArgs:
     a = _lib.DecodeArgs()
     _lib.lib().plx_decode_args_init(byref(a))
     a.q = _describe(q, "q")
@@ -233,7 +253,7 @@ def _decode_args(q, r, k, v, qk_scale, block_table, cache_seqlens, window, affin
     a.block_table = _describe(block_table, "block_table")
     a.cache_seqlens = _describe(cache_seqlens, "cache_seqlens")
     a.qk_scale = -1.0 if qk_scale is None else float(qk_scale)
-    a.window = _int32("window", window)
+    _set_window(a, window, window_size)
     a.affine = _affine(affine)
     a.eps = float(eps)
     a.variant = _variant(variant)
@@ -244,10 +264,10 @@ def _decode_args(q, r, k, v, qk_scale, block_table, cache_seqlens, window, affin
     return a
 
 
-def _decode_prepare(q, r, k, v, qk_scale, block_table, cache_seqlens, window, affine, eps, variant, num_splits,
-                    out, workspace):
-    a = _decode_args(q, r, k, v, qk_scale, block_table, cache_seqlens, window, affine, eps, variant, num_splits,
-                     out, workspace)
+def _decode_prepare(q, r, k, v, qk_scale, block_table, cache_seqlens, window, window_size, affine, eps, variant,
+                    num_splits, out, workspace):
+    a = _decode_args(q, r, k, v, qk_scale, block_table, cache_seqlens, window, window_size, affine, eps, variant,
+                     num_splits, out, workspace)
     L = _lib.lib()
     _lib.check(L.plx_decode_validate(byref(a)))
     device = _cuda_device([("q", q), ("r", r), ("k", k), ("v", v), ("out", out), ("block_table", block_table),
@@ -256,7 +276,8 @@ def _decode_prepare(q, r, k, v, qk_scale, block_table, cache_seqlens, window, af
 
 
 def parallax_decode(q, r, k, v, qk_scale=None, *, block_table=None, cache_seqlens=None, window=0,
-                    affine="plain", eps=1e-6, variant=None, num_splits=0, out=None, workspace=None):
+                    window_size=None, affine="plain", eps=1e-6, variant=None, num_splits=0, out=None,
+                    workspace=None):
     """One decode step of Parallax attention (softmax attention when ``r`` is None).
 
     q, r: [B, 1, Hq, D] (or [B, Hq, D]), bf16 or fp16, D in {64, 128, 256}.
@@ -264,7 +285,9 @@ def parallax_decode(q, r, k, v, qk_scale=None, *, block_table=None, cache_seqlen
           [B, Hkv, L, D] cache passed as ``k.transpose(1, 2)`` works), or paged
           [num_pages, page_size, Hkv, D] with ``block_table`` [B, max_pages] int32 and
           ``cache_seqlens`` [B] int32. With a contiguous cache, ``cache_seqlens`` is optional.
-    qk_scale: the bandwidth tau (default 1/sqrt(D)); ``window``: sliding window (0 = none);
+    qk_scale: the bandwidth tau (default 1/sqrt(D)); ``window``: sliding window of W keys, the
+    query's own included (0 = none); ``window_size=(left, right)``: the same in FlashAttention's
+    spelling (see :func:`parallax_prefill`);
     ``affine``: 'plain' (Parallax) or 'amplified' (LLA boundary factor, guarded by ``eps``);
     ``variant``: an explicit kernel variant key; ``num_splits``: split-KV count (0 = auto);
     ``workspace``: a CUDA byte buffer for split partials (else the library manages one; pass
@@ -275,8 +298,8 @@ def parallax_decode(q, r, k, v, qk_scale=None, *, block_table=None, cache_seqlen
         return out if out is not None else _empty_like_q(q)
     if block_table is None and k is not None and hasattr(k, "numel") and k.numel() == 0:
         return _zeros(q, out)  # an empty cache (Lmax == 0): every sequence has no keys
-    a, device = _decode_prepare(q, r, k, v, qk_scale, block_table, cache_seqlens, window, affine, eps, variant,
-                                num_splits, out, workspace)
+    a, device = _decode_prepare(q, r, k, v, qk_scale, block_table, cache_seqlens, window, window_size, affine, eps,
+                                variant, num_splits, out, workspace)
     if out is None:
         out = _empty_like_q(q)
         a.out = _describe(out, "out")
@@ -285,11 +308,11 @@ def parallax_decode(q, r, k, v, qk_scale=None, *, block_table=None, cache_seqlen
     return out
 
 
-def decode_plan(q, r, k, v, qk_scale=None, *, block_table=None, cache_seqlens=None, window=0, affine="plain",
-                eps=1e-6, variant=None, num_splits=0, out=None, workspace=None) -> PlanInfo:
+def decode_plan(q, r, k, v, qk_scale=None, *, block_table=None, cache_seqlens=None, window=0, window_size=None,
+                affine="plain", eps=1e-6, variant=None, num_splits=0, out=None, workspace=None) -> PlanInfo:
     """The kernel :func:`parallax_decode` would use for these arguments (may JIT-compile it)."""
-    a, device = _decode_prepare(q, r, k, v, qk_scale, block_table, cache_seqlens, window, affine, eps, variant,
-                                num_splits, out, workspace)
+    a, device = _decode_prepare(q, r, k, v, qk_scale, block_table, cache_seqlens, window, window_size, affine, eps,
+                                variant, num_splits, out, workspace)
     info = _lib.PlanInfo()
     _lib.check(_lib.lib().plx_decode_plan_info(get_context(device).handle, byref(a), byref(info)))
     return _plan(info)
@@ -300,8 +323,8 @@ def decode_workspace_size(q, r, k, v, qk_scale=None, **kwargs) -> int:
     kwargs.pop("workspace", None)
     a, device = _decode_prepare(q, r, k, v, qk_scale, kwargs.pop("block_table", None),
                                 kwargs.pop("cache_seqlens", None), kwargs.pop("window", 0),
-                                kwargs.pop("affine", "plain"), kwargs.pop("eps", 1e-6), kwargs.pop("variant", None),
-                                kwargs.pop("num_splits", 0), kwargs.pop("out", None), None)
+                                kwargs.pop("window_size", None), kwargs.pop("affine", "plain"), kwargs.pop("eps", 1e-6),
+                                kwargs.pop("variant", None), kwargs.pop("num_splits", 0), kwargs.pop("out", None), None)
     if kwargs:
         raise TypeError(f"unexpected keyword arguments: {sorted(kwargs)}")
     n = c_size_t()
@@ -317,7 +340,7 @@ def _max_seqlen(cu) -> int:
 
 
 def _prefill_prepare(q, r, k, v, qk_scale, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, window,
-                     affine, eps, variant, out):
+                     window_size, affine, eps, variant, out, block_table=None, seqused_k=None):
     a = _lib.PrefillArgs()
     L = _lib.lib()
     L.plx_prefill_args_init(byref(a))
@@ -328,17 +351,22 @@ def _prefill_prepare(q, r, k, v, qk_scale, cu_seqlens_q, cu_seqlens_k, max_seqle
     a.out = _describe(out, "out") if out is not None else _describe(q, "q")
     a.cu_seqlens_q = _describe(cu_seqlens_q, "cu_seqlens_q")
     a.cu_seqlens_k = _describe(cu_seqlens_k, "cu_seqlens_k")
-    if cu_seqlens_q is not None and cu_seqlens_k is not None:
+    a.block_table = _describe(block_table, "block_table")
+    a.seqused_k = _describe(seqused_k, "seqused_k")
+    if cu_seqlens_q is not None and (cu_seqlens_k is not None or block_table is not None):
         a.max_seqlen_q = _int32("max_seqlen_q", _max_seqlen(cu_seqlens_q) if max_seqlen_q is None else max_seqlen_q)
+    if cu_seqlens_k is not None:
         a.max_seqlen_k = _int32("max_seqlen_k", _max_seqlen(cu_seqlens_k) if max_seqlen_k is None else max_seqlen_k)
+    elif block_table is not None and max_seqlen_k is not None:  # a paged cache's live bound
+        a.max_seqlen_k = _int32("max_seqlen_k", max_seqlen_k)
     a.qk_scale = -1.0 if qk_scale is None else float(qk_scale)
-    a.window = _int32("window", window)
+    _set_window(a, window, window_size)
     a.affine = _affine(affine)
     a.eps = float(eps)
     a.variant = _variant(variant)
     _lib.check(L.plx_prefill_validate(byref(a)))
     device = _cuda_device([("q", q), ("r", r), ("k", k), ("v", v), ("out", out), ("cu_seqlens_q", cu_seqlens_q),
-                           ("cu_seqlens_k", cu_seqlens_k)])
+                           ("cu_seqlens_k", cu_seqlens_k), ("block_table", block_table), ("seqused_k", seqused_k)])
     return a, device
 
 
@@ -355,8 +383,8 @@ def _stats_buffers(q, packed: bool, no_keys: bool = False):
 
 
 def parallax_prefill(q, r, k, v, qk_scale=None, *, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=None,
-                     max_seqlen_k=None, window=0, affine="plain", eps=1e-6, variant=None, out=None,
-                     return_stats=False):
+                     max_seqlen_k=None, window=0, window_size=None, affine="plain", eps=1e-6, variant=None,
+                     out=None, return_stats=False, block_table=None, seqused_k=None):
     """Causal Parallax attention over whole sequences (softmax attention when ``r`` is None).
 
     Batched: q, r [B, Lq, Hq, D], k, v [B, Lk, Hkv, D]; the causal mask is aligned to the end of
@@ -364,6 +392,22 @@ def parallax_prefill(q, r, k, v, qk_scale=None, *, cu_seqlens_q=None, cu_seqlens
     k, v [Tk, Hkv, D] with ``cu_seqlens_q`` / ``cu_seqlens_k`` int32 [B + 1]; ``max_seqlen_*``
     default to the longest sequence (computed on the host, which synchronizes).
     Returns ``out`` (allocated like q when not given).
+
+    Extend over a paged cache (chunked prefill, prefix-cache hits, speculative verification):
+    k, v [num_pages, page_size, Hkv, D] with ``block_table`` int32 [B, max_pages] and
+    ``seqused_k`` int32 [B] (each sequence's keys, the new ones included); q stays batched or
+    packed with ``cu_seqlens_q`` alone, and each sequence's queries are its last keys.
+    ``max_seqlen_k`` (optional) bounds seqused_k so the kernel follows the live lengths
+    rather than the table's capacity. No host synchronization: graph-safe.
+
+    Windows, two spellings of one thing: ``window=W`` (0 = none) lets row i see only the W
+    keys ending at its own, Lk - Lq + i - W < j <= Lk - Lq + i. FlashAttention's
+    ``window_size=(left, right)`` (query position i' = Lk - Lq + i sees keys i' - left through
+    i' + right) is accepted too: ``left=-1`` is no window, ``left >= 0`` is ``window=left + 1``;
+    the kernels are causal, so ``right`` must be 0 (FlashAttention's causal=True) or -1 (read
+    the same here). Given both, ``window`` must be 0 or the same window. A ``window_size`` that
+    is not a pair of ints raises TypeError / ValueError; values the library refuses raise
+    :class:`ParallaxError` naming ``window_left`` / ``window_right``.
 
     ``return_stats=True`` returns ``(out, lse, tbar)``, float32 [B, Hq, Lq] (packed: [Hq, Tq]),
     what a backward pass needs: per query row, over its visible keys j,
@@ -376,11 +420,11 @@ def parallax_prefill(q, r, k, v, qk_scale=None, *, cu_seqlens_q=None, cu_seqlens
     if q is not None and hasattr(q, "numel") and q.numel() == 0:
         out = out if out is not None else _empty_like_q(q)
         return (out, *_stats_buffers(q, packed, no_keys=True)) if return_stats else out
-    if k is not None and hasattr(k, "numel") and k.numel() == 0:
+    if block_table is None and k is not None and hasattr(k, "numel") and k.numel() == 0:
         out = _zeros(q, out)  # no keys at all: every row sees none
         return (out, *_stats_buffers(q, packed, no_keys=True)) if return_stats else out
     a, device = _prefill_prepare(q, r, k, v, qk_scale, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
-                                 window, affine, eps, variant, out)
+                                 window, window_size, affine, eps, variant, out, block_table, seqused_k)
     if out is None:
         out = _empty_like_q(q)
         a.out = _describe(out, "out")
@@ -395,10 +439,11 @@ def parallax_prefill(q, r, k, v, qk_scale=None, *, cu_seqlens_q=None, cu_seqlens
 
 
 def prefill_plan(q, r, k, v, qk_scale=None, *, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=None,
-                 max_seqlen_k=None, window=0, affine="plain", eps=1e-6, variant=None, out=None) -> PlanInfo:
+                 max_seqlen_k=None, window=0, window_size=None, affine="plain", eps=1e-6, variant=None,
+                 out=None, block_table=None, seqused_k=None) -> PlanInfo:
     """The kernel :func:`parallax_prefill` would use for these arguments."""
     a, device = _prefill_prepare(q, r, k, v, qk_scale, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
-                                 window, affine, eps, variant, out)
+                                 window, window_size, affine, eps, variant, out, block_table, seqused_k)
     info = _lib.PlanInfo()
     _lib.check(_lib.lib().plx_prefill_plan_info(get_context(device).handle, byref(a), byref(info)))
     return _plan(info)

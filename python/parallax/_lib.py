@@ -54,6 +54,9 @@ FP16 = 2
 INT32 = 3
 FLOAT32 = 4  # prefill's lse / tbar outputs only
 
+# PLX_WINDOW_SIZE_UNSET: window_left / window_right not given
+WINDOW_SIZE_UNSET = -2**31
+
 # plx_affine
 AFFINES = {"plain": 0, "amplified": 1}
 
@@ -115,6 +118,8 @@ class DecodeArgs(Structure):
         ("num_splits", c_int32),
         ("workspace", c_void_p),
         ("workspace_bytes", c_size_t),
+        ("window_left", c_int32),
+        ("window_right", c_int32),
     ]
 
 
@@ -130,6 +135,9 @@ class PrefillArgs(Structure):
         ("eps", c_float),
         ("variant", c_char_p),
         ("lse", Tensor), ("tbar", Tensor),
+        ("window_left", c_int32),
+        ("window_right", c_int32),
+        ("block_table", Tensor), ("seqused_k", Tensor),
     ]
 
 

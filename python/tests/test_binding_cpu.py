@@ -138,15 +138,21 @@ class ImportTest(unittest.TestCase):
         if ctypes.sizeof(ctypes.c_void_p) != 8:
             self.skipTest("layout table is for LP64")
         self.assertEqual(ctypes.sizeof(_lib.Tensor), 80)
-        self.assertEqual(ctypes.sizeof(_lib.DecodeArgs), 608)
+        self.assertEqual(ctypes.sizeof(_lib.DecodeArgs), 616)
         self.assertEqual(_lib.DecodeArgs.qk_scale.offset, 560)
         self.assertEqual(_lib.DecodeArgs.variant.offset, 576)
         self.assertEqual(_lib.DecodeArgs.workspace_bytes.offset, 600)
-        self.assertEqual(ctypes.sizeof(_lib.PrefillArgs), 752)
+        self.assertEqual(_lib.DecodeArgs.window_left.offset, 608)
+        self.assertEqual(_lib.DecodeArgs.window_right.offset, 612)
+        self.assertEqual(ctypes.sizeof(_lib.PrefillArgs), 920)
         self.assertEqual(_lib.PrefillArgs.max_seqlen_q.offset, 560)
         self.assertEqual(_lib.PrefillArgs.variant.offset, 584)
         self.assertEqual(_lib.PrefillArgs.lse.offset, 592)
         self.assertEqual(_lib.PrefillArgs.tbar.offset, 672)
+        self.assertEqual(_lib.PrefillArgs.window_left.offset, 752)
+        self.assertEqual(_lib.PrefillArgs.window_right.offset, 756)
+        self.assertEqual(_lib.PrefillArgs.block_table.offset, 760)
+        self.assertEqual(_lib.PrefillArgs.seqused_k.offset, 840)
         self.assertEqual(ctypes.sizeof(_lib.PlanInfo), 272)
         self.assertEqual(_lib.PlanInfo.workspace_bytes.offset, 264)
         self.assertEqual(ctypes.sizeof(_lib.DeviceInfo), 280)
@@ -162,15 +168,18 @@ class LibraryTest(unittest.TestCase):
 
     def test_args_init_defaults(self):
         a = _lib.DecodeArgs()
+        ctypes.memset(ctypes.byref(a), 0x5a, ctypes.sizeof(a))
         _lib.lib().plx_decode_args_init(ctypes.byref(a))
         self.assertEqual(a.qk_scale, -1.0)
         self.assertAlmostEqual(a.eps, 1e-6)
+        self.assertEqual((a.window_left, a.window_right), (_lib.WINDOW_SIZE_UNSET,) * 2)
         p = _lib.PrefillArgs()
         ctypes.memset(ctypes.byref(p), 0x5a, ctypes.sizeof(p))
         _lib.lib().plx_prefill_args_init(ctypes.byref(p))
         self.assertEqual(p.max_seqlen_q, -1)
         self.assertIsNone(p.lse.data)
         self.assertIsNone(p.tbar.data)
+        self.assertEqual((p.window_left, p.window_right), (_lib.WINDOW_SIZE_UNSET,) * 2)
 
     def test_context_without_gpu(self):
         try:
@@ -346,6 +355,83 @@ class PrefillValidationTest(unittest.TestCase):
         args.lse = a
         self.assertEqual(_lib.lib().plx_prefill_validate(ctypes.byref(args)), _lib.ERROR_INVALID_ARGUMENT)
         self.assertIn("lse: dtype=bf16: must be float32", _lib.last_error())
+
+
+
+def prefill_inputs():
+    return dict(q=FakeTensor((B, 40, HQ, D)), r=FakeTensor((B, 40, HQ, D)), k=FakeTensor((B, 50, HKV, D)),
+                v=FakeTensor((B, 50, HKV, D)))
+
+
+@needs_lib
+class WindowSizeTest(unittest.TestCase):
+    """FlashAttention's window_size=(left, right) next to window=W (parallax.h, "Windows")."""
+    ENTRY_POINTS = {
+        "parallax_decode": (parallax.parallax_decode, decode_inputs),
+        "decode_plan": (parallax.decode_plan, decode_inputs),
+        "decode_workspace_size": (parallax.decode_workspace_size, decode_inputs),
+        "parallax_prefill": (parallax.parallax_prefill, prefill_inputs),
+        "prefill_plan": (parallax.prefill_plan, prefill_inputs),
+    }
+
+    def call(self, name, **kwargs):
+        fn, inputs = self.ENTRY_POINTS[name]
+        return fn(*inputs().values(), **kwargs)
+
+    def test_the_struct_carries_the_library_defaults_or_the_pair(self):
+        def args(**kw):
+            t = decode_inputs()
+            return parallax._decode_args(t["q"], t["r"], t["k"], t["v"], None, None, None, kw.get("window", 0),
+                                         kw.get("window_size"), "plain", 1e-6, None, 0, None, None)
+        a = args()
+        self.assertEqual((a.window, a.window_left, a.window_right), (0, _lib.WINDOW_SIZE_UNSET, _lib.WINDOW_SIZE_UNSET))
+        a = args(window_size=(15, -1))
+        self.assertEqual((a.window, a.window_left, a.window_right), (0, 15, -1))
+        a = args(window=16, window_size=[15, 0])
+        self.assertEqual((a.window, a.window_left, a.window_right), (16, 15, 0))
+
+    def test_every_spelling_passes_validation(self):
+        # Host-valid arguments stop at "not a CUDA tensor", past the library's checks.
+        spellings = [dict(window=16), dict(window_size=(15, 0)), dict(window_size=(15, -1)),
+                     dict(window=16, window_size=(15, 0)), dict(window_size=[-1, 0]), dict(window_size=(-1, -1)),
+                     dict(window_size=(0, 0)), dict(window_size=(2**31 - 2, 0))]
+        for name in self.ENTRY_POINTS:
+            for kw in spellings:
+                with self.subTest(name, **kw), self.assertRaises(parallax.ParallaxError) as cm:
+                    self.call(name, **kw)
+                self.assertIn("q: must be a CUDA tensor", str(cm.exception))
+
+    def test_the_library_refuses_bad_values(self):
+        cases = [
+            (dict(window_size=(-2, 0)), _lib.ERROR_INVALID_ARGUMENT, "window_left=-2: must be >= -1"),
+            (dict(window_size=(2**31 - 1, 0)), _lib.ERROR_UNSUPPORTED, "window_left=2147483647"),
+            (dict(window_size=(15, 1)), _lib.ERROR_UNSUPPORTED, "window_right=1: must be 0 or -1"),
+            (dict(window_size=(15, -2)), _lib.ERROR_INVALID_ARGUMENT, "window_right=-2: must be 0 or -1"),
+            (dict(window=32, window_size=(15, 0)), _lib.ERROR_INVALID_ARGUMENT,
+             "window=32 and window_size (window_left=15, window_right=0) disagree"),
+            (dict(window=32, window_size=(-1, 0)), _lib.ERROR_INVALID_ARGUMENT, "no window (window=0)"),
+            (dict(window_size=(2**31, 0)), _lib.ERROR_INVALID_ARGUMENT, "window_size[0]=2147483648: out of the int32"),
+            (dict(window_size=(15, -2**31)), _lib.ERROR_INVALID_ARGUMENT, "left must be >= -1 and right 0 or -1"),
+            (dict(window_size=(-2**31, -2**31)), _lib.ERROR_INVALID_ARGUMENT, "window_size=(-2147483648, -2147483648)"),
+        ]
+        for name in self.ENTRY_POINTS:
+            for kw, status, needle in cases:
+                with self.subTest(name, **kw), self.assertRaises(parallax.ParallaxError) as cm:
+                    self.call(name, **kw)
+                self.assertEqual(cm.exception.status, status, str(cm.exception))
+                self.assertIn(needle, str(cm.exception))
+
+    def test_malformed_window_size(self):
+        cases = [(5, TypeError, "must be a (left, right) tuple"), ("15,0", TypeError, "must be a (left, right) tuple"),
+                 ((15,), ValueError, "two entries"), ((15, 0, 0), ValueError, "two entries"),
+                 ((15.0, 0), TypeError, "window_size[0]=15.0: must be an int"),
+                 ((15, None), TypeError, "window_size[1]=None: must be an int"),
+                 ((True, 0), TypeError, "window_size[0]=True: must be an int")]
+        for name in self.ENTRY_POINTS:
+            for value, exc, needle in cases:
+                with self.subTest(name, window_size=value), self.assertRaises(exc) as cm:
+                    self.call(name, window_size=value)
+                self.assertIn(needle, str(cm.exception))
 
 
 if __name__ == "__main__":

@@ -130,6 +130,24 @@ def rel_err(got, want):
     return ((got - want).norm() / want.norm()).item()
 
 
+def check_window_spellings(test, run, w):
+    """run(**window kwargs) -> output. Every spelling of window w (window=w, window_size=(w - 1, 0)
+    and (w - 1, -1), both) must give the same bits, likewise every spelling of no window, and the
+    two must differ (else w is no narrower than the sequences and nothing was shown)."""
+    groups = ([dict(window=w), dict(window_size=(w - 1, 0)), dict(window_size=(w - 1, -1)),
+               dict(window=w, window_size=(w - 1, 0))],
+              [dict(window=0), dict(window_size=(-1, 0)), dict(window_size=(-1, -1))])
+    outs = [[(kw, run(**kw)) for kw in group] for group in groups]
+    torch.cuda.synchronize()
+    for group in outs:
+        first_kw, first = group[0]
+        test.assertFalse(torch.isnan(first).any().item(), f"{first_kw}: NaN in output (unwritten elements?)")
+        for kw, o in group[1:]:
+            test.assertTrue(torch.equal(o.view(torch.int16), first.view(torch.int16)), f"{kw} differs from {first_kw}")
+    test.assertFalse(torch.equal(outs[0][0][1].view(torch.int16), outs[1][0][1].view(torch.int16)),
+                     f"window={w} left the output unchanged")
+
+
 @unittest.skipUnless(HAVE_CUDA, "needs torch with CUDA")
 @unittest.skipUnless(_have_lib(), "libparallax.so not found (set PARALLAX_LIBRARY)")
 class DecodeGpuTest(unittest.TestCase):
@@ -179,6 +197,19 @@ class DecodeGpuTest(unittest.TestCase):
 
     def test_window_and_heads(self):
         self.contiguous_case(torch.float16, window=50, hq=16, hkv=1, d=64, seqlens=(130, 40))
+
+    def test_window_size_spellings_are_bit_identical(self):
+        dtype = torch.bfloat16
+        q = randn(2, 1, 8, 128, dtype=dtype)
+        r = randn(2, 1, 8, 128, dtype=dtype)
+        k = randn(2, 300, 2, 128, dtype=dtype)
+        v = randn(2, 300, 2, 128, dtype=dtype, norm=False)
+        lens = torch.tensor([300, 177], dtype=torch.int32, device="cuda")
+        check_window_spellings(self, lambda **kw: parallax.parallax_decode(
+            q, r, k, v, cache_seqlens=lens, out=torch.full_like(q, float("nan")), **kw), 50)
+        plan = parallax.decode_plan(q, r, k, v, window=50)
+        self.assertIn("-win.", plan.variant)
+        self.assertEqual(parallax.decode_plan(q, r, k, v, window_size=(49, -1)), plan)
 
     def test_amplified(self):
         self.contiguous_case(torch.float16, affine="amplified", r_scale=0.05, seqlens=(90, 33))
@@ -370,6 +401,18 @@ class PrefillGpuTest(unittest.TestCase):
 
     def test_chunked_and_window(self):
         self.batched_case(torch.float16, lq=33, lk=100, window=40)
+
+    def test_window_size_spellings_are_bit_identical(self):
+        dtype = torch.float16
+        q = randn(2, 96, 8, 64, dtype=dtype)
+        r = randn(2, 96, 8, 64, dtype=dtype)
+        k = randn(2, 300, 2, 64, dtype=dtype)
+        v = randn(2, 300, 2, 64, dtype=dtype, norm=False)
+        check_window_spellings(self, lambda **kw: parallax.parallax_prefill(
+            q, r, k, v, out=torch.full_like(q, float("nan")), **kw), 40)
+        plan = parallax.prefill_plan(q, r, k, v, window=40)
+        self.assertIn("-win.", plan.variant)
+        self.assertEqual(parallax.prefill_plan(q, r, k, v, window_size=(39, 0)), plan)
 
     def test_packed(self):
         dtype = torch.bfloat16

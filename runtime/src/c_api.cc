@@ -208,6 +208,7 @@ PLX_API void plx_decode_args_init(plx_decode_args* args) {
   args->num_splits = 0;
   args->workspace = nullptr;
   args->workspace_bytes = 0;
+  args->window_left = args->window_right = PLX_WINDOW_SIZE_UNSET;
 }
 
 PLX_API plx_status plx_decode_validate(const plx_decode_args* args) {
@@ -267,6 +268,8 @@ PLX_API void plx_prefill_args_init(plx_prefill_args* args) {
   args->eps = 1e-6f;
   args->variant = nullptr;
   args->lse = args->tbar = AbsentTensor();
+  args->window_left = args->window_right = PLX_WINDOW_SIZE_UNSET;
+  args->block_table = args->seqused_k = AbsentTensor();
 }
 
 PLX_API plx_status plx_prefill_validate(const plx_prefill_args* args) {

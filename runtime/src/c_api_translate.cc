@@ -23,15 +23,6 @@ constexpr int64_t kIntMax = std::numeric_limits<int32_t>::max();
 // times 2-byte elements, plus a base pointer) cannot overflow.
 constexpr int64_t kMaxElementOffset = int64_t{1} << 48;
 
-template <typename... T>
-absl::Status Invalid(const T&... parts) {
-  return absl::InvalidArgumentError(absl::StrCat(parts...));
-}
-template <typename... T>
-absl::Status Unsupported(const T&... parts) {
-  return absl::UnimplementedError(absl::StrCat(parts...));
-}
-
 #define PLX_RETURN_IF_ERROR(expr)                   \
   do {                                              \
     if (absl::Status plx_s_ = (expr); !plx_s_.ok()) \
@@ -222,10 +213,9 @@ absl::Status CheckIndexTensor(const Tensor& t, int ndim, const char* layout) {
   return absl::OkStatus();
 }
 
-absl::Status CheckOptions(float qk_scale, int32_t window, plx_affine affine, float eps, Affine* out) {
+absl::Status CheckOptions(float qk_scale, plx_affine affine, float eps, Affine* out) {
   if (!std::isfinite(qk_scale))
     return Invalid("qk_scale=", qk_scale, ": must be finite (negative selects 1/sqrt(head_dim))");
-  if (window < 0) return Invalid("window=", window, ": must be >= 0 (0 = no window)");
   switch (affine) {
     case PLX_AFFINE_PLAIN: *out = Affine::kPlain; break;
     case PLX_AFFINE_AMPLIFIED: *out = Affine::kAmplified; break;
@@ -355,20 +345,22 @@ absl::Status SameShape(const Tensor& t, const Tensor& ref) {
   return absl::OkStatus();
 }
 
-// What decode and prefill take alike, checked and set once into the call: the options, the
-// probe, and the five tensors' pointers.
+// What decode and prefill take alike, checked and set once into the call: the options (the
+// window from either spelling), the probe, and the five tensors' pointers.
 template <typename CArgs, typename Call>
 absl::Status SetShared(const CArgs& a, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
                        Call& c) {
-  PLX_RETURN_IF_ERROR(CheckOptions(a.qk_scale, a.window, a.affine, a.eps, &c.algorithm.affine));
-  c.problem.window = a.window > 0;
+  PLX_RETURN_IF_ERROR(CheckOptions(a.qk_scale, a.affine, a.eps, &c.algorithm.affine));
+  absl::StatusOr<int32_t> window = ResolveWindow(a.window, a.window_left, a.window_right);
+  if (!window.ok()) return window.status();
+  c.problem.window = *window > 0;
   c.algorithm.probe = a.r.data ? Probe::kLearned : Probe::kNone;
   c.params.q = q.data;
   c.params.r = a.r.data;
   c.params.k = k.data;
   c.params.v = v.data;
   c.params.out = out.data;
-  c.params.window = a.window;
+  c.params.window = *window;
   c.params.scale_log2 = ScaleLog2(a.qk_scale, c.problem.head_dim);
   c.params.eps = a.eps;
   return absl::OkStatus();
@@ -384,6 +376,48 @@ absl::Status SetVariant(const char* key, Call& c) {
 }
 
 }  // namespace
+
+// A paged cache's block table [B, max_pages] against k [num_pages, page_size, Hkv, D]: the
+// page size, the table and its row stride, and the keys a row of it can name.
+struct PagedCache {
+  int page_size = 0;
+  const int* table = nullptr;
+  int table_stride = 0;
+  int64_t capacity = 0;  // max_pages x page_size
+};
+absl::StatusOr<PagedCache> DescribePagedCache(const plx_tensor& block_table, const Tensor& k, int64_t batch,
+                                              const char* batch_from) {
+  absl::StatusOr<Tensor> bt = Describe(block_table, "block_table");
+  if (!bt.ok()) return bt.status();
+  PLX_RETURN_IF_ERROR(CheckIndexTensor(*bt, 2, "[B, max_pages]"));
+  if (bt->shape[0] != batch)
+    return Invalid("block_table: shape[0]=", bt->shape[0], ": must equal the batch size ", batch, " (", batch_from,
+                   ")");
+  const int64_t page_size = k.shape[1];
+  if (!IsPow2(page_size) || page_size > 1024)
+    return Unsupported("k: page_size=", page_size, " (shape[1] of a paged cache): must be a power of two in 1..1024");
+  if (k.shape[0] < 1) return Invalid("k: num_pages=0 (shape[0] of a paged cache): must be >= 1");
+  const int64_t capacity = bt->shape[1] * page_size;
+  if (capacity > kIntMax)
+    return Unsupported("block_table: max_pages=", bt->shape[1], " x page_size=", page_size, " keys exceeds 2^31-1");
+  if (bt->strides[0] > kIntMax) return Unsupported("block_table: strides[0]=", bt->strides[0], ": exceeds 2^31-1");
+  PagedCache c;
+  c.page_size = static_cast<int>(page_size);
+  c.table = static_cast<const int*>(bt->data);
+  c.table_stride = static_cast<int>(bt->strides[0]);
+  c.capacity = capacity;
+  return c;
+}
+
+// A per-sequence int32 [B] length tensor (cache_seqlens, seqused_k).
+absl::StatusOr<const int*> SequenceLengths(const plx_tensor& t, const char* name, int64_t batch, const char* batch_from) {
+  absl::StatusOr<Tensor> cs = Describe(t, name);
+  if (!cs.ok()) return cs.status();
+  PLX_RETURN_IF_ERROR(CheckIndexTensor(*cs, 1, "[B]"));
+  if (cs->shape[0] != batch)
+    return Invalid(name, ": shape[0]=", cs->shape[0], ": must equal the batch size ", batch, " (", batch_from, ")");
+  return static_cast<const int*>(cs->data);
+}
 
 absl::StatusOr<DecodeCall> TranslateDecodeArgs(const plx_decode_args& a) {
   absl::StatusOr<Tensor> q = Describe(a.q, "q");
@@ -432,29 +466,15 @@ absl::StatusOr<DecodeCall> TranslateDecodeArgs(const plx_decode_args& a) {
 
   const bool paged = a.block_table.data != nullptr;
   if (paged) {
-    absl::StatusOr<Tensor> bt = Describe(a.block_table, "block_table");
-    if (!bt.ok()) return bt.status();
-    PLX_RETURN_IF_ERROR(CheckIndexTensor(*bt, 2, "[B, max_pages]"));
-    if (bt->shape[0] != qr->b)
-      return Invalid("block_table: shape[0]=", bt->shape[0], ": must equal the batch size ", qr->b, " (q.shape[0])");
     if (a.cache_seqlens.data == nullptr)
       return Invalid("cache_seqlens: required with block_table (paged KV needs each sequence's length)");
-    const int64_t page_size = k->shape[1];
-    if (!IsPow2(page_size) || page_size > 1024)
-      return Unsupported("k: page_size=", page_size,
-                         " (shape[1] of a paged cache): must be a power of two in 1..1024");
-    if (k->shape[0] < 1) return Invalid("k: num_pages=0 (shape[0] of a paged cache): must be >= 1");
-    const int64_t seqlen = bt->shape[1] * page_size;
-    if (seqlen > kIntMax)
-      return Unsupported("block_table: max_pages=", bt->shape[1], " x page_size=", page_size,
-                         " keys exceeds 2^31-1");
-    if (bt->strides[0] > kIntMax)
-      return Unsupported("block_table: strides[0]=", bt->strides[0], ": exceeds 2^31-1");
+    absl::StatusOr<PagedCache> pc = DescribePagedCache(a.block_table, *k, qr->b, "q.shape[0]");
+    if (!pc.ok()) return pc.status();
     pr.kv_layout = KvLayout::kPaged;
-    pr.page_size = static_cast<int>(page_size);
-    p.block_table = static_cast<const int*>(bt->data);
-    p.block_table_stride = static_cast<int>(bt->strides[0]);
-    p.seqlen = static_cast<int>(seqlen);
+    pr.page_size = pc->page_size;
+    p.block_table = pc->table;
+    p.block_table_stride = pc->table_stride;
+    p.seqlen = static_cast<int>(pc->capacity);
   } else {
     if (k->shape[0] != qr->b)
       return Invalid("k: shape[0]=", k->shape[0], ": must equal the batch size ", qr->b,
@@ -462,13 +482,9 @@ absl::StatusOr<DecodeCall> TranslateDecodeArgs(const plx_decode_args& a) {
     p.seqlen = static_cast<int>(k->shape[1]);
   }
   if (a.cache_seqlens.data != nullptr) {
-    absl::StatusOr<Tensor> cs = Describe(a.cache_seqlens, "cache_seqlens");
-    if (!cs.ok()) return cs.status();
-    PLX_RETURN_IF_ERROR(CheckIndexTensor(*cs, 1, "[B]"));
-    if (cs->shape[0] != qr->b)
-      return Invalid("cache_seqlens: shape[0]=", cs->shape[0], ": must equal the batch size ", qr->b,
-                     " (q.shape[0])");
-    p.seqlens = static_cast<const int*>(cs->data);
+    absl::StatusOr<const int*> lens = SequenceLengths(a.cache_seqlens, "cache_seqlens", qr->b, "q.shape[0]");
+    if (!lens.ok()) return lens.status();
+    p.seqlens = *lens;
   }
 
   PLX_RETURN_IF_ERROR(SetShared(a, *q, *k, *v, *out, c));
@@ -497,9 +513,18 @@ absl::StatusOr<DecodeCall> TranslateDecodeArgs(const plx_decode_args& a) {
 
 absl::StatusOr<PrefillCall> TranslatePrefillArgs(const plx_prefill_args& a) {
   const bool packed = a.cu_seqlens_q.data != nullptr;
-  if ((a.cu_seqlens_k.data != nullptr) != packed)
-    return Invalid(packed ? "cu_seqlens_k" : "cu_seqlens_q",
-                   ": cu_seqlens_q and cu_seqlens_k must be given together (packed layout)");
+  const bool paged = a.block_table.data != nullptr;  // extend over a paged cache
+  if (paged) {
+    if (a.cu_seqlens_k.data != nullptr)
+      return Invalid("cu_seqlens_k: not with a paged cache (block_table); seqused_k gives each sequence's keys");
+    if (a.seqused_k.data == nullptr)
+      return Invalid("seqused_k: required with block_table (each sequence's key count in the cache)");
+  } else {
+    if (a.seqused_k.data != nullptr) return Invalid("seqused_k: only with a paged cache (block_table)");
+    if ((a.cu_seqlens_k.data != nullptr) != packed)
+      return Invalid(packed ? "cu_seqlens_k" : "cu_seqlens_q",
+                     ": cu_seqlens_q and cu_seqlens_k must be given together (packed layout)");
+  }
   absl::StatusOr<Tensor> q = Describe(a.q, "q");
   if (!q.ok()) return q.status();
   const int nd = packed ? 3 : 4;
@@ -529,13 +554,15 @@ absl::StatusOr<PrefillCall> TranslatePrefillArgs(const plx_prefill_args& a) {
     PLX_RETURN_IF_ERROR(CheckVectorLayout(*rt));
     r = *rt;
   }
-  const char* kv_layout = packed ? "packed [Tk, Hkv, D]" : "[B, Lk, Hkv, D]";
-  absl::StatusOr<Tensor> k = KvTensor(a.k, "k", *q, nd, kv_layout);
+  const int kv_nd = paged ? 4 : nd;
+  const char* kv_layout =
+      paged ? "paged [num_pages, page_size, Hkv, D]" : packed ? "packed [Tk, Hkv, D]" : "[B, Lk, Hkv, D]";
+  absl::StatusOr<Tensor> k = KvTensor(a.k, "k", *q, kv_nd, kv_layout);
   if (!k.ok()) return k.status();
-  if (k->shape[nd - 1] != dim)
-    return Invalid("k: head_dim=", k->shape[nd - 1], " (shape[", nd - 1, "]) does not match q's head_dim=", dim);
-  PLX_RETURN_IF_ERROR(CheckHeads(*q, hq, *k, k->shape[nd - 2], nd - 2));
-  absl::StatusOr<Tensor> v = KvTensor(a.v, "v", *q, nd, kv_layout);
+  if (k->shape[kv_nd - 1] != dim)
+    return Invalid("k: head_dim=", k->shape[kv_nd - 1], " (shape[", kv_nd - 1, "]) does not match q's head_dim=", dim);
+  PLX_RETURN_IF_ERROR(CheckHeads(*q, hq, *k, k->shape[kv_nd - 2], kv_nd - 2));
+  absl::StatusOr<Tensor> v = KvTensor(a.v, "v", *q, kv_nd, kv_layout);
   if (!v.ok()) return v.status();
   PLX_RETURN_IF_ERROR(SameShape(*v, *k));
 
@@ -547,49 +574,70 @@ absl::StatusOr<PrefillCall> TranslatePrefillArgs(const plx_prefill_args& a) {
   pr.num_q_heads = static_cast<int>(hq);
   pr.num_kv_heads = static_cast<int>(k->shape[nd - 2]);
   pr.head_dim = static_cast<int>(dim);
-  // Strides: batch (unused when packed), token, head.
-  auto set = [&](const Tensor& t, long long& sb, long long& sl, long long& sh) {
-    sb = packed ? 0 : t.strides[0];
-    sl = t.strides[nd - 3];
-    sh = t.strides[nd - 2];
+  // Strides: batch (unused when packed), token, head; a paged cache's page, slot, head.
+  auto set = [&](const Tensor& t, int n, long long& sb, long long& sl, long long& sh) {
+    sb = n == 3 ? 0 : t.strides[0];
+    sl = t.strides[n - 3];
+    sh = t.strides[n - 2];
   };
-  set(*q, p.q_stride_b, p.q_stride_l, p.q_stride_h);
-  if (a.r.data != nullptr) set(r, p.r_stride_b, p.r_stride_l, p.r_stride_h);
-  set(*k, p.k_stride_b, p.k_stride_l, p.k_stride_h);
-  set(*v, p.v_stride_b, p.v_stride_l, p.v_stride_h);
-  set(*out, p.o_stride_b, p.o_stride_l, p.o_stride_h);
+  set(*q, nd, p.q_stride_b, p.q_stride_l, p.q_stride_h);
+  if (a.r.data != nullptr) set(r, nd, p.r_stride_b, p.r_stride_l, p.r_stride_h);
+  set(*k, kv_nd, p.k_stride_b, p.k_stride_l, p.k_stride_h);
+  set(*v, kv_nd, p.v_stride_b, p.v_stride_l, p.v_stride_h);
+  set(*out, nd, p.o_stride_b, p.o_stride_l, p.o_stride_h);
 
   if (packed) {
     absl::StatusOr<Tensor> cq = Describe(a.cu_seqlens_q, "cu_seqlens_q");
     if (!cq.ok()) return cq.status();
     PLX_RETURN_IF_ERROR(CheckIndexTensor(*cq, 1, "[B + 1]"));
     if (cq->shape[0] < 1) return Invalid("cu_seqlens_q: shape[0]=0: must be B + 1 >= 1");
-    absl::StatusOr<Tensor> ck = Describe(a.cu_seqlens_k, "cu_seqlens_k");
-    if (!ck.ok()) return ck.status();
-    PLX_RETURN_IF_ERROR(CheckIndexTensor(*ck, 1, "[B + 1]"));
-    if (ck->shape[0] != cq->shape[0])
-      return Invalid("cu_seqlens_k: shape[0]=", ck->shape[0], " does not match cu_seqlens_q's ", cq->shape[0]);
     if (a.max_seqlen_q < 0)
       return Invalid("max_seqlen_q=", a.max_seqlen_q, ": required (>= 0) with cu_seqlens_q");
-    if (a.max_seqlen_k < 0)
-      return Invalid("max_seqlen_k=", a.max_seqlen_k, ": required (>= 0) with cu_seqlens_k");
     if (a.max_seqlen_q > q->shape[0])
       return Invalid("max_seqlen_q=", a.max_seqlen_q, ": exceeds the packed q length ", q->shape[0]);
-    if (a.max_seqlen_k > k->shape[0])
-      return Invalid("max_seqlen_k=", a.max_seqlen_k, ": exceeds the packed k length ", k->shape[0]);
     p.batch = static_cast<int>(cq->shape[0] - 1);
     p.cu_seqlens_q = static_cast<const int*>(cq->data);
-    p.cu_seqlens_k = static_cast<const int*>(ck->data);
     p.seqlen_q = a.max_seqlen_q;
-    p.seqlen_k = a.max_seqlen_k;
     c.total_q = q->shape[0];
-    c.total_k = k->shape[0];
+    if (!paged) {
+      absl::StatusOr<Tensor> ck = Describe(a.cu_seqlens_k, "cu_seqlens_k");
+      if (!ck.ok()) return ck.status();
+      PLX_RETURN_IF_ERROR(CheckIndexTensor(*ck, 1, "[B + 1]"));
+      if (ck->shape[0] != cq->shape[0])
+        return Invalid("cu_seqlens_k: shape[0]=", ck->shape[0], " does not match cu_seqlens_q's ", cq->shape[0]);
+      if (a.max_seqlen_k < 0)
+        return Invalid("max_seqlen_k=", a.max_seqlen_k, ": required (>= 0) with cu_seqlens_k");
+      if (a.max_seqlen_k > k->shape[0])
+        return Invalid("max_seqlen_k=", a.max_seqlen_k, ": exceeds the packed k length ", k->shape[0]);
+      p.cu_seqlens_k = static_cast<const int*>(ck->data);
+      p.seqlen_k = a.max_seqlen_k;
+      c.total_k = k->shape[0];
+    }
   } else {
-    if (k->shape[0] != q->shape[0])
-      return Invalid("k: shape[0]=", k->shape[0], ": must equal the batch size ", q->shape[0], " (q.shape[0])");
     p.batch = static_cast<int>(q->shape[0]);
     p.seqlen_q = static_cast<int>(q->shape[1]);
-    p.seqlen_k = static_cast<int>(k->shape[1]);
+    if (!paged) {
+      if (k->shape[0] != q->shape[0])
+        return Invalid("k: shape[0]=", k->shape[0], ": must equal the batch size ", q->shape[0], " (q.shape[0])");
+      p.seqlen_k = static_cast<int>(k->shape[1]);
+    }
+  }
+  if (paged) {
+    const char* batch_from = packed ? "cu_seqlens_q.shape[0] - 1" : "q.shape[0]";
+    absl::StatusOr<PagedCache> pc = DescribePagedCache(a.block_table, *k, p.batch, batch_from);
+    if (!pc.ok()) return pc.status();
+    absl::StatusOr<const int*> used = SequenceLengths(a.seqused_k, "seqused_k", p.batch, batch_from);
+    if (!used.ok()) return used.status();
+    if (a.max_seqlen_k > pc->capacity)
+      return Invalid("max_seqlen_k=", a.max_seqlen_k, ": exceeds the block table's capacity ", pc->capacity,
+                     " (max_pages x page_size)");
+    pr.kv_layout = KvLayout::kPaged;
+    pr.page_size = pc->page_size;
+    p.block_table = pc->table;
+    p.block_table_stride = pc->table_stride;
+    p.seqused_k = *used;
+    // The kernel choice follows the live lengths when the caller knows them.
+    p.seqlen_k = a.max_seqlen_k >= 0 ? a.max_seqlen_k : static_cast<int>(pc->capacity);
   }
   PLX_RETURN_IF_ERROR(SetStats(a, packed, p.batch, hq, q->shape[packed ? 0 : 1], c));
 

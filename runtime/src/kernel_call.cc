@@ -119,6 +119,9 @@ PlxPrefillParams PrefillParams(const PrefillArgs& a) {
   p.o_stride_b = a.o_stride_b; p.o_stride_l = a.o_stride_l; p.o_stride_h = a.o_stride_h;
   p.seqlen_q = a.seqlen_q;
   p.seqlen_k = a.seqlen_k;
+  p.block_table = a.block_table;
+  p.block_table_stride = a.block_table_stride;
+  p.seqused_k = a.seqused_k;
   p.lse = a.lse;
   p.tbar = a.tbar;
   p.stats_stride_b = a.stats_stride_b;
@@ -146,6 +149,8 @@ DecodeCall ToDecodeCall(const DecodeArgs& a) {
 PrefillCall ToPrefillCall(const PrefillArgs& a) {
   PrefillCall c;
   SetProblem(a, Mode::kPrefill, c.problem, c.algorithm);
+  c.problem.kv_layout = a.block_table ? KvLayout::kPaged : KvLayout::kContiguous;
+  c.problem.page_size = a.page_size;  // without a block table CheckPrefillCall refuses it
   c.params = PrefillParams(a);
   c.variant_key = a.variant_key;
   c.total_q = a.total_q;
@@ -174,8 +179,21 @@ absl::Status CheckPrefillCall(const PrefillCall& c) {
   const PlxPrefillParams& p = c.params;
   if (absl::Status s = CheckShared(p, c.problem); !s.ok()) return s;
   if (p.seqlen_q < 0 || p.seqlen_k < 0) return absl::InvalidArgumentError("seqlen_q and seqlen_k must be >= 0");
-  if ((p.cu_seqlens_q == nullptr) != (p.cu_seqlens_k == nullptr))
-    return absl::InvalidArgumentError("cu_seqlens_q and cu_seqlens_k must be given together");
+  if (p.block_table) {
+    if (!p.seqused_k) return absl::InvalidArgumentError("paged KV needs seqused_k as well as block_table");
+    if (p.cu_seqlens_k)
+      return absl::InvalidArgumentError("cu_seqlens_k: not with a paged cache (seqused_k gives the key counts)");
+    if (p.block_table_stride < 1)
+      return absl::InvalidArgumentError(
+          absl::StrCat("block_table_stride=", p.block_table_stride, ": must be >= 1 (max pages per sequence)"));
+  } else {
+    if (p.seqused_k) return absl::InvalidArgumentError("seqused_k: only with a paged cache (block_table)");
+    if (c.problem.page_size != 0)
+      return absl::InvalidArgumentError(
+          absl::StrCat("page_size=", c.problem.page_size, ": given without a block_table"));
+    if ((p.cu_seqlens_q == nullptr) != (p.cu_seqlens_k == nullptr))
+      return absl::InvalidArgumentError("cu_seqlens_q and cu_seqlens_k must be given together");
+  }
   if (p.window < 0) return absl::InvalidArgumentError(absl::StrCat("window=", p.window, ": must be >= 0"));
   return CheckStats(c);
 }

@@ -104,26 +104,11 @@ class DecodeFamily final : public BenchFamily {
     PLX_RETURN_IF_ERROR(mem.Upload(h.rh.data(), h.rh.size() * 2, &dev.r));
     PLX_RETURN_IF_ERROR(mem.Upload(seqlens.data(), seqlens.size() * sizeof(int), &a.seqlens));
     if (p.kv_layout == KvLayout::kPaged) {  // shuffled pages plus unused poisoned ones
-      const int ps = p.page_size, per_seq = static_cast<int>(PagesPerSeq(p, L));
-      const int num_pages = B * per_seq + 3;
-      std::vector<int> perm(num_pages);
-      std::iota(perm.begin(), perm.end(), 0);
-      std::shuffle(perm.begin(), perm.end(), rng);
-      std::vector<int> table(size_t(B) * per_seq);
-      std::vector<uint16_t> kp(size_t(num_pages) * ps * Hkv * D, PoisonBits(p.dtype)), vp = kp;
-      for (int b = 0; b < B; ++b)
-        for (int pg = 0; pg < per_seq; ++pg) {
-          const int page = perm[b * per_seq + pg];
-          table[b * per_seq + pg] = page;
-          for (int s = 0; s < ps && pg * ps + s < seqlens[b]; ++s) {
-            const size_t src = (size_t(b) * L + pg * ps + s) * Hkv * D, dst = (size_t(page) * ps + s) * Hkv * D;
-            std::copy_n(h.kh.begin() + src, size_t(Hkv) * D, kp.begin() + dst);
-            std::copy_n(h.vh.begin() + src, size_t(Hkv) * D, vp.begin() + dst);
-          }
-        }
-      PLX_RETURN_IF_ERROR(mem.Upload(kp.data(), kp.size() * 2, &dev.k));
-      PLX_RETURN_IF_ERROR(mem.Upload(vp.data(), vp.size() * 2, &dev.v));
-      PLX_RETURN_IF_ERROR(mem.Upload(table.data(), table.size() * sizeof(int), &a.block_table));
+      const HostPages pg =
+          ScatterIntoPages(h.kh, h.vh, seqlens, L, size_t(Hkv) * D, p.page_size, 3, PoisonBits(p.dtype), rng);
+      PLX_RETURN_IF_ERROR(mem.Upload(pg.k.data(), pg.k.size() * 2, &dev.k));
+      PLX_RETURN_IF_ERROR(mem.Upload(pg.v.data(), pg.v.size() * 2, &dev.v));
+      PLX_RETURN_IF_ERROR(mem.Upload(pg.table.data(), pg.table.size() * sizeof(int), &a.block_table));
     } else {
       PLX_RETURN_IF_ERROR(mem.Upload(h.kh.data(), h.kh.size() * 2, &dev.k));
       PLX_RETURN_IF_ERROR(mem.Upload(h.vh.data(), h.vh.size() * 2, &dev.v));

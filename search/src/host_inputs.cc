@@ -1,7 +1,9 @@
 #include "host_inputs.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <numeric>
 
 namespace parallax::search::internal {
 
@@ -74,6 +76,32 @@ ref::Family RefFamilyOf(const Algorithm& a, int window) {
   f.affine = a.affine == Affine::kAmplified ? ref::RefAffine::kAmplified : ref::RefAffine::kPlain;
   f.window = window;
   return f;
+}
+
+HostPages ScatterIntoPages(const std::vector<uint16_t>& kh, const std::vector<uint16_t>& vh,
+                           const std::vector<int>& lens, int lmax, size_t row, int page_size, int spare,
+                           uint16_t poison, std::mt19937_64& rng) {
+  const int B = static_cast<int>(lens.size());
+  HostPages h;
+  h.per_seq = (lmax + page_size - 1) / page_size;
+  const int num_pages = B * h.per_seq + spare;
+  std::vector<int> perm(num_pages);
+  std::iota(perm.begin(), perm.end(), 0);
+  std::shuffle(perm.begin(), perm.end(), rng);
+  h.table.resize(size_t(B) * h.per_seq);
+  h.k.assign(size_t(num_pages) * page_size * row, poison);
+  h.v = h.k;
+  for (int b = 0; b < B; ++b)
+    for (int pg = 0; pg < h.per_seq; ++pg) {
+      const int page = perm[b * h.per_seq + pg];
+      h.table[size_t(b) * h.per_seq + pg] = page;
+      for (int s = 0; s < page_size && pg * page_size + s < lens[b]; ++s) {
+        const size_t src = (size_t(b) * lmax + pg * page_size + s) * row, dst = (size_t(page) * page_size + s) * row;
+        std::copy_n(kh.begin() + src, row, h.k.begin() + dst);
+        std::copy_n(vh.begin() + src, row, h.v.begin() + dst);
+      }
+    }
+  return h;
 }
 
 }  // namespace parallax::search::internal

@@ -30,6 +30,19 @@ struct HostQrkv {
 };
 HostQrkv RandomQrkv(std::mt19937_64& rng, size_t q_rows, size_t kv_rows, int d, DType t);
 
+// Padded [B, lmax, row] key and value images laid out in a pool of pages of page_size rows:
+// the sequences' pages shuffled over the pool, `spare` more pages unused, and every slot no
+// sequence fills left at `poison` (a kernel that reads past a length shows it). table is
+// [B, per_seq]: sequence b's page i.
+struct HostPages {
+  std::vector<uint16_t> k, v;
+  std::vector<int> table;
+  int per_seq = 0;
+};
+HostPages ScatterIntoPages(const std::vector<uint16_t>& kh, const std::vector<uint16_t>& vh,
+                           const std::vector<int>& lens, int lmax, size_t row, int page_size, int spare,
+                           uint16_t poison, std::mt19937_64& rng);
+
 // The float64 reference's name for the algorithm, with the window the inputs use.
 ref::Family RefFamilyOf(const Algorithm& a, int window);
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <random>
 #include <type_traits>
 #include <vector>
@@ -25,7 +26,10 @@ int64_t PrefixPairs(int64_t hi, int64_t window) {
   return window * (window + 1) / 2 + (hi - window) * window;
 }
 
-// Contiguous [B, L, H, D] strides for q/r/out (Lq rows) and k/v (Lk rows); pointers come later.
+int PagesPerSeq(const Problem& p, int seqlen) { return (seqlen + p.page_size - 1) / p.page_size; }
+
+// Contiguous [B, L, H, D] strides for q/r/out (Lq rows) and k/v (Lk rows), or k/v as pages
+// [pages, page_size, Hkv, D] (extend over a paged cache); pointers come later.
 PrefillArgs BaseArgs(const PrefillShape& s, int batch, int lq, int lk, int window) {
   const Problem& p = s.problem;
   PrefillArgs a = internal::ProblemArgs<PrefillArgs>(p, batch);
@@ -35,6 +39,11 @@ PrefillArgs BaseArgs(const PrefillShape& s, int batch, int lq, int lk, int windo
   a.q_stride_b = a.r_stride_b = a.o_stride_b = lq * qrow;
   a.k_stride_l = a.v_stride_l = kvrow;
   a.k_stride_b = a.v_stride_b = lk * kvrow;
+  if (p.kv_layout == KvLayout::kPaged) {
+    a.page_size = p.page_size;
+    a.block_table_stride = PagesPerSeq(p, lk);
+    a.k_stride_b = a.v_stride_b = p.page_size * kvrow;
+  }
   a.seqlen_q = lq;
   a.seqlen_k = lk;
   a.window = window;
@@ -88,10 +97,25 @@ class PrefillFamily final : public BenchFamily {
   absl::Status MakeSet(SetMaker& m) override {
     const PrefillShape& s = shape_;
     const Problem& p = s.problem;
-    absl::StatusOr<DeviceQrkv> in = m.Qrkv(int64_t(s.batch) * s.seqlen_q * p.num_q_heads,
-                                           int64_t(s.batch) * s.seqlen_k * p.num_kv_heads, p.head_dim, Learned());
+    const bool paged = p.kv_layout == KvLayout::kPaged;
+    const int64_t pages = paged ? int64_t(s.batch) * PagesPerSeq(p, s.seqlen_k) : 0;
+    const int64_t kv_tokens = paged ? pages * p.page_size : int64_t(s.batch) * s.seqlen_k;
+    absl::StatusOr<DeviceQrkv> in =
+        m.Qrkv(int64_t(s.batch) * s.seqlen_q * p.num_q_heads, kv_tokens * p.num_kv_heads, p.head_dim, Learned());
     if (!in.ok()) return in.status();
     PrefillArgs a = BaseArgs(s, s.batch, s.seqlen_q, s.seqlen_k, s.window);
+    if (paged) {  // each sequence over shuffled pages of the pool, as an engine's cache ends up
+      if (seqused_k_ == nullptr) {
+        const std::vector<int> lens(s.batch, s.seqlen_k);
+        PLX_RETURN_IF_ERROR(m.mem().Upload(lens.data(), lens.size() * sizeof(int), &seqused_k_));
+      }
+      std::vector<int> perm(pages);
+      std::iota(perm.begin(), perm.end(), 0);
+      std::mt19937_64 rng(m.seed() + 5);
+      std::shuffle(perm.begin(), perm.end(), rng);
+      PLX_RETURN_IF_ERROR(m.mem().Upload(perm.data(), perm.size() * sizeof(int), &a.block_table));
+      a.seqused_k = seqused_k_;
+    }
     BindQrkv(a, *in, Learned(), m.out());
     sets_.push_back(a);
     return absl::OkStatus();
@@ -132,10 +156,30 @@ class PrefillFamily final : public BenchFamily {
     const int* cuk_dev = nullptr;
     PLX_RETURN_IF_ERROR(mem.Upload(pack(h.qh, lens_q, lq, Hq).data(), size_t(cuq[B]) * Hq * D * 2, &dev.q));
     PLX_RETURN_IF_ERROR(mem.Upload(pack(h.rh, lens_q, lq, Hq).data(), size_t(cuq[B]) * Hq * D * 2, &dev.r));
-    PLX_RETURN_IF_ERROR(mem.Upload(pack(h.kh, lens_k, lk, Hkv).data(), size_t(cuk[B]) * Hkv * D * 2, &dev.k));
-    PLX_RETURN_IF_ERROR(mem.Upload(pack(h.vh, lens_k, lk, Hkv).data(), size_t(cuk[B]) * Hkv * D * 2, &dev.v));
+    const bool paged = p.kv_layout == KvLayout::kPaged;
+    const int* table_dev = nullptr;
+    const int* used_dev = nullptr;
+    if (paged) {  // shuffled pages, three spare ones, every unfilled slot poisoned
+      const HostPages pg = ScatterIntoPages(h.kh, h.vh, lens_k, lk, size_t(Hkv) * D, p.page_size, 3,
+                                            PoisonBits(p.dtype), rng);
+      PLX_RETURN_IF_ERROR(mem.Upload(pg.k.data(), pg.k.size() * 2, &dev.k));
+      PLX_RETURN_IF_ERROR(mem.Upload(pg.v.data(), pg.v.size() * 2, &dev.v));
+      PLX_RETURN_IF_ERROR(mem.Upload(pg.table.data(), pg.table.size() * sizeof(int), &table_dev));
+      PLX_RETURN_IF_ERROR(mem.Upload(lens_k.data(), lens_k.size() * sizeof(int), &used_dev));
+    } else {
+      PLX_RETURN_IF_ERROR(mem.Upload(pack(h.kh, lens_k, lk, Hkv).data(), size_t(cuk[B]) * Hkv * D * 2, &dev.k));
+      PLX_RETURN_IF_ERROR(mem.Upload(pack(h.vh, lens_k, lk, Hkv).data(), size_t(cuk[B]) * Hkv * D * 2, &dev.v));
+    }
     PLX_RETURN_IF_ERROR(mem.Upload(cuq.data(), (B + 1) * sizeof(int), &cuq_dev));
     PLX_RETURN_IF_ERROR(mem.Upload(cuk.data(), (B + 1) * sizeof(int), &cuk_dev));
+    // Paged runs read K/V through the block table and seqused_k; q packs as ever.
+    const auto bind_kv = [&](PrefillArgs& a) {
+      if (!paged) return;
+      a.block_table = table_dev;
+      a.seqused_k = used_dev;
+      a.cu_seqlens_k = nullptr;
+      a.total_k = 0;
+    };
     c.out_elems = size_t(cuq[B]) * Hq * D;
     PLX_RETURN_IF_ERROR(mem.Alloc(c.out_elems * 2, &c.out));
     if (B == 2) {  // both sequences, packed, through cu_seqlens
@@ -145,6 +189,7 @@ class PrefillFamily final : public BenchFamily {
       a.cu_seqlens_k = cuk_dev;
       a.total_q = cuq[B];  // the packed extents: TMA families (sm_90a) need them
       a.total_k = cuk[B];
+      bind_kv(a);
       reduced_.push_back(a);
       c.runs.push_back(ReducedRun{c.out_elems, "varlen"});
     }
@@ -152,6 +197,7 @@ class PrefillFamily final : public BenchFamily {
     // starts where a batch of one would.
     PrefillArgs uniform = BaseArgs(shape_, 1, lq, lk, window);
     BindQrkv(uniform, dev, Learned(), c.out);
+    bind_kv(uniform);
     reduced_.push_back(uniform);
     c.runs.push_back(ReducedRun{size_t(lq) * Hq * D, "uniform"});
 
@@ -210,6 +256,7 @@ class PrefillFamily final : public BenchFamily {
   const PrefillShape shape_;
   std::vector<PrefillArgs> sets_;
   std::vector<PrefillArgs> reduced_;  // per reduced run
+  const int* seqused_k_ = nullptr;     // paged sets: every sequence's key count (shared)
 };
 
 }  // namespace
@@ -222,8 +269,6 @@ absl::StatusOr<std::unique_ptr<PrefillBench>> PrefillBench::Create(Runtime& rt, 
                                                                    const BenchOptions& o) {
   const Problem& p = shape.problem;
   if (p.mode != Mode::kPrefill) return absl::InvalidArgumentError("only prefill shapes are benchmarked here");
-  if (p.kv_layout != KvLayout::kContiguous)
-    return absl::InvalidArgumentError("paged KV is decode-only: the runtime's prefill reads contiguous K/V");
   if (shape.batch < 1 || shape.seqlen_k < 1 || shape.seqlen_q < 1 || shape.seqlen_q > shape.seqlen_k)
     return absl::InvalidArgumentError(absl::StrCat("batch=", shape.batch, " seqlen_q=", shape.seqlen_q, " seqlen_k=",
                                                    shape.seqlen_k, ": need batch >= 1 and 1 <= seqlen_q <= seqlen_k"));

@@ -168,8 +168,10 @@ int RunBenchPrefill(const BenchCmdOptions& o) {
   search::PrefillShape s;
   Problem& p = s.problem;
   p.mode = Mode::kPrefill;
-  if (o.paged != 0)
-    return Fail(kExitUsage, "--paged: paged KV is decode-only; the runtime's prefill reads contiguous [B, L, Hkv, D] K/V");
+  if (o.paged > 0) {  // extend over a paged cache: K/V pages shuffled over the pool
+    p.kv_layout = KvLayout::kPaged;
+    p.page_size = o.paged;
+  }
   if (o.window < 0) return Fail(kExitUsage, absl::StrCat("--window ", o.window, ": must be >= 0 (0: no window)"));
   p.window = o.window > 0;
   if (int rc = MakeProblem(o, p, s.algorithm); rc != 0) return rc;
@@ -264,7 +266,9 @@ Action SetupBench(CLI::App& cmd) {
                   "of a longer prefill)");
   pre->add_option("--window", o->window, "Sliding window of N keys (0: none)")->capture_default_str();
   AddCommonOptions(pre, *o);
-  pre->add_option("--paged", o->paged)->group("");  // decode-only: rejected with a message, not listed
+  pre->add_option("--paged", o->paged,
+                  "K/V in a paged cache with N keys per page, pages shuffled over the pool (0: contiguous)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
   AddRunOptions(pre, *o, "Tuning database to take tuned configs from, by prefill bucket (default: none)");
   return [o, dec, pre] {
     if (dec->parsed()) return RunBenchDecode(*o);

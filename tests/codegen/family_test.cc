@@ -61,6 +61,14 @@ TEST(FamilyRegistry, TheDefaultFamilyFollowsTheDevice) {
   EXPECT_STREQ(hopper.ArchSuffix(), "a");
   EXPECT_EQ(hopper.abi(), KernelFamily::Abi::kPrefillTma);
   EXPECT_EQ(DefaultFamily(Mode::kPrefill, 80).abi(), KernelFamily::Abi::kPlain);
+  // Extend over a paged cache: the TMA family does not serve it, so Hopper gets the portable one.
+  Problem paged = p;
+  paged.kv_layout = KvLayout::kPaged;
+  paged.page_size = 16;
+  EXPECT_FALSE(hopper.Serves(paged));
+  EXPECT_EQ(DefaultFamily(paged, 90).name(), "prefill");
+  EXPECT_EQ(DefaultFamily(p, 90).name(), "prefill_sm90");
+  EXPECT_EQ(DefaultSchedule(paged, Algorithm{}, 90).path, MathPath::kMma);
 }
 
 TEST(FamilyRegistry, DefaultsAreValidAndCanonical) {

@@ -218,8 +218,9 @@ TEST(Space, InvalidProblemYieldsNothingAndSaysWhy) {
   EXPECT_THAT(stats.ToString(), HasSubstr("head_dim: "));
 
   EXPECT_EQ(ValidateProblemOnly(p, {}).message(), "head_dim=96: must be 64, 128 or 256");
-  EXPECT_THAT(std::string(ValidateProblemOnly(MakeProblem(Mode::kPrefill, 64, 8, 8, 16), {}).message()),
-              HasSubstr("paged KV is for decode only"));
+  EXPECT_TRUE(ValidateProblemOnly(MakeProblem(Mode::kPrefill, 64, 8, 8, 16), {}).ok());  // extend over pages
+  EXPECT_THAT(std::string(ValidateProblemOnly(MakeProblem(Mode::kPrefill, 64, 8, 8, 24), {}).message()),
+              HasSubstr("page_size=24: must be a power of two"));
   EXPECT_TRUE(ValidateProblemOnly(MakeProblem(Mode::kDecode, 64, 15, 5), {}).ok());
 }
 

@@ -199,11 +199,17 @@ TEST(VariantValidation, MessagesNameTheFieldAndTheRule) {
   Problem d96 = decode;
   d96.head_dim = 96;
   EXPECT_EQ(CreateError(d96, learned, s), "head_dim=96: must be 64, 128 or 256");
+  // Extend over a paged cache runs on the portable family (cp.async gathers pages); the
+  // wgmma family's TMA maps cannot follow a block table.
   Problem paged_prefill = prefill;
   paged_prefill.kv_layout = KvLayout::kPaged;
   paged_prefill.page_size = 16;
-  EXPECT_THAT(CreateError(paged_prefill, learned, CanonicalSchedule(prefill, learned, Schedule{})),
-              HasSubstr("paged KV is for decode only"));
+  EXPECT_TRUE(Variant::Create(paged_prefill, learned, DefaultSchedule(paged_prefill, learned, 90)).ok());
+  EXPECT_THAT(CreateError(paged_prefill, learned, DefaultSchedule(prefill, learned, 90)),
+              HasSubstr("paged KV runs on path mma or fma"));
+  paged_prefill.page_size = 48;
+  EXPECT_THAT(CreateError(paged_prefill, learned, DefaultSchedule(prefill, learned, 0)),
+              StartsWith("page_size=48: must be a power of two in 1..1024"));
   Schedule split = CanonicalSchedule(prefill, learned, Schedule{});
   split.splits = 2;
   EXPECT_THAT(CreateError(prefill, learned, split), StartsWith("splits=2: applies to decode only"));

@@ -12,82 +12,14 @@
 #include <string>
 #include <thread>
 
+#include "c_api_fixtures.h"
 #include "c_api_internal.h"
 #include "parallax/parallax.h"
 #include "parallax/parallax.hpp"
 
 namespace {
 
-void* Fake(uintptr_t i) { return reinterpret_cast<void*>(0x100000 * i); }
-
-plx_tensor T(void* data, plx_dtype dt, std::initializer_list<int64_t> shape,
-             std::initializer_list<int64_t> strides = {}) {
-  return parallax::MakeTensor(data, dt, shape, strides);
-}
-
-constexpr int kB = 2, kHq = 8, kHkv = 2, kD = 128, kL = 64;
-constexpr int64_t kIntMax32 = std::numeric_limits<int32_t>::max();
-
-plx_decode_args ValidDecode(plx_dtype dt = PLX_BF16) {
-  plx_decode_args a = parallax::MakeDecodeArgs();
-  a.q = T(Fake(1), dt, {kB, kHq, kD});
-  a.r = T(Fake(2), dt, {kB, kHq, kD});
-  a.k = T(Fake(3), dt, {kB, kL, kHkv, kD});
-  a.v = T(Fake(4), dt, {kB, kL, kHkv, kD});
-  a.out = T(Fake(5), dt, {kB, kHq, kD});
-  return a;
-}
-
-// Paged: 16 pages of 16 slots, block table [B, 4].
-plx_decode_args ValidPagedDecode() {
-  plx_decode_args a = ValidDecode();
-  a.k = T(Fake(3), PLX_BF16, {16, 16, kHkv, kD});
-  a.v = T(Fake(4), PLX_BF16, {16, 16, kHkv, kD});
-  a.block_table = T(Fake(6), PLX_INT32, {kB, 4});
-  a.cache_seqlens = T(Fake(7), PLX_INT32, {kB});
-  return a;
-}
-
-plx_prefill_args ValidPrefill() {
-  plx_prefill_args a = parallax::MakePrefillArgs();
-  a.q = T(Fake(1), PLX_FP16, {kB, 40, kHq, kD});
-  a.r = T(Fake(2), PLX_FP16, {kB, 40, kHq, kD});
-  a.k = T(Fake(3), PLX_FP16, {kB, 50, kHkv, kD});
-  a.v = T(Fake(4), PLX_FP16, {kB, 50, kHkv, kD});
-  a.out = T(Fake(5), PLX_FP16, {kB, 40, kHq, kD});
-  return a;
-}
-
-plx_prefill_args ValidPackedPrefill() {
-  plx_prefill_args a = parallax::MakePrefillArgs();
-  a.q = T(Fake(1), PLX_BF16, {90, kHq, kD});
-  a.r = T(Fake(2), PLX_BF16, {90, kHq, kD});
-  a.k = T(Fake(3), PLX_BF16, {120, kHkv, kD});
-  a.v = T(Fake(4), PLX_BF16, {120, kHkv, kD});
-  a.out = T(Fake(5), PLX_BF16, {90, kHq, kD});
-  a.cu_seqlens_q = T(Fake(6), PLX_INT32, {3});
-  a.cu_seqlens_k = T(Fake(7), PLX_INT32, {3});
-  a.max_seqlen_q = 60;
-  a.max_seqlen_k = 70;
-  return a;
-}
-
-// The call fails with `want` and a message containing each of `needles`.
-template <typename Args>
-void ExpectError(plx_status (*fn)(const Args*), const Args& a, plx_status want,
-                 std::initializer_list<const char*> needles) {
-  plx_status got = PLX_OK;
-  EXPECT_NO_THROW(got = fn(&a));
-  const std::string msg = plx_last_error();
-  EXPECT_EQ(got, want) << plx_status_string(got) << ": " << msg;
-  for (const char* n : needles) EXPECT_NE(msg.find(n), std::string::npos) << "'" << n << "' not in: " << msg;
-}
-void ExpectDecodeError(const plx_decode_args& a, plx_status want, std::initializer_list<const char*> needles) {
-  ExpectError(&plx_decode_validate, a, want, needles);
-}
-void ExpectPrefillError(const plx_prefill_args& a, plx_status want, std::initializer_list<const char*> needles) {
-  ExpectError(&plx_prefill_validate, a, want, needles);
-}
+using namespace parallax::capi_fixtures;  // NOLINT(build/namespaces): the tests are written in them
 
 // ---- basics ---------------------------------------------------------------------------------
 
@@ -575,18 +507,8 @@ TEST(CApiDecode, VariantKeys) {
   ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"variant: bad variant key 'not-a-key'"});
 
   // A key built for exactly this problem is accepted.
-  parallax::Problem p;
-  p.mode = parallax::Mode::kDecode;
-  p.dtype = parallax::DType::kBF16;
-  p.head_dim = kD;
-  p.num_q_heads = kHq;
-  p.num_kv_heads = kHkv;
-  parallax::Algorithm alg;
-  alg.probe = parallax::Probe::kLearned;
-  absl::StatusOr<parallax::Variant> v =
-      parallax::Variant::Create(p, alg, parallax::CanonicalSchedule(p, alg, parallax::DefaultDecodeSchedule(p, alg)));
-  ASSERT_TRUE(v.ok()) << v.status();
-  const std::string key = v->Key();
+  const std::string key = DefaultKey(parallax::Mode::kDecode, parallax::DType::kBF16);
+  ASSERT_FALSE(key.empty());
   a.variant = key.c_str();
   EXPECT_EQ(plx_decode_validate(&a), PLX_OK) << plx_last_error();
   absl::StatusOr<parallax::DecodeCall> d = parallax::capi::TranslateDecodeArgs(a);
@@ -614,12 +536,8 @@ TEST(CApiDecode, VariantKeys) {
   }
 
   // A prefill key is refused by decode.
-  parallax::Problem pp = p;
-  pp.mode = parallax::Mode::kPrefill;
-  absl::StatusOr<parallax::Variant> pv =
-      parallax::Variant::Create(pp, alg, parallax::CanonicalSchedule(pp, alg, parallax::DefaultPrefillSchedule(pp, alg)));
-  ASSERT_TRUE(pv.ok()) << pv.status();
-  const std::string pkey = pv->Key();
+  const std::string pkey = DefaultKey(parallax::Mode::kPrefill, parallax::DType::kBF16);
+  ASSERT_FALSE(pkey.empty());
   a = ValidDecode();
   a.variant = pkey.c_str();
   ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"variant: '", "prefill kernel"});
@@ -634,9 +552,6 @@ TEST(CApiDecode, RuntimeChecksRunInValidation) {
 }
 
 // ---- one call, whichever front end: C descriptors or the C++ DecodeArgs/PrefillArgs ----------
-
-bool SameParams(const PlxDecodeParams& a, const PlxDecodeParams& b) { return std::memcmp(&a, &b, sizeof(a)) == 0; }
-bool SameParams(const PlxPrefillParams& a, const PlxPrefillParams& b) { return std::memcmp(&a, &b, sizeof(a)) == 0; }
 
 // The C++ arguments for the tensors ValidDecode / ValidPrefill describe: sizes and pointers.
 template <typename Args>

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gpu_harness.h"
+#include "parallax/parallax.hpp"
 
 namespace parallax::testing {
 namespace {
@@ -176,6 +177,32 @@ TEST(DecodeGpuIdentity, ZeroProbeEqualsSoftmax) {
   absl::StatusOr<CaseResult> none = RunDecodeCase(*rt, c);
   ASSERT_TRUE(learned.ok() && none.ok());
   EXPECT_LE(ref::Compare(learned->out, none->out).rel_frobenius, 1e-6);
+}
+
+// The C API's window spellings (parallax.h, "Windows") launch one kernel with one set of
+// parameters: window = 50 and window_size (49, 0) / (49, -1) agree to the bit over 300 keys.
+TEST(DecodeGpuIdentity, WindowSizeSpellingsAreBitIdentical) {
+  std::string why;
+  Runtime* rt = SharedRuntime(&why);
+  if (!rt) GTEST_SKIP() << "no GPU: " << why;
+  constexpr int64_t kB = 2, kHq = 8, kHkv = 2, kD = 128, kL = 300;
+  std::mt19937_64 rng(4242);
+  const size_t rows = kB * kHq * kD, cache = kB * kL * kHkv * kD;
+  auto q = RandomHalves(rng, rows, DType::kBF16), r = RandomHalves(rng, rows, DType::kBF16);
+  auto k = RandomHalves(rng, cache, DType::kBF16), v = RandomHalves(rng, cache, DType::kBF16);
+  DeviceBuffer out(rows * 2);
+  absl::Status s = CheckWindowSpellings(50, [&](const WindowSpelling& w) {
+    plx_decode_args a{};  // zero: tensors absent, plain affine (_init is libparallax.so's, not linked here)
+    a.qk_scale = -1.f;
+    a.q = MakeTensor(q->get(), PLX_BF16, {kB, kHq, kD});
+    a.r = MakeTensor(r->get(), PLX_BF16, {kB, kHq, kD});
+    a.k = MakeTensor(k->get(), PLX_BF16, {kB, kL, kHkv, kD});
+    a.v = MakeTensor(v->get(), PLX_BF16, {kB, kL, kHkv, kD});
+    a.out = MakeTensor(out.get(), PLX_BF16, {kB, kHq, kD});
+    w.ApplyTo(a);
+    return RunCApi(*rt, a, out, rows);
+  });
+  EXPECT_TRUE(s.ok()) << s;
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "c_api_internal.h"
 #include "parallax/runtime/cuda_driver.h"
 
 namespace parallax::testing {
@@ -58,6 +59,42 @@ std::unique_ptr<DeviceBuffer> PutInts(const std::vector<int>& h) {
   return b;
 }
 
+// K/V images of padded [B, lmax, row] sequences in a pool of pages of `ps` rows: pages
+// shuffled over the pool, three spare ones, every slot no sequence fills poisoned (NaN), so
+// a kernel that reads past a length shows it. The first `shared` pages of every sequence
+// b > 0 are sequence 0's (the caller made their contents equal: a shared prefix).
+struct PagedKv {
+  std::vector<uint16_t> k, v;
+  std::vector<int> table;  // [B, per_seq]
+  int per_seq = 0;
+};
+PagedKv ScatterPages(const std::vector<uint16_t>& kh, const std::vector<uint16_t>& vh, const std::vector<int>& lens,
+                     int lmax, size_t row, int ps, int shared, uint16_t poison, std::mt19937_64& rng) {
+  const int B = static_cast<int>(lens.size());
+  PagedKv p;
+  p.per_seq = std::max(1, (lmax + ps - 1) / ps);
+  const int num_pages = B * p.per_seq + 3;
+  std::vector<int> perm(num_pages);
+  std::iota(perm.begin(), perm.end(), 0);
+  std::shuffle(perm.begin(), perm.end(), rng);
+  p.table.resize(size_t(B) * p.per_seq);
+  p.k.assign(size_t(num_pages) * ps * row, poison);
+  p.v = p.k;
+  for (int b = 0; b < B; ++b)
+    for (int pg = 0; pg < p.per_seq; ++pg) {
+      const bool borrowed = b > 0 && pg < shared;
+      const int page = borrowed ? p.table[pg] : perm[b * p.per_seq + pg];
+      p.table[size_t(b) * p.per_seq + pg] = page;
+      if (borrowed) continue;
+      for (int s = 0; s < ps && pg * ps + s < lens[b]; ++s) {
+        const size_t src = (size_t(b) * lmax + pg * ps + s) * row, dst = (size_t(page) * ps + s) * row;
+        std::copy_n(kh.begin() + src, row, p.k.begin() + dst);
+        std::copy_n(vh.begin() + src, row, p.v.begin() + dst);
+      }
+    }
+  return p;
+}
+
 ref::Family FamilyOf(bool learned, Affine affine, double tau, int window) {
   ref::Family f;
   f.probe = learned ? ref::RefProbe::kLearned : ref::RefProbe::kNone;
@@ -90,6 +127,16 @@ long MaskIllConditioned(std::vector<double>& got, std::vector<double>& want, int
   }
   return masked;
 }
+
+// The tail of RunCApi: wait for the launch, then read `out` back.
+absl::StatusOr<std::vector<uint16_t>> Collect(const DeviceBuffer& out, size_t count, const char* what) {
+  if (absl::Status s = cu::Check(Api()->cuCtxSynchronize(), what); !s.ok()) return s;
+  std::vector<uint16_t> h(count);
+  out.Download(h.data(), count * 2);
+  return h;
+}
+
+constexpr uint16_t kNaN16 = 0xffff;  // a NaN in bf16 and fp16 alike
 
 }  // namespace
 
@@ -170,6 +217,7 @@ std::string PrefillCase::Name() const {
   // The schedule of an explicit key ("mma-m64-n64-w4-s2", "wgmma-m64-n160-w12-s2-pp-pers").
   if (!key.empty()) absl::StrAppend(&n, "_", absl::StrReplaceAll(key.substr(key.rfind('.') + 1), {{"-", "_"}}));
   if (stats) absl::StrAppend(&n, "_stats");
+  if (page_size) absl::StrAppend(&n, "_page", page_size, shared_pages ? absl::StrCat("_shared", shared_pages) : "");
   return absl::StrReplaceAll(n, {{".", "p"}, {"-", "m"}});
 }
 
@@ -206,30 +254,13 @@ absl::StatusOr<CaseResult> RunDecodeCase(Runtime& rt, const DecodeCase& c) {
     v = Put(vh);
     a.k_stride_0 = int64_t(lmax) * Hkv * D; a.k_stride_1 = int64_t(Hkv) * D; a.k_stride_h = D;
   } else {  // scatter each sequence over shuffled pages, plus unused pages
-    const int ps = c.page_size, max_pages = (lmax + ps - 1) / ps;
-    const int num_pages = B * max_pages + 3;
-    std::vector<int> perm(num_pages);
-    std::iota(perm.begin(), perm.end(), 0);
-    std::shuffle(perm.begin(), perm.end(), rng);
-    std::vector<int> bt(size_t(B) * max_pages);
-    std::vector<uint16_t> kp(size_t(num_pages) * ps * Hkv * D, Poison(c.dtype)), vp = kp;
-    for (int b = 0; b < B; ++b)
-      for (int pg = 0; pg < max_pages; ++pg) {
-        const int page = perm[b * max_pages + pg];
-        bt[b * max_pages + pg] = page;
-        for (int s = 0; s < ps; ++s) {
-          const int t = pg * ps + s;
-          if (t >= c.seqlens[b]) break;
-          const size_t src = ((size_t(b) * lmax + t) * Hkv) * D, dst = ((size_t(page) * ps + s) * Hkv) * D;
-          std::copy_n(kh.begin() + src, size_t(Hkv) * D, kp.begin() + dst);
-          std::copy_n(vh.begin() + src, size_t(Hkv) * D, vp.begin() + dst);
-        }
-      }
-    k = Put(kp);
-    v = Put(vp);
-    table = PutInts(bt);
+    const int ps = c.page_size;
+    const PagedKv pk = ScatterPages(kh, vh, c.seqlens, lmax, size_t(Hkv) * D, ps, 0, Poison(c.dtype), rng);
+    k = Put(pk.k);
+    v = Put(pk.v);
+    table = PutInts(pk.table);
     a.block_table = static_cast<const int*>(table->get());
-    a.block_table_stride = max_pages;
+    a.block_table_stride = pk.per_seq;
     a.page_size = ps;
     a.k_stride_0 = int64_t(ps) * Hkv * D; a.k_stride_1 = int64_t(Hkv) * D; a.k_stride_h = D;
   }
@@ -279,6 +310,16 @@ absl::StatusOr<CaseResult> RunPrefillCase(Runtime& rt, const PrefillCase& c) {
   in.r = RandomRows(rng, size_t(B) * lq * Hq, D, true, c.r_scale);
   in.k = RandomRows(rng, size_t(B) * lk * Hkv, D, true, 1.0);
   in.v = RandomRows(rng, size_t(B) * lk * Hkv, D, false, 1.0);
+  const size_t kv_row = size_t(Hkv) * D;
+  if (c.page_size > 0 && c.shared_pages > 0) {  // a prefix every sequence shares with sequence 0
+    const size_t n = size_t(c.shared_pages) * c.page_size;
+    for (int b = 0; b < B; ++b)
+      if (size_t(c.seqlens_k[b]) < n) return absl::InvalidArgumentError("shared_pages: a sequence is shorter");
+    for (int b = 1; b < B; ++b) {
+      std::copy_n(in.k.begin(), n * kv_row, in.k.begin() + size_t(b) * lk * kv_row);
+      std::copy_n(in.v.begin(), n * kv_row, in.v.begin() + size_t(b) * lk * kv_row);
+    }
+  }
   const auto qh = Quantise(in.q, c.dtype), rh = Quantise(in.r, c.dtype);
   const auto kh = Quantise(in.k, c.dtype), vh = Quantise(in.v, c.dtype);
 
@@ -306,8 +347,20 @@ absl::StatusOr<CaseResult> RunPrefillCase(Runtime& rt, const PrefillCase& c) {
     rd = pack(rh, c.seqlens_q, lq, Hq, cuq);
     kd = pack(kh, c.seqlens_k, lk, Hkv, cuk);
     vd = pack(vh, c.seqlens_k, lk, Hkv, cuk);
-  } else if (B > 1 && (c.seqlens_q != std::vector<int>(B, lq) || c.seqlens_k != std::vector<int>(B, lk))) {
-    return absl::InvalidArgumentError("ragged lengths need varlen=true");
+  } else if (B > 1 && (c.seqlens_q != std::vector<int>(B, lq) ||
+                       (c.page_size == 0 && c.seqlens_k != std::vector<int>(B, lk)))) {
+    return absl::InvalidArgumentError("ragged lengths need varlen=true (ragged keys: or a paged cache)");
+  }
+  std::unique_ptr<DeviceBuffer> table, used = PutInts(c.seqlens_k);
+  if (c.page_size > 0) {  // extend over a paged cache: K/V from the padded images, q as above
+    const PagedKv pk = ScatterPages(kh, vh, c.seqlens_k, lk, kv_row, c.page_size, c.shared_pages, Poison(c.dtype), rng);
+    kd = pk.k;
+    vd = pk.v;
+    table = PutInts(pk.table);
+    a.block_table = static_cast<const int*>(table->get());
+    a.block_table_stride = pk.per_seq;
+    a.seqused_k = static_cast<const int*>(used->get());
+    a.page_size = c.page_size;
   }
   auto q = Put(qd), r = Put(rd), k = Put(kd), v = Put(vd);
   auto cq = PutInts(cuq), ck = PutInts(cuk);
@@ -319,12 +372,15 @@ absl::StatusOr<CaseResult> RunPrefillCase(Runtime& rt, const PrefillCase& c) {
   a.r_stride_l = a.q_stride_l; a.r_stride_h = D; a.r_stride_b = a.q_stride_b;
   a.o_stride_l = a.q_stride_l; a.o_stride_h = D; a.o_stride_b = a.q_stride_b;
   a.k_stride_l = int64_t(Hkv) * D; a.k_stride_h = D; a.k_stride_b = int64_t(lk) * Hkv * D;
+  if (c.page_size > 0) a.k_stride_b = int64_t(c.page_size) * Hkv * D;  // page stride; slots are the rows
   a.v_stride_l = a.k_stride_l; a.v_stride_h = D; a.v_stride_b = a.k_stride_b;
   if (c.varlen) {
     a.cu_seqlens_q = static_cast<const int*>(cq->get());
-    a.cu_seqlens_k = static_cast<const int*>(ck->get());
     a.total_q = cuq[B];  // the packed extents, so TMA families can take packed calls
-    a.total_k = cuk[B];
+    if (c.page_size == 0) {
+      a.cu_seqlens_k = static_cast<const int*>(ck->get());
+      a.total_k = cuk[B];
+    }
   }
   // Row statistics in the default (contiguous) layout: [B, Hq, Lq], packed [Hq, total_q].
   const size_t rows_per_head = c.varlen ? size_t(cuq[B]) : size_t(B) * lq;
@@ -396,6 +452,69 @@ absl::StatusOr<CaseResult> RunPrefillCase(Runtime& rt, const PrefillCase& c) {
   res.tolerance = Tolerance(c.dtype);
   res.variant = var->Key();
   return res;
+}
+
+std::unique_ptr<DeviceBuffer> RandomHalves(std::mt19937_64& rng, size_t count, DType t) {
+  std::vector<double> x = RandomRows(rng, count, 1, false, 1.0);
+  return Put(Quantise(x, t));
+}
+
+absl::StatusOr<std::vector<uint16_t>> RunCApi(Runtime& rt, const plx_decode_args& a, DeviceBuffer& out,
+                                              size_t count) {
+  absl::StatusOr<DecodeCall> c = capi::TranslateDecodeArgs(a);
+  if (!c.ok()) return c.status();
+  absl::StatusOr<DecodePlan> plan = rt.PlanDecode(*c);
+  if (!plan.ok()) return plan.status();
+  out.Fill16(kNaN16, count);
+  if (absl::Status s = rt.RunDecode(*plan, *c, nullptr); !s.ok()) return s;
+  return Collect(out, count, "decode kernel");
+}
+
+absl::StatusOr<std::vector<uint16_t>> RunCApi(Runtime& rt, const plx_prefill_args& a, DeviceBuffer& out,
+                                              size_t count) {
+  absl::StatusOr<PrefillCall> c = capi::TranslatePrefillArgs(a);
+  if (!c.ok()) return c.status();
+  absl::StatusOr<Variant> v = rt.PlanPrefill(*c);
+  if (!v.ok()) return v.status();
+  out.Fill16(kNaN16, count);
+  if (absl::Status s = rt.RunPrefill(*v, *c, nullptr); !s.ok()) return s;
+  return Collect(out, count, "prefill kernel");
+}
+
+std::string WindowSpelling::Name() const {
+  auto size = [](int32_t x) { return x == PLX_WINDOW_SIZE_UNSET ? std::string("unset") : absl::StrCat(x); };
+  return absl::StrCat("window=", window, " window_size=(", size(left), ", ", size(right), ")");
+}
+
+absl::Status CheckWindowSpellings(
+    int32_t w, const std::function<absl::StatusOr<std::vector<uint16_t>>(const WindowSpelling&)>& run) {
+  constexpr int32_t kUnset = PLX_WINDOW_SIZE_UNSET;
+  std::vector<uint16_t> first[2];  // of the window, of no window
+  for (int32_t win : {w, 0}) {
+    const int32_t left = win == 0 ? -1 : win - 1;
+    std::vector<WindowSpelling> spellings = {{win, kUnset, kUnset}, {0, left, 0}, {0, left, -1}};
+    if (win > 0) spellings.push_back({win, left, 0});
+    std::vector<uint16_t>& ref = first[win == 0];
+    for (const WindowSpelling& s : spellings) {
+      absl::StatusOr<std::vector<uint16_t>> got = run(s);
+      if (!got.ok()) return absl::Status(got.status().code(), absl::StrCat(s.Name(), ": ", got.status().message()));
+      const long unwritten = std::count(got->begin(), got->end(), kNaN16);
+      if (unwritten > 0) return absl::InternalError(absl::StrCat(s.Name(), ": ", unwritten, " elements unwritten"));
+      if (ref.empty()) {
+        ref = std::move(*got);
+        continue;
+      }
+      if (got->size() != ref.size() || std::memcmp(got->data(), ref.data(), ref.size() * 2) != 0) {
+        long differ = 0;
+        for (size_t i = 0; i < std::min(ref.size(), got->size()); ++i) differ += (*got)[i] != ref[i];
+        return absl::InternalError(absl::StrCat(s.Name(), " differs from ", spellings[0].Name(), " in ", differ,
+                                                " of ", ref.size(), " elements"));
+      }
+    }
+  }
+  if (std::memcmp(first[0].data(), first[1].data(), first[0].size() * 2) == 0)
+    return absl::InternalError(absl::StrCat("window=", w, " gave the output of no window: choose a narrower one"));
+  return absl::OkStatus();
 }
 
 }  // namespace parallax::testing

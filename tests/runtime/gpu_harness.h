@@ -5,6 +5,7 @@
 #include <cuda.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
@@ -12,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "parallax/codegen/reference.h"
+#include "parallax/parallax.h"
 #include "parallax/runtime/runtime.h"
 
 namespace parallax::testing {
@@ -102,11 +104,45 @@ struct PrefillCase {
   std::string key;
   uint64_t seed = 1;
   bool stats = false;  // also ask for lse and tbar (contiguous [B, Hq, Lq] / [Hq, total_q])
+  int page_size = 0;     // > 0: K/V in a paged cache (extend), seqused_k = seqlens_k
+  int shared_pages = 0;  // paged: the first pages of every sequence are sequence 0's
   std::string Name() const;
 };
 
 absl::StatusOr<CaseResult> RunPrefillCase(Runtime& rt, const PrefillCase& c);
 
 double Tolerance(DType t);  // the spec's relative Frobenius bound
+
+// `count` standard normal values rounded to t, on the device.
+std::unique_ptr<DeviceBuffer> RandomHalves(std::mt19937_64& rng, size_t count, DType t);
+
+// C API arguments run as plx_decode / plx_prefill run them: translated and checked by the C
+// API's front end, planned and launched on rt (legacy default stream), synchronized. `out`
+// (the buffer a.out describes, `count` 16-bit elements) is poisoned with NaN first; returns
+// its contents.
+absl::StatusOr<std::vector<uint16_t>> RunCApi(Runtime& rt, const plx_decode_args& a, DeviceBuffer& out,
+                                              size_t count);
+absl::StatusOr<std::vector<uint16_t>> RunCApi(Runtime& rt, const plx_prefill_args& a, DeviceBuffer& out,
+                                              size_t count);
+
+// One spelling of a window in the C API (parallax.h, "Windows"): window, and window_size as
+// (left, right); PLX_WINDOW_SIZE_UNSET in both = not given.
+struct WindowSpelling {
+  int32_t window, left, right;
+  std::string Name() const;
+  template <typename CArgs>
+  void ApplyTo(CArgs& a) const {
+    a.window = window;
+    a.window_left = left;
+    a.window_right = right;
+  }
+};
+// Runs every spelling of window w > 0 (window = w; window_size (w - 1, 0) and (w - 1, -1);
+// both given) and of no window (window = 0; window_size (-1, 0) and (-1, -1)) through `run`,
+// which returns the output's 16-bit values. OK when each group is bit-identical (memcmp)
+// with no element left unwritten (RunCApi's poison), and the window changed the output (a
+// window no narrower than the sequences would make the comparison prove nothing).
+absl::Status CheckWindowSpellings(
+    int32_t w, const std::function<absl::StatusOr<std::vector<uint16_t>>(const WindowSpelling&)>& run);
 
 }  // namespace parallax::testing

@@ -6,14 +6,24 @@
 
 #include "absl/strings/str_cat.h"
 #include "gpu_harness.h"
+#include "parallax/parallax.hpp"
 
 namespace parallax::testing {
 namespace {
 
-std::string FmaKey(const PrefillCase& c) {
+Problem ProblemOf(const PrefillCase& c) {
   Problem p;
   p.mode = Mode::kPrefill; p.dtype = c.dtype; p.head_dim = c.head_dim;
   p.num_q_heads = c.hq; p.num_kv_heads = c.hkv; p.window = c.window > 0;
+  if (c.page_size > 0) {
+    p.kv_layout = KvLayout::kPaged;
+    p.page_size = c.page_size;
+  }
+  return p;
+}
+
+std::string FmaKey(const PrefillCase& c) {
+  const Problem p = ProblemOf(c);
   Algorithm a{c.learned ? Probe::kLearned : Probe::kNone, c.affine};
   for (int bm : {32, 16, 8, 4}) {
     Schedule s;
@@ -26,9 +36,7 @@ std::string FmaKey(const PrefillCase& c) {
 // The portable mma.sync family's default for the case: on an sm_90 device the runtime's
 // default is the wgmma family, so the portable kernels are asked for by key.
 std::string MmaKey(const PrefillCase& c) {
-  Problem p;
-  p.mode = Mode::kPrefill; p.dtype = c.dtype; p.head_dim = c.head_dim;
-  p.num_q_heads = c.hq; p.num_kv_heads = c.hkv; p.window = c.window > 0;
+  const Problem p = ProblemOf(c);
   Algorithm a{c.learned ? Probe::kLearned : Probe::kNone, c.affine};
   auto v = Variant::Create(p, a, DefaultSchedule(p, a, /*sm=*/0));
   return v.ok() ? v->Key() : "";
@@ -98,6 +106,37 @@ void AddStatsCases(std::vector<PrefillCase>& cases) {
   cases.push_back(c);
 }
 
+// Extend over a paged cache (issue #13): ragged prefixes and chunks, a decode-like single
+// token and a speculative 7, sequences ending exactly on and just past a page, page sizes 1
+// to 1024, pages shuffled and a prefix shared between sequences, NaN in every unfilled slot.
+// On Hopper the default is the portable family (the TMA family does not serve pages).
+void AddPagedCases(std::vector<PrefillCase>& cases) {
+  PrefillCase c;
+  c.dtype = DType::kBF16; c.head_dim = 128; c.hq = 8; c.hkv = 2; c.batch = 3; c.varlen = true;
+  c.seqlens_q = {1, 7, 100}; c.seqlens_k = {300, 64, 513}; c.page_size = 16; c.stats = true; c.seed = 9200;
+  cases.push_back(c);
+  c.page_size = 1; c.seed = 9201;  // token-granular pool
+  cases.push_back(c);
+  c.page_size = 64; c.key = FmaKey(c); c.seed = 9202;
+  if (!c.key.empty()) cases.push_back(c);
+  c = PrefillCase{};
+  c.dtype = DType::kFP16; c.head_dim = 64; c.hq = 4; c.hkv = 4; c.batch = 2; c.learned = false;
+  c.affine = Affine::kAmplified; c.window = 40;
+  c.seqlens_q = {17, 17}; c.seqlens_k = {150, 200}; c.page_size = 64; c.seed = 9203;  // padded q, ragged keys
+  cases.push_back(c);
+  c = PrefillCase{};
+  c.dtype = DType::kBF16; c.head_dim = 128; c.hq = 4; c.hkv = 1; c.batch = 1; c.affine = Affine::kAmplified;
+  c.seqlens_q = {50}; c.seqlens_k = {2100}; c.page_size = 1024; c.seed = 9204;  // ends mid-page
+  cases.push_back(c);
+  c = PrefillCase{};
+  c.dtype = DType::kFP16; c.head_dim = 256; c.hq = 6; c.hkv = 2; c.batch = 3; c.varlen = true; c.r_scale = 10.0;
+  c.seqlens_q = {10, 20, 65}; c.seqlens_k = {96, 130, 65}; c.page_size = 16; c.shared_pages = 4; c.seed = 9205;
+  cases.push_back(c);  // 64 shared keys; 96 on a page boundary, 65 just past one
+  c.dtype = DType::kBF16; c.head_dim = 64; c.hq = 16; c.hkv = 1; c.window = 33; c.seed = 9206;
+  c.key = MmaKey(c);
+  cases.push_back(c);
+}
+
 std::vector<PrefillCase> Cases() {
   std::vector<PrefillCase> cases;
   const std::pair<int, int> heads[] = {{4, 4}, {4, 2}, {8, 2}, {6, 2}, {16, 1}};
@@ -137,6 +176,7 @@ std::vector<PrefillCase> Cases() {
         }
   AddLongCases(cases);
   AddStatsCases(cases);
+  AddPagedCases(cases);
   return cases;
 }
 
@@ -199,6 +239,33 @@ TEST_P(PrefillGpu, MatchesFloat64Reference) {
 
 INSTANTIATE_TEST_SUITE_P(Family, PrefillGpu, ::testing::ValuesIn(Cases()),
                          [](const auto& info) { return absl::StrCat(info.index, "_", info.param.Name()); });
+
+// The C API's window spellings (parallax.h, "Windows") launch one kernel with one set of
+// parameters: window = 40 and window_size (39, 0) / (39, -1) agree to the bit, on a chunk of
+// 96 queries at the end of 300 keys through the device's default family.
+TEST(PrefillGpuIdentity, WindowSizeSpellingsAreBitIdentical) {
+  std::string why;
+  Runtime* rt = SharedRuntime(&why);
+  if (!rt) GTEST_SKIP() << "no GPU: " << why;
+  constexpr int64_t kB = 2, kLq = 96, kLk = 300, kHq = 8, kHkv = 2, kD = 64;
+  std::mt19937_64 rng(4343);
+  const size_t rows = kB * kLq * kHq * kD, keys = kB * kLk * kHkv * kD;
+  auto q = RandomHalves(rng, rows, DType::kFP16), r = RandomHalves(rng, rows, DType::kFP16);
+  auto k = RandomHalves(rng, keys, DType::kFP16), v = RandomHalves(rng, keys, DType::kFP16);
+  DeviceBuffer out(rows * 2);
+  absl::Status s = CheckWindowSpellings(40, [&](const WindowSpelling& w) {
+    plx_prefill_args a{};  // zero: tensors absent, plain affine (_init is libparallax.so's, not linked here)
+    a.qk_scale = -1.f;
+    a.q = MakeTensor(q->get(), PLX_FP16, {kB, kLq, kHq, kD});
+    a.r = MakeTensor(r->get(), PLX_FP16, {kB, kLq, kHq, kD});
+    a.k = MakeTensor(k->get(), PLX_FP16, {kB, kLk, kHkv, kD});
+    a.v = MakeTensor(v->get(), PLX_FP16, {kB, kLk, kHkv, kD});
+    a.out = MakeTensor(out.get(), PLX_FP16, {kB, kLq, kHq, kD});
+    w.ApplyTo(a);
+    return RunCApi(*rt, a, out, rows);
+  });
+  EXPECT_TRUE(s.ok()) << s;
+}
 
 }  // namespace
 }  // namespace parallax::testing

@@ -68,7 +68,7 @@ std::string Family::Kernels(const Variant& v) const {
   namespace t = kernel_text;
   const bool mma = v.schedule().path == MathPath::kMma;
   const bool paged = v.problem().kv_layout == KvLayout::kPaged;
-  return absl::StrCat(paged ? t::decode_kv_paged : absl::StrCat(t::common_kv_contiguous, t::decode_kv_contiguous),
+  return absl::StrCat(paged ? absl::StrCat(t::common_kv_paged, t::decode_kv_paged) : absl::StrCat(t::common_kv_contiguous, t::decode_kv_contiguous),
                       t::common_tile_loader, t::common_kv_pipeline, t::common_finalize,
                       mma ? t::common_mma_core : t::common_fma_core, t::decode_decode_common,
                       t::decode_fused_merge, mma ? t::decode_kernel_mma : t::decode_kernel_fma,

@@ -5,6 +5,11 @@
 // (generator).
 
 // ---- the prefill kernel (mma.sync path) --------------------------------------------------
+// A warp whose rows all kept their max skips the O scaling (not at head_dim 256, where the
+// vote's registers make ptxas spill). One max/sum chain: two measured no faster (H200).
+constexpr int kSoftmaxChains = 1;
+constexpr bool kSkipIdleRescale = kHeadDim < 256;
+
 extern "C" __global__ void __launch_bounds__(kThreads) plx_prefill(const PlxPrefillParams p) {
   extern __shared__ __align__(128) unsigned char smem[];
   const KvRing ring{reinterpret_cast<plx_e16*>(smem + kSmemRingOffset)};
@@ -31,17 +36,24 @@ extern "C" __global__ void __launch_bounds__(kThreads) plx_prefill(const PlxPref
   plx_cp_async_commit();
   const plx_e16* s_qr_warp = s_qr + warp * kMTiles * 16 * kHeadDim;
 
-  // phase: scores -> online softmax -> accumulate, tile by tile
+  // phase: scores -> online softmax -> accumulate, tile by tile. The scale goes into the
+  // exponent's FFMA (its floor keeps tau = 0 uniform without inf * 0); Parallax forms p2 in
+  // the previous tiles' centre, so p2 does not wait for this tile's sums to cross the quad.
+  const float scale = fmaxf(p.scale_log2, 1e-30f);
   WarpState st;
-  stream_kv(ring, seq.kv, qt.lo, qt.hi, qt.num_tiles, [&] { state_init(st); }, [&](int t) {
+  CentreLag lag = {};
+  stream_kv_one_barrier(ring, seq.kv, qt.lo, qt.hi, qt.num_tiles, [&] { state_init(st); }, [&](int t) {
     const int t0 = qt.lo + t * kBlockN;
     float s[kMTiles][kBlockN / 8][4];
-    scores<kBlockN>(s, s_qr_warp, ring.k(t), 0, p.scale_log2);
+    scores<kBlockN, false>(s, s_qr_warp, ring.k(t), 0, 0.f);
     if (edge_tile(p, seq, qt, t0))
       mask_scores<kBlockN>(s, [&](int u, int key) { return visible_key(p, seq, wrow0 + u, t0 + key); });
-    online_softmax<kBlockN>(s, st);
+    Rescale r;
+    softmax_update<kBlockN, kSoftmaxChains, false, true>(s, st, r, scale);
+    rescale_o<kSkipIdleRescale>(st, r, r.shift);
     accumulate<kBlockN>(s, st, ring.v(t), 0);
   });
+  settle_centre(st, lag);
 
   // phase: store -- each lane finalizes two adjacent columns of its rows
   const int g = lane >> 2, c = 2 * (lane & 3);

@@ -1,7 +1,7 @@
 // Prefill's view of one (sequence, head): packed (cu_seqlens) or padded batches, the causal
 // mask aligned to the end of the keys, and the rows and keys one CTA covers.
-// Needs: kernel_abi (PlxPrefillParams), prelude.cuh (PLX_INF), kv_contiguous.cuh (common:
-// KvSource); kGroup, kBlockM, kBlockN, kWindow (generator).
+// Needs: kernel_abi (PlxPrefillParams), prelude.cuh (PLX_INF), the family's kv_contiguous.cuh
+// or kv_paged.cuh (KvSource, sequence_kv); kGroup, kBlockM, kBlockN, kWindow (generator).
 
 // One sequence of the batch: its lengths and base pointers (packed when cu_seqlens given).
 struct Sequence {
@@ -19,8 +19,7 @@ __device__ __forceinline__ long long stats_row0(const PlxPrefillParams& p, int b
   return h * p.stats_stride_h + (p.cu_seqlens_q ? p.cu_seqlens_q[b] : b * p.stats_stride_b);
 }
 __device__ __forceinline__ Sequence make_sequence(const PlxPrefillParams& p, int b, int h) {
-  const int kvh = h / kGroup;
-  long long qoff, koff, ooff;
+  long long qoff, ooff;
   Sequence s;
   if (p.cu_seqlens_q) {
     const int q0 = p.cu_seqlens_q[b];
@@ -34,21 +33,11 @@ __device__ __forceinline__ Sequence make_sequence(const PlxPrefillParams& p, int
     ooff = b * p.o_stride_b;
     s.r = static_cast<const plx_e16*>(p.r) + b * p.r_stride_b + h * p.r_stride_h;
   }
-  if (p.cu_seqlens_k) {
-    const int k0 = p.cu_seqlens_k[b];
-    s.lk = p.cu_seqlens_k[b + 1] - k0;
-    koff = (long long)k0 * p.k_stride_l;
-    s.kv.v = static_cast<const plx_e16*>(p.v) + (long long)k0 * p.v_stride_l + kvh * p.v_stride_h;
-  } else {
-    s.lk = p.seqlen_k;
-    koff = b * p.k_stride_b;
-    s.kv.v = static_cast<const plx_e16*>(p.v) + b * p.v_stride_b + kvh * p.v_stride_h;
-  }
+  const SequenceKv kv = sequence_kv(p, b, h / kGroup);
+  s.kv = kv.kv;
+  s.lk = kv.lk;
   s.q = static_cast<const plx_e16*>(p.q) + qoff + h * p.q_stride_h;
   s.out = static_cast<plx_e16*>(p.out) + ooff + h * p.o_stride_h;
-  s.kv.k = static_cast<const plx_e16*>(p.k) + koff + kvh * p.k_stride_h;
-  s.kv.k_tok = p.k_stride_l;
-  s.kv.v_tok = p.v_stride_l;
   s.stats = stats_row0(p, b, h);
   return s;
 }

@@ -47,7 +47,10 @@ std::string Family::Constants(const Variant& v) const {
 std::string Family::Kernels(const Variant& v) const {
   namespace t = kernel_text;
   const bool mma = v.schedule().path == MathPath::kMma;
-  return absl::StrCat(t::common_kv_contiguous, t::prefill_sequence, t::common_tile_loader, t::common_kv_pipeline,
+  const bool paged = v.problem().kv_layout == KvLayout::kPaged;
+  return absl::StrCat(paged ? absl::StrCat(t::common_kv_paged, t::prefill_kv_paged)
+                            : absl::StrCat(t::common_kv_contiguous, t::prefill_kv_contiguous),
+                      t::prefill_sequence, t::common_tile_loader, t::common_kv_pipeline,
                       t::common_finalize, mma ? t::common_mma_core : t::common_fma_core,
                       mma ? t::prefill_kernel_mma : t::prefill_kernel_fma);
 }

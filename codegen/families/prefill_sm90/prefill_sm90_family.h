@@ -30,6 +30,7 @@ class Family final : public KernelFamily {
   Mode mode() const override { return Mode::kPrefill; }
   std::vector<MathPath> paths() const override { return {MathPath::kWgmma}; }
   bool RunsOn(int sm) const override { return sm == 90; }  // sm_90a code runs on sm_90 only
+  bool Serves(const Problem& p) const override { return p.kv_layout == KvLayout::kContiguous; }
   const char* ArchSuffix() const override { return "a"; }
   Abi abi() const override { return Abi::kPrefillTma; }
   TmaBoxes Boxes(const Variant& v) const override;

@@ -35,6 +35,8 @@ Geometry GeometryOf(const Problem& p, const Algorithm& a, const Schedule& s) {
 }
 
 absl::Status Family::Validate(const Problem& p, const Algorithm& a, const Schedule& s) const {
+  if (!Serves(p))
+    return Bad("kv_layout", "paged", "the wgmma family loads contiguous K/V by TMA; paged KV runs on path mma or fma");
   if (s.warps != 8 && s.warps != 12)
     return Bad("warps", s.warps, "must be 8 or 12 (a producer warpgroup and 1 or 2 consumer warpgroups)");
   const Geometry g = GeometryOf(p, a, s);

@@ -72,7 +72,7 @@ std::string Family::Constants(const Variant& v) const {
 std::string Family::Kernels(const Variant& v) const {
   namespace t = kernel_text;
   const int n = v.schedule().block_n, d = v.problem().head_dim;
-  return absl::StrCat(t::common_mma_sync, t::common_kv_contiguous, t::prefill_sequence, t::common_tile_loader,
+  return absl::StrCat(t::common_mma_sync, t::common_kv_contiguous, t::prefill_kv_contiguous, t::prefill_sequence, t::common_tile_loader,
                       t::common_finalize, t::common_mma_core, t::sm90_async, t::sm90_wgmma,
                       "\n// ---- generated wgmma wrappers: scores (N = kBlockN) and P V (N = kHeadDim) ----\n",
                       sm90::WgmmaSs(n, "plx_wgmma_scores"), sm90::WgmmaRsMn(d, "plx_wgmma_pv"),

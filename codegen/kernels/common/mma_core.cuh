@@ -28,7 +28,9 @@ __device__ __forceinline__ void state_init(WarpState& st) {
 }
 
 // ---- phase: scores  S = [q; r] K^T over KN keys (rows key0.. of the K tile) -------------
-template <int KN>
+// kScale: s1 leaves in log2 units; without it the caller folds the scale into the exponent
+// (softmax_update<.., kScaleInExp = true>).
+template <int KN, bool kScale = true>
 __device__ __forceinline__ void scores(float (&s)[kMTiles][KN / 8][4], const plx_e16* sqr,
                                        const plx_e16* sk, int key0, float scale_log2) {
   const int lane = threadIdx.x & 31;
@@ -57,12 +59,14 @@ __device__ __forceinline__ void scores(float (&s)[kMTiles][KN / 8][4], const plx
     }
   }
   // s1 in log2 units (exp2 later); s2 (Parallax rows 8..15) stays unscaled.
+  if constexpr (kScale) {
 #pragma unroll
-  for (int mt = 0; mt < kMTiles; ++mt)
+    for (int mt = 0; mt < kMTiles; ++mt)
 #pragma unroll
-    for (int n = 0; n < KN / 8; ++n)
+      for (int n = 0; n < KN / 8; ++n)
 #pragma unroll
-      for (int e = 0; e < (kLearned ? 2 : 4); ++e) s[mt][n][e] *= scale_log2;
+        for (int e = 0; e < (kLearned ? 2 : 4); ++e) s[mt][n][e] *= scale_log2;
+  }
 }
 
 // Hides keys a unit may not see: visible(unit, key) with key counted from the block start.

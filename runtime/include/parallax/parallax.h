@@ -35,6 +35,19 @@
  *            lse, tbar (optional float32 outputs, see plx_prefill_args): [B, Hq, Lq], or
  *                       [Hq, Tq] packed.
  *   r.data == NULL selects plain softmax attention (probe none).
+ *
+ * Windows
+ *   Ours: window = W > 0 lets query row i (of Lq rows against Lk keys) see keys j with
+ *   Lk - Lq + i - W < j <= Lk - Lq + i: W keys, its own position included; 0 = no window.
+ *   FlashAttention's window_size = (left, right) is accepted too, as window_left and
+ *   window_right: query position i' = Lk - Lq + i sees keys [i' - left, i' + right], left -1
+ *   meaning unlimited. So left -1 is window 0 and left >= 0 is window left + 1. The kernels
+ *   are causal (decode sees the whole cache), so right must be 0 (what FlashAttention's
+ *   causal=True uses) or -1, which means the same here: no key after the query's position
+ *   is ever seen. Both fields PLX_WINDOW_SIZE_UNSET (the _init default) = not given; set
+ *   both or neither. window 0 defers to window_size; a nonzero window given with a
+ *   window_size must name the same window. Start from plx_*_args_init: a zero-filled
+ *   struct reads window_size (0, 0), a window of one key.
  */
 #ifndef PARALLAX_PARALLAX_H_
 #define PARALLAX_PARALLAX_H_
@@ -58,6 +71,8 @@ extern "C" {
 #define PLX_MAX_DIMS 4
 #define PLX_VARIANT_KEY_MAX 256
 #define PLX_DEVICE_NAME_MAX 256
+/* window_left / window_right not given (see "Windows" above). */
+#define PLX_WINDOW_SIZE_UNSET INT32_MIN
 
 typedef enum plx_status {
   PLX_OK = 0,
@@ -120,13 +135,15 @@ typedef struct plx_decode_args {
   plx_tensor block_table;   /* optional int32 [B, max_pages]: paged KV (page_size = k.shape[1]) */
   plx_tensor cache_seqlens; /* optional int32 [B]; required with block_table */
   float qk_scale;           /* bandwidth tau; < 0: 1/sqrt(D); 0: uniform weights */
-  int32_t window;           /* sliding window in keys; 0 = none */
+  int32_t window;           /* sliding window in keys; 0 = none (see "Windows") */
   plx_affine affine;
   float eps;                /* amplified-affine guard (> 0) */
   const char* variant;      /* explicit variant key; NULL or "" = runtime choice */
   int32_t num_splits;       /* split-KV count; 0 = auto */
   void* workspace;          /* device scratch; NULL = runtime-managed (may allocate) */
   size_t workspace_bytes;
+  int32_t window_left;      /* FlashAttention's window_size (left, right), see "Windows"; */
+  int32_t window_right;     /* both PLX_WINDOW_SIZE_UNSET = not given */
 } plx_decode_args;
 
 typedef struct plx_prefill_args {
@@ -150,6 +167,17 @@ typedef struct plx_prefill_args {
    * (tbar - r.q)), so a backward pass recomputes every weight from lse and tbar. */
   plx_tensor lse;
   plx_tensor tbar;
+  int32_t window_left;      /* as in plx_decode_args */
+  int32_t window_right;
+  /* Extend over a paged cache (chunked prefill, prefix-cache hits, speculative verification):
+   * k, v are [num_pages, page_size, Hkv, D] (page_size a power of two in 1..1024), block_table
+   * int32 [B, max_pages] names each sequence's pages, seqused_k int32 [B] its key count. Each
+   * sequence's queries are its last keys (the causal mask aligned to the end of seqused_k[b]);
+   * q/r/out stay [B, Lq, Hq, D] or packed [Tq, Hq, D] with cu_seqlens_q (cu_seqlens_k absent).
+   * max_seqlen_k, if >= 0, bounds seqused_k (it picks the kernel; -1 = the table's capacity).
+   * Slots past seqused_k[b] are never read. Graph-safe: nothing is read on the host. */
+  plx_tensor block_table;
+  plx_tensor seqused_k;
 } plx_prefill_args;
 
 typedef struct plx_plan_info {
@@ -176,7 +204,7 @@ PLX_API void plx_context_destroy(plx_context* ctx);
 PLX_API plx_status plx_context_get_device_info(const plx_context* ctx, plx_device_info* info);
 
 /* Defaults: every tensor absent, qk_scale -1, window 0, plain affine, eps 1e-6, no variant,
- * num_splits 0, runtime-managed workspace. */
+ * num_splits 0, runtime-managed workspace, window_left/right PLX_WINDOW_SIZE_UNSET. */
 PLX_API void plx_decode_args_init(plx_decode_args* args);
 /* Host-only checks of shapes, dtypes, strides and options; needs no context or device. */
 PLX_API plx_status plx_decode_validate(const plx_decode_args* args);
@@ -189,8 +217,8 @@ PLX_API plx_status plx_decode_plan_info(plx_context* ctx, const plx_decode_args*
 /* Launches on stream (a CUstream / cudaStream_t; NULL = the legacy default stream). */
 PLX_API plx_status plx_decode(plx_context* ctx, const plx_decode_args* args, void* stream);
 
-/* Defaults: every tensor absent (lse and tbar included), max_seqlen_q/k -1, qk_scale -1,
- * window 0, plain affine, eps 1e-6, no variant. */
+/* Defaults: every tensor absent (lse, tbar, block_table, seqused_k included), max_seqlen_q/k -1, qk_scale -1,
+ * window 0, plain affine, eps 1e-6, no variant, window_left/right PLX_WINDOW_SIZE_UNSET. */
 PLX_API void plx_prefill_args_init(plx_prefill_args* args);
 PLX_API plx_status plx_prefill_validate(const plx_prefill_args* args);
 PLX_API plx_status plx_prefill_plan_info(plx_context* ctx, const plx_prefill_args* args,

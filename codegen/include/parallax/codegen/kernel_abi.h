@@ -8,7 +8,7 @@
 #ifndef PARALLAX_KERNEL_ABI_H_
 #define PARALLAX_KERNEL_ABI_H_
 
-#define PLX_ABI_VERSION 4
+#define PLX_ABI_VERSION 5
 
 /* Decode: one new query token per sequence.
  * q, r: [B, Hq, D]; k, v: contiguous [B, Lmax, Hkv, D] or paged [pages, page_size, Hkv, D].
@@ -66,6 +66,13 @@ typedef struct PlxPrefillParams {
   const int* cu_seqlens_k;
   float* lse;
   float* tbar;
+  /* Paged K/V (variants with kv_layout paged): k, v are [num_pages, page_size, Hkv, D] with
+   * k_stride_b / v_stride_b the page stride and k_stride_l / v_stride_l the slot stride;
+   * sequence b's key j lives in page block_table[b * block_table_stride + j / page_size];
+   * seqused_k[b] keys are valid (cu_seqlens_k and seqlen_k are unused). */
+  const int* block_table;
+  const int* seqused_k;
+  long long block_table_stride;
   long long q_stride_b, q_stride_l, q_stride_h;
   long long r_stride_b, r_stride_l, r_stride_h;
   long long k_stride_b, k_stride_l, k_stride_h;

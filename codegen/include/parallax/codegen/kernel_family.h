@@ -71,6 +71,8 @@ class KernelFamily {
   // Whether its kernels run on a device of compute capability sm (e.g. 90); sm == 0 asks
   // for the portable choice when the device is not known (CPU-side defaults).
   virtual bool RunsOn(int sm) const { return sm == 0 || sm >= 80; }
+  // Whether the family computes problems of this shape at all (Validate says why not).
+  virtual bool Serves(const Problem&) const { return true; }
   // Appended to the device's arch when compiling ("a" for sm_90a's wgmma, TMA, setmaxnreg).
   virtual const char* ArchSuffix() const { return ""; }
   // The kernel parameter struct (kernel_abi.h) the runtime passes.
@@ -136,6 +138,8 @@ const KernelFamily& FamilyOf(const Variant& v);
 // first registered one serving the mode that runs on sm (0: any device; every Mode has one).
 // The registry lists device-specific families first.
 const KernelFamily& DefaultFamily(Mode mode, int sm = 0);
+// The same among the families that serve p (paged prefill skips the TMA family).
+const KernelFamily& DefaultFamily(const Problem& p, int sm = 0);
 // The built-in schedule of DefaultFamily(p.mode, sm), made canonical: what runs when neither
 // the caller nor the tuning database names a variant.
 Schedule DefaultSchedule(const Problem& p, const Algorithm& a, int sm = 0);

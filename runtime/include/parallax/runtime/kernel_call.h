@@ -48,7 +48,7 @@ struct PrefillArgs {
   int batch = 0, num_q_heads = 0, num_kv_heads = 0, head_dim = 0;
   const void* q = nullptr;  // [B, Lq, Hq, D] (or packed [total, Hq, D] with cu_seqlens_q)
   const void* r = nullptr;  // like q; null = softmax
-  const void* k = nullptr;  // [B, Lk, Hkv, D]
+  const void* k = nullptr;  // [B, Lk, Hkv, D] (packed [total, Hkv, D]), or paged [pages, page_size, Hkv, D]
   const void* v = nullptr;
   void* out = nullptr;      // like q
   int64_t q_stride_b = 0, q_stride_l = 0, q_stride_h = 0;
@@ -59,7 +59,15 @@ struct PrefillArgs {
   const int* cu_seqlens_q = nullptr;  // device int32 [B+1]; null = uniform seqlen_q
   const int* cu_seqlens_k = nullptr;
   int seqlen_q = 0;  // uniform length or the maximum over sequences
-  int seqlen_k = 0;
+  int seqlen_k = 0;  // paged: an upper bound of seqused_k (0 = unknown; plans only)
+  // Extend over a paged cache: block_table device int32 [B, block_table_stride] names the
+  // pages of each sequence, seqused_k device int32 [B] its key count; k/v strides _b and _l
+  // are then the page and slot strides. The queries are each sequence's last keys (causal
+  // mask aligned to the end); cu_seqlens_k must be null (cu_seqlens_q may pack q).
+  const int* block_table = nullptr;
+  int block_table_stride = 0;
+  const int* seqused_k = nullptr;
+  int page_size = 0;
   // Packed (cu_seqlens): rows of the packed q and k tensors. The sm_90a family reads them
   // through TMA maps, which need the extent; 0 (unknown) keeps packed calls on the portable
   // family. Ignored for padded batches (the extent is seqlen).
@@ -89,7 +97,7 @@ struct DecodeCall {
 };
 
 struct PrefillCall {
-  Problem problem;  // mode kPrefill
+  Problem problem;  // mode kPrefill; paged exactly when params.block_table is set
   Algorithm algorithm;
   PlxPrefillParams params{};  // complete: nothing in a prefill launch depends on the plan
   std::string variant_key;

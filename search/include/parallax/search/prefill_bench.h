@@ -5,7 +5,8 @@
 // A prefill here is B sequences of seqlen_q queries against seqlen_k keys each, causal with
 // the mask aligned at the end of the keys (seqlen_q == seqlen_k: the usual triangle; fewer
 // queries: a chunk of a longer prefill), optionally with a sliding window. Q, R, K and V are
-// contiguous [B, L, H, D]; the runtime's prefill has no paged K/V.
+// contiguous [B, L, H, D], or (problem paged) K and V are pages [pages, page_size, Hkv, D]
+// shuffled over the pool with a block table and seqused_k: extend over an engine's cache.
 //
 // Inputs are made on the GPU like DecodeBench makes them (q, r, k RMS-normalised, v normal)
 // and rotated over input sets the same way (InputSetsFor), so that L2 does not flatter. A time
@@ -30,7 +31,7 @@
 namespace parallax::search {
 
 struct PrefillShape {
-  Problem problem;  // mode prefill, contiguous; problem.window == (window > 0)
+  Problem problem;  // mode prefill, contiguous or paged; problem.window == (window > 0)
   Algorithm algorithm;
   int batch = 1;
   int seqlen_q = 1024;  // queries per sequence, 1..seqlen_k

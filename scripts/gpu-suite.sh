@@ -73,6 +73,13 @@ if [ "$what" = bench ] || [ "$what" = all ]; then
     echo "== decode $tag (SDPA columns: contiguous h$1x$2)"
     python3 bench/decode_table.py "$out/decode_ours_$tag.jsonl" "$out/decode_sdpa_h$1x$2.jsonl" || true
   done
+  # Host time of a planned decode step's C API calls (links libparallax.so, like the example).
+  plan_bin=$(find "$build" -name plx_plan_host_cost -type f | head -1)
+  if [ -x "$plan_bin" ]; then
+    echo "== decode plan host cost"
+    timeout 300 "$plan_bin" > "$out/plan_host_cost.log" 2>&1 || status=1
+    cat "$out/plan_host_cost.log"
+  fi
 fi
 if [ "$what" = python ] || [ "$what" = all ]; then
   # The Python binding in one process with torch SDPA (the one-process comparison).

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numbers
 import threading
 from collections import namedtuple
-from ctypes import byref, c_size_t
+from ctypes import byref, c_size_t, c_void_p
 
 from . import _lib
 from ._lib import LibraryNotFoundError, ParallaxError
@@ -31,6 +31,7 @@ from ._lib import LibraryNotFoundError, ParallaxError
 __version__ = "0.1.0"
 __all__ = [
     "parallax_decode", "parallax_prefill", "decode_plan", "prefill_plan", "decode_workspace_size",
+    "plan_decode", "plan_prefill", "DecodePlan", "PrefillPlan",
     "get_context", "configure", "Context", "PlanInfo", "ParallaxError", "LibraryNotFoundError",
     "library_version", "library_path",
 ]
@@ -265,9 +266,11 @@ def _decode_args(q, r, k, v, qk_scale, block_table, cache_seqlens, window, windo
 
 
 def _decode_prepare(q, r, k, v, qk_scale, block_table, cache_seqlens, window, window_size, affine, eps, variant,
-                    num_splits, out, workspace):
+                    num_splits, out, workspace, max_seqlen_k=None):
     a = _decode_args(q, r, k, v, qk_scale, block_table, cache_seqlens, window, window_size, affine, eps, variant,
                      num_splits, out, workspace)
+    if max_seqlen_k is not None:  # else the library's -1: plan for the cache's capacity
+        a.max_seqlen_k = _int32("max_seqlen_k", max_seqlen_k)
     L = _lib.lib()
     _lib.check(L.plx_decode_validate(byref(a)))
     device = _cuda_device([("q", q), ("r", r), ("k", k), ("v", v), ("out", out), ("block_table", block_table),
@@ -277,10 +280,14 @@ def _decode_prepare(q, r, k, v, qk_scale, block_table, cache_seqlens, window, wi
 
 def parallax_decode(q, r, k, v, qk_scale=None, *, block_table=None, cache_seqlens=None, window=0,
                     window_size=None, affine="plain", eps=1e-6, variant=None, num_splits=0, out=None,
-                    workspace=None):
+                    workspace=None, max_seqlen_k=None):
     """One decode step of Parallax attention (softmax attention when ``r`` is None).
 
-    q, r: [B, 1, Hq, D] (or [B, Hq, D]), bf16 or fp16, D in {64, 128, 256}.
+    q, r: [B, 1, Hq, D] (or [B, Hq, D]), bf16 or fp16, D in {64, 128, 256}; or [B, Tq, Hq, D]
+          with Tq > 1 (speculative verification): the cache already holds the Tq new tokens and
+          query t sees keys up to cache_seqlens[b] - Tq + t. That runs as extend (one prefill
+          kernel over the cache, no split-KV, no workspace); a contiguous cache then takes no
+          ``cache_seqlens``.
     k, v: contiguous cache [B, L, Hkv, D] (any strides with a contiguous last dimension, so a
           [B, Hkv, L, D] cache passed as ``k.transpose(1, 2)`` works), or paged
           [num_pages, page_size, Hkv, D] with ``block_table`` [B, max_pages] int32 and
@@ -291,7 +298,9 @@ def parallax_decode(q, r, k, v, qk_scale=None, *, block_table=None, cache_seqlen
     ``affine``: 'plain' (Parallax) or 'amplified' (LLA boundary factor, guarded by ``eps``);
     ``variant``: an explicit kernel variant key; ``num_splits``: split-KV count (0 = auto);
     ``workspace``: a CUDA byte buffer for split partials (else the library manages one; pass
-    one when capturing CUDA graphs, sized by :func:`decode_workspace_size`).
+    one when capturing CUDA graphs, sized by :func:`decode_workspace_size`);
+    ``max_seqlen_k``: the longest ``cache_seqlens`` as the host knows it, so the kernel and split
+    count follow the live batch, not the cache's capacity (see :func:`plan_decode`).
     Returns ``out`` (allocated like q when not given).
     """
     if q is not None and hasattr(q, "numel") and q.numel() == 0:
@@ -299,7 +308,7 @@ def parallax_decode(q, r, k, v, qk_scale=None, *, block_table=None, cache_seqlen
     if block_table is None and k is not None and hasattr(k, "numel") and k.numel() == 0:
         return _zeros(q, out)  # an empty cache (Lmax == 0): every sequence has no keys
     a, device = _decode_prepare(q, r, k, v, qk_scale, block_table, cache_seqlens, window, window_size, affine, eps,
-                                variant, num_splits, out, workspace)
+                                variant, num_splits, out, workspace, max_seqlen_k)
     if out is None:
         out = _empty_like_q(q)
         a.out = _describe(out, "out")
@@ -309,10 +318,12 @@ def parallax_decode(q, r, k, v, qk_scale=None, *, block_table=None, cache_seqlen
 
 
 def decode_plan(q, r, k, v, qk_scale=None, *, block_table=None, cache_seqlens=None, window=0, window_size=None,
-                affine="plain", eps=1e-6, variant=None, num_splits=0, out=None, workspace=None) -> PlanInfo:
-    """The kernel :func:`parallax_decode` would use for these arguments (may JIT-compile it)."""
+                affine="plain", eps=1e-6, variant=None, num_splits=0, out=None, workspace=None,
+                max_seqlen_k=None) -> PlanInfo:
+    """The kernel :func:`parallax_decode` would use for these arguments (may JIT-compile it).
+    To keep a plan and run it, see :func:`plan_decode`."""
     a, device = _decode_prepare(q, r, k, v, qk_scale, block_table, cache_seqlens, window, window_size, affine, eps,
-                                variant, num_splits, out, workspace)
+                                variant, num_splits, out, workspace, max_seqlen_k)
     info = _lib.PlanInfo()
     _lib.check(_lib.lib().plx_decode_plan_info(get_context(device).handle, byref(a), byref(info)))
     return _plan(info)
@@ -324,7 +335,8 @@ def decode_workspace_size(q, r, k, v, qk_scale=None, **kwargs) -> int:
     a, device = _decode_prepare(q, r, k, v, qk_scale, kwargs.pop("block_table", None),
                                 kwargs.pop("cache_seqlens", None), kwargs.pop("window", 0),
                                 kwargs.pop("window_size", None), kwargs.pop("affine", "plain"), kwargs.pop("eps", 1e-6),
-                                kwargs.pop("variant", None), kwargs.pop("num_splits", 0), kwargs.pop("out", None), None)
+                                kwargs.pop("variant", None), kwargs.pop("num_splits", 0), kwargs.pop("out", None), None,
+                                kwargs.pop("max_seqlen_k", None))
     if kwargs:
         raise TypeError(f"unexpected keyword arguments: {sorted(kwargs)}")
     n = c_size_t()
@@ -447,3 +459,184 @@ def prefill_plan(q, r, k, v, qk_scale=None, *, cu_seqlens_q=None, cu_seqlens_k=N
     info = _lib.PlanInfo()
     _lib.check(_lib.lib().plx_prefill_plan_info(get_context(device).handle, byref(a), byref(info)))
     return _plan(info)
+
+
+# ---- plans: plan once per step, run per layer --------------------------------------------
+
+class _Plan:
+    """A plx_*_plan handle (parallax.h, "Plans"): the kernel, split count and workspace chosen
+    once from host-side shapes and options; runs launch it over each call's own tensors, which
+    must have the plan's shapes and dtypes. A run neither compiles nor allocates (given the
+    workspace the plan was made with, or none in both), so it may be captured in a CUDA graph.
+    Freed by :meth:`close` (or ``with``, or garbage collection)."""
+
+    _kind = ""  # "decode" or "prefill": the C functions' infix
+
+    def __init__(self, ctx, device, handle, options, info):
+        self._ctx = ctx  # kept alive for the runs
+        self._device = device
+        self._handle = handle
+        self._empty = handle is None  # an empty batch or cache: runs launch nothing
+        self._options = options
+        self.info = info
+
+    def _run_handle(self):
+        if self._handle is None:
+            raise _invalid(f"{type(self).__name__} is closed")
+        return self._handle
+
+    def _launch(self, a):
+        run = getattr(_lib.lib(), f"plx_{self._kind}_plan_run")
+        _lib.check(run(self._ctx.handle, self._run_handle(), byref(a), _stream(self._device)))
+
+    def close(self) -> None:
+        """Frees the plan (host memory only; work launched with it may still be running)."""
+        handle, self._handle = self._handle, None
+        if handle:
+            getattr(_lib.lib(), f"plx_{self._kind}_plan_destroy")(handle)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: the library may be gone
+            pass
+
+
+def _empty_plan(cls, device, options):
+    """The plan of an empty batch or cache: its runs answer as the one-shot call does, with no
+    kernel, so its info names none."""
+    return cls(get_context(device), device, None, options, PlanInfo("", "default", 0, 0))
+
+
+def _make_plan(cls, a, device, options):
+    """A plan of the prepared arguments `a`."""
+    ctx = get_context(device)
+    L = _lib.lib()
+    handle = c_void_p()
+    _lib.check(getattr(L, f"plx_{cls._kind}_plan_create")(ctx.handle, byref(a), byref(handle)))
+    plan = cls(ctx, device, handle.value, options, None)
+    info = _lib.PlanInfo()
+    _lib.check(getattr(L, f"plx_{cls._kind}_plan_get_info")(handle.value, byref(info)))
+    plan.info = _plan(info)
+    return plan
+
+
+def _nothing_to_decode(q, k, block_table) -> bool:
+    """What parallax_decode answers without a kernel: an empty batch or an empty cache."""
+    return q.numel() == 0 or (block_table is None and k.numel() == 0)
+
+
+class DecodePlan(_Plan):
+    """A decode plan made by :func:`plan_decode`; ``info`` is its :class:`PlanInfo`."""
+
+    _kind = "decode"
+
+    def run(self, q, r, k, v, *, block_table=None, cache_seqlens=None, out=None, workspace=None):
+        """:func:`parallax_decode` over these tensors with the plan's kernel and options; the
+        tensors must have the plan's shapes and dtypes (pointers and strides may differ).
+        Returns ``out`` (allocated like q when not given)."""
+        if self._empty:  # as parallax_decode answers it
+            if q.numel() == 0:
+                return out if out is not None else _empty_like_q(q)
+            return _zeros(q, out)
+        a, device = _decode_prepare(q, r, k, v, block_table=block_table, cache_seqlens=cache_seqlens, out=out,
+                                    workspace=workspace, **self._options)
+        if device != self._device:
+            raise _invalid(f"q: on cuda:{device}, but the plan was made on cuda:{self._device}")
+        if out is None:
+            out = _empty_like_q(q)
+            a.out = _describe(out, "out")
+        self._launch(a)
+        return out
+
+
+def plan_decode(q, r, k, v, qk_scale=None, *, block_table=None, cache_seqlens=None, max_seqlen_k=None, window=0,
+                window_size=None, affine="plain", eps=1e-6, variant=None, num_splits=0, out=None,
+                workspace=None) -> DecodePlan:
+    """A :class:`DecodePlan` for these arguments (those of :func:`parallax_decode`): plan once
+    per step, then ``plan.run(q, r, k, v, block_table=, cache_seqlens=, out=, workspace=)``
+    per layer. ``max_seqlen_k`` is the longest ``cache_seqlens`` as the host knows it: the
+    kernel, split count and workspace then follow the live batch instead of the cache's
+    capacity (max_pages x page_size, or L). It must not exceed the capacity; below a live
+    length the results stay right (every key is read), the plan is only made for shorter
+    sequences. Creating a plan may compile the kernel and allocate (the runtime's workspace
+    when ``workspace`` is None): do it outside CUDA graph capture, and capture the runs."""
+    options = dict(qk_scale=qk_scale, window=window, window_size=window_size, affine=affine, eps=eps,
+                   variant=variant, num_splits=num_splits, max_seqlen_k=max_seqlen_k)
+    if _nothing_to_decode(q, k, block_table):
+        return _empty_plan(DecodePlan, _cuda_device([("q", q), ("k", k), ("out", out)]), options)
+    a, device = _decode_prepare(q, r, k, v, block_table=block_table, cache_seqlens=cache_seqlens, out=out,
+                                workspace=workspace, **options)
+    return _make_plan(DecodePlan, a, device, options)
+
+
+def _stats_placeholders(a, q, packed: bool) -> None:
+    """lse / tbar descriptors for a plan: float32 of the stats shape at q's (aligned) address.
+    A plan reads no pointer; the run gets real buffers."""
+    shape = (q.shape[1], q.shape[0]) if packed else (q.shape[0], q.shape[2], q.shape[1])
+    for name in ("lse", "tbar"):
+        t = _lib.Tensor()
+        t.data = int(q.data_ptr()) or None
+        t.dtype = _lib.FLOAT32
+        t.ndim = len(shape)
+        for i, s in enumerate(shape):
+            t.shape[i] = int(s)
+        setattr(a, name, t)
+
+
+class PrefillPlan(_Plan):
+    """A prefill plan made by :func:`plan_prefill`; ``info`` is its :class:`PlanInfo`."""
+
+    _kind = "prefill"
+
+    def run(self, q, r, k, v, *, cu_seqlens_q=None, cu_seqlens_k=None, block_table=None, seqused_k=None, out=None):
+        """:func:`parallax_prefill` over these tensors with the plan's kernel and options
+        (``max_seqlen_*`` and ``return_stats`` included). Returns ``out``, or ``(out, lse, tbar)``."""
+        stats = self._options["return_stats"]
+        packed = cu_seqlens_q is not None
+        if self._empty:  # as parallax_prefill answers it
+            out = out if out is not None else _empty_like_q(q)
+            if q.numel() != 0:
+                out = _zeros(q, out)
+            return (out, *_stats_buffers(q, packed, no_keys=True)) if stats else out
+        options = {key: value for key, value in self._options.items() if key != "return_stats"}
+        a, device = _prefill_prepare(q, r, k, v, cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k, out=out,
+                                     block_table=block_table, seqused_k=seqused_k, **options)
+        if device != self._device:
+            raise _invalid(f"q: on cuda:{device}, but the plan was made on cuda:{self._device}")
+        if out is None:
+            out = _empty_like_q(q)
+            a.out = _describe(out, "out")
+        buffers = None
+        if stats:
+            buffers = _stats_buffers(q, packed)
+            a.lse = _describe(buffers[0], "lse", _STATS_DTYPES)
+            a.tbar = _describe(buffers[1], "tbar", _STATS_DTYPES)
+        self._launch(a)
+        return (out, *buffers) if stats else out
+
+
+def plan_prefill(q, r, k, v, qk_scale=None, *, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=None,
+                 max_seqlen_k=None, window=0, window_size=None, affine="plain", eps=1e-6, variant=None, out=None,
+                 return_stats=False, block_table=None, seqused_k=None) -> PrefillPlan:
+    """A :class:`PrefillPlan` for these arguments (those of :func:`parallax_prefill`); runs
+    take the tensors only, the plan's ``max_seqlen_*`` (computed here when not given) and
+    ``return_stats`` apply to each."""
+    options = dict(qk_scale=qk_scale, max_seqlen_q=max_seqlen_q, max_seqlen_k=max_seqlen_k, window=window,
+                   window_size=window_size, affine=affine, eps=eps, variant=variant, return_stats=return_stats)
+    if q.numel() == 0 or (block_table is None and k.numel() == 0):
+        return _empty_plan(PrefillPlan, _cuda_device([("q", q), ("k", k), ("out", out)]), options)
+    a, device = _prefill_prepare(q, r, k, v, qk_scale, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
+                                 window, window_size, affine, eps, variant, out, block_table, seqused_k)
+    # The lengths as planned (computed from cu_seqlens when not given), so runs never sync.
+    options.update(max_seqlen_q=a.max_seqlen_q if a.max_seqlen_q >= 0 else None,
+                   max_seqlen_k=a.max_seqlen_k if a.max_seqlen_k >= 0 else None)
+    if return_stats:
+        _stats_placeholders(a, q, cu_seqlens_q is not None)
+    return _make_plan(PrefillPlan, a, device, options)

@@ -120,6 +120,7 @@ class DecodeArgs(Structure):
         ("workspace_bytes", c_size_t),
         ("window_left", c_int32),
         ("window_right", c_int32),
+        ("max_seqlen_k", c_int32),
     ]
 
 
@@ -167,6 +168,14 @@ _SIGNATURES = {
     "plx_prefill_validate": (c_int, [POINTER(PrefillArgs)]),
     "plx_prefill_plan_info": (c_int, [c_void_p, POINTER(PrefillArgs), POINTER(PlanInfo)]),
     "plx_prefill": (c_int, [c_void_p, POINTER(PrefillArgs), c_void_p]),
+    "plx_decode_plan_create": (c_int, [c_void_p, POINTER(DecodeArgs), POINTER(c_void_p)]),
+    "plx_decode_plan_run": (c_int, [c_void_p, c_void_p, POINTER(DecodeArgs), c_void_p]),
+    "plx_decode_plan_get_info": (c_int, [c_void_p, POINTER(PlanInfo)]),
+    "plx_decode_plan_destroy": (None, [c_void_p]),
+    "plx_prefill_plan_create": (c_int, [c_void_p, POINTER(PrefillArgs), POINTER(c_void_p)]),
+    "plx_prefill_plan_run": (c_int, [c_void_p, c_void_p, POINTER(PrefillArgs), c_void_p]),
+    "plx_prefill_plan_get_info": (c_int, [c_void_p, POINTER(PlanInfo)]),
+    "plx_prefill_plan_destroy": (None, [c_void_p]),
 }
 
 _lock = threading.Lock()

@@ -117,7 +117,8 @@ class ImportTest(unittest.TestCase):
 
     def test_public_names(self):
         for name in ("parallax_decode", "parallax_prefill", "decode_plan", "prefill_plan", "get_context",
-                     "configure", "ParallaxError", "Context", "PlanInfo"):
+                     "configure", "ParallaxError", "Context", "PlanInfo", "plan_decode", "plan_prefill",
+                     "DecodePlan", "PrefillPlan"):
             self.assertTrue(hasattr(parallax, name), name)
         self.assertTrue(issubclass(parallax.ParallaxError, RuntimeError))
         self.assertTrue(issubclass(parallax.LibraryNotFoundError, parallax.ParallaxError))
@@ -138,12 +139,13 @@ class ImportTest(unittest.TestCase):
         if ctypes.sizeof(ctypes.c_void_p) != 8:
             self.skipTest("layout table is for LP64")
         self.assertEqual(ctypes.sizeof(_lib.Tensor), 80)
-        self.assertEqual(ctypes.sizeof(_lib.DecodeArgs), 616)
+        self.assertEqual(ctypes.sizeof(_lib.DecodeArgs), 624)
         self.assertEqual(_lib.DecodeArgs.qk_scale.offset, 560)
         self.assertEqual(_lib.DecodeArgs.variant.offset, 576)
         self.assertEqual(_lib.DecodeArgs.workspace_bytes.offset, 600)
         self.assertEqual(_lib.DecodeArgs.window_left.offset, 608)
         self.assertEqual(_lib.DecodeArgs.window_right.offset, 612)
+        self.assertEqual(_lib.DecodeArgs.max_seqlen_k.offset, 616)
         self.assertEqual(ctypes.sizeof(_lib.PrefillArgs), 920)
         self.assertEqual(_lib.PrefillArgs.max_seqlen_q.offset, 560)
         self.assertEqual(_lib.PrefillArgs.variant.offset, 584)
@@ -173,6 +175,7 @@ class LibraryTest(unittest.TestCase):
         self.assertEqual(a.qk_scale, -1.0)
         self.assertAlmostEqual(a.eps, 1e-6)
         self.assertEqual((a.window_left, a.window_right), (_lib.WINDOW_SIZE_UNSET,) * 2)
+        self.assertEqual(a.max_seqlen_k, -1)
         p = _lib.PrefillArgs()
         ctypes.memset(ctypes.byref(p), 0x5a, ctypes.sizeof(p))
         _lib.lib().plx_prefill_args_init(ctypes.byref(p))
@@ -226,7 +229,8 @@ class DecodeValidationTest(unittest.TestCase):
         self.expect(_lib.ERROR_INVALID_ARGUMENT, "r: shape", r=FakeTensor((B, 1, HQ // 2, D)))
         self.expect(_lib.ERROR_INVALID_ARGUMENT, "k: num_kv_heads=3",
                     k=FakeTensor((B, L, 3, D)), v=FakeTensor((B, L, 3, D)))
-        self.expect(_lib.ERROR_INVALID_ARGUMENT, "q: shape[1]=2", q=FakeTensor((B, 2, HQ, D)))
+        # Two tokens per sequence are multi-token decode: r and out must have them too.
+        self.expect(_lib.ERROR_INVALID_ARGUMENT, "does not match", q=FakeTensor((B, 2, HQ, D)))
 
     def test_strides(self):
         self.expect(_lib.ERROR_INVALID_ARGUMENT, "k: strides[3]=2",
@@ -432,6 +436,102 @@ class WindowSizeTest(unittest.TestCase):
                 with self.subTest(name, window_size=value), self.assertRaises(exc) as cm:
                     self.call(name, window_size=value)
                 self.assertIn(needle, str(cm.exception))
+
+
+@needs_lib
+class LiveLengthAndPlanTest(unittest.TestCase):
+    """decode's max_seqlen_k hint and the plan objects (parallax.h, "Plans"), host side."""
+    DECODE_ENTRY_POINTS = ("parallax_decode", "decode_plan", "decode_workspace_size", "plan_decode")
+
+    def paged(self, **kwargs):  # capacity 4 x 16 = 64 keys
+        t = decode_inputs(k=FakeTensor((16, 16, HKV, D)), v=FakeTensor((16, 16, HKV, D)))
+        t.update(block_table=FakeTensor((B, 4), "int32"), cache_seqlens=FakeTensor((B,), "int32"))
+        t.update(kwargs)
+        return t
+
+    def call(self, name, inputs, **kwargs):
+        fn = getattr(parallax, name)
+        q, r, k, v = (inputs.pop(x) for x in ("q", "r", "k", "v"))
+        with self.assertRaises(parallax.ParallaxError) as cm:
+            fn(q, r, k, v, **inputs, **kwargs)
+        return cm.exception
+
+    def test_the_hint_reaches_the_struct(self):
+        # Field offsets in sync with the C header: the library sees and checks the hint.
+        t = decode_inputs()
+        a = _lib.DecodeArgs()
+        _lib.lib().plx_decode_args_init(ctypes.byref(a))
+        a.q = a.out = parallax._describe(t["q"], "q")
+        a.k = a.v = parallax._describe(t["k"], "k")
+        a.cache_seqlens = parallax._describe(FakeTensor((B,), "int32"), "cache_seqlens")
+        a.max_seqlen_k = L + 1
+        self.assertEqual(_lib.lib().plx_decode_validate(ctypes.byref(a)), _lib.ERROR_INVALID_ARGUMENT)
+        self.assertIn(f"max_seqlen_k={L + 1}: exceeds the cache's length {L}", _lib.last_error())
+        a.max_seqlen_k = L // 2
+        self.assertEqual(_lib.lib().plx_decode_validate(ctypes.byref(a)), _lib.OK, _lib.last_error())
+
+    def test_valid_hints_pass_validation(self):
+        for name in self.DECODE_ENTRY_POINTS:
+            for hint in (None, -1, 0, 1, 40, 64):
+                with self.subTest(name, hint=hint):
+                    e = self.call(name, self.paged(), max_seqlen_k=hint)
+                    self.assertIn("q: must be a CUDA tensor", str(e))
+
+    def test_bad_hints(self):
+        cases = [
+            (self.paged, dict(max_seqlen_k=-2), _lib.ERROR_INVALID_ARGUMENT, "max_seqlen_k=-2: must be -1"),
+            (self.paged, dict(max_seqlen_k=65), _lib.ERROR_INVALID_ARGUMENT,
+             "max_seqlen_k=65: exceeds the block table's capacity 64"),
+            (decode_inputs, dict(max_seqlen_k=L // 2), _lib.ERROR_INVALID_ARGUMENT,
+             "without cache_seqlens every sequence has the cache's 64 keys"),
+            (self.paged, dict(max_seqlen_k=2**31), _lib.ERROR_INVALID_ARGUMENT, "max_seqlen_k=2147483648: out of"),
+        ]
+        for name in self.DECODE_ENTRY_POINTS:
+            for inputs, kw, status, needle in cases:
+                with self.subTest(name, **kw):
+                    e = self.call(name, inputs(), **kw)
+                    self.assertEqual(e.status, status, str(e))
+                    self.assertIn(needle, str(e))
+
+    def test_plan_prefill_validates_first(self):
+        t = prefill_inputs()
+        with self.assertRaises(parallax.ParallaxError) as cm:
+            parallax.plan_prefill(t["q"], t["r"], t["k"], FakeTensor((B, 51, HKV, D)))
+        self.assertIn("v: shape", str(cm.exception))
+        for stats in (False, True):
+            with self.assertRaises(parallax.ParallaxError) as cm:
+                parallax.plan_prefill(*prefill_inputs().values(), return_stats=stats)
+            self.assertIn("q: must be a CUDA tensor", str(cm.exception))
+
+    def test_null_handles(self):
+        L_ = _lib.lib()
+        info = _lib.PlanInfo()
+        a = _lib.DecodeArgs()
+        L_.plx_decode_args_init(ctypes.byref(a))
+        for kind, args in (("decode", a), ("prefill", _lib.PrefillArgs())):
+            run = getattr(L_, f"plx_{kind}_plan_run")
+            self.assertEqual(run(None, None, ctypes.byref(args), None), _lib.ERROR_INVALID_ARGUMENT)
+            self.assertIn(f"plx_{kind}_plan_run: plan is NULL", _lib.last_error())
+            self.assertEqual(getattr(L_, f"plx_{kind}_plan_get_info")(None, ctypes.byref(info)),
+                             _lib.ERROR_INVALID_ARGUMENT)
+            self.assertIn("plan is NULL", _lib.last_error())
+            getattr(L_, f"plx_{kind}_plan_destroy")(None)  # a no-op
+            handle = ctypes.c_void_p(0x1234)
+            create = getattr(L_, f"plx_{kind}_plan_create")
+            self.assertEqual(create(None, ctypes.byref(args), None), _lib.ERROR_INVALID_ARGUMENT)
+            self.assertIn("plan: output pointer is NULL", _lib.last_error())
+            self.assertEqual(create(None, ctypes.byref(args), ctypes.byref(handle)), _lib.ERROR_INVALID_ARGUMENT)
+            self.assertIsNone(handle.value)  # NULL on failure
+
+    def test_valid_arguments_without_a_context(self):
+        t = self.paged()
+        a = parallax._decode_args(t["q"], t["r"], t["k"], t["v"], None, t["block_table"], t["cache_seqlens"], 0,
+                                  None, "plain", 1e-6, None, 0, None, None)
+        a.max_seqlen_k = 40
+        handle = ctypes.c_void_p()
+        self.assertEqual(_lib.lib().plx_decode_plan_create(None, ctypes.byref(a), ctypes.byref(handle)),
+                         _lib.ERROR_INVALID_ARGUMENT)
+        self.assertEqual(_lib.last_error(), "plx_decode_plan_create: ctx is NULL")
 
 
 if __name__ == "__main__":

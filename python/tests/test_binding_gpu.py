@@ -493,5 +493,133 @@ class PrefillGpuTest(unittest.TestCase):
         self.assertEqual(plan.choice, "default")
 
 
+def paged_cache(b, max_pages, page_size=16, hkv=2, d=128, dtype=None, spare=3):
+    """K/V pools of b * max_pages + spare pages and a shuffled block table [b, max_pages]."""
+    num_pages = b * max_pages + spare
+    k = randn(num_pages, page_size, hkv, d, dtype=dtype)
+    v = randn(num_pages, page_size, hkv, d, dtype=dtype, norm=False)
+    table = torch.randperm(num_pages, device="cuda")[: b * max_pages].to(torch.int32).view(b, max_pages)
+    return k, v, table.contiguous()
+
+
+def paged_decode(lens, max_pages, dtype, tq=1):
+    """q, r [B, tq, 8, 128], a paged K/V pool and the block_table / cache_seqlens kwargs."""
+    b = len(lens)
+    q = randn(b, tq, 8, 128, dtype=dtype)
+    r = randn(b, tq, 8, 128, dtype=dtype)
+    k, v, table = paged_cache(b, max_pages, dtype=dtype)
+    return q, r, k, v, dict(block_table=table, cache_seqlens=torch.tensor(lens, dtype=torch.int32, device="cuda"))
+
+
+def same_bits(a, b):
+    return torch.equal(a.view(torch.int16), b.view(torch.int16))
+
+
+@unittest.skipUnless(HAVE_CUDA, "needs torch with CUDA")
+@unittest.skipUnless(_have_lib(), "libparallax.so not found (set PARALLAX_LIBRARY)")
+class PlanGpuTest(unittest.TestCase):
+    """Plans (plan once per step, run per layer) and decode's live-length hint."""
+
+    def setUp(self):
+        torch.manual_seed(1)
+
+    def test_decode_plan_runs_layers_as_parallax_decode(self):
+        dtype = torch.bfloat16
+        q, r, k0, v0, kw = paged_decode([100, 700, 33], 64, dtype)  # capacity 1024 keys
+        layers = [(k0, v0), paged_cache(3, 64, dtype=dtype)[:2]]  # same shapes, the same table serves
+        table, lens = kw["block_table"], kw["cache_seqlens"]
+        with parallax.plan_decode(q, r, *layers[0], max_seqlen_k=700, **kw) as plan:
+            self.assertEqual(plan.info, parallax.decode_plan(q, r, *layers[0], max_seqlen_k=700, **kw))
+            outs = []
+            for k, v in layers:
+                got = plan.run(q, r, k, v, **kw)
+                want = parallax.parallax_decode(q, r, k, v, max_seqlen_k=700, **kw)
+                torch.cuda.synchronize()
+                self.assertTrue(same_bits(got, want), "plan.run differs from parallax_decode")
+                outs.append(got)
+            self.assertFalse(same_bits(outs[0], outs[1]), "the layers' K/V made no difference")
+            for i, n in enumerate(lens.tolist()):
+                pages = table[i].long()
+                k, v = (t[pages].reshape(-1, 2, 128)[:n] for t in layers[1])
+                DecodeGpuTest.check(self, outs[1][i], reference(q[i], r[i], k, v), dtype, f"plan seq {i}")
+            with self.assertRaises(parallax.ParallaxError) as cm:  # not the plan's problem
+                plan.run(q, None, *layers[1], **kw)
+            self.assertEqual(cm.exception.status_name, "PLX_ERROR_INVALID_ARGUMENT")
+            self.assertIn("r: absent, but the plan was made with it", str(cm.exception))
+        with self.assertRaises(parallax.ParallaxError) as cm:
+            plan.run(q, r, *layers[1], **kw)
+        self.assertIn("closed", str(cm.exception))
+
+    def test_hint_follows_the_live_batch(self):
+        # A table for 32k keys with 50 and 64 live: the capacity plans many splits, the hint one.
+        dtype = torch.float16
+        q, r, k, v, kw = paged_decode([50, 64], 2048, dtype)
+        table = kw["block_table"]
+        capacity = parallax.plan_decode(q, r, k, v, **kw)
+        live = parallax.plan_decode(q, r, k, v, max_seqlen_k=64, **kw)
+        short = parallax.plan_decode(q, r, k, v, max_seqlen_k=10, **kw)  # below a live length: still right
+        self.assertGreater(capacity.info.num_splits, 1, capacity.info)
+        self.assertEqual(live.info.num_splits, 1, live.info)
+        self.assertEqual(live.info.workspace_bytes, 0)
+        self.assertEqual(short.info.num_splits, 1, short.info)
+        outs = [p.run(q, r, k, v, **kw) for p in (capacity, live, short)]
+        torch.cuda.synchronize()
+        self.assertLess(rel_err(outs[1], outs[0].double()), 4e-3)
+        self.assertLess(rel_err(outs[2], outs[0].double()), 4e-3)
+        for i, n in enumerate((50, 64)):
+            pages = table[i].long()
+            kk, vv = (t[pages].reshape(-1, 2, 128)[:n] for t in (k, v))
+            DecodeGpuTest.check(self, outs[2][i], reference(q[i], r[i], kk, vv), dtype, f"short hint seq {i}")
+
+    def test_decode_plan_under_cuda_graph_capture(self):
+        # Made outside capture with a caller workspace, a plan's run launches without allocating.
+        dtype = torch.float16
+        q, r, k, v, kw = paged_decode([700, 300], 256, dtype)  # capacity 4096
+        nbytes = parallax.decode_workspace_size(q, r, k, v, max_seqlen_k=700, **kw)
+        ws = torch.empty(max(nbytes, 1), dtype=torch.uint8, device="cuda")
+        plan = parallax.plan_decode(q, r, k, v, max_seqlen_k=700, workspace=ws, **kw)
+        self.assertGreater(plan.info.num_splits, 1, plan.info)
+        self.assertEqual(plan.info.workspace_bytes, nbytes)
+        out = torch.empty_like(q)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            plan.run(q, r, k, v, out=out, workspace=ws, **kw)
+        out.fill_(float("nan"))
+        q.copy_(randn(2, 1, 8, 128, dtype=dtype))  # new inputs, same buffers
+        graph.replay()
+        want = parallax.parallax_decode(q, r, k, v, max_seqlen_k=700, **kw)
+        torch.cuda.synchronize()
+        self.assertTrue(same_bits(out, want), "graph replay differs from parallax_decode")
+
+    def test_multi_token_decode_plan(self):
+        dtype = torch.bfloat16
+        q, r, k, v, kw = paged_decode([40, 97], 8, dtype, tq=3)
+        plan = parallax.plan_decode(q, r, k, v, max_seqlen_k=97, **kw)
+        self.assertTrue(plan.info.variant.startswith("prefill-"), plan.info)
+        got = plan.run(q, r, k, v, **kw)
+        want = parallax.parallax_decode(q, r, k, v, max_seqlen_k=97, **kw)
+        torch.cuda.synchronize()
+        self.assertTrue(same_bits(got, want), "multi-token plan.run differs from parallax_decode")
+
+    def test_prefill_plan_runs_as_parallax_prefill(self):
+        dtype = torch.bfloat16
+        lens_q, lens_k = [30, 7], [90, 40]
+        q = randn(sum(lens_q), 8, 128, dtype=dtype)
+        r = randn(sum(lens_q), 8, 128, dtype=dtype)
+        cu_q, cu_k = cu(lens_q), cu(lens_k)
+        kw = dict(cu_seqlens_q=cu_q, cu_seqlens_k=cu_k)
+        layers = [(randn(sum(lens_k), 2, 128, dtype=dtype), randn(sum(lens_k), 2, 128, dtype=dtype, norm=False))
+                  for _ in range(2)]
+        plan = parallax.plan_prefill(q, r, *layers[0], max_seqlen_q=30, max_seqlen_k=90, return_stats=True, **kw)
+        self.assertEqual(plan.info, parallax.prefill_plan(q, r, *layers[0], max_seqlen_q=30, max_seqlen_k=90, **kw))
+        for k, v in layers:
+            got = plan.run(q, r, k, v, **kw)
+            want = parallax.parallax_prefill(q, r, k, v, max_seqlen_q=30, max_seqlen_k=90, return_stats=True, **kw)
+            torch.cuda.synchronize()
+            self.assertTrue(same_bits(got[0], want[0]), "plan.run differs from parallax_prefill")
+            self.assertTrue(torch.equal(got[1], want[1]) and torch.equal(got[2], want[2]), "statistics differ")
+        plan.close()
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -10,69 +10,18 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "c_api_entry.h"
 #include "c_api_internal.h"
 #include "parallax/parallax.h"
 #include "parallax/runtime/runtime.h"
 
-struct plx_context {
-  std::unique_ptr<parallax::Runtime> runtime;
-};
-
 namespace {
 
-using parallax::capi::ToPlxStatus;
-
-thread_local std::string t_last_error;
-
-plx_status Fail(plx_status code, const char* fn, absl::string_view msg) noexcept {
-  try {
-    t_last_error = absl::StrCat(fn, ": ", msg);
-  } catch (...) {
-    t_last_error.clear();  // cannot even allocate the message
-  }
-  return code;
-}
-
-plx_status Fail(const char* fn, const absl::Status& s) noexcept {
-  return Fail(ToPlxStatus(s), fn, s.message());
-}
-
-// Runs body, turning any escaping exception into a status.
-template <typename F>
-plx_status Guard(const char* fn, F&& body) noexcept {
-  try {
-    return body();
-  } catch (const std::bad_alloc&) {
-    return Fail(PLX_ERROR_OUT_OF_MEMORY, fn, "host memory exhausted");
-  } catch (const std::exception& e) {
-    return Fail(PLX_ERROR_INTERNAL, fn, absl::StrCat("unexpected exception: ", e.what()));
-  } catch (...) {
-    return Fail(PLX_ERROR_INTERNAL, fn, "unexpected non-standard exception");
-  }
-}
-
-plx_choice ToPlxChoice(parallax::Choice c) {
-  switch (c) {
-    case parallax::Choice::kExplicit: return PLX_CHOICE_EXPLICIT;
-    case parallax::Choice::kTunedExact: return PLX_CHOICE_EXACT;
-    case parallax::Choice::kTunedNearest: return PLX_CHOICE_NEAREST;
-    case parallax::Choice::kDefault: return PLX_CHOICE_DEFAULT;
-  }
-  return PLX_CHOICE_DEFAULT;
-}
-
-plx_status FillPlanInfo(const char* fn, const std::string& key, parallax::Choice choice, int num_splits,
-                        size_t workspace_bytes, plx_plan_info* info) {
-  if (key.size() >= sizeof(info->variant))
-    return Fail(PLX_ERROR_INTERNAL, fn, absl::StrCat("variant key of ", key.size(), " characters exceeds ",
-                                                     "PLX_VARIANT_KEY_MAX: ", key));
-  std::memset(info, 0, sizeof(*info));
-  std::memcpy(info->variant, key.data(), key.size());
-  info->choice = ToPlxChoice(choice);
-  info->num_splits = num_splits;
-  info->workspace_bytes = workspace_bytes;
-  return PLX_OK;
-}
+using parallax::capi::Fail;
+using parallax::capi::FillPlanInfo;
+using parallax::capi::Guard;
+using parallax::capi::PlanDecode;
+using parallax::capi::PlanPrefill;
 
 plx_tensor AbsentTensor() {
   plx_tensor t;
@@ -80,31 +29,13 @@ plx_tensor AbsentTensor() {
   return t;
 }
 
-// Shared front half of the decode entry points: null checks, translation, plan.
-plx_status PlanDecode(const char* fn, plx_context* ctx, const plx_decode_args* args,
-                      parallax::DecodeCall* call, std::optional<parallax::DecodePlan>* plan) {
+// Multi-token decode (q [B, Tq, Hq, D], Tq > 1) runs as extend (c_api_multitoken.cc): its
+// prefill arguments in *ext, or *ext empty for a one-token decode.
+plx_status DecodeExtendArgs(const char* fn, const plx_decode_args* args, std::optional<plx_prefill_args>* ext) {
   if (args == nullptr) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "args is NULL");
-  absl::StatusOr<parallax::DecodeCall> t = parallax::capi::TranslateDecodeArgs(*args);
-  if (!t.ok()) return Fail(fn, t.status());
-  if (ctx == nullptr || !ctx->runtime) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "ctx is NULL");
-  absl::StatusOr<parallax::DecodePlan> p = ctx->runtime->PlanDecode(*t);
-  if (!p.ok()) return Fail(fn, p.status());
-  *call = std::move(*t);
-  plan->emplace(std::move(*p));
-  return PLX_OK;
-}
-
-plx_status PlanPrefill(const char* fn, plx_context* ctx, const plx_prefill_args* args,
-                       parallax::PrefillCall* call, std::unique_ptr<parallax::Variant>* v,
-                       parallax::Choice* choice) {
-  if (args == nullptr) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "args is NULL");
-  absl::StatusOr<parallax::PrefillCall> t = parallax::capi::TranslatePrefillArgs(*args);
-  if (!t.ok()) return Fail(fn, t.status());
-  if (ctx == nullptr || !ctx->runtime) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "ctx is NULL");
-  absl::StatusOr<parallax::Variant> p = ctx->runtime->PlanPrefill(*t, choice);
-  if (!p.ok()) return Fail(fn, p.status());
-  *call = std::move(*t);
-  *v = std::make_unique<parallax::Variant>(std::move(*p));
+  absl::StatusOr<std::optional<plx_prefill_args>> e = parallax::capi::DecodeAsExtend(*args);
+  if (!e.ok()) return Fail(fn, e.status());
+  *ext = *e;
   return PLX_OK;
 }
 
@@ -144,7 +75,7 @@ PLX_API const char* plx_choice_string(plx_choice choice) {
   return "unknown";
 }
 
-PLX_API const char* plx_last_error(void) { return t_last_error.c_str(); }
+PLX_API const char* plx_last_error(void) { return parallax::capi::LastError(); }
 
 PLX_API plx_status plx_context_create(const plx_context_options* options, plx_context** ctx) {
   static constexpr const char* fn = "plx_context_create";
@@ -209,13 +140,19 @@ PLX_API void plx_decode_args_init(plx_decode_args* args) {
   args->workspace = nullptr;
   args->workspace_bytes = 0;
   args->window_left = args->window_right = PLX_WINDOW_SIZE_UNSET;
+  args->max_seqlen_k = -1;
 }
 
 PLX_API plx_status plx_decode_validate(const plx_decode_args* args) {
   static constexpr const char* fn = "plx_decode_validate";
   return Guard(fn, [&]() -> plx_status {
-    if (args == nullptr) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "args is NULL");
-    absl::StatusOr<parallax::DecodeCall> t = parallax::capi::TranslateDecodeArgs(*args);
+    std::optional<plx_prefill_args> ext;
+    if (plx_status s = DecodeExtendArgs(fn, args, &ext); s != PLX_OK) return s;
+    if (ext) {
+      absl::StatusOr<parallax::PrefillCall> t = parallax::capi::TranslatePrefillArgs(*ext);
+      return t.ok() ? PLX_OK : Fail(fn, t.status());
+    }
+    absl::StatusOr<parallax::DecodeCall> t = parallax::capi::TranslateDecodeCall(*args);
     if (!t.ok()) return Fail(fn, t.status());
     return PLX_OK;
   });
@@ -225,6 +162,15 @@ PLX_API plx_status plx_decode_workspace_size(plx_context* ctx, const plx_decode_
   static constexpr const char* fn = "plx_decode_workspace_size";
   return Guard(fn, [&]() -> plx_status {
     if (bytes == nullptr) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "bytes: output pointer is NULL");
+    std::optional<plx_prefill_args> ext;
+    if (plx_status s = DecodeExtendArgs(fn, args, &ext); s != PLX_OK) return s;
+    if (ext) {  // extend needs no scratch
+      parallax::PrefillCall call;
+      std::unique_ptr<parallax::Variant> v;
+      if (plx_status s = PlanPrefill(fn, ctx, &*ext, &call, &v, nullptr); s != PLX_OK) return s;
+      *bytes = 0;
+      return PLX_OK;
+    }
     parallax::DecodeCall call;
     std::optional<parallax::DecodePlan> plan;
     if (plx_status s = PlanDecode(fn, ctx, args, &call, &plan); s != PLX_OK) return s;
@@ -237,6 +183,15 @@ PLX_API plx_status plx_decode_plan_info(plx_context* ctx, const plx_decode_args*
   static constexpr const char* fn = "plx_decode_plan_info";
   return Guard(fn, [&]() -> plx_status {
     if (info == nullptr) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "info: output pointer is NULL");
+    std::optional<plx_prefill_args> ext;
+    if (plx_status s = DecodeExtendArgs(fn, args, &ext); s != PLX_OK) return s;
+    if (ext) {
+      parallax::PrefillCall call;
+      std::unique_ptr<parallax::Variant> v;
+      parallax::Choice choice = parallax::Choice::kDefault;
+      if (plx_status s = PlanPrefill(fn, ctx, &*ext, &call, &v, &choice); s != PLX_OK) return s;
+      return FillPlanInfo(fn, v->Key(), choice, 1, 0, info);
+    }
     parallax::DecodeCall call;
     std::optional<parallax::DecodePlan> plan;
     if (plx_status s = PlanDecode(fn, ctx, args, &call, &plan); s != PLX_OK) return s;
@@ -247,6 +202,15 @@ PLX_API plx_status plx_decode_plan_info(plx_context* ctx, const plx_decode_args*
 PLX_API plx_status plx_decode(plx_context* ctx, const plx_decode_args* args, void* stream) {
   static constexpr const char* fn = "plx_decode";
   return Guard(fn, [&]() -> plx_status {
+    std::optional<plx_prefill_args> ext;
+    if (plx_status s = DecodeExtendArgs(fn, args, &ext); s != PLX_OK) return s;
+    if (ext) {
+      parallax::PrefillCall call;
+      std::unique_ptr<parallax::Variant> v;
+      if (plx_status s = PlanPrefill(fn, ctx, &*ext, &call, &v, nullptr); s != PLX_OK) return s;
+      absl::Status s = ctx->runtime->RunPrefill(*v, call, static_cast<CUstream>(stream));
+      return s.ok() ? PLX_OK : Fail(fn, s);
+    }
     parallax::DecodeCall call;
     std::optional<parallax::DecodePlan> plan;
     if (plx_status s = PlanDecode(fn, ctx, args, &call, &plan); s != PLX_OK) return s;

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -31,10 +33,29 @@ absl::Status Unsupported(const T&... parts) {
 absl::StatusOr<DecodeCall> TranslateDecodeArgs(const plx_decode_args& a);
 absl::StatusOr<PrefillCall> TranslatePrefillArgs(const plx_prefill_args& a);
 
+// What every decode entry point runs: TranslateDecodeArgs, then the live-length hint
+// (max_seqlen_k, checked against the cache) as the length the plan follows.
+absl::StatusOr<DecodeCall> TranslateDecodeCall(const plx_decode_args& a);
+
+// A plan's run (plx_*_plan_run): its arguments must pose the problem the plan was made for,
+// as parallax.h's "Plans" lists it; the message names the first field that differs.
+absl::Status CheckRunMatchesPlan(const plx_decode_args& plan, const plx_decode_args& run);
+absl::Status CheckRunMatchesPlan(const plx_prefill_args& plan, const plx_prefill_args& run);
+
+// Decode arguments with more than one query token per sequence (q [B, Tq, Hq, D], Tq > 1)
+// as the equivalent extend (prefill over the same cache, seqused_k = cache_seqlens);
+// nullopt for one token, which decode runs. Refuses what only decode takes (num_splits, a
+// decode variant key) and a contiguous cache with per-sequence lengths.
+absl::StatusOr<std::optional<plx_prefill_args>> DecodeAsExtend(const plx_decode_args& a);
+
 // The one window W the kernels take from `window` and FlashAttention's window_size
 // (window_left, window_right), per parallax.h's "Windows": both spellings checked, and
 // agreeing when both are given. Messages start with the field they are about.
 absl::StatusOr<int32_t> ResolveWindow(int32_t window, int32_t window_left, int32_t window_right);
+
+// For messages: "bf16", ...; "[2, 8, 128]".
+const char* DTypeName(plx_dtype d);
+std::string ShapeString(const int64_t* shape, int ndim);
 
 // absl status -> plx_status (OK -> PLX_OK).
 plx_status ToPlxStatus(const absl::Status& s);

@@ -29,6 +29,8 @@ constexpr int64_t kMaxElementOffset = int64_t{1} << 48;
       return plx_s_;                                \
   } while (0)
 
+}  // namespace
+
 const char* DTypeName(plx_dtype d) {
   switch (d) {
     case PLX_BF16: return "bf16";
@@ -45,6 +47,8 @@ std::string ShapeString(const int64_t* s, int n) {
   for (int i = 0; i < n; ++i) absl::StrAppend(&out, i ? ", " : "", s[i]);
   return out + "]";
 }
+
+namespace {
 
 bool IsPow2(int64_t x) { return x > 0 && (x & (x - 1)) == 0; }
 
@@ -572,7 +576,7 @@ absl::StatusOr<PrefillCall> TranslatePrefillArgs(const plx_prefill_args& a) {
   pr.mode = Mode::kPrefill;
   pr.dtype = q->dtype == PLX_BF16 ? DType::kBF16 : DType::kFP16;
   pr.num_q_heads = static_cast<int>(hq);
-  pr.num_kv_heads = static_cast<int>(k->shape[nd - 2]);
+  pr.num_kv_heads = static_cast<int>(k->shape[kv_nd - 2]);
   pr.head_dim = static_cast<int>(dim);
   // Strides: batch (unused when packed), token, head; a paged cache's page, slot, head.
   auto set = [&](const Tensor& t, int n, long long& sb, long long& sl, long long& sh) {
@@ -628,6 +632,8 @@ absl::StatusOr<PrefillCall> TranslatePrefillArgs(const plx_prefill_args& a) {
     if (!pc.ok()) return pc.status();
     absl::StatusOr<const int*> used = SequenceLengths(a.seqused_k, "seqused_k", p.batch, batch_from);
     if (!used.ok()) return used.status();
+    if (a.max_seqlen_k < -1)
+      return Invalid("max_seqlen_k=", a.max_seqlen_k, ": must be -1 (unknown: the table's capacity) or >= 0");
     if (a.max_seqlen_k > pc->capacity)
       return Invalid("max_seqlen_k=", a.max_seqlen_k, ": exceeds the block table's capacity ", pc->capacity,
                      " (max_pages x page_size)");

@@ -357,11 +357,9 @@ absl::Status Runtime::LaunchDecode(const DecodePlan& plan, PlxDecodeParams p, vo
   p.part_stats = static_cast<float*>(ws);
   p.part_o = ws ? static_cast<float*>(ws) + stat_floats : nullptr;
   if (v.schedule().fused_merge && plan.num_splits > 1) {
-    // Counters live in a runtime-owned buffer so callers never have to zero their workspace.
-    const size_t n = static_cast<size_t>(grid.y) * grid.z;  // one per head group
-    absl::StatusOr<void*> c = Ensure(counters_, n * sizeof(int));
+    absl::StatusOr<int*> c = DecodeCounters(v, p.batch, plan.num_splits);
     if (!c.ok()) return c.status();
-    p.counters = static_cast<int*>(*c);
+    p.counters = *c;
   }
   const cu::Api* d = *cu::Driver();
   void* args[] = {&p};
@@ -393,6 +391,42 @@ absl::Status Runtime::LaunchDecode(const DecodePlan& plan, PlxDecodeParams p, vo
                                                (*k)->shape.merge_threads, 1, 1, 0, stream, args, nullptr));
     }
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int*> Runtime::DecodeCounters(const Variant& v, int batch, int num_splits) {
+  // Counters live in a runtime-owned buffer so callers never have to zero their workspace.
+  const Grid grid = FamilyOf(v).MainGrid(v, batch, 1, num_splits);
+  const size_t n = static_cast<size_t>(grid.y) * grid.z;  // one per head group
+  absl::StatusOr<void*> c = Ensure(counters_, n * sizeof(int));
+  if (!c.ok()) return c.status();
+  return static_cast<int*>(*c);
+}
+
+absl::StatusOr<int*> Runtime::WorkCounters() {
+  absl::StatusOr<void*> c = Ensure(work_counters_, kWorkCounterPairs * 2 * sizeof(int));
+  if (!c.ok()) return c.status();
+  return static_cast<int*>(*c);
+}
+
+// What LaunchDecode / LaunchPrefill would load and grow, done ahead; an empty call launches
+// nothing, so it prepares nothing either.
+absl::Status Runtime::PrepareDecode(const DecodePlan& plan, const DecodeCall& c) {
+  if (c.params.batch == 0) return absl::OkStatus();
+  if (absl::StatusOr<const LoadedKernel*> k = Load(plan.variant); !k.ok()) return k.status();
+  if (plan.workspace_bytes > 0 && c.workspace == nullptr)
+    if (absl::StatusOr<void*> w = Ensure(workspace_, plan.workspace_bytes); !w.ok()) return w.status();
+  if (plan.variant.schedule().fused_merge && plan.num_splits > 1)
+    if (absl::StatusOr<int*> n = DecodeCounters(plan.variant, c.params.batch, plan.num_splits); !n.ok())
+      return n.status();
+  return absl::OkStatus();
+}
+
+absl::Status Runtime::PreparePrefill(const Variant& v, const PrefillCall& c) {
+  if (c.params.batch == 0 || c.params.seqlen_q == 0) return absl::OkStatus();
+  if (absl::StatusOr<const LoadedKernel*> k = Load(v); !k.ok()) return k.status();
+  if (FamilyOf(v).Persistent(v))
+    if (absl::StatusOr<int*> n = WorkCounters(); !n.ok()) return n.status();
   return absl::OkStatus();
 }
 
@@ -454,9 +488,9 @@ absl::Status Runtime::LaunchPrefill(const Variant& v, const PrefillCall& c, CUst
   if (FamilyOf(v).Persistent(v)) {  // one wave; the kernel fetches the grid's tiles itself
     const long long wave = static_cast<long long>(device_.sm_count) * std::max(1, (*k)->ctas_per_sm);
     grid = Grid{static_cast<int>(std::min(grid.ctas(), wave)), 1, 1};
-    absl::StatusOr<void*> c = Ensure(work_counters_, kWorkCounterPairs * 2 * sizeof(int));
+    absl::StatusOr<int*> c = WorkCounters();
     if (!c.ok()) return c.status();
-    tma.work_counters = static_cast<int*>(*c) + 2 * (next_work_counter_++ % kWorkCounterPairs);
+    tma.work_counters = *c + 2 * (next_work_counter_++ % kWorkCounterPairs);
   }
   PLX_CU_RETURN_IF_ERROR(d, cuLaunchKernel((*k)->main, grid.x, grid.y, grid.z, (*k)->shape.threads, 1, 1,
                                            (*k)->shape.smem_bytes, stream, args, nullptr));

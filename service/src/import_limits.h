@@ -29,10 +29,11 @@ class ImportGate {
     Ticket& operator=(Ticket&& other) noexcept;
     ~Ticket() { Release(); }
     explicit operator bool() const { return gate_ != nullptr; }
+    // Gives the place back now (idempotent; the destructor calls it too).
+    void Release();
 
    private:
     friend class ImportGate;
-    void Release();
     ImportGate* gate_ = nullptr;
     int64_t bytes_ = 0;
   };

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 
 #include <spdlog/spdlog.h>
 
@@ -42,8 +43,11 @@ class OnceFinisher : public Base {
   explicit OnceFinisher(const ServiceDeps& d) : d_(d) {}
   void FinishOnce(const grpc::Status& status) {
     if (finished_.exchange(true)) return;
+    BeforeFinish();
     this->Finish(d_.errors->Scrub(status));  // last touch of `this`: OnDone may run right after
   }
+  // What must be undone before the client can see the status (it may retry at once).
+  virtual void BeforeFinish() {}
   bool finished() const { return finished_.load(); }
 
   const ServiceDeps& d_;
@@ -150,8 +154,9 @@ class ImportReactor final : public OnceFinisher<grpc::ServerReadReactor<grpc::By
     grpc::Status parsed = ParseRaw(raw_, &chunk_);
     raw_.Clear();
     if (!parsed.ok()) return FinishOnce(parsed);
-    if (!ticket_) {
+    if (!admitted_) {
       if (grpc::Status s = Admit(); !s.ok()) return FinishOnce(s);
+      admitted_ = true;
     }
     if (!d_.transfers->SubmitContinuation([this] { Append(); }, [this] { FinishOnce(kInternal); }))
       FinishOnce(kStopping);
@@ -161,7 +166,14 @@ class ImportReactor final : public OnceFinisher<grpc::ServerReadReactor<grpc::By
     watch_->Detach();
     out_.close();
     RemoveQuietly(path_);
-    delete this;  // releases the ticket
+    delete this;
+  }
+  // The import's place under max_concurrent_imports goes back before the status does: a
+  // client that starts its next import on seeing it must not find this one still counted
+  // (the temporary file, at most this import's bytes, goes in OnDone).
+  void BeforeFinish() override {
+    std::lock_guard lock(ticket_mu_);
+    ticket_.Release();
   }
 
  private:
@@ -177,6 +189,8 @@ class ImportReactor final : public OnceFinisher<grpc::ServerReadReactor<grpc::By
       return Bad(absl::StrCat("total_bytes=", total_, ": larger than the server's limit of ", d_.limits.max_import_bytes));
     absl::StatusOr<ImportGate::Ticket> t = d_.import_gate->Admit(total_);
     if (!t.ok()) return ToGrpc(t.status());
+    std::lock_guard lock(ticket_mu_);  // the watchdog may finish the call from its thread
+    if (finished()) return grpc::Status::OK;  // finished meanwhile: the ticket goes back now
     ticket_ = *std::move(t);
     return grpc::Status::OK;
   }
@@ -245,6 +259,8 @@ class ImportReactor final : public OnceFinisher<grpc::ServerReadReactor<grpc::By
   const std::string path_;
   const absl::Time deadline_;
   std::shared_ptr<StreamWatchdog::Watch> watch_;
+  bool admitted_ = false;  // the read path's own: ticket_ may already be given back
+  std::mutex ticket_mu_;
   ImportGate::Ticket ticket_;
   grpc::ByteBuffer raw_;  // the read in flight
   v1::ImportChunk chunk_;

@@ -192,8 +192,7 @@ TEST(DecodeGpuIdentity, WindowSizeSpellingsAreBitIdentical) {
   auto k = RandomHalves(rng, cache, DType::kBF16), v = RandomHalves(rng, cache, DType::kBF16);
   DeviceBuffer out(rows * 2);
   absl::Status s = CheckWindowSpellings(50, [&](const WindowSpelling& w) {
-    plx_decode_args a{};  // zero: tensors absent, plain affine (_init is libparallax.so's, not linked here)
-    a.qk_scale = -1.f;
+    plx_decode_args a = MakeDecodeArgs();  // a zero max_seqlen_k would be a hint of 0 keys
     a.q = MakeTensor(q->get(), PLX_BF16, {kB, kHq, kD});
     a.r = MakeTensor(r->get(), PLX_BF16, {kB, kHq, kD});
     a.k = MakeTensor(k->get(), PLX_BF16, {kB, kL, kHkv, kD});

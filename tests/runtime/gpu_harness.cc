@@ -461,7 +461,7 @@ std::unique_ptr<DeviceBuffer> RandomHalves(std::mt19937_64& rng, size_t count, D
 
 absl::StatusOr<std::vector<uint16_t>> RunCApi(Runtime& rt, const plx_decode_args& a, DeviceBuffer& out,
                                               size_t count) {
-  absl::StatusOr<DecodeCall> c = capi::TranslateDecodeArgs(a);
+  absl::StatusOr<DecodeCall> c = capi::TranslateDecodeCall(a);
   if (!c.ok()) return c.status();
   absl::StatusOr<DecodePlan> plan = rt.PlanDecode(*c);
   if (!plan.ok()) return plan.status();

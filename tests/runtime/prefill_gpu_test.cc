@@ -135,6 +135,14 @@ void AddPagedCases(std::vector<PrefillCase>& cases) {
   c.dtype = DType::kBF16; c.head_dim = 64; c.hq = 16; c.hkv = 1; c.window = 33; c.seed = 9206;
   c.key = MmaKey(c);
   cases.push_back(c);
+  // Multi-token decode as plx_decode passes it on (DecodeAsExtend): padded q [B, Tq, Hq, D]
+  // with Tq 4 and 8, ragged cache lengths, seqused_k = cache_seqlens.
+  c = PrefillCase{};
+  c.dtype = DType::kBF16; c.head_dim = 128; c.hq = 32; c.hkv = 8; c.batch = 3;
+  c.seqlens_q = {4, 4, 4}; c.seqlens_k = {37, 64, 1000}; c.page_size = 16; c.seed = 9207;
+  cases.push_back(c);
+  c.seqlens_q = {8, 8, 8}; c.learned = false; c.page_size = 1; c.seed = 9208;
+  cases.push_back(c);
 }
 
 std::vector<PrefillCase> Cases() {

@@ -29,9 +29,15 @@
  *            k, v       contiguous [B, Lmax, Hkv, D], or paged [num_pages, page_size, Hkv, D]
  *                       with block_table [B, max_pages] int32 and cache_seqlens [B] int32
  *            cache_seqlens may also be given with a contiguous cache (each sequence's length).
+ *            Multi-token decode (speculative verification): q, r, out [B, Tq, Hq, D], Tq > 1,
+ *            the cache already holding the Tq new tokens; query t sees keys
+ *            j <= cache_seqlens[b] - Tq + t (causal among themselves). It runs as extend (the
+ *            prefill kernels over the same cache): num_splits must be 0, a variant must be a
+ *            prefill key, no workspace is used, and a contiguous cache takes no cache_seqlens.
  *   prefill: q, r, out  [B, Lq, Hq, D], k, v [B, Lk, Hkv, D] (causal, aligned to the key end)
  *            or packed  q, r, out [Tq, Hq, D], k, v [Tk, Hkv, D] with cu_seqlens_q/k int32
- *                       [B + 1] and max_seqlen_q/k.
+ *                       [B + 1] and max_seqlen_q/k; or k, v a paged cache (extend, see
+ *                       plx_prefill_args.block_table).
  *            lse, tbar (optional float32 outputs, see plx_prefill_args): [B, Hq, Lq], or
  *                       [Hq, Tq] packed.
  *   r.data == NULL selects plain softmax attention (probe none).
@@ -144,6 +150,15 @@ typedef struct plx_decode_args {
   size_t workspace_bytes;
   int32_t window_left;      /* FlashAttention's window_size (left, right), see "Windows"; */
   int32_t window_right;     /* both PLX_WINDOW_SIZE_UNSET = not given */
+  /* The longest live length, max_b cache_seqlens[b], known on the host: the kernel, its split
+   * count and the workspace are then chosen for the live batch rather than for the cache's
+   * capacity (max_pages x page_size paged, Lmax contiguous), which is what -1, the _init
+   * default, plans for. Otherwise 0..capacity; without cache_seqlens every sequence has Lmax
+   * keys, so only Lmax. Only the plan reads it: the kernels still take each sequence's length
+   * from cache_seqlens and read all of its keys, so a hint below some cache_seqlens[b] is
+   * not an error and the results stay right (to rounding, as with any split count); only
+   * the plan was made for shorter sequences than it serves, which may be slower. */
+  int32_t max_seqlen_k;
 } plx_decode_args;
 
 typedef struct plx_prefill_args {
@@ -180,6 +195,34 @@ typedef struct plx_prefill_args {
   plx_tensor seqused_k;
 } plx_prefill_args;
 
+/* Plans: plan once per step, run per layer.
+ *
+ * plx_*_plan_create resolves what a call would launch (kernel variant, split count,
+ * workspace) from host-side information only: the tensors' dtypes and shapes and the options,
+ * decode's max_seqlen_k included. args is checked as plx_decode / plx_prefill check it, data
+ * pointers too, but nothing behind a pointer is read, then or later (a plan keeps which
+ * tensors were given, never uses their buffers). Creation also compiles the kernel if needed
+ * and reserves the buffers the runtime owns for it (the split merge's counters, persistent
+ * prefill's tile counters, and the split-KV workspace when args->workspace is NULL), so runs
+ * neither compile nor allocate: create plans outside CUDA graph capture (creation may
+ * allocate), run them inside.
+ *
+ * plx_*_plan_run launches the planned kernel over the tensors of its own args, which must
+ * pose the plan's problem: the same tensors given, each with the plan's dtype and shape, and
+ * the same window, window_left/right, affine, variant, num_splits and max_seqlen_k (prefill:
+ * max_seqlen_q/k); a difference is PLX_ERROR_INVALID_ARGUMENT naming the field. Data
+ * pointers, strides, qk_scale, eps and the workspace are the run's own. A run validates its
+ * arguments as plx_decode does, never synchronizes and, with a caller workspace or the one
+ * reserved at creation, never allocates: graph-safe. ctx must be the plan's context. A prefill
+ * plan of the sm_90a family (plx_plan_info.variant on path wgmma) reads through TMA, which
+ * needs 16-byte aligned addresses and strides: a run over tensors it cannot read fails.
+ * Multi-token decode (q [B, Tq, Hq, D], Tq > 1) plans as extend (one kernel, no splits).
+ *
+ * A plan is immutable, so runs may come from several threads at once; it holds host memory
+ * only and may be destroyed before or after its context. */
+typedef struct plx_decode_plan plx_decode_plan;
+typedef struct plx_prefill_plan plx_prefill_plan;
+
 typedef struct plx_plan_info {
   char variant[PLX_VARIANT_KEY_MAX]; /* canonical key of the chosen kernel */
   plx_choice choice;
@@ -204,7 +247,8 @@ PLX_API void plx_context_destroy(plx_context* ctx);
 PLX_API plx_status plx_context_get_device_info(const plx_context* ctx, plx_device_info* info);
 
 /* Defaults: every tensor absent, qk_scale -1, window 0, plain affine, eps 1e-6, no variant,
- * num_splits 0, runtime-managed workspace, window_left/right PLX_WINDOW_SIZE_UNSET. */
+ * num_splits 0, runtime-managed workspace, window_left/right PLX_WINDOW_SIZE_UNSET,
+ * max_seqlen_k -1. */
 PLX_API void plx_decode_args_init(plx_decode_args* args);
 /* Host-only checks of shapes, dtypes, strides and options; needs no context or device. */
 PLX_API plx_status plx_decode_validate(const plx_decode_args* args);
@@ -216,6 +260,14 @@ PLX_API plx_status plx_decode_plan_info(plx_context* ctx, const plx_decode_args*
                                         plx_plan_info* info);
 /* Launches on stream (a CUstream / cudaStream_t; NULL = the legacy default stream). */
 PLX_API plx_status plx_decode(plx_context* ctx, const plx_decode_args* args, void* stream);
+/* A decode plan (see "Plans" above); *plan is NULL on failure. */
+PLX_API plx_status plx_decode_plan_create(plx_context* ctx, const plx_decode_args* args,
+                                          plx_decode_plan** plan);
+PLX_API plx_status plx_decode_plan_run(plx_context* ctx, const plx_decode_plan* plan,
+                                       const plx_decode_args* args, void* stream);
+PLX_API plx_status plx_decode_plan_get_info(const plx_decode_plan* plan, plx_plan_info* info);
+/* NULL is a no-op. */
+PLX_API void plx_decode_plan_destroy(plx_decode_plan* plan);
 
 /* Defaults: every tensor absent (lse, tbar, block_table, seqused_k included), max_seqlen_q/k -1, qk_scale -1,
  * window 0, plain affine, eps 1e-6, no variant, window_left/right PLX_WINDOW_SIZE_UNSET. */
@@ -224,6 +276,14 @@ PLX_API plx_status plx_prefill_validate(const plx_prefill_args* args);
 PLX_API plx_status plx_prefill_plan_info(plx_context* ctx, const plx_prefill_args* args,
                                          plx_plan_info* info);
 PLX_API plx_status plx_prefill(plx_context* ctx, const plx_prefill_args* args, void* stream);
+/* A prefill plan (see "Plans" above); *plan is NULL on failure. */
+PLX_API plx_status plx_prefill_plan_create(plx_context* ctx, const plx_prefill_args* args,
+                                           plx_prefill_plan** plan);
+PLX_API plx_status plx_prefill_plan_run(plx_context* ctx, const plx_prefill_plan* plan,
+                                        const plx_prefill_args* args, void* stream);
+PLX_API plx_status plx_prefill_plan_get_info(const plx_prefill_plan* plan, plx_plan_info* info);
+/* NULL is a no-op. */
+PLX_API void plx_prefill_plan_destroy(plx_prefill_plan* plan);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -5,6 +5,8 @@
 //   a.q = parallax::MakeTensor(q_ptr, PLX_BF16, {B, Hq, D});
 //   ...
 //   ctx.decode(a, stream);
+//   parallax::PlannedDecode plan(ctx, a);       // plan once per step (parallax.h, "Plans") ...
+//   plan.run(a, stream);                        // ... run per layer, a's tensors changed
 //
 // Context owns a plx_context (move-only). Every failing call throws parallax::Error carrying
 // the plx_status and the library's message; nothing else is added to the C API's behaviour.
@@ -78,6 +80,9 @@ struct PlanInfo {
   int num_splits = 1;
   size_t workspace_bytes = 0;
   const char* choice_name() const { return plx_choice_string(choice); }
+  static PlanInfo From(const plx_plan_info& i) {
+    return PlanInfo{i.variant, i.choice, static_cast<int>(i.num_splits), i.workspace_bytes};
+  }
 };
 
 class Context {
@@ -125,24 +130,80 @@ class Context {
   PlanInfo decode_plan(const plx_decode_args& args) {
     plx_plan_info info{};
     Check(plx_decode_plan_info(ctx_, &args, &info));
-    return ToPlan(info);
+    return PlanInfo::From(info);
   }
 
   void prefill(const plx_prefill_args& args, void* stream = nullptr) { Check(plx_prefill(ctx_, &args, stream)); }
   PlanInfo prefill_plan(const plx_prefill_args& args) {
     plx_plan_info info{};
     Check(plx_prefill_plan_info(ctx_, &args, &info));
-    return ToPlan(info);
+    return PlanInfo::From(info);
   }
 
  private:
   struct AdoptTag {};
   Context(plx_context* ctx, AdoptTag) noexcept : ctx_(ctx) {}
-  static PlanInfo ToPlan(const plx_plan_info& i) {
-    return PlanInfo{i.variant, i.choice, static_cast<int>(i.num_splits), i.workspace_bytes};
-  }
   plx_context* ctx_ = nullptr;
 };
+
+namespace detail {
+struct DecodePlanApi {
+  using Handle = plx_decode_plan;
+  using Args = plx_decode_args;
+  static plx_status Create(plx_context* c, const Args* a, Handle** p) { return plx_decode_plan_create(c, a, p); }
+  static plx_status Run(plx_context* c, const Handle* p, const Args* a, void* s) { return plx_decode_plan_run(c, p, a, s); }
+  static plx_status Info(const Handle* p, plx_plan_info* i) { return plx_decode_plan_get_info(p, i); }
+  static void Destroy(Handle* p) { plx_decode_plan_destroy(p); }
+};
+struct PrefillPlanApi {
+  using Handle = plx_prefill_plan;
+  using Args = plx_prefill_args;
+  static plx_status Create(plx_context* c, const Args* a, Handle** p) { return plx_prefill_plan_create(c, a, p); }
+  static plx_status Run(plx_context* c, const Handle* p, const Args* a, void* s) { return plx_prefill_plan_run(c, p, a, s); }
+  static plx_status Info(const Handle* p, plx_plan_info* i) { return plx_prefill_plan_get_info(p, i); }
+  static void Destroy(Handle* p) { plx_prefill_plan_destroy(p); }
+};
+}  // namespace detail
+
+// A plan (parallax.h, "Plans"), move-only. It keeps the context's handle: the Context must
+// outlive the runs (the plan itself may be destroyed after it).
+template <typename Api>
+class BasicPlan {
+ public:
+  BasicPlan(const Context& ctx, const typename Api::Args& args) : ctx_(ctx.get()) {
+    Check(Api::Create(ctx_, &args, &plan_));
+  }
+  ~BasicPlan() { Api::Destroy(plan_); }
+  BasicPlan(const BasicPlan&) = delete;
+  BasicPlan& operator=(const BasicPlan&) = delete;
+  BasicPlan(BasicPlan&& o) noexcept : ctx_(o.ctx_), plan_(std::exchange(o.plan_, nullptr)) {}
+  BasicPlan& operator=(BasicPlan&& o) noexcept {
+    if (this != &o) {
+      Api::Destroy(plan_);
+      ctx_ = o.ctx_;
+      plan_ = std::exchange(o.plan_, nullptr);
+    }
+    return *this;
+  }
+
+  // args: the plan's problem over this call's tensors; stream as for Context::decode.
+  void run(const typename Api::Args& args, void* stream = nullptr) const {
+    Check(Api::Run(ctx_, plan_, &args, stream));
+  }
+  PlanInfo info() const {
+    plx_plan_info i{};
+    Check(Api::Info(plan_, &i));
+    return PlanInfo::From(i);
+  }
+  const typename Api::Handle* get() const noexcept { return plan_; }
+
+ private:
+  plx_context* ctx_ = nullptr;
+  typename Api::Handle* plan_ = nullptr;
+};
+// (Not DecodePlan: the runtime's C++ API, parallax/runtime/runtime.h, has that name.)
+using PlannedDecode = BasicPlan<detail::DecodePlanApi>;
+using PlannedPrefill = BasicPlan<detail::PrefillPlanApi>;
 
 // Host-only validation (no context, no device): throws Error on bad arguments.
 inline void ValidateDecode(const plx_decode_args& args) { Check(plx_decode_validate(&args)); }

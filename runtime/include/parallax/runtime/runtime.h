@@ -79,6 +79,13 @@ class Runtime {
   absl::Status RunPrefill(const Variant& v, const PrefillCall& c, CUstream stream);
   absl::Status Prefill(const PrefillArgs& a, CUstream stream);
 
+  // Loads a plan's kernel and reserves the runtime-owned buffers its launches use (the fused
+  // merge's counters, persistent prefill's tile counters, and the split-KV workspace when the
+  // call brings none), so that later runs of the plan neither compile nor allocate: the C
+  // API's plan objects do this once at creation, which keeps their runs graph-safe.
+  absl::Status PrepareDecode(const DecodePlan& plan, const DecodeCall& c);
+  absl::Status PreparePrefill(const Variant& v, const PrefillCall& c);
+
   // Workspace bytes a decode with these sizes needs for num_splits partials.
   static size_t DecodeWorkspaceBytes(const Variant& v, int batch, int num_splits);
   // Split count filling the device: enough CTAs for the resident slots, keys per split >= 2 tiles.
@@ -110,6 +117,9 @@ class Runtime {
     std::vector<CUdeviceptr> retired;  // outgrown, kept until destruction (graphs may use them)
   };
   absl::StatusOr<void*> Ensure(GrowBuffer& buf, size_t bytes);
+  // The fused merge's split counters for a launch of v over `batch` sequences in num_splits.
+  absl::StatusOr<int*> DecodeCounters(const Variant& v, int batch, int num_splits);
+  absl::StatusOr<int*> WorkCounters();  // all kWorkCounterPairs pairs
   absl::StatusOr<DecodePlan> PlanDecodeWith(const DecodeCall& c, const Variant* given);
   // The non-explicit choice, one rule for both modes: tuned (exact bucket, else nearest, as
   // the lookup answers) > the family default, memoized per (problem, bucket).

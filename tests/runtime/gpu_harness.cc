@@ -22,30 +22,6 @@ void Die(CUresult r, const char* what) {
   }
 }
 
-// Model-like rows: unit RMS for q, r and k (as after RMSNorm), standard normal v.
-std::vector<double> RandomRows(std::mt19937_64& rng, size_t rows, int d, bool rms_normalise, double scale) {
-  std::normal_distribution<double> n(0.0, 1.0);
-  std::vector<double> x(rows * d);
-  for (size_t i = 0; i < rows; ++i) {
-    double ss = 0;
-    for (int j = 0; j < d; ++j) ss += (x[i * d + j] = n(rng)) * x[i * d + j];
-    const double f = rms_normalise ? scale / std::sqrt(ss / d) : scale;
-    for (int j = 0; j < d; ++j) x[i * d + j] *= f;
-  }
-  return x;
-}
-
-// Rounds to the dtype in place (the reference sees exactly what the kernel reads) and
-// returns the 16-bit images.
-std::vector<uint16_t> Quantise(std::vector<double>& x, DType t) {
-  std::vector<uint16_t> h(x.size());
-  for (size_t i = 0; i < x.size(); ++i) {
-    h[i] = ToHalfBits(x[i], t);
-    x[i] = FromHalfBits(h[i], t);
-  }
-  return h;
-}
-
 uint16_t Poison(DType t) { return t == DType::kBF16 ? 0x7fc1 : 0x7e01; }  // NaN payloads
 
 std::unique_ptr<DeviceBuffer> Put(const std::vector<uint16_t>& h) {
@@ -139,6 +115,31 @@ absl::StatusOr<std::vector<uint16_t>> Collect(const DeviceBuffer& out, size_t co
 constexpr uint16_t kNaN16 = 0xffff;  // a NaN in bf16 and fp16 alike
 
 }  // namespace
+
+// Model-like rows: unit RMS for q, r and k (as after RMSNorm), standard normal v.
+std::vector<double> RandomRows(std::mt19937_64& rng, size_t rows, int d, bool rms_normalise, double scale) {
+  std::normal_distribution<double> n(0.0, 1.0);
+  std::vector<double> x(rows * d);
+  for (size_t i = 0; i < rows; ++i) {
+    double ss = 0;
+    for (int j = 0; j < d; ++j) ss += (x[i * d + j] = n(rng)) * x[i * d + j];
+    const double f = rms_normalise ? scale / std::sqrt(ss / d) : scale;
+    for (int j = 0; j < d; ++j) x[i * d + j] *= f;
+  }
+  return x;
+}
+
+// Rounds to the dtype in place (the reference sees exactly what the kernel reads) and
+// returns the 16-bit images.
+std::vector<uint16_t> Quantise(std::vector<double>& x, DType t) {
+  std::vector<uint16_t> h(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    h[i] = ToHalfBits(x[i], t);
+    x[i] = FromHalfBits(h[i], t);
+  }
+  return h;
+}
+
 
 Runtime* SharedRuntime(std::string* why_not) {
   static absl::StatusOr<std::unique_ptr<Runtime>>* rt =

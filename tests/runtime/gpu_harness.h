@@ -113,6 +113,13 @@ absl::StatusOr<CaseResult> RunPrefillCase(Runtime& rt, const PrefillCase& c);
 
 double Tolerance(DType t);  // the spec's relative Frobenius bound
 
+// rows x d model-like values: unit RMS per row times `scale` (q, r, k as after RMSNorm) or,
+// without rms_normalise, standard normal times scale (v).
+std::vector<double> RandomRows(std::mt19937_64& rng, size_t rows, int d, bool rms_normalise, double scale);
+// Rounds x to the dtype in place (the reference then sees what the kernel reads) and returns
+// the 16-bit images.
+std::vector<uint16_t> Quantise(std::vector<double>& x, DType t);
+
 // `count` standard normal values rounded to t, on the device.
 std::unique_ptr<DeviceBuffer> RandomHalves(std::mt19937_64& rng, size_t count, DType t);
 

@@ -2,10 +2,12 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cmath>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "gpu_harness.h"
+#include "parallax/runtime/cuda_driver.h"
 #include "parallax/parallax.hpp"
 
 namespace parallax::testing {
@@ -273,6 +275,67 @@ TEST(PrefillGpuIdentity, WindowSizeSpellingsAreBitIdentical) {
     return RunCApi(*rt, a, out, rows);
   });
   EXPECT_TRUE(s.ok()) << s;
+}
+
+// Extend over pages: a NaN inside a sequence's keys reaches the rows that see it (the kernels
+// do not hide bad data), while NaN in the slots past seqused_k reaches no row.
+TEST(PrefillGpuIdentity, NanInsideTheKeysShowsNanPastThemDoesNot) {
+  std::string why;
+  Runtime* rt = SharedRuntime(&why);
+  if (!rt) GTEST_SKIP() << "no GPU: " << why;
+  constexpr int kB = 2, kLq = 8, kHq = 4, kHkv = 2, kD = 64, kPs = 16, kPages = 4;  // 4 pages a sequence
+  const int used[kB] = {40, 50};
+  const size_t row = size_t(kHkv) * kD, pool = size_t(kB) * kPages * kPs * row;
+  std::mt19937_64 rng(4545);
+  std::vector<double> qd = RandomRows(rng, size_t(kB) * kLq * kHq, kD, true, 1.0);
+  std::vector<double> kvd = RandomRows(rng, pool / kD, kD, true, 1.0);
+  const std::vector<uint16_t> qh = Quantise(qd, DType::kBF16), kh = Quantise(kvd, DType::kBF16);
+  std::vector<uint16_t> vh = kh;
+  // Sequence 0 owns pages 0-3 (its keys in order), sequence 1 pages 4-7.
+  std::vector<int> table = {0, 1, 2, 3, 4, 5, 6, 7};
+  const uint16_t nan = 0x7fc1;
+  for (int key = used[0]; key < kPages * kPs; ++key)  // past seqused_k: never read
+    std::fill_n(vh.begin() + size_t(key) * row, row, nan);
+  constexpr int kBadKey = 35;  // visible to sequence 0's query t iff 35 <= 40 - 8 + t, i.e. t >= 3
+  vh[size_t(kBadKey) * row + 5] = nan;  // kv head 0, d 5: query heads 0 and 1
+  DeviceBuffer q(qh.size() * 2), k(kh.size() * 2), v(vh.size() * 2), bt(table.size() * 4), lens(kB * 4);
+  DeviceBuffer out(qh.size() * 2);
+  q.Upload(qh.data(), qh.size() * 2);
+  k.Upload(kh.data(), kh.size() * 2);
+  v.Upload(vh.data(), vh.size() * 2);
+  bt.Upload(table.data(), table.size() * 4);
+  lens.Upload(used, sizeof(used));
+  PrefillArgs a;
+  a.dtype = DType::kBF16; a.batch = kB; a.num_q_heads = kHq; a.num_kv_heads = kHkv; a.head_dim = kD;
+  a.q = q.get(); a.r = q.get(); a.k = k.get(); a.v = v.get(); a.out = out.get();
+  a.q_stride_h = a.r_stride_h = a.o_stride_h = a.k_stride_h = a.v_stride_h = kD;
+  a.q_stride_l = a.r_stride_l = a.o_stride_l = int64_t(kHq) * kD;
+  a.q_stride_b = a.r_stride_b = a.o_stride_b = int64_t(kLq) * kHq * kD;
+  a.k_stride_l = a.v_stride_l = int64_t(row);
+  a.k_stride_b = a.v_stride_b = int64_t(kPs) * row;
+  a.seqlen_q = kLq; a.seqlen_k = kPages * kPs;
+  a.block_table = static_cast<const int*>(bt.get()); a.block_table_stride = kPages;
+  a.seqused_k = static_cast<const int*>(lens.get()); a.page_size = kPs;
+  out.Fill16(0x7fc2, qh.size());
+  absl::StatusOr<Variant> var = rt->PlanPrefill(a);
+  ASSERT_TRUE(var.ok()) << var.status();
+  ASSERT_TRUE(rt->RunPrefill(*var, a, nullptr).ok());
+  ASSERT_TRUE(cu::Check((*cu::Driver())->cuCtxSynchronize(), "prefill kernel").ok());
+  std::vector<uint16_t> oh(qh.size());
+  out.Download(oh.data(), oh.size() * 2);
+  for (int b = 0; b < kB; ++b)
+    for (int t = 0; t < kLq; ++t)
+      for (int h = 0; h < kHq; ++h) {
+        bool any_nan = false;
+        for (int d = 0; d < kD; ++d) any_nan |= std::isnan(FromHalfBits(oh[((size_t(b) * kLq + t) * kHq + h) * kD + d], DType::kBF16));
+        const bool reads_bad_v = b == 0 && h < kHq / kHkv;  // query heads on kv head 0
+        if (reads_bad_v && t >= 3) {  // key 35 visible: the NaN must show
+          EXPECT_TRUE(any_nan) << var->Key() << " t=" << t << " h=" << h;
+        } else if (!reads_bad_v) {  // NaN only past seqused_k (or in another sequence): none may show
+          EXPECT_FALSE(any_nan) << var->Key() << " b=" << b << " t=" << t << " h=" << h;
+        }
+        // (rows t < 3 of kv head 0 share key 35's tile: a masked weight of 0 times NaN may show)
+      }
 }
 
 }  // namespace

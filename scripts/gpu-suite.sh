@@ -49,6 +49,14 @@ if [ "$what" = test ] || [ "$what" = all ]; then
     timeout 200 compute-sanitizer --tool memcheck --error-exitcode 9 "$bin" --gtest_filter='*PrefillGpu*/1_*:*PrefillGpu*/2_*:*PrefillGpu*/3_*:*PrefillGpu*/40_*:*PrefillGpu*/41_*' \
       > "$out/sanitizer_prefill.log" 2>&1
     echo "compute-sanitizer prefill subset: exit $? ($(grep -c 'OK \]' "$out/sanitizer_prefill.log") tests ok)"
+    # Extend over a paged cache: block-table gathers, page size 1, shared pages, NaN past lengths.
+    timeout 200 compute-sanitizer --tool memcheck --error-exitcode 9 "$bin" \
+      --gtest_filter='*PrefillGpu*_page16*:*PrefillGpu*_stats_page1:*NanInsideTheKeys*' > "$out/sanitizer_extend.log" 2>&1
+    echo "compute-sanitizer extend subset: exit $? ($(grep -c 'OK \]' "$out/sanitizer_extend.log") tests ok)"
+    # The portable family streams K/V with one barrier per tile: its shared memory under racecheck.
+    timeout 250 compute-sanitizer --tool racecheck --error-exitcode 9 "$bin" \
+      --gtest_filter='*PrefillGpu*/4_*:*PrefillGpu*_page16_shared4*' > "$out/sanitizer_mma_race.log" 2>&1
+    echo "compute-sanitizer racecheck mma.sync subset: exit $? ($(grep -c 'OK \]' "$out/sanitizer_mma_race.log") tests ok)"
     # The sm_90a family (the default on an H200): TMA, mbarriers and named barriers under racecheck.
     timeout 200 compute-sanitizer --tool racecheck --error-exitcode 9 "$bin" --gtest_filter='*PrefillGpu*/1_*:*PrefillGpu*/2_*:*PrefillGpu*/4_*' \
       > "$out/sanitizer_prefill_race.log" 2>&1

@@ -1,9 +1,12 @@
 // Causal prefill kernels against the float64 reference over the family (label: gpu).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <random>
 #include <thread>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "gpu_harness.h"
@@ -147,6 +150,44 @@ void AddPagedCases(std::vector<PrefillCase>& cases) {
   cases.push_back(c);
 }
 
+// A seeded random sweep over extend (the hidden-input-style check): page sizes 1 to
+// 1024, ragged or uniform (multi-token decode) query counts, ragged prefixes, shared prefix
+// pages, windows, GQA with odd groups, every member, both dtypes and head dims, both paths.
+void AddRandomExtendCases(std::vector<PrefillCase>& cases) {
+  std::mt19937_64 rng(7777);
+  const auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  const std::pair<int, int> heads[] = {{4, 4}, {8, 2}, {6, 2}, {16, 1}, {32, 8}, {5, 5}, {12, 4}};
+  const int pages[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 1024};
+  for (int i = 0; i < 24; ++i) {
+    PrefillCase c;
+    c.dtype = pick(0, 1) ? DType::kBF16 : DType::kFP16;
+    c.head_dim = i % 6 == 5 ? 256 : (pick(0, 1) ? 64 : 128);
+    std::tie(c.hq, c.hkv) = heads[pick(0, 6)];
+    c.batch = pick(1, 4);
+    c.page_size = pages[pick(0, 9)];
+    c.learned = pick(0, 3) != 0;
+    c.affine = pick(0, 2) == 0 ? Affine::kAmplified : Affine::kPlain;
+    c.window = pick(0, 2) == 0 ? pick(1, 200) : 0;
+    c.r_scale = (const double[]){0.1, 1.0, 10.0}[pick(0, 2)];
+    const bool uniform_q = pick(0, 2) == 0;  // multi-token decode: Tq tokens for every sequence
+    const int tq = pick(1, 16);
+    c.varlen = !uniform_q;
+    c.seqlens_q.clear();
+    c.seqlens_k.clear();
+    for (int b = 0; b < c.batch; ++b) {
+      const int lk = pick(1, 600);
+      c.seqlens_k.push_back(uniform_q ? std::max(lk, tq) : lk);
+      c.seqlens_q.push_back(uniform_q ? tq : pick(1, std::min(lk, 80)));
+    }
+    const int shortest = *std::min_element(c.seqlens_k.begin(), c.seqlens_k.end());
+    if (c.batch > 1 && pick(0, 2) == 0) c.shared_pages = std::min(3, shortest / c.page_size);
+    c.stats = pick(0, 2) == 0;
+    c.seed = 9300 + i;
+    if (pick(0, 3) == 0) c.key = FmaKey(c);
+    cases.push_back(c);
+  }
+}
+
 std::vector<PrefillCase> Cases() {
   std::vector<PrefillCase> cases;
   const std::pair<int, int> heads[] = {{4, 4}, {4, 2}, {8, 2}, {6, 2}, {16, 1}};
@@ -187,6 +228,7 @@ std::vector<PrefillCase> Cases() {
   AddLongCases(cases);
   AddStatsCases(cases);
   AddPagedCases(cases);
+  AddRandomExtendCases(cases);
   return cases;
 }
 

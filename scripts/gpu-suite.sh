@@ -11,7 +11,9 @@
 # with the DB (choice exact) and without (default) at B=4, L=4096. `prefill-anchors` (not part
 # of `all`; ~4 minutes): bench/prefill_anchors.py, causal prefill in one process: ours (default
 # choice and forced mma.sync) vs the authors' Triton forward (carried in
-# .carry/anchors/authors-parallax) vs SDPA flash/cuDNN; prints its table.
+# .carry/anchors/authors-parallax) vs SDPA flash/cuDNN; prints its table. `extend` (not part
+# of `all`; ~3 minutes): extend over pages (16, 64, 1) vs contiguous prefill of the same tokens,
+# each through the runtime's default (bench/extend_table.py prints the table).
 set -uo pipefail
 build=${1:-build}
 what=${2:-all}
@@ -23,10 +25,13 @@ mkdir -p "$final"
 trap 'tar czf "$final/results.tgz" -C "$out" . 2>/dev/null' EXIT
 export LD_LIBRARY_PATH="$PWD/.carry/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 export PARALLAX_CACHE_DIR=/tmp/parallax-cache
+# Applications read the shared tuning database by default (docs/tuning-database.md): the
+# suites must not depend on one a host may have, so none unless the caller names one.
+export PARALLAX_DB=${PARALLAX_DB:-none}
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv | tee "$out/device.txt"
 status=0
 if [ "$what" = test ] || [ "$what" = all ]; then
-  for t in runtime_decode_gpu_test runtime_prefill_gpu_test runtime_sm90_probe_gpu_test; do
+  for t in runtime_decode_gpu_test runtime_prefill_gpu_test runtime_stats_gpu_test runtime_sm90_probe_gpu_test; do
     bin=$(find "$build" -name "$t" -type f | head -1)
     [ -x "$bin" ] || { echo "missing $t"; status=1; continue; }
     timeout 240 "$bin" --gtest_output=json:"$out/$t.json" > "$out/$t.log" 2>&1 || { status=1; echo "$t exited with $?"; }
@@ -142,7 +147,7 @@ if [ "$what" = tune ] || [ "$what" = tune-run ]; then
   rm -f "$db" "$db"-wal "$db"-shm "$db".lock
   # Plain progress lines (stderr is not a tty) go to tune.log; the summary JSON to tune.json.
   timeout $(( (budget + 3) * 60 )) "$cli" tune --preset qwen3-0.6b --batch 1,8,32,128 \
-    --seqlen 1024,4096,16384,65536 --budget "$budget" --db "$db" --json > "$out/tune.json" 2> "$out/tune.log"
+    --seqlen 1024,4096,16384,65536 --budget "${budget}m" --db "$db" --json > "$out/tune.json" 2> "$out/tune.log"
   rc=$?
   [ $rc -eq 0 ] || { status=1; echo "parallax tune exited with $rc"; }
   tail -5 "$out/tune.log"
@@ -164,7 +169,7 @@ if [ "$what" = tune-prefill ]; then
   db="$out/tuner-prefill.db"
   rm -f "$db" "$db"-wal "$db"-shm "$db".lock
   timeout $(( (budget + 3) * 60 )) "$cli" tune --mode prefill --preset llama3-8b --batch 1,4 --seqlen 4096,8192 \
-    --budget "$budget" --db "$db" --json > "$out/tune_prefill.json" 2> "$out/tune_prefill.log"
+    --budget "${budget}m" --db "$db" --json > "$out/tune_prefill.json" 2> "$out/tune_prefill.log"
   rc=$?
   [ $rc -eq 0 ] || { status=1; echo "parallax tune --mode prefill exited with $rc"; }
   tail -6 "$out/tune_prefill.log"
@@ -179,5 +184,29 @@ for path in sys.argv[1:]:
     j = json.load(open(path))
     print(f"bench prefill t16384-l4096: {j['median_us']:.2f} us ({j['choice']}) {j['variant']}")
 PY
+fi
+if [ "$what" = extend ]; then
+  cli=$(find "$build" -name parallax -type f -perm -u+x | head -1)
+  # B L Lq probe: a full prefill, a 512-token chunk, speculative verification of 8, softmax.
+  for shape in "4 4096 4096 learned" "4 4096 512 learned" "16 2048 8 learned" "4 4096 512 none"; do
+    set -- $shape
+    for paged in 0 16 64 1; do
+      timeout 120 "$cli" bench prefill --shape "$1,$2,32,8,128" --q-len "$3" --probe "$4" --paged "$paged" \
+        --reps 10 --json > "$out/extend_b$1_l$2_q$3_$4_p$paged.json" 2>> "$out/extend.err" ||
+        { status=1; echo "bench $shape paged $paged failed"; }
+    done
+  done
+  # Multi-token decode (speculative verification of Tq drafts) as one extend launch over pages of
+  # 16, against Tq one-token decodes of the same cache.
+  for shape in "32 4096" "8 8192" "64 2048"; do
+    set -- $shape
+    timeout 120 "$cli" bench decode --shape "$1,$2,32,8,128" --paged 16 --reps 10 --json \
+      > "$out/multitoken_b$1_l$2_decode.json" 2>> "$out/extend.err" || { status=1; echo "decode $shape failed"; }
+    for tq in 4 8; do
+      timeout 120 "$cli" bench prefill --shape "$1,$2,32,8,128" --q-len "$tq" --paged 16 --reps 10 --json \
+        > "$out/multitoken_b$1_l$2_q$tq.json" 2>> "$out/extend.err" || { status=1; echo "extend $shape q$tq failed"; }
+    done
+  done
+  python3 bench/extend_table.py "$out" | tee "$out/extend_table.md" || status=1
 fi
 exit $status

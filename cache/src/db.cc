@@ -2,14 +2,32 @@
 
 #include <sqlite3.h>
 
+#include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "parallax/cache/device_key.h"
 #include "parallax/cache/stmt.h"
 #include "sqlite_error.h"
 #include "untrusted.h"
 
 namespace parallax::cache {
+namespace {
+
+// parallax_device_key(fingerprint): DeviceKey in SQL, for lookups that must find rows filed
+// under an older fingerprint form and for the v3 migration. Pure and harmless, so it may
+// also run on untrusted files.
+void DeviceKeySql(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+  if (argc != 1 || sqlite3_value_type(argv[0]) != SQLITE_TEXT) {
+    sqlite3_result_null(ctx);
+    return;
+  }
+  const auto* text = reinterpret_cast<const char*>(sqlite3_value_text(argv[0]));
+  const std::string key = DeviceKey(absl::string_view(text, sqlite3_value_bytes(argv[0])));
+  sqlite3_result_text(ctx, key.data(), static_cast<int>(key.size()), SQLITE_TRANSIENT);
+}
+
+}  // namespace
 
 absl::StatusOr<Db> Db::Open(const std::string& path, const DbOptions& options) {
   int flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI;
@@ -29,6 +47,10 @@ absl::StatusOr<Db> Db::Open(const std::string& path, const DbOptions& options) {
   }
   sqlite3_extended_result_codes(raw, 1);
   Db db(raw, path, options.busy_timeout_ms);
+  rc = sqlite3_create_function_v2(raw, "parallax_device_key", 1,
+                                  SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, nullptr,
+                                  &DeviceKeySql, nullptr, nullptr, nullptr);
+  if (rc != SQLITE_OK) return db.Error(rc, "registering parallax_device_key");
   if (options.untrusted) {
     if (absl::Status s = internal::HardenForUntrustedFile(db); !s.ok()) return s;
   }

@@ -15,7 +15,10 @@ const std::vector<Migration>& BuiltinMigrations() {
        "tuning_runs",
        &internal::CreateSchemaV1},
       {2, "measurement index covers the bucket; binary cache emptied (v1 imported cubins unchecked)",
-       &internal::MigrateToV2},
+       &internal::MigrateToV2, /*reads_unchanged=*/true},
+      {3, "device identities without the driver version, memory in GiB (cache/device_key.h); "
+          "devices that differed only there merged",
+       &internal::MigrateToV3, /*reads_unchanged=*/true},
   };
   return *kMigrations;
 }
@@ -56,8 +59,10 @@ absl::StatusOr<int> ApplyMigrations(Db& db, const std::vector<Migration>& plan) 
     }
     if (absl::Status s = db.SetUserVersion(step.version); !s.ok()) return s;
     if (absl::Status s = txn->Commit(); !s.ok()) return s;
-    spdlog::info("parallax cache {}: migrated schema to v{} ({})", db.path(), step.version,
-                 step.description);
+    if (db.path() != ":memory:") {  // a reader's private copy is nobody's news
+      spdlog::info("parallax cache {}: migrated schema to v{} ({})", db.path(), step.version,
+                   step.description);
+    }
     *version = step.version;
   }
   return *version;

@@ -32,12 +32,22 @@ absl::StatusOr<BestConfig> Store::GetBestConfig(absl::string_view device_fingerp
                                                 absl::string_view bucket,
                                                 const CurrentVersions& current) {
   std::lock_guard lock(mu_);
-  absl::StatusOr<Stmt> stmt =
-      db_.Prepare(absl::StrCat("SELECT ", internal::kBestConfigColumns,
-                               " FROM best_configs b JOIN devices d ON d.id = b.device_id "
-                               "WHERE d.fingerprint = ? AND b.problem_key = ? AND b.bucket = ?"));
+  // One GPU may sit under several fingerprints in a file not migrated to v3 (one per
+  // driver): the current entry with the lowest time is the answer, else a stale one to name.
+  absl::StatusOr<Stmt> stmt = db_.Prepare(absl::StrCat(
+      "SELECT ", internal::kBestConfigColumns,
+      " FROM best_configs b JOIN devices d ON d.id = b.device_id "
+      "WHERE parallax_device_key(d.fingerprint) = parallax_device_key(?1) AND b.problem_key = ?2 "
+      "  AND b.bucket = ?3 "
+      "ORDER BY (b.generator_version = ?4 AND b.nvrtc_version = ?5) DESC, b.median_us, "
+      "  b.updated_at DESC LIMIT 1"));
   if (!stmt.ok()) return stmt.status();
-  if (absl::Status s = stmt->BindAll(device_fingerprint, problem_key, bucket); !s.ok()) return s;
+  if (absl::Status s = stmt->BindAll(device_fingerprint, problem_key, bucket,
+                                     static_cast<int64_t>(current.generator_version),
+                                     static_cast<int64_t>(current.nvrtc_version));
+      !s.ok()) {
+    return s;
+  }
   absl::StatusOr<bool> row = stmt->Step();
   if (!row.ok()) return row.status();
   const std::string where = absl::StrCat("device '", device_fingerprint, "', problem '",
@@ -59,7 +69,8 @@ absl::StatusOr<std::vector<BestConfig>> Store::ListBestConfigs(const BestConfigF
   absl::StatusOr<Stmt> stmt = db_.Prepare(absl::StrCat(
       "SELECT ", internal::kBestConfigColumns,
       " FROM best_configs b JOIN devices d ON d.id = b.device_id "
-      "WHERE (?1 IS NULL OR d.fingerprint = ?1) AND (?2 IS NULL OR b.problem_key = ?2) "
+      "WHERE (?1 IS NULL OR parallax_device_key(d.fingerprint) = parallax_device_key(?1)) "
+      "  AND (?2 IS NULL OR b.problem_key = ?2) "
       "ORDER BY d.fingerprint, b.problem_key, b.bucket"));
   if (!stmt.ok()) return stmt.status();
   if (absl::Status s = stmt->BindAll(filter.device_fingerprint, filter.problem_key); !s.ok()) {

@@ -17,10 +17,16 @@ absl::Status Store::Export(const std::string& path) {
   }
   std::lock_guard lock(mu_);
   // VACUUM INTO writes a compacted, consistent snapshot with no -wal/-shm companions, so the
-  // result is one file that can be copied anywhere.
-  if (absl::StatusOr<int> s = internal::Execute(db_, "VACUUM INTO ?", path); !s.ok()) {
-    return s.status();
+  // result is one file that can be copied anywhere. It only reads this database, which a
+  // read-only store allows (its connection cannot write the file), but query_only refuses it.
+  if (options_.read_only) {
+    if (absl::Status s = db_.Exec("PRAGMA query_only=OFF;"); !s.ok()) return s;
   }
+  absl::StatusOr<int> done = internal::Execute(db_, "VACUUM INTO ?", path);
+  if (options_.read_only) {
+    if (absl::Status s = db_.Exec("PRAGMA query_only=ON;"); !s.ok()) return s;
+  }
+  if (!done.ok()) return done.status();
   spdlog::info("parallax cache {}: exported to {}", path_, path);
   return absl::OkStatus();
 }

@@ -53,7 +53,9 @@ absl::StatusOr<std::vector<Measurement>> Store::ListMeasurements(const Measureme
     where.push_back(condition);
     args.emplace_back(std::move(value));
   };
-  if (filter.device_fingerprint) add("d.fingerprint = ?", *filter.device_fingerprint);
+  if (filter.device_fingerprint) {  // by DeviceKey, as GetBestConfig
+    add("parallax_device_key(d.fingerprint) = parallax_device_key(?)", *filter.device_fingerprint);
+  }
   if (filter.problem_key) add("p.key = ?", *filter.problem_key);
   if (filter.variant_key) add("v.key = ?", *filter.variant_key);
   if (filter.bucket) add("m.bucket = ?", *filter.bucket);

@@ -143,6 +143,34 @@ int Run() {
         }
       }
   }
+  // plx_merge_states (kernels/common/merge_states.cuh): every head dim and member, PTX for
+  // both architectures with an empty log, and a cubin without spills.
+  int rotate = 0;
+  for (int head_dim : {64, 128, 256})
+    for (Algorithm a : {Algorithm{Probe::kNone, Affine::kPlain}, Algorithm{Probe::kLearned, Affine::kPlain},
+                        Algorithm{Probe::kLearned, Affine::kAmplified}}) {
+      MergeKernel m;
+      m.dtype = rotate++ % 2 ? DType::kFP16 : DType::kBF16;
+      m.head_dim = head_dim;
+      m.probe = a.probe;
+      m.affine = a.affine;
+      const std::string source = GenerateMergeSource(m);
+      for (const char* arch : {"sm_80", "sm_90"}) {
+        CompileOptions o;
+        o.arch = arch;
+        o.warnings_as_errors = true;
+        absl::StatusOr<std::string> ptx = CompileToPtx(source, m.Key() + ".cu", o);
+        absl::StatusOr<CompileResult> bin = CompileCuda(source, m.Key() + ".cu", CompileOptions{arch});
+        compiled += 2;
+        if (!ptx.ok() || !bin.ok() || bin->has_spills()) {
+          std::fprintf(stderr, "kernel check: %s (%s): %s\n", m.Key().c_str(), arch,
+                       !ptx.ok() ? std::string(ptx.status().message()).c_str()
+                       : !bin.ok() ? std::string(bin.status().message()).c_str()
+                                   : ("spills: " + bin->log).c_str());
+          ++failures;
+        }
+      }
+    }
   std::printf("kernel check: %d files, %d compiles, %d failures\n", kernel_text::kNumFiles, compiled, failures);
   return failures == 0 ? 0 : 1;
 }

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <limits>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 
@@ -77,6 +78,16 @@ std::optional<size_t> NearestBucket(const ShapeBucket& want, std::span<const Sha
     }
   }
   return best;
+}
+
+bool BucketLess(const std::string& a, const std::string& b) {
+  const absl::StatusOr<ShapeBucket> x = ParseBucket(a), y = ParseBucket(b);
+  if (x.ok() != y.ok()) return x.ok();
+  if (!x.ok()) return a < b;
+  auto rank = [](const ShapeBucket& s) {
+    return std::make_tuple(IsPrefillBucket(s), IsPrefillBucket(s) ? s.tokens : s.batch, s.seqlen);
+  };
+  return rank(*x) < rank(*y);
 }
 
 }  // namespace parallax

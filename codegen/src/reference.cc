@@ -126,14 +126,14 @@ absl::Status CheckProbeInput(absl::string_view fn, const Family& f, size_t r_siz
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
 // Row i of Q query rows against L keys: the visible keys form one contiguous range ending at
-// L - Q + i. `k` and `v` point at key 0 of the right (batch, kv head).
+// L - Q + i (causal) or L - 1 (not). `k` and `v` point at key 0 of the right (batch, kv head).
 void CausalRow(const double* q, const double* r, const double* k, const double* v, int num_q,
                int num_k, int i, int d, long stride, const Family& f, double* out,
-               RowStats* stats) {
-  const int end = num_k - num_q + i;
+               RowStats* stats, bool causal = true) {
+  const int end = causal ? num_k - num_q + i : num_k - 1;
   if (end < 0) {
     std::fill(out, out + d, 0.0);
-    if (stats) *stats = RowStats{-kInf, 0.0};
+    if (stats) *stats = RowStats{-kInf, 0.0, std::vector<double>(d, 0.0)};
     return;
   }
   const int lo = f.window > 0 ? std::max(0, end - f.window + 1) : 0;
@@ -161,12 +161,15 @@ absl::StatusOr<PrefillResult> PrefillImpl(absl::string_view kFn, const PrefillIn
   if (auto s = CheckProbeInput(kFn, f, in.r.size(), q_size); !s.ok()) return s;
   if (auto s = CheckSize(kFn, "k", in.k.size(), kv_size); !s.ok()) return s;
   if (auto s = CheckSize(kFn, "v", in.v.size(), kv_size); !s.ok()) return s;
+  if (!in.causal && f.window > 0)
+    return Bad(kFn, "window", absl::StrCat("is ", f.window, ": a non-causal prefill (causal = false) sees every key"));
 
   PrefillResult res;
   res.out.assign(q_size, 0.0);  // rows past seqlens_q stay zero
   if (with_stats) {
     res.lse.assign(b_ * hq * lq, -kInf);
     res.tbar.assign(b_ * hq * lq, 0.0);
+    res.vbar.assign(q_size, 0.0);
   }
   const int64_t group = hq / hkv;
   for (int64_t b = 0; b < b_; ++b) {
@@ -177,11 +180,54 @@ absl::StatusOr<PrefillResult> PrefillImpl(absl::string_view kFn, const PrefillIn
         RowStats st;
         CausalRow(in.q.data() + qi, in.r.empty() ? nullptr : in.r.data() + qi, in.k.data() + ki,
                   in.v.data() + ki, in.seqlens_q[b], in.seqlens_k[b], i, in.head_dim, hkv * d, f,
-                  res.out.data() + qi, with_stats ? &st : nullptr);
+                  res.out.data() + qi, with_stats ? &st : nullptr, in.causal);
         if (with_stats) {
           res.lse[(b * hq + h) * lq + i] = st.lse;
           res.tbar[(b * hq + h) * lq + i] = st.tbar;
+          std::copy(st.vbar.begin(), st.vbar.end(), res.vbar.begin() + qi);
         }
+      }
+    }
+  }
+  return res;
+}
+
+// Decode, with the per-row statistics when asked for.
+absl::StatusOr<PrefillResult> DecodeImpl(absl::string_view kFn, const DecodeInputs& in, const Family& f,
+                                         bool with_stats) {
+  if (auto s = CheckFamily(kFn, f); !s.ok()) return s;
+  if (auto s = CheckHeads(kFn, in.batch, in.num_q_heads, in.num_kv_heads, in.head_dim); !s.ok())
+    return s;
+  if (auto s = CheckLengths(kFn, "seqlens", in.seqlens, in.batch, "max_seqlen", in.max_seqlen);
+      !s.ok())
+    return s;
+  const int64_t b_ = in.batch, hq = in.num_q_heads, hkv = in.num_kv_heads, d = in.head_dim;
+  const int64_t q_size = b_ * hq * d, kv_size = b_ * in.max_seqlen * hkv * d;
+  if (auto s = CheckSize(kFn, "q", in.q.size(), q_size); !s.ok()) return s;
+  if (auto s = CheckProbeInput(kFn, f, in.r.size(), q_size); !s.ok()) return s;
+  if (auto s = CheckSize(kFn, "k", in.k.size(), kv_size); !s.ok()) return s;
+  if (auto s = CheckSize(kFn, "v", in.v.size(), kv_size); !s.ok()) return s;
+
+  PrefillResult res;
+  res.out.assign(q_size, 0.0);
+  if (with_stats) {
+    res.lse.assign(b_ * hq, -kInf);
+    res.tbar.assign(b_ * hq, 0.0);
+    res.vbar.assign(q_size, 0.0);
+  }
+  const int64_t group = hq / hkv;
+  for (int64_t b = 0; b < b_; ++b) {
+    for (int64_t h = 0; h < hq; ++h) {
+      const int64_t qi = (b * hq + h) * d;
+      const int64_t ki = (b * in.max_seqlen * hkv + h / group) * d;
+      RowStats st;
+      CausalRow(in.q.data() + qi, in.r.empty() ? nullptr : in.r.data() + qi, in.k.data() + ki,
+                in.v.data() + ki, 1, in.seqlens[b], 0, in.head_dim, hkv * d, f, res.out.data() + qi,
+                with_stats ? &st : nullptr);
+      if (with_stats) {
+        res.lse[b * hq + h] = st.lse;
+        res.tbar[b * hq + h] = st.tbar;
+        std::copy(st.vbar.begin(), st.vbar.end(), res.vbar.begin() + qi);
       }
     }
   }
@@ -194,7 +240,7 @@ void AttendRow(const double* q, const double* r, const double* k, const double* 
                int head_dim, long key_stride, const Family& f, double* out, RowStats* stats) {
   const int d = head_dim;
   std::fill(out, out + d, 0.0);
-  if (stats) *stats = RowStats{-kInf, 0.0};
+  if (stats) *stats = RowStats{-kInf, 0.0, std::vector<double>(d, 0.0)};
   if (n <= 0) return;
   const double tau = f.tau < 0 ? 1.0 / std::sqrt(static_cast<double>(d)) : f.tau;
 
@@ -208,7 +254,12 @@ void AttendRow(const double* q, const double* r, const double* k, const double* 
   }
   double wsum = 0;
   for (int j = 0; j < n; ++j) wsum += (w[j] = std::exp(w[j] - m));
-  if (stats) stats->lse = m + std::log(wsum);
+  if (stats) {
+    stats->lse = m + std::log(wsum);
+    for (int j = 0; j < n; ++j)
+      for (int x = 0; x < d; ++x) stats->vbar[x] += w[j] * v[j * key_stride + x];
+    for (int x = 0; x < d; ++x) stats->vbar[x] /= wsum;
+  }
   if (f.probe == RefProbe::kSolved) {
     if (stats) stats->tbar = std::numeric_limits<double>::quiet_NaN();
     return SolvedRow(q, k, v, n, d, key_stride, w, f, out);
@@ -242,32 +293,15 @@ void AttendRow(const double* q, const double* r, const double* k, const double* 
 }
 
 absl::StatusOr<std::vector<double>> Decode(const DecodeInputs& in, const Family& f) {
-  constexpr absl::string_view kFn = "Decode";
-  if (auto s = CheckFamily(kFn, f); !s.ok()) return s;
-  if (auto s = CheckHeads(kFn, in.batch, in.num_q_heads, in.num_kv_heads, in.head_dim); !s.ok())
-    return s;
-  if (auto s = CheckLengths(kFn, "seqlens", in.seqlens, in.batch, "max_seqlen", in.max_seqlen);
-      !s.ok())
-    return s;
-  const int64_t b_ = in.batch, hq = in.num_q_heads, hkv = in.num_kv_heads, d = in.head_dim;
-  const int64_t q_size = b_ * hq * d, kv_size = b_ * in.max_seqlen * hkv * d;
-  if (auto s = CheckSize(kFn, "q", in.q.size(), q_size); !s.ok()) return s;
-  if (auto s = CheckProbeInput(kFn, f, in.r.size(), q_size); !s.ok()) return s;
-  if (auto s = CheckSize(kFn, "k", in.k.size(), kv_size); !s.ok()) return s;
-  if (auto s = CheckSize(kFn, "v", in.v.size(), kv_size); !s.ok()) return s;
+  absl::StatusOr<PrefillResult> r = DecodeImpl("Decode", in, f, /*with_stats=*/false);
+  if (!r.ok()) return r.status();
+  return std::move(r->out);
+}
 
-  std::vector<double> out(q_size, 0.0);
-  const int64_t group = hq / hkv;
-  for (int64_t b = 0; b < b_; ++b) {
-    for (int64_t h = 0; h < hq; ++h) {
-      const int64_t qi = (b * hq + h) * d;
-      const int64_t ki = (b * in.max_seqlen * hkv + h / group) * d;
-      CausalRow(in.q.data() + qi, in.r.empty() ? nullptr : in.r.data() + qi, in.k.data() + ki,
-                in.v.data() + ki, 1, in.seqlens[b], 0, in.head_dim, hkv * d, f, out.data() + qi,
-                nullptr);
-    }
-  }
-  return out;
+absl::StatusOr<PrefillResult> DecodeWithStats(const DecodeInputs& in, const Family& f) {
+  if (f.probe == RefProbe::kSolved)
+    return absl::UnimplementedError("DecodeWithStats: probe kSolved has no given probe, so no tbar");
+  return DecodeImpl("DecodeWithStats", in, f, /*with_stats=*/true);
 }
 
 absl::StatusOr<std::vector<double>> Prefill(const PrefillInputs& in, const Family& f) {
@@ -280,6 +314,64 @@ absl::StatusOr<PrefillResult> PrefillWithStats(const PrefillInputs& in, const Fa
   if (f.probe == RefProbe::kSolved)
     return absl::UnimplementedError("PrefillWithStats: probe kSolved has no given probe, so no tbar");
   return PrefillImpl("PrefillWithStats", in, f, /*with_stats=*/true);
+}
+
+absl::Status MergeStates(const double* out_a, const RowStats& a, const double* out_b, const RowStats& b,
+                         int head_dim, const Family& f, double rq, double* out, RowStats* merged) {
+  constexpr absl::string_view kFn = "MergeStates";
+  const int d = head_dim;
+  if (d <= 0) return Bad(kFn, "head_dim", absl::StrCat("is ", d, ", must be > 0"));
+  if (f.probe == RefProbe::kSolved)
+    return absl::UnimplementedError("MergeStates: probe kSolved carries no probe to merge its parts by");
+  const bool learned = f.probe == RefProbe::kLearned;
+  for (const auto& [part, name] : {std::pair<const RowStats*, const char*>{&a, "a.vbar"}, {&b, "b.vbar"}})
+    if (!part->vbar.empty() && part->vbar.size() != static_cast<size_t>(d))
+      return Bad(kFn, name, absl::StrCat("has ", part->vbar.size(), " elements, expected ", d, " (or none)"));
+  // The weights of the parts; an absent part (no visible key) counts for nothing, NaN or not.
+  const double m = std::max(a.lse, b.lse);
+  RowStats res{-kInf, 0.0, std::vector<double>(d, 0.0)};
+  std::vector<double> o(d, 0.0);
+  if (m > -kInf) {
+    const double wa = a.lse > -kInf ? std::exp(a.lse - m) : 0.0, wb = b.lse > -kInf ? std::exp(b.lse - m) : 0.0;
+    res.lse = m + std::log(wa + wb);
+    const double la = wa / (wa + wb), lb = wb / (wa + wb);
+    struct Part {
+      const double* out;
+      const RowStats* st;
+      double l;
+    };
+    const Part parts[2] = {{out_a, &a, la}, {out_b, &b, lb}};
+    auto vbar_of = [&](const Part& p, int x) {
+      if (!learned) return p.out[x];  // softmax: the output is vbar
+      return p.st->vbar.empty() ? 0.0 : p.st->vbar[x];
+    };
+    for (const Part& p : parts)
+      if (p.l > 0) res.tbar += p.l * (learned ? p.st->tbar : 0.0);
+    for (int x = 0; x < d; ++x)
+      for (const Part& p : parts)
+        if (p.l > 0) res.vbar[x] += p.l * vbar_of(p, x);
+    if (!learned) {
+      o = res.vbar;
+    } else if (f.affine == RefAffine::kPlain) {
+      for (int x = 0; x < d; ++x)
+        for (const Part& p : parts)
+          if (p.l > 0) o[x] += p.l * (p.out[x] + (res.tbar - p.st->tbar) * vbar_of(p, x));
+    } else {
+      const double g = GuardDelta(1 - (res.tbar - rq), f.eps);
+      for (int x = 0; x < d; ++x) {
+        double c = 0;  // Cov_w(v, k) r over both parts, centred on the merged tbar
+        for (const Part& p : parts) {
+          if (p.l <= 0) continue;
+          const double ga = GuardDelta(1 - (p.st->tbar - rq), f.eps);
+          c += p.l * ((vbar_of(p, x) - p.out[x]) * ga + (p.st->tbar - res.tbar) * vbar_of(p, x));
+        }
+        o[x] = res.vbar[x] - c / g;
+      }
+    }
+  }
+  std::copy(o.begin(), o.end(), out);
+  if (merged) *merged = std::move(res);
+  return absl::OkStatus();
 }
 
 ErrorStats Compare(const std::vector<double>& got, const std::vector<double>& ref) {

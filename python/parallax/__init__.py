@@ -8,6 +8,8 @@
     out = parallax.parallax_prefill(q, r, k, v, cu_seqlens_q=cu_q,      # packed [T, H, D]
                                     cu_seqlens_k=cu_k)
     out, lse, tbar = parallax.parallax_prefill(q, r, k, v, return_stats=True)  # for a backward
+    out, st = parallax.parallax_prefill(q, r, k, v, return_lse=True)    # st: AttentionStats
+    out, st = parallax.merge_states(out_a, st_a, out_b, st_b)           # partials -> whole
 
 ``r=None`` gives plain softmax attention. Kernels run on ``torch.cuda.current_stream()``;
 nothing synchronizes. One context per device is created lazily (``get_context``). Every
@@ -30,7 +32,8 @@ from ._lib import LibraryNotFoundError, ParallaxError
 
 __version__ = "0.1.0"
 __all__ = [
-    "parallax_decode", "parallax_prefill", "decode_plan", "prefill_plan", "decode_workspace_size",
+    "parallax_decode", "parallax_prefill", "merge_states", "AttentionStats", "decode_plan", "prefill_plan",
+    "decode_workspace_size",
     "plan_decode", "plan_prefill", "DecodePlan", "PrefillPlan",
     "get_context", "configure", "Context", "PlanInfo", "ParallaxError", "LibraryNotFoundError",
     "library_version", "library_path",
@@ -39,6 +42,13 @@ __all__ = [
 PlanInfo = namedtuple("PlanInfo", "variant choice num_splits workspace_bytes")
 PlanInfo.__doc__ = """The kernel a call would use: its variant key, how it was chosen
 ('explicit', 'exact', 'nearest' or 'default'), the split-KV count and the workspace bytes."""
+
+AttentionStats = namedtuple("AttentionStats", "lse tbar vbar packed", defaults=(False,))
+AttentionStats.__doc__ = """Per-row statistics of an attention call, what merging partial attentions
+needs (:func:`merge_states`): ``lse`` (natural log-sum-exp of the scaled scores, FlashAttention's
+softmax_lse) and ``tbar`` (the softmax-weighted mean probe score r.k, 0 for softmax) as float32
+[B, Hq, Lq] (packed: [Hq, Tq]; one-token decode with q [B, Hq, D]: [B, Hq]), and ``vbar`` (the
+softmax output, like ``out``). ``packed`` says the statistics are [Hq, Tq] over packed rows."""
 
 _DTYPES = {"torch.bfloat16": _lib.BF16, "torch.float16": _lib.FP16, "torch.int32": _lib.INT32}
 _STATS_DTYPES = {"torch.float32": _lib.FLOAT32}  # the lse / tbar buffers this module allocates
@@ -136,6 +146,8 @@ def _describe(t, name: str, dtypes=None) -> _lib.Tensor:
         return desc
     dtype = (dtypes or _DTYPES).get(str(t.dtype))
     if dtype is None:
+        if dtypes is _STATS_DTYPES:
+            raise ParallaxError(_lib.ERROR_UNSUPPORTED, f"{name}: dtype={t.dtype}: must be torch.float32")
         raise ParallaxError(_lib.ERROR_UNSUPPORTED,
                             f"{name}: dtype={t.dtype}: must be torch.bfloat16 or torch.float16 "
                             "(torch.int32 for index tensors)")
@@ -234,6 +246,67 @@ def _zeros(q, out):
     return out.zero_()
 
 
+def _stats_shape(q, packed: bool):
+    """lse / tbar shape for q: [B, Hq, Lq]; packed [Hq, Tq]; one-token decode q [B, Hq, D]: [B, Hq]."""
+    if packed:
+        return (q.shape[1], q.shape[0])
+    if len(q.shape) == 3:
+        return (q.shape[0], q.shape[1])
+    return (q.shape[0], q.shape[2], q.shape[1])
+
+
+def _placeholder(shape, dtype, ptr) -> _lib.Tensor:
+    """A contiguous descriptor the library validates but, planning or validating, never reads."""
+    t = _lib.Tensor()
+    t.data = int(ptr) or None
+    t.dtype = dtype
+    t.ndim = len(shape)
+    for i, n in enumerate(shape):
+        t.shape[i] = int(n)
+    return t
+
+
+def _bytes_end(desc: _lib.Tensor) -> int:
+    """One past the last byte a 16-bit descriptor addresses (contiguous when its strides are 0)."""
+    shape = [desc.shape[i] for i in range(desc.ndim)]
+    strides = [desc.strides[i] for i in range(desc.ndim)]
+    if all(st == 0 for st in strides):
+        n = 1
+        for x in shape:
+            n *= x
+        return (desc.data or 0) + 2 * n
+    return (desc.data or 0) + 2 * (sum((x - 1) * st for x, st in zip(shape, strides)) + 1)
+
+
+def _set_stats_placeholders(a, q, packed: bool) -> None:
+    """lse / tbar / vbar descriptors for validation and plans, before the real buffers exist:
+    float32 statistics at q's (aligned) address, vbar like q right past out's bytes (apart
+    from out, as the library requires). Nothing behind them is read."""
+    shape = _stats_shape(q, packed)
+    a.lse = _placeholder(shape, _lib.FLOAT32, q.data_ptr())
+    a.tbar = _placeholder(shape, _lib.FLOAT32, q.data_ptr())
+    a.vbar = _placeholder(q.shape, a.out.dtype, (_bytes_end(a.out) + 15) // 16 * 16)
+
+
+def _alloc_stats(q, packed: bool, no_keys: bool = False) -> AttentionStats:
+    """AttentionStats buffers for q's rows; no_keys: filled as rows without visible keys read."""
+    import torch
+    shape = _stats_shape(q, packed)
+    if no_keys:
+        return AttentionStats(torch.full(shape, float("-inf"), dtype=torch.float32, device=q.device),
+                              torch.zeros(shape, dtype=torch.float32, device=q.device),
+                              torch.zeros(q.shape, dtype=q.dtype, device=q.device), packed)
+    return AttentionStats(torch.empty(shape, dtype=torch.float32, device=q.device),
+                          torch.empty(shape, dtype=torch.float32, device=q.device),
+                          torch.empty(q.shape, dtype=q.dtype, device=q.device), packed)
+
+
+def _describe_stats(a, st: AttentionStats) -> None:
+    a.lse = _describe(st.lse, "lse", _STATS_DTYPES)
+    a.tbar = _describe(st.tbar, "tbar", _STATS_DTYPES)
+    a.vbar = _describe(st.vbar, "vbar")
+
+
 def _plan(info: _lib.PlanInfo) -> PlanInfo:
     return PlanInfo(info.variant.decode(), _lib.CHOICE_NAMES.get(info.choice, str(info.choice)),
                     int(info.num_splits), int(info.workspace_bytes))
@@ -266,11 +339,13 @@ def _decode_args(q, r, k, v, qk_scale, block_table, cache_seqlens, window, windo
 
 
 def _decode_prepare(q, r, k, v, qk_scale, block_table, cache_seqlens, window, window_size, affine, eps, variant,
-                    num_splits, out, workspace, max_seqlen_k=None):
+                    num_splits, out, workspace, max_seqlen_k=None, stats=False):
     a = _decode_args(q, r, k, v, qk_scale, block_table, cache_seqlens, window, window_size, affine, eps, variant,
                      num_splits, out, workspace)
     if max_seqlen_k is not None:  # else the library's -1: plan for the cache's capacity
         a.max_seqlen_k = _int32("max_seqlen_k", max_seqlen_k)
+    if stats:  # validated as the launch will be (decode with statistics runs as extend)
+        _set_stats_placeholders(a, q, packed=False)
     L = _lib.lib()
     _lib.check(L.plx_decode_validate(byref(a)))
     device = _cuda_device([("q", q), ("r", r), ("k", k), ("v", v), ("out", out), ("block_table", block_table),
@@ -280,7 +355,7 @@ def _decode_prepare(q, r, k, v, qk_scale, block_table, cache_seqlens, window, wi
 
 def parallax_decode(q, r, k, v, qk_scale=None, *, block_table=None, cache_seqlens=None, window=0,
                     window_size=None, affine="plain", eps=1e-6, variant=None, num_splits=0, out=None,
-                    workspace=None, max_seqlen_k=None):
+                    workspace=None, max_seqlen_k=None, return_lse=False):
     """One decode step of Parallax attention (softmax attention when ``r`` is None).
 
     q, r: [B, 1, Hq, D] (or [B, Hq, D]), bf16 or fp16, D in {64, 128, 256}; or [B, Tq, Hq, D]
@@ -302,19 +377,31 @@ def parallax_decode(q, r, k, v, qk_scale=None, *, block_table=None, cache_seqlen
     ``max_seqlen_k``: the longest ``cache_seqlens`` as the host knows it, so the kernel and split
     count follow the live batch, not the cache's capacity (see :func:`plan_decode`).
     Returns ``out`` (allocated like q when not given).
+
+    ``return_lse=True`` returns ``(out, stats)``, an :class:`AttentionStats` of each query row
+    (lse and tbar float32 [B, Hq] for q [B, Hq, D], [B, Hq, Tq] for q [B, Tq, Hq, D]; vbar like
+    out), so partial decodes merge with :func:`merge_states`. Such a decode runs as extend (the
+    prefill kernels, like multi-token decode): slower than the split-KV decode kernel;
+    ``num_splits`` must be 0 and a contiguous cache takes no ``cache_seqlens``.
     """
     if q is not None and hasattr(q, "numel") and q.numel() == 0:
-        return out if out is not None else _empty_like_q(q)
+        out = out if out is not None else _empty_like_q(q)
+        return (out, _alloc_stats(q, False, no_keys=True)) if return_lse else out
     if block_table is None and k is not None and hasattr(k, "numel") and k.numel() == 0:
-        return _zeros(q, out)  # an empty cache (Lmax == 0): every sequence has no keys
+        out = _zeros(q, out)  # an empty cache (Lmax == 0): every sequence has no keys
+        return (out, _alloc_stats(q, False, no_keys=True)) if return_lse else out
     a, device = _decode_prepare(q, r, k, v, qk_scale, block_table, cache_seqlens, window, window_size, affine, eps,
-                                variant, num_splits, out, workspace, max_seqlen_k)
+                                variant, num_splits, out, workspace, max_seqlen_k, stats=return_lse)
     if out is None:
         out = _empty_like_q(q)
         a.out = _describe(out, "out")
+    stats = None
+    if return_lse:
+        stats = _alloc_stats(q, False)
+        _describe_stats(a, stats)
     ctx = get_context(device)
     _lib.check(_lib.lib().plx_decode(ctx.handle, byref(a), _stream(device)))
-    return out
+    return (out, stats) if return_lse else out
 
 
 def decode_plan(q, r, k, v, qk_scale=None, *, block_table=None, cache_seqlens=None, window=0, window_size=None,
@@ -352,7 +439,8 @@ def _max_seqlen(cu) -> int:
 
 
 def _prefill_prepare(q, r, k, v, qk_scale, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, window,
-                     window_size, affine, eps, variant, out, block_table=None, seqused_k=None):
+                     window_size, affine, eps, variant, out, block_table=None, seqused_k=None, causal=True,
+                     stats=False):
     a = _lib.PrefillArgs()
     L = _lib.lib()
     L.plx_prefill_args_init(byref(a))
@@ -376,6 +464,11 @@ def _prefill_prepare(q, r, k, v, qk_scale, cu_seqlens_q, cu_seqlens_k, max_seqle
     a.affine = _affine(affine)
     a.eps = float(eps)
     a.variant = _variant(variant)
+    if not isinstance(causal, (bool, int)) or causal not in (0, 1):
+        raise TypeError(f"causal={causal!r}: must be True or False")
+    a.causal = 1 if causal else 0
+    if stats:  # validated as the launch will be
+        _set_stats_placeholders(a, q, packed=cu_seqlens_q is not None)
     _lib.check(L.plx_prefill_validate(byref(a)))
     device = _cuda_device([("q", q), ("r", r), ("k", k), ("v", v), ("out", out), ("cu_seqlens_q", cu_seqlens_q),
                            ("cu_seqlens_k", cu_seqlens_k), ("block_table", block_table), ("seqused_k", seqused_k)])
@@ -396,7 +489,7 @@ def _stats_buffers(q, packed: bool, no_keys: bool = False):
 
 def parallax_prefill(q, r, k, v, qk_scale=None, *, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=None,
                      max_seqlen_k=None, window=0, window_size=None, affine="plain", eps=1e-6, variant=None,
-                     out=None, return_stats=False, block_table=None, seqused_k=None):
+                     out=None, return_stats=False, block_table=None, seqused_k=None, return_lse=False, causal=True):
     """Causal Parallax attention over whole sequences (softmax attention when ``r`` is None).
 
     Batched: q, r [B, Lq, Hq, D], k, v [B, Lk, Hkv, D]; the causal mask is aligned to the end of
@@ -427,16 +520,29 @@ def parallax_prefill(q, r, k, v, qk_scale=None, *, cu_seqlens_q=None, cu_seqlens
     ``tbar = sum_j w_j (r.k_j)`` with ``w_j = exp(tau q.k_j - lse)`` (0 when ``r`` is None).
     The output is ``sum_j w_j (1 - (r.k_j - tbar)) v_j`` (amplified: ``(r.k_j - tbar) / delta``,
     ``delta = 1 - (tbar - r.q)``). Rows without visible keys get ``-inf`` and 0.
+
+    ``return_lse=True`` returns ``(out, stats)`` with ``stats`` an :class:`AttentionStats`: lse
+    and tbar as above plus ``vbar``, each row's softmax output (like out), which merging
+    partial Parallax attentions needs besides lse (:func:`merge_states`).
+    ``causal=False``: every query row sees all keys of its sequence (no window then), e.g. the
+    shared prefix of a cascade, merged afterwards with each sequence's own causal part.
     """
+    if return_stats and return_lse:
+        raise ValueError("return_stats and return_lse: ask for one (return_lse's stats include lse and tbar)")
     packed = cu_seqlens_q is not None
     if q is not None and hasattr(q, "numel") and q.numel() == 0:
         out = out if out is not None else _empty_like_q(q)
+        if return_lse:
+            return out, _alloc_stats(q, packed, no_keys=True)
         return (out, *_stats_buffers(q, packed, no_keys=True)) if return_stats else out
     if block_table is None and k is not None and hasattr(k, "numel") and k.numel() == 0:
         out = _zeros(q, out)  # no keys at all: every row sees none
+        if return_lse:
+            return out, _alloc_stats(q, packed, no_keys=True)
         return (out, *_stats_buffers(q, packed, no_keys=True)) if return_stats else out
     a, device = _prefill_prepare(q, r, k, v, qk_scale, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
-                                 window, window_size, affine, eps, variant, out, block_table, seqused_k)
+                                 window, window_size, affine, eps, variant, out, block_table, seqused_k, causal,
+                                 stats=return_lse)
     if out is None:
         out = _empty_like_q(q)
         a.out = _describe(out, "out")
@@ -445,20 +551,88 @@ def parallax_prefill(q, r, k, v, qk_scale=None, *, cu_seqlens_q=None, cu_seqlens
         stats = _stats_buffers(q, packed)
         a.lse = _describe(stats[0], "lse", _STATS_DTYPES)
         a.tbar = _describe(stats[1], "tbar", _STATS_DTYPES)
+    if return_lse:
+        stats = _alloc_stats(q, packed)
+        _describe_stats(a, stats)
     ctx = get_context(device)
     _lib.check(_lib.lib().plx_prefill(ctx.handle, byref(a), _stream(device)))
+    if return_lse:
+        return out, stats
     return (out, *stats) if return_stats else out
 
 
 def prefill_plan(q, r, k, v, qk_scale=None, *, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=None,
                  max_seqlen_k=None, window=0, window_size=None, affine="plain", eps=1e-6, variant=None,
-                 out=None, block_table=None, seqused_k=None) -> PlanInfo:
+                 out=None, block_table=None, seqused_k=None, causal=True, return_lse=False) -> PlanInfo:
     """The kernel :func:`parallax_prefill` would use for these arguments."""
     a, device = _prefill_prepare(q, r, k, v, qk_scale, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
-                                 window, window_size, affine, eps, variant, out, block_table, seqused_k)
+                                 window, window_size, affine, eps, variant, out, block_table, seqused_k, causal,
+                                 stats=return_lse)
     info = _lib.PlanInfo()
     _lib.check(_lib.lib().plx_prefill_plan_info(get_context(device).handle, byref(a), byref(info)))
     return _plan(info)
+
+
+# ---- merging partial attentions ------------------------------------------------------------
+
+def merge_states(out_a, stats_a, out_b, stats_b, *, q=None, r=None, probe="learned", affine="plain", eps=1e-6,
+                 out=None, out_stats=None, packed=None):
+    """The exact merge of two partial attentions of the same query rows over disjoint key sets
+    (a shared prefix attended with ``causal=False`` and each sequence's own keys, say): each
+    part as ``parallax_prefill`` / ``parallax_decode`` return it with ``return_lse=True``.
+    Returns ``(out, stats)``, attention over the union and its :class:`AttentionStats`, so
+    merges chain. Per row, with l_A = exp(lse_A - lse), lse = ln(sum_A exp(lse_A)):
+    softmax ``out = sum_A l_A out_A``; plain Parallax ``out = sum_A l_A (out_A + (tbar -
+    tbar_A) vbar_A)``; amplified recovers each part's covariance term from out_A, vbar_A and
+    r.q, so it needs ``q`` and ``r`` (like out). A row's part with lse = -inf counts for
+    nothing. ``probe`` 'learned' (Parallax; also right for softmax parts, whose tbar is 0) or
+    'none' (softmax: vbar and tbar are not read); ``affine`` and ``eps`` as the parts were
+    made with. ``out`` / ``out_stats`` (an AttentionStats of buffers) may be part a's own
+    tensors: the merge runs in place. ``packed`` (default: ``stats_a.packed``) says 3-D
+    outputs are packed rows [Tq, Hq, D] with stats [Hq, Tq] rather than decode's [B, Hq, D]
+    with [B, Hq]. Runs on the current stream; no host synchronization."""
+    if packed is None:
+        packed = bool(getattr(stats_a, "packed", False))
+    code = _lib.PROBES.get(probe)
+    if code is None:
+        raise _invalid(f"probe={probe!r}: must be 'learned' or 'none'")
+    if out_a is not None and hasattr(out_a, "numel") and out_a.numel() == 0:
+        out = out if out is not None else _empty_like_q(out_a)
+        return out, (out_stats if out_stats is not None else _alloc_stats_like(stats_a, out_a, packed))
+    if out is None:
+        out = _empty_like_q(out_a)
+    if out_stats is None:
+        out_stats = _alloc_stats_like(stats_a, out_a, packed)
+    L = _lib.lib()
+    a = _lib.MergeArgs()
+    L.plx_merge_args_init(byref(a))
+    a.out_a = _describe(out_a, "out_a")
+    a.out_b = _describe(out_b, "out_b")
+    for side, st in (("a", stats_a), ("b", stats_b)):
+        setattr(a, f"lse_{side}", _describe(st.lse, f"lse_{side}", _STATS_DTYPES))
+        setattr(a, f"tbar_{side}", _describe(st.tbar, f"tbar_{side}", _STATS_DTYPES))
+        setattr(a, f"vbar_{side}", _describe(st.vbar, f"vbar_{side}"))
+    a.out = _describe(out, "out")
+    a.lse = _describe(out_stats.lse, "lse", _STATS_DTYPES)
+    a.tbar = _describe(out_stats.tbar, "tbar", _STATS_DTYPES)
+    a.vbar = _describe(out_stats.vbar, "vbar")
+    a.q = _describe(q, "q")
+    a.r = _describe(r, "r")
+    a.probe = code
+    a.affine = _affine(affine)
+    a.eps = float(eps)
+    a.packed = 1 if packed else 0
+    _lib.check(L.plx_merge_validate(byref(a)))
+    device = _cuda_device([("out_a", out_a), ("out_b", out_b), ("out", out), ("q", q), ("r", r)])
+    _lib.check(L.plx_merge_states(get_context(device).handle, byref(a), _stream(device)))
+    return out, AttentionStats(out_stats.lse, out_stats.tbar, out_stats.vbar, packed)
+
+
+def _alloc_stats_like(stats, out, packed: bool) -> AttentionStats:
+    import torch
+    return AttentionStats(torch.empty(stats.lse.shape, dtype=torch.float32, device=stats.lse.device),
+                          torch.empty(stats.lse.shape, dtype=torch.float32, device=stats.lse.device),
+                          torch.empty(out.shape, dtype=out.dtype, device=out.device), packed)
 
 
 # ---- plans: plan once per step, run per layer --------------------------------------------
@@ -597,15 +771,19 @@ class PrefillPlan(_Plan):
 
     def run(self, q, r, k, v, *, cu_seqlens_q=None, cu_seqlens_k=None, block_table=None, seqused_k=None, out=None):
         """:func:`parallax_prefill` over these tensors with the plan's kernel and options
-        (``max_seqlen_*`` and ``return_stats`` included). Returns ``out``, or ``(out, lse, tbar)``."""
+        (``max_seqlen_*``, ``causal``, ``return_stats`` and ``return_lse`` included). Returns
+        ``out``, ``(out, lse, tbar)`` or ``(out, AttentionStats)``."""
         stats = self._options["return_stats"]
+        lse = self._options["return_lse"]
         packed = cu_seqlens_q is not None
         if self._empty:  # as parallax_prefill answers it
             out = out if out is not None else _empty_like_q(q)
             if q.numel() != 0:
                 out = _zeros(q, out)
+            if lse:
+                return out, _alloc_stats(q, packed, no_keys=True)
             return (out, *_stats_buffers(q, packed, no_keys=True)) if stats else out
-        options = {key: value for key, value in self._options.items() if key != "return_stats"}
+        options = {key: value for key, value in self._options.items() if key not in ("return_stats", "return_lse")}
         a, device = _prefill_prepare(q, r, k, v, cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k, out=out,
                                      block_table=block_table, seqused_k=seqused_k, **options)
         if device != self._device:
@@ -618,22 +796,32 @@ class PrefillPlan(_Plan):
             buffers = _stats_buffers(q, packed)
             a.lse = _describe(buffers[0], "lse", _STATS_DTYPES)
             a.tbar = _describe(buffers[1], "tbar", _STATS_DTYPES)
+        if lse:
+            buffers = _alloc_stats(q, packed)
+            _describe_stats(a, buffers)
         self._launch(a)
+        if lse:
+            return out, buffers
         return (out, *buffers) if stats else out
 
 
 def plan_prefill(q, r, k, v, qk_scale=None, *, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=None,
                  max_seqlen_k=None, window=0, window_size=None, affine="plain", eps=1e-6, variant=None, out=None,
-                 return_stats=False, block_table=None, seqused_k=None) -> PrefillPlan:
+                 return_stats=False, block_table=None, seqused_k=None, return_lse=False,
+                 causal=True) -> PrefillPlan:
     """A :class:`PrefillPlan` for these arguments (those of :func:`parallax_prefill`); runs
-    take the tensors only, the plan's ``max_seqlen_*`` (computed here when not given) and
-    ``return_stats`` apply to each."""
+    take the tensors only, the plan's ``max_seqlen_*`` (computed here when not given),
+    ``causal``, ``return_stats`` and ``return_lse`` apply to each."""
+    if return_stats and return_lse:
+        raise ValueError("return_stats and return_lse: ask for one (return_lse's stats include lse and tbar)")
     options = dict(qk_scale=qk_scale, max_seqlen_q=max_seqlen_q, max_seqlen_k=max_seqlen_k, window=window,
-                   window_size=window_size, affine=affine, eps=eps, variant=variant, return_stats=return_stats)
+                   window_size=window_size, affine=affine, eps=eps, variant=variant, return_stats=return_stats,
+                   return_lse=return_lse, causal=causal)
     if q.numel() == 0 or (block_table is None and k.numel() == 0):
         return _empty_plan(PrefillPlan, _cuda_device([("q", q), ("k", k), ("out", out)]), options)
     a, device = _prefill_prepare(q, r, k, v, qk_scale, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
-                                 window, window_size, affine, eps, variant, out, block_table, seqused_k)
+                                 window, window_size, affine, eps, variant, out, block_table, seqused_k, causal,
+                                 stats=return_lse)
     # The lengths as planned (computed from cu_seqlens when not given), so runs never sync.
     options.update(max_seqlen_q=a.max_seqlen_q if a.max_seqlen_q >= 0 else None,
                    max_seqlen_k=a.max_seqlen_k if a.max_seqlen_k >= 0 else None)

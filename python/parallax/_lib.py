@@ -20,7 +20,7 @@ from ctypes import (POINTER, Structure, byref, c_char, c_char_p, c_float, c_int,
 
 __all__ = [
     "ParallaxError", "LibraryNotFoundError", "lib", "library_path", "check",
-    "Tensor", "DecodeArgs", "PrefillArgs", "PlanInfo", "DeviceInfo", "ContextOptions",
+    "Tensor", "DecodeArgs", "PrefillArgs", "MergeArgs", "PlanInfo", "DeviceInfo", "ContextOptions",
 ]
 
 MAX_DIMS = 4
@@ -52,13 +52,16 @@ DTYPE_UNSET = 0
 BF16 = 1
 FP16 = 2
 INT32 = 3
-FLOAT32 = 4  # prefill's lse / tbar outputs only
+FLOAT32 = 4  # the lse / tbar statistics only
 
 # PLX_WINDOW_SIZE_UNSET: window_left / window_right not given
 WINDOW_SIZE_UNSET = -2**31
 
 # plx_affine
 AFFINES = {"plain": 0, "amplified": 1}
+
+# plx_probe (plx_merge_args.probe)
+PROBES = {"none": 0, "learned": 1}
 
 # plx_choice
 CHOICE_NAMES = {0: "explicit", 1: "exact", 2: "nearest", 3: "default"}
@@ -121,6 +124,7 @@ class DecodeArgs(Structure):
         ("window_left", c_int32),
         ("window_right", c_int32),
         ("max_seqlen_k", c_int32),
+        ("lse", Tensor), ("tbar", Tensor), ("vbar", Tensor),
     ]
 
 
@@ -139,6 +143,21 @@ class PrefillArgs(Structure):
         ("window_left", c_int32),
         ("window_right", c_int32),
         ("block_table", Tensor), ("seqused_k", Tensor),
+        ("vbar", Tensor),
+        ("causal", c_int32),
+    ]
+
+
+class MergeArgs(Structure):
+    _fields_ = [
+        ("out_a", Tensor), ("vbar_a", Tensor), ("lse_a", Tensor), ("tbar_a", Tensor),
+        ("out_b", Tensor), ("vbar_b", Tensor), ("lse_b", Tensor), ("tbar_b", Tensor),
+        ("out", Tensor), ("vbar", Tensor), ("lse", Tensor), ("tbar", Tensor),
+        ("q", Tensor), ("r", Tensor),
+        ("probe", c_int),
+        ("affine", c_int),
+        ("eps", c_float),
+        ("packed", c_int32),
     ]
 
 
@@ -176,6 +195,9 @@ _SIGNATURES = {
     "plx_prefill_plan_run": (c_int, [c_void_p, c_void_p, POINTER(PrefillArgs), c_void_p]),
     "plx_prefill_plan_get_info": (c_int, [c_void_p, POINTER(PlanInfo)]),
     "plx_prefill_plan_destroy": (None, [c_void_p]),
+    "plx_merge_args_init": (None, [POINTER(MergeArgs)]),
+    "plx_merge_validate": (c_int, [POINTER(MergeArgs)]),
+    "plx_merge_states": (c_int, [c_void_p, POINTER(MergeArgs), c_void_p]),
 }
 
 _lock = threading.Lock()

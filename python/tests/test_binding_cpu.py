@@ -118,7 +118,7 @@ class ImportTest(unittest.TestCase):
     def test_public_names(self):
         for name in ("parallax_decode", "parallax_prefill", "decode_plan", "prefill_plan", "get_context",
                      "configure", "ParallaxError", "Context", "PlanInfo", "plan_decode", "plan_prefill",
-                     "DecodePlan", "PrefillPlan"):
+                     "DecodePlan", "PrefillPlan", "merge_states", "AttentionStats"):
             self.assertTrue(hasattr(parallax, name), name)
         self.assertTrue(issubclass(parallax.ParallaxError, RuntimeError))
         self.assertTrue(issubclass(parallax.LibraryNotFoundError, parallax.ParallaxError))
@@ -139,14 +139,17 @@ class ImportTest(unittest.TestCase):
         if ctypes.sizeof(ctypes.c_void_p) != 8:
             self.skipTest("layout table is for LP64")
         self.assertEqual(ctypes.sizeof(_lib.Tensor), 80)
-        self.assertEqual(ctypes.sizeof(_lib.DecodeArgs), 624)
+        self.assertEqual(ctypes.sizeof(_lib.DecodeArgs), 864)
         self.assertEqual(_lib.DecodeArgs.qk_scale.offset, 560)
         self.assertEqual(_lib.DecodeArgs.variant.offset, 576)
         self.assertEqual(_lib.DecodeArgs.workspace_bytes.offset, 600)
         self.assertEqual(_lib.DecodeArgs.window_left.offset, 608)
         self.assertEqual(_lib.DecodeArgs.window_right.offset, 612)
         self.assertEqual(_lib.DecodeArgs.max_seqlen_k.offset, 616)
-        self.assertEqual(ctypes.sizeof(_lib.PrefillArgs), 920)
+        self.assertEqual(_lib.DecodeArgs.lse.offset, 624)
+        self.assertEqual(_lib.DecodeArgs.tbar.offset, 704)
+        self.assertEqual(_lib.DecodeArgs.vbar.offset, 784)
+        self.assertEqual(ctypes.sizeof(_lib.PrefillArgs), 1008)
         self.assertEqual(_lib.PrefillArgs.max_seqlen_q.offset, 560)
         self.assertEqual(_lib.PrefillArgs.variant.offset, 584)
         self.assertEqual(_lib.PrefillArgs.lse.offset, 592)
@@ -155,6 +158,16 @@ class ImportTest(unittest.TestCase):
         self.assertEqual(_lib.PrefillArgs.window_right.offset, 756)
         self.assertEqual(_lib.PrefillArgs.block_table.offset, 760)
         self.assertEqual(_lib.PrefillArgs.seqused_k.offset, 840)
+        self.assertEqual(_lib.PrefillArgs.vbar.offset, 920)
+        self.assertEqual(_lib.PrefillArgs.causal.offset, 1000)
+        self.assertEqual(ctypes.sizeof(_lib.MergeArgs), 1136)
+        self.assertEqual(_lib.MergeArgs.out_b.offset, 320)
+        self.assertEqual(_lib.MergeArgs.out.offset, 640)
+        self.assertEqual(_lib.MergeArgs.q.offset, 960)
+        self.assertEqual(_lib.MergeArgs.probe.offset, 1120)
+        self.assertEqual(_lib.MergeArgs.affine.offset, 1124)
+        self.assertEqual(_lib.MergeArgs.eps.offset, 1128)
+        self.assertEqual(_lib.MergeArgs.packed.offset, 1132)
         self.assertEqual(ctypes.sizeof(_lib.PlanInfo), 272)
         self.assertEqual(_lib.PlanInfo.workspace_bytes.offset, 264)
         self.assertEqual(ctypes.sizeof(_lib.DeviceInfo), 280)
@@ -182,7 +195,19 @@ class LibraryTest(unittest.TestCase):
         self.assertEqual(p.max_seqlen_q, -1)
         self.assertIsNone(p.lse.data)
         self.assertIsNone(p.tbar.data)
+        self.assertIsNone(p.vbar.data)
+        self.assertEqual(p.causal, 1)
         self.assertEqual((p.window_left, p.window_right), (_lib.WINDOW_SIZE_UNSET,) * 2)
+        for name in ("lse", "tbar", "vbar"):
+            self.assertIsNone(getattr(a, name).data)
+        m = _lib.MergeArgs()
+        ctypes.memset(ctypes.byref(m), 0x5a, ctypes.sizeof(m))
+        _lib.lib().plx_merge_args_init(ctypes.byref(m))
+        self.assertIsNone(m.out.data)
+        self.assertEqual(m.probe, _lib.PROBES["learned"])
+        self.assertEqual(m.affine, _lib.AFFINES["plain"])
+        self.assertAlmostEqual(m.eps, 1e-6)
+        self.assertEqual(m.packed, 0)
 
     def test_context_without_gpu(self):
         try:
@@ -532,6 +557,102 @@ class LiveLengthAndPlanTest(unittest.TestCase):
         self.assertEqual(_lib.lib().plx_decode_plan_create(None, ctypes.byref(a), ctypes.byref(handle)),
                          _lib.ERROR_INVALID_ARGUMENT)
         self.assertEqual(_lib.last_error(), "plx_decode_plan_create: ctx is NULL")
+
+
+def stats_of(q, packed=False, prefix="", lse_dtype="float32"):
+    """Fake AttentionStats for q's rows (as parallax_prefill / parallax_decode return them)."""
+    if packed:
+        shape = (q.shape[1], q.shape[0])
+    elif len(q.shape) == 3:
+        shape = (q.shape[0], q.shape[1])
+    else:
+        shape = (q.shape[0], q.shape[2], q.shape[1])
+    return parallax.AttentionStats(FakeTensor(shape, lse_dtype), FakeTensor(shape, "float32"),
+                                   FakeTensor(q.shape, str(q.dtype).split(".")[1]), packed)
+
+
+@needs_lib
+class StatsAndMergeTest(unittest.TestCase):
+    """return_lse (lse, tbar, vbar), causal=False and merge_states, host side."""
+
+    def raises(self, fn, *args, **kwargs):
+        with self.assertRaises(parallax.ParallaxError) as cm:
+            fn(*args, **kwargs)
+        return str(cm.exception)
+
+    def test_prefill_with_vbar_and_causal_reach_the_library(self):
+        t = prefill_inputs()
+        # Valid: past the library's checks (the statistics included), stopped at "not CUDA".
+        self.assertIn("q: must be a CUDA tensor", self.raises(parallax.parallax_prefill, *t.values(), return_lse=True))
+        self.assertIn("q: must be a CUDA tensor", self.raises(parallax.parallax_prefill, *t.values(), causal=False))
+        self.assertIn("q: must be a CUDA tensor",
+                      self.raises(parallax.parallax_prefill, *t.values(), causal=False, window_size=(-1, -1)))
+        msg = self.raises(parallax.parallax_prefill, *t.values(), causal=False, window=16)
+        self.assertIn("plx_prefill_validate: causal=0", msg)
+        msg = self.raises(parallax.parallax_prefill, *t.values(), causal=False, window_size=(-1, 0))
+        self.assertIn("window_right=0", msg)
+        with self.assertRaises(TypeError):
+            parallax.parallax_prefill(*t.values(), causal="yes")
+        with self.assertRaises(ValueError):
+            parallax.parallax_prefill(*t.values(), return_lse=True, return_stats=True)
+        # The struct's vbar and causal fields reach the library.
+        a = _lib.PrefillArgs()
+        _lib.lib().plx_prefill_args_init(ctypes.byref(a))
+        a.q = a.out = parallax._describe(t["q"], "q")
+        a.k = a.v = parallax._describe(t["k"], "k")
+        a.vbar = parallax._describe(FakeTensor((B, 40, HQ, D), "float16"), "vbar")
+        self.assertEqual(_lib.lib().plx_prefill_validate(ctypes.byref(a)), _lib.ERROR_INVALID_ARGUMENT)
+        self.assertIn("vbar: dtype=fp16 does not match out's bf16", _lib.last_error())
+        a.vbar = _lib.Tensor()
+        a.causal = 5
+        self.assertEqual(_lib.lib().plx_prefill_validate(ctypes.byref(a)), _lib.ERROR_INVALID_ARGUMENT)
+        self.assertIn("causal=5", _lib.last_error())
+
+    def test_decode_with_statistics_runs_as_extend(self):
+        for q_shape in ((B, 1, HQ, D), (B, HQ, D)):
+            q = FakeTensor(q_shape)
+            t = decode_inputs(q=q, r=FakeTensor(q_shape))
+            self.assertIn("q: must be a CUDA tensor",
+                          self.raises(parallax.parallax_decode, *t.values(), return_lse=True))
+            # Validated as the extend it runs as: split-KV is refused with the statistics.
+            msg = self.raises(parallax.parallax_decode, *t.values(), return_lse=True, num_splits=2)
+            self.assertIn("num_splits=2", msg)
+            self.assertIn("decode with lse/tbar/vbar", msg)
+
+    def merge_inputs(self, packed=False, **over):
+        q = FakeTensor((90, HQ, D)) if packed else FakeTensor((B, 40, HQ, D))
+        t = dict(out_a=FakeTensor(q.shape), stats_a=stats_of(q, packed), out_b=FakeTensor(q.shape),
+                 stats_b=stats_of(q, packed), out=FakeTensor(q.shape), out_stats=stats_of(q, packed))
+        t.update(over)
+        return t
+
+    def merge(self, **kwargs):
+        t = self.merge_inputs(packed=kwargs.pop("packed_inputs", False))
+        t.update(kwargs)
+        return self.raises(parallax.merge_states, t.pop("out_a"), t.pop("stats_a"), t.pop("out_b"), t.pop("stats_b"),
+                           **t)
+
+    def test_merge_states_validates_in_the_library(self):
+        self.assertIn("out_a: must be a CUDA tensor", self.merge())
+        self.assertIn("out_a: must be a CUDA tensor", self.merge(packed_inputs=True))  # stats_a.packed says so
+        self.assertIn("out_a: must be a CUDA tensor", self.merge(probe="none"))
+        t = self.merge_inputs()
+        self.assertIn("out_a: must be a CUDA tensor", self.merge(out=t["out_a"], out_stats=t["stats_a"],
+                                                                  out_a=t["out_a"], stats_a=t["stats_a"]))
+        self.assertIn("plx_merge_validate: q: required with amplified affine", self.merge(affine="amplified"))
+        self.assertIn("out_a: must be a CUDA tensor",
+                      self.merge(affine="amplified", q=FakeTensor((B, 40, HQ, D)), r=FakeTensor((B, 40, HQ, D))))
+        q = FakeTensor((B, 40, HQ, D))
+        self.assertIn("lse_b: dtype=torch.bfloat16: must be torch.float32",
+                      self.merge(stats_b=stats_of(q, lse_dtype="bfloat16")))
+        self.assertIn("out_b: shape", self.merge(out_b=FakeTensor((B, 41, HQ, D))))
+        self.assertIn("probe='softmax'", self.merge(probe="softmax"))
+        self.assertIn("affine=", self.merge(affine="odd"))
+        self.assertIn("lse_a: shape [8, 90] does not match", self.merge(packed_inputs=True, packed=False))
+        t = self.merge_inputs()
+        msg = self.merge(out_a=t["out_a"], out=FakeTensor((B, 40, HQ, D), ptr=t["out_a"].data_ptr() + 64))
+        self.assertIn("out: overlaps out_a without being the same tensor", msg)
+
 
 
 if __name__ == "__main__":

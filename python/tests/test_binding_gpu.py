@@ -53,10 +53,11 @@ def randn(*shape, dtype, scale=1.0, norm=True):
     return (x * scale).to(dtype)
 
 
-def reference(q, r, k, v, tau=None, window=0, affine="plain", eps=1e-6):
+def reference(q, r, k, v, tau=None, window=0, affine="plain", eps=1e-6, causal=True):
     """One sequence: q, r [Lq, Hq, D]; k, v [Lk, Hkv, D] -> [Lq, Hq, D] float64.
-    Causal aligned to the key end: row i sees keys j <= Lk - Lq + i (and j > that - W with a window).
-    r None: softmax. Rows without visible keys are zero."""
+    Causal aligned to the key end: row i sees keys j <= Lk - Lq + i (and j > that - W with a window);
+    causal=False: every key. r None: softmax (so reference(q, None, k, v) is each row's vbar).
+    Rows without visible keys are zero."""
     q, k, v = q.double(), k.double(), v.double()
     lq, hq, d = q.shape
     lk, hkv, _ = k.shape
@@ -66,7 +67,7 @@ def reference(q, r, k, v, tau=None, window=0, affine="plain", eps=1e-6):
     vv = v.repeat_interleave(g, dim=1)
     i = torch.arange(lq, device=q.device)[:, None]
     j = torch.arange(lk, device=q.device)[None, :]
-    last = lk - lq + i
+    last = lk - lq + i if causal else torch.full_like(i, lk - 1)
     visible = j <= last
     if window > 0:
         visible &= j > last - window
@@ -99,7 +100,7 @@ def reference(q, r, k, v, tau=None, window=0, affine="plain", eps=1e-6):
     return out.permute(1, 0, 2)  # [Lq, Hq, D]
 
 
-def reference_stats(q, r, k, tau=None, window=0):
+def reference_stats(q, r, k, tau=None, window=0, causal=True):
     """One sequence's lse and tbar [Hq, Lq] float64: torch's logsumexp of the scaled, masked
     scores, and the softmax-weighted mean of r.k (0 without r or without visible keys)."""
     q, k = q.double(), k.double()
@@ -109,7 +110,7 @@ def reference_stats(q, r, k, tau=None, window=0):
     kk = k.repeat_interleave(hq // hkv, dim=1)
     i = torch.arange(lq, device=q.device)[:, None]
     j = torch.arange(lk, device=q.device)[None, :]
-    visible = j <= lk - lq + i
+    visible = j <= (lk - lq + i if causal else lk - 1)
     if window > 0:
         visible &= j > lk - lq + i - window
     s1 = (tau * torch.einsum("qhd,khd->hqk", q, kk)).masked_fill(~visible[None], float("-inf"))
@@ -491,6 +492,204 @@ class PrefillGpuTest(unittest.TestCase):
         plan = parallax.prefill_plan(q, None, k, k)
         self.assertTrue(plan.variant.startswith("prefill-fp16-d128-h4x2-contig-nowin.none-plain."), plan)
         self.assertEqual(plan.choice, "default")
+
+
+def check_stats_close(test, lse, tbar, want_lse, want_tbar, what, tol=2e-5):
+    """lse / tbar against float64 (only fp32 rounding apart, as PrefillGpuTest.check_stats)."""
+    test.assertFalse(torch.isnan(lse).any().item() or torch.isnan(tbar).any().item(), f"{what}: NaN")
+    none = torch.isinf(want_lse)
+    test.assertTrue(torch.equal(torch.isinf(lse), none), f"{what}: -inf rows differ")
+    ok = ~none
+    if ok.any():
+        lse_err = ((lse[ok].double() - want_lse[ok]).abs() / want_lse[ok].abs().clamp(min=1)).max().item()
+        scale = max(1.0, want_tbar.abs().max().item())
+        tbar_err = (tbar[ok].double() - want_tbar[ok]).abs().max().item() / scale
+        test.assertLessEqual(lse_err, tol, f"{what}: lse error {lse_err:.3e}")
+        test.assertLessEqual(tbar_err, tol, f"{what}: tbar error {tbar_err:.3e}")
+
+
+@unittest.skipUnless(HAVE_CUDA, "needs torch with CUDA")
+@unittest.skipUnless(_have_lib(), "libparallax.so not found (set PARALLAX_LIBRARY)")
+class StatsMergeGpuTest(unittest.TestCase):
+    """return_lse (lse, tbar, vbar), causal=False and merge_states (cascades) on the GPU."""
+
+    MEMBERS = ((False, "plain"), (True, "plain"), (True, "amplified"))
+
+    def setUp(self):
+        torch.manual_seed(3)
+
+    def check(self, got, want, dtype, what, tol=None):
+        self.assertFalse(torch.isnan(got).any().item(), f"{what}: NaN (unwritten elements?)")
+        err = rel_err(got, want)
+        self.assertLessEqual(err, tol or TOL[dtype], f"{what}: relative error {err:.3e}")
+
+    def test_prefill_return_lse_and_non_causal(self):
+        for dtype in (torch.bfloat16, torch.float16):
+            for learned, affine in self.MEMBERS:
+                for causal in (True, False):
+                    what = f"{dtype} learned={learned} {affine} causal={causal}"
+                    b, lq, lk, hq, hkv, d = 2, 40, 70, 4, 2, 128
+                    q = randn(b, lq, hq, d, dtype=dtype)
+                    r = randn(b, lq, hq, d, dtype=dtype, scale=0.05 if affine == "amplified" else 0.5) if learned else None
+                    k = randn(b, lk, hkv, d, dtype=dtype)
+                    v = randn(b, lk, hkv, d, dtype=dtype, norm=False)
+                    out, st = parallax.parallax_prefill(q, r, k, v, affine=affine, causal=causal, return_lse=True)
+                    torch.cuda.synchronize()
+                    self.assertIsInstance(st, parallax.AttentionStats)
+                    self.assertEqual((st.lse.shape, st.vbar.shape, st.packed), ((b, hq, lq), q.shape, False))
+                    for i in range(b):
+                        ri = None if r is None else r[i]
+                        self.check(out[i], reference(q[i], ri, k[i], v[i], affine=affine, causal=causal), dtype, what)
+                        self.check(st.vbar[i], reference(q[i], None, k[i], v[i], causal=causal), dtype, what + " vbar")
+                        want_lse, want_tbar = reference_stats(q[i], ri, k[i], causal=causal)
+                        check_stats_close(self, st.lse[i], st.tbar[i], want_lse, want_tbar, what)
+        # Packed, with rows that see no key (causal): vbar zeros there.
+        dtype, hq, hkv, d = torch.bfloat16, 4, 1, 64
+        lens_q, lens_k = [17, 64, 12], [40, 64, 5]
+        q = randn(sum(lens_q), hq, d, dtype=dtype)
+        r = randn(sum(lens_q), hq, d, dtype=dtype)
+        k = randn(sum(lens_k), hkv, d, dtype=dtype)
+        v = randn(sum(lens_k), hkv, d, dtype=dtype, norm=False)
+        for causal in (True, False):
+            out, st = parallax.parallax_prefill(q, r, k, v, cu_seqlens_q=cu(lens_q), cu_seqlens_k=cu(lens_k),
+                                                causal=causal, return_lse=True)
+            torch.cuda.synchronize()
+            self.assertEqual((st.lse.shape, st.packed), ((hq, sum(lens_q)), True))
+            oq = ok = 0
+            for i, (nq, nk) in enumerate(zip(lens_q, lens_k)):
+                sl = slice(oq, oq + nq)
+                self.check(out[sl], reference(q[sl], r[sl], k[ok:ok + nk], v[ok:ok + nk], causal=causal), dtype,
+                           f"packed causal={causal} seq {i}")
+                self.check(st.vbar[sl], reference(q[sl], None, k[ok:ok + nk], v[ok:ok + nk], causal=causal), dtype,
+                           f"packed vbar causal={causal} seq {i}")
+                want_lse, want_tbar = reference_stats(q[sl], r[sl], k[ok:ok + nk], causal=causal)
+                check_stats_close(self, st.lse[:, sl], st.tbar[:, sl], want_lse, want_tbar, f"packed seq {i}")
+                oq += nq
+                ok += nk
+
+    def cascade(self, dtype, learned, affine, in_place=False, page_size=16, prefix_pages=3):
+        """Sequences sharing prefix pages: the prefix attended non-causally, each sequence's own
+        pages causally, merged; against the one-shot extend over whole sequences."""
+        hq, hkv, d = 8, 2, 128
+        own, tq = [37, 20, 64], [5, 20, 9]
+        b, prefix = len(own), prefix_pages * page_size
+        own_pages = [(n + page_size - 1) // page_size for n in own]
+        num_pages = prefix_pages + sum(own_pages) + 1
+        k = randn(num_pages, page_size, hkv, d, dtype=dtype)
+        v = randn(num_pages, page_size, hkv, d, dtype=dtype, norm=False)
+        first = [prefix_pages + sum(own_pages[:i]) for i in range(b)]
+        width = max(own_pages)
+        t_own = torch.zeros(b, width, dtype=torch.int32, device="cuda")
+        t_full = torch.zeros(b, prefix_pages + width, dtype=torch.int32, device="cuda")
+        for i in range(b):
+            t_own[i, :own_pages[i]] = torch.arange(first[i], first[i] + own_pages[i], device="cuda")
+            t_full[i, :prefix_pages] = torch.arange(prefix_pages, device="cuda")
+            t_full[i, prefix_pages:prefix_pages + own_pages[i]] = t_own[i, :own_pages[i]]
+        t_pre = torch.arange(prefix_pages, dtype=torch.int32, device="cuda").repeat(b, 1).contiguous()
+        lens = lambda xs: torch.tensor(xs, dtype=torch.int32, device="cuda")  # noqa: E731
+        q = randn(sum(tq), hq, d, dtype=dtype)
+        r = randn(sum(tq), hq, d, dtype=dtype, scale=0.05 if affine == "amplified" else 0.5) if learned else None
+        cq = cu(tq)
+        kw = dict(cu_seqlens_q=cq, max_seqlen_q=max(tq), affine=affine)
+        whole = parallax.parallax_prefill(q, r, k, v, block_table=t_full.contiguous(),
+                                          seqused_k=lens([prefix + n for n in own]), **kw)
+        out_a, st_a = parallax.parallax_prefill(q, r, k, v, block_table=t_pre, seqused_k=lens([prefix] * b),
+                                                causal=False, return_lse=True, **kw)
+        out_b, st_b = parallax.parallax_prefill(q, r, k, v, block_table=t_own.contiguous(), seqused_k=lens(own),
+                                                return_lse=True, **kw)
+        extra = dict(q=q, r=r) if affine == "amplified" else {}
+        if in_place:
+            out, st = parallax.merge_states(out_a, st_a, out_b, st_b, affine=affine, out=out_a, out_stats=st_a,
+                                            **extra)
+            self.assertIs(out, out_a)
+        else:
+            out, st = parallax.merge_states(out_a, st_a, out_b, st_b, affine=affine, **extra)
+        torch.cuda.synchronize()
+        what = f"cascade {dtype} learned={learned} {affine} in_place={in_place}"
+        self.assertEqual(st.packed, True)
+        self.check(out, whole.double(), dtype, what + " vs one-shot")
+        oq = 0
+        for i in range(b):
+            sl = slice(oq, oq + tq[i])
+            kk = k[t_full[i].long()].reshape(-1, hkv, d)[:prefix + own[i]]
+            vv = v[t_full[i].long()].reshape(-1, hkv, d)[:prefix + own[i]]
+            ri = None if r is None else r[sl]
+            self.check(out[sl], reference(q[sl], ri, kk, vv, affine=affine), dtype, f"{what} seq {i}")
+            self.check(st.vbar[sl], reference(q[sl], None, kk, vv), dtype, f"{what} vbar seq {i}")
+            want_lse, want_tbar = reference_stats(q[sl], ri, kk)
+            check_stats_close(self, st.lse[:, sl], st.tbar[:, sl], want_lse, want_tbar, f"{what} seq {i}")
+            oq += tq[i]
+
+    def test_cascade_every_member(self):
+        for dtype in (torch.bfloat16, torch.float16):
+            for learned, affine in self.MEMBERS:
+                self.cascade(dtype, learned, affine)
+
+    def test_cascade_in_place(self):
+        self.cascade(torch.bfloat16, True, "plain", in_place=True, page_size=64, prefix_pages=1)
+        self.cascade(torch.float16, True, "amplified", in_place=True)
+
+    def test_decode_return_lse_and_decode_cascade(self):
+        for dtype in (torch.bfloat16, torch.float16):
+            for learned, affine in self.MEMBERS:
+                what = f"decode {dtype} learned={learned} {affine}"
+                hq, hkv, d, ps, prefix_pages = 8, 2, 128, 16, 2
+                own = [1, 40, 100]
+                b, prefix = len(own), prefix_pages * ps
+                own_pages = [(n + ps - 1) // ps for n in own]
+                num_pages = prefix_pages + sum(own_pages)
+                k = randn(num_pages, ps, hkv, d, dtype=dtype)
+                v = randn(num_pages, ps, hkv, d, dtype=dtype, norm=False)
+                first = [prefix_pages + sum(own_pages[:i]) for i in range(b)]
+                width = max(own_pages)
+                t_own = torch.zeros(b, width, dtype=torch.int32, device="cuda")
+                t_full = torch.zeros(b, prefix_pages + width, dtype=torch.int32, device="cuda")
+                for i in range(b):
+                    t_own[i, :own_pages[i]] = torch.arange(first[i], first[i] + own_pages[i], device="cuda")
+                    t_full[i, :prefix_pages] = torch.arange(prefix_pages, device="cuda")
+                    t_full[i, prefix_pages:prefix_pages + own_pages[i]] = t_own[i, :own_pages[i]]
+                t_pre = torch.arange(prefix_pages, dtype=torch.int32, device="cuda").repeat(b, 1).contiguous()
+                lens = lambda xs: torch.tensor(xs, dtype=torch.int32, device="cuda")  # noqa: E731
+                q = randn(b, hq, d, dtype=dtype)  # [B, Hq, D]: statistics [B, Hq]
+                r = randn(b, hq, d, dtype=dtype, scale=0.05 if affine == "amplified" else 0.5) if learned else None
+                whole = parallax.parallax_decode(q, r, k, v, block_table=t_full, cache_seqlens=lens(
+                    [prefix + n for n in own]), affine=affine)
+                out_a, st_a = parallax.parallax_decode(q, r, k, v, block_table=t_pre, cache_seqlens=lens([prefix] * b),
+                                                       affine=affine, return_lse=True)
+                out_b, st_b = parallax.parallax_decode(q, r, k, v, block_table=t_own.contiguous(),
+                                                       cache_seqlens=lens(own), affine=affine, return_lse=True)
+                extra = dict(q=q, r=r) if affine == "amplified" else {}
+                out, st = parallax.merge_states(out_a, st_a, out_b, st_b, affine=affine, **extra)
+                torch.cuda.synchronize()
+                self.assertEqual((st_b.lse.shape, st_b.vbar.shape), ((b, hq), q.shape))
+                self.check(out, whole.double(), dtype, what + " merged vs one-shot decode")
+                for i in range(b):
+                    kk = k[t_own[i].long()].reshape(-1, hkv, d)[:own[i]]
+                    vv = v[t_own[i].long()].reshape(-1, hkv, d)[:own[i]]
+                    ri = None if r is None else r[i][None]
+                    self.check(out_b[i], reference(q[i][None], ri, kk, vv, affine=affine)[0], dtype, what + f" part {i}")
+                    self.check(st_b.vbar[i], reference(q[i][None], None, kk, vv)[0], dtype, what + f" vbar {i}")
+                    want_lse, want_tbar = reference_stats(q[i][None], ri, kk)
+                    check_stats_close(self, st_b.lse[i][:, None], st_b.tbar[i][:, None], want_lse, want_tbar,
+                                      what + f" stats {i}")
+                    kk = k[t_full[i].long()].reshape(-1, hkv, d)[:prefix + own[i]]
+                    vv = v[t_full[i].long()].reshape(-1, hkv, d)[:prefix + own[i]]
+                    self.check(out[i], reference(q[i][None], ri, kk, vv, affine=affine)[0], dtype, what + f" seq {i}")
+
+    def test_merge_with_an_absent_part(self):
+        # A part whose rows saw no key (lse -inf) leaves the other part as it was.
+        dtype = torch.bfloat16
+        q = randn(2, 16, 4, 64, dtype=dtype)
+        r = randn(2, 16, 4, 64, dtype=dtype)
+        k = randn(2, 30, 2, 64, dtype=dtype)
+        v = randn(2, 30, 2, 64, dtype=dtype, norm=False)
+        out_a, st_a = parallax.parallax_prefill(q, r, k, v, return_lse=True)
+        empty = parallax.AttentionStats(torch.full_like(st_a.lse, float("-inf")), torch.zeros_like(st_a.tbar),
+                                        torch.zeros_like(st_a.vbar))
+        out, st = parallax.merge_states(out_a, st_a, torch.zeros_like(out_a), empty)
+        torch.cuda.synchronize()
+        self.assertEqual(rel_err(out, out_a.double()), 0.0)
+        self.assertTrue(torch.equal(st.lse, st_a.lse))
 
 
 def paged_cache(b, max_pages, page_size=16, hkv=2, d=128, dtype=None, spare=3):

@@ -91,6 +91,7 @@ PLX_API plx_status plx_context_create(const plx_context_options* options, plx_co
       if (options->db_path) o.db_path = options->db_path;
       if (options->cache_dir) o.cache_dir = options->cache_dir;
     }
+    o.db_path = parallax::ResolveDbPath(o.db_path);  // NULL/"": $PARALLAX_DB, else the XDG default
     absl::StatusOr<std::unique_ptr<parallax::Runtime>> rt = parallax::Runtime::Create(o);
     if (!rt.ok()) {
       if (rt.status().code() == absl::StatusCode::kUnavailable)
@@ -141,6 +142,7 @@ PLX_API void plx_decode_args_init(plx_decode_args* args) {
   args->workspace_bytes = 0;
   args->window_left = args->window_right = PLX_WINDOW_SIZE_UNSET;
   args->max_seqlen_k = -1;
+  args->lse = args->tbar = args->vbar = AbsentTensor();
 }
 
 PLX_API plx_status plx_decode_validate(const plx_decode_args* args) {
@@ -234,6 +236,8 @@ PLX_API void plx_prefill_args_init(plx_prefill_args* args) {
   args->lse = args->tbar = AbsentTensor();
   args->window_left = args->window_right = PLX_WINDOW_SIZE_UNSET;
   args->block_table = args->seqused_k = AbsentTensor();
+  args->vbar = AbsentTensor();
+  args->causal = 1;
 }
 
 PLX_API plx_status plx_prefill_validate(const plx_prefill_args* args) {

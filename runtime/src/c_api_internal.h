@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "parallax/codegen/generator.h"
 #include "parallax/parallax.h"
 #include "parallax/runtime/runtime.h"
 
@@ -56,6 +57,37 @@ absl::StatusOr<int32_t> ResolveWindow(int32_t window, int32_t window_left, int32
 // For messages: "bf16", ...; "[2, 8, 128]".
 const char* DTypeName(plx_dtype d);
 std::string ShapeString(const int64_t* shape, int ndim);
+
+// A descriptor that passed the generic checks (Describe), with strides filled in.
+struct Tensor {
+  const char* name = "";
+  void* data = nullptr;
+  plx_dtype dtype = PLX_DTYPE_UNSET;
+  int ndim = 0;
+  int64_t shape[PLX_MAX_DIMS] = {};
+  int64_t strides[PLX_MAX_DIMS] = {};
+  std::string shape_str() const { return ShapeString(shape, ndim); }
+};
+// The generic checks every tensor of the API gets, messages starting with its name: a
+// non-NULL pointer, rank, dtype, sizes, strides (all zero = contiguous) and offsets below
+// 2^48 (Describe); no two elements of an output on one address (CheckNoAliasing); a 16-bit
+// row tensor's contiguous, 16-byte aligned rows (CheckVectorLayout); a dtype like ref's.
+absl::StatusOr<Tensor> Describe(const plx_tensor& t, const char* name);
+absl::Status CheckOffsets(const Tensor& t);
+absl::Status CheckNoAliasing(const Tensor& t);
+absl::Status CheckVectorLayout(const Tensor& t);
+absl::Status CheckSameDType(const Tensor& t, const Tensor& ref);
+// An output `t` must not share a byte with `other` (their address ranges, from the first to
+// the last element they can address); the message names both.
+absl::Status CheckDisjoint(const Tensor& t, const Tensor& other);
+
+// plx_merge_states's arguments as the merge kernel's parameters and its kernel
+// (c_api_merge_translate.cc); messages start with the argument they are about.
+struct MergeCall {
+  MergeKernel kernel;
+  PlxMergeParams params{};
+};
+absl::StatusOr<MergeCall> TranslateMergeArgs(const plx_merge_args& a);
 
 // absl status -> plx_status (OK -> PLX_OK).
 plx_status ToPlxStatus(const absl::Status& s);

@@ -61,7 +61,8 @@ absl::Status CheckRunMatchesPlan(const plx_decode_args& plan, const plx_decode_a
   using A = plx_decode_args;
   return SameProblem<A>(plan, run,
                         {{"q", &A::q}, {"r", &A::r}, {"k", &A::k}, {"v", &A::v}, {"out", &A::out},
-                         {"block_table", &A::block_table}, {"cache_seqlens", &A::cache_seqlens}},
+                         {"block_table", &A::block_table}, {"cache_seqlens", &A::cache_seqlens},
+                         {"lse", &A::lse}, {"tbar", &A::tbar}, {"vbar", &A::vbar}},
                         {{"window", &A::window}, {"window_left", &A::window_left},
                          {"window_right", &A::window_right}, {"num_splits", &A::num_splits},
                          {"max_seqlen_k", &A::max_seqlen_k}});
@@ -73,10 +74,10 @@ absl::Status CheckRunMatchesPlan(const plx_prefill_args& plan, const plx_prefill
                         {{"q", &A::q}, {"r", &A::r}, {"k", &A::k}, {"v", &A::v}, {"out", &A::out},
                          {"cu_seqlens_q", &A::cu_seqlens_q}, {"cu_seqlens_k", &A::cu_seqlens_k},
                          {"lse", &A::lse}, {"tbar", &A::tbar}, {"block_table", &A::block_table},
-                         {"seqused_k", &A::seqused_k}},
+                         {"seqused_k", &A::seqused_k}, {"vbar", &A::vbar}},
                         {{"max_seqlen_q", &A::max_seqlen_q}, {"max_seqlen_k", &A::max_seqlen_k},
                          {"window", &A::window}, {"window_left", &A::window_left},
-                         {"window_right", &A::window_right}});
+                         {"window_right", &A::window_right}, {"causal", &A::causal}});
 }
 
 }  // namespace parallax::capi

@@ -52,16 +52,9 @@ namespace {
 
 bool IsPow2(int64_t x) { return x > 0 && (x & (x - 1)) == 0; }
 
-// A descriptor that passed the generic checks, with strides filled in.
-struct Tensor {
-  const char* name = "";
-  void* data = nullptr;
-  plx_dtype dtype = PLX_DTYPE_UNSET;
-  int ndim = 0;
-  int64_t shape[PLX_MAX_DIMS] = {};
-  int64_t strides[PLX_MAX_DIMS] = {};
-  std::string shape_str() const { return ShapeString(shape, ndim); }
-};
+}  // namespace
+
+// The generic tensor checks (c_api_internal.h), shared with the merge's translation.
 
 // The largest element offset must stay below kMaxElementOffset, computed without overflow.
 // The message names the dimension spanning the most (the one to fix).
@@ -183,6 +176,8 @@ absl::Status CheckSameDType(const Tensor& t, const Tensor& ref) {
                    DTypeName(ref.dtype));
   return absl::OkStatus();
 }
+
+namespace {
 
 absl::Status CheckHeadDim(const Tensor& q) {
   const int64_t d = q.shape[q.ndim - 1];
@@ -367,6 +362,21 @@ absl::Status SetShared(const CArgs& a, const Tensor& q, const Tensor& k, const T
   c.params.window = *window;
   c.params.scale_log2 = ScaleLog2(a.qk_scale, c.problem.head_dim);
   c.params.eps = a.eps;
+  return absl::OkStatus();
+}
+
+// plx_prefill_args.causal: 1, or 0 without a window (FlashAttention's window_size (-1, 0) is
+// its causal mask, so window_right 0 is refused with it too).
+absl::Status SetCausal(const plx_prefill_args& a, PrefillCall& c) {
+  if (a.causal != 0 && a.causal != 1) return Invalid("causal=", a.causal, ": must be 1 (causal) or 0 (non-causal)");
+  c.params.causal = a.causal;
+  if (a.causal) return absl::OkStatus();
+  if (c.params.window > 0)
+    return Invalid("causal=0: a non-causal prefill sees every key of its sequence, but a window of ", c.params.window,
+                   " keys was given (window / window_size); windows need causal=1");
+  if (a.window_right == 0)
+    return Invalid("window_right=0: no key after the query's position is FlashAttention's causal mask, but "
+                   "causal=0; give window_size (-1, -1) or leave it unset");
   return absl::OkStatus();
 }
 
@@ -642,12 +652,25 @@ absl::StatusOr<PrefillCall> TranslatePrefillArgs(const plx_prefill_args& a) {
     p.block_table = pc->table;
     p.block_table_stride = pc->table_stride;
     p.seqused_k = *used;
+    c.total_k = k->shape[0];  // the pool's pages: the sm_90a family's TMA maps span them
     // The kernel choice follows the live lengths when the caller knows them.
     p.seqlen_k = a.max_seqlen_k >= 0 ? a.max_seqlen_k : static_cast<int>(pc->capacity);
   }
   PLX_RETURN_IF_ERROR(SetStats(a, packed, p.batch, hq, q->shape[packed ? 0 : 1], c));
+  if (a.vbar.data != nullptr) {  // out's dtype and shape, its own strides (kernel_abi.h)
+    absl::StatusOr<Tensor> vb = Describe(a.vbar, "vbar");
+    if (!vb.ok()) return vb.status();
+    PLX_RETURN_IF_ERROR(CheckSameDType(*vb, *out));
+    PLX_RETURN_IF_ERROR(SameShape(*vb, *out));
+    PLX_RETURN_IF_ERROR(CheckVectorLayout(*vb));
+    PLX_RETURN_IF_ERROR(CheckNoAliasing(*vb));
+    PLX_RETURN_IF_ERROR(CheckDisjoint(*vb, *out));
+    p.vbar = vb->data;
+    set(*vb, nd, p.vbar_stride_b, p.vbar_stride_l, p.vbar_stride_h);
+  }
 
   PLX_RETURN_IF_ERROR(SetShared(a, *q, *k, *v, *out, c));
+  PLX_RETURN_IF_ERROR(SetCausal(a, c));
   PLX_RETURN_IF_ERROR(SetVariant(a.variant, c));
   PLX_RETURN_IF_ERROR(CheckPrefillCall(c));
   return c;

@@ -1,6 +1,7 @@
 #include "parallax/runtime/device.h"
 
 #include "absl/strings/str_cat.h"
+#include "parallax/cache/device_key.h"
 #include "parallax/runtime/cuda_driver.h"
 #include "parallax/runtime/nvrtc_compiler.h"
 
@@ -8,9 +9,11 @@ namespace parallax {
 
 std::string DeviceInfo::arch() const { return absl::StrCat("sm_", cc_major, cc_minor); }
 
+// What changes a kernel's speed, in cache::DeviceKey's form: not the driver (a patch release
+// must not discard tuning), memory in whole GiB (the driver's reservation moves by MiB).
 std::string DeviceInfo::fingerprint() const {
-  return absl::StrCat(name, "|", arch(), "|sms=", sm_count, "|mem=", mem_bytes >> 20,
-                      "MiB|driver=", driver_version, "|nvrtc=", nvrtc_version);
+  return absl::StrCat(name, "|", arch(), "|sms=", sm_count, "|mem=", cache::MemoryGiB(mem_bytes),
+                      "GiB|nvrtc=", nvrtc_version);
 }
 
 absl::StatusOr<DeviceInfo> QueryDevice(int ordinal) {

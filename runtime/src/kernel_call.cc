@@ -130,6 +130,14 @@ PlxPrefillParams PrefillParams(const PrefillArgs& a) {
     p.stats_stride_h = a.cu_seqlens_q ? a.total_q : a.seqlen_q;
     p.stats_stride_b = a.cu_seqlens_q ? 0 : int64_t{a.num_q_heads} * p.stats_stride_h;
   }
+  if (a.vbar) {  // all strides 0: out's
+    const bool out_strides = a.vbar_stride_b == 0 && a.vbar_stride_l == 0 && a.vbar_stride_h == 0;
+    p.vbar = a.vbar;
+    p.vbar_stride_b = out_strides ? a.o_stride_b : a.vbar_stride_b;
+    p.vbar_stride_l = out_strides ? a.o_stride_l : a.vbar_stride_l;
+    p.vbar_stride_h = out_strides ? a.o_stride_h : a.vbar_stride_h;
+  }
+  p.causal = a.causal ? 1 : 0;
   return p;
 }
 
@@ -195,6 +203,13 @@ absl::Status CheckPrefillCall(const PrefillCall& c) {
       return absl::InvalidArgumentError("cu_seqlens_q and cu_seqlens_k must be given together");
   }
   if (p.window < 0) return absl::InvalidArgumentError(absl::StrCat("window=", p.window, ": must be >= 0"));
+  if (p.causal != 0 && p.causal != 1)
+    return absl::InvalidArgumentError(absl::StrCat("causal=", p.causal, ": must be 1 (causal) or 0 (non-causal)"));
+  if (!p.causal && p.window > 0)
+    return absl::InvalidArgumentError(absl::StrCat("causal=0: a non-causal prefill sees every key; window=", p.window,
+                                                   " needs the causal mask (give window 0)"));
+  if (p.vbar && reinterpret_cast<uintptr_t>(p.vbar) % 16 != 0)
+    return absl::InvalidArgumentError("vbar: must be 16-byte aligned (the kernels store rows with vector stores)");
   return CheckStats(c);
 }
 

@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "parallax/codegen/bucket.h"
 #include "parallax/codegen/generator.h"
+#include "parallax/runtime/binary_cache.h"
 #include "parallax/runtime/cuda_driver.h"
 #include "parallax/runtime/nvrtc_compiler.h"
 #include "tma_params.h"
@@ -39,12 +40,6 @@ const char* ToString(Choice c) {
 }
 
 namespace {
-
-std::string DefaultCacheDir() {
-  if (const char* e = std::getenv("PARALLAX_CACHE_DIR"); e && *e) return e;
-  if (const char* h = std::getenv("HOME"); h && *h) return absl::StrCat(h, "/.cache/parallax");
-  return "/tmp/parallax-cache";
-}
 
 // Whether the split merge is launched as a programmatic dependent of the main decode kernel
 // (PDL). Needs sm_90+ (the cubin is built for the device's own arch, so __CUDA_ARCH__ >= 900
@@ -92,7 +87,7 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Create(const RuntimeOptions& o
   RuntimeOptions o = options;
   if (o.cache_dir.empty()) o.cache_dir = DefaultCacheDir();
   std::unique_ptr<Runtime> rt(new Runtime(o, *dev, ctx));
-  if (!o.db_path.empty()) {  // tuned configs + persistent binaries; a bad file is an error
+  if (!o.db_path.empty()) {  // tuned configs, read-only; a missing file has none, a bad one is an error
     absl::StatusOr<std::unique_ptr<TunedStore>> db = TunedStore::Open(o.db_path, *dev);
     if (!db.ok()) return db.status();
     rt->db_ = std::move(*db);
@@ -163,39 +158,18 @@ absl::StatusOr<const LoadedKernel*> Runtime::Load(const Variant& v) {
   const cu::Api* d = *cu::Driver();
   const std::string source = GenerateSource(v);
   const std::string arch = absl::StrCat(device_.arch(), family.ArchSuffix());
-  // Artifact name: everything that changes the binary, hashed (FlashInfer-style JIT naming).
-  const std::string id = absl::StrCat(v.Key(), "|", XXH3_64bits(source.data(), source.size()), "|",
-                                      arch, "|nvrtc", device_.nvrtc_version, "|driver",
-                                      device_.driver_version, "|gen", kGeneratorVersion);
-  const std::string artifact = absl::StrFormat("%016x", XXH3_64bits(id.data(), id.size()));
-  const std::filesystem::path path =
-      std::filesystem::path(options_.cache_dir) / arch / absl::StrCat(artifact, ".cubin");
-  const std::string source_hash = absl::StrFormat("%016x", XXH3_64bits(source.data(), source.size()));
-  std::string cubin;
-  if (db_) {  // the tuning DB doubles as the persistent binary cache
-    if (std::optional<std::string> b = db_->GetBinary(artifact)) cubin = std::move(*b);
-  } else if (std::ifstream in(path, std::ios::binary); in) {
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    cubin = ss.str();
-  }
+  // The file cache (binary_cache.h: keyed by all that changes the binary, not the driver;
+  // `parallax warmup` fills the same files).
+  const BinaryCacheEntry entry =
+      BinaryCacheEntryFor(v.Key(), source, arch, device_.nvrtc_version, options_.cache_dir);
+  std::string cubin = ReadCachedBinary(entry.path).value_or(std::string());
   if (cubin.empty()) {
     CompileOptions co;
     co.arch = arch;
     absl::StatusOr<CompileResult> r = CompileCuda(source, absl::StrCat(v.Key(), ".cu"), co);
     if (!r.ok()) return r.status();
     cubin.assign(r->cubin.begin(), r->cubin.end());
-    if (db_) {
-      db_->PutBinary(artifact, source_hash, cubin, r->log);
-    } else {
-      std::error_code ec;
-      std::filesystem::create_directories(path.parent_path(), ec);
-      if (!ec) {  // write-then-rename: readers never see a partial binary
-        const std::filesystem::path tmp = path.string() + absl::StrCat(".tmp", ::getpid());
-        std::ofstream(tmp, std::ios::binary).write(cubin.data(), static_cast<std::streamsize>(cubin.size()));
-        std::filesystem::rename(tmp, path, ec);
-      }
-    }
+    (void)WriteCachedBinary(entry.path, cubin);  // a cache: failing to store costs a later compile
   }
   auto k = std::make_unique<LoadedKernel>();
   k->shape = GetLaunchShape(v);
@@ -453,7 +427,7 @@ absl::StatusOr<Variant> Runtime::PlanPrefill(const PrefillCall& c, Choice* choic
   absl::StatusOr<Variant> v =
       TunedOrDefault(p, alg, PrefillBucketFor(c.params.batch, c.params.seqlen_q, c.params.seqlen_k), &chose);
   if (v.ok() && FamilyOf(*v).abi() == KernelFamily::Abi::kPrefillTma && !CheckTmaReadable(c).ok()) {
-    // Tensors TMA cannot read (unaligned, or packed without extents): the portable family.
+    // Tensors TMA cannot read (unaligned, packed without extents, pages without their count).
     v = Variant::Create(p, alg, DefaultSchedule(p, alg, 0));
     chose = Choice::kDefault;
   }
@@ -494,6 +468,62 @@ absl::Status Runtime::LaunchPrefill(const Variant& v, const PrefillCall& c, CUst
   }
   PLX_CU_RETURN_IF_ERROR(d, cuLaunchKernel((*k)->main, grid.x, grid.y, grid.z, (*k)->shape.threads, 1, 1,
                                            (*k)->shape.smem_bytes, stream, args, nullptr));
+  return absl::OkStatus();
+}
+
+// The merge kernel: its own source (no family), cached under its key like a variant's.
+absl::StatusOr<const LoadedKernel*> Runtime::LoadMerge(const MergeKernel& m) {
+  const std::string key = m.Key();
+  std::shared_ptr<std::mutex> key_mu;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (auto it = kernels_.find(key); it != kernels_.end()) return it->second.get();
+    auto& mu = build_mu_[key];
+    if (!mu) mu = std::make_shared<std::mutex>();
+    key_mu = mu;
+  }
+  std::lock_guard<std::mutex> build(*key_mu);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (auto it = kernels_.find(key); it != kernels_.end()) return it->second.get();
+  }
+  if (absl::Status s = MakeCurrent(); !s.ok()) return s;
+  const cu::Api* d = *cu::Driver();
+  const std::string source = GenerateMergeSource(m);
+  const std::string arch = device_.arch();
+  const BinaryCacheEntry entry = BinaryCacheEntryFor(key, source, arch, device_.nvrtc_version, options_.cache_dir);
+  std::string cubin = ReadCachedBinary(entry.path).value_or(std::string());
+  if (cubin.empty()) {
+    CompileOptions co;
+    co.arch = arch;
+    absl::StatusOr<CompileResult> r = CompileCuda(source, absl::StrCat(key, ".cu"), co);
+    if (!r.ok()) return r.status();
+    cubin.assign(r->cubin.begin(), r->cubin.end());
+    (void)WriteCachedBinary(entry.path, cubin);  // a cache: failing to store costs a later compile
+  }
+  auto k = std::make_unique<LoadedKernel>();
+  k->shape = LaunchShape{m.threads(), 0, 0};
+  PLX_CU_RETURN_IF_ERROR(d, cuModuleLoadData(&k->module, cubin.data()));
+  PLX_CU_RETURN_IF_ERROR(d, cuModuleGetFunction(&k->main, k->module, KernelNames::kMergeStates));
+  std::lock_guard<std::mutex> l(mu_);
+  return kernels_.emplace(key, std::move(k)).first->second.get();
+}
+
+absl::Status Runtime::PrepareMerge(const MergeKernel& m) { return LoadMerge(m).status(); }
+
+absl::Status Runtime::RunMerge(const MergeKernel& m, const PlxMergeParams& p, CUstream stream) {
+  if (p.rows <= 0) return absl::OkStatus();
+  absl::StatusOr<const LoadedKernel*> k = LoadMerge(m);
+  if (!k.ok()) return k.status();
+  if (absl::Status s = MakeCurrent(); !s.ok()) return s;
+  const long long ctas = m.Ctas(p.rows);
+  if (ctas > 0x7fffffffLL)
+    return absl::InvalidArgumentError(absl::StrCat("rows=", p.rows, ": too many rows for one launch"));
+  PlxMergeParams params = p;
+  void* args[] = {&params};
+  const cu::Api* d = *cu::Driver();
+  PLX_CU_RETURN_IF_ERROR(d, cuLaunchKernel((*k)->main, static_cast<unsigned>(ctas), 1, 1, (*k)->shape.threads, 1, 1,
+                                           0, stream, args, nullptr));
   return absl::OkStatus();
 }
 

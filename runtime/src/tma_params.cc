@@ -42,16 +42,21 @@ absl::Status Readable(const TmaTensor& t) {
   return absl::OkStatus();
 }
 
+// A paged cache's K/V as TMA sees them: {D, heads, slot, page} over the whole pool.
+bool Paged(const PrefillCall& c) { return c.params.block_table != nullptr; }
+
 std::vector<TmaTensor> Tensors(const PrefillCall& c) {
   const PlxPrefillParams& p = c.params;
   const bool packed = p.cu_seqlens_q != nullptr;
-  const long long lq = packed ? c.total_q : p.seqlen_q, lk = packed ? c.total_k : p.seqlen_k;
+  const long long lq = packed ? c.total_q : p.seqlen_q;
+  const long long lk = Paged(c) ? c.problem.page_size : packed ? c.total_k : p.seqlen_k;
   const int batch = packed ? 1 : p.batch;
+  const int kv_batch = Paged(c) ? static_cast<int>(c.total_k) : batch;
   const int hq = c.problem.num_q_heads, hkv = c.problem.num_kv_heads;
   std::vector<TmaTensor> t = {
       {"q", p.q, p.q_stride_b, p.q_stride_l, p.q_stride_h, hq, lq, batch},
-      {"k", p.k, p.k_stride_b, p.k_stride_l, p.k_stride_h, hkv, lk, batch},
-      {"v", p.v, p.v_stride_b, p.v_stride_l, p.v_stride_h, hkv, lk, batch},
+      {"k", p.k, p.k_stride_b, p.k_stride_l, p.k_stride_h, hkv, lk, kv_batch},
+      {"v", p.v, p.v_stride_b, p.v_stride_l, p.v_stride_h, hkv, lk, kv_batch},
   };
   if (p.r) t.push_back({"r", p.r, p.r_stride_b, p.r_stride_l, p.r_stride_h, hq, lq, batch});
   return t;
@@ -80,7 +85,9 @@ absl::Status Encode(const cu::Api* d, const TmaTensor& t, DType dtype, int head_
 }  // namespace
 
 absl::Status CheckTmaReadable(const PrefillCall& c) {
-  if (c.params.cu_seqlens_q != nullptr && (c.total_q <= 0 || c.total_k <= 0))
+  if (Paged(c) && (c.total_k <= 0 || c.total_k > INT32_MAX))
+    return absl::FailedPreconditionError("a paged cache without its page count (total_k): TMA needs the pool's extent");
+  if (c.params.cu_seqlens_q != nullptr && (c.total_q <= 0 || (!Paged(c) && c.total_k <= 0)))
     return absl::FailedPreconditionError("packed sequences without total_q / total_k: TMA needs the tensors' extent");
   for (const TmaTensor& t : Tensors(c))
     if (absl::Status s = Readable(t); !s.ok()) return s;

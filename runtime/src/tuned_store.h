@@ -1,9 +1,12 @@
-// The runtime's view of the tuning database: compiled binaries (persistent JIT cache) and
-// tuned best configs, matched exactly or to the nearest shape bucket.
+// The runtime's view of the tuning database: tuned best configs, matched exactly or to the
+// nearest shape bucket. A reader only: the file is opened read-only and never created,
+// written or migrated (cache::StoreOptions::read_only). Compiled binaries live in the file
+// cache (binary_cache.h), not here.
 #pragma once
 
+#include <chrono>
 #include <memory>
-#include <optional>
+#include <mutex>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -17,22 +20,31 @@ namespace parallax {
 
 class TunedStore {
  public:
+  // A missing file is no error: nothing is tuned yet. It is looked for again on later
+  // lookups (at most once a second), so a database `parallax tune` writes while the process
+  // runs is found. A file that exists but cannot be read (damaged, not a tuning database, a
+  // schema newer than this build's) is an error here; if it only turns up later, lookups
+  // skip it.
   static absl::StatusOr<std::unique_ptr<TunedStore>> Open(const std::string& path, const DeviceInfo& dev);
 
   // The best config for (problem, bucket) on this device: the exact bucket, else the nearest
   // bucket of the same problem (NearestBucket, bucket.h). Decode and prefill alike: the
-  // problem key carries the mode, the bucket its kind.
+  // problem key carries the mode, the bucket its kind. Devices match by DeviceKey (no driver
+  // version), so a driver update keeps the answers.
   absl::StatusOr<std::pair<std::string, Choice>> Lookup(const Problem& p, const Algorithm& a,
                                                         const ShapeBucket& want);
-  std::optional<std::string> GetBinary(const std::string& artifact);
-  void PutBinary(const std::string& artifact, const std::string& source_hash, const std::string& cubin,
-                 const std::string& log);
 
  private:
-  TunedStore(std::unique_ptr<cache::Store> s, const DeviceInfo& d) : store_(std::move(s)), dev_(d) {}
+  TunedStore(std::string path, const DeviceInfo& d) : path_(std::move(path)), dev_(d) {}
   cache::CurrentVersions Current() const;
-  std::unique_ptr<cache::Store> store_;
-  DeviceInfo dev_;
+  absl::Status TryOpen();   // under mu_
+  cache::Store* store();    // opened, or nullptr (no file yet)
+
+  const std::string path_;
+  const DeviceInfo dev_;
+  std::mutex mu_;
+  std::unique_ptr<cache::Store> store_;  // under mu_ until set; a Store is thread-safe
+  std::chrono::steady_clock::time_point next_try_;
 };
 
 }  // namespace parallax

@@ -13,6 +13,7 @@
 #include "absl/strings/str_format.h"
 #include "parallax/codegen/generator.h"
 #include "parallax/codegen/kernel_family.h"
+#include "parallax/runtime/binary_cache.h"
 #include "parallax/search/pruning.h"
 #include "xxhash.h"
 
@@ -132,19 +133,13 @@ CompileTarget TargetFor(const DeviceInfo& dev, const std::string& cache_dir) {
   return t;
 }
 
-std::string DefaultCacheDir() {
-  if (const char* e = std::getenv("PARALLAX_CACHE_DIR"); e && *e) return e;
-  if (const char* h = std::getenv("HOME"); h && *h) return absl::StrCat(h, "/.cache/parallax");
-  return "/tmp/parallax-cache";
-}
+std::string DefaultCacheDir() { return parallax::DefaultCacheDir(); }
 
 std::string CompileArch(const CompileTarget& t, const Variant& v) { return CompileArchFor(FamilyOf(v), t.arch); }
 
+// Through the runtime's own naming (binary_cache.h), so the two cannot drift apart.
 std::string ArtifactName(const Variant& v, const std::string& source, const CompileTarget& t) {
-  const std::string id = absl::StrCat(v.Key(), "|", XXH3_64bits(source.data(), source.size()), "|",
-                                      CompileArch(t, v), "|nvrtc", t.nvrtc_version, "|driver", t.driver_version,
-                                      "|gen", kGeneratorVersion);
-  return absl::StrFormat("%016x", XXH3_64bits(id.data(), id.size()));
+  return BinaryCacheEntryFor(v.Key(), source, CompileArch(t, v), t.nvrtc_version, t.cache_dir).artifact;
 }
 
 std::string ArtifactPath(const CompileTarget& t, const Variant& v, const std::string& artifact) {

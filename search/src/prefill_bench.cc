@@ -115,6 +115,7 @@ class PrefillFamily final : public BenchFamily {
       std::shuffle(perm.begin(), perm.end(), rng);
       PLX_RETURN_IF_ERROR(m.mem().Upload(perm.data(), perm.size() * sizeof(int), &a.block_table));
       a.seqused_k = seqused_k_;
+      a.total_k = pages;  // the pool: the sm_90a family's TMA maps span it
     }
     BindQrkv(a, *in, Learned(), m.out());
     sets_.push_back(a);
@@ -159,9 +160,11 @@ class PrefillFamily final : public BenchFamily {
     const bool paged = p.kv_layout == KvLayout::kPaged;
     const int* table_dev = nullptr;
     const int* used_dev = nullptr;
+    int64_t num_pages = 0;
     if (paged) {  // shuffled pages, three spare ones, every unfilled slot poisoned
       const HostPages pg = ScatterIntoPages(h.kh, h.vh, lens_k, lk, size_t(Hkv) * D, p.page_size, 3,
                                             PoisonBits(p.dtype), rng);
+      num_pages = static_cast<int64_t>(pg.k.size() / (size_t(p.page_size) * Hkv * D));
       PLX_RETURN_IF_ERROR(mem.Upload(pg.k.data(), pg.k.size() * 2, &dev.k));
       PLX_RETURN_IF_ERROR(mem.Upload(pg.v.data(), pg.v.size() * 2, &dev.v));
       PLX_RETURN_IF_ERROR(mem.Upload(pg.table.data(), pg.table.size() * sizeof(int), &table_dev));
@@ -178,7 +181,7 @@ class PrefillFamily final : public BenchFamily {
       a.block_table = table_dev;
       a.seqused_k = used_dev;
       a.cu_seqlens_k = nullptr;
-      a.total_k = 0;
+      a.total_k = num_pages;  // the pool: the sm_90a family's TMA maps span it
     };
     c.out_elems = size_t(cuq[B]) * Hq * D;
     PLX_RETURN_IF_ERROR(mem.Alloc(c.out_elems * 2, &c.out));

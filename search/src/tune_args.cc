@@ -1,16 +1,67 @@
 #include "parallax/search/tune_args.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "parallax/cache/paths.h"
 
 namespace parallax::search {
 
-std::string DefaultDbPath() {
-  if (const char* x = std::getenv("XDG_DATA_HOME"); x && *x) return absl::StrCat(x, "/parallax/tuner.db");
-  if (const char* h = std::getenv("HOME"); h && *h) return absl::StrCat(h, "/.local/share/parallax/tuner.db");
-  return "tuner.db";
+std::string DefaultDbPath() { return cache::DefaultDbPath(); }
+
+absl::StatusOr<double> ParseDuration(absl::string_view text) {
+  const std::string t(absl::StripAsciiWhitespace(text));
+  auto bad = [&t](absl::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", t, "': ", why, "; expected a duration such as 90 (seconds), 30s, 5m, 1h or 1h30m"));
+  };
+  if (t.empty()) return bad("empty");
+  double total = 0;
+  size_t i = 0;
+  bool last_unitless = false;
+  while (i < t.size()) {
+    if (last_unitless) return bad("a number without a unit can only stand alone");
+    size_t j = i;
+    while (j < t.size() && (absl::ascii_isdigit(static_cast<unsigned char>(t[j])) || t[j] == '.')) ++j;
+    double value = 0;
+    if (j == i || !absl::SimpleAtod(t.substr(i, j - i), &value) || !std::isfinite(value) || value < 0)
+      return bad("not a non-negative number");
+    size_t k = j;
+    while (k < t.size() && absl::ascii_isalpha(static_cast<unsigned char>(t[k]))) ++k;
+    const std::string unit = absl::AsciiStrToLower(t.substr(j, k - j));
+    double scale = 0;
+    if (unit.empty()) {
+      scale = 1;
+      last_unitless = true;
+      if (i > 0) return bad("a number without a unit can only stand alone");
+    } else if (unit == "s" || unit == "sec" || unit == "secs") {
+      scale = 1;
+    } else if (unit == "m" || unit == "min" || unit == "mins") {
+      scale = 60;
+    } else if (unit == "h" || unit == "hr" || unit == "hrs") {
+      scale = 3600;
+    } else {
+      return bad(absl::StrCat("unknown unit '", unit, "'"));
+    }
+    total += value * scale;
+    i = k;
+  }
+  return total;
+}
+
+std::string FormatDuration(double seconds) {
+  if (seconds <= 0) return "0";
+  const int64_t s = static_cast<int64_t>(std::llround(seconds));
+  if (std::fabs(seconds - static_cast<double>(s)) > 1e-9) return absl::StrCat(seconds, "s");
+  std::string out;
+  if (s >= 3600) absl::StrAppend(&out, s / 3600, "h");
+  if (s % 3600 >= 60) absl::StrAppend(&out, (s % 3600) / 60, "m");
+  if (s % 60 != 0) absl::StrAppend(&out, s % 60, "s");
+  return out;
 }
 
 absl::StatusOr<std::vector<int>> PresetShape(const std::string& name) {

@@ -12,6 +12,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "cli_io.h"
+#include "cli_options.h"
+#include "parallax/cache/paths.h"
 #include "parallax/codegen/space.h"
 #include "parallax/runtime/runtime.h"
 #include "parallax/search/decode_bench.h"
@@ -68,7 +70,7 @@ int MakeProblem(const BenchCmdOptions& o, Problem& p, Algorithm& alg) {
 absl::StatusOr<std::unique_ptr<Runtime>> MakeRuntime(const BenchCmdOptions& o) {
   RuntimeOptions ro;
   ro.device = o.device;
-  ro.db_path = o.db;
+  ro.db_path = cache::ResolveDbPath(o.db);  // as the C API: --db, $PARALLAX_DB, the XDG default; "none"
   absl::StatusOr<std::unique_ptr<Runtime>> rt = Runtime::Create(ro);
 #ifdef PLX_WITH_SERVICE
   if (rt.ok() && !o.server.empty()) {
@@ -236,7 +238,7 @@ void AddCommonOptions(CLI::App* c, BenchCmdOptions& o) {
 void AddRunOptions(CLI::App* c, BenchCmdOptions& o, const char* db_help) {
   c->add_option("--reps", o.reps, "Timed samples")->capture_default_str()->check(CLI::PositiveNumber);
   c->add_option("--device", o.device, "CUDA device ordinal")->capture_default_str()->check(CLI::NonNegativeNumber);
-  c->add_option("--db", o.db, db_help);
+  AddDbOption(*c, o.db, db_help);
   c->add_flag("--no-verify", o.no_verify, "Skip the reduced-shape check against the float64 reference");
   c->add_flag("--json", o.json, "Print JSON");
 }
@@ -250,7 +252,7 @@ Action SetupBench(CLI::App& cmd) {
   AddCommonOptions(dec, *o);
   dec->add_option("--paged", o->paged, "Paged KV cache with N keys per page (0: contiguous)")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
-  AddRunOptions(dec, *o, "Tuning database to take tuned configs from (default: none)");
+  AddRunOptions(dec, *o, "Tuning database to take tuned configs from, read-only, as an application would");
 #ifdef PLX_WITH_SERVICE
   dec->add_option("--server", o->server,
                   "Tuning service (host:port) asked for a config when --db has none, as an application "
@@ -269,7 +271,7 @@ Action SetupBench(CLI::App& cmd) {
   pre->add_option("--paged", o->paged,
                   "K/V in a paged cache with N keys per page, pages shuffled over the pool (0: contiguous)")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
-  AddRunOptions(pre, *o, "Tuning database to take tuned configs from, by prefill bucket (default: none)");
+  AddRunOptions(pre, *o, "Tuning database to take tuned configs from (by prefill bucket), read-only");
   return [o, dec, pre] {
     if (dec->parsed()) return RunBenchDecode(*o);
     if (pre->parsed()) return RunBenchPrefill(*o);

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "cli_io.h"
+#include "cli_options.h"
 #include "parallax/service/client.h"
 #include "registry.h"
 #include "remote_args.h"
@@ -61,14 +62,20 @@ int Watch(service::Client& c, const RemoteOptions& o, int64_t job_id) {
 }
 
 int RunAction(const std::string& action, const RemoteOptions& o) {
+  // What needs no server first: the known GPUs, and the flags of `get`.
+  if (action == "get" && o.device.list_devices) return PrintKnownDevices(o.json);
+  absl::StatusOr<v1::DeviceFingerprint> device;
+  if (action == "get") {
+    if (o.problem.mode.empty()) return Fail(kExitUsage, "remote get: --mode is required (decode or prefill)");
+    device = ResolveDevice(o.device);
+    if (!device.ok()) return Fail(kExitUsage, device.status().message());
+  }
   absl::StatusOr<std::unique_ptr<service::Client>> client = Connect(o);
   if (!client.ok()) return Fail(kExitUsage, client.status().message());
   service::Client& c = **client;
 
   if (action == "get") {
     v1::GetBestConfigRequest r;
-    absl::StatusOr<v1::DeviceFingerprint> device = ResolveDevice(o.device);
-    if (!device.ok()) return Fail(kExitUsage, device.status().message());
     *r.mutable_device() = *device;
     *r.mutable_problem() = ToProto(o.problem);
     absl::StatusOr<v1::GetBestConfigResponse> resp = c.GetBestConfig(r);
@@ -90,6 +97,7 @@ int RunAction(const std::string& action, const RemoteOptions& o) {
     } else {
       return Fail(kExitUsage, "remote tune: give --mode ... , --problems-json FILE or --resume JOB");
     }
+    if (o.budget <= 0) return Fail(kExitUsage, "remote tune: --budget must be above 0");
     if (o.resume == 0 || o.budget != 600) r.set_budget_seconds(o.budget);
     r.set_strategy(o.strategy == "random"       ? v1::STRATEGY_RANDOM
                    : o.strategy == "exhaustive" ? v1::STRATEGY_EXHAUSTIVE
@@ -139,7 +147,8 @@ int RunAction(const std::string& action, const RemoteOptions& o) {
   if (action == "import") {
     absl::StatusOr<v1::ImportResultsResponse> resp = c.ImportResults(o.path);
     if (!resp.ok()) return FailStatus(action, resp.status());
-    std::cout << ToJson(*resp, true) << "\n";
+    if (o.json) std::cout << ToJson(*resp, true) << "\n";
+    else PrintImport(*resp, o.path);
     return kExitOk;
   }
   // health
@@ -158,20 +167,21 @@ Action SetupRemote(CLI::App& cmd) {
   cmd.add_option("--tls-ca", o->tls_ca, "PEM roots to verify the server's TLS certificate: use TLS")
       ->check(CLI::ExistingFile);
   cmd.add_option("--tls-server-name", o->tls_server_name, "Name expected in the server certificate");
-  cmd.add_flag("--json", o->json, "Print JSON");
+  cmd.add_flag("--json", o->json, "Print JSON instead of tables and lines");
 
   auto add = [&](const char* name, const char* help) {
     CLI::App* sub = cmd.add_subcommand(name, help);
     sub->fallthrough();  // connection flags after the action too
     return sub;
   };
-  CLI::App* get = add("get", "Best config for a problem on a GPU (this machine's, or --device-name ...)");
-  AddProblemFlags(*get, o->problem, true);
+  CLI::App* get = add("get", "Best config for a problem on a GPU (this machine's, or --device-name H200; "
+                             "--list-devices for the names known)");
+  AddProblemFlags(*get, o->problem, false);
   AddDeviceFlags(*get, o->device);
   CLI::App* tune = add("tune", "Submit a tuning job");
   AddProblemFlags(*tune, o->problem, false);
   tune->add_option("--problems-json", o->problems_json, "JSON array of problems to tune together");
-  tune->add_option("--budget", o->budget, "Seconds of tuning")->capture_default_str()->check(CLI::PositiveNumber);
+  AddDurationOption(*tune, "--budget", o->budget, "Tuning time of the job, as `parallax tune --budget`");
   tune->add_option("--strategy", o->strategy,
                    "guided, exhaustive or random (default: the server's, guided; with --resume the job's)")
       ->check(CLI::IsMember({"guided", "exhaustive", "random"}));

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "cli_io.h"
+#include "cli_options.h"
 #include "parallax/search/tune_args.h"
 #include "parallax/service/client.h"
 #include "parallax/service/search_backend.h"
@@ -27,7 +28,7 @@ namespace {
 
 struct ServeOptions {
   std::string listen = "127.0.0.1:50051";
-  std::string db;  // "": DefaultDbPath()
+  std::string db;  // "": $PARALLAX_DB, else the XDG default (cache/paths.h)
   std::string auth_token_file;
   std::string tls_cert;
   std::string tls_key;
@@ -93,7 +94,10 @@ int RunServe(const ServeOptions& o) {
   service::ServerOptions so;
   so.listen = o.listen;
   so.allow_non_loopback = o.listen_opt->count() > 0;
-  so.db_path = o.db.empty() ? search::DefaultDbPath() : o.db;
+  if (o.max_budget <= 0) return Fail(kExitUsage, "--max-budget must be above 0");
+  absl::StatusOr<std::string> db = RequiredDbPath(o.db, "serve");
+  if (!db.ok()) return Fail(kExitUsage, db.status().message());
+  so.db_path = *db;
   so.limits.max_queue = o.max_queue;
   so.limits.max_problems_per_request = o.max_problems;
   so.limits.max_budget_seconds = o.max_budget;
@@ -160,7 +164,7 @@ Action SetupServe(CLI::App& cmd) {
                                  "host:port to serve on (port 0: any free port). Non-loopback addresses "
                                  "are only used when given here explicitly")
                       ->capture_default_str();
-  cmd.add_option("--db", o->db, "Cache database (created with its directories) [~/.local/share/parallax/tuner.db]");
+  AddDbOption(cmd, o->db, "Tuning database to serve and tune into (created with its directories)");
   cmd.add_option("--auth-token-file", o->auth_token_file,
                  "Require \"authorization: Bearer <token>\" with the token in this file (at least 16 "
                  "characters). Server reflection is then off: it cannot check the token")
@@ -171,21 +175,17 @@ Action SetupServe(CLI::App& cmd) {
       ->capture_default_str()->check(CLI::Range(1, 100000));
   cmd.add_option("--max-problems", o->max_problems, "Problems per SubmitTuning request")
       ->capture_default_str()->check(CLI::Range(1, 10000));
-  cmd.add_option("--max-budget", o->max_budget, "Largest budget_seconds of one job")
-      ->capture_default_str()->check(CLI::PositiveNumber);
-  cmd.add_option("--shutdown-grace", o->shutdown_grace, "Seconds running jobs get to finish on SIGTERM/SIGINT")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  AddDurationOption(cmd, "--max-budget", o->max_budget, "Largest budget of one job");
+  AddDurationOption(cmd, "--shutdown-grace", o->shutdown_grace, "Time running jobs get to finish on SIGTERM/SIGINT");
   cmd.add_option("--max-imports", o->max_imports, "ImportResults uploads at once; more get RESOURCE_EXHAUSTED")
       ->capture_default_str()->check(CLI::Range(1, 64));
   cmd.add_option("--import-temp-mib", o->import_temp_mib,
                  "Temporary disk (MiB, next to the database) all uploads together may reserve")
       ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
-  cmd.add_option("--import-time-limit", o->import_time_limit,
-                 "Seconds an upload may take from its first chunk to the end of its merge (0: none)")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd.add_option("--transfer-idle-limit", o->transfer_idle_limit,
-                 "Seconds an export or import may wait on its client before it is ended (0: forever)")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  AddDurationOption(cmd, "--import-time-limit", o->import_time_limit,
+                    "How long an upload may take from its first chunk to the end of its merge, 0 for no limit");
+  AddDurationOption(cmd, "--transfer-idle-limit", o->transfer_idle_limit,
+                    "How long an export or import may wait on its client before it is ended, 0 for forever");
   cmd.add_option("--port-file", o->port_file, "Write the port actually bound here (for --listen host:0)");
   cmd.add_option("--log-level", o->log_level, "trace, debug, info, warn, error")
       ->capture_default_str()->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));

@@ -120,7 +120,7 @@ Action SetupSpace(CLI::App& cmd) {
   cmd.add_option("--head-dim", o->head_dim, "Head dimension: 64, 128 or 256")->capture_default_str();
   cmd.add_option("--q-heads", o->q_heads, "Query heads")->capture_default_str();
   cmd.add_option("--kv-heads", o->kv_heads, "KV heads")->capture_default_str();
-  cmd.add_option("--paged", o->page_size, "Paged KV cache with N keys per page (decode only)")
+  cmd.add_option("--paged", o->page_size, "Paged KV cache with N keys per page (decode; prefill: extend over pages)")
       ->check(CLI::PositiveNumber);
   cmd.add_flag("--window", o->window, "Compile in the sliding window");
   cmd.add_option("--probe", o->probe, "none (softmax) or learned (Parallax)")

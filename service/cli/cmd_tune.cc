@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "cli_io.h"
+#include "cli_options.h"
 #include "parallax/search/progress.h"
 #include "parallax/search/tune_args.h"
 #include "parallax/search/tuner.h"
@@ -29,7 +30,7 @@ constexpr int kExitInterrupted = 130;  // the shell's convention for SIGINT
 
 struct TuneCmdOptions {
   search::TuneArgs args;
-  double budget_min = 30;
+  double budget_s = 30 * 60;
   std::string strategy = "guided";
   uint64_t seed = 1;
   std::vector<int> splits = search::TuneSpaceOptions{}.splits;
@@ -105,13 +106,16 @@ int RunTune(const TuneCmdOptions& o) {
   if (o.reps.size() != 3 || o.reps[0] < 1 || o.reps[0] > o.reps[1] || o.reps[1] > o.reps[2])
     return Fail(kExitUsage, "--reps wants three increasing counts: few,mid,full (e.g. 3,8,20)");
   if (o.splits.empty()) return Fail(kExitUsage, "--splits needs at least one count");
+  if (o.min_timeout_s <= 0) return Fail(kExitUsage, "--min-timeout must be above 0");
 
+  absl::StatusOr<std::string> db = RequiredDbPath(o.db, "tune");
+  if (!db.ok()) return Fail(kExitUsage, db.status().message());
   search::TuneOptions to;
-  to.db_path = o.db.empty() ? search::DefaultDbPath() : o.db;
+  to.db_path = *db;
   to.strategy.kind = *kind;
   to.strategy.seed = o.seed;
   to.strategy.reps = {o.reps[0], o.reps[1], o.reps[2]};
-  to.budget_s = o.budget_min * 60;
+  to.budget_s = o.budget_s;
   to.space.splits = o.splits;
   to.space.fused_merge = !o.no_fused;
   to.cache_dir = o.cache_dir;
@@ -175,8 +179,7 @@ Action SetupTune(CLI::App& cmd) {
       ->capture_default_str()->check(CLI::IsMember({"plain", "amplified"}));
   cmd.add_option("--paged", a.paged, "Paged KV cache with N keys per page (0: contiguous; decode only)")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd.add_option("--budget", o->budget_min, "Time budget in minutes (0: none); the best so far is kept")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  AddDurationOption(cmd, "--budget", o->budget_s, "Time budget of the whole run, 0 for none; the best so far is kept");
   cmd.add_option("--strategy", o->strategy, "guided (cost model + racing), exhaustive or random")
       ->capture_default_str()->check(CLI::IsMember({"guided", "exhaustive", "random"}));
   cmd.add_option("--seed", o->seed, "Seed of the random strategy and guided exploration")->capture_default_str();
@@ -184,13 +187,13 @@ Action SetupTune(CLI::App& cmd) {
       ->capture_default_str()->delimiter(',')->check(CLI::Range(0, 256));
   cmd.add_flag("--no-fused", o->no_fused, "Do not search the fused split merge");
   cmd.add_option("--reps", o->reps, "Timed samples per round: few,mid,full")->capture_default_str()->delimiter(',');
-  cmd.add_option("--db", o->db, absl::StrCat("Tuning database (default ", search::DefaultDbPath(), ")"));
+  AddDbOption(cmd, o->db, "Tuning database to write (created with its directory)");
   cmd.add_option("--cache-dir", o->cache_dir, "Where compiled kernels go (default: the runtime's cache)");
   cmd.add_option("--compile-threads", o->compile_threads, "Compile threads (0: every core)")
       ->check(CLI::NonNegativeNumber);
-  cmd.add_option("--min-timeout", o->min_timeout_s, "Seconds a measurement may take before its worker is killed, "
-                                                   "at least (else 20x its expected time)")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+  AddDurationOption(cmd, "--min-timeout", o->min_timeout_s,
+                    "How long a measurement may take before its worker is killed, at least (else 20x its "
+                    "expected time)");
   cmd.add_flag("--json", o->json, "Print the summary as JSON");
   // Hidden: the GPU suite uses it to prove that a faulting and a hanging kernel are recorded
   // as failed / timeout while tuning goes on.

@@ -3,11 +3,18 @@
 #include <google/protobuf/util/json_util.h>
 #include <nlohmann/json.hpp>
 
+#include <iostream>
+#include <vector>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "cli_io.h"
 #include "parallax/runtime/device.h"
+#include "parallax/runtime/known_devices.h"
 #include "parallax/runtime/nvrtc_compiler.h"
 #include "parallax/service/proto_convert.h"
 
@@ -71,35 +78,79 @@ absl::StatusOr<std::vector<v1::Problem>> ProblemsFromJsonFile(const std::string&
 
 void AddDeviceFlags(CLI::App& cmd, DeviceFlags& f) {
   cmd.add_option("--local-device", f.local_device, "Local GPU whose identity to send (default 0)")->capture_default_str();
-  cmd.add_option("--device-name", f.name, "Describe the GPU by hand instead (with --cc, --sms, --mem-mib, ...)");
-  cmd.add_option("--cc", f.cc, "Compute capability, e.g. 9.0");
-  cmd.add_option("--sms", f.sms, "SM count");
-  cmd.add_option("--mem-mib", f.mem_mib, "Device memory in MiB");
-  cmd.add_option("--driver", f.driver, "CUDA driver version, e.g. 13000");
+  cmd.add_option("--device-name", f.name,
+                 "Describe a GPU instead of querying a local one: a known name alone (H200, H100, A100 80GB, ...; "
+                 "see --list-devices), or any name with --cc, --sms and --mem-mib");
+  cmd.add_option("--cc", f.cc, "Compute capability, e.g. 9.0 (overrides a known GPU's)");
+  cmd.add_option("--sms", f.sms, "SM count (overrides a known GPU's)");
+  cmd.add_option("--mem-mib", f.mem_mib, "Device memory in MiB (overrides a known GPU's; keyed in whole GiB)");
+  cmd.add_option("--driver", f.driver, "CUDA driver version, e.g. 13000 (optional: not part of the key)");
   cmd.add_option("--nvrtc", f.nvrtc, "NVRTC version, e.g. 13.0 (default: this build's)");
+  cmd.add_flag("--list-devices", f.list_devices, "Print the GPUs --device-name knows and exit (--json: as JSON)");
 }
 
 absl::StatusOr<v1::DeviceFingerprint> ResolveDevice(const DeviceFlags& f) {
-  v1::DeviceFingerprint d;
+  const bool described = !f.cc.empty() || f.sms != 0 || f.mem_mib != 0;
   if (f.name.empty()) {
+    if (described)
+      return absl::InvalidArgumentError("--cc, --sms and --mem-mib describe the GPU named by --device-name; give it");
     absl::StatusOr<DeviceInfo> info = QueryDevice(f.local_device);
     if (!info.ok())
-      return absl::InvalidArgumentError(absl::StrCat("no local GPU (", info.status().message(),
-                                                     "); describe one with --device-name, --cc, --sms, --mem-mib, --driver"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "no local GPU (", info.status().message(),
+          "); name one with --device-name (a known GPU alone, e.g. --device-name H200: see --list-devices) "
+          "or describe it with --device-name NAME --cc X.Y --sms N --mem-mib N"));
     return service::DeviceToProto(*info);
   }
-  std::vector<std::string> cc = absl::StrSplit(f.cc, '.');
-  int major = 0, minor = 0;
-  if (cc.size() != 2 || !absl::SimpleAtoi(cc[0], &major) || !absl::SimpleAtoi(cc[1], &minor))
-    return absl::InvalidArgumentError(absl::StrCat("--cc '", f.cc, "': expected major.minor, e.g. 9.0"));
-  d.set_name(f.name);
-  d.set_cc_major(major);
-  d.set_cc_minor(minor);
-  d.set_sm_count(f.sms);
-  d.set_memory_bytes(f.mem_mib << 20);
-  d.set_driver_version(f.driver);
-  d.set_nvrtc_version(f.nvrtc.empty() ? NvrtcVersion() : f.nvrtc);
-  return d;
+  DeviceInfo d;
+  const KnownDevice* known = FindKnownDevice(f.name);
+  if (known != nullptr) {
+    d = DeviceInfoOf(*known, f.nvrtc);
+  } else {
+    std::vector<std::string> missing;
+    if (f.cc.empty()) missing.push_back("--cc");
+    if (f.sms == 0) missing.push_back("--sms");
+    if (f.mem_mib == 0) missing.push_back("--mem-mib");
+    if (!missing.empty())
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--device-name '", f.name, "' is not a known GPU (see --list-devices); to describe it, also give ",
+          absl::StrJoin(missing, ", ")));
+    d.name = f.name;
+    d.nvrtc_version = f.nvrtc.empty() ? NvrtcVersion() : f.nvrtc;
+  }
+  std::vector<std::string> bad;
+  if (!f.cc.empty()) {
+    std::vector<std::string> cc = absl::StrSplit(f.cc, '.');
+    if (cc.size() != 2 || !absl::SimpleAtoi(cc[0], &d.cc_major) || !absl::SimpleAtoi(cc[1], &d.cc_minor))
+      bad.push_back(absl::StrCat("--cc '", f.cc, "': expected major.minor, e.g. 9.0"));
+  }
+  if (f.sms < 0) bad.push_back(absl::StrCat("--sms ", f.sms, ": must be >= 1"));
+  else if (f.sms > 0) d.sm_count = f.sms;
+  if (f.mem_mib < 0) bad.push_back(absl::StrCat("--mem-mib ", f.mem_mib, ": must be >= 1"));
+  else if (f.mem_mib > 0) d.mem_bytes = f.mem_mib << 20;
+  if (!bad.empty()) return absl::InvalidArgumentError(absl::StrJoin(bad, "; "));
+  d.driver_version = f.driver;
+  return service::DeviceToProto(d);
+}
+
+int PrintKnownDevices(bool json) {
+  if (json) {
+    nlohmann::json a = nlohmann::json::array();
+    for (const KnownDevice& k : KnownDevices())
+      a.push_back({{"name", k.name}, {"aliases", std::vector<std::string>(absl::StrSplit(k.aliases, ','))},
+                   {"arch", absl::StrCat("sm_", k.cc_major, k.cc_minor)}, {"sm_count", k.sm_count},
+                   {"mem_gib", k.mem_gib}, {"source", k.source},
+                   {"fingerprint", DeviceInfoOf(k).fingerprint()}});
+    std::cout << a.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << absl::StrFormat("%-24s %-6s %5s %7s  %-9s %s\n", "name", "arch", "SMs", "memory", "source", "also known as");
+  for (const KnownDevice& k : KnownDevices())
+    std::cout << absl::StrFormat("%-24s sm_%d%d %5d %4d GiB  %-9s %s\n", k.name, k.cc_major, k.cc_minor, k.sm_count,
+                                 k.mem_gib, k.source, absl::StrReplaceAll(k.aliases, {{",", ", "}}));
+  std::cout << "# --device-name takes a name or an alias (case, spaces and dashes do not matter); "
+               "--cc/--sms/--mem-mib override a field\n";
+  return 0;
 }
 
 }  // namespace parallax::cli

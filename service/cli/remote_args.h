@@ -37,18 +37,24 @@ struct DeviceFlags {
   std::string cc;    // "9.0"
   int sms = 0;
   int64_t mem_mib = 0;
-  int driver = 0;
+  int driver = 0;     // optional: not part of the tuned-config key
   std::string nvrtc;
+  bool list_devices = false;
 };
 void AddDeviceFlags(CLI::App& cmd, DeviceFlags& f);
-// From the flags, else from the local GPU `local_device` (needs a driver).
+// From the flags (a known GPU's name alone will do: runtime/known_devices.h; other names need
+// --cc, --sms and --mem-mib, all missing ones named at once), else from the local GPU
+// `local_device` (needs a driver).
 absl::StatusOr<v1::DeviceFingerprint> ResolveDevice(const DeviceFlags& f);
+// --list-devices: the known GPUs as a table, or JSON.
+int PrintKnownDevices(bool json);
 
 // One message as JSON (proto field names, defaults included).
 std::string ToJson(const google::protobuf::Message& m, bool pretty);
 std::string DescribeProgress(const v1::JobProgress& p);
 void PrintBestConfig(const v1::GetBestConfigResponse& r);
 void PrintConfigs(const v1::ListConfigsResponse& r);
+void PrintImport(const v1::ImportResultsResponse& r, const std::string& file);
 void PrintJobs(const v1::ListJobsResponse& r);
 
 }  // namespace parallax::cli

@@ -1,9 +1,14 @@
 // Output of `parallax remote`: one line per item for people, JSON (--json) for scripts.
+#include <algorithm>
 #include <iostream>
+#include <string>
+#include <vector>
 
 #include <google/protobuf/util/json_util.h>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "parallax/codegen/bucket.h"
 #include "remote_args.h"
 
 namespace parallax::cli {
@@ -37,11 +42,42 @@ void PrintBestConfig(const v1::GetBestConfigResponse& r) {
   std::cout << absl::StrFormat(" (asked %s of %s)\n", r.requested_bucket(), r.problem_key());
 }
 
+// A table per (device, problem), buckets in numeric order (the server pages them in that
+// order too).
 void PrintConfigs(const v1::ListConfigsResponse& r) {
-  for (const v1::ConfigEntry& e : r.configs())
-    std::cout << absl::StrFormat("%s  %s  %s  %.2f us%s\n    %s\n", e.device_fingerprint(), e.problem_key(),
-                                 e.bucket(), e.median_us(), e.stale() ? "  (stale)" : "", e.variant_key());
+  std::vector<const v1::ConfigEntry*> rows;
+  for (const v1::ConfigEntry& e : r.configs()) rows.push_back(&e);
+  std::stable_sort(rows.begin(), rows.end(), [](const v1::ConfigEntry* a, const v1::ConfigEntry* b) {
+    if (a->device_fingerprint() != b->device_fingerprint()) return a->device_fingerprint() < b->device_fingerprint();
+    if (a->problem_key() != b->problem_key()) return a->problem_key() < b->problem_key();
+    return BucketLess(a->bucket(), b->bucket());
+  });
+  std::string last;
+  for (const v1::ConfigEntry* e : rows) {
+    const std::string group = absl::StrCat(e->problem_key(), " on ", e->device_fingerprint());
+    if (group != last) {
+      std::cout << group << "\n" << absl::StrFormat("  %-13s %10s  %s\n", "bucket", "median_us", "variant");
+      last = group;
+    }
+    const std::string& key = e->variant_key();
+    const std::string schedule = key.substr(std::min(key.size(), e->problem_key().size() + 1));
+    std::cout << absl::StrFormat("  %-13s %10.2f  %s%s\n", e->bucket(), e->median_us(), schedule,
+                                 e->stale() ? "  (stale: another generator)" : "");
+  }
+  if (rows.empty()) std::cout << "no tuned configs\n";
   if (!r.next_page_token().empty()) std::cout << "# more: --page-token " << r.next_page_token() << "\n";
+}
+
+void PrintImport(const v1::ImportResultsResponse& r, const std::string& file) {
+  std::cout << absl::StrFormat("merged %s into the server's database (%d bytes; inserted / updated / skipped):\n",
+                               file, r.bytes_received());
+  const std::pair<const char*, const v1::MergeCounts*> rows[] = {
+      {"devices", &r.devices()},           {"problems", &r.problems()}, {"variants", &r.variants()},
+      {"runs", &r.runs()},                 {"measurements", &r.measurements()},
+      {"best_configs", &r.best_configs()}, {"binaries", &r.binaries()}};
+  for (const auto& [name, c] : rows)
+    std::cout << absl::StrFormat("  %-13s %6d %6d %6d\n", name, c->inserted(), c->updated(), c->skipped());
+  std::cout << "  (binaries are never imported: they are compiled again on demand)\n";
 }
 
 void PrintJobs(const v1::ListJobsResponse& r) {

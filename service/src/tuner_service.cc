@@ -9,6 +9,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "parallax/codegen/bucket.h"
 #include "parallax/service/config_lookup.h"
 #include "parallax/service/validate.h"
 #include "raw_messages.h"
@@ -165,6 +166,12 @@ grpc::Status TunerService::ListConfigsNow(const v1::ListConfigsRequest& req, v1:
   if (!req.problem_key().empty()) filter.problem_key = req.problem_key();
   absl::StatusOr<std::vector<cache::BestConfig>> rows = d_.list_store->ListBestConfigs(filter);
   if (!rows.ok()) return ToGrpc(rows.status());
+  // Buckets in numeric order (b1-l4096 before b1-l16384), so pages follow it too.
+  std::stable_sort(rows->begin(), rows->end(), [](const cache::BestConfig& a, const cache::BestConfig& b) {
+    if (a.device_fingerprint != b.device_fingerprint) return a.device_fingerprint < b.device_fingerprint;
+    if (a.problem_key != b.problem_key) return a.problem_key < b.problem_key;
+    return BucketLess(a.bucket, b.bucket);
+  });
   const int64_t page = req.page_size() > 0 ? req.page_size() : d_.limits.default_list_page;
   const int64_t total = static_cast<int64_t>(rows->size());
   const int64_t end = std::min(total, offset + page);

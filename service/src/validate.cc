@@ -135,7 +135,8 @@ absl::StatusOr<std::string> ValidateDevice(const v1::DeviceFingerprint& d, absl:
     return BadValue(path, "sm_count", d.sm_count(), "must be in 1..100000");
   if (d.memory_bytes() < (int64_t{1} << 20))
     return BadValue(path, "memory_bytes", d.memory_bytes(), "must be at least 1 MiB");
-  if (d.driver_version() < 1) return BadValue(path, "driver_version", d.driver_version(), "must be >= 1");
+  // Optional (0: not given): tuned configs are not keyed by the driver (cache/device_key.h).
+  if (d.driver_version() < 0) return BadValue(path, "driver_version", d.driver_version(), "must be >= 0");
   if (absl::Status st = CheckText(path, "nvrtc_version", d.nvrtc_version(), limits, true); !st.ok())
     return st;
   if (absl::StatusOr<int> n = ParseNvrtcVersion(d.nvrtc_version()); !n.ok())

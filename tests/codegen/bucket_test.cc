@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 #include <vector>
 
 namespace parallax {
@@ -116,6 +117,19 @@ TEST(PrefillBuckets, ShapeLandsInItsBucket) {
   EXPECT_EQ(d.batch, 8);
   EXPECT_EQ(d.seqlen, 4096);
   EXPECT_EQ(d.q_len, 1);
+}
+
+// Listings sort buckets by their numbers, not their text (b1-l16384 after b1-l4096).
+TEST(BucketOrder, NumericNotText) {
+  std::vector<std::string> v = {"b1-l16384", "t4096-l4096", "b8-l1024", "b1-l4096", "junk", "b1-l1024",
+                                "t512-l8192", "b128-l65536", "t4096-l1024", "b16-l1024"};
+  std::sort(v.begin(), v.end(), BucketLess);
+  const std::vector<std::string> want = {"b1-l1024", "b1-l4096", "b1-l16384", "b8-l1024", "b16-l1024",
+                                         "b128-l65536", "t512-l8192", "t4096-l1024", "t4096-l4096", "junk"};
+  EXPECT_EQ(v, want);
+  EXPECT_FALSE(BucketLess("b1-l1024", "b1-l1024"));
+  EXPECT_TRUE(BucketLess("b1-l1024", "zzz"));
+  EXPECT_FALSE(BucketLess("zzz", "b1-l1024"));
 }
 
 }  // namespace

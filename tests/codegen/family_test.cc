@@ -61,14 +61,19 @@ TEST(FamilyRegistry, TheDefaultFamilyFollowsTheDevice) {
   EXPECT_STREQ(hopper.ArchSuffix(), "a");
   EXPECT_EQ(hopper.abi(), KernelFamily::Abi::kPrefillTma);
   EXPECT_EQ(DefaultFamily(Mode::kPrefill, 80).abi(), KernelFamily::Abi::kPlain);
-  // Extend over a paged cache: the TMA family does not serve it, so Hopper gets the portable one.
+  // Extend over a paged cache: the TMA family serves pages of 16 keys and more (a box per
+  // page piece); below that Hopper gets the portable family.
   Problem paged = p;
   paged.kv_layout = KvLayout::kPaged;
   paged.page_size = 16;
+  EXPECT_TRUE(hopper.Serves(paged));
+  EXPECT_EQ(DefaultFamily(paged, 90).name(), "prefill_sm90");
+  EXPECT_EQ(DefaultSchedule(paged, Algorithm{}, 90).path, MathPath::kWgmma);
+  paged.page_size = 8;
   EXPECT_FALSE(hopper.Serves(paged));
   EXPECT_EQ(DefaultFamily(paged, 90).name(), "prefill");
-  EXPECT_EQ(DefaultFamily(p, 90).name(), "prefill_sm90");
   EXPECT_EQ(DefaultSchedule(paged, Algorithm{}, 90).path, MathPath::kMma);
+  EXPECT_EQ(DefaultFamily(p, 90).name(), "prefill_sm90");
 }
 
 TEST(FamilyRegistry, DefaultsAreValidAndCanonical) {

@@ -45,7 +45,7 @@ Vec RmsRows(int rows, int d, std::mt19937_64& g, double scale = 1.0) {
 RowStats Stats(const Family& f, const Vec& q, const Vec& r, const Vec& k, const Vec& v, int n, int d,
                Vec* out = nullptr) {
   Vec o(d);
-  RowStats st{12345.0, 12345.0};  // poison: must be overwritten
+  RowStats st{12345.0, 12345.0, Vec(3, 12345.0)};  // poison: must be overwritten
   AttendRow(q.data(), r.empty() ? nullptr : r.data(), k.data(), v.data(), n, d, d, f, o.data(), &st);
   if (out) *out = o;
   return st;
@@ -250,6 +250,273 @@ TEST(ReferenceStats, PrefillWithStatsRefusesSolvedAndBadInputs) {
   const absl::Status s = PrefillWithStats(in, Fam(RefProbe::kLearned)).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("PrefillWithStats: 'k'"), absl::string_view::npos) << s;
+}
+
+// vbar is the softmax output of the same keys: probe none's output, for every member.
+TEST(ReferenceStats, VbarIsTheSoftmaxOutput) {
+  std::mt19937_64 g(23);
+  const int n = 29, d = 16;
+  const Vec q = RmsRows(1, d, g), r = RmsRows(1, d, g, 3.0), k = RmsRows(n, d, g), v = RmsRows(n, d, g);
+  Vec soft;
+  const RowStats s = Stats(Fam(RefProbe::kNone), q, r, k, v, n, d, &soft);
+  EXPECT_LT(MaxRelDiff(s.vbar, soft), 1e-14);
+  for (const Family& f : {Fam(RefProbe::kLearned), Fam(RefProbe::kLearned, RefAffine::kAmplified), Fam(RefProbe::kSolved)}) {
+    Vec out;
+    const RowStats st = Stats(f, q, r, k, v, n, d, &out);
+    ASSERT_EQ(st.vbar.size(), static_cast<size_t>(d));
+    EXPECT_LT(MaxRelDiff(st.vbar, soft), 1e-14);
+    EXPECT_GT(MaxRelDiff(out, soft), 1e-3) << "Parallax differs from its vbar";
+  }
+  const RowStats none = Stats(Fam(RefProbe::kLearned), q, r, k, v, 0, d);
+  EXPECT_EQ(none.vbar, Vec(d, 0.0));
+}
+
+// One row's keys [lo, hi) as a part: its output and statistics.
+struct Part {
+  Vec out;
+  RowStats st;
+};
+Part Attend(const Family& f, const Vec& q, const Vec& r, const Vec& k, const Vec& v, int lo, int hi, int d) {
+  Part p;
+  p.out.resize(d);
+  AttendRow(q.data(), r.data(), k.data() + lo * d, v.data() + lo * d, hi - lo, d, d, f, p.out.data(), &p.st);
+  return p;
+}
+Part Merge(const Family& f, const Part& a, const Part& b, double rq, int d) {
+  Part m;
+  m.out.resize(d);
+  const absl::Status s = MergeStates(a.out.data(), a.st, b.out.data(), b.st, d, f, rq, m.out.data(), &m.st);
+  EXPECT_TRUE(s.ok()) << s;
+  return m;
+}
+// A merge against the unsplit row: output and vbar to `tol` of their peak, lse and tbar to
+// `tol` of max(1, |value|) (lse ~ 1e4 carries absolute rounding of that size into tbar).
+void ExpectSame(const Part& got, const Part& want, double tol) {
+  EXPECT_LT(MaxRelDiff(got.out, want.out), tol);
+  EXPECT_LT(MaxRelDiff(got.st.vbar, want.st.vbar), tol);
+  if (std::isinf(want.st.lse)) {
+    EXPECT_EQ(got.st.lse, want.st.lse);
+  } else {
+    EXPECT_NEAR(got.st.lse, want.st.lse, tol * std::max(1.0, std::abs(want.st.lse)));
+  }
+  EXPECT_NEAR(got.st.tbar, want.st.tbar, tol * std::max({1.0, std::abs(want.st.tbar), std::abs(want.st.lse)}));
+}
+
+std::vector<Family> Members(double eps = 1e-6) {
+  std::vector<Family> fs = {Fam(RefProbe::kNone), Fam(RefProbe::kNone, RefAffine::kAmplified),
+                            Fam(RefProbe::kLearned), Fam(RefProbe::kLearned, RefAffine::kAmplified)};
+  for (Family& f : fs) f.eps = eps;
+  return fs;
+}
+
+// Two parts over a split of the row's keys merge to the unsplit row to 1e-12, every member,
+// r at three scales, empty parts included (split 0 and n), and large logits (tau 500:
+// |s1| ~ 1e4). eps = 10 guards every delta (parts' and the whole row's), which the
+// amplified merge must undo exactly.
+TEST(ReferenceMerge, TwoPartsEqualTheUnsplitRow) {
+  const int n = 37, d = 32;
+  for (double tau : {-1.0, 500.0})
+    for (double r_scale : {0.1, 1.0, 10.0})
+      for (double eps : {1e-6, 10.0})
+        for (Family f : Members(eps)) {
+          f.tau = tau;
+          std::mt19937_64 g(29);
+          const Vec q = RmsRows(1, d, g), r = RmsRows(1, d, g, r_scale), k = RmsRows(n, d, g), v = RmsRows(n, d, g);
+          const double rq = Dot(r.data(), q.data(), d);
+          const Part whole = Attend(f, q, r, k, v, 0, n, d);
+          for (int split : {0, 1, 11, 36, 37}) {
+            SCOPED_TRACE(testing::Message() << "tau=" << tau << " r_scale=" << r_scale << " eps=" << eps
+                                            << " probe=" << static_cast<int>(f.probe)
+                                            << " affine=" << static_cast<int>(f.affine) << " split=" << split);
+            const Part a = Attend(f, q, r, k, v, 0, split, d), b = Attend(f, q, r, k, v, split, n, d);
+            ExpectSame(Merge(f, a, b, rq, d), whole, 1e-12);
+            ExpectSame(Merge(f, b, a, rq, d), whole, 1e-12);  // order does not matter
+          }
+        }
+}
+
+// Three parts merged pairwise, either way round, equal the unsplit row.
+TEST(ReferenceMerge, ThreePartsMergedPairwise) {
+  const int n = 50, d = 16;
+  for (double tau : {-1.0, 500.0})
+    for (Family f : Members()) {
+      f.tau = tau;
+      std::mt19937_64 g(31);
+      const Vec q = RmsRows(1, d, g), r = RmsRows(1, d, g, 2.0), k = RmsRows(n, d, g), v = RmsRows(n, d, g);
+      const double rq = Dot(r.data(), q.data(), d);
+      const Part whole = Attend(f, q, r, k, v, 0, n, d);
+      for (auto [s1, s2] : {std::pair<int, int>{7, 30}, {0, 20}, {20, 50}, {25, 25}}) {
+        SCOPED_TRACE(testing::Message() << "tau=" << tau << " probe=" << static_cast<int>(f.probe)
+                                        << " affine=" << static_cast<int>(f.affine) << " splits=" << s1 << "," << s2);
+        const Part a = Attend(f, q, r, k, v, 0, s1, d), b = Attend(f, q, r, k, v, s1, s2, d),
+                   c = Attend(f, q, r, k, v, s2, n, d);
+        ExpectSame(Merge(f, Merge(f, a, b, rq, d), c, rq, d), whole, 1e-12);
+        ExpectSame(Merge(f, a, Merge(f, b, c, rq, d), rq, d), whole, 1e-12);
+      }
+    }
+}
+
+// Without visible keys a part is absent whatever its values; two absent parts merge to one.
+TEST(ReferenceMerge, AbsentParts) {
+  const int d = 8;
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  Part none{Vec(d, 0.0), RowStats{-kInf, 0.0, Vec(d, 0.0)}};
+  Part garbage{Vec(d, nan), RowStats{-kInf, nan, Vec(d, nan)}};
+  for (const Family& f : Members()) {
+    const Part m = Merge(f, none, garbage, 0.3, d);
+    EXPECT_EQ(m.out, Vec(d, 0.0));
+    EXPECT_EQ(m.st.vbar, Vec(d, 0.0));
+    EXPECT_EQ(m.st.lse, -kInf);
+    EXPECT_EQ(m.st.tbar, 0.0);
+    // A present part merged with an absent one comes back as it was.
+    std::mt19937_64 g(37);
+    const Vec q = RmsRows(1, d, g), r = RmsRows(1, d, g), k = RmsRows(5, d, g), v = RmsRows(5, d, g);
+    const Part a = Attend(f, q, r, k, v, 0, 5, d);
+    const Part back = Merge(f, garbage, a, Dot(r.data(), q.data(), d), d);
+    ExpectSame(back, a, 1e-14);
+  }
+}
+
+TEST(ReferenceMerge, Refusals) {
+  const Vec o(4, 1.0);
+  RowStats a{0.0, 0.0, Vec(4, 1.0)}, b{0.0, 0.0, Vec(3, 1.0)};
+  Vec out(4);
+  absl::Status s = MergeStates(o.data(), a, o.data(), b, 4, Fam(RefProbe::kLearned), 0, out.data());
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("'b.vbar'"), absl::string_view::npos) << s;
+  s = MergeStates(o.data(), a, o.data(), a, 0, Fam(RefProbe::kLearned), 0, out.data());
+  EXPECT_NE(s.message().find("'head_dim'"), absl::string_view::npos) << s;
+  s = MergeStates(o.data(), a, o.data(), a, 4, Fam(RefProbe::kSolved), 0, out.data());
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnimplemented);
+}
+
+PrefillInputs RandomPrefill(std::mt19937_64& g, int batch, int hq, int hkv, int d, std::vector<int> lq,
+                            std::vector<int> lk) {
+  PrefillInputs in;
+  in.batch = batch;
+  in.num_q_heads = hq;
+  in.num_kv_heads = hkv;
+  in.head_dim = d;
+  in.max_seqlen_q = *std::max_element(lq.begin(), lq.end());
+  in.max_seqlen_k = *std::max_element(lk.begin(), lk.end());
+  in.seqlens_q = std::move(lq);
+  in.seqlens_k = std::move(lk);
+  in.q = RmsRows(batch * in.max_seqlen_q * hq, d, g);
+  in.r = RmsRows(batch * in.max_seqlen_q * hq, d, g);
+  in.k = RmsRows(batch * in.max_seqlen_k * hkv, d, g);
+  in.v = RmsRows(batch * in.max_seqlen_k * hkv, d, g);
+  return in;
+}
+
+// causal = false: every row sees all of its sequence's keys; a window is refused.
+TEST(ReferencePrefill, NonCausal) {
+  std::mt19937_64 g(41);
+  PrefillInputs in = RandomPrefill(g, 2, 4, 2, 8, {5, 9}, {7, 3});
+  in.causal = false;
+  for (const Family& f : Members()) {
+    absl::StatusOr<PrefillResult> got = PrefillWithStats(in, f);
+    ASSERT_TRUE(got.ok()) << got.status();
+    for (int b = 0; b < 2; ++b)
+      for (int i = 0; i < 9; ++i)
+        for (int h = 0; h < 4; ++h) {
+          const int o = ((b * 9 + i) * 4 + h) * 8, kv = (b * 7 * 2 + h / 2) * 8;
+          Vec want(8, 0.0);
+          RowStats st{-kInf, 0.0, Vec(8, 0.0)};
+          if (i < in.seqlens_q[b])
+            AttendRow(&in.q[o], &in.r[o], &in.k[kv], &in.v[kv], in.seqlens_k[b], 8, 16, f, want.data(), &st);
+          EXPECT_EQ(Vec(got->out.begin() + o, got->out.begin() + o + 8), want) << b << "," << i << "," << h;
+          EXPECT_EQ(Vec(got->vbar.begin() + o, got->vbar.begin() + o + 8), st.vbar);
+          EXPECT_EQ(got->lse[(b * 4 + h) * 9 + i], st.lse);
+          EXPECT_EQ(got->tbar[(b * 4 + h) * 9 + i], st.tbar);
+        }
+  }
+  Family w = Fam(RefProbe::kLearned);
+  w.window = 3;
+  const absl::Status s = Prefill(in, w).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("'window'"), absl::string_view::npos) << s;
+}
+
+// The cascade: the last Q keys of sequences sharing a P-key prefix attend to the prefix
+// non-causally (part A) and to their own keys causally (part B); merging the parts row by
+// row equals causal attention over the whole sequence.
+TEST(ReferencePrefill, CascadeOfPrefixAndSuffixEqualsTheWhole) {
+  const int B = 3, hq = 4, hkv = 2, d = 16, P = 20, Q = 6;
+  const std::vector<int> lk = {P + 6, P + 10, P + 31};
+  std::mt19937_64 g(43);
+  for (double tau : {-1.0, 500.0})
+    for (Family f : Members()) {
+      f.tau = tau;
+      SCOPED_TRACE(testing::Message() << "tau=" << tau << " probe=" << static_cast<int>(f.probe)
+                                      << " affine=" << static_cast<int>(f.affine));
+      PrefillInputs whole = RandomPrefill(g, B, hq, hkv, d, std::vector<int>(B, Q), lk);
+      for (int b = 1; b < B; ++b)  // one shared prefix
+        for (size_t x = 0; x < size_t(P) * hkv * d; ++x) {
+          whole.k[b * whole.max_seqlen_k * hkv * d + x] = whole.k[x];
+          whole.v[b * whole.max_seqlen_k * hkv * d + x] = whole.v[x];
+        }
+      PrefillInputs prefix = whole, suffix = whole;
+      prefix.causal = false;
+      prefix.seqlens_k.assign(B, P);  // the first P keys of each (padded) sequence
+      suffix.max_seqlen_k = whole.max_seqlen_k - P;
+      for (int b = 0; b < B; ++b) suffix.seqlens_k[b] = lk[b] - P;
+      suffix.k.clear();
+      suffix.v.clear();
+      for (int b = 0; b < B; ++b) {
+        const size_t row = size_t(hkv) * d, base = size_t(b) * whole.max_seqlen_k * row;
+        suffix.k.insert(suffix.k.end(), whole.k.begin() + base + P * row, whole.k.begin() + base + whole.max_seqlen_k * row);
+        suffix.v.insert(suffix.v.end(), whole.v.begin() + base + P * row, whole.v.begin() + base + whole.max_seqlen_k * row);
+      }
+      absl::StatusOr<PrefillResult> w = PrefillWithStats(whole, f), a = PrefillWithStats(prefix, f),
+                                    c = PrefillWithStats(suffix, f);
+      ASSERT_TRUE(w.ok() && a.ok() && c.ok()) << w.status() << a.status() << c.status();
+      for (int b = 0; b < B; ++b)
+        for (int i = 0; i < Q; ++i)
+          for (int h = 0; h < hq; ++h) {
+            const size_t o = ((size_t(b) * Q + i) * hq + h) * d, st = (size_t(b) * hq + h) * Q + i;
+            auto part = [&](const PrefillResult& r) {
+              return Part{Vec(r.out.begin() + o, r.out.begin() + o + d),
+                          RowStats{r.lse[st], r.tbar[st], Vec(r.vbar.begin() + o, r.vbar.begin() + o + d)}};
+            };
+            const double rq = Dot(&whole.r[o], &whole.q[o], d);
+            ExpectSame(Merge(f, part(*a), part(*c), rq, d), part(*w), 1e-12);
+          }
+    }
+}
+
+TEST(ReferenceStats, DecodeWithStatsIsOneRowOfPrefill) {
+  std::mt19937_64 g(47);
+  DecodeInputs in;
+  in.batch = 2;
+  in.num_q_heads = 4;
+  in.num_kv_heads = 2;
+  in.head_dim = 8;
+  in.max_seqlen = 9;
+  in.seqlens = {9, 0};
+  in.q = RmsRows(8, 8, g);
+  in.r = RmsRows(8, 8, g);
+  in.k = RmsRows(2 * 9 * 2, 8, g);
+  in.v = RmsRows(2 * 9 * 2, 8, g);
+  for (const Family& f : Members()) {
+    absl::StatusOr<PrefillResult> got = DecodeWithStats(in, f);
+    ASSERT_TRUE(got.ok()) << got.status();
+    absl::StatusOr<Vec> plain = Decode(in, f);
+    ASSERT_TRUE(plain.ok());
+    EXPECT_EQ(got->out, *plain);
+    ASSERT_EQ(got->lse.size(), 8u);
+    ASSERT_EQ(got->vbar.size(), 64u);
+    for (int h = 0; h < 4; ++h) {
+      Vec out(8);
+      RowStats want;
+      AttendRow(&in.q[h * 8], &in.r[h * 8], &in.k[(h / 2) * 8], &in.v[(h / 2) * 8], 9, 8, 16, f, out.data(), &want);
+      EXPECT_EQ(got->lse[h], want.lse);
+      EXPECT_EQ(got->tbar[h], want.tbar);
+      EXPECT_EQ(Vec(got->vbar.begin() + h * 8, got->vbar.begin() + h * 8 + 8), want.vbar);
+      EXPECT_EQ(got->lse[4 + h], -kInf);  // the empty sequence
+      EXPECT_EQ(got->tbar[4 + h], 0.0);
+    }
+  }
+  EXPECT_EQ(DecodeWithStats(in, Fam(RefProbe::kSolved)).status().code(), absl::StatusCode::kUnimplemented);
 }
 
 }  // namespace

@@ -199,14 +199,20 @@ TEST(VariantValidation, MessagesNameTheFieldAndTheRule) {
   Problem d96 = decode;
   d96.head_dim = 96;
   EXPECT_EQ(CreateError(d96, learned, s), "head_dim=96: must be 64, 128 or 256");
-  // Extend over a paged cache runs on the portable family (cp.async gathers pages); the
-  // wgmma family's TMA maps cannot follow a block table.
+  // Extend over a paged cache: the wgmma family loads pages of 16 keys or more by TMA (one
+  // box per page piece); smaller pages run on the portable family (cp.async gathers rows).
   Problem paged_prefill = prefill;
   paged_prefill.kv_layout = KvLayout::kPaged;
   paged_prefill.page_size = 16;
-  EXPECT_TRUE(Variant::Create(paged_prefill, learned, DefaultSchedule(paged_prefill, learned, 90)).ok());
+  absl::StatusOr<Variant> paged_hopper = Variant::Create(paged_prefill, learned, DefaultSchedule(paged_prefill, learned, 90));
+  ASSERT_TRUE(paged_hopper.ok()) << paged_hopper.status();
+  EXPECT_EQ(paged_hopper->schedule().path, MathPath::kWgmma);
+  paged_prefill.page_size = 8;
+  absl::StatusOr<Variant> small_pages = Variant::Create(paged_prefill, learned, DefaultSchedule(paged_prefill, learned, 90));
+  ASSERT_TRUE(small_pages.ok()) << small_pages.status();
+  EXPECT_EQ(small_pages->schedule().path, MathPath::kMma);
   EXPECT_THAT(CreateError(paged_prefill, learned, DefaultSchedule(prefill, learned, 90)),
-              HasSubstr("paged KV runs on path mma or fma"));
+              HasSubstr("page_size=8: the wgmma family loads pages of at least 16 keys by TMA"));
   paged_prefill.page_size = 48;
   EXPECT_THAT(CreateError(paged_prefill, learned, DefaultSchedule(prefill, learned, 0)),
               StartsWith("page_size=48: must be a power of two in 1..1024"));

@@ -32,6 +32,7 @@ TEST(CApiExtend, PagedPrefillTranslatesToThePagedProblem) {
   EXPECT_EQ(c->params.k_stride_b, 16 * kHkv * kD);  // the page stride
   EXPECT_EQ(c->params.k_stride_l, kHkv * kD);       // the slot stride
   EXPECT_EQ(c->params.seqlen_k, 64);                 // no hint: the table's capacity
+  EXPECT_EQ(c->total_k, 16);                         // the pool's pages: the TMA maps' extent
   a.max_seqlen_k = 40;                               // the live bound picks the kernel
   c = capi::TranslatePrefillArgs(a);
   ASSERT_TRUE(c.ok()) << c.status();
@@ -71,16 +72,18 @@ TEST(CApiExtend, PagedPrefillRefusals) {
   a = ValidExtend();
   a.k = T(Fake(3), PLX_BF16, {16, kHkv, kD});
   ExpectPrefillError(a, PLX_ERROR_INVALID_ARGUMENT, {"k: ndim=3", "paged [num_pages, page_size, Hkv, D]"});
-  // The wgmma family cannot follow a block table: its key is refused for a paged cache.
+  // The wgmma family reads pages of 16 keys or more by TMA: its key is refused for pages of 8.
   Problem p;
   p.mode = Mode::kPrefill; p.dtype = DType::kBF16; p.head_dim = kD; p.num_q_heads = kHq; p.num_kv_heads = kHkv;
   absl::StatusOr<Variant> hopper = Variant::Create(p, Algorithm{}, DefaultSchedule(p, Algorithm{}, 90));
   ASSERT_TRUE(hopper.ok()) << hopper.status();
   std::string key = hopper->Key();
-  key.replace(key.find("contig"), 6, "paged16");
+  key.replace(key.find("contig"), 6, "paged8");
   a = ValidExtend();
+  a.k = T(Fake(3), PLX_BF16, {16, 8, kHkv, kD});
+  a.v = T(Fake(4), PLX_BF16, {16, 8, kHkv, kD});
   a.variant = key.c_str();
-  ExpectPrefillError(a, PLX_ERROR_INVALID_ARGUMENT, {"paged KV runs on path mma or fma"});
+  ExpectPrefillError(a, PLX_ERROR_INVALID_ARGUMENT, {"page_size=8", "smaller pages run on path mma or fma"});
 }
 
 // Multi-token decode: [B, Tq, Hq, D] with Tq > 1 runs as extend over the same cache.
@@ -130,6 +133,92 @@ TEST(CApiMultiTokenDecode, RefusesWhatOnlyDecodeTakes) {
   a = MultiToken(ValidPagedDecode(), 4);
   a.out = T(Fake(5), PLX_BF16, {kB, 3, kHq, kD});
   ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"out"});
+}
+
+// Decode with statistics (lse, tbar, vbar) runs as extend with the query tokens it has: one
+// token's [B, Hq, D] as [B, 1, Hq, D], its [B, Hq] statistics as [B, Hq, 1].
+TEST(CApiDecodeStats, OneTokenRunsAsExtend) {
+  plx_decode_args a = ValidPagedDecode();
+  a.lse = T(Fake(10), PLX_FLOAT32, {kB, kHq}, {16, 1});  // rows padded to 16
+  a.tbar = T(Fake(11), PLX_FLOAT32, {kB, kHq}, {16, 1});
+  a.vbar = T(Fake(12), PLX_BF16, {kB, kHq, kD});
+  ASSERT_EQ(plx_decode_validate(&a), PLX_OK) << plx_last_error();
+  absl::StatusOr<std::optional<plx_prefill_args>> e = capi::DecodeAsExtend(a);
+  ASSERT_TRUE(e.ok()) << e.status();
+  ASSERT_TRUE(e->has_value());
+  const plx_prefill_args& p = **e;
+  EXPECT_EQ(p.q.ndim, 4);
+  EXPECT_EQ(p.q.shape[1], 1);
+  EXPECT_EQ(p.lse.ndim, 3);
+  EXPECT_EQ(p.lse.shape[2], 1);
+  EXPECT_EQ(p.causal, 1);
+  absl::StatusOr<PrefillCall> c = capi::TranslatePrefillArgs(p);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->params.seqlen_q, 1);
+  EXPECT_EQ(c->params.causal, 1);
+  EXPECT_EQ(c->params.lse, Fake(10));
+  EXPECT_EQ(c->params.tbar, Fake(11));
+  EXPECT_EQ(c->params.stats_stride_b, 16);
+  EXPECT_EQ(c->params.stats_stride_h, 1);
+  EXPECT_EQ(c->params.vbar, Fake(12));
+  EXPECT_EQ(c->params.vbar_stride_b, kHq * kD);
+  EXPECT_EQ(c->params.vbar_stride_h, kD);
+  EXPECT_EQ(c->params.seqused_k, a.cache_seqlens.data);
+  // vbar alone is enough to take this path; none at all keeps the decode kernel.
+  plx_decode_args v = ValidPagedDecode();
+  v.vbar = T(Fake(12), PLX_BF16, {kB, kHq, kD});
+  e = capi::DecodeAsExtend(v);
+  ASSERT_TRUE(e.ok() && e->has_value()) << e.status();
+  e = capi::DecodeAsExtend(ValidPagedDecode());
+  ASSERT_TRUE(e.ok() && !e->has_value()) << e.status();
+  // A contiguous cache the sequence fills: the padded extend over all Lmax keys.
+  plx_decode_args full = ValidDecode();
+  full.lse = T(Fake(10), PLX_FLOAT32, {kB, kHq});
+  ASSERT_EQ(plx_decode_validate(&full), PLX_OK) << plx_last_error();
+  c = capi::TranslatePrefillArgs(**capi::DecodeAsExtend(full));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->params.seqlen_k, kL);
+}
+
+TEST(CApiDecodeStats, TokensDimensionKeepsFlashAttentionsLayout) {
+  // q [B, Tq, Hq, D] (Tq = 1 and 4): lse / tbar [B, Hq, Tq], vbar like out.
+  for (int tq : {1, 4}) {
+    plx_decode_args a = MultiToken(ValidPagedDecode(), tq);
+    a.lse = T(Fake(10), PLX_FLOAT32, {kB, kHq, tq});
+    a.vbar = T(Fake(12), PLX_BF16, {kB, tq, kHq, kD});
+    EXPECT_EQ(plx_decode_validate(&a), PLX_OK) << tq << ": " << plx_last_error();
+    a.lse = T(Fake(10), PLX_FLOAT32, {kB, kHq});
+    ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"lse: ndim=2: must be 3 ([B, Hq, Lq])"});
+  }
+}
+
+TEST(CApiDecodeStats, RefusalsNameTheField) {
+  plx_decode_args a = ValidPagedDecode();
+  a.lse = T(Fake(10), PLX_FLOAT32, {kB, kHq});
+  a.num_splits = 2;
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"num_splits=2", "decode with lse/tbar/vbar", "runs as extend"});
+  a.num_splits = 0;
+  const std::string decode_key = DefaultKey(Mode::kDecode, DType::kBF16);
+  a.variant = decode_key.c_str();
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"is a decode kernel", "decode with lse/tbar/vbar", "prefill key"});
+  a = ValidDecode();
+  a.vbar = T(Fake(12), PLX_BF16, {kB, kHq, kD});
+  a.cache_seqlens = T(Fake(7), PLX_INT32, {kB});
+  ExpectDecodeError(a, PLX_ERROR_UNSUPPORTED, {"cache_seqlens", "decode with lse/tbar/vbar", "paged cache"});
+  a = ValidPagedDecode();
+  a.lse = T(Fake(10), PLX_FLOAT32, {kB, kHq + 1});
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"lse: shape [2, 9] does not match decode's [B, Hq] = [2, 8]"});
+  a.lse = T(Fake(10), PLX_FLOAT32, {kB, kHq, 1});
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"lse: shape [2, 8, 1] does not match decode's [B, Hq]"});
+  a = ValidPagedDecode();
+  a.tbar = T(Fake(11), PLX_BF16, {kB, kHq});
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"tbar: dtype=bf16: must be float32"});
+  a = ValidPagedDecode();
+  a.vbar = T(Fake(12), PLX_BF16, {kB, kHq, 64});
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"vbar: shape", "does not match out's"});
+  a = ValidPagedDecode();
+  a.vbar = T(Fake(12), PLX_FP16, {kB, kHq, kD});
+  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"vbar: dtype=fp16 does not match out's bf16"});
 }
 
 }  // namespace

@@ -217,4 +217,192 @@ TEST(CApiStats, Float32StaysOutOfEveryOtherTensor) {
   ExpectPrefillError(p, {"cu_seqlens_k: dtype=float32: must be int32"});
 }
 
+// ---- vbar and causal (ABI 6) ---------------------------------------------------------------
+
+TEST(CApiStats, VbarAndCausalDefaults) {
+  plx_prefill_args p;
+  std::memset(&p, 0x5a, sizeof(p));
+  plx_prefill_args_init(&p);
+  EXPECT_EQ(p.vbar.data, nullptr);
+  EXPECT_EQ(p.causal, 1);
+  plx_decode_args d;
+  std::memset(&d, 0x5a, sizeof(d));
+  plx_decode_args_init(&d);
+  EXPECT_EQ(d.lse.data, nullptr);
+  EXPECT_EQ(d.tbar.data, nullptr);
+  EXPECT_EQ(d.vbar.data, nullptr);
+  absl::StatusOr<parallax::PrefillCall> c = Translate(Padded());
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->params.vbar, nullptr);
+  EXPECT_EQ(c->params.causal, 1);
+  EXPECT_EQ(c->params.vbar_stride_b, 0);
+}
+
+TEST(CApiStats, VbarLayouts) {
+  plx_prefill_args a = Padded();
+  a.vbar = T(Fake(10), PLX_BF16, {kB, kLq, kHq, kD});
+  absl::StatusOr<parallax::PrefillCall> c = Translate(a);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->params.vbar, Fake(10));
+  EXPECT_EQ(c->params.vbar_stride_b, kLq * kHq * kD);
+  EXPECT_EQ(c->params.vbar_stride_l, kHq * kD);
+  EXPECT_EQ(c->params.vbar_stride_h, kD);
+  // Its own strides: a [B, Hq, Lq, D] buffer seen as [B, Lq, Hq, D].
+  a.vbar = T(Fake(10), PLX_BF16, {kB, kLq, kHq, kD}, {kHq * kLq * kD, kD, kLq * kD, 1});
+  c = Translate(a);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->params.vbar_stride_l, kD);
+  EXPECT_EQ(c->params.vbar_stride_h, kLq * kD);
+  EXPECT_EQ(c->params.o_stride_l, kHq * kD);  // out keeps its own
+  plx_prefill_args p = Packed();
+  p.vbar = T(Fake(10), PLX_FP16, {kTq, kHq, kD});
+  c = Translate(p);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->params.vbar_stride_b, 0);
+  EXPECT_EQ(c->params.vbar_stride_l, kHq * kD);
+}
+
+TEST(CApiStats, VbarRefusalsNameIt) {
+  plx_prefill_args a = Padded();
+  a.vbar = T(Fake(10), PLX_FP16, {kB, kLq, kHq, kD});
+  ExpectPrefillError(a, {"plx_prefill_validate: vbar: dtype=fp16 does not match out's bf16"});
+  a.vbar = T(Fake(10), PLX_FLOAT32, {kB, kLq, kHq, kD});
+  ExpectPrefillError(a, {"vbar: dtype=float32 does not match out's bf16"});
+  a.vbar = T(Fake(10), PLX_BF16, {kB, kLq + 1, kHq, kD});
+  ExpectPrefillError(a, {"vbar: shape [2, 41, 8, 64] does not match out's [2, 40, 8, 64]"});
+  a.vbar = T(Fake(10), PLX_BF16, {kB, kLq, kHq, kD}, {kLq * kHq * kD * 2, kHq * kD * 2, kD * 2, 2});
+  ExpectPrefillError(a, {"vbar: strides[3]=2", "contiguous"});
+  a.vbar = T(Fake(10, 8), PLX_BF16, {kB, kLq, kHq, kD});
+  ExpectPrefillError(a, {"vbar: data=", "16-byte aligned"});
+  a.vbar = T(Fake(10), PLX_BF16, {kB, kLq, kHq, kD}, {0, kHq * kD, kD, 1});
+  ExpectPrefillError(a, {"vbar: strides[0]=0 with shape[0]=2", "alias"});
+  a.vbar = a.out;  // on out's own memory
+  ExpectPrefillError(a, {"vbar: overlaps out"});
+  a.vbar = T(static_cast<char*>(Fake(5)) + 128, PLX_BF16, {kB, kLq, kHq, kD});
+  ExpectPrefillError(a, {"vbar: overlaps out"});
+}
+
+TEST(CApiStats, NonCausalPrefill) {
+  plx_prefill_args a = Padded();
+  a.causal = 0;
+  absl::StatusOr<parallax::PrefillCall> c = Translate(a);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->params.causal, 0);
+  a.window_left = -1;  // FlashAttention's (-1, -1): no window, non-causal
+  a.window_right = -1;
+  EXPECT_EQ(plx_prefill_validate(&a), PLX_OK) << plx_last_error();
+  a = Padded();
+  a.causal = 2;
+  ExpectPrefillError(a, {"causal=2: must be 1 (causal) or 0 (non-causal)"});
+  a.causal = -1;
+  ExpectPrefillError(a, {"causal=-1"});
+  a = Padded();
+  a.causal = 0;
+  a.window = 16;
+  ExpectPrefillError(a, {"causal=0: a non-causal prefill sees every key", "window"});
+  a.window = 0;
+  a.window_left = 15;
+  a.window_right = 0;
+  ExpectPrefillError(a, {"causal=0", "window"});
+  a.window_left = -1;
+  ExpectPrefillError(a, {"window_right=0", "causal=0", "(-1, -1)"});
+  // Non-causal over pages and over packed sequences.
+  plx_prefill_args p = Packed();
+  p.causal = 0;
+  EXPECT_EQ(plx_prefill_validate(&p), PLX_OK) << plx_last_error();
+  p = Packed();
+  p.k = T(Fake(3), PLX_FP16, {16, 16, kHkv, kD});
+  p.v = T(Fake(4), PLX_FP16, {16, 16, kHkv, kD});
+  p.cu_seqlens_k = T(nullptr, PLX_INT32, {3});
+  p.max_seqlen_k = -1;
+  p.block_table = T(Fake(11), PLX_INT32, {kB, 4});
+  p.seqused_k = T(Fake(12), PLX_INT32, {kB});
+  p.causal = 0;
+  c = Translate(p);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->params.causal, 0);
+  // The C++ front end refuses the same.
+  parallax::PrefillCall cpp = *c;
+  cpp.params.window = 8;
+  cpp.problem.window = true;
+  const absl::Status s = parallax::CheckPrefillCall(cpp);
+  EXPECT_NE(s.message().find("causal=0"), absl::string_view::npos) << s;
+  cpp.params.window = 0;
+  cpp.params.causal = 3;
+  EXPECT_NE(parallax::CheckPrefillCall(cpp).message().find("causal=3"), absl::string_view::npos);
+}
+
+// vbar and causal=0 through the C descriptors and the C++ PrefillArgs give one parameter block.
+TEST(CApiStats, VbarAndCausalMatchTheCppFrontEnd) {
+  plx_prefill_args a = Padded();
+  a.vbar = T(Fake(10), PLX_BF16, {kB, kLq, kHq, kD});
+  a.causal = 0;
+  absl::StatusOr<parallax::PrefillCall> c = Translate(a);
+  ASSERT_TRUE(c.ok()) << c.status();
+  parallax::PrefillArgs p;
+  p.batch = kB;
+  p.num_q_heads = kHq;
+  p.num_kv_heads = kHkv;
+  p.head_dim = kD;
+  p.q = Fake(1);
+  p.r = Fake(2);
+  p.k = Fake(3);
+  p.v = Fake(4);
+  p.out = Fake(5);
+  p.q_stride_b = p.r_stride_b = p.o_stride_b = kLq * kHq * kD;
+  p.q_stride_l = p.r_stride_l = p.o_stride_l = kHq * kD;
+  p.q_stride_h = p.r_stride_h = p.o_stride_h = kD;
+  p.k_stride_b = p.v_stride_b = 50 * kHkv * kD;
+  p.k_stride_l = p.v_stride_l = kHkv * kD;
+  p.k_stride_h = p.v_stride_h = kD;
+  p.seqlen_q = kLq;
+  p.seqlen_k = 50;
+  p.vbar = Fake(10);  // strides 0: out's
+  p.causal = false;
+  const parallax::PrefillCall want = parallax::ToPrefillCall(p);
+  ASSERT_TRUE(parallax::CheckPrefillCall(want).ok()) << parallax::CheckPrefillCall(want);
+  EXPECT_EQ(std::memcmp(&c->params, &want.params, sizeof(PlxPrefillParams)), 0);
+  EXPECT_EQ(sizeof(PlxPrefillParams) % 8, 0u);  // naturally aligned, no tail padding
+}
+
+// A plan's runs repeat its statistics and mask: each difference named.
+TEST(CApiStats, PlansCoverVbarCausalAndDecodeStats) {
+  plx_prefill_args plan = Padded();
+  plx_prefill_args run = plan;
+  run.vbar = T(Fake(10), PLX_BF16, {kB, kLq, kHq, kD});
+  absl::Status s = parallax::capi::CheckRunMatchesPlan(plan, run);
+  EXPECT_NE(s.message().find("vbar: given, but the plan was made without it"), absl::string_view::npos) << s;
+  s = parallax::capi::CheckRunMatchesPlan(run, plan);
+  EXPECT_NE(s.message().find("vbar: absent, but the plan was made with it"), absl::string_view::npos) << s;
+  run = plan;
+  run.causal = 0;
+  s = parallax::capi::CheckRunMatchesPlan(plan, run);
+  EXPECT_NE(s.message().find("causal=0 differs from the plan's 1"), absl::string_view::npos) << s;
+  run = plan;
+  run.vbar = T(Fake(10), PLX_BF16, {kB, kLq, kHq, kD});
+  plx_prefill_args with = run;
+  with.vbar.data = Fake(13);  // another buffer, same shape: fine
+  EXPECT_TRUE(parallax::capi::CheckRunMatchesPlan(run, with).ok());
+
+  plx_decode_args d = parallax::MakeDecodeArgs();
+  d.q = d.r = d.out = T(Fake(1), PLX_BF16, {kB, kHq, kD});
+  d.k = d.v = T(Fake(3), PLX_BF16, {kB, 64, kHkv, kD});
+  plx_decode_args dr = d;
+  dr.lse = T(Fake(8), PLX_FLOAT32, {kB, kHq});
+  s = parallax::capi::CheckRunMatchesPlan(d, dr);
+  EXPECT_NE(s.message().find("lse: given, but the plan was made without it"), absl::string_view::npos) << s;
+  plx_decode_args dp = dr;
+  dr.lse = T(Fake(8), PLX_FLOAT32, {kB, kHq, 1});
+  s = parallax::capi::CheckRunMatchesPlan(dp, dr);
+  EXPECT_NE(s.message().find("lse: shape [2, 8, 1] differs from the plan's [2, 8]"), absl::string_view::npos) << s;
+  dr = dp;
+  dr.tbar = T(Fake(9), PLX_FLOAT32, {kB, kHq});
+  s = parallax::capi::CheckRunMatchesPlan(dp, dr);
+  EXPECT_NE(s.message().find("tbar: given"), absl::string_view::npos) << s;
+  dr = dp;
+  dr.vbar = T(Fake(10), PLX_BF16, {kB, kHq, kD});
+  s = parallax::capi::CheckRunMatchesPlan(dp, dr);
+  EXPECT_NE(s.message().find("vbar: given"), absl::string_view::npos) << s;
+}
+
 }  // namespace

@@ -219,6 +219,8 @@ std::string PrefillCase::Name() const {
   if (!key.empty()) absl::StrAppend(&n, "_", absl::StrReplaceAll(key.substr(key.rfind('.') + 1), {{"-", "_"}}));
   if (stats) absl::StrAppend(&n, "_stats");
   if (page_size) absl::StrAppend(&n, "_page", page_size, shared_pages ? absl::StrCat("_shared", shared_pages) : "");
+  if (vbar) absl::StrAppend(&n, "_vbar");
+  if (!causal) absl::StrAppend(&n, "_noncausal");
   return absl::StrReplaceAll(n, {{".", "p"}, {"-", "m"}});
 }
 
@@ -307,6 +309,7 @@ absl::StatusOr<CaseResult> RunPrefillCase(Runtime& rt, const PrefillCase& c) {
   in.batch = B; in.num_q_heads = Hq; in.num_kv_heads = Hkv; in.head_dim = D;
   in.max_seqlen_q = lq; in.max_seqlen_k = lk;
   in.seqlens_q = c.seqlens_q; in.seqlens_k = c.seqlens_k;
+  in.causal = c.causal;
   in.q = RandomRows(rng, size_t(B) * lq * Hq, D, true, 1.0);
   in.r = RandomRows(rng, size_t(B) * lq * Hq, D, true, c.r_scale);
   in.k = RandomRows(rng, size_t(B) * lk * Hkv, D, true, 1.0);
@@ -329,6 +332,7 @@ absl::StatusOr<CaseResult> RunPrefillCase(Runtime& rt, const PrefillCase& c) {
   a.window = c.window; a.affine = c.affine; a.qk_scale = static_cast<float>(c.tau);
   a.variant_key = c.key;
   a.seqlen_q = lq; a.seqlen_k = lk;
+  a.causal = c.causal;
   // Padded [B, L, H, D] buffers; with varlen the same rows are addressed through cu_seqlens
   // offsets into a packed copy.
   std::vector<uint16_t> qd = qh, rd = rh, kd = kh, vd = vh;
@@ -362,12 +366,18 @@ absl::StatusOr<CaseResult> RunPrefillCase(Runtime& rt, const PrefillCase& c) {
     a.block_table_stride = pk.per_seq;
     a.seqused_k = static_cast<const int*>(used->get());
     a.page_size = c.page_size;
+    a.total_k = static_cast<int64_t>(pk.k.size() / (size_t(c.page_size) * kv_row));  // pages: TMA's extent
   }
   auto q = Put(qd), r = Put(rd), k = Put(kd), v = Put(vd);
   auto cq = PutInts(cuq), ck = PutInts(cuk);
   const size_t out_elems = qd.size();
   DeviceBuffer out(std::max<size_t>(out_elems, 1) * 2);
   out.Fill16(Poison(c.dtype), out_elems);
+  DeviceBuffer vbar(std::max<size_t>(out_elems, 1) * 2);  // like out (strides 0: out's)
+  if (c.vbar) {
+    vbar.Fill16(Poison(c.dtype), out_elems);
+    a.vbar = vbar.get();
+  }
   a.q = q->get(); a.r = c.learned ? r->get() : nullptr; a.k = k->get(); a.v = v->get(); a.out = out.get();
   a.q_stride_l = int64_t(Hq) * D; a.q_stride_h = D; a.q_stride_b = int64_t(lq) * Hq * D;
   a.r_stride_l = a.q_stride_l; a.r_stride_h = D; a.r_stride_b = a.q_stride_b;
@@ -434,13 +444,22 @@ absl::StatusOr<CaseResult> RunPrefillCase(Runtime& rt, const PrefillCase& c) {
   }
   res.out.assign(want->size(), 0.0);
   // Unpack the kernel's rows into the padded [B, Lq, Hq, D] order of the reference.
-  for (int b = 0, row = 0; b < B; ++b)
-    for (int i = 0; i < c.seqlens_q[b]; ++i) {
-      const size_t src = (c.varlen ? size_t(cuq[b] + i) : size_t(b) * lq + i) * Hq * D;
-      const size_t dst = (size_t(b) * lq + i) * Hq * D;
-      for (size_t e = 0; e < size_t(Hq) * D; ++e) res.out[dst + e] = FromHalfBits(oh[src + e], c.dtype);
-      ++row;
-    }
+  auto unpack = [&](const std::vector<uint16_t>& h, std::vector<double>& dst_rows) {
+    for (int b = 0; b < B; ++b)
+      for (int i = 0; i < c.seqlens_q[b]; ++i) {
+        const size_t src = (c.varlen ? size_t(cuq[b] + i) : size_t(b) * lq + i) * Hq * D;
+        const size_t dst = (size_t(b) * lq + i) * Hq * D;
+        for (size_t e = 0; e < size_t(Hq) * D; ++e) dst_rows[dst + e] = FromHalfBits(h[src + e], c.dtype);
+      }
+  };
+  unpack(oh, res.out);
+  if (c.vbar) {
+    std::vector<uint16_t> vh(out_elems);
+    vbar.Download(vh.data(), vh.size() * 2);
+    std::vector<double> got_vbar(want->size(), 0.0);
+    unpack(vh, got_vbar);
+    res.vbar_err = ref::Compare(got_vbar, ref_all->vbar);
+  }
   std::vector<double> got = res.out;
   if (c.learned && c.affine == Affine::kAmplified)
     res.ill_conditioned_rows = MaskIllConditioned(got, *want, D, [&](ref::RefProbe pr, ref::RefAffine af) {

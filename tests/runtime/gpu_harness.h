@@ -74,6 +74,9 @@ struct CaseResult {
     double lse_err = 0, tbar_err = 0;
     long wrong_exact = 0, non_finite = 0, rows = 0;
   } stats;
+  // Prefill's vbar (PrefillCase::vbar) against the reference's softmax output, every row
+  // (rows without visible keys must be zeros; the buffer is poisoned, so unwritten rows show).
+  ref::ErrorStats vbar_err;
 };
 
 // lse and tbar come from fp32 sums of the same bf16/fp16-rounded inputs the reference sees
@@ -106,6 +109,8 @@ struct PrefillCase {
   bool stats = false;  // also ask for lse and tbar (contiguous [B, Hq, Lq] / [Hq, total_q])
   int page_size = 0;     // > 0: K/V in a paged cache (extend), seqused_k = seqlens_k
   int shared_pages = 0;  // paged: the first pages of every sequence are sequence 0's
+  bool vbar = false;     // also ask for vbar (like out: the softmax output of each row)
+  bool causal = true;    // false: every query row sees all keys of its sequence
   std::string Name() const;
 };
 

@@ -114,12 +114,20 @@ void AddStatsCases(std::vector<PrefillCase>& cases) {
 // Extend over a paged cache (issue #13): ragged prefixes and chunks, a decode-like single
 // token and a speculative 7, sequences ending exactly on and just past a page, page sizes 1
 // to 1024, pages shuffled and a prefix shared between sequences, NaN in every unfilled slot.
-// On Hopper the default is the portable family (the TMA family does not serve pages).
+// On Hopper the default is the sm_90a family for pages of 16 keys or more (TMA boxes per page
+// piece), the portable family below that; the portable kernels are also asked for by key.
 void AddPagedCases(std::vector<PrefillCase>& cases) {
   PrefillCase c;
   c.dtype = DType::kBF16; c.head_dim = 128; c.hq = 8; c.hkv = 2; c.batch = 3; c.varlen = true;
   c.seqlens_q = {1, 7, 100}; c.seqlens_k = {300, 64, 513}; c.page_size = 16; c.stats = true; c.seed = 9200;
   cases.push_back(c);
+  c.key = MmaKey(c); c.seed = 9210;  // the portable family over the same pages
+  cases.push_back(c);
+  // The sm_90a family's persistent, three-stage schedule over the same pages, by key.
+  c.key = ProblemKey(ProblemOf(c), Algorithm{Probe::kLearned, c.affine}) + ".wgmma-m64-n128-w12-s3-pp-pers";
+  c.seed = 9211;
+  cases.push_back(c);
+  c.key.clear();
   c.page_size = 1; c.seed = 9201;  // token-granular pool
   cases.push_back(c);
   c.page_size = 64; c.key = FmaKey(c); c.seed = 9202;
@@ -185,6 +193,13 @@ void AddRandomExtendCases(std::vector<PrefillCase>& cases) {
     c.seed = 9300 + i;
     if (pick(0, 3) == 0) c.key = FmaKey(c);
     cases.push_back(c);
+    // On Hopper the default takes pages of 16 and more to the sm_90a family: the portable
+    // mma.sync kernels get the same case by key.
+    if (c.key.empty() && c.page_size >= 16) {
+      c.key = MmaKey(c);
+      c.seed += 50;
+      cases.push_back(c);
+    }
   }
 }
 
@@ -308,6 +323,7 @@ TEST(PrefillGpuIdentity, WindowSizeSpellingsAreBitIdentical) {
   absl::Status s = CheckWindowSpellings(40, [&](const WindowSpelling& w) {
     plx_prefill_args a{};  // zero: tensors absent, plain affine (_init is libparallax.so's, not linked here)
     a.qk_scale = -1.f;
+    a.causal = 1;  // _init's default; zero would be non-causal
     a.q = MakeTensor(q->get(), PLX_FP16, {kB, kLq, kHq, kD});
     a.r = MakeTensor(r->get(), PLX_FP16, {kB, kLq, kHq, kD});
     a.k = MakeTensor(k->get(), PLX_FP16, {kB, kLk, kHkv, kD});
@@ -336,14 +352,17 @@ TEST(PrefillGpuIdentity, NanInsideTheKeysShowsNanPastThemDoesNot) {
   // Sequence 0 owns pages 0-3 (its keys in order), sequence 1 pages 4-7.
   std::vector<int> table = {0, 1, 2, 3, 4, 5, 6, 7};
   const uint16_t nan = 0x7fc1;
-  for (int key = used[0]; key < kPages * kPs; ++key)  // past seqused_k: never read
+  std::vector<uint16_t> kp = kh;
+  for (int key = used[0]; key < kPages * kPs; ++key) {  // past seqused_k: never read
     std::fill_n(vh.begin() + size_t(key) * row, row, nan);
+    std::fill_n(kp.begin() + size_t(key) * row, row, nan);  // a NaN probe score, too
+  }
   constexpr int kBadKey = 35;  // visible to sequence 0's query t iff 35 <= 40 - 8 + t, i.e. t >= 3
   vh[size_t(kBadKey) * row + 5] = nan;  // kv head 0, d 5: query heads 0 and 1
   DeviceBuffer q(qh.size() * 2), k(kh.size() * 2), v(vh.size() * 2), bt(table.size() * 4), lens(kB * 4);
   DeviceBuffer out(qh.size() * 2);
   q.Upload(qh.data(), qh.size() * 2);
-  k.Upload(kh.data(), kh.size() * 2);
+  k.Upload(kp.data(), kp.size() * 2);
   v.Upload(vh.data(), vh.size() * 2);
   bt.Upload(table.data(), table.size() * 4);
   lens.Upload(used, sizeof(used));
@@ -358,6 +377,15 @@ TEST(PrefillGpuIdentity, NanInsideTheKeysShowsNanPastThemDoesNot) {
   a.seqlen_q = kLq; a.seqlen_k = kPages * kPs;
   a.block_table = static_cast<const int*>(bt.get()); a.block_table_stride = kPages;
   a.seqused_k = static_cast<const int*>(lens.get()); a.page_size = kPs;
+  a.total_k = kB * kPages;  // the pool's pages: lets the sm_90a family take the call
+  // The device's default family (sm_90a on Hopper: stale slots arrive in a TMA box and are
+  // cleared in shared memory), then the portable mma.sync family (never copies them).
+  Problem pp;
+  pp.mode = Mode::kPrefill; pp.head_dim = kD; pp.num_q_heads = kHq; pp.num_kv_heads = kHkv;
+  pp.kv_layout = KvLayout::kPaged; pp.page_size = kPs;
+  const std::string mma = Variant::Create(pp, Algorithm{}, DefaultSchedule(pp, Algorithm{}, 0))->Key();
+  for (const std::string& key : {std::string(), mma}) {
+  a.variant_key = key;
   out.Fill16(0x7fc2, qh.size());
   absl::StatusOr<Variant> var = rt->PlanPrefill(a);
   ASSERT_TRUE(var.ok()) << var.status();
@@ -378,6 +406,7 @@ TEST(PrefillGpuIdentity, NanInsideTheKeysShowsNanPastThemDoesNot) {
         }
         // (rows t < 3 of kv head 0 share key 35's tile: a masked weight of 0 times NaN may show)
       }
+  }
 }
 
 }  // namespace

@@ -59,6 +59,25 @@ TEST(TmaParams, PackedCallsNeedTheirExtents) {
   EXPECT_TRUE(CheckTmaReadable(c).ok());
 }
 
+// Extend over pages: the maps span the pool (page stride, slot stride), so the page count
+// is needed; a page stride TMA cannot step is named.
+TEST(TmaParams, PagedCallsNeedThePageCount) {
+  PrefillCall c = Call();
+  int table[2 * 4] = {};
+  int used[2] = {100, 60};
+  c.params.block_table = table;
+  c.params.block_table_stride = 4;
+  c.params.seqused_k = used;
+  c.problem.kv_layout = KvLayout::kPaged;
+  c.problem.page_size = 32;
+  c.params.k_stride_b = c.params.v_stride_b = 32 * c.params.k_stride_l;  // page stride
+  EXPECT_THAT(CheckTmaReadable(c).message(), HasSubstr("page count (total_k)"));
+  c.total_k = 8;
+  EXPECT_TRUE(CheckTmaReadable(c).ok()) << CheckTmaReadable(c);
+  c.params.v_stride_b = 32 * c.params.k_stride_l + 4;
+  EXPECT_THAT(CheckTmaReadable(c).message(), HasSubstr("v: batch stride"));
+}
+
 TEST(TmaParams, ProbeNoneHasNoRMap) {
   PrefillCall c = Call();
   c.params.r = nullptr;

@@ -1,12 +1,18 @@
-// The runtime's tuned-config lookup (exact bucket, nearest bucket, stale versions) and the
-// persistent binary cache, on a real SQLite file. CPU only.
+// The runtime's tuned-config lookup (exact bucket, nearest bucket, stale versions, a driver
+// update, old and missing databases), read-only on a real SQLite file. CPU only.
 #include "tuned_store.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <thread>
 
+#include "absl/strings/str_cat.h"
+#include "parallax/cache/db.h"
 #include "parallax/cache/store.h"
 #include "parallax/runtime/nvrtc_compiler.h"
 
@@ -182,16 +188,114 @@ TEST_F(TunedStoreTest, PrefillBadRowsAreIgnored) {
   EXPECT_EQ(near->first, kPrefillB);
 }
 
-TEST_F(TunedStoreTest, BinariesRoundTrip) {
+// A driver patch release (13000 -> 13010) keeps every tuned answer: the device identity has
+// no driver version in it (cache/device_key.h).
+TEST_F(TunedStoreTest, DriverBumpKeepsExactAnswers) {
+  const std::string key = "decode-bf16-d128-h32x8-contig-nowin.learned-plain.mma-n64-w4-s3-split4-g4";
+  Put("b8-l4096", key);  // tuned under driver 13000
+  DeviceInfo bumped = dev_;
+  bumped.driver_version = 13010;
+  auto db = TunedStore::Open(path_, bumped);
+  ASSERT_TRUE(db.ok()) << db.status();
+  auto exact = (*db)->Lookup(problem_, alg_, BucketFor(8, 4096));
+  ASSERT_TRUE(exact.ok()) << exact.status();
+  EXPECT_EQ(exact->first, key);
+  EXPECT_EQ(exact->second, Choice::kTunedExact);
+}
+
+// The same for a database the previous release wrote (schema v2, the driver and MiB in the
+// fingerprint), read as it is by the runtime, and after a writer migrated it.
+TEST_F(TunedStoreTest, DriverBumpKeepsExactAnswersFromAnOldDatabase) {
+  const std::string key = "decode-bf16-d128-h32x8-contig-nowin.learned-plain.mma-n64-w4-s3-split4-g4";
+  dev_.mem_bytes = int64_t{143155} << 20;
+  const std::string legacy = absl::StrCat(dev_.name, "|sm_90|sms=132|mem=143155MiB|driver=13000|nvrtc=13.0");
+  {
+    auto s = cache::Store::Open(path_);
+    ASSERT_TRUE(s.ok()) << s.status();
+    cache::DeviceInfo d;
+    d.fingerprint = legacy;
+    d.name = dev_.name;
+    ASSERT_TRUE((*s)->UpsertDevice(d).ok());
+    cache::BestConfig c;
+    c.device_fingerprint = legacy;
+    c.problem_key = ProblemKey(problem_, alg_);
+    c.bucket = "b8-l4096";
+    c.variant_key = key;
+    c.median_us = 10;
+    c.generator_version = kGeneratorVersion;
+    c.nvrtc_version = NvrtcVersionNumber(dev_.nvrtc_version);
+    ASSERT_TRUE((*s)->SetBestConfig(c).ok());
+  }
+  {
+    auto raw = cache::Db::Open(path_);
+    ASSERT_TRUE(raw.ok());
+    ASSERT_TRUE(raw->SetUserVersion(2).ok());
+  }
+  for (const int driver : {13000, 13010}) {
+    DeviceInfo d = dev_;
+    d.driver_version = driver;
+    auto db = TunedStore::Open(path_, d);
+    ASSERT_TRUE(db.ok()) << db.status();
+    auto exact = (*db)->Lookup(problem_, alg_, BucketFor(8, 4096));
+    ASSERT_TRUE(exact.ok()) << exact.status();
+    EXPECT_EQ(exact->second, Choice::kTunedExact) << driver;
+  }
+  {
+    auto ro = cache::Db::Open(path_);
+    EXPECT_EQ(*ro->UserVersion(), 2);  // the reader left it alone
+  }
+  ASSERT_TRUE(cache::Store::Open(path_).ok());  // a writer migrates it (v3)
+  DeviceInfo d = dev_;
+  d.driver_version = 13010;
+  auto db = TunedStore::Open(path_, d);
+  ASSERT_TRUE(db.ok()) << db.status();
+  auto exact = (*db)->Lookup(problem_, alg_, BucketFor(8, 4096));
+  ASSERT_TRUE(exact.ok()) << exact.status();
+  EXPECT_EQ(exact->second, Choice::kTunedExact);
+}
+
+// The runtime's default database may not exist: no tuned configs, no error, no file; a
+// database written later is found (looked for again at most once a second).
+TEST_F(TunedStoreTest, MissingDatabaseHasNothingTunedAndIsNotCreated) {
   auto db = TunedStore::Open(path_, dev_);
-  ASSERT_TRUE(db.ok());
-  EXPECT_FALSE((*db)->GetBinary("abc").has_value());
-  const std::string cubin("\x7f" "ELF\0\1\2", 7);
-  (*db)->PutBinary("abc", "srchash", cubin, "ptxas info");
-  auto again = TunedStore::Open(path_, dev_);
-  auto got = (*again)->GetBinary("abc");
-  ASSERT_TRUE(got.has_value());
-  EXPECT_EQ(*got, cubin);
+  ASSERT_TRUE(db.ok()) << db.status();
+  EXPECT_EQ((*db)->Lookup(problem_, alg_, BucketFor(8, 4096)).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_FALSE(std::filesystem::exists(path_));
+  const std::string key = "decode-bf16-d128-h32x8-contig-nowin.learned-plain.mma-n64-w4-s3-split4-g4";
+  Put("b8-l4096", key);
+  absl::StatusOr<std::pair<std::string, Choice>> got;
+  for (int i = 0; i < 100 && !got.ok(); ++i) {  // up to 10 s: the retry is due after 1 s
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    got = (*db)->Lookup(problem_, alg_, BucketFor(8, 4096));
+  }
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->second, Choice::kTunedExact);
+}
+
+// The runtime reads; it never writes or migrates: the file's bytes stay as they were.
+TEST_F(TunedStoreTest, LookupsLeaveTheFileUntouched) {
+  Put("b8-l4096", "decode-bf16-d128-h32x8-contig-nowin.learned-plain.mma-n64-w4-s3-split4-g4");
+  auto read = [this] {
+    std::ifstream in(path_, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  const std::string before = read();
+  {
+    auto db = TunedStore::Open(path_, dev_);
+    ASSERT_TRUE(db.ok()) << db.status();
+    EXPECT_TRUE((*db)->Lookup(problem_, alg_, BucketFor(8, 4096)).ok());
+    EXPECT_TRUE((*db)->Lookup(problem_, alg_, BucketFor(64, 4096)).ok());
+  }
+  EXPECT_EQ(read(), before);
+}
+
+// A file that exists but is no database is an error with the way out in the message.
+TEST_F(TunedStoreTest, UnreadableDatabaseIsAnErrorNamingTheOptOut) {
+  std::ofstream(path_) << "not a database, just text that is long enough to have a header of 100 bytes ......"
+                          "..................................................";
+  auto db = TunedStore::Open(path_, dev_);
+  ASSERT_FALSE(db.ok());
+  EXPECT_NE(db.status().message().find("PARALLAX_DB=none"), std::string::npos) << db.status();
 }
 
 }  // namespace

@@ -19,9 +19,15 @@
 
 #include <nlohmann/json.hpp>
 
+#include <sys/stat.h>
+
 #include "parallax/cache/db.h"
 #include "parallax/cache/store.h"
+#include "parallax/codegen/generator.h"
+#include "parallax/codegen/kernel_family.h"
+#include "parallax/runtime/binary_cache.h"
 #include "parallax/runtime/device.h"
+#include "parallax/runtime/nvrtc_compiler.h"
 #include "parallax/search/tune_args.h"
 #include "parallax/search/tuning_db.h"
 
@@ -107,13 +113,19 @@ TEST_F(CliTest, HelpListsTheCommandsButNotTheWorker) {
   EXPECT_EQ(r.out.find("worker"), std::string::npos);
   for (const char* sub : {"tune --help", "db --help", "db show --help", "db export --help", "db import --help",
                           "db verify --help", "bench --help", "bench decode --help",
-                          "bench prefill --help"}) {
+                          "bench prefill --help", "warmup --help", "space --help", "worker --help"}) {
     r = Cli(sub, dir_);
     EXPECT_EQ(r.code, 0) << sub << ": " << r.err;
   }
   r = Cli("tune --help", dir_);
   for (const char* opt : {"--preset", "--q-heads", "--kv-heads", "--head-dim", "--dtype", "--batch", "--seqlen",
                           "--probe", "--paged", "--budget", "--strategy", "--db", "--json"})
+    EXPECT_NE(r.out.find(opt), std::string::npos) << opt;
+  r = Cli("warmup --help", dir_);
+  for (const char* opt : {"--arch", "--device-name", "--db", "--cache-dir", "--preset", "--key", "--dry-run", "--json"})
+    EXPECT_NE(r.out.find(opt), std::string::npos) << opt;
+  r = Cli("db show --help", dir_);
+  for (const char* opt : {"--plot", "--json", "--db", "PARALLAX_DB", "none"})
     EXPECT_NE(r.out.find(opt), std::string::npos) << opt;
   r = Cli("bench --help", dir_);
   for (const char* sub : {"decode", "prefill"}) EXPECT_NE(r.out.find(sub), std::string::npos) << sub;
@@ -129,6 +141,12 @@ TEST_F(CliTest, UsageErrorsAreOneLineAndExitTwo) {
                            "tune --preset llama3-8b --kv-heads 5", "tune --mode prefill --preset llama3-8b --paged 16",
                            "tune --mode prefill --preset llama3-8b --q-len 0", "tune --mode verify --preset llama3-8b",
                            "tune --preset llama3-8b --q-len 512", "db", "db show --db " "/nonexistent/x.db",
+                           "tune --preset llama3-8b --budget 5x", "tune --preset llama3-8b --budget -3m",
+                           "tune --preset llama3-8b --budget 5m30", "tune --preset llama3-8b --db none",
+                           "db show --db none", "db verify --db none", "warmup --arch sm_90 --db none",
+                           "warmup --arch sm_75 --preset llama3-8b", "warmup --device-name 'Voodoo 5' --preset llama3-8b",
+                           "warmup --arch sm_80 --device-name H200 --preset llama3-8b",
+                           "warmup --arch sm_90 --db none --key nonsense",
                            "db import /nonexistent/file.db", "bench decode --shape 1,2",
                            "bench decode --shape 1,1024,16,8,128 --variant nonsense", "bench prefill",
                            "bench prefill --shape 1,1024,16,8", "bench prefill --shape 1,1024,16,8,128 --q-len 1025",
@@ -319,6 +337,264 @@ TEST_F(CliTest, WorkerIsHiddenButRuns) {
   Result r = Cli("worker --device 0 </dev/null", dir_);
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.out.find("\"status\":\"failed\""), std::string::npos) << r.out;
+}
+
+// ---- reading never writes; numeric order; the plot ----
+
+// Modification time to the nanosecond, with the bytes.
+std::pair<std::string, int64_t> FileState(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return {"", -1};
+  std::string bytes;
+  if (FILE* f = std::fopen(path.c_str(), "rb")) {
+    std::array<char, 4096> buf;
+    size_t n;
+    while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) bytes.append(buf.data(), n);
+    std::fclose(f);
+  }
+  return {bytes, int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec};
+}
+
+// `db show` (and verify, export) on an empty, a missing or an old-schema file: nothing is
+// created, migrated or written; the old file is shown as it is.
+TEST_F(CliTest, ReadingCommandsNeverCreateOrMigrate) {
+  const std::string empty = dir_ + "/empty.db";
+  std::fclose(std::fopen(empty.c_str(), "w"));
+  const auto before = FileState(empty);
+  Result r = Cli("db show --db " + empty, dir_);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("schema v0"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("best configs (0)"), std::string::npos) << r.out;
+  r = Cli("db show --json --db " + empty, dir_);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["schema_version"], 0);
+  EXPECT_EQ(Cli("db verify --db " + empty, dir_).code, 0);
+  EXPECT_EQ(FileState(empty), before);
+  EXPECT_FALSE(std::filesystem::exists(empty + "-wal"));
+
+  const std::string missing = dir_ + "/missing.db";
+  r = Cli("db show --db " + missing, dir_);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(OneErrorLine(r.err)) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(missing));
+
+  // A database the previous release wrote: schema v2, the driver in the fingerprint.
+  const std::string old = MakeDb("old.db");
+  {
+    absl::StatusOr<cache::Db> sql = cache::Db::Open(old);
+    ASSERT_TRUE(sql.ok());
+    ASSERT_TRUE(sql->Exec("UPDATE devices SET fingerprint = 'FakeGPU|sm_90|sms=132|mem=0MiB|driver=13000|nvrtc=13.0';"
+                          "PRAGMA user_version=2;").ok());
+  }
+  const auto old_before = FileState(old);
+  r = Cli("db show --db " + old, dir_);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("schema v2, older than this build's"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("driver=13000"), std::string::npos) << r.out;
+  EXPECT_EQ(Cli("db verify --db " + old, dir_).code, 0);
+  EXPECT_EQ(Cli("db export " + dir_ + "/old-copy.db --db " + old, dir_).code, 0);
+  EXPECT_EQ(FileState(old), old_before);
+  absl::StatusOr<cache::Db> sql = cache::Db::Open(old);
+  EXPECT_EQ(*sql->UserVersion(), 2);
+}
+
+// A database shipped where this user cannot write (a read-only directory or image): a WAL-mode
+// file cannot get its -wal/-shm companions there, and is still read (as immutable).
+TEST_F(CliTest, DatabaseInAReadOnlyDirectoryIsRead) {
+  const std::string ro = dir_ + "/ro";
+  std::filesystem::create_directories(ro);
+  const std::string db = MakeDb("ro/tuner.db");  // WAL mode, closed cleanly: no companions left
+  ASSERT_FALSE(std::filesystem::exists(db + "-wal"));
+  const auto before = FileState(db);
+  std::string prefix;
+  if (::geteuid() == 0) {  // root writes anywhere: read as nobody instead
+    prefix = "runuser -u nobody -- ";
+    if (std::system((prefix + "test -r " + db + " -a -x " + PLX_SEARCH_CLI + " 2>/dev/null").c_str()) != 0)
+      GTEST_SKIP() << "root, and nobody cannot reach the test files to read them as another user";
+  }
+  std::filesystem::permissions(ro, std::filesystem::perms::owner_write | std::filesystem::perms::group_write |
+                                       std::filesystem::perms::others_write,
+                               std::filesystem::perm_options::remove);
+  const std::string cmd = prefix + PLX_SEARCH_CLI + " db show --json --db " + db + " >" + dir_ + "/o 2>" + dir_ + "/e";
+  const int st = std::system(cmd.c_str());
+  std::filesystem::permissions(ro, std::filesystem::perms::owner_write, std::filesystem::perm_options::add);
+  ASSERT_TRUE(WIFEXITED(st));
+  std::string out;
+  if (FILE* f = std::fopen((dir_ + "/o").c_str(), "r")) {
+    std::array<char, 4096> buf;
+    size_t n;
+    while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) out.append(buf.data(), n);
+    std::fclose(f);
+  }
+  ASSERT_EQ(WEXITSTATUS(st), 0) << FileState(dir_ + "/e").first;
+  EXPECT_EQ(nlohmann::json::parse(out)["best_configs"].size(), 2u);
+  EXPECT_EQ(FileState(db), before);
+}
+
+TEST_F(CliTest, DatabaseFromTheEnvironment) {
+  const std::string db = MakeDb("env.db");
+  const std::string cli = std::string(PLX_SEARCH_CLI);
+  auto run = [&](const std::string& env, const std::string& args) {
+    const std::string cmd = env + " " + cli + " " + args + " >" + dir_ + "/o 2>" + dir_ + "/e";
+    const int st = std::system(cmd.c_str());
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  };
+  EXPECT_EQ(run("PARALLAX_DB=" + db, "db show"), 0);
+  EXPECT_EQ(run("PARALLAX_DB=" + dir_ + "/nope.db", "db show"), 2);
+  EXPECT_EQ(run("PARALLAX_DB=none", "db show"), 2);
+  EXPECT_EQ(run("PARALLAX_DB=none", "db show --db " + db), 0);  // the flag wins
+  EXPECT_EQ(run("env -u PARALLAX_DB XDG_DATA_HOME=" + dir_ + "/xdg", "db show"), 2);
+  std::filesystem::create_directories(dir_ + "/xdg/parallax");
+  std::filesystem::copy_file(db, dir_ + "/xdg/parallax/tuner.db");
+  EXPECT_EQ(run("env -u PARALLAX_DB XDG_DATA_HOME=" + dir_ + "/xdg", "db show"), 0);
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/nope.db"));
+}
+
+TEST_F(CliTest, DbShowOrdersBucketsByNumberAndPlotsTunedVsDefault) {
+  const std::string db = MakeDb("order.db");
+  {  // more buckets of the same problem: text order would put b1-l16384 before b1-l4096
+    std::unique_ptr<TuningDb> t = *TuningDb::Open(db);
+    DeviceInfo d;
+    d.name = "FakeGPU";
+    d.cc_major = 9;
+    d.sm_count = 132;
+    d.nvrtc_version = "13.0";
+    TuneArgs a;
+    a.preset = "qwen3-0.6b";
+    const TuneRequest req = *MakeTuneRequest(a);
+    const std::string def = DefaultVariantKey(req.problem, req.algorithm);
+    for (const auto& [bucket, us] : std::vector<std::pair<std::string, double>>{{"b1-l16384", 40}, {"b1-l4096", 25}}) {
+      UnitKey u{*t->DeviceId(d), d.fingerprint(), *t->ProblemId(req.problem, req.algorithm),
+                ProblemKey(req.problem, req.algorithm), bucket, 13000, std::nullopt};
+      ASSERT_TRUE(t->Record(u, def, Outcome::Ok(us, us, us, 20)).ok());
+      ASSERT_TRUE(t->StoreBest(u).ok());
+    }
+  }
+  Result r = Cli("db show --db " + db, dir_);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const size_t p1 = r.out.find("b1-l1024 "), p4 = r.out.find("b1-l4096 "), p16 = r.out.find("b1-l16384 "),
+               p8 = r.out.find("b8-l4096 ");
+  ASSERT_NE(p16, std::string::npos) << r.out;
+  EXPECT_LT(p1, p4);
+  EXPECT_LT(p4, p16);
+  EXPECT_LT(p16, p8);
+  EXPECT_NE(r.out.find("default_us"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("1.00x"), std::string::npos) << r.out;  // the default won: as fast as itself
+  r = Cli("db show --json --db " + db, dir_);
+  nlohmann::json j = nlohmann::json::parse(r.out);
+  std::vector<std::string> buckets;
+  for (const auto& b : j["best_configs"]) buckets.push_back(b["bucket"]);
+  EXPECT_EQ(buckets, (std::vector<std::string>{"b1-l1024", "b1-l4096", "b1-l16384", "b8-l4096"}));
+  EXPECT_DOUBLE_EQ(j["best_configs"][2]["default_us"].get<double>(), 40);
+
+  const std::string svg = dir_ + "/plot.svg";
+  r = Cli("db show --json --plot " + svg + " --db " + db, dir_);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_FALSE(nlohmann::json::parse(r.out, nullptr, false).is_discarded()) << "stdout stays JSON";
+  const std::string text = FileState(svg).first;
+  EXPECT_EQ(text.rfind("<?xml", 0), 0u);
+  EXPECT_NE(text.find("<svg xmlns=\"http://www.w3.org/2000/svg\""), std::string::npos);
+  EXPECT_NE(text.find("</svg>"), std::string::npos);
+  auto count = [&](const std::string& what) {
+    size_t n = 0;
+    for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+    return n;
+  };
+  EXPECT_EQ(count("class=\"tuned\""), 4u);
+  EXPECT_EQ(count("class=\"default\""), 4u);
+  EXPECT_LT(text.find(">b1-l4096<"), text.find(">b1-l16384<"));
+  EXPECT_NE(text.find("1.00x"), std::string::npos);
+  // Nothing tuned: nothing to plot, said so.
+  const std::string empty = dir_ + "/empty.db";
+  std::fclose(std::fopen(empty.c_str(), "w"));
+  r = Cli("db show --plot " + dir_ + "/none.svg --db " + empty, dir_);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_TRUE(OneErrorLine(r.err)) << r.err;
+}
+
+// Budgets and limits: one unit everywhere, with suffixes.
+TEST(TuneArgs, Durations) {
+  const std::vector<std::pair<std::string, double>> good = {
+      {"90", 90}, {"30s", 30}, {"5m", 300}, {"1h", 3600}, {"1h30m", 5400}, {"1.5h", 5400}, {"0", 0},
+      {"2m30s", 150}, {" 10m ", 600}, {"45sec", 45}, {"3min", 180}, {"0.5", 0.5}};
+  for (const auto& [text, want] : good) {
+    absl::StatusOr<double> d = ParseDuration(text);
+    ASSERT_TRUE(d.ok()) << text << ": " << d.status();
+    EXPECT_DOUBLE_EQ(*d, want) << text;
+  }
+  for (const char* bad : {"", "5x", "-1", "m", "5m30", "1..5s", "h1", "30 s", "inf", "nan"})
+    EXPECT_FALSE(ParseDuration(bad).ok()) << bad;
+  EXPECT_EQ(FormatDuration(1800), "30m");
+  EXPECT_EQ(FormatDuration(5400), "1h30m");
+  EXPECT_EQ(FormatDuration(600), "10m");
+  EXPECT_EQ(FormatDuration(5), "5s");
+  EXPECT_EQ(FormatDuration(0), "0");
+  EXPECT_EQ(*ParseDuration(FormatDuration(86400)), 86400);
+}
+
+TEST_F(CliTest, BudgetsTakeDurations) {
+  if (QueryDevice(0).ok()) GTEST_SKIP() << "a GPU is present: tune would run";
+  // Accepted (the run then stops for want of a GPU, exit 1, not a usage error).
+  for (const char* budget : {"90", "30s", "5m", "1h30m", "0"}) {
+    Result r = Cli(std::string("tune --preset qwen3-0.6b --db ") + dir_ + "/t.db --budget " + budget, dir_);
+    EXPECT_EQ(r.code, 1) << budget << ": " << r.err;
+  }
+  Result r = Cli("tune --help", dir_);
+  EXPECT_NE(r.out.find("DURATION=30m"), std::string::npos) << r.out;
+}
+
+// `warmup` without a GPU: --arch (or a known --device-name) says what to compile for; the
+// binaries land where that GPU's runtime looks (BinaryCacheEntryFor), a second run finds
+// them, and the tuned configs of the database's devices of that arch are included.
+TEST_F(CliTest, WarmupCompilesForAnArchWithoutAGpu) {
+  const std::string cache = dir_ + "/kernels";
+  const std::string base = "warmup --arch sm_80 --preset qwen3-0.6b --mode decode --db none --json --cache-dir " + cache;
+  Result r = Cli(base, dir_);
+  ASSERT_EQ(r.code, 0) << r.err;
+  nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["compiled"], 1);
+  ASSERT_EQ(j["variants"].size(), 1u);
+  TuneArgs a;
+  a.preset = "qwen3-0.6b";
+  const TuneRequest req = *MakeTuneRequest(a);
+  const Variant def = *Variant::Create(req.problem, req.algorithm, DefaultSchedule(req.problem, req.algorithm, 80));
+  EXPECT_EQ(j["variants"][0]["key"], def.Key());
+  const std::string want = BinaryCacheEntryFor(def.Key(), GenerateSource(def), "sm_80", NvrtcVersion(), cache).path;
+  EXPECT_EQ(j["variants"][0]["path"], want);
+  EXPECT_GT(std::filesystem::file_size(want), 1000u);
+  EXPECT_NE(r.err.find("[1/1] compiled"), std::string::npos) << r.err;  // progress on stderr
+  r = Cli(base, dir_);
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["cached"], 1);
+  EXPECT_EQ(j["compiled"], 0);
+
+  // Tuned configs of an sm_90 device, read-only: the dry run lists them with the defaults.
+  const std::string db = MakeDb("tuned.db");
+  const auto before = FileState(db);
+  r = Cli("warmup --arch sm_90 --dry-run --json --mode decode --preset qwen3-0.6b --cache-dir " + cache + " --db " + db,
+          dir_);
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["tuned_configs"], 2);
+  bool tuned = false;
+  for (const auto& v : j["variants"]) {
+    EXPECT_EQ(v["status"], "missing");
+    for (const auto& why : v["why"]) tuned = tuned || why.get<std::string>().rfind("tuned b1-l1024", 0) == 0;
+  }
+  EXPECT_TRUE(tuned) << r.out;
+  EXPECT_EQ(FileState(db), before);
+  // No device of that arch in the database and no problem: nothing to do, said so.
+  r = Cli("warmup --arch sm_80 --cache-dir " + cache + " --db " + db, dir_);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("nothing to warm up"), std::string::npos) << r.err;
+  // Without a GPU and without --arch: the way out is named.
+  if (!QueryDevice(0).ok()) {
+    r = Cli("warmup --preset qwen3-0.6b --db none --cache-dir " + cache, dir_);
+    EXPECT_EQ(r.code, 1);
+    EXPECT_TRUE(OneErrorLine(r.err)) << r.err;
+    EXPECT_NE(r.err.find("--arch"), std::string::npos) << r.err;
+  }
 }
 
 TEST(TuneArgs, PresetsAndGrid) {

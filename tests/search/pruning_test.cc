@@ -7,6 +7,7 @@
 #include <set>
 
 #include "parallax/codegen/generator.h"
+#include "parallax/runtime/binary_cache.h"
 #include "parallax/runtime/runtime.h"
 #include "parallax/search/compile.h"
 #include "parallax/search/cost_model.h"
@@ -207,16 +208,22 @@ TEST(DeviceFill, TheInputGeneratorCompilesForEveryTunedArch) {
   }
 }
 
-TEST(ArtifactName, DependsOnEverythingThatChangesTheBinary) {
+TEST(ArtifactName, DependsOnEverythingThatChangesTheBinaryButTheDriver) {
   const Variant v = BuildStaticSpace(Qwen(), Algorithm{}, DeviceLimits::Sm90(), {{0}, false, {MathPath::kMma}})
                         .variants.front();
   const CompileTarget t = TargetFor(Device(9, 0, 227, 228), "/tmp/x");
   const std::string src = GenerateSource(v);
   const std::string a = ArtifactName(v, src, t);
   EXPECT_EQ(a.size(), 16u);
+  // Not the driver: NVRTC's cubin does not depend on it, so a driver update keeps the cache.
   CompileTarget t2 = t;
   t2.driver_version = 13010;
+  EXPECT_EQ(ArtifactName(v, src, t2), a);
+  t2.nvrtc_version = "13.1";
   EXPECT_NE(ArtifactName(v, src, t2), a);
+  // The runtime's own naming (Runtime::Load): the tuner's binaries are what the worker finds.
+  EXPECT_EQ(ArtifactPath(t, v, a), BinaryCacheEntryFor(v.Key(), src, CompileArch(t, v), t.nvrtc_version,
+                                                        t.cache_dir).path.string());
   EXPECT_NE(ArtifactName(v, src + " ", t), a);
   EXPECT_EQ(ArtifactPath(t, v, a), "/tmp/x/sm_90/" + a + ".cubin");
 }

@@ -420,6 +420,10 @@ TEST_F(LookupTest, ListConfigsPagesAndFilters) {
     req.set_page_token(r->next_page_token());
   }
   ASSERT_EQ(all.size(), 5u);
+  // Buckets in numeric order across pages (text order would be b1, b16, b2, b4, b8).
+  std::vector<std::string> buckets;
+  for (const v1::ConfigEntry& e : all) buckets.push_back(e.bucket());
+  EXPECT_EQ(buckets, (std::vector<std::string>{"b1-l4096", "b2-l4096", "b4-l4096", "b8-l4096", "b16-l4096"}));
   int stale = 0;
   for (const v1::ConfigEntry& e : all) stale += e.stale();
   EXPECT_EQ(stale, 1);
@@ -437,6 +441,28 @@ TEST_F(LookupTest, ListConfigsPagesAndFilters) {
   bad.set_page_size(100000);
   r = c->ListConfigs(bad);
   EXPECT_NE(r.status().message().find("page_size"), absl::string_view::npos) << r.status();
+}
+
+// A driver patch release keeps the tuned answers: the device key has no driver in it, so a
+// client on driver 13010 (or one that does not say) gets what was tuned under 13000.
+TEST_F(LookupTest, DriverBumpKeepsExactAnswers) {
+  const v1::Problem p = DecodeProblem(4, 4096);
+  Seed(store(), p, "", 3);  // fake device 0, driver 13000
+  StartServer();
+  auto c = NewClient();
+  for (int driver : {13000, 13010, 0}) {
+    v1::GetBestConfigRequest r = Lookup(p);
+    r.mutable_device()->set_driver_version(driver);
+    absl::StatusOr<v1::GetBestConfigResponse> resp = c->GetBestConfig(r);
+    ASSERT_TRUE(resp.ok()) << driver << ": " << resp.status();
+    EXPECT_EQ(resp->match(), v1::MATCH_EXACT) << driver;
+    EXPECT_EQ(resp->variant_key(), TunedKey(p)) << driver;
+  }
+  v1::GetBestConfigRequest bad = Lookup(p);
+  bad.mutable_device()->set_driver_version(-1);
+  absl::StatusOr<v1::GetBestConfigResponse> resp = c->GetBestConfig(bad);
+  EXPECT_TRUE(absl::IsInvalidArgument(resp.status())) << resp.status();
+  EXPECT_NE(resp.status().message().find("driver_version"), absl::string_view::npos);
 }
 
 }  // namespace

@@ -54,6 +54,20 @@ extern "C" __global__ void __launch_bounds__(kThreads) plx_prefill(const PlxPref
         o[e] = plx_from_float(finalize(st.o1[u][e], kLearned ? st.o2[u][e] : 0.f, st.d1[u], st.d2[u], 0.f, rq, p.eps));
     }
   }
+  // phase: vbar = O1/d1 (zeros without a visible key), after the outputs for the same reason;
+  // b and h made opaque, or ptxas computes the row's address before the K/V loop and spills it
+  if (p.vbar) {
+    plx_e16* vb = vbar_row(p, plx_opaque(b), plx_opaque(h), wrow0) + lane * kDPerLane;
+#pragma unroll
+    for (int u = 0; u < kUnits; ++u) {
+      if (wrow0 + u < seq.lq) {
+        const float inv = st.d1[u] == 0.f ? 0.f : 1.f / st.d1[u];
+#pragma unroll
+        for (int e = 0; e < kDPerLane; ++e) vb[e] = plx_from_float(st.o1[u][e] * inv);
+      }
+      vb += p.vbar_stride_l;
+    }
+  }
   // phase: row statistics, once the outputs are out (inside that loop they cost more registers)
   if (lane == 0 && (p.lse || p.tbar)) {
     const long long row0 = stats_row0(p, b, h);

@@ -84,6 +84,14 @@ extern "C" __global__ void __launch_bounds__(kThreads) plx_prefill(const PlxPref
           const float x1 = finalize(st.o[mt][n][2 * hh + 1], kLearned ? st.o[mt][n][3] : 0.f, d1, 0.f, centre, rq, p.eps);
           *reinterpret_cast<plx_u32*>(o + n * 8 + c) = plx_pack2(x0, x1);
         }
+        if (p.vbar) {  // the softmax output O1/d1 (finalize's vbar; zeros without a visible key)
+          plx_e16* vb = vbar_row(p, b, h, qi);
+          const float inv = d1 == 0.f ? 0.f : 1.f / d1;
+#pragma unroll
+          for (int n = 0; n < kHeadDim / 8; ++n)
+            *reinterpret_cast<plx_u32*>(vb + n * 8 + c) =
+                plx_pack2(st.o[mt][n][2 * hh] * inv, st.o[mt][n][2 * hh + 1] * inv);
+        }
       }
     }
   }

@@ -1,6 +1,6 @@
 // plx_prefill on Hopper (sm_90a), warp-specialized. A CTA owns a work tile (query tile, head,
 // batch); persistent CTAs (kPersistent) fetch tiles from a counter until none is left.
-// Warpgroup 0 produces: one thread loads the tile's [q; r] operands and streams the K/V tiles
+// Warpgroup 0 produces: one warp loads the tile's [q; r] operands and streams the K/V tiles
 // of its causal range into a kStages-deep ring with TMA; mbarriers say when q/r or a stage's
 // K or V has landed (q_full, k_full, v_full) and when every consumer warp is done with them
 // (q_empty after a work tile's last scores, k_empty once a tile's scores are in, v_empty once
@@ -37,6 +37,14 @@ struct Sm90Smem {
   // Persistent: the work tile the producer fetched, published with q_full's arrival.
   __device__ __forceinline__ volatile int* work() const { return reinterpret_cast<volatile int*>(bar(2 + 4 * kStages)); }
 };
+
+// ---- the K/V side: kv_tma.cuh (contiguous tensors) or kv_pages.cuh (a paged cache) --------
+// Defined after this file: the key range a work tile streams, the producer's K/V loads into
+// the ring, and clearing a tile's rows past the sequence's keys before an MMA reads them.
+__device__ __forceinline__ QueryTile kv_query_tile(const PlxPrefillParams& p, const Sequence& seq, int row0);
+__device__ __forceinline__ void produce_kv(const PlxPrefillTmaParams& P, const Sm90Smem& sm, const Sequence& seq,
+                                           const QueryTile& qt, int b, int kvh, int it);
+__device__ __forceinline__ void clear_kv_tail(const Sequence& seq, plx_e16* tile, int t0, int cw);
 
 // ---- the work tiles: (query tile, head, batch) ------------------------------------------
 // A plain launch (grid: query tiles x heads x batch, x dispatched first) runs one tile per
@@ -82,9 +90,10 @@ __device__ __forceinline__ int fetch_work(int* counters, int n) {
   return n;
 }
 // Calls f(w, seq, qt, j, it) for each of this CTA's work tiles, counting work tiles (j) and
-// K/V tiles (it) so every role's barrier phases agree. The producer (one thread) fetches a
-// tile once the consumers have released the last one's q/r (q_empty) and publishes it with
-// q_full; tiles past a packed sequence's end are skipped there, so consumers never see them.
+// K/V tiles (it) so every role's barrier phases agree. The producer (one warp; its lane 0
+// fetches and publishes) takes a tile once the consumers have released the last one's q/r
+// (q_empty) and publishes it with q_full; tiles past a packed sequence's end are skipped
+// there, so consumers never see them.
 // Each role runs its own copy: the producer's on kProducerRegs registers.
 template <bool kProducer, typename F>
 __device__ __forceinline__ void for_each_work(const PlxPrefillTmaParams& P, const Sm90Smem& sm, F f) {
@@ -94,7 +103,7 @@ __device__ __forceinline__ void for_each_work(const PlxPrefillTmaParams& P, cons
     const Sequence seq = make_sequence(p, w.b, w.h);
     if (w.row0 >= seq.lq) return;
     if (!kProducer) plx_mbar_wait(sm.q_full(), 0);
-    f(w, seq, query_tile(p, seq, w.row0), 0, 0);
+    f(w, seq, kv_query_tile(p, seq, w.row0), 0, 0);
     return;
   }
   const int n = num_work(p);
@@ -106,15 +115,16 @@ __device__ __forceinline__ void for_each_work(const PlxPrefillTmaParams& P, cons
     if (kProducer) {
       plx_mbar_wait(sm.q_empty(), (j & 1) ^ 1);  // a fresh barrier passes parity 1
       int i;
+      const bool lead = (threadIdx.x & 31) == 0;
       do {
-        i = fetch_work(P.work_counters, n);
+        i = __shfl_sync(0xffffffffu, lead ? fetch_work(P.work_counters, n) : 0, 0);
         if (i == n) break;
         w = work_of(p, i);
         seq = make_sequence(p, w.b, w.h);
       } while (w.row0 >= seq.lq);
-      *sm.work() = i < n ? i : -1;
+      if (lead) *sm.work() = i < n ? i : -1;
       if (i == n) {
-        plx_mbar_arrive(sm.q_full());  // wakes the consumers to the end
+        if (lead) plx_mbar_arrive(sm.q_full());  // wakes the consumers to the end
         return;
       }
     } else {
@@ -124,7 +134,7 @@ __device__ __forceinline__ void for_each_work(const PlxPrefillTmaParams& P, cons
       w = work_of(p, i);
       seq = make_sequence(p, w.b, w.h);
     }
-    const QueryTile qt = query_tile(p, seq, w.row0);
+    const QueryTile qt = kv_query_tile(p, seq, w.row0);
     f(w, seq, qt, j, it);
     it += qt.num_tiles;
   }
@@ -136,10 +146,11 @@ __device__ __forceinline__ int batch_coord(const int* cu_seqlens, int b) { retur
 
 // ---- phase: produce (one thread), one work tile -----------------------------------------
 // it: the CTA's K/V tiles so far (the ring's running count).
-__device__ __forceinline__ void produce(const PlxPrefillTmaParams& P, const Sm90Smem& sm, const QueryTile& qt,
-                                        int b, int h, int it) {
+__device__ __forceinline__ void produce(const PlxPrefillTmaParams& P, const Sm90Smem& sm, const Sequence& seq,
+                                        const QueryTile& qt, int b, int h, int it) {
   const PlxPrefillParams& p = P.p;
   const int qtok = token_base(p.cu_seqlens_q, b) + qt.row0, qb = batch_coord(p.cu_seqlens_q, b);
+  if ((threadIdx.x & 31) == 0) {  // lane 0 loads q/r
   plx_mbar_arrive_expect_tx(sm.q_full(), kConsumers * kDChunks * 64 * 64 * 2);
 #pragma unroll 1
   for (int wg = 0; wg < kConsumers; ++wg)
@@ -155,22 +166,8 @@ __device__ __forceinline__ void produce(const PlxPrefillTmaParams& P, const Sm90
         plx_tma_load_4d(dst, &P.tq, sm.q_full(), c * 64, h, tok, qb);
       }
     }
-  const int ktok = token_base(p.cu_seqlens_k, b) + qt.lo, kb = batch_coord(p.cu_seqlens_k, b);
-  const int kvh = h / kGroup;
-  // Not unrolled: the producer runs on kProducerRegs registers.
-#pragma unroll 1
-  for (int t = 0; t < qt.num_tiles; ++t) {
-    const int stage = (it + t) % kStages;
-    const int parity = (((it + t) / kStages) & 1) ^ 1;
-    plx_mbar_wait(sm.k_empty(stage), parity);
-    plx_mbar_arrive_expect_tx(sm.k_full(stage), kTileBytes);
-    for (int c = 0; c < kDChunks; ++c)
-      plx_tma_load_4d(sm.k(stage) + c * kBlockN * 64, &P.tk, sm.k_full(stage), c * 64, kvh, ktok + t * kBlockN, kb);
-    plx_mbar_wait(sm.v_empty(stage), parity);
-    plx_mbar_arrive_expect_tx(sm.v_full(stage), kTileBytes);
-    for (int c = 0; c < kDChunks; ++c)
-      plx_tma_load_4d(sm.v(stage) + c * kBlockN * 64, &P.tv, sm.v_full(stage), c * 64, kvh, ktok + t * kBlockN, kb);
   }
+  produce_kv(P, sm, seq, qt, b, h / kGroup, it);
 }
 
 // The accumulators as the flat register arrays the wgmma wrappers take.
@@ -238,7 +235,7 @@ __device__ __forceinline__ float query_rq(const plx_e16* tile, int warp) {
   return plx_quad_sum(part);
 }
 __device__ __forceinline__ void sm90_store(const PlxPrefillParams& p, const Sequence& seq, const WarpState& st,
-                                           float rq, int wrow0) {
+                                           float rq, int wrow0, int b, int h) {
   const int lane = threadIdx.x & 31, g = lane >> 2, c = 2 * (lane & 3);
 #pragma unroll
   for (int hh = 0; hh < (kLearned ? 1 : 2); ++hh) {
@@ -253,6 +250,13 @@ __device__ __forceinline__ void sm90_store(const PlxPrefillParams& p, const Sequ
         const float x0 = finalize(st.o[0][n][2 * hh], kLearned ? st.o[0][n][2] : 0.f, d1, 0.f, centre, rq, p.eps);
         const float x1 = finalize(st.o[0][n][2 * hh + 1], kLearned ? st.o[0][n][3] : 0.f, d1, 0.f, centre, rq, p.eps);
         *reinterpret_cast<plx_u32*>(o + n * 8 + c) = plx_pack2(x0, x1);
+      }
+      if (p.vbar) {  // the softmax output O1/d1 (zeros without a visible key)
+        plx_e16* vb = vbar_row(p, b, h, qi);
+        const float inv = d1 == 0.f ? 0.f : 1.f / d1;
+#pragma unroll
+        for (int n = 0; n < kHeadDim / 8; ++n)
+          *reinterpret_cast<plx_u32*>(vb + n * 8 + c) = plx_pack2(st.o[0][n][2 * hh] * inv, st.o[0][n][2 * hh + 1] * inv);
       }
     }
   }
@@ -278,7 +282,7 @@ struct PlxTrue { static constexpr bool value = true; };
 // while the other computes its softmax. Each warpgroup has num_tiles + 1 turns a work tile;
 // warpgroup 1 gives warpgroup 0 the first and keeps its own last, so every barrier balances.
 __device__ __forceinline__ void consume(const PlxPrefillParams& p, const Sm90Smem& sm, const Sequence& seq,
-                                        const QueryTile& qt, int cw, int j, int it) {
+                                        const QueryTile& qt, int cw, int j, int it, int b, int h) {
   const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x & 31;
   const int wrow0 = qt.row0 + cw * kQueriesPerWg + warp * kUnits;  // this warp's first query row
   const plx_e16* tile = sm.qr(cw);
@@ -317,6 +321,7 @@ __device__ __forceinline__ void consume(const PlxPrefillParams& p, const Sm90Sme
     {
       float s[1][kBlockN / 8][4];
       plx_mbar_wait(sm.k_full(stage_of(0)), phase_of(0));
+      if (qt.num_tiles == 1) clear_kv_tail(seq, sm.k(stage_of(0)), qt.lo, cw);
       turn_begin();
       issue_scores(s, desc_qr, sm.k(stage_of(0)));
       turn_end(false);
@@ -331,6 +336,7 @@ __device__ __forceinline__ void consume(const PlxPrefillParams& p, const Sm90Sme
     for (int t = 1; t < qt.num_tiles; ++t) {
       float s[1][kBlockN / 8][4];
       plx_mbar_wait(sm.k_full(stage_of(t)), phase_of(t));
+      if (t == qt.num_tiles - 1) clear_kv_tail(seq, sm.k(stage_of(t)), qt.lo + t * kBlockN, cw);
       plx_mbar_wait(sm.v_full(stage_of(t - 1)), phase_of(t - 1));
       turn_begin();
       issue_scores(s, desc_qr, sm.k(stage_of(t)));
@@ -351,6 +357,7 @@ __device__ __forceinline__ void consume(const PlxPrefillParams& p, const Sm90Sme
     }
     const int last = qt.num_tiles - 1;
     plx_mbar_wait(sm.v_full(stage_of(last)), phase_of(last));
+    clear_kv_tail(seq, sm.v(stage_of(last)), qt.lo + last * kBlockN, cw);
     turn_begin();
     issue_pv(a, st, sm.v(stage_of(last)));
     turn_end(true);
@@ -359,7 +366,7 @@ __device__ __forceinline__ void consume(const PlxPrefillParams& p, const Sm90Sme
     release(sm.v_empty(stage_of(last)));
     settle_centre(st, lag);
   }
-  sm90_store(p, seq, st, rq, wrow0);
+  sm90_store(p, seq, st, rq, wrow0, b, h);
 }
 
 // ---- the kernel ---------------------------------------------------------------------------
@@ -382,16 +389,16 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) plx_prefill(const __gr
   __syncthreads();
 
   const int wg = threadIdx.x / 128;
-  if (wg == 0) {  // producer warpgroup: one thread issues every load
+  if (wg == 0) {  // producer warpgroup: its first warp issues every load
     if (kRegRealloc) plx_regs_release<kProducerRegs>();
-    if (threadIdx.x == 0)
-      for_each_work<true>(P, sm, [&](const Work& w, const Sequence&, const QueryTile& qt, int j, int it) {
-        produce(P, sm, qt, w.b, w.h, it);
+    if (threadIdx.x < 32)
+      for_each_work<true>(P, sm, [&](const Work& w, const Sequence& seq, const QueryTile& qt, int j, int it) {
+        produce(P, sm, seq, qt, w.b, w.h, it);
       });
   } else {
     if (kRegRealloc) plx_regs_acquire<kConsumerRegs>();
-    for_each_work<false>(P, sm, [&](const Work&, const Sequence& seq, const QueryTile& qt, int j, int it) {
-      consume(p, sm, seq, qt, wg - 1, j, it);
+    for_each_work<false>(P, sm, [&](const Work& w, const Sequence& seq, const QueryTile& qt, int j, int it) {
+      consume(p, sm, seq, qt, wg - 1, j, it, w.b, w.h);
     });
   }
 }

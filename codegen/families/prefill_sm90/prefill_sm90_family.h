@@ -22,6 +22,13 @@ struct Geometry {
 };
 Geometry GeometryOf(const Problem& p, const Algorithm& a, const Schedule& s);
 
+// Paged K/V (extend) arrive in TMA boxes that never cross a page: gcd(page_size, block_n)
+// keys each (kv_pages.cuh); contiguous K/V in one box of block_n keys. Pages of fewer than
+// kMinPageSize keys would take too many boxes a tile (and registers for their page numbers
+// in the producer): the portable family serves those.
+inline constexpr int kMinPageSize = 16;
+int KvBoxRows(const Problem& p, const Schedule& s);
+
 const KernelFamily& Instance();
 
 class Family final : public KernelFamily {
@@ -30,7 +37,9 @@ class Family final : public KernelFamily {
   Mode mode() const override { return Mode::kPrefill; }
   std::vector<MathPath> paths() const override { return {MathPath::kWgmma}; }
   bool RunsOn(int sm) const override { return sm == 90; }  // sm_90a code runs on sm_90 only
-  bool Serves(const Problem& p) const override { return p.kv_layout == KvLayout::kContiguous; }
+  bool Serves(const Problem& p) const override {
+    return p.kv_layout == KvLayout::kContiguous || p.page_size >= kMinPageSize;
+  }
   const char* ArchSuffix() const override { return "a"; }
   Abi abi() const override { return Abi::kPrefillTma; }
   TmaBoxes Boxes(const Variant& v) const override;

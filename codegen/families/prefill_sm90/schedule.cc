@@ -4,6 +4,7 @@
 // consumer warpgroups take turns issuing their MMAs (ping-pong); -pers when one CTA per SM
 // walks the tiles (persistent).
 #include <algorithm>
+#include <numeric>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -34,9 +35,15 @@ Geometry GeometryOf(const Problem& p, const Algorithm& a, const Schedule& s) {
   return g;
 }
 
+int KvBoxRows(const Problem& p, const Schedule& s) {
+  return p.kv_layout == KvLayout::kPaged ? std::gcd(p.page_size, s.block_n) : s.block_n;
+}
+
 absl::Status Family::Validate(const Problem& p, const Algorithm& a, const Schedule& s) const {
   if (!Serves(p))
-    return Bad("kv_layout", "paged", "the wgmma family loads contiguous K/V by TMA; paged KV runs on path mma or fma");
+    return Bad("page_size", p.page_size,
+               absl::StrFormat("the wgmma family loads pages of at least %d keys by TMA; smaller pages run on "
+                               "path mma or fma", kMinPageSize));
   if (s.warps != 8 && s.warps != 12)
     return Bad("warps", s.warps, "must be 8 or 12 (a producer warpgroup and 1 or 2 consumer warpgroups)");
   const Geometry g = GeometryOf(p, a, s);

@@ -16,7 +16,7 @@ LaunchShape Family::Launch(const Variant& v) const { return LaunchShape{v.thread
 
 KernelFamily::TmaBoxes Family::Boxes(const Variant& v) const {
   // Parallax interleaves 8 q rows with the same queries' 8 r rows: one swizzle atom a box.
-  return TmaBoxes{v.algorithm().probe == Probe::kLearned ? 8 : 64, v.schedule().block_n};
+  return TmaBoxes{v.algorithm().probe == Probe::kLearned ? 8 : 64, KvBoxRows(v.problem(), v.schedule())};
 }
 
 // CTA (query tile, head, batch), like the portable family: tiles issued last-first.
@@ -63,20 +63,25 @@ std::string Family::Constants(const Variant& v) const {
       "constexpr bool kPingPong = %s;   // consumers take turns issuing MMAs (named barriers 1, 2)\n"
       "constexpr bool kPersistent = %s; // gridDim.x CTAs walk every (query tile, head, batch)\n"
       "constexpr int kProducerRegs = %d, kConsumerRegs = %d;\n"
+      "constexpr int kPageBox = %d;      // keys per K/V TMA box (paged: gcd(page size, kBlockN))\n"
       "static_assert(!kRegRealloc || kProducerRegs + 2 * kConsumerRegs <= 3 * 168, \"setmaxnreg beyond the CTA's pool\");\n",
       v.schedule().block_m, g.consumers, g.queries_per_wg, g.tile_bytes, g.ring_offset, g.bars_offset,
       realloc ? "true" : "false", v.schedule().pingpong ? "true" : "false",
-      v.schedule().persistent ? "true" : "false", producer_regs, consumer_regs);
+      v.schedule().persistent ? "true" : "false", producer_regs, consumer_regs, KvBoxRows(v.problem(), v.schedule()));
 }
 
 std::string Family::Kernels(const Variant& v) const {
   namespace t = kernel_text;
   const int n = v.schedule().block_n, d = v.problem().head_dim;
-  return absl::StrCat(t::common_mma_sync, t::common_kv_contiguous, t::prefill_kv_contiguous, t::prefill_sequence, t::common_tile_loader,
+  const bool paged = v.problem().kv_layout == KvLayout::kPaged;
+  return absl::StrCat(t::common_mma_sync,
+                      paged ? absl::StrCat(t::common_kv_paged, t::prefill_kv_paged)
+                            : absl::StrCat(t::common_kv_contiguous, t::prefill_kv_contiguous),
+                      t::prefill_sequence, t::common_tile_loader,
                       t::common_finalize, t::common_mma_core, t::sm90_async, t::sm90_wgmma,
                       "\n// ---- generated wgmma wrappers: scores (N = kBlockN) and P V (N = kHeadDim) ----\n",
                       sm90::WgmmaSs(n, "plx_wgmma_scores"), sm90::WgmmaRsMn(d, "plx_wgmma_pv"),
-                      t::prefill_sm90_kernel);
+                      t::prefill_sm90_kernel, paged ? t::prefill_sm90_kv_pages : t::prefill_sm90_kv_tma);
 }
 
 }  // namespace parallax::prefill_sm90

@@ -15,9 +15,10 @@
  *     dimension cannot be described; none is meaningful here).
  *   - Every tensor given must have a non-NULL data pointer, empty ones included; a launch
  *     with B == 0 does nothing.
- *   - Kernels read with 16-byte vector loads: the data pointers of q, r, k, v and out must be
- *     16-byte aligned and their non-last strides multiples of 8 elements. Index tensors
- *     (int32) and prefill's float32 statistics need 4-byte alignment only.
+ *   - Kernels read with 16-byte vector loads: the data pointers of q, r, k, v, out and vbar
+ *     (and plx_merge_states's 16-bit tensors) must be 16-byte aligned and their non-last
+ *     strides multiples of 8 elements. Index tensors (int32) and the float32 statistics (lse,
+ *     tbar) need 4-byte alignment only.
  *   - Arguments are validated on the host before any device work; plx_decode_validate and
  *     plx_prefill_validate run the same checks without a context (no GPU needed).
  *   - Nothing launched here synchronizes; with a caller-provided workspace nothing allocates
@@ -39,7 +40,11 @@
  *                       [B + 1] and max_seqlen_q/k; or k, v a paged cache (extend, see
  *                       plx_prefill_args.block_table).
  *            lse, tbar (optional float32 outputs, see plx_prefill_args): [B, Hq, Lq], or
- *                       [Hq, Tq] packed.
+ *                       [Hq, Tq] packed; vbar (optional) like out.
+ *            causal = 0 (plx_prefill_args.causal) lets every query row see all keys of its
+ *                       sequence (the shared prefix of a cascade; no window then).
+ *   merge  : two partial attentions of the same rows over disjoint keys, in the layouts the
+ *            calls above write (plx_merge_states, "Statistics and merging" below).
  *   r.data == NULL selects plain softmax attention (probe none).
  *
  * Windows
@@ -50,7 +55,8 @@
  *   meaning unlimited. So left -1 is window 0 and left >= 0 is window left + 1. The kernels
  *   are causal (decode sees the whole cache), so right must be 0 (what FlashAttention's
  *   causal=True uses) or -1, which means the same here: no key after the query's position
- *   is ever seen. Both fields PLX_WINDOW_SIZE_UNSET (the _init default) = not given; set
+ *   is ever seen. A non-causal prefill (plx_prefill_args.causal = 0) takes no window:
+ *   window 0 and window_size unset or (-1, -1). Both fields PLX_WINDOW_SIZE_UNSET (the _init default) = not given; set
  *   both or neither. window 0 defers to window_size; a nonzero window given with a
  *   window_size must name the same window. Start from plx_*_args_init: a zero-filled
  *   struct reads window_size (0, 0), a window of one key.
@@ -96,7 +102,7 @@ typedef enum plx_dtype {
   PLX_BF16 = 1,
   PLX_FP16 = 2,
   PLX_INT32 = 3,
-  PLX_FLOAT32 = 4 /* prefill's optional lse / tbar outputs only */
+  PLX_FLOAT32 = 4 /* the lse / tbar statistics only */
 } plx_dtype;
 
 typedef enum plx_affine {
@@ -122,9 +128,17 @@ typedef struct plx_tensor {
   int64_t strides[PLX_MAX_DIMS];  /* elements; all zero = contiguous row-major */
 } plx_tensor;
 
+/* Tuned configs are used by default. db_path names the tuning database (what `parallax tune`
+ * writes); NULL or "" means the default location: $PARALLAX_DB when set, else
+ * $XDG_DATA_HOME/parallax/tuner.db, else ~/.local/share/parallax/tuner.db (the CLI's default
+ * too). "none" (as db_path or as $PARALLAX_DB) opts out: built-in defaults only. The database
+ * is opened read-only and never created, written or migrated; one that does not exist just
+ * has no tuned configs (no error, no file created; it is looked for again later, so a tune
+ * run while the process lives is picked up). An existing file that cannot be read (damaged,
+ * a newer schema) fails plx_context_create. */
 typedef struct plx_context_options {
   int32_t device;        /* CUDA device ordinal */
-  const char* db_path;   /* tuned-config database; NULL or "" = none */
+  const char* db_path;   /* tuning database; NULL or "" = the default location, "none" = none */
   const char* cache_dir; /* compiled binaries; NULL or "" = $PARALLAX_CACHE_DIR or ~/.cache/parallax */
 } plx_context_options;
 
@@ -159,6 +173,17 @@ typedef struct plx_decode_args {
    * not an error and the results stay right (to rounding, as with any split count); only
    * the plan was made for shorter sequences than it serves, which may be slower. */
   int32_t max_seqlen_k;
+  /* Optional statistics of each query row (data NULL = not written), as plx_prefill_args
+   * defines them, so partial decodes merge (plx_merge_states): lse, tbar float32 [B, Hq] for
+   * q [B, Hq, D], or [B, Hq, Tq] for q [B, Tq, Hq, D] (Tq >= 1: FlashAttention's
+   * softmax_lse layout), last dimension contiguous; vbar like out. A decode that asks for
+   * any of them runs as extend with Tq query tokens (the prefill kernels over the same cache,
+   * as multi-token decode does), which is slower than the split-KV decode kernel: num_splits
+   * must be 0, a variant must be a prefill key, no workspace is used, and a contiguous cache
+   * takes no cache_seqlens. */
+  plx_tensor lse;
+  plx_tensor tbar;
+  plx_tensor vbar;
 } plx_decode_args;
 
 typedef struct plx_prefill_args {
@@ -193,7 +218,61 @@ typedef struct plx_prefill_args {
    * Slots past seqused_k[b] are never read. Graph-safe: nothing is read on the host. */
   plx_tensor block_table;
   plx_tensor seqused_k;
+  /* Optional (data NULL = not written): each row's softmax output vbar = sum_j w_j v_j, same
+   * dtype and shape as out (its own strides, same layout rules), zeros for a row without
+   * visible keys; with lse and tbar it is what merging partial Parallax attentions needs
+   * (plx_merge_states). For probe none it equals out. */
+  plx_tensor vbar;
+  /* 1 (the _init default): causal, the mask aligned to the end of the keys. 0: every query
+   * row sees all keys of its sequence ([0, Lk), [0, seqused_k[b]) paged): a shared prefix of
+   * a cascade. Non-causal takes no window: window must be 0, window_size (-1, -1) or unset. */
+  int32_t causal;
 } plx_prefill_args;
+
+/* Statistics and merging partial attentions (plx_merge_states).
+ *
+ * Attention over the keys of a row split into disjoint parts (a shared prefix and each
+ * sequence's own keys, KV split over devices, ...) merges exactly from each part's output
+ * and statistics: lse (the part's log-sum-exp), tbar (its weighted mean probe score) and
+ * vbar (its softmax output), as plx_prefill / plx_decode write them. lse alone merges
+ * softmax attention (FlashAttention's way); a Parallax output mixes vbar with the
+ * covariance term, so it needs tbar and vbar as well. With l_A = exp(lse_A - lse), lse =
+ * ln(sum_A exp(lse_A)), tbar = sum_A l_A tbar_A and vbar = sum_A l_A vbar_A:
+ *   probe none:   out = sum_A l_A out_A
+ *   plain:        out = sum_A l_A (out_A + (tbar - tbar_A) vbar_A)
+ *   amplified:    C_A = (vbar_A - out_A) g(1 - (tbar_A - r.q)),
+ *                 out = vbar - sum_A l_A (C_A + (tbar_A - tbar) vbar_A) / g(1 - (tbar - r.q))
+ * (g the eps guard of the amplified affine), so amplified needs q and r for r.q. A part
+ * with lse = -inf saw no key and counts for nothing; two such parts give out = 0, lse =
+ * -inf, tbar = 0, vbar = 0. Results match attention over the union to the 16-bit outputs'
+ * rounding (the merge reads the parts' 16-bit out and vbar and computes in fp32). */
+typedef enum plx_probe {
+  PLX_PROBE_NONE = 0,   /* softmax attention: out is its own vbar, tbar unused */
+  PLX_PROBE_LEARNED = 1 /* Parallax */
+} plx_probe;
+
+typedef struct plx_merge_args {
+  /* The two parts, each as a call wrote it: out and vbar 16-bit, lse and tbar float32.
+   * vbar_* and tbar_* are required for probe learned and ignored (may be absent) for none. */
+  plx_tensor out_a, vbar_a, lse_a, tbar_a;
+  plx_tensor out_b, vbar_b, lse_b, tbar_b;
+  /* The merged output (required) and its statistics (optional), so merges chain. An output
+   * may be the very tensor of an input (same pointer, shape and strides: in place); any
+   * other overlap between an output and a tensor of the call is refused. */
+  plx_tensor out;
+  plx_tensor vbar, lse, tbar;
+  plx_tensor q, r;  /* the rows' queries and probes, like out: amplified (learned) only */
+  plx_probe probe;  /* _init: PLX_PROBE_LEARNED */
+  plx_affine affine;
+  float eps;        /* amplified guard, as the calls that made the parts used */
+  /* Layouts (every 16-bit tensor shaped like out, every statistic like lse_a; strides free
+   * with a contiguous last dimension for the 16-bit ones):
+   *   out [B, L, Hq, D], stats [B, Hq, L]  prefill padded, multi-token decode (L = Tq)
+   *   out [B, 1, Hq, D], stats [B, Hq]     one-token decode, 4-D q
+   *   out [B, Hq, D],    stats [B, Hq]     one-token decode (packed = 0, the default)
+   *   out [Tq, Hq, D],   stats [Hq, Tq]    packed prefill (packed = 1) */
+  int32_t packed;
+} plx_merge_args;
 
 /* Plans: plan once per step, run per layer.
  *
@@ -210,7 +289,8 @@ typedef struct plx_prefill_args {
  * plx_*_plan_run launches the planned kernel over the tensors of its own args, which must
  * pose the plan's problem: the same tensors given, each with the plan's dtype and shape, and
  * the same window, window_left/right, affine, variant, num_splits and max_seqlen_k (prefill:
- * max_seqlen_q/k); a difference is PLX_ERROR_INVALID_ARGUMENT naming the field. Data
+ * max_seqlen_q/k and causal); a difference is PLX_ERROR_INVALID_ARGUMENT naming the field
+ * (statistics included: a plan made without vbar does not run with it, nor the reverse). Data
  * pointers, strides, qk_scale, eps and the workspace are the run's own. A run validates its
  * arguments as plx_decode does, never synchronizes and, with a caller workspace or the one
  * reserved at creation, never allocates: graph-safe. ctx must be the plan's context. A prefill
@@ -240,15 +320,15 @@ PLX_API const char* plx_choice_string(plx_choice choice);
  * call on the same thread. */
 PLX_API const char* plx_last_error(void);
 
-/* options == NULL: device 0, no database, default cache directory. */
+/* options == NULL: device 0, the default database (see plx_context_options), default cache directory. */
 PLX_API plx_status plx_context_create(const plx_context_options* options, plx_context** ctx);
 /* NULL is a no-op. Finish all work launched with ctx first. */
 PLX_API void plx_context_destroy(plx_context* ctx);
 PLX_API plx_status plx_context_get_device_info(const plx_context* ctx, plx_device_info* info);
 
-/* Defaults: every tensor absent, qk_scale -1, window 0, plain affine, eps 1e-6, no variant,
- * num_splits 0, runtime-managed workspace, window_left/right PLX_WINDOW_SIZE_UNSET,
- * max_seqlen_k -1. */
+/* Defaults: every tensor absent (lse, tbar, vbar included), qk_scale -1, window 0, plain
+ * affine, eps 1e-6, no variant, num_splits 0, runtime-managed workspace, window_left/right
+ * PLX_WINDOW_SIZE_UNSET, max_seqlen_k -1. */
 PLX_API void plx_decode_args_init(plx_decode_args* args);
 /* Host-only checks of shapes, dtypes, strides and options; needs no context or device. */
 PLX_API plx_status plx_decode_validate(const plx_decode_args* args);
@@ -269,8 +349,9 @@ PLX_API plx_status plx_decode_plan_get_info(const plx_decode_plan* plan, plx_pla
 /* NULL is a no-op. */
 PLX_API void plx_decode_plan_destroy(plx_decode_plan* plan);
 
-/* Defaults: every tensor absent (lse, tbar, block_table, seqused_k included), max_seqlen_q/k -1, qk_scale -1,
- * window 0, plain affine, eps 1e-6, no variant, window_left/right PLX_WINDOW_SIZE_UNSET. */
+/* Defaults: every tensor absent (lse, tbar, vbar, block_table, seqused_k included), max_seqlen_q/k -1,
+ * qk_scale -1, window 0, plain affine, eps 1e-6, no variant, window_left/right
+ * PLX_WINDOW_SIZE_UNSET, causal 1. */
 PLX_API void plx_prefill_args_init(plx_prefill_args* args);
 PLX_API plx_status plx_prefill_validate(const plx_prefill_args* args);
 PLX_API plx_status plx_prefill_plan_info(plx_context* ctx, const plx_prefill_args* args,
@@ -284,6 +365,15 @@ PLX_API plx_status plx_prefill_plan_run(plx_context* ctx, const plx_prefill_plan
 PLX_API plx_status plx_prefill_plan_get_info(const plx_prefill_plan* plan, plx_plan_info* info);
 /* NULL is a no-op. */
 PLX_API void plx_prefill_plan_destroy(plx_prefill_plan* plan);
+
+/* Defaults: every tensor absent, probe PLX_PROBE_LEARNED, plain affine, eps 1e-6, packed 0. */
+PLX_API void plx_merge_args_init(plx_merge_args* args);
+/* Host-only checks of plx_merge_states's arguments; needs no context or device. */
+PLX_API plx_status plx_merge_validate(const plx_merge_args* args);
+/* Merges the two parts on stream (see "Statistics and merging partial attentions"). One small
+ * kernel per (dtype, head_dim, probe, affine), compiled on the first call that needs it: make
+ * that call outside CUDA graph capture; later calls never compile, allocate or synchronize. */
+PLX_API plx_status plx_merge_states(plx_context* ctx, const plx_merge_args* args, void* stream);
 
 #ifdef __cplusplus
 } /* extern "C" */

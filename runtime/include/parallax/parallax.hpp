@@ -7,6 +7,8 @@
 //   ctx.decode(a, stream);
 //   parallax::PlannedDecode plan(ctx, a);       // plan once per step (parallax.h, "Plans") ...
 //   plan.run(a, stream);                        // ... run per layer, a's tensors changed
+//   plx_merge_args m = parallax::MakeMergeArgs(); // two partial attentions -> one
+//   ctx.merge_states(m, stream);                // (parallax.h, "Statistics and merging ...")
 //
 // Context owns a plx_context (move-only). Every failing call throws parallax::Error carrying
 // the plx_status and the library's message; nothing else is added to the C API's behaviour.
@@ -68,9 +70,15 @@ inline plx_prefill_args MakePrefillArgs() {
   return a;
 }
 
+inline plx_merge_args MakeMergeArgs() {
+  plx_merge_args a;
+  plx_merge_args_init(&a);
+  return a;
+}
+
 struct ContextOptions {
   int device = 0;
-  std::string db_path;    // "" = none
+  std::string db_path;    // "" = the default location, "none" = none (plx_context_options)
   std::string cache_dir;  // "" = $PARALLAX_CACHE_DIR or ~/.cache/parallax
 };
 
@@ -138,6 +146,12 @@ class Context {
     plx_plan_info info{};
     Check(plx_prefill_plan_info(ctx_, &args, &info));
     return PlanInfo::From(info);
+  }
+
+  // The exact merge of two partial attentions (parallax.h, "Statistics and merging partial
+  // attentions"); the first call per (dtype, head_dim, probe, affine) compiles its kernel.
+  void merge_states(const plx_merge_args& args, void* stream = nullptr) {
+    Check(plx_merge_states(ctx_, &args, stream));
   }
 
  private:
@@ -208,5 +222,6 @@ using PlannedPrefill = BasicPlan<detail::PrefillPlanApi>;
 // Host-only validation (no context, no device): throws Error on bad arguments.
 inline void ValidateDecode(const plx_decode_args& args) { Check(plx_decode_validate(&args)); }
 inline void ValidatePrefill(const plx_prefill_args& args) { Check(plx_prefill_validate(&args)); }
+inline void ValidateMerge(const plx_merge_args& args) { Check(plx_merge_validate(&args)); }
 
 }  // namespace parallax

@@ -18,10 +18,16 @@ struct Migration {
   int version = 0;
   std::string description;
   std::function<absl::Status(Db&)> apply;
+  // True when the step changes no table or column that Store's reads use (an index, data a
+  // reader already accepts in either form): a read-only Store reads a file that lacks it as
+  // it is. Otherwise a read-only Store reads an in-memory copy it migrates (the file itself
+  // is never written by a reader).
+  bool reads_unchanged = false;
 };
 
-// The migrations this build ships, version 1 first. To add v2: write the step in its own
-// src/schema_v2.cc and append it here; old files upgrade on the next Store::Open.
+// The migrations this build ships, version 1 first. To add one: write the step in its own
+// src/schema_vN.cc and append it here; old files upgrade on the next writable Store::Open
+// (read-only opens never migrate the file: see Migration::reads_unchanged).
 const std::vector<Migration>& BuiltinMigrations();
 
 // Built-in migrations followed by extra ones (a test hook); checks versions run 1..N.

@@ -26,7 +26,8 @@ class Store {
  public:
   // Creates the file if missing, then: refuses a non-SQLite or damaged file (DataLoss,
   // file untouched), refuses a schema newer than this build (FailedPrecondition), switches
-  // to WAL and applies pending migrations.
+  // to WAL and applies pending migrations. With options.read_only, none of the writing
+  // steps (see StoreOptions::read_only).
   static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& path,
                                                      const StoreOptions& options = {});
   ~Store();
@@ -34,7 +35,10 @@ class Store {
   Store& operator=(const Store&) = delete;
 
   const std::string& path() const { return path_; }
+  // The file's schema version (for a read-only store, what the file has, which may be older
+  // than this build's; 0 for an empty file).
   absl::StatusOr<int> SchemaVersion();
+  bool read_only() const { return options_.read_only; }
 
   // Devices, problems, variants: insert or refresh by their unique key; return the id.
   absl::StatusOr<int64_t> UpsertDevice(const DeviceInfo& device);
@@ -53,7 +57,10 @@ class Store {
 
   // Unconditionally replaces the entry for (device, problem, bucket); the device must exist.
   absl::Status SetBestConfig(const BestConfig& config);
-  // NotFound when absent or when stored under versions other than current.
+  // NotFound when absent or when stored under versions other than current. Device
+  // fingerprints here and in the filters below match by DeviceKey (device_key.h): a file not
+  // yet migrated to v3 may hold one GPU under several (driver) fingerprints; the entry at the
+  // current versions with the lowest median_us is the answer.
   absl::StatusOr<BestConfig> GetBestConfig(absl::string_view device_fingerprint,
                                            absl::string_view problem_key, absl::string_view bucket,
                                            const CurrentVersions& current);
@@ -106,12 +113,16 @@ class Store {
   absl::StatusOr<VerifyReport> Verify();
 
  private:
-  Store(Db db, std::string path, StoreOptions options);
+  Store(Db db, std::string path, StoreOptions options, int file_version);
+  static absl::StatusOr<std::unique_ptr<Store>> OpenReadOnly(const std::string& path,
+                                                             const StoreOptions& options,
+                                                             const std::vector<Migration>& plan);
 
   std::mutex mu_;
   Db db_;
   const std::string path_;
   const StoreOptions options_;
+  const int file_version_;  // read-only stores: the file's schema version
 };
 
 }  // namespace parallax::cache

@@ -22,6 +22,12 @@ struct StoreOptions {
   // Appended after BuiltinMigrations(); versions must continue the sequence. A test hook:
   // real schema changes belong in BuiltinMigrations().
   std::vector<Migration> extra_migrations;
+  // A reader (the runtime, `db show`): the file is opened with SQLITE_OPEN_READONLY and is
+  // never created, migrated or written (no WAL switch either). A missing file is NotFound;
+  // an empty one reads as an empty database; an older schema is read as it is when every
+  // newer step is Migration::reads_unchanged, else through a migrated in-memory copy; a newer
+  // schema is refused (FailedPrecondition). Writes fail (PRAGMA query_only).
+  bool read_only = false;
 };
 
 // How Store::Import treats the file it reads: as untrusted input from anybody.

@@ -68,4 +68,9 @@ BucketShape ShapeOf(const ShapeBucket& b);
 // nullopt when there is none.
 std::optional<size_t> NearestBucket(const ShapeBucket& want, std::span<const ShapeBucket> candidates);
 
+// Numeric order of bucket strings for listings (`db show`, `remote list`): decode buckets by
+// batch then keys (b1-l1024 < b1-l4096 < b1-l16384 < b8-l1024), then prefill buckets by
+// tokens then context; strings that are not buckets last, in byte order. A strict weak order.
+bool BucketLess(const std::string& a, const std::string& b);
+
 }  // namespace parallax

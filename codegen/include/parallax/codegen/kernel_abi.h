@@ -8,7 +8,7 @@
 #ifndef PARALLAX_KERNEL_ABI_H_
 #define PARALLAX_KERNEL_ABI_H_
 
-#define PLX_ABI_VERSION 5
+#define PLX_ABI_VERSION 6
 
 /* Decode: one new query token per sequence.
  * q, r: [B, Hq, D]; k, v: contiguous [B, Lmax, Hkv, D] or paged [pages, page_size, Hkv, D].
@@ -43,7 +43,9 @@ typedef struct PlxDecodeParams {
   int pad_;
 } PlxDecodeParams;
 
-/* Prefill / forward, causal with the mask aligned to the end of the key sequence.
+/* Prefill / forward. causal = 1: the mask aligned to the end of the key sequence (query row i
+ * of Lq sees keys j <= Lk - Lq + i); causal = 0: every query row sees all Lk keys of its
+ * sequence (no window then), the form a shared prefix takes in a cascade (merge_states.cuh).
  * q, r, out: [B, Lq, Hq, D]; k, v: [B, Lk, Hkv, D]. With cu_seqlens_q/k (int32 [B+1])
  * sequences are packed along the token dimension and the batch strides are unused.
  * Optional per-row statistics (NULL = not written), float, row stride 1: padded, row i of
@@ -55,7 +57,11 @@ typedef struct PlxDecodeParams {
  * A row with no visible key has lse = -inf, tbar = 0. A backward pass recomputes w_j from
  * lse and the effective weights w_j (1 - (r.k_j - tbar)) (amplified: divide (r.k_j - tbar)
  * by delta = 1 - (tbar - r.q)). Softmax partials over disjoint key ranges merge through lse
- * as FlashAttention's do; Parallax partials also need each part's vbar (reference.h). */
+ * as FlashAttention's do; Parallax partials also need each part's vbar (reference.h):
+ *   vbar (optional, NULL = not written): the softmax output sum_j w_j v_j (O1/d1) per row, in
+ *        out's dtype and layout ([B, Lq, Hq, D], packed rows at cu_seqlens_q[b] + i) with its
+ *        own strides vbar_stride_b/_l/_h; a row with no visible key gets zeros. For probe none
+ *        it equals out. */
 typedef struct PlxPrefillParams {
   const void* q;
   const void* r;
@@ -66,6 +72,7 @@ typedef struct PlxPrefillParams {
   const int* cu_seqlens_k;
   float* lse;
   float* tbar;
+  void* vbar;
   /* Paged K/V (variants with kv_layout paged): k, v are [num_pages, page_size, Hkv, D] with
    * k_stride_b / v_stride_b the page stride and k_stride_l / v_stride_l the slot stride;
    * sequence b's key j lives in page block_table[b * block_table_stride + j / page_size];
@@ -79,13 +86,43 @@ typedef struct PlxPrefillParams {
   long long v_stride_b, v_stride_l, v_stride_h;
   long long o_stride_b, o_stride_l, o_stride_h;
   long long stats_stride_b, stats_stride_h;
+  long long vbar_stride_b, vbar_stride_l, vbar_stride_h;
   int batch;
   int seqlen_q;        /* used when cu_seqlens_q is NULL */
   int seqlen_k;        /* used when cu_seqlens_k is NULL */
   int window;
   float scale_log2;
   float eps;
+  int causal;          /* 1: causal, aligned to the end of the keys; 0: every key visible */
+  int pad_;
 } PlxPrefillParams;
+
+/* The merge of two partial attentions of the same query rows over disjoint key sets
+ * (plx_merge_states; kernels/common/merge_states.cuh): row (b, l, h), b < rows / (seqlen *
+ * heads), l < seqlen, h < heads, starts at b * stride_b + l * stride_l + h * stride_h in
+ * every tensor, each with its own strides (elements): D contiguous 16-bit elements in a
+ * PlxMergeRows tensor, one float in a PlxMergeStats one. data NULL = absent (optional ones).
+ * An output may be the very tensor of an input (in place): each element is read before it
+ * is written, by the thread that writes it. */
+typedef struct PlxMergeRows {
+  void* data;
+  long long stride_b, stride_l, stride_h;
+} PlxMergeRows;
+typedef struct PlxMergeStats {
+  float* data;
+  long long stride_b, stride_l, stride_h;
+} PlxMergeStats;
+typedef struct PlxMergeParams {
+  PlxMergeRows out_a, vbar_a, out_b, vbar_b; /* the parts (vbar unread for probe none) */
+  PlxMergeStats lse_a, tbar_a, lse_b, tbar_b; /* lse natural log; tbar unread for probe none */
+  PlxMergeRows q, r;                         /* amplified only: r.q of each row */
+  PlxMergeRows out, vbar;                    /* the merged output; its vbar (optional) */
+  PlxMergeStats lse, tbar;                   /* the merged statistics (optional) */
+  long long rows;                            /* batch x seqlen x heads */
+  int seqlen, heads;
+  float eps;                                 /* amplified-affine guard */
+  int pad_;
+} PlxMergeParams;
 
 /* A CUtensorMap (cuTensorMapEncodeTiled on the host) passed by value, so the TMA unit reads
  * it from kernel parameter memory (the kernel takes the struct holding it __grid_constant__). */

@@ -27,17 +27,19 @@ struct Family {
 // w_j = exp(tau q.k_j - lse) (the softmax weights) and s2_j = r.k_j (unscaled):
 //   lse  = ln(sum_j exp(tau q.k_j))   natural log, tau included: FlashAttention's softmax_lse
 //   tbar = sum_j w_j s2_j              the weighted mean probe score
-// No visible key: lse = -inf, tbar = 0. Probe kNone (or a null r): tbar = 0. kSolved has no
-// given probe: tbar is NaN there.
+//   vbar = sum_j w_j v_j               the softmax output (the kernels' O1/d1), [D]
+// No visible key: lse = -inf, tbar = 0, vbar zeros. Probe kNone (or a null r): tbar = 0.
+// kSolved has no given probe: tbar is NaN there (vbar is still the softmax output).
 // Backward: w_j follows from lse alone, and the output is sum_j w_j (1 - (s2_j - tbar)) v_j
 // (amplified: (s2_j - tbar) / delta, delta = 1 - (tbar - r.q), guarded by eps), so the
 // effective weights follow from (lse, tbar).
 // Merge: parts over disjoint key sets A combine with l_A = exp(lse_A - lse), lse =
-// ln(sum_A exp(lse_A)): tbar = sum_A l_A tbar_A, softmax out = sum_A l_A out_A, and plain
-// Parallax out = sum_A l_A (out_A + (tbar - tbar_A) vbar_A) with vbar_A the part's softmax
-// output -- a Parallax output alone does not merge.
+// ln(sum_A exp(lse_A)): tbar = sum_A l_A tbar_A, vbar = sum_A l_A vbar_A, softmax out =
+// sum_A l_A out_A, and plain Parallax out = sum_A l_A (out_A + (tbar - tbar_A) vbar_A) --
+// a Parallax output alone does not merge (MergeStates below has every member).
 struct RowStats {
   double lse = 0, tbar = 0;
+  std::vector<double> vbar;  // [D]
 };
 
 // One query row against n visible keys (rows of K and V, each `key_stride` doubles apart).
@@ -62,7 +64,8 @@ struct DecodeInputs {
 absl::StatusOr<std::vector<double>> Decode(const DecodeInputs& in, const Family& f);
 
 // Prefill, causal aligned to the end: row i of a sequence with Q queries and L keys sees
-// keys j <= L - Q + i (and j > L - Q + i - W with a window).
+// keys j <= L - Q + i (and j > L - Q + i - W with a window); with causal = false every row
+// sees all L keys (a window is then refused: 'window' InvalidArgument).
 // q, r [B][Lq_max][Hq][D]; k, v [B][Lk_max][Hkv][D]; per-sequence lengths seqlens_q/k.
 // Returns out [B][Lq_max][Hq][D] (rows past seqlens_q[b] are zero).
 struct PrefillInputs {
@@ -70,17 +73,40 @@ struct PrefillInputs {
   int max_seqlen_q = 0, max_seqlen_k = 0;
   std::vector<int> seqlens_q, seqlens_k;
   std::vector<double> q, r, k, v;
+  bool causal = true;
 };
 absl::StatusOr<std::vector<double>> Prefill(const PrefillInputs& in, const Family& f);
 
 // Prefill and its per-row statistics (RowStats): lse and tbar [B][Hq][max_seqlen_q], the
-// kernels' padded layout; rows past seqlens_q[b] read as rows without keys (-inf, 0).
-// Probe kSolved: UnimplementedError.
+// kernels' padded layout, and vbar [B][Lq_max][Hq][D] like out; rows past seqlens_q[b] read
+// as rows without keys (-inf, 0, zeros). Probe kSolved: UnimplementedError.
 struct PrefillResult {
   std::vector<double> out;  // what Prefill returns
   std::vector<double> lse, tbar;
+  std::vector<double> vbar;
 };
 absl::StatusOr<PrefillResult> PrefillWithStats(const PrefillInputs& in, const Family& f);
+
+// Decode and its statistics: out and vbar [B][Hq][D], lse and tbar [B][Hq] (the C API's
+// decode layout for one token). Probe kSolved: UnimplementedError.
+absl::StatusOr<PrefillResult> DecodeWithStats(const DecodeInputs& in, const Family& f);
+
+// The exact merge of one query row's two partial attentions over disjoint key sets (what a
+// cascade computes: a shared prefix non-causally, each sequence's own keys causally). Each
+// part is its output (head_dim values) and its RowStats (lse, tbar, vbar; an empty vbar
+// reads as zeros, and probe kNone needs none: there vbar = out). rq = r.q of the row, read
+// by amplified only. Writes the merged output (may alias out_a or out_b) and, when given,
+// its statistics. With l_A = exp(lse_A - lse), lse = ln(sum_A exp(lse_A)):
+//   softmax (probe kNone, either affine):  out = sum_A l_A out_A
+//   plain:      out = sum_A l_A (out_A + (tbar - tbar_A) vbar_A)
+//   amplified:  C_A = (vbar_A - out_A) g(1 - (tbar_A - rq)) (the part's Cov_w(v, k) r, as
+//               out_A = vbar_A - C_A / g(...)), C = sum_A l_A (C_A + (tbar_A - tbar) vbar_A),
+//               out = vbar - C / g(1 - (tbar - rq)); g is the eps guard of AttendRow.
+// A part with lse = -inf (no visible key) is absent whatever its other values; both absent:
+// out zeros, lse -inf, tbar 0, vbar zeros. InvalidArgument on a vbar of the wrong size or
+// head_dim <= 0; kSolved: Unimplemented (its parts carry no probe to merge by).
+absl::Status MergeStates(const double* out_a, const RowStats& a, const double* out_b, const RowStats& b,
+                         int head_dim, const Family& f, double rq, double* out, RowStats* merged = nullptr);
 
 // Error metrics used by every correctness test.
 struct ErrorStats {

@@ -18,7 +18,7 @@
 namespace parallax {
 
 // Bumped whenever generated source changes meaning or speed; part of every cache key.
-inline constexpr int kGeneratorVersion = 4;
+inline constexpr int kGeneratorVersion = 5;
 
 enum class Mode : uint8_t { kDecode, kPrefill };
 enum class DType : uint8_t { kBF16, kFP16 };

@@ -24,7 +24,9 @@ struct DeviceInfo {
   std::string nvrtc_version;
 
   std::string arch() const;         // "sm_90"
-  std::string fingerprint() const;  // name|cc|sms|mem|driver|nvrtc
+  // The tuning DB's device identity: "NVIDIA H200|sm_90|sms=132|mem=140GiB|nvrtc=13.0"
+  // (name|arch|SMs|memory in GiB|NVRTC); no driver version (cache/device_key.h).
+  std::string fingerprint() const;
 };
 
 // Unavailable when there is no driver or device (tests skip on that).

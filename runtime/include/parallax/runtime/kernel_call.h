@@ -68,9 +68,10 @@ struct PrefillArgs {
   int block_table_stride = 0;
   const int* seqused_k = nullptr;
   int page_size = 0;
-  // Packed (cu_seqlens): rows of the packed q and k tensors. The sm_90a family reads them
-  // through TMA maps, which need the extent; 0 (unknown) keeps packed calls on the portable
-  // family. Ignored for padded batches (the extent is seqlen).
+  // Packed (cu_seqlens): rows of the packed q and k tensors; paged: total_k is the pool's
+  // page count (k.shape[0]). The sm_90a family reads them through TMA maps, which need the
+  // extent; 0 (unknown) keeps such calls on the portable family. Ignored for padded batches
+  // (the extent is seqlen).
   int64_t total_q = 0, total_k = 0;
   float qk_scale = -1.f;
   int window = 0;
@@ -83,6 +84,14 @@ struct PrefillArgs {
   float* lse = nullptr;
   float* tbar = nullptr;
   int64_t stats_stride_b = 0, stats_stride_h = 0;
+  // Optional: each row's softmax output vbar (kernel_abi.h), what a merge of partial Parallax
+  // attentions needs besides lse and tbar: like out (dtype, [B, Lq, Hq, D] or packed), its
+  // own strides (all 0: out's); null = not written.
+  void* vbar = nullptr;
+  int64_t vbar_stride_b = 0, vbar_stride_l = 0, vbar_stride_h = 0;
+  // false: every query row sees all keys of its sequence (no window then); true: the causal
+  // mask aligned to the end of the keys.
+  bool causal = true;
 };
 
 struct DecodeCall {

@@ -2,8 +2,8 @@
 // device in hand (memory + on-disk binary cache), and launches it on the caller's stream.
 // Variant choice: an explicit key, else a tuned config, else the built-in default. Tuned
 // configs come from the SQLite tuning DB at RuntimeOptions::db_path, which the runtime opens
-// itself (it links cache/), and/or from a lookup the caller installs (SetTunedLookup). With
-// a DB the compiled binaries are kept in it too; without one, as files under cache_dir.
+// itself, read-only (it links cache/), and/or from a lookup the caller installs
+// (SetTunedLookup). Compiled binaries are kept as files under cache_dir (binary_cache.h).
 //
 // Plan/run split: Plan*() resolves the variant, the launch grid and the workspace size
 // (host only, cheap after the first call); Run*() launches. Decode()/Prefill() do both.
@@ -24,6 +24,7 @@
 
 #include "absl/status/statusor.h"
 #include "parallax/codegen/bucket.h"
+#include "parallax/codegen/generator.h"
 #include "parallax/codegen/kernel_family.h"
 #include "parallax/codegen/variant.h"
 #include "parallax/runtime/device.h"
@@ -38,9 +39,16 @@ const char* ToString(Choice c);
 struct RuntimeOptions {
   int device = 0;
   std::string cache_dir;  // compiled binaries; "" = $PARALLAX_CACHE_DIR or ~/.cache/parallax
-  std::string db_path;    // tuning DB: tuned configs + compiled binaries; "" = none (binaries
-                          // then go to cache_dir as files)
+  // Tuning DB to read tuned configs from, read-only; "" = none. A missing file has no tuned
+  // configs (and is looked for again later). The C API fills it with ResolveDbPath() below,
+  // so its default is the shared location; C++ callers that want that do the same.
+  std::string db_path;
 };
+
+// The tuning DB under the one rule of cache/paths.h: `requested` when not empty, else
+// $PARALLAX_DB, else $XDG_DATA_HOME/parallax/tuner.db (~/.local/share/parallax/tuner.db);
+// "" when that is "none".
+std::string ResolveDbPath(const std::string& requested);
 
 struct DecodePlan {
   Variant variant;
@@ -98,9 +106,16 @@ class Runtime {
   // Compiles (or loads from cache) without launching; for tools and benchmarks.
   absl::StatusOr<const LoadedKernel*> Load(const Variant& v);
 
+  // plx_merge_states's kernel (generator.h MergeKernel) over p.rows rows (kernel_abi.h
+  // PlxMergeParams): compiled on first use and kept like a variant's kernel (binary cache
+  // included). PrepareMerge loads it ahead, so RunMerge then only launches: no compile, no
+  // allocation, no synchronization (graph-safe). p is taken as given: the C API checks it.
+  absl::Status PrepareMerge(const MergeKernel& m);
+  absl::Status RunMerge(const MergeKernel& m, const PlxMergeParams& p, CUstream stream);
+
   // Where non-explicit decode and prefill plans get tuned configs, by shape bucket
   // (codegen/bucket.h: decode BucketFor, prefill PrefillBucketFor). With options.db_path, Create() opens
-  // that SQLite tuning DB itself (TunedStore over cache/'s Store, linked into the runtime core
+  // that SQLite tuning DB itself, read-only (TunedStore over cache/'s Store, linked into the runtime core
   // and libparallax.so) and installs its lookup; otherwise there is none until a caller sets
   // one. Callers may replace it or chain another after it (service/runtime_lookup.h asks a
   // tuning service for what the local DB lacks).
@@ -117,6 +132,7 @@ class Runtime {
     std::vector<CUdeviceptr> retired;  // outgrown, kept until destruction (graphs may use them)
   };
   absl::StatusOr<void*> Ensure(GrowBuffer& buf, size_t bytes);
+  absl::StatusOr<const LoadedKernel*> LoadMerge(const MergeKernel& m);
   // The fused merge's split counters for a launch of v over `batch` sequences in num_splits.
   absl::StatusOr<int*> DecodeCounters(const Variant& v, int batch, int num_splits);
   absl::StatusOr<int*> WorkCounters();  // all kWorkCounterPairs pairs
@@ -145,7 +161,7 @@ class Runtime {
     std::chrono::steady_clock::time_point until;
   };
   std::unordered_map<std::string, ChoiceMemo> choice_memo_;  // under mu_
-  std::unique_ptr<TunedStore> db_;  // when options.db_path is set: tuned configs + binaries
+  std::unique_ptr<TunedStore> db_;  // when options.db_path is set: tuned configs
   GrowBuffer workspace_;  // split-KV partials when the caller passes none
   GrowBuffer counters_;   // fused-merge split counters (always runtime-owned)
   // Persistent prefill tile counters: kWorkCounterPairs pairs taken in rotation, so launches

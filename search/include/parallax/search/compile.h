@@ -22,7 +22,7 @@ namespace parallax::search {
 struct CompileTarget {
   std::string arch;           // the device's: "sm_90" (a family may add a suffix: CompileArch)
   std::string nvrtc_version;  // "13.0"
-  int driver_version = 0;
+  int driver_version = 0;     // informational: binaries do not depend on it (binary_cache.h)
   std::string cache_dir;      // the worker's Runtime cache_dir
   DeviceLimits limits;        // for compile pruning
 };
@@ -36,9 +36,8 @@ std::string CompileArch(const CompileTarget& t, const Variant& v);
 // The runtime's default binary cache: $PARALLAX_CACHE_DIR, ~/.cache/parallax, /tmp/parallax-cache.
 std::string DefaultCacheDir();
 
-// The file name and path Runtime::Load (runtime/src/runtime.cc) gives v's binary: the name
-// hashes CompileArch, the path is <cache_dir>/<CompileArch>/<name>.cubin. The two must agree,
-// or the worker silently compiles again (slower, still correct).
+// The file name and path Runtime::Load gives v's binary (runtime/binary_cache.h, which both
+// use): the name hashes CompileArch, the path is <cache_dir>/<CompileArch>/<name>.cubin.
 std::string ArtifactName(const Variant& v, const std::string& source, const CompileTarget& t);
 std::string ArtifactPath(const CompileTarget& t, const Variant& v, const std::string& artifact);
 

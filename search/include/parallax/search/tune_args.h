@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "parallax/search/tuner.h"
 
 namespace parallax::search {
@@ -26,8 +27,16 @@ struct TuneArgs {
   int paged = 0;                           // page size; 0 = contiguous KV
 };
 
-// $XDG_DATA_HOME/parallax/tuner.db, else ~/.local/share/parallax/tuner.db.
+// $XDG_DATA_HOME/parallax/tuner.db, else ~/.local/share/parallax/tuner.db (cache/paths.h,
+// whose ResolveDbPath adds --db and $PARALLAX_DB on top: the one rule every command follows).
 std::string DefaultDbPath();
+
+// Budgets and other durations, one unit everywhere: "90" (a plain number is seconds), "30s",
+// "5m", "1h", "1.5h", "1h30m" (units s, m, h; also sec, min, hr); "0" = none. InvalidArgument
+// naming the text otherwise.
+absl::StatusOr<double> ParseDuration(absl::string_view text);
+// The inverse for messages and defaults: 1800 -> "30m", 5400 -> "1h30m", 0 -> "0".
+std::string FormatDuration(double seconds);
 
 // Attention shape of a preset: {q heads, kv heads, head dim}.
 absl::StatusOr<std::vector<int>> PresetShape(const std::string& name);

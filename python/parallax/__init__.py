@@ -68,7 +68,11 @@ def library_path() -> str:
 # ---- contexts ----------------------------------------------------------------------------
 
 class Context:
-    """Owns one plx_context (a device, its compiled-kernel cache and tuned configs)."""
+    """Owns one plx_context (a device, its compiled-kernel cache and tuned configs).
+
+    db_path None reads the default tuning database: $PARALLAX_DB, else
+    $XDG_DATA_HOME/parallax/tuner.db (~/.local/share/parallax/tuner.db), where `parallax tune`
+    writes; "none" reads none. It is opened read-only; a missing file means no tuned configs."""
 
     def __init__(self, device: int = 0, db_path: str | None = None, cache_dir: str | None = None):
         self.device = int(device)
@@ -106,8 +110,9 @@ _ctx_lock = threading.Lock()
 
 
 def configure(db_path: str | None = None, cache_dir: str | None = None) -> None:
-    """Options for the module's contexts: the tuning database and the binary cache directory.
-    Contexts created before keep running but are no longer handed out."""
+    """Options for the module's contexts: the tuning database (None: the default location, see
+    Context; "none": no database) and the binary cache directory. Contexts created before keep
+    running but are no longer handed out."""
     with _ctx_lock:
         _options["db_path"] = db_path
         _options["cache_dir"] = cache_dir

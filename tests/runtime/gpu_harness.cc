@@ -24,16 +24,6 @@ void Die(CUresult r, const char* what) {
 
 uint16_t Poison(DType t) { return t == DType::kBF16 ? 0x7fc1 : 0x7e01; }  // NaN payloads
 
-std::unique_ptr<DeviceBuffer> Put(const std::vector<uint16_t>& h) {
-  auto b = std::make_unique<DeviceBuffer>(std::max<size_t>(h.size(), 1) * 2);
-  if (!h.empty()) b->Upload(h.data(), h.size() * 2);
-  return b;
-}
-std::unique_ptr<DeviceBuffer> PutInts(const std::vector<int>& h) {
-  auto b = std::make_unique<DeviceBuffer>(std::max<size_t>(h.size(), 1) * 4);
-  if (!h.empty()) b->Upload(h.data(), h.size() * 4);
-  return b;
-}
 
 // K/V images of padded [B, lmax, row] sequences in a pool of pages of `ps` rows: pages
 // shuffled over the pool, three spare ones, every slot no sequence fills poisoned (NaN), so
@@ -115,6 +105,43 @@ absl::StatusOr<std::vector<uint16_t>> Collect(const DeviceBuffer& out, size_t co
 constexpr uint16_t kNaN16 = 0xffff;  // a NaN in bf16 and fp16 alike
 
 }  // namespace
+
+std::unique_ptr<DeviceBuffer> Put16(const std::vector<uint16_t>& h) {
+  auto b = std::make_unique<DeviceBuffer>(std::max<size_t>(h.size(), 1) * 2);
+  if (!h.empty()) b->Upload(h.data(), h.size() * 2);
+  return b;
+}
+std::unique_ptr<DeviceBuffer> PutInts(const std::vector<int>& h) {
+  auto b = std::make_unique<DeviceBuffer>(std::max<size_t>(h.size(), 1) * 4);
+  if (!h.empty()) b->Upload(h.data(), h.size() * 4);
+  return b;
+}
+
+Problem ProblemOf(const PrefillCase& c) {
+  Problem p;
+  p.mode = Mode::kPrefill; p.dtype = c.dtype; p.head_dim = c.head_dim;
+  p.num_q_heads = c.hq; p.num_kv_heads = c.hkv; p.window = c.window > 0;
+  if (c.page_size > 0) {
+    p.kv_layout = KvLayout::kPaged;
+    p.page_size = c.page_size;
+  }
+  return p;
+}
+Algorithm AlgorithmOf(bool learned, Affine affine) { return Algorithm{learned ? Probe::kLearned : Probe::kNone, affine}; }
+std::string FmaKey(const Problem& p, const Algorithm& a) {
+  for (int bm : {32, 16, 8, 4}) {
+    Schedule s;
+    s.path = MathPath::kFma; s.block_n = 32; s.warps = 4; s.stages = 2; s.block_m = bm;
+    if (auto v = Variant::Create(p, a, s); v.ok()) return v->Key();
+  }
+  return "";
+}
+std::string MmaKey(const Problem& p, const Algorithm& a) {
+  auto v = Variant::Create(p, a, DefaultSchedule(p, a, /*sm=*/0));
+  return v.ok() ? v->Key() : "";
+}
+std::string FmaKey(const PrefillCase& c) { return FmaKey(ProblemOf(c), AlgorithmOf(c.learned, c.affine)); }
+std::string MmaKey(const PrefillCase& c) { return MmaKey(ProblemOf(c), AlgorithmOf(c.learned, c.affine)); }
 
 // Model-like rows: unit RMS for q, r and k (as after RMSNorm), standard normal v.
 std::vector<double> RandomRows(std::mt19937_64& rng, size_t rows, int d, bool rms_normalise, double scale) {
@@ -250,17 +277,17 @@ absl::StatusOr<CaseResult> RunDecodeCase(Runtime& rt, const DecodeCase& c) {
   a.variant_key = c.key;
   a.num_splits = c.num_splits;
 
-  auto q = Put(qh), r = Put(rh);
+  auto q = Put16(qh), r = Put16(rh);
   std::unique_ptr<DeviceBuffer> k, v, table, lens = PutInts(c.seqlens);
   if (c.page_size == 0) {
-    k = Put(kh);
-    v = Put(vh);
+    k = Put16(kh);
+    v = Put16(vh);
     a.k_stride_0 = int64_t(lmax) * Hkv * D; a.k_stride_1 = int64_t(Hkv) * D; a.k_stride_h = D;
   } else {  // scatter each sequence over shuffled pages, plus unused pages
     const int ps = c.page_size;
     const PagedKv pk = ScatterPages(kh, vh, c.seqlens, lmax, size_t(Hkv) * D, ps, 0, Poison(c.dtype), rng);
-    k = Put(pk.k);
-    v = Put(pk.v);
+    k = Put16(pk.k);
+    v = Put16(pk.v);
     table = PutInts(pk.table);
     a.block_table = static_cast<const int*>(table->get());
     a.block_table_stride = pk.per_seq;
@@ -368,7 +395,7 @@ absl::StatusOr<CaseResult> RunPrefillCase(Runtime& rt, const PrefillCase& c) {
     a.page_size = c.page_size;
     a.total_k = static_cast<int64_t>(pk.k.size() / (size_t(c.page_size) * kv_row));  // pages: TMA's extent
   }
-  auto q = Put(qd), r = Put(rd), k = Put(kd), v = Put(vd);
+  auto q = Put16(qd), r = Put16(rd), k = Put16(kd), v = Put16(vd);
   auto cq = PutInts(cuq), ck = PutInts(cuk);
   const size_t out_elems = qd.size();
   DeviceBuffer out(std::max<size_t>(out_elems, 1) * 2);
@@ -476,7 +503,7 @@ absl::StatusOr<CaseResult> RunPrefillCase(Runtime& rt, const PrefillCase& c) {
 
 std::unique_ptr<DeviceBuffer> RandomHalves(std::mt19937_64& rng, size_t count, DType t) {
   std::vector<double> x = RandomRows(rng, count, 1, false, 1.0);
-  return Put(Quantise(x, t));
+  return Put16(Quantise(x, t));
 }
 
 absl::StatusOr<std::vector<uint16_t>> RunCApi(Runtime& rt, const plx_decode_args& a, DeviceBuffer& out,

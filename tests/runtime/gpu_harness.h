@@ -116,6 +116,21 @@ struct PrefillCase {
 
 absl::StatusOr<CaseResult> RunPrefillCase(Runtime& rt, const PrefillCase& c);
 
+// The case's problem and algorithm, and keys of the portable families for them (on an sm_90
+// device the runtime's default prefill is the wgmma family, so these are asked for by key;
+// "" when no such variant is valid): the fma path's first valid block_m from 32 down, and the
+// mma.sync family's default.
+Problem ProblemOf(const PrefillCase& c);
+Algorithm AlgorithmOf(bool learned, Affine affine);
+std::string FmaKey(const Problem& p, const Algorithm& a);
+std::string MmaKey(const Problem& p, const Algorithm& a);
+std::string FmaKey(const PrefillCase& c);
+std::string MmaKey(const PrefillCase& c);
+
+// Host vectors on the device (at least one element allocated).
+std::unique_ptr<DeviceBuffer> Put16(const std::vector<uint16_t>& h);
+std::unique_ptr<DeviceBuffer> PutInts(const std::vector<int>& h);
+
 double Tolerance(DType t);  // the spec's relative Frobenius bound
 
 // rows x d model-like values: unit RMS per row times `scale` (q, r, k as after RMSNorm) or,

@@ -16,37 +16,6 @@
 namespace parallax::testing {
 namespace {
 
-Problem ProblemOf(const PrefillCase& c) {
-  Problem p;
-  p.mode = Mode::kPrefill; p.dtype = c.dtype; p.head_dim = c.head_dim;
-  p.num_q_heads = c.hq; p.num_kv_heads = c.hkv; p.window = c.window > 0;
-  if (c.page_size > 0) {
-    p.kv_layout = KvLayout::kPaged;
-    p.page_size = c.page_size;
-  }
-  return p;
-}
-
-std::string FmaKey(const PrefillCase& c) {
-  const Problem p = ProblemOf(c);
-  Algorithm a{c.learned ? Probe::kLearned : Probe::kNone, c.affine};
-  for (int bm : {32, 16, 8, 4}) {
-    Schedule s;
-    s.path = MathPath::kFma; s.block_n = 32; s.warps = 4; s.stages = 2; s.block_m = bm;
-    if (auto v = Variant::Create(p, a, s); v.ok()) return v->Key();
-  }
-  return "";
-}
-
-// The portable mma.sync family's default for the case: on an sm_90 device the runtime's
-// default is the wgmma family, so the portable kernels are asked for by key.
-std::string MmaKey(const PrefillCase& c) {
-  const Problem p = ProblemOf(c);
-  Algorithm a{c.learned ? Probe::kLearned : Probe::kNone, c.affine};
-  auto v = Variant::Create(p, a, DefaultSchedule(p, a, /*sm=*/0));
-  return v.ok() ? v->Key() : "";
-}
-
 // Longer sequences than the family grid: many K/V tiles, so the ring wraps around several
 // times, lengths off every tile size, GQA 8 and a chunk of queries late in a long context.
 void AddLongCases(std::vector<PrefillCase>& cases) {

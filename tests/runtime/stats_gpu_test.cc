@@ -38,45 +38,8 @@ namespace {
 constexpr uint16_t kNaN16 = 0xffff;        // a NaN in bf16 and fp16 alike
 constexpr uint16_t kNaNHalfOfF32 = 0x7fc1;  // twice: 0x7fc17fc1, a float NaN
 
-// ---- the keys of the portable families ------------------------------------------------------
-
-Problem ProblemOf(const PrefillCase& c) {
-  Problem p;
-  p.mode = Mode::kPrefill; p.dtype = c.dtype; p.head_dim = c.head_dim;
-  p.num_q_heads = c.hq; p.num_kv_heads = c.hkv; p.window = c.window > 0;
-  if (c.page_size > 0) {
-    p.kv_layout = KvLayout::kPaged;
-    p.page_size = c.page_size;
-  }
-  return p;
-}
-Algorithm AlgorithmOf(bool learned, Affine affine) { return Algorithm{learned ? Probe::kLearned : Probe::kNone, affine}; }
-
-std::string FmaKey(const Problem& p, const Algorithm& a) {
-  for (int bm : {32, 16, 8, 4}) {
-    Schedule s;
-    s.path = MathPath::kFma; s.block_n = 32; s.warps = 4; s.stages = 2; s.block_m = bm;
-    if (auto v = Variant::Create(p, a, s); v.ok()) return v->Key();
-  }
-  return "";
-}
-std::string MmaKey(const Problem& p, const Algorithm& a) {
-  auto v = Variant::Create(p, a, DefaultSchedule(p, a, /*sm=*/0));
-  return v.ok() ? v->Key() : "";
-}
-
 // ---- device helpers -----------------------------------------------------------------------
 
-std::unique_ptr<DeviceBuffer> Put16(const std::vector<uint16_t>& h) {
-  auto b = std::make_unique<DeviceBuffer>(std::max<size_t>(h.size(), 1) * 2);
-  if (!h.empty()) b->Upload(h.data(), h.size() * 2);
-  return b;
-}
-std::unique_ptr<DeviceBuffer> PutInts(const std::vector<int>& h) {
-  auto b = std::make_unique<DeviceBuffer>(std::max<size_t>(h.size(), 1) * 4);
-  if (!h.empty()) b->Upload(h.data(), h.size() * 4);
-  return b;
-}
 std::unique_ptr<DeviceBuffer> Poisoned16(size_t n) {
   auto b = std::make_unique<DeviceBuffer>(std::max<size_t>(n, 1) * 2);
   b->Fill16(kNaN16, n);

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch.nn.attention import sdpa_kernel
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
-import parallax  # noqa: E402
+import parallax_tuner as plx  # noqa: E402
 
 from graph_timing import BACKENDS, graph_time as _graph_time  # noqa: E402 (bench/ is on sys.path)
 
@@ -44,9 +44,9 @@ def decode_grid(hq, hkv, d=128):
             out = torch.empty_like(q)
             reps = 10 if B * L >= (1 << 20) else 50
             row = {"kind": "decode", "B": B, "L": L, "hq": hq, "hkv": hkv, "d": d}
-            row["parallax"] = graph_time(lambda: parallax.parallax_decode(q, r, k, v, out=out), reps)
-            row["softmax"] = graph_time(lambda: parallax.parallax_decode(q, None, k, v, out=out), reps)
-            plan = parallax.decode_plan(q, r, k, v)
+            row["parallax"] = graph_time(lambda: plx.parallax_decode(q, r, k, v, out=out), reps)
+            row["softmax"] = graph_time(lambda: plx.parallax_decode(q, None, k, v, out=out), reps)
+            plan = plx.decode_plan(q, r, k, v)
             row["variant"], row["choice"] = str(plan.variant), str(plan.choice)
             # SDPA: GQA group packed as query rows over [B, Hkv, L, D] views of the same cache.
             qg = q.view(B, hkv, hq // hkv, d)
@@ -74,8 +74,8 @@ def prefill_grid(h=16, d=128):
         out = torch.empty_like(q)
         flops = 4 * B * h * L * L * d / 2  # softmax attention, causal
         row = {"kind": "prefill", "B": B, "L": L, "h": h, "d": d, "softmax_flops": flops}
-        row["parallax"] = graph_time(lambda: parallax.parallax_prefill(q, r, k, v, out=out), 5)
-        row["softmax"] = graph_time(lambda: parallax.parallax_prefill(q, None, k, v, out=out), 5)
+        row["parallax"] = graph_time(lambda: plx.parallax_prefill(q, r, k, v, out=out), 5)
+        row["softmax"] = graph_time(lambda: plx.parallax_prefill(q, None, k, v, out=out), 5)
         qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))
         row.update(sdpa(lambda: F.scaled_dot_product_attention(qt, kt, vt, is_causal=True), 5))
         yield row
@@ -89,7 +89,7 @@ def main():
     args = ap.parse_args()
     torch.manual_seed(0)
     meta = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
-            "parallax": parallax.library_version()}
+            "parallax": plx.library_version()}
     with open(args.out, "w") as f:
         f.write(json.dumps(meta) + "\n")
         for rows in (decode_grid(32, 8), prefill_grid()):

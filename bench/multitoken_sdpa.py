@@ -16,7 +16,7 @@ from torch.nn.attention import sdpa_kernel
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(REPO, "python"))
-import parallax  # noqa: E402
+import parallax_tuner as plx  # noqa: E402
 
 from graph_timing import BACKENDS, graph_time  # noqa: E402
 
@@ -47,11 +47,11 @@ def main():
             out = torch.empty_like(q)
             row = {"B": b, "L": L, "Tq": tq}
             for probe, rr in (("parallax", r), ("softmax", None)):
-                fn = lambda rr=rr: parallax.parallax_decode(q, rr, kc, vc, block_table=table, cache_seqlens=lens,
+                fn = lambda rr=rr: plx.parallax_decode(q, rr, kc, vc, block_table=table, cache_seqlens=lens,
                                                             out=out, workspace=ws)
                 ws = None
                 if tq == 1:
-                    ws = torch.empty(max(1, parallax.decode_workspace_size(q, rr, kc, vc, block_table=table,
+                    ws = torch.empty(max(1, plx.decode_workspace_size(q, rr, kc, vc, block_table=table,
                                                                             cache_seqlens=lens)),
                                      dtype=torch.uint8, device="cuda")
                 row[f"ours_{probe}_us"] = graph_time(fn, args.reps)

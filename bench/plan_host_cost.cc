@@ -8,6 +8,7 @@
 // Usage: plx_plan_host_cost [--batch 64] [--hq 32] [--hkv 8] [--d 128] [--page 16]
 //                           [--capacity 32768] [--live 1024] [--calls 10000]
 // Exit 0 without a CUDA device (says so), 1 on a failed call.
+#include <cuda.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -106,6 +107,39 @@ void Print(const char* what, const Stats& s) {
   std::printf("%-34s median %7.2f us   p90 %7.2f us   mean %7.2f us\n", what, s.median, s.p90, s.mean);
 }
 
+// A bare launch on the same stream: an empty kernel taking a 512-byte parameter block (about
+// what a generated kernel takes), loaded from PTX through the driver entry points cudart
+// hands out (no libcuda link). What a plan run costs beyond this is the C API's own time.
+struct BareLaunch {
+  CUfunction fn = nullptr;
+  decltype(&cuLaunchKernel) launch = nullptr;
+  unsigned char params[512] = {};
+
+  bool Init() {
+    static const char kPtx[] =
+        ".version 7.0\n.target sm_80\n.address_size 64\n"
+        ".visible .entry plx_bare(.param .align 8 .b8 p[512]) { ret; }\n";
+    decltype(&cuModuleLoadData) load = nullptr;
+    decltype(&cuModuleGetFunction) get = nullptr;
+    cudaDriverEntryPointQueryResult q;
+    if (cudaGetDriverEntryPointByVersion("cuModuleLoadData", reinterpret_cast<void**>(&load), 12000,
+                                         cudaEnableDefault, &q) != cudaSuccess ||
+        cudaGetDriverEntryPointByVersion("cuModuleGetFunction", reinterpret_cast<void**>(&get), 12000,
+                                         cudaEnableDefault, &q) != cudaSuccess ||
+        cudaGetDriverEntryPointByVersion("cuLaunchKernel", reinterpret_cast<void**>(&launch), 12000,
+                                         cudaEnableDefault, &q) != cudaSuccess)
+      return false;
+    CUmodule mod;
+    return load(&mod, kPtx) == CUDA_SUCCESS && get(&fn, mod, "plx_bare") == CUDA_SUCCESS;
+  }
+  bool Run(cudaStream_t stream) {
+    void* extra[] = {CU_LAUNCH_PARAM_BUFFER_POINTER, params, CU_LAUNCH_PARAM_BUFFER_SIZE, &size,
+                     CU_LAUNCH_PARAM_END};
+    return launch(fn, 1, 1, 1, 32, 1, 1, 0, reinterpret_cast<CUstream>(stream), nullptr, extra) == CUDA_SUCCESS;
+  }
+  size_t size = sizeof(params);
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -119,7 +153,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (!Ok(created, "plx_context_create")) return 1;
-  plx_device_info dev{};
+  plx_device_info dev;
+  plx_device_info_init(&dev);
   if (!Ok(plx_context_get_device_info(ctx, &dev), "plx_context_get_device_info")) return 1;
 
   // The pool holds the live pages only; table slots past a sequence's length name page 0.
@@ -161,7 +196,9 @@ int main(int argc, char** argv) {
   };
   const plx_decode_args hinted = args_for(0, longest), layer1 = args_for(1, longest);
   const plx_decode_args unhinted = args_for(0, -1);
-  plx_plan_info with_hint{}, from_capacity{};
+  plx_plan_info with_hint, from_capacity;
+  plx_plan_info_init(&with_hint);
+  plx_plan_info_init(&from_capacity);
   if (!Ok(plx_decode_plan_info(ctx, &hinted, &with_hint), "plx_decode_plan_info") ||
       !Ok(plx_decode_plan_info(ctx, &unhinted, &from_capacity), "plx_decode_plan_info"))
     return 1;
@@ -194,13 +231,23 @@ int main(int argc, char** argv) {
     return ok;
   });
   if (!Ok(plx_decode_plan_create(ctx, &hinted, &plan), "plx_decode_plan_create")) return 1;
-  plx_plan_info info{};
+  plx_plan_info info;
+  plx_plan_info_init(&info);
   const Stats get_info = Time(o.calls, [&] { return Ok(plx_decode_plan_get_info(plan, &info), "get_info"); });
   int n = 0;
   const Stats run = Time(
       o.calls, [&] { return Ok(plx_decode_plan_run(ctx, plan, (n++ & 1) ? &layer1 : &hinted, stream), "run"); },
       drain);
   const Stats once = Time(o.calls, [&] { return Ok(plx_decode(ctx, &hinted, stream), "plx_decode"); }, drain);
+  drain();
+  BareLaunch bare;
+  if (!bare.Init()) {
+    std::fprintf(stderr, "plx_plan_host_cost: could not load the bare kernel\n");
+    return 1;
+  }
+  for (int i = 0; i < 100; ++i) bare.Run(stream);
+  drain();
+  const Stats bare_run = Time(o.calls, [&] { return bare.Run(stream); }, drain);
   drain();
   plx_decode_plan_destroy(plan);
 
@@ -210,14 +257,17 @@ int main(int argc, char** argv) {
   Print("plx_decode_plan_get_info", get_info);
   Print("plx_decode_plan_run (launch incl.)", run);
   Print("plx_decode (plan + launch)", once);
+  Print("bare cuLaunchKernel (empty kernel)", bare_run);
+  std::printf("C API time beyond the launch (medians): plan_run %.2f us, plx_decode %.2f us\n",
+              run.median - bare_run.median, once.median - bare_run.median);
   std::printf(
       "{\"bench\": \"plan_host_cost\", \"device\": \"%s\", \"batch\": %d, \"hq\": %d, \"hkv\": %d, \"d\": %d, "
       "\"page\": %d, \"capacity\": %d, \"hint\": %d, \"calls\": %d, \"hinted_splits\": %d, "
       "\"capacity_splits\": %d, \"median_us\": {\"validate\": %.3f, \"plan_create\": %.3f, \"plan_get_info\": %.3f, "
-      "\"plan_run\": %.3f, \"decode\": %.3f}, \"p90_us\": {\"plan_create\": %.3f, \"plan_run\": %.3f}, "
+      "\"plan_run\": %.3f, \"decode\": %.3f, \"bare_launch\": %.3f}, \"p90_us\": {\"plan_create\": %.3f, \"plan_run\": %.3f}, "
       "\"plan_create_destroy_median_us\": %.3f}\n",
       dev.name, o.batch, o.hq, o.hkv, o.d, o.page, max_pages * o.page, longest, o.calls, with_hint.num_splits,
-      from_capacity.num_splits, validate.median, create.median, get_info.median, run.median, once.median, create.p90,
+      from_capacity.num_splits, validate.median, create.median, get_info.median, run.median, once.median, bare_run.median, create.p90,
       run.p90, create_destroy.median);
   cudaStreamDestroy(stream);
   for (void* p : {q, r, out, k[0], k[1], v[0], v[1], bt, sl}) cudaFree(p);

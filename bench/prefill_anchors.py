@@ -7,10 +7,9 @@ Usage: PARALLAX_LIBRARY=path/libparallax.so python3 bench/prefill_anchors.py
            [--out FILE.jsonl] [--anchors PATH] [--shapes all|quick] [--reps N] [--budget-s S]
            [--precompile-procs N]
 
-Both packages import as `parallax`: ours is imported normally (python/ on sys.path); the authors'
-is imported with their folder first on sys.path after our modules are taken out of sys.modules,
-then their modules are taken out again and ours put back. Their functions keep their own module
-globals, so both stay callable side by side.
+Ours imports as `parallax_tuner` (python/ on sys.path), the authors' as `parallax`: theirs is
+imported with their folder first on sys.path and taken out of sys.modules again afterwards, so
+nothing else named `parallax` is picked up by later imports.
 
 The authors' forward autotunes 36 configs on its first call per (L, D, n_rep); their compilation
 is done up front in --precompile-procs spawned processes (Triton's disk cache), the benchmarking
@@ -34,7 +33,7 @@ from torch.nn.attention import sdpa_kernel
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(REPO, "python"))
-import parallax  # noqa: E402  (ours)
+import parallax_tuner as plx  # noqa: E402  (ours)
 
 from graph_timing import BACKENDS, graph_time as _graph_time  # noqa: E402 (bench/ is on sys.path)
 
@@ -203,15 +202,15 @@ def ours_columns(row, q, r, k, v, out, flops, reps, learned, prefix):
     # 1. The runtime's default choice (qk_scale default = 1/sqrt(D), parallax.h).
     col = prefix
     try:
-        plan = parallax.prefill_plan(q, rr, k, v, out=out)
+        plan = plx.prefill_plan(q, rr, k, v, out=out)
         row[col + "_variant"], row[col + "_choice"] = plan.variant, plan.choice
     except Exception as e:  # noqa: BLE001
         row[col + "_plan_error"] = err(e)
-    timed(row, col, lambda: parallax.parallax_prefill(q, rr, k, v, out=out), flops, reps)
+    timed(row, col, lambda: plx.parallax_prefill(q, rr, k, v, out=out), flops, reps)
     if row.get(col + "_us") is not None:
         try:
             o = torch.full_like(q, float("nan"))  # poisoned: unwritten elements show
-            parallax.parallax_prefill(q, rr, k, v, out=o)
+            plx.parallax_prefill(q, rr, k, v, out=o)
             res[col] = o
         except Exception as e:  # noqa: BLE001
             row[col + "_out_error"] = err(e)
@@ -220,17 +219,17 @@ def ours_columns(row, q, r, k, v, out, flops, reps, learned, prefix):
     key = mma_key(d, hq, hkv, learned)
     row[col + "_variant"] = key
     try:
-        plan = parallax.prefill_plan(q, rr, k, v, out=out, variant=key)
+        plan = plx.prefill_plan(q, rr, k, v, out=out, variant=key)
         row[col + "_variant"], row[col + "_choice"] = plan.variant, plan.choice
     except Exception as e:  # noqa: BLE001
         row[col + "_us"], row[col + "_tflops"] = None, None
         row[col + "_error"] = err(e)
         return res
-    timed(row, col, lambda: parallax.parallax_prefill(q, rr, k, v, out=out, variant=key), flops, reps)
+    timed(row, col, lambda: plx.parallax_prefill(q, rr, k, v, out=out, variant=key), flops, reps)
     if row.get(col + "_us") is not None:
         try:
             o = torch.full_like(q, float("nan"))
-            parallax.parallax_prefill(q, rr, k, v, out=o, variant=key)
+            plx.parallax_prefill(q, rr, k, v, out=o, variant=key)
             res[col] = o
         except Exception as e:  # noqa: BLE001
             row[col + "_out_error"] = err(e)
@@ -383,7 +382,7 @@ def main():
 
     meta = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": TRITON_VERSION}
     try:
-        meta["parallax_lib"] = parallax.library_version()
+        meta["parallax_lib"] = plx.library_version()
     except Exception as e:  # noqa: BLE001
         meta["parallax_lib"] = f"unavailable: {err(e)}"
     try:

@@ -2,7 +2,7 @@
 # Everything that needs the GPU, in one call: device facts, the gpu-labelled correctness
 # suites (with a compute-sanitizer subset), then the benchmarks. Runs on the GPU host over a
 # build made here (carried with .carry/lib holding the Debian libraries it lacks).
-# Usage: scripts/gpu-suite.sh [BUILD_DIR] [test|bench|python|all|tune|tune-tests|tune-run|tune-prefill|prefill-anchors]
+# Usage: scripts/gpu-suite.sh [BUILD_DIR] [test|bench|python|torch|all|tune|tune-tests|tune-run|tune-prefill|prefill-anchors]
 # `tune` (not part of `all`: it takes ~8 minutes of budget) = tune-tests (the gpu-labelled
 # search tests: real worker, faulting/hanging variants, a prefill run the runtime serves) +
 # tune-run (`parallax tune` over the qwen3-0.6b grid, then `parallax db show --json`).
@@ -103,6 +103,19 @@ if [ "$what" = python ] || [ "$what" = all ]; then
   grep -E "^Ran |^OK|FAILED" "$out/python_gpu_tests.log" | tail -2
   PYTHONUNBUFFERED=1 timeout 300 python3 bench/bench_parallax.py --out "$out/bench_parallax.jsonl" ||
     { status=1; echo "bench_parallax failed"; }
+fi
+if [ "$what" = torch ] || [ "$what" = all ]; then
+  # The eager fast path, the custom ops under torch.compile and CUDA graphs, the authors' call
+  # shape; then the host cost of one eager call against SDPA's, in one process.
+  export PARALLAX_LIBRARY="$PWD/.carry/lib/libparallax.so"
+  PYTHONUNBUFFERED=1 timeout 400 python3 -m unittest -v discover -s python/tests -p 'test_torch_ops_gpu.py' \
+    > "$out/torch_ops_gpu_tests.log" 2>&1 && echo "torch ops GPU tests: ok" ||
+    { status=1; echo "torch ops GPU tests: FAILED"; grep -E "^(FAIL|ERROR):" "$out/torch_ops_gpu_tests.log" | head;
+      tail -25 "$out/torch_ops_gpu_tests.log"; }
+  grep -E "^Ran |^OK|FAILED" "$out/torch_ops_gpu_tests.log" | tail -2
+  PYTHONUNBUFFERED=1 timeout 300 python3 bench/python_host_cost.py --out "$out/python_host_cost.json" \
+    > "$out/python_host_cost.log" 2>&1 || { status=1; echo "python_host_cost failed"; }
+  sed -n '/^| call/,$p' "$out/python_host_cost.log"; tail -3 "$out/python_host_cost.log"
 fi
 if [ "$what" = prefill-anchors ]; then
   # Our library through the Python binding, the authors' package and torch SDPA in one process.

@@ -10,6 +10,9 @@ packages=(
   libsqlite3-dev sqlite3 libgtest-dev libgmock-dev libcli11-dev nlohmann-json3-dev
   libxxhash-dev libspdlog-dev llvm-14-tools
   python3 python3-grpcio python3-grpc-tools python3-protobuf python3-numpy
+  # the Python package (setup.py, scripts/check-wheel.sh): offline wheel builds and venvs;
+  # patchelf bundles the shared abseil libraries into the wheel
+  python3-build python3-setuptools python3-wheel python3-venv python3-pip patchelf
 )
 
 missing=()

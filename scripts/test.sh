@@ -13,3 +13,7 @@ cd "$build"
 # millisecond collapsed on import): twenty in a row, so a regression cannot pass by luck.
 ctest -R '^search\.CliTest\.DbShowExportImportVerify$' --repeat until-fail:20 --no-tests=error --output-on-failure
 ctest -L cpu --output-on-failure -j2
+# The Python package: builds the wheel (static-deps CMake build of libparallax.so, a few
+# minutes on 2 cores), installs it and `pip install .` into fresh venvs, checks both.
+cd "$OLDPWD"
+scripts/check-wheel.sh

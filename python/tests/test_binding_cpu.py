@@ -18,15 +18,15 @@ PYTHON_DIR = os.path.dirname(HERE)
 if PYTHON_DIR not in sys.path:
     sys.path.insert(0, PYTHON_DIR)
 
-import parallax  # noqa: E402
-from parallax import _lib  # noqa: E402
+import parallax_tuner as plx  # noqa: E402
+from parallax_tuner import _lib  # noqa: E402
 
 
 def _library_available():
     try:
         _lib.lib()
         return True
-    except parallax.LibraryNotFoundError:
+    except plx.LibraryNotFoundError:
         return False
 
 
@@ -108,25 +108,25 @@ def decode_inputs(dtype="bfloat16", **over):
 
 class ImportTest(unittest.TestCase):
     def test_import_needs_no_torch(self):
-        code = ("import sys, parallax; assert 'torch' not in sys.modules, 'torch imported'; "
-                "print(parallax.__version__)")
+        code = ("import sys, parallax_tuner as plx; assert 'torch' not in sys.modules, 'torch imported'; "
+                "print(plx.__version__)")
         env = dict(os.environ, PYTHONPATH=PYTHON_DIR, PARALLAX_LIBRARY="/nonexistent/libparallax.so")
         r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(r.stdout.strip(), parallax.__version__)
+        self.assertEqual(r.stdout.strip(), plx.__version__)
 
     def test_public_names(self):
         for name in ("parallax_decode", "parallax_prefill", "decode_plan", "prefill_plan", "get_context",
                      "configure", "ParallaxError", "Context", "PlanInfo", "plan_decode", "plan_prefill",
                      "DecodePlan", "PrefillPlan", "merge_states", "AttentionStats"):
-            self.assertTrue(hasattr(parallax, name), name)
-        self.assertTrue(issubclass(parallax.ParallaxError, RuntimeError))
-        self.assertTrue(issubclass(parallax.LibraryNotFoundError, parallax.ParallaxError))
+            self.assertTrue(hasattr(plx, name), name)
+        self.assertTrue(issubclass(plx.ParallaxError, RuntimeError))
+        self.assertTrue(issubclass(plx.LibraryNotFoundError, plx.ParallaxError))
 
     def test_missing_library_is_a_parallax_error(self):
-        code = ("import parallax\n"
-                "try:\n    parallax.library_version()\n"
-                "except parallax.LibraryNotFoundError as e:\n    print('missing:', e)\n")
+        code = ("import parallax_tuner as plx\n"
+                "try:\n    plx.library_version()\n"
+                "except plx.LibraryNotFoundError as e:\n    print('missing:', e)\n")
         env = dict(os.environ, PYTHONPATH=PYTHON_DIR, PARALLAX_LIBRARY="/nonexistent/libparallax.so")
         r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -139,47 +139,51 @@ class ImportTest(unittest.TestCase):
         if ctypes.sizeof(ctypes.c_void_p) != 8:
             self.skipTest("layout table is for LP64")
         self.assertEqual(ctypes.sizeof(_lib.Tensor), 80)
-        self.assertEqual(ctypes.sizeof(_lib.DecodeArgs), 864)
-        self.assertEqual(_lib.DecodeArgs.qk_scale.offset, 560)
-        self.assertEqual(_lib.DecodeArgs.variant.offset, 576)
-        self.assertEqual(_lib.DecodeArgs.workspace_bytes.offset, 600)
-        self.assertEqual(_lib.DecodeArgs.window_left.offset, 608)
-        self.assertEqual(_lib.DecodeArgs.window_right.offset, 612)
-        self.assertEqual(_lib.DecodeArgs.max_seqlen_k.offset, 616)
-        self.assertEqual(_lib.DecodeArgs.lse.offset, 624)
-        self.assertEqual(_lib.DecodeArgs.tbar.offset, 704)
-        self.assertEqual(_lib.DecodeArgs.vbar.offset, 784)
-        self.assertEqual(ctypes.sizeof(_lib.PrefillArgs), 1008)
-        self.assertEqual(_lib.PrefillArgs.max_seqlen_q.offset, 560)
-        self.assertEqual(_lib.PrefillArgs.variant.offset, 584)
-        self.assertEqual(_lib.PrefillArgs.lse.offset, 592)
-        self.assertEqual(_lib.PrefillArgs.tbar.offset, 672)
-        self.assertEqual(_lib.PrefillArgs.window_left.offset, 752)
-        self.assertEqual(_lib.PrefillArgs.window_right.offset, 756)
-        self.assertEqual(_lib.PrefillArgs.block_table.offset, 760)
-        self.assertEqual(_lib.PrefillArgs.seqused_k.offset, 840)
-        self.assertEqual(_lib.PrefillArgs.vbar.offset, 920)
-        self.assertEqual(_lib.PrefillArgs.causal.offset, 1000)
-        self.assertEqual(ctypes.sizeof(_lib.MergeArgs), 1136)
-        self.assertEqual(_lib.MergeArgs.out_b.offset, 320)
-        self.assertEqual(_lib.MergeArgs.out.offset, 640)
-        self.assertEqual(_lib.MergeArgs.q.offset, 960)
-        self.assertEqual(_lib.MergeArgs.probe.offset, 1120)
-        self.assertEqual(_lib.MergeArgs.affine.offset, 1124)
-        self.assertEqual(_lib.MergeArgs.eps.offset, 1128)
-        self.assertEqual(_lib.MergeArgs.packed.offset, 1132)
-        self.assertEqual(ctypes.sizeof(_lib.PlanInfo), 272)
-        self.assertEqual(_lib.PlanInfo.workspace_bytes.offset, 264)
-        self.assertEqual(ctypes.sizeof(_lib.DeviceInfo), 280)
-        self.assertEqual(_lib.DeviceInfo.mem_bytes.offset, 272)
-        self.assertEqual(ctypes.sizeof(_lib.ContextOptions), 24)
+        # 0.2.0: every argument struct starts with size_t struct_size (docs/abi.md).
+        self.assertEqual(ctypes.sizeof(_lib.DecodeArgs), 872)
+        self.assertEqual(_lib.DecodeArgs.qk_scale.offset, 568)
+        self.assertEqual(_lib.DecodeArgs.variant.offset, 584)
+        self.assertEqual(_lib.DecodeArgs.workspace_bytes.offset, 608)
+        self.assertEqual(_lib.DecodeArgs.window_left.offset, 616)
+        self.assertEqual(_lib.DecodeArgs.window_right.offset, 620)
+        self.assertEqual(_lib.DecodeArgs.max_seqlen_k.offset, 624)
+        self.assertEqual(_lib.DecodeArgs.lse.offset, 632)
+        self.assertEqual(_lib.DecodeArgs.tbar.offset, 712)
+        self.assertEqual(_lib.DecodeArgs.vbar.offset, 792)
+        self.assertEqual(ctypes.sizeof(_lib.PrefillArgs), 1016)
+        self.assertEqual(_lib.PrefillArgs.max_seqlen_q.offset, 568)
+        self.assertEqual(_lib.PrefillArgs.variant.offset, 592)
+        self.assertEqual(_lib.PrefillArgs.lse.offset, 600)
+        self.assertEqual(_lib.PrefillArgs.tbar.offset, 680)
+        self.assertEqual(_lib.PrefillArgs.window_left.offset, 760)
+        self.assertEqual(_lib.PrefillArgs.window_right.offset, 764)
+        self.assertEqual(_lib.PrefillArgs.block_table.offset, 768)
+        self.assertEqual(_lib.PrefillArgs.seqused_k.offset, 848)
+        self.assertEqual(_lib.PrefillArgs.vbar.offset, 928)
+        self.assertEqual(_lib.PrefillArgs.causal.offset, 1008)
+        for cls in (_lib.DecodeArgs, _lib.PrefillArgs, _lib.MergeArgs, _lib.PlanInfo, _lib.DeviceInfo,
+                    _lib.ContextOptions):
+            self.assertEqual(cls.struct_size.offset, 0, cls.__name__)
+        self.assertEqual(ctypes.sizeof(_lib.MergeArgs), 1144)
+        self.assertEqual(_lib.MergeArgs.out_b.offset, 328)
+        self.assertEqual(_lib.MergeArgs.out.offset, 648)
+        self.assertEqual(_lib.MergeArgs.q.offset, 968)
+        self.assertEqual(_lib.MergeArgs.probe.offset, 1128)
+        self.assertEqual(_lib.MergeArgs.affine.offset, 1132)
+        self.assertEqual(_lib.MergeArgs.eps.offset, 1136)
+        self.assertEqual(_lib.MergeArgs.packed.offset, 1140)
+        self.assertEqual(ctypes.sizeof(_lib.PlanInfo), 280)
+        self.assertEqual(_lib.PlanInfo.workspace_bytes.offset, 272)
+        self.assertEqual(ctypes.sizeof(_lib.DeviceInfo), 288)
+        self.assertEqual(_lib.DeviceInfo.mem_bytes.offset, 280)
+        self.assertEqual(ctypes.sizeof(_lib.ContextOptions), 32)
 
 
 @needs_lib
 class LibraryTest(unittest.TestCase):
     def test_version(self):
-        self.assertEqual(parallax.library_version(), parallax.__version__)
-        self.assertTrue(os.path.exists(parallax.library_path()) or parallax.library_path().startswith("lib"))
+        self.assertEqual(plx.library_version(), plx.__version__)
+        self.assertTrue(os.path.exists(plx.library_path()) or plx.library_path().startswith("lib"))
 
     def test_args_init_defaults(self):
         a = _lib.DecodeArgs()
@@ -211,8 +215,8 @@ class LibraryTest(unittest.TestCase):
 
     def test_context_without_gpu(self):
         try:
-            ctx = parallax.Context(0)
-        except parallax.ParallaxError as e:
+            ctx = plx.Context(0)
+        except plx.ParallaxError as e:
             self.assertEqual(e.status, _lib.ERROR_NO_DEVICE, str(e))
             self.assertEqual(e.status_name, "PLX_ERROR_NO_DEVICE")
             self.assertIn("plx_context_create", str(e))
@@ -228,8 +232,8 @@ class DecodeValidationTest(unittest.TestCase):
         t = decode_inputs()
         call = dict(q=t["q"], r=t["r"], k=t["k"], v=t["v"])
         call.update(kwargs)
-        with self.assertRaises(parallax.ParallaxError) as cm:
-            parallax.parallax_decode(call.pop("q"), call.pop("r"), call.pop("k"), call.pop("v"), **call)
+        with self.assertRaises(plx.ParallaxError) as cm:
+            plx.parallax_decode(call.pop("q"), call.pop("r"), call.pop("k"), call.pop("v"), **call)
         self.assertEqual(cm.exception.status, status, str(cm.exception))
         self.assertIn(needle, str(cm.exception))
         return cm.exception
@@ -289,8 +293,8 @@ class DecodeValidationTest(unittest.TestCase):
 
         def worker(w):
             try:
-                parallax.parallax_decode(*decode_inputs().values(), window=-w)
-            except parallax.ParallaxError as e:
+                plx.parallax_decode(*decode_inputs().values(), window=-w)
+            except plx.ParallaxError as e:
                 seen[w] = str(e)
 
         threads = [threading.Thread(target=worker, args=(w,)) for w in (3, 4)]
@@ -307,11 +311,11 @@ class PrefillValidationTest(unittest.TestCase):
     def test_batched(self):
         q = FakeTensor((B, 40, HQ, D), "float16")
         k = FakeTensor((B, 50, HKV, D), "float16")
-        with self.assertRaises(parallax.ParallaxError) as cm:
-            parallax.parallax_prefill(q, None, k, FakeTensor((B, 50, HKV, D), "float16"))
+        with self.assertRaises(plx.ParallaxError) as cm:
+            plx.parallax_prefill(q, None, k, FakeTensor((B, 50, HKV, D), "float16"))
         self.assertIn("q: must be a CUDA tensor", str(cm.exception))
-        with self.assertRaises(parallax.ParallaxError) as cm:
-            parallax.parallax_prefill(q, None, k, FakeTensor((B, 51, HKV, D), "float16"))
+        with self.assertRaises(plx.ParallaxError) as cm:
+            plx.parallax_prefill(q, None, k, FakeTensor((B, 51, HKV, D), "float16"))
         self.assertIn("v: shape", str(cm.exception))
 
     def test_packed(self):
@@ -319,31 +323,31 @@ class PrefillValidationTest(unittest.TestCase):
         k = FakeTensor((120, HKV, D))
         v = FakeTensor((120, HKV, D))
         cu = FakeTensor((3,), "int32")
-        with self.assertRaises(parallax.ParallaxError) as cm:
-            parallax.parallax_prefill(q, q, k, v, cu_seqlens_q=cu)
+        with self.assertRaises(plx.ParallaxError) as cm:
+            plx.parallax_prefill(q, q, k, v, cu_seqlens_q=cu)
         self.assertEqual(cm.exception.status, _lib.ERROR_INVALID_ARGUMENT)
         self.assertIn("cu_seqlens_q", str(cm.exception))
-        with self.assertRaises(parallax.ParallaxError) as cm:
-            parallax.parallax_prefill(q, q, k, v, cu_seqlens_q=cu, cu_seqlens_k=FakeTensor((3,), "int32"),
+        with self.assertRaises(plx.ParallaxError) as cm:
+            plx.parallax_prefill(q, q, k, v, cu_seqlens_q=cu, cu_seqlens_k=FakeTensor((3,), "int32"),
                                       max_seqlen_q=500, max_seqlen_k=60)
         self.assertIn("max_seqlen_q=500", str(cm.exception))
-        with self.assertRaises(parallax.ParallaxError) as cm:
-            parallax.parallax_prefill(q, q, k, v, cu_seqlens_q=cu, cu_seqlens_k=FakeTensor((3,), "int32"),
+        with self.assertRaises(plx.ParallaxError) as cm:
+            plx.parallax_prefill(q, q, k, v, cu_seqlens_q=cu, cu_seqlens_k=FakeTensor((3,), "int32"),
                                       max_seqlen_q=50, max_seqlen_k=60)
         self.assertIn("must be a CUDA tensor", str(cm.exception))
-        with self.assertRaises(parallax.ParallaxError) as cm:
-            parallax.parallax_prefill(FakeTensor((B, 45, HQ, D)), None, k, v)
+        with self.assertRaises(plx.ParallaxError) as cm:
+            plx.parallax_prefill(FakeTensor((B, 45, HQ, D)), None, k, v)
         self.assertIn("k: ndim=3", str(cm.exception))
 
     def test_return_stats_validates_first(self):
         # The lse / tbar buffers are allocated after the arguments pass (no torch needed here).
         q = FakeTensor((B, 40, HQ, D))
         k = FakeTensor((B, 50, HKV, D))
-        with self.assertRaises(parallax.ParallaxError) as cm:
-            parallax.parallax_prefill(q, None, k, FakeTensor((B, 50, HKV, D)), return_stats=True)
+        with self.assertRaises(plx.ParallaxError) as cm:
+            plx.parallax_prefill(q, None, k, FakeTensor((B, 50, HKV, D)), return_stats=True)
         self.assertIn("q: must be a CUDA tensor", str(cm.exception))
-        with self.assertRaises(parallax.ParallaxError) as cm:
-            parallax.parallax_prefill(q, None, k, FakeTensor((B, 51, HKV, D)), return_stats=True)
+        with self.assertRaises(plx.ParallaxError) as cm:
+            plx.parallax_prefill(q, None, k, FakeTensor((B, 51, HKV, D)), return_stats=True)
         self.assertIn("v: shape", str(cm.exception))
 
     def test_stats_in_the_struct_reach_the_library(self):
@@ -352,16 +356,16 @@ class PrefillValidationTest(unittest.TestCase):
             a = _lib.PrefillArgs()
             _lib.lib().plx_prefill_args_init(ctypes.byref(a))
             if packed:
-                a.q = a.out = parallax._describe(FakeTensor((90, HQ, D)), "q")
-                a.k = a.v = parallax._describe(FakeTensor((120, HKV, D)), "k")
-                a.cu_seqlens_q = parallax._describe(FakeTensor((3,), "int32"), "cu_seqlens_q")
-                a.cu_seqlens_k = parallax._describe(FakeTensor((3,), "int32"), "cu_seqlens_k")
+                a.q = a.out = plx._describe(FakeTensor((90, HQ, D)), "q")
+                a.k = a.v = plx._describe(FakeTensor((120, HKV, D)), "k")
+                a.cu_seqlens_q = plx._describe(FakeTensor((3,), "int32"), "cu_seqlens_q")
+                a.cu_seqlens_k = plx._describe(FakeTensor((3,), "int32"), "cu_seqlens_k")
                 a.max_seqlen_q, a.max_seqlen_k = 60, 70
             else:
-                a.q = a.out = parallax._describe(FakeTensor((B, 40, HQ, D)), "q")
-                a.k = a.v = parallax._describe(FakeTensor((B, 50, HKV, D)), "k")
-            a.lse = parallax._describe(lse, "lse", parallax._STATS_DTYPES) if lse else _lib.Tensor()
-            a.tbar = parallax._describe(tbar, "tbar", parallax._STATS_DTYPES) if tbar else _lib.Tensor()
+                a.q = a.out = plx._describe(FakeTensor((B, 40, HQ, D)), "q")
+                a.k = a.v = plx._describe(FakeTensor((B, 50, HKV, D)), "k")
+            a.lse = plx._describe(lse, "lse", plx._STATS_DTYPES) if lse else _lib.Tensor()
+            a.tbar = plx._describe(tbar, "tbar", plx._STATS_DTYPES) if tbar else _lib.Tensor()
             status = _lib.lib().plx_prefill_validate(ctypes.byref(a))
             return status, _lib.last_error()
 
@@ -375,12 +379,12 @@ class PrefillValidationTest(unittest.TestCase):
         self.assertIn("tbar: ndim=3: must be 2 ([Hq, Tq])", msg)
         status, msg = validate(None, FakeTensor((B, HQ, 40), f32, strides=(HQ * 80, 80, 2)))
         self.assertIn("tbar: strides[2]=2: rows must be contiguous", msg)
-        a = parallax._describe(FakeTensor((B, HQ, 40), f32), "lse", parallax._STATS_DTYPES)
+        a = plx._describe(FakeTensor((B, HQ, 40), f32), "lse", plx._STATS_DTYPES)
         a.dtype = _lib.BF16  # what a caller building the struct by hand might get wrong
         args = _lib.PrefillArgs()
         _lib.lib().plx_prefill_args_init(ctypes.byref(args))
-        args.q = args.out = parallax._describe(FakeTensor((B, 40, HQ, D)), "q")
-        args.k = args.v = parallax._describe(FakeTensor((B, 50, HKV, D)), "k")
+        args.q = args.out = plx._describe(FakeTensor((B, 40, HQ, D)), "q")
+        args.k = args.v = plx._describe(FakeTensor((B, 50, HKV, D)), "k")
         args.lse = a
         self.assertEqual(_lib.lib().plx_prefill_validate(ctypes.byref(args)), _lib.ERROR_INVALID_ARGUMENT)
         self.assertIn("lse: dtype=bf16: must be float32", _lib.last_error())
@@ -396,11 +400,11 @@ def prefill_inputs():
 class WindowSizeTest(unittest.TestCase):
     """FlashAttention's window_size=(left, right) next to window=W (parallax.h, "Windows")."""
     ENTRY_POINTS = {
-        "parallax_decode": (parallax.parallax_decode, decode_inputs),
-        "decode_plan": (parallax.decode_plan, decode_inputs),
-        "decode_workspace_size": (parallax.decode_workspace_size, decode_inputs),
-        "parallax_prefill": (parallax.parallax_prefill, prefill_inputs),
-        "prefill_plan": (parallax.prefill_plan, prefill_inputs),
+        "parallax_decode": (plx.parallax_decode, decode_inputs),
+        "decode_plan": (plx.decode_plan, decode_inputs),
+        "decode_workspace_size": (plx.decode_workspace_size, decode_inputs),
+        "parallax_prefill": (plx.parallax_prefill, prefill_inputs),
+        "prefill_plan": (plx.prefill_plan, prefill_inputs),
     }
 
     def call(self, name, **kwargs):
@@ -410,7 +414,7 @@ class WindowSizeTest(unittest.TestCase):
     def test_the_struct_carries_the_library_defaults_or_the_pair(self):
         def args(**kw):
             t = decode_inputs()
-            return parallax._decode_args(t["q"], t["r"], t["k"], t["v"], None, None, None, kw.get("window", 0),
+            return plx._decode_args(t["q"], t["r"], t["k"], t["v"], None, None, None, kw.get("window", 0),
                                          kw.get("window_size"), "plain", 1e-6, None, 0, None, None)
         a = args()
         self.assertEqual((a.window, a.window_left, a.window_right), (0, _lib.WINDOW_SIZE_UNSET, _lib.WINDOW_SIZE_UNSET))
@@ -426,7 +430,7 @@ class WindowSizeTest(unittest.TestCase):
                      dict(window_size=(0, 0)), dict(window_size=(2**31 - 2, 0))]
         for name in self.ENTRY_POINTS:
             for kw in spellings:
-                with self.subTest(name, **kw), self.assertRaises(parallax.ParallaxError) as cm:
+                with self.subTest(name, **kw), self.assertRaises(plx.ParallaxError) as cm:
                     self.call(name, **kw)
                 self.assertIn("q: must be a CUDA tensor", str(cm.exception))
 
@@ -445,7 +449,7 @@ class WindowSizeTest(unittest.TestCase):
         ]
         for name in self.ENTRY_POINTS:
             for kw, status, needle in cases:
-                with self.subTest(name, **kw), self.assertRaises(parallax.ParallaxError) as cm:
+                with self.subTest(name, **kw), self.assertRaises(plx.ParallaxError) as cm:
                     self.call(name, **kw)
                 self.assertEqual(cm.exception.status, status, str(cm.exception))
                 self.assertIn(needle, str(cm.exception))
@@ -475,9 +479,9 @@ class LiveLengthAndPlanTest(unittest.TestCase):
         return t
 
     def call(self, name, inputs, **kwargs):
-        fn = getattr(parallax, name)
+        fn = getattr(plx, name)
         q, r, k, v = (inputs.pop(x) for x in ("q", "r", "k", "v"))
-        with self.assertRaises(parallax.ParallaxError) as cm:
+        with self.assertRaises(plx.ParallaxError) as cm:
             fn(q, r, k, v, **inputs, **kwargs)
         return cm.exception
 
@@ -486,9 +490,9 @@ class LiveLengthAndPlanTest(unittest.TestCase):
         t = decode_inputs()
         a = _lib.DecodeArgs()
         _lib.lib().plx_decode_args_init(ctypes.byref(a))
-        a.q = a.out = parallax._describe(t["q"], "q")
-        a.k = a.v = parallax._describe(t["k"], "k")
-        a.cache_seqlens = parallax._describe(FakeTensor((B,), "int32"), "cache_seqlens")
+        a.q = a.out = plx._describe(t["q"], "q")
+        a.k = a.v = plx._describe(t["k"], "k")
+        a.cache_seqlens = plx._describe(FakeTensor((B,), "int32"), "cache_seqlens")
         a.max_seqlen_k = L + 1
         self.assertEqual(_lib.lib().plx_decode_validate(ctypes.byref(a)), _lib.ERROR_INVALID_ARGUMENT)
         self.assertIn(f"max_seqlen_k={L + 1}: exceeds the cache's length {L}", _lib.last_error())
@@ -520,20 +524,22 @@ class LiveLengthAndPlanTest(unittest.TestCase):
 
     def test_plan_prefill_validates_first(self):
         t = prefill_inputs()
-        with self.assertRaises(parallax.ParallaxError) as cm:
-            parallax.plan_prefill(t["q"], t["r"], t["k"], FakeTensor((B, 51, HKV, D)))
+        with self.assertRaises(plx.ParallaxError) as cm:
+            plx.plan_prefill(t["q"], t["r"], t["k"], FakeTensor((B, 51, HKV, D)))
         self.assertIn("v: shape", str(cm.exception))
         for stats in (False, True):
-            with self.assertRaises(parallax.ParallaxError) as cm:
-                parallax.plan_prefill(*prefill_inputs().values(), return_stats=stats)
+            with self.assertRaises(plx.ParallaxError) as cm:
+                plx.plan_prefill(*prefill_inputs().values(), return_stats=stats)
             self.assertIn("q: must be a CUDA tensor", str(cm.exception))
 
     def test_null_handles(self):
         L_ = _lib.lib()
-        info = _lib.PlanInfo()
+        info = _lib.sized(_lib.PlanInfo)
         a = _lib.DecodeArgs()
         L_.plx_decode_args_init(ctypes.byref(a))
-        for kind, args in (("decode", a), ("prefill", _lib.PrefillArgs())):
+        p = _lib.PrefillArgs()
+        L_.plx_prefill_args_init(ctypes.byref(p))
+        for kind, args in (("decode", a), ("prefill", p)):
             run = getattr(L_, f"plx_{kind}_plan_run")
             self.assertEqual(run(None, None, ctypes.byref(args), None), _lib.ERROR_INVALID_ARGUMENT)
             self.assertIn(f"plx_{kind}_plan_run: plan is NULL", _lib.last_error())
@@ -550,7 +556,7 @@ class LiveLengthAndPlanTest(unittest.TestCase):
 
     def test_valid_arguments_without_a_context(self):
         t = self.paged()
-        a = parallax._decode_args(t["q"], t["r"], t["k"], t["v"], None, t["block_table"], t["cache_seqlens"], 0,
+        a = plx._decode_args(t["q"], t["r"], t["k"], t["v"], None, t["block_table"], t["cache_seqlens"], 0,
                                   None, "plain", 1e-6, None, 0, None, None)
         a.max_seqlen_k = 40
         handle = ctypes.c_void_p()
@@ -567,7 +573,7 @@ def stats_of(q, packed=False, prefix="", lse_dtype="float32"):
         shape = (q.shape[0], q.shape[1])
     else:
         shape = (q.shape[0], q.shape[2], q.shape[1])
-    return parallax.AttentionStats(FakeTensor(shape, lse_dtype), FakeTensor(shape, "float32"),
+    return plx.AttentionStats(FakeTensor(shape, lse_dtype), FakeTensor(shape, "float32"),
                                    FakeTensor(q.shape, str(q.dtype).split(".")[1]), packed)
 
 
@@ -576,31 +582,31 @@ class StatsAndMergeTest(unittest.TestCase):
     """return_lse (lse, tbar, vbar), causal=False and merge_states, host side."""
 
     def raises(self, fn, *args, **kwargs):
-        with self.assertRaises(parallax.ParallaxError) as cm:
+        with self.assertRaises(plx.ParallaxError) as cm:
             fn(*args, **kwargs)
         return str(cm.exception)
 
     def test_prefill_with_vbar_and_causal_reach_the_library(self):
         t = prefill_inputs()
         # Valid: past the library's checks (the statistics included), stopped at "not CUDA".
-        self.assertIn("q: must be a CUDA tensor", self.raises(parallax.parallax_prefill, *t.values(), return_lse=True))
-        self.assertIn("q: must be a CUDA tensor", self.raises(parallax.parallax_prefill, *t.values(), causal=False))
+        self.assertIn("q: must be a CUDA tensor", self.raises(plx.parallax_prefill, *t.values(), return_lse=True))
+        self.assertIn("q: must be a CUDA tensor", self.raises(plx.parallax_prefill, *t.values(), causal=False))
         self.assertIn("q: must be a CUDA tensor",
-                      self.raises(parallax.parallax_prefill, *t.values(), causal=False, window_size=(-1, -1)))
-        msg = self.raises(parallax.parallax_prefill, *t.values(), causal=False, window=16)
+                      self.raises(plx.parallax_prefill, *t.values(), causal=False, window_size=(-1, -1)))
+        msg = self.raises(plx.parallax_prefill, *t.values(), causal=False, window=16)
         self.assertIn("plx_prefill_validate: causal=0", msg)
-        msg = self.raises(parallax.parallax_prefill, *t.values(), causal=False, window_size=(-1, 0))
+        msg = self.raises(plx.parallax_prefill, *t.values(), causal=False, window_size=(-1, 0))
         self.assertIn("window_right=0", msg)
         with self.assertRaises(TypeError):
-            parallax.parallax_prefill(*t.values(), causal="yes")
+            plx.parallax_prefill(*t.values(), causal="yes")
         with self.assertRaises(ValueError):
-            parallax.parallax_prefill(*t.values(), return_lse=True, return_stats=True)
+            plx.parallax_prefill(*t.values(), return_lse=True, return_stats=True)
         # The struct's vbar and causal fields reach the library.
         a = _lib.PrefillArgs()
         _lib.lib().plx_prefill_args_init(ctypes.byref(a))
-        a.q = a.out = parallax._describe(t["q"], "q")
-        a.k = a.v = parallax._describe(t["k"], "k")
-        a.vbar = parallax._describe(FakeTensor((B, 40, HQ, D), "float16"), "vbar")
+        a.q = a.out = plx._describe(t["q"], "q")
+        a.k = a.v = plx._describe(t["k"], "k")
+        a.vbar = plx._describe(FakeTensor((B, 40, HQ, D), "float16"), "vbar")
         self.assertEqual(_lib.lib().plx_prefill_validate(ctypes.byref(a)), _lib.ERROR_INVALID_ARGUMENT)
         self.assertIn("vbar: dtype=fp16 does not match out's bf16", _lib.last_error())
         a.vbar = _lib.Tensor()
@@ -613,9 +619,9 @@ class StatsAndMergeTest(unittest.TestCase):
             q = FakeTensor(q_shape)
             t = decode_inputs(q=q, r=FakeTensor(q_shape))
             self.assertIn("q: must be a CUDA tensor",
-                          self.raises(parallax.parallax_decode, *t.values(), return_lse=True))
+                          self.raises(plx.parallax_decode, *t.values(), return_lse=True))
             # Validated as the extend it runs as: split-KV is refused with the statistics.
-            msg = self.raises(parallax.parallax_decode, *t.values(), return_lse=True, num_splits=2)
+            msg = self.raises(plx.parallax_decode, *t.values(), return_lse=True, num_splits=2)
             self.assertIn("num_splits=2", msg)
             self.assertIn("decode with lse/tbar/vbar", msg)
 
@@ -629,7 +635,7 @@ class StatsAndMergeTest(unittest.TestCase):
     def merge(self, **kwargs):
         t = self.merge_inputs(packed=kwargs.pop("packed_inputs", False))
         t.update(kwargs)
-        return self.raises(parallax.merge_states, t.pop("out_a"), t.pop("stats_a"), t.pop("out_b"), t.pop("stats_b"),
+        return self.raises(plx.merge_states, t.pop("out_a"), t.pop("stats_a"), t.pop("out_b"), t.pop("stats_b"),
                            **t)
 
     def test_merge_states_validates_in_the_library(self):
@@ -653,6 +659,65 @@ class StatsAndMergeTest(unittest.TestCase):
         msg = self.merge(out_a=t["out_a"], out=FakeTensor((B, 40, HQ, D), ptr=t["out_a"].data_ptr() + 64))
         self.assertIn("out: overlaps out_a without being the same tensor", msg)
 
+
+
+class PackageTest(unittest.TestCase):
+    """The package's own pieces: struct layouts shared with the library, the authors' call
+    shape's refusals, the fast path's fallbacks for objects that are not torch tensors."""
+
+    @needs_lib
+    def test_ctypes_structs_match_the_library(self):
+        # Each _init writes the library's sizeof: the ctypes layout must have the same size.
+        L = _lib.lib()
+        for cls, init in ((_lib.DecodeArgs, L.plx_decode_args_init), (_lib.PrefillArgs, L.plx_prefill_args_init),
+                          (_lib.MergeArgs, L.plx_merge_args_init),
+                          (_lib.ContextOptions, L.plx_context_options_init),
+                          (_lib.DeviceInfo, L.plx_device_info_init), (_lib.PlanInfo, L.plx_plan_info_init)):
+            a = cls()
+            init(ctypes.byref(a))
+            self.assertEqual(a.struct_size, ctypes.sizeof(cls), cls.__name__)
+
+    @needs_lib
+    def test_a_wrong_struct_size_is_refused(self):
+        a = _lib.DecodeArgs()
+        _lib.lib().plx_decode_args_init(ctypes.byref(a))
+        a.struct_size = 0
+        self.assertEqual(_lib.lib().plx_decode_validate(ctypes.byref(a)), _lib.ERROR_INVALID_ARGUMENT)
+        self.assertIn("struct_size", _lib.last_error())
+
+    def test_version_has_one_source(self):
+        from parallax_tuner import _version
+        header = os.path.join(PYTHON_DIR, os.pardir, "runtime", "include", "parallax", "parallax.h")
+        self.assertEqual(plx.__version__, _version.version_from_header(header))
+
+    def test_compat_refusals_come_first(self):
+        from parallax_tuner.compat import parallax_decode
+        t = decode_inputs()
+        with self.assertRaises(ValueError):
+            parallax_decode(t["q"], t["r"], t["k"], t["v"], window_size_left=0)
+        with self.assertRaises(ValueError):
+            parallax_decode(t["q"], t["r"], t["k"], t["v"], window_size_left=-2)
+        with self.assertRaises(NotImplementedError):
+            parallax_decode(t["q"], t["r"], t["k"], t["v"], cache_start=object())
+
+    @needs_lib
+    def test_objects_without_a_signature_take_the_checked_way(self):
+        from parallax_tuner import _fast
+        _fast.invalidate()
+        t = decode_inputs(dtype="float32")  # refused by the checked way, never cached
+        with self.assertRaises(plx.ParallaxError):
+            plx.parallax_decode(t["q"], t["r"], t["k"], t["v"])
+        with self.assertRaises(plx.ParallaxError):
+            plx.parallax_decode(t["q"], t["r"], t["k"], t["v"], window_size=[3, 0])  # unhashable option
+        self.assertEqual(len(_fast.cache()), 0)
+
+    def test_ops_module_needs_torch(self):
+        code = ("import sys\nsys.modules['torch'] = None\nimport parallax_tuner\n"
+                "try:\n    import parallax_tuner.ops\nexcept ImportError as e:\n    print('no torch:', e)\n")
+        env = dict(os.environ, PYTHONPATH=PYTHON_DIR)
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("no torch", r.stdout)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ PYTHON_DIR = os.path.dirname(HERE)
 if PYTHON_DIR not in sys.path:
     sys.path.insert(0, PYTHON_DIR)
 
-import parallax  # noqa: E402
+import parallax_tuner as plx  # noqa: E402
 
 try:
     import torch
@@ -31,9 +31,9 @@ except ImportError:  # pragma: no cover
 
 def _have_lib():
     try:
-        parallax.library_version()
+        plx.library_version()
         return True
-    except parallax.LibraryNotFoundError:
+    except plx.LibraryNotFoundError:
         return False
 
 
@@ -176,7 +176,7 @@ class DecodeGpuTest(unittest.TestCase):
             v = randn(b, lmax, hkv, d, dtype=dtype, norm=False)
         lens = torch.tensor(seqlens, dtype=torch.int32, device="cuda")
         out = self.poisoned(q)
-        res = parallax.parallax_decode(q, r, k, v, cache_seqlens=lens, window=window, affine=affine, out=out)
+        res = plx.parallax_decode(q, r, k, v, cache_seqlens=lens, window=window, affine=affine, out=out)
         self.assertIs(res, out)
         torch.cuda.synchronize()
         for i, n in enumerate(seqlens):
@@ -206,11 +206,11 @@ class DecodeGpuTest(unittest.TestCase):
         k = randn(2, 300, 2, 128, dtype=dtype)
         v = randn(2, 300, 2, 128, dtype=dtype, norm=False)
         lens = torch.tensor([300, 177], dtype=torch.int32, device="cuda")
-        check_window_spellings(self, lambda **kw: parallax.parallax_decode(
+        check_window_spellings(self, lambda **kw: plx.parallax_decode(
             q, r, k, v, cache_seqlens=lens, out=torch.full_like(q, float("nan")), **kw), 50)
-        plan = parallax.decode_plan(q, r, k, v, window=50)
+        plan = plx.decode_plan(q, r, k, v, window=50)
         self.assertIn("-win.", plan.variant)
-        self.assertEqual(parallax.decode_plan(q, r, k, v, window_size=(49, -1)), plan)
+        self.assertEqual(plx.decode_plan(q, r, k, v, window_size=(49, -1)), plan)
 
     def test_amplified(self):
         self.contiguous_case(torch.float16, affine="amplified", r_scale=0.05, seqlens=(90, 33))
@@ -225,7 +225,7 @@ class DecodeGpuTest(unittest.TestCase):
         r = randn(2, 8, 128, dtype=dtype)
         k = randn(2, 96, 2, 128, dtype=dtype)
         v = randn(2, 96, 2, 128, dtype=dtype, norm=False)
-        out = parallax.parallax_decode(q, r, k, v)
+        out = plx.parallax_decode(q, r, k, v)
         self.assertEqual(out.shape, q.shape)
         torch.cuda.synchronize()
         for i in range(2):
@@ -243,7 +243,7 @@ class DecodeGpuTest(unittest.TestCase):
         perm = torch.randperm(num_pages, device="cuda")[: b * max_pages].to(torch.int32)
         block_table = perm.view(b, max_pages).contiguous()
         lens = torch.tensor(seqlens, dtype=torch.int32, device="cuda")
-        out = parallax.parallax_decode(q, r, k_pages, v_pages, block_table=block_table, cache_seqlens=lens)
+        out = plx.parallax_decode(q, r, k_pages, v_pages, block_table=block_table, cache_seqlens=lens)
         torch.cuda.synchronize()
         self.assertEqual(out.shape, q.shape)
         for i, n in enumerate(seqlens):
@@ -268,7 +268,7 @@ class DecodeGpuTest(unittest.TestCase):
         r = randn(2, 1, 8, 128, dtype=dtype)
         k = randn(2, 512, 2, 128, dtype=dtype)
         v = randn(2, 512, 2, 128, dtype=dtype, norm=False)
-        outs = [parallax.parallax_decode(q, r, k, v, num_splits=s) for s in (1, 3, 8)]
+        outs = [plx.parallax_decode(q, r, k, v, num_splits=s) for s in (1, 3, 8)]
         torch.cuda.synchronize()
         for o in outs[1:]:
             self.assertLess(rel_err(o, outs[0].double()), 2e-3)
@@ -279,19 +279,19 @@ class DecodeGpuTest(unittest.TestCase):
         r = randn(2, 1, 8, 128, dtype=dtype)
         k = randn(2, 128, 2, 128, dtype=dtype)
         v = randn(2, 128, 2, 128, dtype=dtype, norm=False)
-        plan = parallax.decode_plan(q, r, k, v)
+        plan = plx.decode_plan(q, r, k, v)
         self.assertTrue(plan.variant.startswith("decode-bf16-d128-h8x2-contig-nowin.learned-plain."), plan)
         self.assertIn(plan.choice, ("default", "exact", "nearest"))
         self.assertGreaterEqual(plan.num_splits, 1)
-        explicit = parallax.decode_plan(q, r, k, v, variant=plan.variant)
+        explicit = plx.decode_plan(q, r, k, v, variant=plan.variant)
         self.assertEqual(explicit.choice, "explicit")
         self.assertEqual(explicit.variant, plan.variant)
-        out = parallax.parallax_decode(q, r, k, v, variant=plan.variant)
+        out = plx.parallax_decode(q, r, k, v, variant=plan.variant)
         torch.cuda.synchronize()
         for i in range(2):
             self.check(out[i], reference(q[i], r[i], k[i], v[i]), dtype, f"explicit seq {i}")
-        with self.assertRaises(parallax.ParallaxError) as cm:
-            parallax.parallax_decode(q, None, k, v, variant=plan.variant)  # softmax call, learned key
+        with self.assertRaises(plx.ParallaxError) as cm:
+            plx.parallax_decode(q, None, k, v, variant=plan.variant)  # softmax call, learned key
         self.assertIn("variant", str(cm.exception))
 
     def test_caller_workspace_and_side_stream(self):
@@ -300,25 +300,25 @@ class DecodeGpuTest(unittest.TestCase):
         r = randn(1, 1, 8, 128, dtype=dtype)
         k = randn(1, 1024, 2, 128, dtype=dtype)
         v = randn(1, 1024, 2, 128, dtype=dtype, norm=False)
-        n = parallax.decode_workspace_size(q, r, k, v, num_splits=4)
+        n = plx.decode_workspace_size(q, r, k, v, num_splits=4)
         self.assertGreater(n, 0)
         ws = torch.empty(n, dtype=torch.uint8, device="cuda")
         stream = torch.cuda.Stream()
         with torch.cuda.stream(stream):
-            out = parallax.parallax_decode(q, r, k, v, num_splits=4, workspace=ws)
+            out = plx.parallax_decode(q, r, k, v, num_splits=4, workspace=ws)
         stream.synchronize()
         self.check(out[0], reference(q[0], r[0], k[0], v[0]), dtype, "side stream")
-        with self.assertRaises(parallax.ParallaxError) as cm:
-            parallax.parallax_decode(q, r, k, v, num_splits=4, workspace=ws[: n // 2])
+        with self.assertRaises(plx.ParallaxError) as cm:
+            plx.parallax_decode(q, r, k, v, num_splits=4, workspace=ws[: n // 2])
         self.assertIn("workspace_bytes", str(cm.exception))
 
     def test_empty_cache_and_batch(self):
         q = randn(2, 1, 8, 128, dtype=torch.bfloat16)
         k = torch.empty(2, 0, 2, 128, dtype=torch.bfloat16, device="cuda")
-        out = parallax.parallax_decode(q, q, k, k)
+        out = plx.parallax_decode(q, q, k, k)
         self.assertEqual(out.shape, q.shape)
         self.assertEqual(out.abs().max().item(), 0.0)
-        empty = parallax.parallax_decode(q[:0], q[:0], k[:0], k[:0])
+        empty = plx.parallax_decode(q[:0], q[:0], k[:0], k[:0])
         self.assertEqual(tuple(empty.shape), (0, 1, 8, 128))
 
     def test_cuda_graph_capture(self):
@@ -329,18 +329,18 @@ class DecodeGpuTest(unittest.TestCase):
         k = randn(2, 700, 2, 128, dtype=dtype)
         v = randn(2, 700, 2, 128, dtype=dtype, norm=False)
         lens = torch.tensor([700, 300], dtype=torch.int32, device="cuda")
-        ws = torch.empty(parallax.decode_workspace_size(q, r, k, v, cache_seqlens=lens, num_splits=4),
+        ws = torch.empty(plx.decode_workspace_size(q, r, k, v, cache_seqlens=lens, num_splits=4),
                          dtype=torch.uint8, device="cuda")
         out = torch.empty_like(q)
         kwargs = dict(cache_seqlens=lens, num_splits=4, workspace=ws, out=out)
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
-            parallax.parallax_decode(q, r, k, v, **kwargs)  # warm-up: JIT compile, module load
+            plx.parallax_decode(q, r, k, v, **kwargs)  # warm-up: JIT compile, module load
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            parallax.parallax_decode(q, r, k, v, **kwargs)
+            plx.parallax_decode(q, r, k, v, **kwargs)
         out.fill_(float("nan"))
         q.copy_(randn(2, 1, 8, 128, dtype=dtype))  # new inputs, same buffers
         graph.replay()
@@ -351,19 +351,19 @@ class DecodeGpuTest(unittest.TestCase):
     def test_errors(self):
         q = randn(2, 1, 8, 128, dtype=torch.bfloat16)
         k = randn(2, 64, 2, 128, dtype=torch.bfloat16)
-        with self.assertRaises(parallax.ParallaxError) as cm:
-            parallax.parallax_decode(q.cpu(), None, k.cpu(), k.cpu())
+        with self.assertRaises(plx.ParallaxError) as cm:
+            plx.parallax_decode(q.cpu(), None, k.cpu(), k.cpu())
         self.assertIn("CUDA tensor", str(cm.exception))
-        with self.assertRaises(parallax.ParallaxError) as cm:
-            parallax.parallax_decode(q, None, k.half(), k.half())
+        with self.assertRaises(plx.ParallaxError) as cm:
+            plx.parallax_decode(q, None, k.half(), k.half())
         self.assertEqual(cm.exception.status_name, "PLX_ERROR_INVALID_ARGUMENT")
         self.assertIn("k: dtype=fp16", str(cm.exception))
-        with self.assertRaises(parallax.ParallaxError) as cm:
-            parallax.parallax_decode(q.float(), None, k, k)
+        with self.assertRaises(plx.ParallaxError) as cm:
+            plx.parallax_decode(q.float(), None, k, k)
         self.assertEqual(cm.exception.status_name, "PLX_ERROR_UNSUPPORTED")
 
     def test_device_info(self):
-        info = parallax.get_context(0).device_info()
+        info = plx.get_context(0).device_info()
         self.assertGreater(info["sm_count"], 0)
 
 
@@ -385,7 +385,7 @@ class PrefillGpuTest(unittest.TestCase):
         k = randn(b, lk, hkv, d, dtype=dtype)
         v = randn(b, lk, hkv, d, dtype=dtype, norm=False)
         out = torch.full_like(q, float("nan"))
-        parallax.parallax_prefill(q, r, k, v, window=window, out=out)
+        plx.parallax_prefill(q, r, k, v, window=window, out=out)
         torch.cuda.synchronize()
         for i in range(b):
             want = reference(q[i], None if r is None else r[i], k[i], v[i], window=window)
@@ -409,11 +409,11 @@ class PrefillGpuTest(unittest.TestCase):
         r = randn(2, 96, 8, 64, dtype=dtype)
         k = randn(2, 300, 2, 64, dtype=dtype)
         v = randn(2, 300, 2, 64, dtype=dtype, norm=False)
-        check_window_spellings(self, lambda **kw: parallax.parallax_prefill(
+        check_window_spellings(self, lambda **kw: plx.parallax_prefill(
             q, r, k, v, out=torch.full_like(q, float("nan")), **kw), 40)
-        plan = parallax.prefill_plan(q, r, k, v, window=40)
+        plan = plx.prefill_plan(q, r, k, v, window=40)
         self.assertIn("-win.", plan.variant)
-        self.assertEqual(parallax.prefill_plan(q, r, k, v, window_size=(39, 0)), plan)
+        self.assertEqual(plx.prefill_plan(q, r, k, v, window_size=(39, 0)), plan)
 
     def test_packed(self):
         dtype = torch.bfloat16
@@ -424,7 +424,7 @@ class PrefillGpuTest(unittest.TestCase):
         k = randn(sum(lens_k), hkv, d, dtype=dtype)
         v = randn(sum(lens_k), hkv, d, dtype=dtype, norm=False)
 
-        out = parallax.parallax_prefill(q, r, k, v, cu_seqlens_q=cu(lens_q), cu_seqlens_k=cu(lens_k))
+        out = plx.parallax_prefill(q, r, k, v, cu_seqlens_q=cu(lens_q), cu_seqlens_k=cu(lens_k))
         torch.cuda.synchronize()
         self.assertEqual(out.shape, q.shape)
         oq = ok = 0
@@ -455,7 +455,7 @@ class PrefillGpuTest(unittest.TestCase):
             r = randn(b, lq, hq, d, dtype=dtype, scale=3.0) if learned else None
             k = randn(b, lk, hkv, d, dtype=dtype)
             v = randn(b, lk, hkv, d, dtype=dtype, norm=False)
-            out, lse, tbar = parallax.parallax_prefill(q, r, k, v, window=window, return_stats=True)
+            out, lse, tbar = plx.parallax_prefill(q, r, k, v, window=window, return_stats=True)
             torch.cuda.synchronize()
             self.assertEqual((lse.shape, lse.dtype, tbar.shape), ((b, hq, lq), torch.float32, (b, hq, lq)))
             for i in range(b):
@@ -475,7 +475,7 @@ class PrefillGpuTest(unittest.TestCase):
         k = randn(sum(lens_k), hkv, d, dtype=dtype)
         v = randn(sum(lens_k), hkv, d, dtype=dtype, norm=False)
 
-        out, lse, tbar = parallax.parallax_prefill(q, r, k, v, cu_seqlens_q=cu(lens_q), cu_seqlens_k=cu(lens_k),
+        out, lse, tbar = plx.parallax_prefill(q, r, k, v, cu_seqlens_q=cu(lens_q), cu_seqlens_k=cu(lens_k),
                                                    return_stats=True)
         torch.cuda.synchronize()
         self.assertEqual((lse.shape, tbar.shape), ((hq, sum(lens_q)), (hq, sum(lens_q))))
@@ -489,7 +489,7 @@ class PrefillGpuTest(unittest.TestCase):
     def test_plan(self):
         q = randn(1, 16, 4, 128, dtype=torch.float16)
         k = randn(1, 16, 2, 128, dtype=torch.float16)
-        plan = parallax.prefill_plan(q, None, k, k)
+        plan = plx.prefill_plan(q, None, k, k)
         self.assertTrue(plan.variant.startswith("prefill-fp16-d128-h4x2-contig-nowin.none-plain."), plan)
         self.assertEqual(plan.choice, "default")
 
@@ -533,9 +533,9 @@ class StatsMergeGpuTest(unittest.TestCase):
                     r = randn(b, lq, hq, d, dtype=dtype, scale=0.05 if affine == "amplified" else 0.5) if learned else None
                     k = randn(b, lk, hkv, d, dtype=dtype)
                     v = randn(b, lk, hkv, d, dtype=dtype, norm=False)
-                    out, st = parallax.parallax_prefill(q, r, k, v, affine=affine, causal=causal, return_lse=True)
+                    out, st = plx.parallax_prefill(q, r, k, v, affine=affine, causal=causal, return_lse=True)
                     torch.cuda.synchronize()
-                    self.assertIsInstance(st, parallax.AttentionStats)
+                    self.assertIsInstance(st, plx.AttentionStats)
                     self.assertEqual((st.lse.shape, st.vbar.shape, st.packed), ((b, hq, lq), q.shape, False))
                     for i in range(b):
                         ri = None if r is None else r[i]
@@ -551,7 +551,7 @@ class StatsMergeGpuTest(unittest.TestCase):
         k = randn(sum(lens_k), hkv, d, dtype=dtype)
         v = randn(sum(lens_k), hkv, d, dtype=dtype, norm=False)
         for causal in (True, False):
-            out, st = parallax.parallax_prefill(q, r, k, v, cu_seqlens_q=cu(lens_q), cu_seqlens_k=cu(lens_k),
+            out, st = plx.parallax_prefill(q, r, k, v, cu_seqlens_q=cu(lens_q), cu_seqlens_k=cu(lens_k),
                                                 causal=causal, return_lse=True)
             torch.cuda.synchronize()
             self.assertEqual((st.lse.shape, st.packed), ((hq, sum(lens_q)), True))
@@ -591,19 +591,19 @@ class StatsMergeGpuTest(unittest.TestCase):
         r = randn(sum(tq), hq, d, dtype=dtype, scale=0.05 if affine == "amplified" else 0.5) if learned else None
         cq = cu(tq)
         kw = dict(cu_seqlens_q=cq, max_seqlen_q=max(tq), affine=affine)
-        whole = parallax.parallax_prefill(q, r, k, v, block_table=t_full.contiguous(),
+        whole = plx.parallax_prefill(q, r, k, v, block_table=t_full.contiguous(),
                                           seqused_k=lens([prefix + n for n in own]), **kw)
-        out_a, st_a = parallax.parallax_prefill(q, r, k, v, block_table=t_pre, seqused_k=lens([prefix] * b),
+        out_a, st_a = plx.parallax_prefill(q, r, k, v, block_table=t_pre, seqused_k=lens([prefix] * b),
                                                 causal=False, return_lse=True, **kw)
-        out_b, st_b = parallax.parallax_prefill(q, r, k, v, block_table=t_own.contiguous(), seqused_k=lens(own),
+        out_b, st_b = plx.parallax_prefill(q, r, k, v, block_table=t_own.contiguous(), seqused_k=lens(own),
                                                 return_lse=True, **kw)
         extra = dict(q=q, r=r) if affine == "amplified" else {}
         if in_place:
-            out, st = parallax.merge_states(out_a, st_a, out_b, st_b, affine=affine, out=out_a, out_stats=st_a,
+            out, st = plx.merge_states(out_a, st_a, out_b, st_b, affine=affine, out=out_a, out_stats=st_a,
                                             **extra)
             self.assertIs(out, out_a)
         else:
-            out, st = parallax.merge_states(out_a, st_a, out_b, st_b, affine=affine, **extra)
+            out, st = plx.merge_states(out_a, st_a, out_b, st_b, affine=affine, **extra)
         torch.cuda.synchronize()
         what = f"cascade {dtype} learned={learned} {affine} in_place={in_place}"
         self.assertEqual(st.packed, True)
@@ -652,14 +652,14 @@ class StatsMergeGpuTest(unittest.TestCase):
                 lens = lambda xs: torch.tensor(xs, dtype=torch.int32, device="cuda")  # noqa: E731
                 q = randn(b, hq, d, dtype=dtype)  # [B, Hq, D]: statistics [B, Hq]
                 r = randn(b, hq, d, dtype=dtype, scale=0.05 if affine == "amplified" else 0.5) if learned else None
-                whole = parallax.parallax_decode(q, r, k, v, block_table=t_full, cache_seqlens=lens(
+                whole = plx.parallax_decode(q, r, k, v, block_table=t_full, cache_seqlens=lens(
                     [prefix + n for n in own]), affine=affine)
-                out_a, st_a = parallax.parallax_decode(q, r, k, v, block_table=t_pre, cache_seqlens=lens([prefix] * b),
+                out_a, st_a = plx.parallax_decode(q, r, k, v, block_table=t_pre, cache_seqlens=lens([prefix] * b),
                                                        affine=affine, return_lse=True)
-                out_b, st_b = parallax.parallax_decode(q, r, k, v, block_table=t_own.contiguous(),
+                out_b, st_b = plx.parallax_decode(q, r, k, v, block_table=t_own.contiguous(),
                                                        cache_seqlens=lens(own), affine=affine, return_lse=True)
                 extra = dict(q=q, r=r) if affine == "amplified" else {}
-                out, st = parallax.merge_states(out_a, st_a, out_b, st_b, affine=affine, **extra)
+                out, st = plx.merge_states(out_a, st_a, out_b, st_b, affine=affine, **extra)
                 torch.cuda.synchronize()
                 self.assertEqual((st_b.lse.shape, st_b.vbar.shape), ((b, hq), q.shape))
                 self.check(out, whole.double(), dtype, what + " merged vs one-shot decode")
@@ -683,10 +683,10 @@ class StatsMergeGpuTest(unittest.TestCase):
         r = randn(2, 16, 4, 64, dtype=dtype)
         k = randn(2, 30, 2, 64, dtype=dtype)
         v = randn(2, 30, 2, 64, dtype=dtype, norm=False)
-        out_a, st_a = parallax.parallax_prefill(q, r, k, v, return_lse=True)
-        empty = parallax.AttentionStats(torch.full_like(st_a.lse, float("-inf")), torch.zeros_like(st_a.tbar),
+        out_a, st_a = plx.parallax_prefill(q, r, k, v, return_lse=True)
+        empty = plx.AttentionStats(torch.full_like(st_a.lse, float("-inf")), torch.zeros_like(st_a.tbar),
                                         torch.zeros_like(st_a.vbar))
-        out, st = parallax.merge_states(out_a, st_a, torch.zeros_like(out_a), empty)
+        out, st = plx.merge_states(out_a, st_a, torch.zeros_like(out_a), empty)
         torch.cuda.synchronize()
         self.assertEqual(rel_err(out, out_a.double()), 0.0)
         self.assertTrue(torch.equal(st.lse, st_a.lse))
@@ -727,12 +727,12 @@ class PlanGpuTest(unittest.TestCase):
         q, r, k0, v0, kw = paged_decode([100, 700, 33], 64, dtype)  # capacity 1024 keys
         layers = [(k0, v0), paged_cache(3, 64, dtype=dtype)[:2]]  # same shapes, the same table serves
         table, lens = kw["block_table"], kw["cache_seqlens"]
-        with parallax.plan_decode(q, r, *layers[0], max_seqlen_k=700, **kw) as plan:
-            self.assertEqual(plan.info, parallax.decode_plan(q, r, *layers[0], max_seqlen_k=700, **kw))
+        with plx.plan_decode(q, r, *layers[0], max_seqlen_k=700, **kw) as plan:
+            self.assertEqual(plan.info, plx.decode_plan(q, r, *layers[0], max_seqlen_k=700, **kw))
             outs = []
             for k, v in layers:
                 got = plan.run(q, r, k, v, **kw)
-                want = parallax.parallax_decode(q, r, k, v, max_seqlen_k=700, **kw)
+                want = plx.parallax_decode(q, r, k, v, max_seqlen_k=700, **kw)
                 torch.cuda.synchronize()
                 self.assertTrue(same_bits(got, want), "plan.run differs from parallax_decode")
                 outs.append(got)
@@ -741,11 +741,11 @@ class PlanGpuTest(unittest.TestCase):
                 pages = table[i].long()
                 k, v = (t[pages].reshape(-1, 2, 128)[:n] for t in layers[1])
                 DecodeGpuTest.check(self, outs[1][i], reference(q[i], r[i], k, v), dtype, f"plan seq {i}")
-            with self.assertRaises(parallax.ParallaxError) as cm:  # not the plan's problem
+            with self.assertRaises(plx.ParallaxError) as cm:  # not the plan's problem
                 plan.run(q, None, *layers[1], **kw)
             self.assertEqual(cm.exception.status_name, "PLX_ERROR_INVALID_ARGUMENT")
             self.assertIn("r: absent, but the plan was made with it", str(cm.exception))
-        with self.assertRaises(parallax.ParallaxError) as cm:
+        with self.assertRaises(plx.ParallaxError) as cm:
             plan.run(q, r, *layers[1], **kw)
         self.assertIn("closed", str(cm.exception))
 
@@ -754,9 +754,9 @@ class PlanGpuTest(unittest.TestCase):
         dtype = torch.float16
         q, r, k, v, kw = paged_decode([50, 64], 2048, dtype)
         table = kw["block_table"]
-        capacity = parallax.plan_decode(q, r, k, v, **kw)
-        live = parallax.plan_decode(q, r, k, v, max_seqlen_k=64, **kw)
-        short = parallax.plan_decode(q, r, k, v, max_seqlen_k=10, **kw)  # below a live length: still right
+        capacity = plx.plan_decode(q, r, k, v, **kw)
+        live = plx.plan_decode(q, r, k, v, max_seqlen_k=64, **kw)
+        short = plx.plan_decode(q, r, k, v, max_seqlen_k=10, **kw)  # below a live length: still right
         self.assertGreater(capacity.info.num_splits, 1, capacity.info)
         self.assertEqual(live.info.num_splits, 1, live.info)
         self.assertEqual(live.info.workspace_bytes, 0)
@@ -774,9 +774,9 @@ class PlanGpuTest(unittest.TestCase):
         # Made outside capture with a caller workspace, a plan's run launches without allocating.
         dtype = torch.float16
         q, r, k, v, kw = paged_decode([700, 300], 256, dtype)  # capacity 4096
-        nbytes = parallax.decode_workspace_size(q, r, k, v, max_seqlen_k=700, **kw)
+        nbytes = plx.decode_workspace_size(q, r, k, v, max_seqlen_k=700, **kw)
         ws = torch.empty(max(nbytes, 1), dtype=torch.uint8, device="cuda")
-        plan = parallax.plan_decode(q, r, k, v, max_seqlen_k=700, workspace=ws, **kw)
+        plan = plx.plan_decode(q, r, k, v, max_seqlen_k=700, workspace=ws, **kw)
         self.assertGreater(plan.info.num_splits, 1, plan.info)
         self.assertEqual(plan.info.workspace_bytes, nbytes)
         out = torch.empty_like(q)
@@ -786,17 +786,17 @@ class PlanGpuTest(unittest.TestCase):
         out.fill_(float("nan"))
         q.copy_(randn(2, 1, 8, 128, dtype=dtype))  # new inputs, same buffers
         graph.replay()
-        want = parallax.parallax_decode(q, r, k, v, max_seqlen_k=700, **kw)
+        want = plx.parallax_decode(q, r, k, v, max_seqlen_k=700, **kw)
         torch.cuda.synchronize()
         self.assertTrue(same_bits(out, want), "graph replay differs from parallax_decode")
 
     def test_multi_token_decode_plan(self):
         dtype = torch.bfloat16
         q, r, k, v, kw = paged_decode([40, 97], 8, dtype, tq=3)
-        plan = parallax.plan_decode(q, r, k, v, max_seqlen_k=97, **kw)
+        plan = plx.plan_decode(q, r, k, v, max_seqlen_k=97, **kw)
         self.assertTrue(plan.info.variant.startswith("prefill-"), plan.info)
         got = plan.run(q, r, k, v, **kw)
-        want = parallax.parallax_decode(q, r, k, v, max_seqlen_k=97, **kw)
+        want = plx.parallax_decode(q, r, k, v, max_seqlen_k=97, **kw)
         torch.cuda.synchronize()
         self.assertTrue(same_bits(got, want), "multi-token plan.run differs from parallax_decode")
 
@@ -809,11 +809,11 @@ class PlanGpuTest(unittest.TestCase):
         kw = dict(cu_seqlens_q=cu_q, cu_seqlens_k=cu_k)
         layers = [(randn(sum(lens_k), 2, 128, dtype=dtype), randn(sum(lens_k), 2, 128, dtype=dtype, norm=False))
                   for _ in range(2)]
-        plan = parallax.plan_prefill(q, r, *layers[0], max_seqlen_q=30, max_seqlen_k=90, return_stats=True, **kw)
-        self.assertEqual(plan.info, parallax.prefill_plan(q, r, *layers[0], max_seqlen_q=30, max_seqlen_k=90, **kw))
+        plan = plx.plan_prefill(q, r, *layers[0], max_seqlen_q=30, max_seqlen_k=90, return_stats=True, **kw)
+        self.assertEqual(plan.info, plx.prefill_plan(q, r, *layers[0], max_seqlen_q=30, max_seqlen_k=90, **kw))
         for k, v in layers:
             got = plan.run(q, r, k, v, **kw)
-            want = parallax.parallax_prefill(q, r, k, v, max_seqlen_q=30, max_seqlen_k=90, return_stats=True, **kw)
+            want = plx.parallax_prefill(q, r, k, v, max_seqlen_q=30, max_seqlen_k=90, return_stats=True, **kw)
             torch.cuda.synchronize()
             self.assertTrue(same_bits(got[0], want[0]), "plan.run differs from parallax_prefill")
             self.assertTrue(torch.equal(got[1], want[1]) and torch.equal(got[2], want[2]), "statistics differ")

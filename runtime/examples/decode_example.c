@@ -123,6 +123,7 @@ int main(void) {
     return 1;
   }
   plx_device_info info;
+  plx_device_info_init(&info); /* every struct starts from its _init (struct_size) */
   if (plx_context_get_device_info(ctx, &info) == PLX_OK)
     printf("device %d: %s (sm_%d%d, %d SMs)\n", info.ordinal, info.name, info.cc_major, info.cc_minor,
            info.sm_count);
@@ -140,6 +141,7 @@ int main(void) {
   a.cache_seqlens = tensor(dlens, PLX_INT32, 1, lens_shape);
 
   plx_plan_info plan;
+  plx_plan_info_init(&plan);
   s = plx_decode_plan_info(ctx, &a, &plan);
   if (s != PLX_OK) {
     fprintf(stderr, "plan: %s: %s\n", plx_status_string(s), plx_last_error());

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "c_api_abi.h"
 #include "c_api_entry.h"
 #include "c_api_internal.h"
 #include "parallax/parallax.h"
@@ -17,11 +18,14 @@
 
 namespace {
 
+using parallax::capi::CheckStructSize;
 using parallax::capi::Fail;
 using parallax::capi::FillPlanInfo;
 using parallax::capi::Guard;
 using parallax::capi::PlanDecode;
 using parallax::capi::PlanPrefill;
+using parallax::capi::ReadStruct;
+using parallax::capi::WriteStruct;
 
 plx_tensor AbsentTensor() {
   plx_tensor t;
@@ -77,11 +81,22 @@ PLX_API const char* plx_choice_string(plx_choice choice) {
 
 PLX_API const char* plx_last_error(void) { return parallax::capi::LastError(); }
 
+PLX_API void plx_context_options_init(plx_context_options* options) {
+  if (options == nullptr) return;
+  std::memset(options, 0, sizeof(*options));
+  options->struct_size = sizeof(*options);
+  options->device = 0;
+  options->db_path = nullptr;
+  options->cache_dir = nullptr;
+}
+
 PLX_API plx_status plx_context_create(const plx_context_options* options, plx_context** ctx) {
   static constexpr const char* fn = "plx_context_create";
   return Guard(fn, [&]() -> plx_status {
+    if (ctx != nullptr) *ctx = nullptr;
+    plx_context_options local;  // NULL: the defaults
+    if (absl::Status s = ReadStruct(options, local); !s.ok()) return Fail(fn, s);
     if (ctx == nullptr) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "ctx: output pointer is NULL");
-    *ctx = nullptr;
     parallax::RuntimeOptions o;
     if (options != nullptr) {
       if (options->device < 0)
@@ -111,25 +126,42 @@ PLX_API void plx_context_destroy(plx_context* ctx) {
   });
 }
 
+PLX_API void plx_device_info_init(plx_device_info* info) {
+  if (info == nullptr) return;
+  std::memset(info, 0, sizeof(*info));
+  info->struct_size = sizeof(*info);
+}
+
 PLX_API plx_status plx_context_get_device_info(const plx_context* ctx, plx_device_info* info) {
   static constexpr const char* fn = "plx_context_get_device_info";
   return Guard(fn, [&]() -> plx_status {
+    if (absl::Status s = CheckStructSize(info); !s.ok()) return Fail(fn, s);
     if (ctx == nullptr || !ctx->runtime) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "ctx is NULL");
     if (info == nullptr) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "info is NULL");
     const parallax::DeviceInfo& d = ctx->runtime->device();
-    std::memset(info, 0, sizeof(*info));
-    info->ordinal = d.ordinal;
-    std::snprintf(info->name, sizeof(info->name), "%s", d.name.c_str());
-    info->cc_major = d.cc_major;
-    info->cc_minor = d.cc_minor;
-    info->sm_count = d.sm_count;
-    info->mem_bytes = d.mem_bytes;
+    plx_device_info out;
+    plx_device_info_init(&out);
+    out.ordinal = d.ordinal;
+    std::snprintf(out.name, sizeof(out.name), "%s", d.name.c_str());
+    out.cc_major = d.cc_major;
+    out.cc_minor = d.cc_minor;
+    out.sm_count = d.sm_count;
+    out.mem_bytes = d.mem_bytes;
+    WriteStruct(out, info);
     return PLX_OK;
   });
 }
 
+PLX_API void plx_plan_info_init(plx_plan_info* info) {
+  if (info == nullptr) return;
+  std::memset(info, 0, sizeof(*info));
+  info->struct_size = sizeof(*info);
+}
+
 PLX_API void plx_decode_args_init(plx_decode_args* args) {
   if (args == nullptr) return;
+  std::memset(args, 0, sizeof(*args));  // whatever is not set below (padding too) is zero
+  args->struct_size = sizeof(*args);
   args->q = args->r = args->k = args->v = args->out = AbsentTensor();
   args->block_table = args->cache_seqlens = AbsentTensor();
   args->qk_scale = -1.f;
@@ -148,6 +180,8 @@ PLX_API void plx_decode_args_init(plx_decode_args* args) {
 PLX_API plx_status plx_decode_validate(const plx_decode_args* args) {
   static constexpr const char* fn = "plx_decode_validate";
   return Guard(fn, [&]() -> plx_status {
+    plx_decode_args local;
+    if (absl::Status s = ReadStruct(args, local); !s.ok()) return Fail(fn, s);
     std::optional<plx_prefill_args> ext;
     if (plx_status s = DecodeExtendArgs(fn, args, &ext); s != PLX_OK) return s;
     if (ext) {
@@ -163,6 +197,8 @@ PLX_API plx_status plx_decode_validate(const plx_decode_args* args) {
 PLX_API plx_status plx_decode_workspace_size(plx_context* ctx, const plx_decode_args* args, size_t* bytes) {
   static constexpr const char* fn = "plx_decode_workspace_size";
   return Guard(fn, [&]() -> plx_status {
+    plx_decode_args local;
+    if (absl::Status s = ReadStruct(args, local); !s.ok()) return Fail(fn, s);
     if (bytes == nullptr) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "bytes: output pointer is NULL");
     std::optional<plx_prefill_args> ext;
     if (plx_status s = DecodeExtendArgs(fn, args, &ext); s != PLX_OK) return s;
@@ -184,6 +220,9 @@ PLX_API plx_status plx_decode_workspace_size(plx_context* ctx, const plx_decode_
 PLX_API plx_status plx_decode_plan_info(plx_context* ctx, const plx_decode_args* args, plx_plan_info* info) {
   static constexpr const char* fn = "plx_decode_plan_info";
   return Guard(fn, [&]() -> plx_status {
+    plx_decode_args local;
+    if (absl::Status s = ReadStruct(args, local); !s.ok()) return Fail(fn, s);
+    if (absl::Status s = CheckStructSize(info); !s.ok()) return Fail(fn, s);
     if (info == nullptr) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "info: output pointer is NULL");
     std::optional<plx_prefill_args> ext;
     if (plx_status s = DecodeExtendArgs(fn, args, &ext); s != PLX_OK) return s;
@@ -204,6 +243,8 @@ PLX_API plx_status plx_decode_plan_info(plx_context* ctx, const plx_decode_args*
 PLX_API plx_status plx_decode(plx_context* ctx, const plx_decode_args* args, void* stream) {
   static constexpr const char* fn = "plx_decode";
   return Guard(fn, [&]() -> plx_status {
+    plx_decode_args local;
+    if (absl::Status s = ReadStruct(args, local); !s.ok()) return Fail(fn, s);
     std::optional<plx_prefill_args> ext;
     if (plx_status s = DecodeExtendArgs(fn, args, &ext); s != PLX_OK) return s;
     if (ext) {
@@ -224,6 +265,8 @@ PLX_API plx_status plx_decode(plx_context* ctx, const plx_decode_args* args, voi
 
 PLX_API void plx_prefill_args_init(plx_prefill_args* args) {
   if (args == nullptr) return;
+  std::memset(args, 0, sizeof(*args));  // whatever is not set below (padding too) is zero
+  args->struct_size = sizeof(*args);
   args->q = args->r = args->k = args->v = args->out = AbsentTensor();
   args->cu_seqlens_q = args->cu_seqlens_k = AbsentTensor();
   args->max_seqlen_q = -1;
@@ -243,6 +286,8 @@ PLX_API void plx_prefill_args_init(plx_prefill_args* args) {
 PLX_API plx_status plx_prefill_validate(const plx_prefill_args* args) {
   static constexpr const char* fn = "plx_prefill_validate";
   return Guard(fn, [&]() -> plx_status {
+    plx_prefill_args local;
+    if (absl::Status s = ReadStruct(args, local); !s.ok()) return Fail(fn, s);
     if (args == nullptr) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "args is NULL");
     absl::StatusOr<parallax::PrefillCall> t = parallax::capi::TranslatePrefillArgs(*args);
     if (!t.ok()) return Fail(fn, t.status());
@@ -253,6 +298,9 @@ PLX_API plx_status plx_prefill_validate(const plx_prefill_args* args) {
 PLX_API plx_status plx_prefill_plan_info(plx_context* ctx, const plx_prefill_args* args, plx_plan_info* info) {
   static constexpr const char* fn = "plx_prefill_plan_info";
   return Guard(fn, [&]() -> plx_status {
+    plx_prefill_args local;
+    if (absl::Status s = ReadStruct(args, local); !s.ok()) return Fail(fn, s);
+    if (absl::Status s = CheckStructSize(info); !s.ok()) return Fail(fn, s);
     if (info == nullptr) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "info: output pointer is NULL");
     parallax::PrefillCall call;
     std::unique_ptr<parallax::Variant> v;
@@ -265,6 +313,8 @@ PLX_API plx_status plx_prefill_plan_info(plx_context* ctx, const plx_prefill_arg
 PLX_API plx_status plx_prefill(plx_context* ctx, const plx_prefill_args* args, void* stream) {
   static constexpr const char* fn = "plx_prefill";
   return Guard(fn, [&]() -> plx_status {
+    plx_prefill_args local;
+    if (absl::Status s = ReadStruct(args, local); !s.ok()) return Fail(fn, s);
     parallax::PrefillCall call;
     std::unique_ptr<parallax::Variant> v;
     parallax::Choice choice = parallax::Choice::kDefault;

@@ -3,6 +3,8 @@
 #include <cstring>
 #include <utility>
 
+#include "c_api_abi.h"
+
 namespace parallax::capi {
 namespace {
 
@@ -38,11 +40,13 @@ plx_status FillPlanInfo(const char* fn, const std::string& key, Choice choice, i
   if (key.size() >= sizeof(info->variant))
     return Fail(PLX_ERROR_INTERNAL, fn, absl::StrCat("variant key of ", key.size(), " characters exceeds ",
                                                      "PLX_VARIANT_KEY_MAX: ", key));
-  std::memset(info, 0, sizeof(*info));
-  std::memcpy(info->variant, key.data(), key.size());
-  info->choice = ToPlxChoice(choice);
-  info->num_splits = num_splits;
-  info->workspace_bytes = workspace_bytes;
+  plx_plan_info out;
+  plx_plan_info_init(&out);
+  std::memcpy(out.variant, key.data(), key.size());
+  out.choice = ToPlxChoice(choice);
+  out.num_splits = num_splits;
+  out.workspace_bytes = workspace_bytes;
+  WriteStruct(out, info);  // up to the caller's struct_size
   return PLX_OK;
 }
 

@@ -43,6 +43,7 @@ plx_status Guard(const char* fn, F&& body) noexcept {
   }
 }
 
+// Writes a plan report into *info, up to its struct_size (which the call checked first).
 plx_status FillPlanInfo(const char* fn, const std::string& key, Choice choice, int num_splits,
                         size_t workspace_bytes, plx_plan_info* info);
 

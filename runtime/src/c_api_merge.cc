@@ -2,6 +2,7 @@
 // attentions"): plx_merge_args_init, plx_merge_validate, plx_merge_states.
 #include <cstring>
 
+#include "c_api_abi.h"
 #include "c_api_entry.h"
 #include "c_api_internal.h"
 #include "parallax/parallax.h"
@@ -10,6 +11,7 @@ namespace {
 
 using parallax::capi::Fail;
 using parallax::capi::Guard;
+using parallax::capi::ReadStruct;
 
 }  // namespace
 
@@ -18,6 +20,7 @@ extern "C" {
 PLX_API void plx_merge_args_init(plx_merge_args* args) {
   if (args == nullptr) return;
   std::memset(args, 0, sizeof(*args));  // every tensor absent (data NULL)
+  args->struct_size = sizeof(*args);
   args->probe = PLX_PROBE_LEARNED;
   args->affine = PLX_AFFINE_PLAIN;
   args->eps = 1e-6f;
@@ -27,6 +30,8 @@ PLX_API void plx_merge_args_init(plx_merge_args* args) {
 PLX_API plx_status plx_merge_validate(const plx_merge_args* args) {
   static constexpr const char* fn = "plx_merge_validate";
   return Guard(fn, [&]() -> plx_status {
+    plx_merge_args local;
+    if (absl::Status s = ReadStruct(args, local); !s.ok()) return Fail(fn, s);
     if (args == nullptr) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "args is NULL");
     absl::StatusOr<parallax::capi::MergeCall> c = parallax::capi::TranslateMergeArgs(*args);
     return c.ok() ? PLX_OK : Fail(fn, c.status());
@@ -36,6 +41,8 @@ PLX_API plx_status plx_merge_validate(const plx_merge_args* args) {
 PLX_API plx_status plx_merge_states(plx_context* ctx, const plx_merge_args* args, void* stream) {
   static constexpr const char* fn = "plx_merge_states";
   return Guard(fn, [&]() -> plx_status {
+    plx_merge_args local;
+    if (absl::Status s = ReadStruct(args, local); !s.ok()) return Fail(fn, s);
     if (args == nullptr) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "args is NULL");
     absl::StatusOr<parallax::capi::MergeCall> c = parallax::capi::TranslateMergeArgs(*args);
     if (!c.ok()) return Fail(fn, c.status());

@@ -67,6 +67,7 @@ absl::StatusOr<std::optional<plx_prefill_args>> DecodeAsExtend(const plx_decode_
     if (absl::Status s = CheckOneTokenStats(*t, name, a.q); !s.ok()) return s;
   plx_prefill_args p;
   std::memset(&p, 0, sizeof(p));  // every tensor absent (cu_seqlens among them)
+  p.struct_size = sizeof(p);
   p.q = a.q; p.r = a.r; p.k = a.k; p.v = a.v; p.out = a.out;
   p.lse = a.lse; p.tbar = a.tbar; p.vbar = a.vbar;
   if (a.q.ndim == 3) {  // one token: [B, Hq, D] as [B, 1, Hq, D], [B, Hq] as [B, Hq, 1]

@@ -5,15 +5,18 @@
 #include <string>
 #include <utility>
 
+#include "c_api_abi.h"
 #include "c_api_entry.h"
 #include "c_api_internal.h"
 #include "parallax/parallax.h"
 
 namespace {
 
+using parallax::capi::CheckStructSize;
 using parallax::capi::Fail;
 using parallax::capi::FillPlanInfo;
 using parallax::capi::Guard;
+using parallax::capi::ReadStruct;
 
 // The arguments a plan was made from, for checking its runs against: a copy, with the
 // variant key's text owned here (the caller's string need not outlive the call). Pointers in
@@ -81,6 +84,7 @@ plx_status RunPrefill(const char* fn, plx_context* ctx, const parallax::Variant&
 
 template <typename Plan>
 plx_status CheckInfo(const char* fn, const Plan* plan, const plx_plan_info* info) {
+  if (absl::Status s = CheckStructSize(info); !s.ok()) return Fail(fn, s);
   if (plan == nullptr) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "plan is NULL");
   if (info == nullptr) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "info: output pointer is NULL");
   return PLX_OK;
@@ -93,8 +97,10 @@ extern "C" {
 PLX_API plx_status plx_decode_plan_create(plx_context* ctx, const plx_decode_args* args, plx_decode_plan** plan) {
   static constexpr const char* fn = "plx_decode_plan_create";
   return Guard(fn, [&]() -> plx_status {
+    if (plan != nullptr) *plan = nullptr;
+    plx_decode_args local;
+    if (absl::Status s = ReadStruct(args, local); !s.ok()) return Fail(fn, s);
     if (plan == nullptr) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "plan: output pointer is NULL");
-    *plan = nullptr;
     if (args == nullptr) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "args is NULL");
     auto p = std::make_unique<plx_decode_plan>(ctx, *args);
     absl::StatusOr<std::optional<plx_prefill_args>> ext = parallax::capi::DecodeAsExtend(*args);
@@ -115,6 +121,8 @@ PLX_API plx_status plx_decode_plan_run(plx_context* ctx, const plx_decode_plan* 
                                        void* stream) {
   static constexpr const char* fn = "plx_decode_plan_run";
   return Guard(fn, [&]() -> plx_status {
+    plx_decode_args local;
+    if (absl::Status s = ReadStruct(args, local); !s.ok()) return Fail(fn, s);
     if (plx_status s = CheckRun(fn, ctx, plan, args); s != PLX_OK) return s;
     if (plan->extend) {
       absl::StatusOr<std::optional<plx_prefill_args>> ext = parallax::capi::DecodeAsExtend(*args);
@@ -149,8 +157,10 @@ PLX_API void plx_decode_plan_destroy(plx_decode_plan* plan) {
 PLX_API plx_status plx_prefill_plan_create(plx_context* ctx, const plx_prefill_args* args, plx_prefill_plan** plan) {
   static constexpr const char* fn = "plx_prefill_plan_create";
   return Guard(fn, [&]() -> plx_status {
+    if (plan != nullptr) *plan = nullptr;
+    plx_prefill_args local;
+    if (absl::Status s = ReadStruct(args, local); !s.ok()) return Fail(fn, s);
     if (plan == nullptr) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "plan: output pointer is NULL");
-    *plan = nullptr;
     if (args == nullptr) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "args is NULL");
     auto p = std::make_unique<plx_prefill_plan>(ctx, *args);
     if (plx_status s = PlanAndPreparePrefill(fn, ctx, *args, &p->variant, &p->choice); s != PLX_OK) return s;
@@ -163,6 +173,8 @@ PLX_API plx_status plx_prefill_plan_run(plx_context* ctx, const plx_prefill_plan
                                         void* stream) {
   static constexpr const char* fn = "plx_prefill_plan_run";
   return Guard(fn, [&]() -> plx_status {
+    plx_prefill_args local;
+    if (absl::Status s = ReadStruct(args, local); !s.ok()) return Fail(fn, s);
     if (plx_status s = CheckRun(fn, ctx, plan, args); s != PLX_OK) return s;
     return RunPrefill(fn, ctx, *plan->variant, *args, stream);
   });

@@ -91,6 +91,7 @@ TEST(CApiSeqlenHint, EveryEntryPointChecksIt) {
   a.max_seqlen_k = 1000;
   size_t bytes = 0;
   plx_plan_info info;
+  plx_plan_info_init(&info);
   plx_decode_plan* plan = nullptr;
   const std::vector<std::pair<const char*, std::function<plx_status()>>> calls = {
       {"plx_decode", [&] { return plx_decode(nullptr, &a, nullptr); }},
@@ -214,6 +215,7 @@ TEST(CApiPlan, HandlesAndOutputsAreChecked) {
   EXPECT_EQ(plx_decode_plan_run(nullptr, nullptr, &d, nullptr), PLX_ERROR_INVALID_ARGUMENT);
   EXPECT_STREQ(plx_last_error(), "plx_decode_plan_run: plan is NULL");
   plx_plan_info info;
+  plx_plan_info_init(&info);
   EXPECT_EQ(plx_decode_plan_get_info(nullptr, &info), PLX_ERROR_INVALID_ARGUMENT);
   EXPECT_STREQ(plx_last_error(), "plx_decode_plan_get_info: plan is NULL");
   plx_decode_plan_destroy(nullptr);  // a no-op

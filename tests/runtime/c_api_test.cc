@@ -24,7 +24,7 @@ using namespace parallax::capi_fixtures;  // NOLINT(build/namespaces): the tests
 // ---- basics ---------------------------------------------------------------------------------
 
 TEST(CApi, VersionAndNames) {
-  EXPECT_STREQ(plx_version(), "0.1.0");
+  EXPECT_STREQ(plx_version(), "0.2.0");
   EXPECT_STREQ(plx_status_string(PLX_OK), "PLX_OK");
   EXPECT_STREQ(plx_status_string(PLX_ERROR_NO_DEVICE), "PLX_ERROR_NO_DEVICE");
   EXPECT_STREQ(plx_status_string(static_cast<plx_status>(99)), "PLX_ERROR_UNKNOWN_STATUS");
@@ -65,7 +65,8 @@ TEST(CApi, ContextCreateWithoutGpu) {
   EXPECT_NO_THROW(s = plx_context_create(nullptr, &ctx));
   if (s == PLX_OK) {  // a GPU host: the context works
     ASSERT_NE(ctx, nullptr);
-    plx_device_info info{};
+    plx_device_info info;
+    plx_device_info_init(&info);
     EXPECT_EQ(plx_context_get_device_info(ctx, &info), PLX_OK) << plx_last_error();
     EXPECT_GT(info.sm_count, 0);
     plx_context_destroy(ctx);
@@ -77,7 +78,8 @@ TEST(CApi, ContextCreateWithoutGpu) {
   EXPECT_NE(msg.find("plx_context_create"), std::string::npos) << msg;
   EXPECT_NE(msg.find("CUDA"), std::string::npos) << msg;
 
-  plx_context_options o{};
+  plx_context_options o;
+  plx_context_options_init(&o);
   o.device = 0;
   o.cache_dir = "/tmp/parallax-c-api-test";
   EXPECT_EQ(plx_context_create(&o, &ctx), PLX_ERROR_NO_DEVICE) << plx_last_error();
@@ -86,7 +88,8 @@ TEST(CApi, ContextCreateWithoutGpu) {
 TEST(CApi, ContextCreateArguments) {
   EXPECT_EQ(plx_context_create(nullptr, nullptr), PLX_ERROR_INVALID_ARGUMENT);
   EXPECT_NE(std::string(plx_last_error()).find("ctx"), std::string::npos) << plx_last_error();
-  plx_context_options o{};
+  plx_context_options o;
+  plx_context_options_init(&o);
   o.device = -1;
   plx_context* ctx = nullptr;
   EXPECT_EQ(plx_context_create(&o, &ctx), PLX_ERROR_INVALID_ARGUMENT);
@@ -106,6 +109,7 @@ TEST(CApi, NullHandlesAndOutputs) {
   EXPECT_EQ(plx_decode_workspace_size(nullptr, &d, nullptr), PLX_ERROR_INVALID_ARGUMENT);
   EXPECT_NE(std::string(plx_last_error()).find("bytes"), std::string::npos);
   plx_plan_info info;
+  plx_plan_info_init(&info);
   EXPECT_EQ(plx_decode_plan_info(nullptr, &d, &info), PLX_ERROR_INVALID_ARGUMENT);
   EXPECT_EQ(plx_decode_plan_info(nullptr, &d, nullptr), PLX_ERROR_INVALID_ARGUMENT);
   EXPECT_NE(std::string(plx_last_error()).find("info"), std::string::npos);
@@ -115,6 +119,7 @@ TEST(CApi, NullHandlesAndOutputs) {
   EXPECT_EQ(plx_prefill_plan_info(nullptr, &p, &info), PLX_ERROR_INVALID_ARGUMENT);
   EXPECT_EQ(plx_prefill_validate(nullptr), PLX_ERROR_INVALID_ARGUMENT);
   plx_device_info di;
+  plx_device_info_init(&di);
   EXPECT_EQ(plx_context_get_device_info(nullptr, &di), PLX_ERROR_INVALID_ARGUMENT);
 }
 

@@ -81,7 +81,8 @@ class DecodePlanGpu : public ::testing::Test {
   }
 
   PlanInfo Info(const plx_decode_args& a) {
-    plx_plan_info i{};
+    plx_plan_info i;
+    plx_plan_info_init(&i);
     EXPECT_EQ(plx_decode_plan_info(ctx_, &a, &i), PLX_OK) << plx_last_error();
     return PlanInfo::From(i);
   }
@@ -111,7 +112,8 @@ TEST_F(DecodePlanGpu, OnePlanRunsTwoLayersAsPlxDecode) {
   plx_decode_plan* plan = nullptr;
   const plx_decode_args planned = Args(p, *kv[0][0], *kv[0][1], out, 700);
   ASSERT_EQ(plx_decode_plan_create(ctx_, &planned, &plan), PLX_OK) << plx_last_error();
-  plx_plan_info got{};
+  plx_plan_info got;
+  plx_plan_info_init(&got);
   ASSERT_EQ(plx_decode_plan_get_info(plan, &got), PLX_OK) << plx_last_error();
   const PlanInfo info = PlanInfo::From(got), want = Info(planned);
   EXPECT_EQ(info.variant, want.variant);

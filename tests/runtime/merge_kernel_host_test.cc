@@ -258,6 +258,7 @@ void Check(const Member& m, int layout, bool in_place) {
     return t;
   };
   plx_merge_args a{};
+  a.struct_size = sizeof(a);
   a.probe = m.learned ? PLX_PROBE_LEARNED : PLX_PROBE_NONE;
   a.affine = m.amplified ? PLX_AFFINE_AMPLIFIED : PLX_AFFINE_PLAIN;
   a.eps = 1e-6f;

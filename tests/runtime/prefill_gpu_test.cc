@@ -291,6 +291,7 @@ TEST(PrefillGpuIdentity, WindowSizeSpellingsAreBitIdentical) {
   DeviceBuffer out(rows * 2);
   absl::Status s = CheckWindowSpellings(40, [&](const WindowSpelling& w) {
     plx_prefill_args a{};  // zero: tensors absent, plain affine (_init is libparallax.so's, not linked here)
+    a.struct_size = sizeof(a);
     a.qk_scale = -1.f;
     a.causal = 1;  // _init's default; zero would be non-causal
     a.q = MakeTensor(q->get(), PLX_FP16, {kB, kLq, kHq, kD});

@@ -60,6 +60,27 @@
  *   both or neither. window 0 defers to window_size; a nonzero window given with a
  *   window_size must name the same window. Start from plx_*_args_init: a zero-filled
  *   struct reads window_size (0, 0), a window of one key.
+ *
+ * Compatibility (the ABI; docs/abi.md has the details)
+ *   - Every struct passed to a call except plx_tensor starts with `size_t struct_size`, the
+ *     sizeof the caller was compiled with. Start every one from its _init, which sets it
+ *     (plx_context_options_init, plx_decode_args_init, plx_prefill_args_init,
+ *     plx_merge_args_init, and for the output structs plx_device_info_init and
+ *     plx_plan_info_init), then set fields. A call checks struct_size before anything else and
+ *     refuses a size it does not know with PLX_ERROR_INVALID_ARGUMENT, e.g. (64-bit Linux)
+ *     "plx_decode: plx_decode_args.struct_size=0: start from plx_decode_args_init (this
+ *     library expects 872)".
+ *   - Within a major version (while it is 0, within a MAJOR.MINOR: 0.2.0 broke 0.1's ABI),
+ *     fields are only appended to these structs, never removed, reordered or resized, and
+ *     functions are only added. The library accepts every struct_size a struct has had in a
+ *     release of its layout, up to its own sizeof; the fields a smaller (older) struct lacks
+ *     read as their _init defaults. A struct_size larger than the library's own (a caller
+ *     built against a newer parallax.h) is refused. Output structs (plx_device_info,
+ *     plx_plan_info) are written up to the caller's struct_size only.
+ *   - plx_tensor has no struct_size: it is embedded in the other structs, so its layout is
+ *     frozen (changing it is a new ABI, like removing a field).
+ *   - libparallax.so exports exactly the plx_* functions declared here; PLX_VERSION_* is the
+ *     library's version (the build reads it from this header; plx_version() reports it).
  */
 #ifndef PARALLAX_PARALLAX_H_
 #define PARALLAX_PARALLAX_H_
@@ -78,7 +99,7 @@ extern "C" {
 #endif
 
 #define PLX_VERSION_MAJOR 0
-#define PLX_VERSION_MINOR 1
+#define PLX_VERSION_MINOR 2
 #define PLX_VERSION_PATCH 0
 #define PLX_MAX_DIMS 4
 #define PLX_VARIANT_KEY_MAX 256
@@ -120,6 +141,7 @@ typedef enum plx_choice {
 
 typedef struct plx_context plx_context;
 
+/* Embedded in the argument structs, so without a struct_size: its layout is frozen. */
 typedef struct plx_tensor {
   void* data;                     /* device pointer; NULL = tensor absent (where optional) */
   plx_dtype dtype;
@@ -137,12 +159,15 @@ typedef struct plx_tensor {
  * run while the process lives is picked up). An existing file that cannot be read (damaged,
  * a newer schema) fails plx_context_create. */
 typedef struct plx_context_options {
+  size_t struct_size;    /* sizeof(plx_context_options): see "Compatibility" */
   int32_t device;        /* CUDA device ordinal */
   const char* db_path;   /* tuning database; NULL or "" = the default location, "none" = none */
   const char* cache_dir; /* compiled binaries; NULL or "" = $PARALLAX_CACHE_DIR or ~/.cache/parallax */
 } plx_context_options;
 
+/* Output of plx_context_get_device_info; start from plx_device_info_init. */
 typedef struct plx_device_info {
+  size_t struct_size; /* sizeof(plx_device_info): see "Compatibility" */
   int32_t ordinal;
   char name[PLX_DEVICE_NAME_MAX];
   int32_t cc_major, cc_minor;
@@ -151,6 +176,7 @@ typedef struct plx_device_info {
 } plx_device_info;
 
 typedef struct plx_decode_args {
+  size_t struct_size;       /* sizeof(plx_decode_args): see "Compatibility" */
   plx_tensor q, r, k, v, out;
   plx_tensor block_table;   /* optional int32 [B, max_pages]: paged KV (page_size = k.shape[1]) */
   plx_tensor cache_seqlens; /* optional int32 [B]; required with block_table */
@@ -187,6 +213,7 @@ typedef struct plx_decode_args {
 } plx_decode_args;
 
 typedef struct plx_prefill_args {
+  size_t struct_size;       /* sizeof(plx_prefill_args): see "Compatibility" */
   plx_tensor q, r, k, v, out;
   plx_tensor cu_seqlens_q;  /* optional int32 [B + 1]: packed (varlen) layout */
   plx_tensor cu_seqlens_k;  /* given exactly when cu_seqlens_q is */
@@ -252,6 +279,7 @@ typedef enum plx_probe {
 } plx_probe;
 
 typedef struct plx_merge_args {
+  size_t struct_size; /* sizeof(plx_merge_args): see "Compatibility" */
   /* The two parts, each as a call wrote it: out and vbar 16-bit, lse and tbar float32.
    * vbar_* and tbar_* are required for probe learned and ignored (may be absent) for none. */
   plx_tensor out_a, vbar_a, lse_a, tbar_a;
@@ -303,7 +331,9 @@ typedef struct plx_merge_args {
 typedef struct plx_decode_plan plx_decode_plan;
 typedef struct plx_prefill_plan plx_prefill_plan;
 
+/* Output of plx_*_plan_info and plx_*_plan_get_info; start from plx_plan_info_init. */
 typedef struct plx_plan_info {
+  size_t struct_size;                /* sizeof(plx_plan_info): see "Compatibility" */
   char variant[PLX_VARIANT_KEY_MAX]; /* canonical key of the chosen kernel */
   plx_choice choice;
   int32_t num_splits;                /* decode: split-KV count the launch uses; prefill: 1 */
@@ -320,11 +350,17 @@ PLX_API const char* plx_choice_string(plx_choice choice);
  * call on the same thread. */
 PLX_API const char* plx_last_error(void);
 
-/* options == NULL: device 0, the default database (see plx_context_options), default cache directory. */
+/* Defaults: device 0, db_path and cache_dir NULL (the default locations). */
+PLX_API void plx_context_options_init(plx_context_options* options);
+/* options == NULL: the defaults of plx_context_options_init. */
 PLX_API plx_status plx_context_create(const plx_context_options* options, plx_context** ctx);
 /* NULL is a no-op. Finish all work launched with ctx first. */
 PLX_API void plx_context_destroy(plx_context* ctx);
+/* Zeroes *info and sets its struct_size. */
+PLX_API void plx_device_info_init(plx_device_info* info);
 PLX_API plx_status plx_context_get_device_info(const plx_context* ctx, plx_device_info* info);
+/* Zeroes *info and sets its struct_size: for the plan reports below. */
+PLX_API void plx_plan_info_init(plx_plan_info* info);
 
 /* Defaults: every tensor absent (lse, tbar, vbar included), qk_scale -1, window 0, plain
  * affine, eps 1e-6, no variant, num_splits 0, runtime-managed workspace, window_left/right

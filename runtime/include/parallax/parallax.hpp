@@ -12,6 +12,8 @@
 //
 // Context owns a plx_context (move-only). Every failing call throws parallax::Error carrying
 // the plx_status and the library's message; nothing else is added to the C API's behaviour.
+// Every struct handed to the library starts from its _init (struct_size set: parallax.h,
+// "Compatibility"); Make*Args do that for the argument structs.
 #pragma once
 
 #include <cstddef>
@@ -96,7 +98,8 @@ struct PlanInfo {
 class Context {
  public:
   explicit Context(const ContextOptions& options = ContextOptions()) {
-    plx_context_options o{};
+    plx_context_options o;
+    plx_context_options_init(&o);
     o.device = options.device;
     o.db_path = options.db_path.empty() ? nullptr : options.db_path.c_str();
     o.cache_dir = options.cache_dir.empty() ? nullptr : options.cache_dir.c_str();
@@ -123,7 +126,8 @@ class Context {
   explicit operator bool() const noexcept { return ctx_ != nullptr; }
 
   plx_device_info device_info() const {
-    plx_device_info info{};
+    plx_device_info info;
+    plx_device_info_init(&info);
     Check(plx_context_get_device_info(ctx_, &info));
     return info;
   }
@@ -136,14 +140,16 @@ class Context {
     return bytes;
   }
   PlanInfo decode_plan(const plx_decode_args& args) {
-    plx_plan_info info{};
+    plx_plan_info info;
+    plx_plan_info_init(&info);
     Check(plx_decode_plan_info(ctx_, &args, &info));
     return PlanInfo::From(info);
   }
 
   void prefill(const plx_prefill_args& args, void* stream = nullptr) { Check(plx_prefill(ctx_, &args, stream)); }
   PlanInfo prefill_plan(const plx_prefill_args& args) {
-    plx_plan_info info{};
+    plx_plan_info info;
+    plx_plan_info_init(&info);
     Check(plx_prefill_plan_info(ctx_, &args, &info));
     return PlanInfo::From(info);
   }
@@ -205,7 +211,8 @@ class BasicPlan {
     Check(Api::Run(ctx_, plan_, &args, stream));
   }
   PlanInfo info() const {
-    plx_plan_info i{};
+    plx_plan_info i;
+    plx_plan_info_init(&i);
     Check(Api::Info(plan_, &i));
     return PlanInfo::From(i);
   }

@@ -95,11 +95,12 @@ class Tensor(Structure):
 
 
 class ContextOptions(Structure):
-    _fields_ = [("device", c_int32), ("db_path", c_char_p), ("cache_dir", c_char_p)]
+    _fields_ = [("struct_size", c_size_t), ("device", c_int32), ("db_path", c_char_p), ("cache_dir", c_char_p)]
 
 
 class DeviceInfo(Structure):
     _fields_ = [
+        ("struct_size", c_size_t),
         ("ordinal", c_int32),
         ("name", c_char * DEVICE_NAME_MAX),
         ("cc_major", c_int32),
@@ -111,6 +112,7 @@ class DeviceInfo(Structure):
 
 class DecodeArgs(Structure):
     _fields_ = [
+        ("struct_size", c_size_t),  # set by plx_*_args_init
         ("q", Tensor), ("r", Tensor), ("k", Tensor), ("v", Tensor), ("out", Tensor),
         ("block_table", Tensor), ("cache_seqlens", Tensor),
         ("qk_scale", c_float),
@@ -130,6 +132,7 @@ class DecodeArgs(Structure):
 
 class PrefillArgs(Structure):
     _fields_ = [
+        ("struct_size", c_size_t),  # set by plx_*_args_init
         ("q", Tensor), ("r", Tensor), ("k", Tensor), ("v", Tensor), ("out", Tensor),
         ("cu_seqlens_q", Tensor), ("cu_seqlens_k", Tensor),
         ("max_seqlen_q", c_int32),
@@ -150,6 +153,7 @@ class PrefillArgs(Structure):
 
 class MergeArgs(Structure):
     _fields_ = [
+        ("struct_size", c_size_t),  # set by plx_*_args_init
         ("out_a", Tensor), ("vbar_a", Tensor), ("lse_a", Tensor), ("tbar_a", Tensor),
         ("out_b", Tensor), ("vbar_b", Tensor), ("lse_b", Tensor), ("tbar_b", Tensor),
         ("out", Tensor), ("vbar", Tensor), ("lse", Tensor), ("tbar", Tensor),
@@ -163,6 +167,7 @@ class MergeArgs(Structure):
 
 class PlanInfo(Structure):
     _fields_ = [
+        ("struct_size", c_size_t),
         ("variant", c_char * VARIANT_KEY_MAX),
         ("choice", c_int),
         ("num_splits", c_int32),
@@ -175,8 +180,11 @@ _SIGNATURES = {
     "plx_status_string": (c_char_p, [c_int]),
     "plx_choice_string": (c_char_p, [c_int]),
     "plx_last_error": (c_char_p, []),
+    "plx_context_options_init": (None, [POINTER(ContextOptions)]),
     "plx_context_create": (c_int, [POINTER(ContextOptions), POINTER(c_void_p)]),
     "plx_context_destroy": (None, [c_void_p]),
+    "plx_device_info_init": (None, [POINTER(DeviceInfo)]),
+    "plx_plan_info_init": (None, [POINTER(PlanInfo)]),
     "plx_context_get_device_info": (c_int, [c_void_p, POINTER(DeviceInfo)]),
     "plx_decode_args_init": (None, [POINTER(DecodeArgs)]),
     "plx_decode_validate": (c_int, [POINTER(DecodeArgs)]),
@@ -201,6 +209,7 @@ _SIGNATURES = {
 }
 
 _lock = threading.Lock()
+plan_run_raw = None  # {"decode"|"prefill": plx_*_plan_run taking addresses}, set by lib()
 _lib = None
 _lib_path = None
 
@@ -215,7 +224,7 @@ def _candidates():
         p = os.path.join(here, name)
         if os.path.exists(p):
             yield p
-    repo = os.path.dirname(os.path.dirname(here))  # <repo>/python/parallax -> <repo>
+    repo = os.path.dirname(os.path.dirname(here))  # <repo>/python/parallax_tuner -> <repo>
     builds = glob.glob(os.path.join(repo, "build*", "runtime", "libparallax.so"))
     builds.sort(key=lambda p: os.path.getmtime(p), reverse=True)
     yield from builds
@@ -241,6 +250,11 @@ def lib():
                 fn = getattr(handle, name)
                 fn.restype = restype
                 fn.argtypes = argtypes
+            run = ctypes.CFUNCTYPE(c_int, c_void_p, c_void_p, c_void_p, c_void_p)
+            global plan_run_raw
+            # The eager fast path's entry points: plain addresses in, no per-call conversions.
+            plan_run_raw = {"decode": run(("plx_decode_plan_run", handle)),
+                            "prefill": run(("plx_prefill_plan_run", handle))}
             _lib_path = path
             _lib = handle
             return _lib
@@ -270,8 +284,19 @@ def version() -> str:
     return lib().plx_version().decode()
 
 
+def sized(struct_type):
+    """An output struct with its struct_size set, as the library requires."""
+    s = struct_type()
+    s.struct_size = ctypes.sizeof(struct_type)
+    return s
+
+
 def create_context(device: int, db_path=None, cache_dir=None) -> int:
-    opts = ContextOptions(device, db_path.encode() if db_path else None, cache_dir.encode() if cache_dir else None)
+    opts = ContextOptions()
+    lib().plx_context_options_init(byref(opts))
+    opts.device = device
+    opts.db_path = db_path.encode() if db_path else None
+    opts.cache_dir = cache_dir.encode() if cache_dir else None
     handle = c_void_p()
     check(lib().plx_context_create(byref(opts), byref(handle)))
     return handle.value
@@ -283,6 +308,6 @@ def destroy_context(handle) -> None:
 
 
 def device_info(handle) -> DeviceInfo:
-    info = DeviceInfo()
+    info = sized(DeviceInfo)
     check(lib().plx_context_get_device_info(handle, byref(info)))
     return info

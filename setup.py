@@ -32,6 +32,7 @@ Build a wheel: python3 -m build --wheel --no-isolation (Debian: python3-build, p
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import re
 import shlex
@@ -63,16 +64,15 @@ SYSTEM_LIBRARIES = re.compile(
 
 
 def read_version(header: str = HEADER) -> str:
-    """"MAJOR.MINOR.PATCH" from PLX_VERSION_MAJOR/MINOR/PATCH in parallax.h."""
-    with open(header, encoding="utf-8") as f:
-        text = f.read()
-    parts = []
-    for name in ("MAJOR", "MINOR", "PATCH"):
-        m = re.search(rf"^\s*#\s*define\s+PLX_VERSION_{name}\s+(\d+)\b", text, re.MULTILINE)
-        if m is None:
-            sys.exit(f"setup.py: PLX_VERSION_{name} not found in {header}")
-        parts.append(str(int(m.group(1))))
-    return ".".join(parts)
+    """"MAJOR.MINOR.PATCH" from parallax.h, by the package's own reader (one parser, one source)."""
+    spec = importlib.util.spec_from_file_location(
+        "_plx_version", os.path.join(ROOT, "python", PACKAGE, "_version.py"))
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+        return module.version_from_header(header)
+    except (OSError, RuntimeError) as e:
+        sys.exit(f"setup.py: {e}")
 
 
 VERSION = read_version()

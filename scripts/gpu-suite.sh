@@ -108,11 +108,12 @@ if [ "$what" = torch ] || [ "$what" = all ]; then
   # The eager fast path, the custom ops under torch.compile and CUDA graphs, the authors' call
   # shape; then the host cost of one eager call against SDPA's, in one process.
   export PARALLAX_LIBRARY="$PWD/.carry/lib/libparallax.so"
-  PYTHONUNBUFFERED=1 timeout 400 python3 -m unittest -v discover -s python/tests -p 'test_torch_ops_gpu.py' \
+  (cd python/tests && PYTHONUNBUFFERED=1 timeout 400 python3 -m unittest -v test_torch_ops_gpu test_autograd_gpu) \
     > "$out/torch_ops_gpu_tests.log" 2>&1 && echo "torch ops GPU tests: ok" ||
     { status=1; echo "torch ops GPU tests: FAILED"; grep -E "^(FAIL|ERROR):" "$out/torch_ops_gpu_tests.log" | head;
       tail -25 "$out/torch_ops_gpu_tests.log"; }
   grep -E "^Ran |^OK|FAILED" "$out/torch_ops_gpu_tests.log" | tail -2
+  grep -E "^\[grad\]" "$out/torch_ops_gpu_tests.log" | sort -t= -k2 -g | tail -4  # the worst gradients
   PYTHONUNBUFFERED=1 timeout 300 python3 bench/python_host_cost.py --out "$out/python_host_cost.json" \
     > "$out/python_host_cost.log" 2>&1 || { status=1; echo "python_host_cost failed"; }
   sed -n '/^| call/,$p' "$out/python_host_cost.log"; tail -3 "$out/python_host_cost.log"

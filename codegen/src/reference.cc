@@ -1,5 +1,7 @@
 #include "parallax/codegen/reference.h"
 
+#include "reference_internal.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -140,29 +142,43 @@ void CausalRow(const double* q, const double* r, const double* k, const double* 
   AttendRow(q, r, k + lo * stride, v + lo * stride, end - lo + 1, d, stride, f, out, stats);
 }
 
+}  // namespace
+
+namespace internal {
+
+absl::Status CheckSize(absl::string_view fn, absl::string_view field, size_t got, int64_t want) {
+  return ::parallax::ref::CheckSize(fn, field, got, want);
+}
+
+absl::Status CheckPrefillInputs(absl::string_view fn, const PrefillInputs& in, const Family& f) {
+  if (auto s = CheckFamily(fn, f); !s.ok()) return s;
+  if (auto s = CheckHeads(fn, in.batch, in.num_q_heads, in.num_kv_heads, in.head_dim); !s.ok()) return s;
+  if (auto s = CheckLengths(fn, "seqlens_q", in.seqlens_q, in.batch, "max_seqlen_q", in.max_seqlen_q); !s.ok())
+    return s;
+  if (auto s = CheckLengths(fn, "seqlens_k", in.seqlens_k, in.batch, "max_seqlen_k", in.max_seqlen_k); !s.ok())
+    return s;
+  const int64_t b = in.batch, hq = in.num_q_heads, hkv = in.num_kv_heads, d = in.head_dim;
+  const int64_t q_size = b * in.max_seqlen_q * hq * d, kv_size = b * in.max_seqlen_k * hkv * d;
+  if (auto s = CheckSize(fn, "q", in.q.size(), q_size); !s.ok()) return s;
+  if (auto s = CheckProbeInput(fn, f, in.r.size(), q_size); !s.ok()) return s;
+  if (auto s = CheckSize(fn, "k", in.k.size(), kv_size); !s.ok()) return s;
+  if (auto s = CheckSize(fn, "v", in.v.size(), kv_size); !s.ok()) return s;
+  if (!in.causal && f.window > 0)
+    return Bad(fn, "window", absl::StrCat("is ", f.window, ": a non-causal prefill (causal = false) sees every key"));
+  return absl::OkStatus();
+}
+
+}  // namespace internal
+
+namespace {
+
 // Prefill, with the per-row statistics when asked for.
 absl::StatusOr<PrefillResult> PrefillImpl(absl::string_view kFn, const PrefillInputs& in, const Family& f,
                                           bool with_stats) {
-  if (auto s = CheckFamily(kFn, f); !s.ok()) return s;
-  if (auto s = CheckHeads(kFn, in.batch, in.num_q_heads, in.num_kv_heads, in.head_dim); !s.ok())
-    return s;
-  if (auto s = CheckLengths(kFn, "seqlens_q", in.seqlens_q, in.batch, "max_seqlen_q",
-                            in.max_seqlen_q);
-      !s.ok())
-    return s;
-  if (auto s = CheckLengths(kFn, "seqlens_k", in.seqlens_k, in.batch, "max_seqlen_k",
-                            in.max_seqlen_k);
-      !s.ok())
-    return s;
+  if (auto s = internal::CheckPrefillInputs(kFn, in, f); !s.ok()) return s;
   const int64_t b_ = in.batch, hq = in.num_q_heads, hkv = in.num_kv_heads, d = in.head_dim;
   const int64_t lq = in.max_seqlen_q, lk = in.max_seqlen_k;
-  const int64_t q_size = b_ * lq * hq * d, kv_size = b_ * lk * hkv * d;
-  if (auto s = CheckSize(kFn, "q", in.q.size(), q_size); !s.ok()) return s;
-  if (auto s = CheckProbeInput(kFn, f, in.r.size(), q_size); !s.ok()) return s;
-  if (auto s = CheckSize(kFn, "k", in.k.size(), kv_size); !s.ok()) return s;
-  if (auto s = CheckSize(kFn, "v", in.v.size(), kv_size); !s.ok()) return s;
-  if (!in.causal && f.window > 0)
-    return Bad(kFn, "window", absl::StrCat("is ", f.window, ": a non-causal prefill (causal = false) sees every key"));
+  const int64_t q_size = b_ * lq * hq * d;
 
   PrefillResult res;
   res.out.assign(q_size, 0.0);  // rows past seqlens_q stay zero

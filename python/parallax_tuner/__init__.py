@@ -272,6 +272,14 @@ def _compiling() -> bool:
     return t is not None and t[0].compiler.is_compiling()
 
 
+def _wants_grad(*tensors) -> bool:
+    """A tensor requiring grad (with grad mode on): torch is imported, the ops are registered."""
+    if not any(getattr(t, "requires_grad", False) for t in tensors):
+        return False
+    _bind_torch()
+    return _fast._torch[0][0].is_grad_enabled()
+
+
 def _ops():
     if _ops_module is None:
         raise RuntimeError("parallax_tuner: torch.compile reached a call before the custom ops were registered; "
@@ -619,6 +627,10 @@ def parallax_prefill(q, r, k, v, qk_scale=None, *, cu_seqlens_q=None, cu_seqlens
     if return_stats and return_lse:
         raise ValueError("return_stats and return_lse: ask for one (return_lse's stats include lse and tbar)")
     if _compiling():  # torch.compile: the custom ops (parallax_tuner.ops)
+        return _ops().call_prefill(q, r, k, v, qk_scale, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
+                                   window, window_size, affine, eps, variant, out, return_stats, block_table,
+                                   seqused_k, return_lse, causal)
+    if _wants_grad(q, r, k, v):  # differentiable: through the custom op and its autograd formula
         return _ops().call_prefill(q, r, k, v, qk_scale, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
                                    window, window_size, affine, eps, variant, out, return_stats, block_table,
                                    seqused_k, return_lse, causal)

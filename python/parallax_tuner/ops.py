@@ -3,6 +3,7 @@
     torch.ops.parallax_tuner.decode / decode_lse      parallax_decode
     torch.ops.parallax_tuner.prefill / prefill_lse    parallax_prefill over contiguous or packed keys
     torch.ops.parallax_tuner.extend / extend_lse      parallax_prefill over a paged cache
+    torch.ops.parallax_tuner.prefill_backward         the gradients of prefill_lse (autograd.py)
 
 Each has a fake (meta) implementation: outputs are shaped by the inputs alone. The ``_lse``
 ops return ``(out, lse, tbar, vbar)``. You rarely call them yourself: under torch.compile,
@@ -201,7 +202,11 @@ def call_prefill(q, r, k, v, qk_scale, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
     left, right = _window_pair(window_size)
     tail = (int(_opt(max_seqlen_q, -1)), int(_opt(max_seqlen_k, -1)), float(_opt(qk_scale, -1.0)), int(window),
             left, right, affine, float(eps), variant or "", bool(causal))
-    stats = return_lse or return_stats
+    grad = _autograd.needs_grad(q, r, k, v)  # the forward saves lse, tbar, vbar for the backward
+    if grad and block_table is not None:
+        raise NotImplementedError("parallax_prefill over a paged cache (extend) has no backward; "
+                                  "detach the inputs or pass contiguous k, v")
+    stats = return_lse or return_stats or grad
     if block_table is not None:
         fn = torch.ops.parallax_tuner.extend_lse if stats else torch.ops.parallax_tuner.extend
         res = fn(q, r, k, v, block_table, seqused_k, cu_seqlens_q, *tail)
@@ -220,3 +225,4 @@ def call_prefill(q, r, k, v, qk_scale, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
 
 
 _api._ops_module = sys.modules[__name__]
+from . import autograd as _autograd  # noqa: E402  (registers the backward of prefill_lse)

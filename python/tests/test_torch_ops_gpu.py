@@ -300,7 +300,8 @@ class CompatGpuTest(unittest.TestCase):
 class ReadmeGpuTest(unittest.TestCase):
     def test_use_from_pytorch_runs(self):
         # The README's "Use from PyTorch" example, as written.
-        readme = open(os.path.join(HERE, os.pardir, os.pardir, "README.md"), encoding="utf-8").read()
+        with open(os.path.join(HERE, os.pardir, os.pardir, "README.md"), encoding="utf-8") as f:
+            readme = f.read()
         section = readme[readme.index("## Use from PyTorch"):]
         code = section[section.index("```python") + len("```python"):]
         code = code[:code.index("```")]

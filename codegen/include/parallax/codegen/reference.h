@@ -118,4 +118,38 @@ struct ErrorStats {
 // element in got, or a size mismatch, makes both relative errors +inf.
 ErrorStats Compare(const std::vector<double>& got, const std::vector<double>& ref);
 
+
+// ---- Backward of prefill (gradients; the derivation is in docs/backward.md) -------------
+// The gradients of L = sum(dout * out) with respect to q, r, k and v, computed the way a GPU
+// kernel does: from the forward's saved per-row statistics (lse, tbar, vbar) and out, one
+// more pass over the row's visible keys (the visibility of Prefill). Per query row i (one
+// head; GQA: query head h reads kv head h / (Hq/Hkv)), with tau < 0 meaning 1/sqrt(D):
+//   w_j = exp(tau q.k_j - lse),  s2_j = r.k_j (unscaled),  g_j = dout.v_j,
+//   Dsum = dout.out,  G = dout.vbar.
+//   plain:      u = 1,                kappa = G,        rho = 0
+//   amplified:  delta = 1 - (tbar - r.q);
+//               |delta| <  eps (guarded, delta -> eps sign(delta), a constant):
+//                           u = 1/(eps sign(delta)), kappa = u G,  rho = 0
+//               |delta| >= eps:  u = 1/delta,  kappa = u Dsum,  rho = u (G - Dsum)
+//   Dd   = Dsum + kappa tbar
+//   a_j  = g_j (1 - u (s2_j - tbar)) + kappa s2_j
+//   ds1_j = w_j (a_j - Dd)     (dL/ds1_j, s1_j = tau q.k_j)
+//   ds2_j = w_j (kappa - u g_j)  (dL/ds2_j)
+//   c_j  = w_j (1 - u (s2_j - tbar))   (the effective weight of v_j)
+//   dv_j += c_j dout_i;   dk_j += tau ds1_j q_i + ds2_j r_i;
+//   dq_i  = tau sum_j ds1_j k_j + rho r_i;   dr_i = sum_j ds2_j k_j + rho q_i.
+// dk and dv sum over every query row and over the query heads of the kv head's group.
+// Probe kNone (or kLearned with an empty r) reads as r = 0: s2 = 0, tbar = 0, delta = 1
+// (guarded only when eps > 1), and the formulas reduce to softmax's backward.
+struct PrefillGrads {
+  std::vector<double> dq, dr, dk, dv;  // shapes of q, r, k, v (dr empty when r is)
+};
+// dout [B][Lq_max][Hq][D] like out. Gradients of L = sum(dout * out) with respect to q, r, k,
+// v for the inputs and family of Prefill. Rows past seqlens_q[b] and keys past seqlens_k[b]
+// get zero gradients, as do rows without a visible key; probe kNone gives dr all zeros (sized
+// like r). Validates like Prefill (InvalidArgument naming the field, 'dout' for its size);
+// probe kSolved: UnimplementedError (forward only).
+absl::StatusOr<PrefillGrads> PrefillBackward(const PrefillInputs& in, const std::vector<double>& dout,
+                                             const Family& f);
+
 }  // namespace parallax::ref

@@ -5,7 +5,7 @@
     scripts/gen-python-docs.py --check    exit 1 if docs/python.md is not what this would write
 
 Needs neither torch nor a GPU nor libparallax.so: parallax_tuner imports without them, and
-parallax_tuner.ops (which needs torch) is read with ast, not imported.
+parallax_tuner.ops and .autograd (which need torch) are read with ast, not imported.
 """
 import argparse
 import ast
@@ -58,11 +58,11 @@ def entry(name, obj):
     return "\n".join(lines)
 
 
-def ops_section():
-    path = os.path.join(REPO, "python", "parallax_tuner", "ops.py")
+def ops_section(module="ops"):
+    path = os.path.join(REPO, "python", "parallax_tuner", module + ".py")
     with open(path, encoding="utf-8") as f:
         tree = ast.parse(f.read())
-    out = ["## `parallax_tuner.ops` (needs torch)\n", clean(ast.get_docstring(tree)) + "\n"]
+    out = [f"## `parallax_tuner.{module}` (needs torch)\n", clean(ast.get_docstring(tree)) + "\n"]
     for node in tree.body:
         if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
             for dec in node.decorator_list:
@@ -83,7 +83,8 @@ def render():
     parts.append(clean(compat.__doc__) + "\n")
     for name in compat.__all__:
         parts.append(entry(name, getattr(compat, name)))
-    parts.append(ops_section())
+    parts.append(ops_section("ops"))
+    parts.append(ops_section("autograd"))
     return "\n".join(parts).rstrip() + "\n"
 
 

@@ -72,7 +72,10 @@ std::string RunLine(const cache::RunInfo& r) {
     return absl::StrCat(head, " (unreadable params_json: problem_key is not a string)");
   nlohmann::json strategy;
   const bool has_strategy = service::ReadJson(r.params, "strategy", &strategy) == service::JsonField::kOk;
-  return absl::StrFormat("%s %s %s", head, problem_key, has_strategy ? service::SafeDump(strategy) : "");
+  std::string shard;  // `tune --shard I/N` runs say which
+  const bool has_shard = service::ReadJson(r.params, "shard", &shard) == service::JsonField::kOk;
+  return absl::StrFormat("%s %s %s%s", head, problem_key, has_strategy ? service::SafeDump(strategy) : "",
+                         has_shard ? absl::StrCat(" shard ", shard) : "");
 }
 
 // The default's time where the tuner measured it: the device's own default (what the runtime

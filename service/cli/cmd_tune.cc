@@ -1,6 +1,8 @@
 // `parallax tune`: offline tuning of one decode or prefill problem over a shape grid on this
 // machine's GPUs, into the tuning database the runtime reads. Progress goes to stderr; the
 // summary (or --json) to stdout. Ctrl-C / SIGTERM stop cleanly; the same command resumes.
+// --shard I/N tunes a deterministic, cost-balanced slice of the buckets (search/shard.h);
+// --dry-run lists the units (the shard's) with their expected costs, without a GPU.
 #include <signal.h>
 #include <unistd.h>
 
@@ -18,6 +20,8 @@
 #include "cli_io.h"
 #include "cli_options.h"
 #include "parallax/search/progress.h"
+#include "parallax/search/shard.h"
+#include "parallax/search/tuning_db.h"
 #include "parallax/search/tune_args.h"
 #include "parallax/search/tuner.h"
 #include "parallax/search/logging.h"
@@ -41,6 +45,9 @@ struct TuneCmdOptions {
   int compile_threads = 0;
   double min_timeout_s = 5;
   bool json = false;
+  std::string shard;      // "I/N"; used when shard_given
+  bool shard_given = false;
+  bool dry_run = false;
   bool test_faults = false;  // plant the -testfault / -testhang variants (isolation check)
 };
 
@@ -97,6 +104,44 @@ void PrintSummary(const search::TuneReport& r, const std::string& db) {
   }
 }
 
+// --dry-run: the units, their expected costs and shards; only the selected shard's with --shard.
+int PrintPlan(const search::TuneRequest& req, const search::ShardPlan& plan, const search::ShardSpec* shard,
+              bool json) {
+  const std::string problem = ProblemKey(req.problem, req.algorithm);
+  double total = 0, mine = 0;
+  int count = 0;
+  nlohmann::json units = nlohmann::json::array();
+  for (const search::WorkUnit& u : plan.units) {
+    total += u.cost_s;
+    if (shard != nullptr && u.shard != shard->index) continue;
+    mine += u.cost_s;
+    ++count;
+    units.push_back({{"unit", u.order + 1}, {"bucket", u.key}, {"candidates", u.candidates},
+                     {"expected_s", u.cost_s}, {"shard", u.shard}});
+  }
+  if (json) {
+    nlohmann::json j = {{"problem", problem},
+                        {"shard", shard != nullptr ? nlohmann::json(search::ToString(*shard)) : nlohmann::json()},
+                        {"shards", plan.count},
+                        {"units_total", plan.units.size()},
+                        {"expected_s", mine},
+                        {"expected_total_s", total},
+                        {"shard_expected_s", plan.load_s},
+                        {"units", units}};
+    std::cout << j.dump(2) << "\n";
+    return kExitOk;
+  }
+  std::cout << absl::StrFormat("# %s: %s%d of %d unit(s), expected %s of %s (a rough estimate, for balancing)\n",
+                               problem, shard != nullptr ? absl::StrCat("shard ", search::ToString(*shard), ": ") : "",
+                               count, plan.units.size(), search::ProgressPrinter::Duration(mine),
+                               search::ProgressPrinter::Duration(total));
+  std::cout << absl::StrFormat("# %4s %-15s %10s %11s %5s\n", "unit", "bucket", "candidates", "expected_s", "shard");
+  for (const nlohmann::json& u : units)
+    std::cout << absl::StrFormat("  %4d %-15s %10d %11.1f %5d\n", u["unit"].get<int>(), u["bucket"].get<std::string>(),
+                                 u["candidates"].get<int>(), u["expected_s"].get<double>(), u["shard"].get<int>());
+  return kExitOk;
+}
+
 int RunTune(const TuneCmdOptions& o) {
   search::LogToStderr();  // stdout is the command's output
   absl::StatusOr<search::TuneRequest> req = search::MakeTuneRequest(o.args);
@@ -107,17 +152,46 @@ int RunTune(const TuneCmdOptions& o) {
     return Fail(kExitUsage, "--reps wants three increasing counts: few,mid,full (e.g. 3,8,20)");
   if (o.splits.empty()) return Fail(kExitUsage, "--splits needs at least one count");
   if (o.min_timeout_s <= 0) return Fail(kExitUsage, "--min-timeout must be above 0");
+  search::ShardSpec shard;
+  if (o.shard_given) {
+    absl::StatusOr<search::ShardSpec> s = search::ParseShard(o.shard);
+    if (!s.ok()) return Fail(kExitUsage, s.status().message());
+    shard = *s;
+  }
+  search::TuneSpaceOptions space;
+  space.splits = o.splits;
+  space.fused_merge = !o.no_fused;
+  const search::TuneRequest full = *req;
+  if (o.dry_run || o.shard_given) {
+    const search::ShardPlan plan = search::PlanShards(full, space, shard.count);
+    if (o.dry_run) return PrintPlan(full, plan, o.shard_given ? &shard : nullptr, o.json);
+    *req = search::ShardRequest(full, plan, shard.index);
+  }
 
   absl::StatusOr<std::string> db = RequiredDbPath(o.db, "tune");
   if (!db.ok()) return Fail(kExitUsage, db.status().message());
+  if (req->buckets.empty()) {
+    // More shards than buckets: nothing to tune, but the database exists for the merge step.
+    absl::StatusOr<std::unique_ptr<search::TuningDb>> t = search::TuningDb::Open(*db);
+    if (!t.ok()) return Fail(kExitFailure, t.status().message());
+    std::cerr << absl::StrFormat("parallax: shard %s has no work (%d bucket(s) over %d shards); %s is empty\n",
+                                 search::ToString(shard), full.buckets.size(), shard.count, *db);
+    if (o.json)
+      std::cout << nlohmann::json({{"problem", ProblemKey(full.problem, full.algorithm)},
+                                   {"db", *db},
+                                   {"shard", search::ToString(shard)},
+                                   {"buckets", nlohmann::json::array()}})
+                       .dump(2)
+                << "\n";
+    return kExitOk;
+  }
   search::TuneOptions to;
   to.db_path = *db;
   to.strategy.kind = *kind;
   to.strategy.seed = o.seed;
   to.strategy.reps = {o.reps[0], o.reps[1], o.reps[2]};
   to.budget_s = o.budget_s;
-  to.space.splits = o.splits;
-  to.space.fused_merge = !o.no_fused;
+  to.space = space;
   to.cache_dir = o.cache_dir;
   to.compile_threads = o.compile_threads;
   to.min_timeout_s = o.min_timeout_s;
@@ -129,6 +203,7 @@ int RunTune(const TuneCmdOptions& o) {
   }
   to.cancel = &g_stop;
   to.command = {{"mode", o.args.mode}, {"preset", o.args.preset}, {"splits", o.splits}, {"fused", !o.no_fused}, {"reps", o.reps}};
+  if (o.shard_given) to.command["shard"] = search::ToString(shard);
   search::ProgressPrinter printer(stderr, ::isatty(2) != 0);
   to.progress = [&printer](const search::ProgressEvent& e) { printer(e); };
 
@@ -144,8 +219,16 @@ int RunTune(const TuneCmdOptions& o) {
   printer.Finish();
   if (!r.ok()) return Fail(r.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitFailure,
                            r.status().message());
-  if (o.json) std::cout << ReportJson(*r, to.db_path).dump(2) << "\n";
-  else PrintSummary(*r, to.db_path);
+  if (o.json) {
+    nlohmann::json j = ReportJson(*r, to.db_path);
+    if (o.shard_given) j["shard"] = search::ToString(shard);
+    std::cout << j.dump(2) << "\n";
+  } else {
+    if (o.shard_given)
+      std::cout << absl::StrFormat("# shard %s: %d of %d bucket(s)\n", search::ToString(shard), req->buckets.size(),
+                                   full.buckets.size());
+    PrintSummary(*r, to.db_path);
+  }
   if (r->cancelled) return Fail(kExitInterrupted, "interrupted; rerun the same command to resume");
   bool any_ok = false;
   for (const search::UnitReport& u : r->units) any_ok = any_ok || !u.best_key.empty();
@@ -194,11 +277,20 @@ Action SetupTune(CLI::App& cmd) {
   AddDurationOption(cmd, "--min-timeout", o->min_timeout_s,
                     "How long a measurement may take before its worker is killed, at least (else 20x its "
                     "expected time)");
+  CLI::Option* shard = cmd.add_option(
+      "--shard", o->shard,
+      "Tune shard I of N (1-based, e.g. 2/4): a deterministic slice of the buckets balanced by expected cost; "
+      "give each shard its own --db, rerun to resume, merge with `db import`");
+  cmd.add_flag("--dry-run", o->dry_run,
+               "List the units of work (with --shard: the shard's) and their expected costs; no GPU, no database");
   cmd.add_flag("--json", o->json, "Print the summary as JSON");
   // Hidden: the GPU suite uses it to prove that a faulting and a hanging kernel are recorded
   // as failed / timeout while tuning goes on.
   cmd.add_flag("--test-faults", o->test_faults, "Also measure a faulting and a hanging test variant")->group("");
-  return [o] { return RunTune(*o); };
+  return [o, shard] {
+    o->shard_given = shard->count() > 0;
+    return RunTune(*o);
+  };
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <functional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -510,6 +511,77 @@ TEST_F(CliTest, DbShowOrdersBucketsByNumberAndPlotsTunedVsDefault) {
   r = Cli("db show --plot " + dir_ + "/none.svg --db " + empty, dir_);
   EXPECT_EQ(r.code, 1);
   EXPECT_TRUE(OneErrorLine(r.err)) << r.err;
+}
+
+// `tune --shard I/N`: 1-based I/N only, refused with exit 2 and one line naming --shard
+// (before any GPU is looked for); --dry-run lists a shard's units and their expected costs
+// without a GPU or a database, and the shards' lists partition the unsharded one.
+TEST_F(CliTest, TuneShardIsCheckedAndListedByDryRun) {
+  Result r = Cli("tune --help", dir_);
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const char* s : {"--shard", "I of N", "--dry-run", "db import"}) EXPECT_NE(r.out.find(s), std::string::npos) << s;
+  const std::string base = "tune --preset llama3-8b --db " + dir_ + "/t.db";
+  for (const char* bad : {"0/4", "5/4", "1/0", "2", "a/b", "1/4/2", "-1/4", "1.5/4", "''", "1/99999"}) {
+    for (const char* dry : {"", " --dry-run"}) {
+      r = Cli(base + " --shard " + bad + dry, dir_);
+      EXPECT_EQ(r.code, 2) << bad << dry << ": " << r.err;
+      EXPECT_TRUE(OneErrorLine(r.err)) << bad << ": '" << r.err << "'";
+      EXPECT_NE(r.err.find("--shard"), std::string::npos) << r.err;
+    }
+  }
+  EXPECT_EQ(Cli(base + " --shard", dir_).code, 2);  // no value
+
+  r = Cli(base + " --dry-run --json", dir_);
+  ASSERT_EQ(r.code, 0) << r.err;
+  nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_TRUE(j["shard"].is_null());
+  std::vector<std::string> all;
+  for (const auto& u : j["units"]) all.push_back(u["bucket"]);
+  ASSERT_EQ(all.size(), 16u);
+  const double total = j["expected_total_s"];
+  for (int n = 1; n <= 4; ++n) {
+    std::multiset<std::string> seen;
+    double sum = 0;
+    for (int i = 1; i <= n; ++i) {
+      const std::string shard = std::to_string(i) + "/" + std::to_string(n);
+      r = Cli(base + " --dry-run --json --shard " + shard, dir_);
+      ASSERT_EQ(r.code, 0) << shard << ": " << r.err;
+      j = nlohmann::json::parse(r.out);
+      EXPECT_EQ(j["shard"], shard);
+      EXPECT_EQ(j["units_total"], 16);
+      double mine = 0;
+      for (const auto& u : j["units"]) {
+        EXPECT_EQ(u["shard"], i);
+        EXPECT_GT(u["expected_s"].get<double>(), 0);
+        seen.insert(u["bucket"].get<std::string>());
+        mine += u["expected_s"].get<double>();
+      }
+      EXPECT_NEAR(mine, j["expected_s"].get<double>(), 1e-6 * total);
+      EXPECT_NEAR(mine, j["shard_expected_s"][i - 1].get<double>(), 1e-6 * total);
+      sum += mine;
+    }
+    EXPECT_EQ(seen, std::multiset<std::string>(all.begin(), all.end())) << n << " shards";
+    EXPECT_NEAR(sum, total, 1e-6 * total);
+  }
+  r = Cli(base + " --dry-run --shard 2/4", dir_);  // text: a header, then one line a unit
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("shard 2/4: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("expected_s"), std::string::npos) << r.out;
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/t.db"));  // a dry run opens no database
+
+  // More shards than buckets: the empty shard succeeds at once (no GPU needed) and leaves an
+  // empty database that the merge step imports.
+  const std::string empty = dir_ + "/empty-shard.db";
+  r = Cli("tune --preset qwen3-0.6b --batch 1 --seqlen 1024 --shard 2/2 --db " + empty, dir_);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("shard 2/2 has no work"), std::string::npos) << r.err;
+  EXPECT_EQ(Cli("db import " + empty + " --db " + dir_ + "/merged.db", dir_).code, 0);
+  EXPECT_EQ(Cli("db verify --db " + empty, dir_).code, 0);
+  r = Cli("tune --preset qwen3-0.6b --batch 1 --seqlen 1024 --shard 3/3 --json --db " + dir_ + "/e3.db", dir_);
+  EXPECT_EQ(r.code, 0) << r.err;
+  j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["shard"], "3/3");
+  EXPECT_TRUE(j["buckets"].empty());
 }
 
 // Budgets and limits: one unit everywhere, with suffixes.

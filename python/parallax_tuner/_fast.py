@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
+import weakref
 
 from . import _lib
 
@@ -39,11 +40,19 @@ def bind_torch(torch) -> None:
 def invalidate() -> None:
     """Forget every thread's plans (their contexts were retired by configure())."""
     with _caches_lock:
-        for c in _caches:
+        for c in list(_caches):
             c.clear()
 
 
-_caches: list = []  # every thread's cache, so invalidate() reaches them all
+class _Cache(dict):
+    """A thread's signature -> Entry map (a dict subclass, so the registry can hold it weakly).
+    Compared and hashed by identity: two threads' caches are never the same cache."""
+
+    __hash__ = object.__hash__
+    __eq__ = object.__eq__
+
+
+_caches = weakref.WeakSet()  # every live thread's cache, so invalidate() reaches them all
 _caches_lock = threading.Lock()
 
 
@@ -51,9 +60,9 @@ def cache() -> dict:
     try:
         return _tls.c
     except AttributeError:
-        c = _tls.c = {}
+        c = _tls.c = _Cache()
         with _caches_lock:
-            _caches.append(c)  # a thread's dict outlives it; a few per process, each bounded
+            _caches.add(c)  # dropped with its thread: the thread-local holds the only reference
         return c
 
 

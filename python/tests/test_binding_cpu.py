@@ -711,6 +711,26 @@ class PackageTest(unittest.TestCase):
             plx.parallax_decode(t["q"], t["r"], t["k"], t["v"], window_size=[3, 0])  # unhashable option
         self.assertEqual(len(_fast.cache()), 0)
 
+    def test_thread_caches_are_reached_and_released(self):
+        import gc
+        import threading
+        from parallax_tuner import _fast
+        seen = []
+
+        def work():
+            c = _fast.cache()
+            c["key"] = "entry"
+            seen.append(c)
+        t = threading.Thread(target=work)
+        t.start()
+        t.join()
+        self.assertIn(seen[0], list(_fast._caches))  # invalidate() reaches another thread's cache
+        _fast.invalidate()
+        self.assertEqual(len(seen[0]), 0)
+        seen.clear()
+        gc.collect()
+        self.assertEqual([c for c in _fast._caches if c is not _fast.cache()], [])  # gone with its thread
+
     def test_ops_module_needs_torch(self):
         code = ("import sys\nsys.modules['torch'] = None\nimport parallax_tuner\n"
                 "try:\n    import parallax_tuner.ops\nexcept ImportError as e:\n    print('no torch:', e)\n")

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <numeric>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -19,11 +20,7 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-double Dot(const double* a, const double* b, int n) {
-  double s = 0;
-  for (int i = 0; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
+double Dot(const double* a, const double* b, int n) { return std::inner_product(a, a + n, b, 0.0); }
 
 // The per-row scalars of the backward (reference.h): u scales the probe branch, kappa and rho
 // carry the derivative through tbar and r.q, and dd = sum_j w_j a_j is the softmax centring.

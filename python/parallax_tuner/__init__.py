@@ -576,7 +576,7 @@ def _stats_buffers(q, packed: bool, no_keys: bool = False):
     """lse and tbar, float32 [B, Hq, Lq] or, packed, [Hq, Tq]; with no_keys filled as rows
     without visible keys read (-inf and 0), else left for the kernel to write."""
     import torch
-    shape = (q.shape[1], q.shape[0]) if packed else (q.shape[0], q.shape[2], q.shape[1])
+    shape = _stats_shape(q, packed)
     if no_keys:
         return (torch.full(shape, float("-inf"), dtype=torch.float32, device=q.device),
                 torch.zeros(shape, dtype=torch.float32, device=q.device))
@@ -940,7 +940,7 @@ def plan_decode(q, r, k, v, qk_scale=None, *, block_table=None, cache_seqlens=No
 def _stats_placeholders(a, q, packed: bool) -> None:
     """lse / tbar descriptors for a plan: float32 of the stats shape at q's (aligned) address.
     A plan reads no pointer; the run gets real buffers."""
-    shape = (q.shape[1], q.shape[0]) if packed else (q.shape[0], q.shape[2], q.shape[1])
+    shape = _stats_shape(q, packed)
     for name in ("lse", "tbar"):
         t = _lib.Tensor()
         t.data = int(q.data_ptr()) or None

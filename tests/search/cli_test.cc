@@ -80,19 +80,27 @@ class CliTest : public ::testing::Test {
   void TearDown() override {
     if (!HasFailure()) std::filesystem::remove_all(dir_);
   }
-  // A database with one device, problem, a few measurements and two best configs, written
-  // through the same code the tuner uses.
-  std::string MakeDb(const std::string& name) {
-    const std::string path = dir_ + "/" + name;
-    std::unique_ptr<TuningDb> db = *TuningDb::Open(path);
+  // The device and problem the databases below are written for.
+  static DeviceInfo FakeDevice() {
     DeviceInfo d;
     d.name = "FakeGPU";
     d.cc_major = 9;
     d.sm_count = 132;
     d.nvrtc_version = "13.0";
+    return d;
+  }
+  static TuneRequest QwenRequest() {
     TuneArgs a;
     a.preset = "qwen3-0.6b";
-    const TuneRequest req = *MakeTuneRequest(a);
+    return *MakeTuneRequest(a);
+  }
+  // A database with one device, problem, a few measurements and two best configs, written
+  // through the same code the tuner uses.
+  std::string MakeDb(const std::string& name) {
+    const std::string path = dir_ + "/" + name;
+    std::unique_ptr<TuningDb> db = *TuningDb::Open(path);
+    const DeviceInfo d = FakeDevice();
+    const TuneRequest req = QwenRequest();
     UnitKey u{*db->DeviceId(d), d.fingerprint(), *db->ProblemId(req.problem, req.algorithm),
               ProblemKey(req.problem, req.algorithm), "b1-l1024", 13000, std::nullopt};
     const std::string def = DefaultVariantKey(req.problem, req.algorithm);
@@ -455,14 +463,8 @@ TEST_F(CliTest, DbShowOrdersBucketsByNumberAndPlotsTunedVsDefault) {
   const std::string db = MakeDb("order.db");
   {  // more buckets of the same problem: text order would put b1-l16384 before b1-l4096
     std::unique_ptr<TuningDb> t = *TuningDb::Open(db);
-    DeviceInfo d;
-    d.name = "FakeGPU";
-    d.cc_major = 9;
-    d.sm_count = 132;
-    d.nvrtc_version = "13.0";
-    TuneArgs a;
-    a.preset = "qwen3-0.6b";
-    const TuneRequest req = *MakeTuneRequest(a);
+    const DeviceInfo d = FakeDevice();
+    const TuneRequest req = QwenRequest();
     const std::string def = DefaultVariantKey(req.problem, req.algorithm);
     for (const auto& [bucket, us] : std::vector<std::pair<std::string, double>>{{"b1-l16384", 40}, {"b1-l4096", 25}}) {
       UnitKey u{*t->DeviceId(d), d.fingerprint(), *t->ProblemId(req.problem, req.algorithm),
@@ -626,9 +628,7 @@ TEST_F(CliTest, WarmupCompilesForAnArchWithoutAGpu) {
   nlohmann::json j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["compiled"], 1);
   ASSERT_EQ(j["variants"].size(), 1u);
-  TuneArgs a;
-  a.preset = "qwen3-0.6b";
-  const TuneRequest req = *MakeTuneRequest(a);
+  const TuneRequest req = QwenRequest();
   const Variant def = *Variant::Create(req.problem, req.algorithm, DefaultSchedule(req.problem, req.algorithm, 80));
   EXPECT_EQ(j["variants"][0]["key"], def.Key());
   const std::string want = BinaryCacheEntryFor(def.Key(), GenerateSource(def), "sm_80", NvrtcVersion(), cache).path;

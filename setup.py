@@ -267,6 +267,7 @@ setup(
     package_dir={"": "python"},
     packages=find_packages("python", include=[PACKAGE, PACKAGE + ".*"]),  # not parallax_client, tests
     include_package_data=False,
+    package_data={PACKAGE: ["csrc/*.cpp"]},  # the C++ fast path, compiled on the user's machine (torch_ext)
     license_files=["LICENSE"],
     distclass=BinaryDistribution,
     cmdclass=cmdclass,

@@ -6,6 +6,8 @@ GPU is slower than the launches; median over --trials loops after a warm-up. The
 the total can be accounted for.
 
 Usage: PARALLAX_LIBRARY=.../libparallax.so python3 bench/python_host_cost.py [--out FILE.json]
+Run it with and without the C++ fast path (PARALLAX_TORCH_EXT=0) and the eager one-launch twin
+(PARALLAX_EAGER_ONE_LAUNCH=0) to compare; the JSON records which were on.
 """
 import argparse
 import json
@@ -60,6 +62,8 @@ def main():
            "calls": args.calls, "trials": args.trials, "variants": {}, "pieces": {}}
     V = res["variants"]
     V["ours parallax_decode"] = per_call_us(lambda: plx.parallax_decode(q, r, k, v), args.calls, args.trials)
+    res["cpp_fast_path"] = _fast.ext[0] is not None
+    res["eager_one_launch"] = os.environ.get("PARALLAX_EAGER_ONE_LAUNCH", "1") != "0"
     V["ours parallax_decode out="] = per_call_us(lambda: plx.parallax_decode(q, r, k, v, out=out), args.calls,
                                                  args.trials)
     V["ours softmax (r=None)"] = per_call_us(lambda: plx.parallax_decode(q, None, k, v), args.calls, args.trials)
@@ -143,6 +147,11 @@ def main():
     P["torch.cuda.current_stream().cuda_stream"] = loop(lambda: torch.cuda.current_stream(0).cuda_stream)
     P["5 data_ptr()"] = loop(lambda: (q.data_ptr(), r.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr()))
     P["torch.compiler.is_compiling()"] = loop(torch.compiler.is_compiling)
+    if _fast.ext[0] is not None:
+        x, opts = _fast.ext[0], ("decode", None, 0, None, "plain", 1e-6, None, 0, None)
+        torch.cuda.synchronize()
+        P["C++ ext.run alone (signature, lookup, out, plan run, launch)"] = per_call_us(
+            lambda: x.run(opts, q, r, k, v, None, None, None), args.calls, args.trials)["median_us"]
     torch.cuda.synchronize()
     P["Entry.launch (pointers + C plan run + launch)"] = per_call_us(
         lambda: entry.launch((q, r, k, v, out, None, None)), args.calls, args.trials)["median_us"]
@@ -155,7 +164,8 @@ def main():
         print(f"| piece: {name} | {us:.2f} |")
     for name, us in res["gpu_us"].items():
         print(f"| GPU time per call (graph replay): {name} | {us:.2f} |")
-    print("default variant:", res["default_variant"])
+    print("default variant:", res["default_variant"], "| C++ fast path:", res["cpp_fast_path"],
+          "| eager one-launch twin:", res["eager_one_launch"])
     if args.out:
         with open(args.out, "w") as f:
             json.dump(res, f, indent=1)

@@ -88,7 +88,7 @@ stray = [n for n in names if not (n.startswith("parallax_tuner/") or n.startswit
 if stray:
     problems.append(f"files outside parallax_tuner/: {stray}")
 for must in ("parallax_tuner/__init__.py", "parallax_tuner/_lib.py", "parallax_tuner/_version.py",
-             "parallax_tuner/libparallax.so"):
+             "parallax_tuner/libparallax.so", "parallax_tuner/torch_ext.py", "parallax_tuner/csrc/fast_ext.cpp"):
     if must not in names:
         problems.append(f"{must} missing")
 if "parallax_tuner/_version.py" in names:

@@ -20,6 +20,7 @@ DOC = os.path.join(REPO, "docs", "python.md")
 
 import parallax_tuner as plx  # noqa: E402
 import parallax_tuner.compat as compat  # noqa: E402
+import parallax_tuner.torch_ext as torch_ext  # noqa: E402  (imports torch only when called)
 
 HEADER = """# Python API: `parallax_tuner`
 
@@ -85,6 +86,10 @@ def render():
         parts.append(entry(name, getattr(compat, name)))
     parts.append(ops_section("ops"))
     parts.append(ops_section("autograd"))
+    parts.append("## `parallax_tuner.torch_ext` (the C++ fast path, needs torch)\n")
+    parts.append(clean(torch_ext.__doc__) + "\n")
+    for name in ("build", "load", "build_dir"):
+        parts.append(entry(name, getattr(torch_ext, name)))
     return "\n".join(parts).rstrip() + "\n"
 
 

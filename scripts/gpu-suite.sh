@@ -108,6 +108,13 @@ if [ "$what" = torch ] || [ "$what" = all ]; then
   # The eager fast path, the custom ops under torch.compile and CUDA graphs, the authors' call
   # shape; then the host cost of one eager call against SDPA's, in one process.
   export PARALLAX_LIBRARY="$PWD/.carry/lib/libparallax.so"
+  # The C++ fast path (python/parallax_tuner/torch_ext.py) built against this torch first, so
+  # the tests and the first bench run use it.
+  export PARALLAX_TORCH_EXT_DIR="${PARALLAX_TORCH_EXT_DIR:-/tmp/plx-torch-ext}"
+  t0=$(date +%s)
+  (cd python && PYTHONUNBUFFERED=1 timeout 300 python3 -m parallax_tuner.torch_ext build) > "$out/torch_ext_build.log" 2>&1 &&
+    echo "C++ fast path built in $(( $(date +%s) - t0 )) s" ||
+    { status=1; echo "C++ fast path build FAILED"; tail -20 "$out/torch_ext_build.log"; }
   (cd python/tests && PYTHONUNBUFFERED=1 timeout 400 python3 -m unittest -v test_torch_ops_gpu test_autograd_gpu) \
     > "$out/torch_ops_gpu_tests.log" 2>&1 && echo "torch ops GPU tests: ok" ||
     { status=1; echo "torch ops GPU tests: FAILED"; grep -E "^(FAIL|ERROR):" "$out/torch_ops_gpu_tests.log" | head;
@@ -117,6 +124,13 @@ if [ "$what" = torch ] || [ "$what" = all ]; then
   PYTHONUNBUFFERED=1 timeout 300 python3 bench/python_host_cost.py --out "$out/python_host_cost.json" \
     > "$out/python_host_cost.log" 2>&1 || { status=1; echo "python_host_cost failed"; }
   sed -n '/^| call/,$p' "$out/python_host_cost.log"; tail -3 "$out/python_host_cost.log"
+  # The same without the C++ fast path, and without the eager one-launch twin: the rows that move.
+  for off in PARALLAX_TORCH_EXT PARALLAX_EAGER_ONE_LAUNCH; do
+    env "$off=0" PYTHONUNBUFFERED=1 timeout 300 python3 bench/python_host_cost.py --trials 21 \
+      --out "$out/python_host_cost-no-${off#PARALLAX_}.json" > "$out/python_host_cost-no-${off#PARALLAX_}.log" 2>&1 ||
+      { status=1; echo "python_host_cost with $off=0 failed"; }
+    echo "-- $off=0:"; grep -E "^\| ours (parallax_decode|DecodePlan)|^default variant" "$out/python_host_cost-no-${off#PARALLAX_}.log"
+  done
 fi
 if [ "$what" = prefill-anchors ]; then
   # Our library through the Python binding, the authors' package and torch SDPA in one process.

@@ -60,4 +60,13 @@ Schedule DefaultSchedule(const Problem& p, const Algorithm& a, int sm) {
   return CanonicalSchedule(p, a, DefaultFamily(p, sm).Default(p, a));
 }
 
+std::optional<Variant> OneLaunchTwin(const Variant& v) {
+  Schedule s = v.schedule();
+  if (!(FamilyOf(v).fields() & kFieldFusedMerge) || s.fused_merge || s.splits == 1) return std::nullopt;
+  s.fused_merge = true;
+  absl::StatusOr<Variant> twin = Variant::Create(v.problem(), v.algorithm(), s);
+  if (!twin.ok()) return std::nullopt;
+  return *std::move(twin);
+}
+
 }  // namespace parallax

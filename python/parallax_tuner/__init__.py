@@ -442,6 +442,14 @@ def parallax_decode(q, r, k, v, qk_scale=None, *, block_table=None, cache_seqlen
     if _compiling():  # torch.compile: the custom op (parallax_tuner.ops)
         return _ops().call_decode(q, r, k, v, qk_scale, block_table, cache_seqlens, window, window_size, affine, eps,
                                   variant, num_splits, out, workspace, max_seqlen_k, return_lse)
+    x = _fast.ext[0]
+    if x is not None and workspace is None and not return_lse:  # the C++ fast path (torch_ext)
+        opts = ("decode", qk_scale, window, window_size, affine, eps, variant, num_splits, max_seqlen_k)
+        res = x.run(opts, q, r, k, v, block_table, cache_seqlens, out)
+        if res is not None:
+            if res.__class__ is int:
+                _lib.check(res)
+            return res
     key = None
     if workspace is None:
         try:
@@ -454,6 +462,9 @@ def parallax_decode(q, r, k, v, qk_scale=None, *, block_table=None, cache_seqlen
         except (AttributeError, TypeError):  # not torch tensors, or an unhashable option: checked way
             key = entry = None
         if entry is not None:
+            if x is not None and not return_lse:  # made before the extension loaded: hand it over
+                _decode_ext_remember(q, r, k, v, block_table, cache_seqlens, out, qk_scale, window, window_size,
+                                     affine, eps, variant, num_splits, max_seqlen_k, entry)
             return _run_decode(entry, q, r, k, v, block_table, cache_seqlens, out, return_lse)
     if q is not None and hasattr(q, "numel") and q.numel() == 0:
         out = out if out is not None else _empty_like_q(q)
@@ -463,6 +474,7 @@ def parallax_decode(q, r, k, v, qk_scale=None, *, block_table=None, cache_seqlen
         return (out, _alloc_stats(q, False, no_keys=True)) if return_lse else out
     a, device = _decode_prepare(q, r, k, v, qk_scale, block_table, cache_seqlens, window, window_size, affine, eps,
                                 variant, num_splits, out, workspace, max_seqlen_k, stats=return_lse)
+    given_out = out
     if out is None:
         out = _empty_like_q(q)
         a.out = _describe(out, "out")
@@ -480,11 +492,22 @@ def parallax_decode(q, r, k, v, qk_scale=None, *, block_table=None, cache_seqlen
                        _stats_shape(q, False) if return_lse else None)
     entry.contiguous = q.is_contiguous()
     _fast.remember(key, entry)
+    if not return_lse:
+        _decode_ext_remember(q, r, k, v, block_table, cache_seqlens, given_out, qk_scale, window, window_size, affine,
+                             eps, variant, num_splits, max_seqlen_k, entry)
     entry.launch((q, r, k, v, out, block_table, cache_seqlens) + ((stats.lse, stats.tbar, stats.vbar) if stats else ()))
     return (out, stats) if return_lse else out
 
 
 _DECODE_FIELDS = ("q", "r", "k", "v", "out", "block_table", "cache_seqlens", "lse", "tbar", "vbar")
+_DECODE_EXT_FIELDS = ("q", "r", "k", "v", "block_table", "cache_seqlens", "out")  # ext.run's order
+
+
+def _decode_ext_remember(q, r, k, v, block_table, cache_seqlens, out, qk_scale, window, window_size, affine, eps,
+                         variant, num_splits, max_seqlen_k, entry):
+    """The same key as parallax_decode's ext.run call, for the C++ fast path."""
+    _fast.ext_remember(("decode", qk_scale, window, window_size, affine, eps, variant, num_splits, max_seqlen_k),
+                       (q, r, k, v, block_table, cache_seqlens, out), _DECODE_EXT_FIELDS, entry)
 
 
 def _run_decode(entry, q, r, k, v, block_table, cache_seqlens, out, return_lse):
@@ -630,6 +653,15 @@ def parallax_prefill(q, r, k, v, qk_scale=None, *, cu_seqlens_q=None, cu_seqlens
         return _ops().call_prefill(q, r, k, v, qk_scale, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
                                    window, window_size, affine, eps, variant, out, return_stats, block_table,
                                    seqused_k, return_lse, causal)
+    x = _fast.ext[0]
+    plain = not (return_stats or return_lse)
+    if x is not None and plain:  # the C++ fast path (torch_ext); it declines autograd
+        res = x.run(("prefill", qk_scale, max_seqlen_q, max_seqlen_k, window, window_size, affine, eps, variant,
+                     causal), q, r, k, v, cu_seqlens_q, cu_seqlens_k, block_table, seqused_k, out)
+        if res is not None:
+            if res.__class__ is int:
+                _lib.check(res)
+            return res
     if _wants_grad(q, r, k, v):  # differentiable: through the custom op and its autograd formula
         return _ops().call_prefill(q, r, k, v, qk_scale, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
                                    window, window_size, affine, eps, variant, out, return_stats, block_table,
@@ -649,6 +681,10 @@ def parallax_prefill(q, r, k, v, qk_scale=None, *, cu_seqlens_q=None, cu_seqlens
         except (AttributeError, TypeError):  # not torch tensors, or an unhashable option: checked way
             key = entry = None
         if entry is not None:
+            if x is not None and plain:  # made before the extension loaded: hand it over
+                _prefill_ext_remember(q, r, k, v, cu_seqlens_q, cu_seqlens_k, block_table, seqused_k, out, qk_scale,
+                                      max_seqlen_q, max_seqlen_k, window, window_size, affine, eps, variant, causal,
+                                      entry)
             return _run_prefill(entry, q, r, k, v, out, cu_seqlens_q, cu_seqlens_k, block_table, seqused_k,
                                 return_stats, return_lse, packed)
     if q is not None and hasattr(q, "numel") and q.numel() == 0:
@@ -664,6 +700,7 @@ def parallax_prefill(q, r, k, v, qk_scale=None, *, cu_seqlens_q=None, cu_seqlens
     a, device = _prefill_prepare(q, r, k, v, qk_scale, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
                                  window, window_size, affine, eps, variant, out, block_table, seqused_k, causal,
                                  stats=return_lse)
+    given_out = out
     if out is None:
         out = _empty_like_q(q)
         a.out = _describe(out, "out")
@@ -684,6 +721,9 @@ def parallax_prefill(q, r, k, v, qk_scale=None, *, cu_seqlens_q=None, cu_seqlens
                            _stats_shape(q, packed) if (return_lse or return_stats) else None)
         entry.contiguous = q.is_contiguous()
         _fast.remember(key, entry)
+        if plain:
+            _prefill_ext_remember(q, r, k, v, cu_seqlens_q, cu_seqlens_k, block_table, seqused_k, given_out, qk_scale,
+                                  max_seqlen_q, max_seqlen_k, window, window_size, affine, eps, variant, causal, entry)
         outs = () if stats is None else tuple(stats)[:3]
         entry.launch((q, r, k, v, out, cu_seqlens_q, cu_seqlens_k, block_table, seqused_k) + outs)
     if return_lse:
@@ -693,6 +733,15 @@ def parallax_prefill(q, r, k, v, qk_scale=None, *, cu_seqlens_q=None, cu_seqlens
 
 _PREFILL_FIELDS = ("q", "r", "k", "v", "out", "cu_seqlens_q", "cu_seqlens_k", "block_table", "seqused_k", "lse",
                    "tbar", "vbar")
+_PREFILL_EXT_FIELDS = ("q", "r", "k", "v", "cu_seqlens_q", "cu_seqlens_k", "block_table", "seqused_k", "out")
+
+
+def _prefill_ext_remember(q, r, k, v, cu_seqlens_q, cu_seqlens_k, block_table, seqused_k, out, qk_scale, max_seqlen_q,
+                          max_seqlen_k, window, window_size, affine, eps, variant, causal, entry):
+    """The same key as parallax_prefill's ext.run call, for the C++ fast path."""
+    _fast.ext_remember(("prefill", qk_scale, max_seqlen_q, max_seqlen_k, window, window_size, affine, eps, variant,
+                        causal), (q, r, k, v, cu_seqlens_q, cu_seqlens_k, block_table, seqused_k, out),
+                       _PREFILL_EXT_FIELDS, entry)
 
 
 def _run_prefill(entry, q, r, k, v, out, cu_seqlens_q, cu_seqlens_k, block_table, seqused_k, return_stats,

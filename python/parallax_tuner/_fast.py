@@ -27,6 +27,9 @@ _tls = threading.local()
 _torch = [None]  # (torch, raw-stream getter), set by bind_torch()
 
 
+ext = [None]  # the C++ fast path (torch_ext, csrc/fast_ext.cpp) when built for this torch
+
+
 def bind_torch(torch) -> None:
     """Called by the checked path (which has imported torch)."""
     if _torch[0] is None:
@@ -34,12 +37,16 @@ def bind_torch(torch) -> None:
         if raw is None:  # older torch: the documented way, slower
             def raw(device, _cs=torch.cuda.current_stream):
                 return _cs(device).cuda_stream
+        from . import torch_ext
+        ext[0] = torch_ext.load(torch)
         _torch[0] = (torch, raw)
 
 
 def invalidate() -> None:
     """Forget every thread's plans (their contexts were retired by configure())."""
     with _caches_lock:
+        if ext[0] is not None:
+            ext[0].clear()  # its records borrow the entries about to go
         for c in list(_caches):
             c.clear()
 
@@ -77,7 +84,7 @@ class Entry:
     """A validated argument struct and its plan; run() launches over new tensors of the same
     signature. `fields` name the struct's tensors in the order run() receives them."""
 
-    __slots__ = ("kind", "args", "addr", "slots", "plan", "ctx", "ctx_handle", "device", "out_shape",
+    __slots__ = ("kind", "args", "addr", "slots", "offsets", "plan", "ctx", "ctx_handle", "device", "out_shape",
                  "stats_shape", "destroy", "contiguous", "__weakref__")
 
     def __init__(self, kind, args, plan, ctx, device, fields, out_shape, stats_shape, owns=True):
@@ -86,8 +93,9 @@ class Entry:
         self.addr = ctypes.addressof(args)
         base = type(args)
         # One pointer view per given tensor, so a run rewrites data pointers only.
-        self.slots = tuple(None if not getattr(args, f).data else
-                           ctypes.c_void_p.from_buffer(args, getattr(base, f).offset) for f in fields)
+        self.offsets = {f: getattr(base, f).offset for f in fields if getattr(args, f).data}
+        self.slots = tuple(None if f not in self.offsets else ctypes.c_void_p.from_buffer(args, self.offsets[f])
+                           for f in fields)
         self.plan = plan
         self.ctx = ctx  # kept alive while the plan may run
         self.ctx_handle = ctx.handle
@@ -131,5 +139,23 @@ def alloc_out(entry, q):
 def remember(key, entry) -> None:
     c = cache()
     if len(c) >= MAX_ENTRIES:
+        if ext[0] is not None:
+            ext[0].clear_thread()  # its records borrow these entries
         c.clear()  # a workload with this many signatures is not served from here anyway
     c[key] = entry
+
+
+_run_addr = {}
+
+
+def ext_remember(opts, tensors, names, entry) -> None:
+    """Hands a cached entry to the C++ fast path: a later ext.run(opts, *tensors) with the
+    same signature runs it. `names`: the struct field of each position of `tensors` (the last
+    is out, None when run() should allocate it). The entry must stay in this thread's cache."""
+    x = ext[0]
+    if x is None or entry.destroy is None:
+        return
+    if entry.kind not in _run_addr:
+        _run_addr[entry.kind] = ctypes.cast(_lib.plan_run_raw[entry.kind], ctypes.c_void_p).value
+    x.remember(opts, tensors, entry.addr, tuple(entry.offsets.get(n, -1) for n in names), entry.plan,
+               entry.ctx_handle, _run_addr[entry.kind], entry.device, 1 if entry.contiguous else 2, entry.out_shape)

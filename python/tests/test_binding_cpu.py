@@ -740,5 +740,72 @@ class PackageTest(unittest.TestCase):
         self.assertIn("no torch", r.stdout)
 
 
+class TorchExtLoaderTest(unittest.TestCase):
+    """The C++ fast path's loader (parallax_tuner.torch_ext) with a stand-in torch: it finds
+    builds by torch, Python and source, never compiles unasked, and a bad build never breaks
+    a call (the ctypes path serves)."""
+
+    def setUp(self):
+        import tempfile
+        import types
+        from parallax_tuner import torch_ext
+        self.ext = torch_ext
+        self.dir = tempfile.mkdtemp()
+        self.env = {k: os.environ.get(k) for k in ("PARALLAX_TORCH_EXT_DIR", "PARALLAX_TORCH_EXT")}
+        os.environ["PARALLAX_TORCH_EXT_DIR"] = self.dir
+        os.environ.pop("PARALLAX_TORCH_EXT", None)
+        self.torch = types.SimpleNamespace(__version__="2.11.0+cu130", version=types.SimpleNamespace(cuda="13.0"),
+                                           cuda=types.SimpleNamespace(is_available=lambda: True))
+
+    def tearDown(self):
+        import shutil
+        for k, v in self.env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def test_build_dir_names_torch_python_and_source(self):
+        d = self.ext.build_dir(self.torch)
+        self.assertTrue(d.startswith(self.dir), d)
+        name = os.path.basename(d)
+        self.assertIn("torch2.11.0_cu130", name)
+        self.assertIn(f"py{sys.version_info[0]}{sys.version_info[1]}", name)
+        other = types_ns(self.torch, __version__="2.12.0")
+        self.assertNotEqual(self.ext.build_dir(other), d, "a torch upgrade would load a stale build")
+
+    def test_nothing_built_nothing_compiled(self):
+        self.assertIsNone(self.ext.load(self.torch))
+        self.assertFalse(os.path.exists(self.ext.build_dir(self.torch)), "load() compiled or created something")
+
+    def test_a_broken_build_is_reported_and_skipped(self):
+        d = self.ext.build_dir(self.torch)
+        os.makedirs(d)
+        with open(os.path.join(d, "parallax_tuner_fast_ext.so"), "w") as f:
+            f.write("not a shared object")
+        import io
+        from contextlib import redirect_stderr
+        err = io.StringIO()
+        with redirect_stderr(err):
+            self.assertIsNone(self.ext.load(self.torch))
+        self.assertIn("did not load", err.getvalue())
+        os.environ["PARALLAX_TORCH_EXT"] = "0"
+        err = io.StringIO()
+        with redirect_stderr(err):
+            self.assertIsNone(self.ext.load(self.torch))
+        self.assertEqual(err.getvalue(), "", "turned off, yet it tried")
+
+    def test_the_source_ships_with_the_package(self):
+        self.assertTrue(os.path.isfile(self.ext._SOURCE), self.ext._SOURCE)
+
+
+def types_ns(ns, **changes):
+    import types
+    d = dict(vars(ns))
+    d.update(changes)
+    return types.SimpleNamespace(**d)
+
+
 if __name__ == "__main__":
     unittest.main()

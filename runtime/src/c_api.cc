@@ -257,7 +257,10 @@ PLX_API plx_status plx_decode(plx_context* ctx, const plx_decode_args* args, voi
     parallax::DecodeCall call;
     std::optional<parallax::DecodePlan> plan;
     if (plx_status s = PlanDecode(fn, ctx, args, &call, &plan); s != PLX_OK) return s;
-    absl::Status s = ctx->runtime->RunDecode(*plan, call, static_cast<CUstream>(stream));
+    // With a one-launch twin, an eager call alone would never load the captured variant: load
+    // both, so a call made before capturing a graph still prepares the capture.
+    absl::Status s = plan->eager ? ctx->runtime->PrepareDecode(*plan, call) : absl::OkStatus();
+    if (s.ok()) s = ctx->runtime->RunDecode(*plan, call, static_cast<CUstream>(stream));
     if (!s.ok()) return Fail(fn, s);
     return PLX_OK;
   });

@@ -15,19 +15,13 @@
 #include "parallax/runtime/binary_cache.h"
 #include "parallax/runtime/cuda_driver.h"
 #include "parallax/runtime/nvrtc_compiler.h"
+#include "loaded_kernel.h"
 #include "tma_params.h"
 #include "tuned_store.h"
 #include "xxhash.h"
 
 namespace parallax {
 
-struct LoadedKernel {
-  CUmodule module = nullptr;
-  CUfunction main = nullptr;
-  CUfunction merge = nullptr;  // decode only
-  LaunchShape shape;
-  int ctas_per_sm = 0;         // occupancy of `main` at shape
-};
 
 const char* ToString(Choice c) {
   switch (c) {
@@ -86,6 +80,8 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Create(const RuntimeOptions& o
   PLX_CU_RETURN_IF_ERROR(d, cuDevicePrimaryCtxRetain(&ctx, cudev));
   RuntimeOptions o = options;
   if (o.cache_dir.empty()) o.cache_dir = DefaultCacheDir();
+  if (const char* e = std::getenv("PARALLAX_EAGER_ONE_LAUNCH"); e != nullptr && std::string(e) == "0")
+    o.eager_one_launch = false;
   std::unique_ptr<Runtime> rt(new Runtime(o, *dev, ctx));
   if (!o.db_path.empty()) {  // tuned configs, read-only; a missing file has none, a bad one is an error
     absl::StatusOr<std::unique_ptr<TunedStore>> db = TunedStore::Open(o.db_path, *dev);
@@ -109,7 +105,9 @@ Runtime::~Runtime() {
   d->cuCtxSetCurrent(ctx_);
   for (auto& [key, k] : kernels_)
     if (k->module) d->cuModuleUnload(k->module);
-  for (GrowBuffer* b : {&workspace_, &counters_, &work_counters_}) {
+  std::vector<GrowBuffer*> buffers = {&work_counters_};
+  for (auto& [stream, s] : decode_scratch_) buffers.insert(buffers.end(), {&s.workspace, &s.counters});
+  for (GrowBuffer* b : buffers) {
     if (b->ptr) d->cuMemFree_v2(b->ptr);
     for (CUdeviceptr r : b->retired) d->cuMemFree_v2(r);
   }
@@ -287,12 +285,16 @@ absl::StatusOr<DecodePlan> Runtime::PlanDecodeWith(const DecodeCall& c, const Va
     chosen = TunedOrDefault(p, alg, BucketFor(batch, seqlen), &choice);
     if (!chosen.ok()) return chosen.status();
   }
-  DecodePlan plan{*chosen, choice};
+  DecodePlan plan{*chosen, choice, 1, 0, std::nullopt};
   const int variant_splits = plan.variant.schedule().splits;
   plan.num_splits = c.num_splits > 0   ? c.num_splits
                     : variant_splits > 0 ? variant_splits
                                          : AutoSplits(plan.variant, batch, seqlen);
   plan.workspace_bytes = DecodeWorkspaceBytes(plan.variant, batch, plan.num_splits);
+  if (options_.eager_one_launch && plan.choice != Choice::kExplicit && plan.num_splits > 1)
+    if (std::optional<Variant> twin = OneLaunchTwin(plan.variant);
+        twin && twin->smem_bytes() <= device_.max_smem_per_block_optin)
+      plan.eager = std::move(twin);
   return plan;
 }
 
@@ -309,13 +311,16 @@ absl::Status Runtime::RunDecode(const DecodePlan& plan, const DecodeCall& c, CUs
 absl::Status Runtime::LaunchDecode(const DecodePlan& plan, PlxDecodeParams p, void* workspace,
                                    size_t workspace_bytes, CUstream stream) {
   if (p.batch == 0) return absl::OkStatus();
-  absl::StatusOr<const LoadedKernel*> k = Load(plan.variant);
+  const bool capturing = (plan.eager || plan.num_splits > 1) && Capturing(stream);
+  // Outside capture a split plan launches its one-launch twin (same splits and workspace).
+  const Variant& v = plan.eager && !capturing ? *plan.eager : plan.variant;
+  absl::StatusOr<const LoadedKernel*> k = Load(v);
   if (!k.ok()) return k.status();
   if (absl::Status s = MakeCurrent(); !s.ok()) return s;
   void* ws = workspace;
   if (plan.workspace_bytes > 0) {
     if (ws == nullptr) {
-      absl::StatusOr<void*> w = Ensure(workspace_, plan.workspace_bytes);
+      absl::StatusOr<void*> w = Scratch(&DecodeScratch::workspace, plan.workspace_bytes, stream, capturing);
       if (!w.ok()) return w.status();
       ws = *w;
     } else if (workspace_bytes < plan.workspace_bytes) {
@@ -323,7 +328,6 @@ absl::Status Runtime::LaunchDecode(const DecodePlan& plan, PlxDecodeParams p, vo
                                                      plan.workspace_bytes));
     }
   }
-  const Variant& v = plan.variant;
   const int num_q_heads = v.problem().num_q_heads;
   const Grid grid = FamilyOf(v).MainGrid(v, p.batch, 1, plan.num_splits);
   const size_t stat_floats = static_cast<size_t>(plan.num_splits) * p.batch * num_q_heads * 4;
@@ -331,7 +335,7 @@ absl::Status Runtime::LaunchDecode(const DecodePlan& plan, PlxDecodeParams p, vo
   p.part_stats = static_cast<float*>(ws);
   p.part_o = ws ? static_cast<float*>(ws) + stat_floats : nullptr;
   if (v.schedule().fused_merge && plan.num_splits > 1) {
-    absl::StatusOr<int*> c = DecodeCounters(v, p.batch, plan.num_splits);
+    absl::StatusOr<int*> c = DecodeCounters(v, p.batch, plan.num_splits, stream, capturing);
     if (!c.ok()) return c.status();
     p.counters = *c;
   }
@@ -368,11 +372,34 @@ absl::Status Runtime::LaunchDecode(const DecodePlan& plan, PlxDecodeParams p, vo
   return absl::OkStatus();
 }
 
-absl::StatusOr<int*> Runtime::DecodeCounters(const Variant& v, int batch, int num_splits) {
+// Whether work launched on `stream` is being captured into a graph. Unknown counts as
+// capturing: the chosen variant is then launched, which is right under capture and only
+// slower (one more launch) outside it.
+bool Runtime::Capturing(CUstream stream) const {
+  const cu::Api* d = *cu::Driver();
+  if (d->cuStreamIsCapturing == nullptr) return true;
+  CUstreamCaptureStatus st = CU_STREAM_CAPTURE_STATUS_NONE;
+  return d->cuStreamIsCapturing(stream, &st) != CUDA_SUCCESS || st != CU_STREAM_CAPTURE_STATUS_NONE;
+}
+
+absl::StatusOr<void*> Runtime::Scratch(GrowBuffer DecodeScratch::*which, size_t bytes, CUstream stream,
+                                       bool capturing) {
+  GrowBuffer* buf = nullptr;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto own = decode_scratch_.find(stream);
+    if (own != decode_scratch_.end() && (own->second.*which).size >= bytes) return reinterpret_cast<void*>((own->second.*which).ptr);
+    buf = &(decode_scratch_[capturing ? nullptr : stream].*which);
+  }
+  return Ensure(*buf, bytes);
+}
+
+absl::StatusOr<int*> Runtime::DecodeCounters(const Variant& v, int batch, int num_splits, CUstream stream,
+                                             bool capturing) {
   // Counters live in a runtime-owned buffer so callers never have to zero their workspace.
   const Grid grid = FamilyOf(v).MainGrid(v, batch, 1, num_splits);
   const size_t n = static_cast<size_t>(grid.y) * grid.z;  // one per head group
-  absl::StatusOr<void*> c = Ensure(counters_, n * sizeof(int));
+  absl::StatusOr<void*> c = Scratch(&DecodeScratch::counters, n * sizeof(int), stream, capturing);
   if (!c.ok()) return c.status();
   return static_cast<int*>(*c);
 }
@@ -388,11 +415,19 @@ absl::StatusOr<int*> Runtime::WorkCounters() {
 absl::Status Runtime::PrepareDecode(const DecodePlan& plan, const DecodeCall& c) {
   if (c.params.batch == 0) return absl::OkStatus();
   if (absl::StatusOr<const LoadedKernel*> k = Load(plan.variant); !k.ok()) return k.status();
+  // The shared set (the null stream's), which a capture falls back to.
   if (plan.workspace_bytes > 0 && c.workspace == nullptr)
-    if (absl::StatusOr<void*> w = Ensure(workspace_, plan.workspace_bytes); !w.ok()) return w.status();
+    if (absl::StatusOr<void*> w = Scratch(&DecodeScratch::workspace, plan.workspace_bytes, nullptr, false); !w.ok())
+      return w.status();
   if (plan.variant.schedule().fused_merge && plan.num_splits > 1)
-    if (absl::StatusOr<int*> n = DecodeCounters(plan.variant, c.params.batch, plan.num_splits); !n.ok())
+    if (absl::StatusOr<int*> n = DecodeCounters(plan.variant, c.params.batch, plan.num_splits, nullptr, false); !n.ok())
       return n.status();
+  if (plan.eager) {  // loaded with the plan, so neither an eager run nor a capture compiles
+    DecodePlan one = plan;
+    one.variant = *std::move(one.eager);
+    one.eager.reset();
+    return PrepareDecode(one, c);
+  }
   return absl::OkStatus();
 }
 
@@ -407,6 +442,8 @@ absl::Status Runtime::PreparePrefill(const Variant& v, const PrefillCall& c) {
 absl::Status Runtime::Decode(const DecodeArgs& a, CUstream stream) {
   absl::StatusOr<DecodePlan> plan = PlanDecode(a);
   if (!plan.ok()) return plan.status();
+  if (plan->eager)  // as plx_decode: load the captured variant too
+    if (absl::Status s = PrepareDecode(*plan, ToDecodeCall(a)); !s.ok()) return s;
   return RunDecode(*plan, a, stream);
 }
 

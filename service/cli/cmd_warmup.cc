@@ -251,6 +251,10 @@ int RunWarmup(const WarmupOptions& o) {
     if (!v.ok()) return Fail(kExitUsage, absl::StrCat("--key: ", v.status().message()));
     plan.Add(*v, "--key");
   }
+  // A split decode runs eagerly as its one-launch twin (RuntimeOptions::eager_one_launch).
+  for (size_t i = 0, n = plan.items().size(); i < n; ++i)
+    if (std::optional<Variant> twin = OneLaunchTwin(plan.items()[i].variant))
+      plan.Add(*twin, "eager one-launch twin");
   std::vector<Item>& items = plan.items();
   if (items.empty())
     return Fail(kExitUsage,

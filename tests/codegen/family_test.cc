@@ -1,6 +1,7 @@
 // Every registered kernel family keeps the contracts the rest of the tree relies on: one
 // family per mode, default schedules that are valid, keys that round-trip over the whole
 // space, a launch shape and grid that match the variant, and kernels named as it says.
+#include <optional>
 #include <set>
 #include <utility>
 #include <string>
@@ -150,9 +151,37 @@ TEST(FamilyRegistry, FieldsAFamilyDoesNotReadAreRefusedAndNamed) {
   s.block_m = 64;
   v = Variant::Create(decode, Algorithm{}, s);
   ASSERT_FALSE(v.ok());
-  EXPECT_EQ(v.status().message(), "block_m=64: applies to prefill_sm90 and prefill only; must be 0 for decode");
+  EXPECT_EQ(v.status().message(), "block_m=64: applies to prefill_sm90 and prefill and prefill_bwd only; must be 0 for decode");
   // CanonicalSchedule clears them instead.
   EXPECT_TRUE(Variant::Create(decode, Algorithm{}, CanonicalSchedule(decode, Algorithm{}, s)).ok());
+}
+
+
+// The one-launch twin (what an eager run of a split plan launches) is the same schedule with
+// the merge fused, and exists only where a second launch does.
+TEST(FamilyRegistry, OneLaunchTwinFusesTheMergeOfSplitDecodesOnly) {
+  const Problem p = ProblemFor(Mode::kDecode);
+  const Algorithm a;
+  const Schedule def = DefaultSchedule(p, a);
+  absl::StatusOr<Variant> v = Variant::Create(p, a, def);
+  ASSERT_TRUE(v.ok()) << v.status();
+  ASSERT_FALSE(def.fused_merge);
+  std::optional<Variant> twin = OneLaunchTwin(*v);
+  ASSERT_TRUE(twin.has_value()) << v->Key();
+  EXPECT_TRUE(twin->schedule().fused_merge);
+  EXPECT_EQ(twin->Key(), v->Key() + "-fused");
+  EXPECT_FALSE(OneLaunchTwin(*twin).has_value()) << "already one launch";
+
+  Schedule one = def;
+  one.splits = 1;
+  absl::StatusOr<Variant> single = Variant::Create(p, a, one);
+  ASSERT_TRUE(single.ok()) << single.status();
+  EXPECT_FALSE(OneLaunchTwin(*single).has_value()) << single->Key();
+
+  const Problem pp = ProblemFor(Mode::kPrefill);
+  absl::StatusOr<Variant> prefill = Variant::Create(pp, a, DefaultSchedule(pp, a));
+  ASSERT_TRUE(prefill.ok()) << prefill.status();
+  EXPECT_FALSE(OneLaunchTwin(*prefill).has_value()) << prefill->Key();
 }
 
 }  // namespace

@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <functional>
 #include <memory>
 #include <random>
@@ -182,6 +184,63 @@ TEST_F(DecodePlanGpu, TheHintFollowsTheLiveBatchNotTheCapacity) {
   } else {
     EXPECT_LE(RelError(outs[2], outs[1]), 4e-3);
   }
+}
+
+// A split plan runs eagerly as its one-launch twin (the fused merge) and under stream capture
+// as planned. What a graph replays must be the planned kernels: bit-identical to an eager run
+// of a context with the twin turned off (PARALLAX_EAGER_ONE_LAUNCH=0); the eager run agrees to
+// rounding.
+TEST_F(DecodePlanGpu, EagerRunsTheOneLaunchTwinCaptureRunsThePlan) {
+  std::mt19937_64 rng(79);
+  const PagedBatch p = MakeBatch(rng, {700, 1000}, 64);
+  const size_t pool = p.num_pages * kPage * kHkv * kD, rows = p.batch * kHq * kD;
+  auto k = RandomHalves(rng, pool, DType::kBF16), v = RandomHalves(rng, pool, DType::kBF16);
+  DeviceBuffer out(rows * 2);
+  const plx_decode_args a = Args(p, *k, *v, out, 1000);
+  const PlanInfo info = Info(a);
+  if (info.num_splits < 2 || info.variant.find("-fused") != std::string::npos)
+    GTEST_SKIP() << "this shape plans " << info.variant << " with " << info.num_splits << " split(s): no twin";
+
+  setenv("PARALLAX_EAGER_ONE_LAUNCH", "0", 1);
+  plx_context* planned_ctx = nullptr;
+  const plx_status made = plx_context_create(nullptr, &planned_ctx);
+  unsetenv("PARALLAX_EAGER_ONE_LAUNCH");
+  ASSERT_EQ(made, PLX_OK) << plx_last_error();
+  plx_decode_plan *plan = nullptr, *plain = nullptr;
+  ASSERT_EQ(plx_decode_plan_create(ctx_, &a, &plan), PLX_OK) << plx_last_error();
+  ASSERT_EQ(plx_decode_plan_create(planned_ctx, &a, &plain), PLX_OK) << plx_last_error();
+
+  const std::vector<uint16_t> eager = Launch([&] { return plx_decode_plan_run(ctx_, plan, &a, nullptr); }, out, rows);
+  const std::vector<uint16_t> as_planned =
+      Launch([&] { return plx_decode_plan_run(planned_ctx, plain, &a, nullptr); }, out, rows);
+
+  const cu::Api* d = *cu::Driver();
+  CUstream s = nullptr;
+  ASSERT_EQ(d->cuStreamCreate(&s, CU_STREAM_NON_BLOCKING), CUDA_SUCCESS);
+  CUgraph g = nullptr;
+  CUgraphExec ge = nullptr;
+  ASSERT_EQ(d->cuStreamBeginCapture_v2(s, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL), CUDA_SUCCESS);
+  const plx_status captured = plx_decode_plan_run(ctx_, plan, &a, s);
+  ASSERT_EQ(d->cuStreamEndCapture(s, &g), CUDA_SUCCESS);
+  ASSERT_EQ(captured, PLX_OK) << plx_last_error();
+  ASSERT_EQ(d->cuGraphInstantiateWithFlags(&ge, g, 0), CUDA_SUCCESS);
+  const std::vector<uint16_t> replayed = Launch(
+      [&] {
+        const bool ok = d->cuGraphLaunch(ge, s) == CUDA_SUCCESS && d->cuStreamSynchronize(s) == CUDA_SUCCESS;
+        return ok ? PLX_OK : PLX_ERROR_CUDA;
+      },
+      out, rows);
+  EXPECT_EQ(std::memcmp(replayed.data(), as_planned.data(), rows * 2), 0)
+      << "the captured run is not the planned variant's";
+  EXPECT_LE(RelError(eager, as_planned), 4e-3);
+  std::printf("[eager] %s splits=%d: eager vs planned rel %.2e\n", info.variant.c_str(), info.num_splits,
+              RelError(eager, as_planned));
+  d->cuGraphExecDestroy(ge);
+  d->cuGraphDestroy(g);
+  d->cuStreamDestroy_v2(s);
+  plx_decode_plan_destroy(plain);
+  plx_decode_plan_destroy(plan);
+  plx_context_destroy(planned_ctx);
 }
 
 }  // namespace

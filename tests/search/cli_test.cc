@@ -626,19 +626,22 @@ TEST_F(CliTest, WarmupCompilesForAnArchWithoutAGpu) {
   Result r = Cli(base, dir_);
   ASSERT_EQ(r.code, 0) << r.err;
   nlohmann::json j = nlohmann::json::parse(r.out);
-  EXPECT_EQ(j["compiled"], 1);
-  ASSERT_EQ(j["variants"].size(), 1u);
+  // The default and its eager one-launch twin (what an eager run of a split plan launches).
+  EXPECT_EQ(j["compiled"], 2);
+  ASSERT_EQ(j["variants"].size(), 2u);
   const TuneRequest req = QwenRequest();
   const Variant def = *Variant::Create(req.problem, req.algorithm, DefaultSchedule(req.problem, req.algorithm, 80));
   EXPECT_EQ(j["variants"][0]["key"], def.Key());
+  EXPECT_EQ(j["variants"][1]["key"], OneLaunchTwin(def)->Key());
+  EXPECT_EQ(j["variants"][1]["why"][0], "eager one-launch twin");
   const std::string want = BinaryCacheEntryFor(def.Key(), GenerateSource(def), "sm_80", NvrtcVersion(), cache).path;
   EXPECT_EQ(j["variants"][0]["path"], want);
   EXPECT_GT(std::filesystem::file_size(want), 1000u);
-  EXPECT_NE(r.err.find("[1/1] compiled"), std::string::npos) << r.err;  // progress on stderr
+  EXPECT_NE(r.err.find("[2/2] compiled"), std::string::npos) << r.err;  // progress on stderr
   r = Cli(base, dir_);
   ASSERT_EQ(r.code, 0) << r.err;
   j = nlohmann::json::parse(r.out);
-  EXPECT_EQ(j["cached"], 1);
+  EXPECT_EQ(j["cached"], 2);
   EXPECT_EQ(j["compiled"], 0);
 
   // Tuned configs of an sm_90 device, read-only: the dry run lists them with the defaults.

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -143,6 +144,12 @@ const KernelFamily& DefaultFamily(const Problem& p, int sm = 0);
 // The built-in schedule of DefaultFamily(p.mode, sm), made canonical: what runs when neither
 // the caller nor the tuning database names a variant.
 Schedule DefaultSchedule(const Problem& p, const Algorithm& a, int sm = 0);
+// The one-launch twin of a split-KV variant whose merge is a second kernel: the same schedule
+// with the merge fused into the main kernel (kFieldFusedMerge). A launch costs the host about
+// 4 us, so an eager caller at small sizes is faster with one launch even where the fused merge
+// costs a little GPU time; under graph replay the separate merge wins. nullopt when v has no
+// separate merge (fused already, one split, or a family without the field) or the twin is invalid.
+std::optional<Variant> OneLaunchTwin(const Variant& v);
 
 // Every registered family, in registry order (codegen/families/families.inc).
 const std::vector<const KernelFamily*>& AllFamilies();

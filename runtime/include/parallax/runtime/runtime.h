@@ -14,10 +14,10 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <optional>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -43,6 +43,11 @@ struct RuntimeOptions {
   // configs (and is looked for again later). The C API fills it with ResolveDbPath() below,
   // so its default is the shared location; C++ callers that want that do the same.
   std::string db_path;
+  // Split-KV decodes run eagerly (outside stream capture) as their one-launch twin
+  // (OneLaunchTwin, kernel_family.h): a launch costs the host more than the fused merge costs
+  // the GPU when nothing is captured. Captured runs keep the chosen variant. $PARALLAX_EAGER_ONE_LAUNCH=0
+  // turns it off for every runtime.
+  bool eager_one_launch = true;
 };
 
 // The tuning DB under the one rule of cache/paths.h: `requested` when not empty, else
@@ -55,6 +60,9 @@ struct DecodePlan {
   Choice choice = Choice::kDefault;
   int num_splits = 1;
   size_t workspace_bytes = 0;
+  // What a run outside stream capture launches instead of `variant` (RuntimeOptions::
+  // eager_one_launch); the same split count and workspace. Not for explicit variants.
+  std::optional<Variant> eager;
 };
 
 struct LoadedKernel;  // module + functions, owned by the runtime
@@ -132,9 +140,19 @@ class Runtime {
     std::vector<CUdeviceptr> retired;  // outgrown, kept until destruction (graphs may use them)
   };
   absl::StatusOr<void*> Ensure(GrowBuffer& buf, size_t bytes);
+  // Decode scratch, one set per stream: split partials and fused-merge counters of decodes in
+  // flight together on different streams must not share memory. Allocating cannot be
+  // captured, so a capture whose stream has no large enough set of its own uses the set plans
+  // prepare ahead (PrepareDecode), kept under the null stream's key (the legacy stream's own).
+  struct DecodeScratch {
+    GrowBuffer workspace;  // split-KV partials when the caller passes none
+    GrowBuffer counters;   // fused-merge split counters (always runtime-owned)
+  };
+  absl::StatusOr<void*> Scratch(GrowBuffer DecodeScratch::*which, size_t bytes, CUstream stream, bool capturing);
   absl::StatusOr<const LoadedKernel*> LoadMerge(const MergeKernel& m);
   // The fused merge's split counters for a launch of v over `batch` sequences in num_splits.
-  absl::StatusOr<int*> DecodeCounters(const Variant& v, int batch, int num_splits);
+  absl::StatusOr<int*> DecodeCounters(const Variant& v, int batch, int num_splits, CUstream stream, bool capturing);
+  bool Capturing(CUstream stream) const;
   absl::StatusOr<int*> WorkCounters();  // all kWorkCounterPairs pairs
   absl::StatusOr<DecodePlan> PlanDecodeWith(const DecodeCall& c, const Variant* given);
   // The non-explicit choice, one rule for both modes: tuned (exact bucket, else nearest, as
@@ -162,8 +180,7 @@ class Runtime {
   };
   std::unordered_map<std::string, ChoiceMemo> choice_memo_;  // under mu_
   std::unique_ptr<TunedStore> db_;  // when options.db_path is set: tuned configs
-  GrowBuffer workspace_;  // split-KV partials when the caller passes none
-  GrowBuffer counters_;   // fused-merge split counters (always runtime-owned)
+  std::unordered_map<CUstream, DecodeScratch> decode_scratch_;  // under mu_; node-based, so references stay valid
   // Persistent prefill tile counters: kWorkCounterPairs pairs taken in rotation, so launches
   // in flight together (other streams, graphs) each count their own tiles.
   static constexpr int kWorkCounterPairs = 1024;

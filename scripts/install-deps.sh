@@ -13,6 +13,9 @@ packages=(
   # the Python package (setup.py, scripts/check-wheel.sh): offline wheel builds and venvs;
   # patchelf bundles the shared abseil libraries into the wheel
   python3-build python3-setuptools python3-wheel python3-venv python3-pip patchelf
+  # `parallax fleet` (sbatch, squeue) and its test's single-node Slurm on 127.0.0.1
+  # (scripts/fleet/local-slurm.sh: munged, slurmctld, slurmd)
+  slurm-wlm munge
 )
 
 missing=()

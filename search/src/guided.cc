@@ -4,6 +4,13 @@
 // third with more samples and the top few, plus the baseline (the runtime's default), with
 // full samples. Under a limited budget the
 // exploring stops at 70% of it, so the racing rounds still happen.
+//
+// With warm-start seeds (configs tuned for a neighbour bucket or another GPU model) half of
+// the hill-climbing happens right after the seeds, before the model's picks: the best
+// config elsewhere is usually one field away from the best one here (a split count, the
+// fused merge, a pipeline depth), so its neighbourhood is where a short budget pays most.
+// The plan (PlannedMeasurements) is the same either way; a first-round pick the early climb
+// already measured is replaced by the next cheapest, never measured twice.
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -48,34 +55,56 @@ StrategyResult RunGuided(const std::vector<Candidate>& c, Measurer& m, const Bud
   std::map<std::string, size_t> index;
   for (size_t i = 0; i < c.size(); ++i) index[c[i].variant.Key()] = i;
 
-  // Round 1: seeds, the cheapest by the model, and a few random explorers, few samples each.
-  const std::vector<size_t> order = CostOrder(c, o.seeds);
+  // Local search: the cheapest untried neighbour of the current leaders, one at a time, so a
+  // neighbour that takes the lead gets its own neighbourhood explored next. False once the
+  // session stopped (budget, cancel).
   const size_t pool = std::min(c.size(), std::max<size_t>(o.guided_min_pool,
                                                           std::ceil(o.guided_fraction * c.size())));
+  const size_t climb = std::max<size_t>(2, pool / 4);
+  size_t climbed = 0;
+  auto climb_to = [&](size_t upto) {
+    for (; climbed < upto && !ExplorationOver(b); ++climbed) {
+      const std::vector<std::string> ranked = s.RankedOk();
+      std::vector<size_t> next;
+      for (size_t l = 0; l < std::min(kLeaders, ranked.size()); ++l)
+        for (size_t n : Neighbours(c, index.at(ranked[l])))
+          if (!s.Tried(c[n].variant.Key())) next.push_back(n);
+      if (next.empty()) break;
+      const size_t pick = *std::min_element(next.begin(), next.end(),
+                                            [&](size_t x, size_t y) { return c[x].est_us < c[y].est_us; });
+      if (!s.Measure(c[pick], o.reps.few)) return false;
+    }
+    return true;
+  };
+
+  // Round 1: seeds, the cheapest by the model, and a few random explorers, few samples each.
+  const std::vector<size_t> order = CostOrder(c, o.seeds);
+  size_t seeds = 0;  // the seeds that are candidates lead `order`
+  bool warm = false;  // a seed besides the baseline
+  for (const std::string& k : o.seeds)
+    if (index.count(k)) warm = warm || k != o.baseline;
+  for (size_t i = 0; i < order.size() && std::find(o.seeds.begin(), o.seeds.end(), c[order[i]].variant.Key()) !=
+                                              o.seeds.end(); ++i)
+    ++seeds;
   std::vector<size_t> first(order.begin(), order.begin() + pool);
   std::vector<size_t> rest(order.begin() + pool, order.end());
   SeededShuffle(rest, o.seed);
   const size_t explorers = std::min(rest.size(), std::max<size_t>(1, pool / 8));
   first.insert(first.end(), rest.begin(), rest.begin() + explorers);
-  for (size_t i : first) {
+  const std::set<size_t> in_first(first.begin(), first.end());
+  size_t spare = pool;  // into `order`: replacements for picks the early climb already measured
+  for (size_t i = 0; i < first.size(); ++i) {
     if (ExplorationOver(b)) break;
-    if (!s.Measure(c[i], o.reps.few)) return r;
-  }
-
-  // Local search: the cheapest untried neighbour of the current leaders, one at a time, so a
-  // neighbour that takes the lead gets its own neighbourhood explored next.
-  const size_t climb = std::max<size_t>(2, pool / 4);
-  for (size_t added = 0; added < climb && !ExplorationOver(b); ++added) {
-    const std::vector<std::string> ranked = s.RankedOk();
-    std::vector<size_t> next;
-    for (size_t l = 0; l < std::min(kLeaders, ranked.size()); ++l)
-      for (size_t n : Neighbours(c, index.at(ranked[l])))
-        if (!s.Tried(c[n].variant.Key())) next.push_back(n);
-    if (next.empty()) break;
-    const size_t pick = *std::min_element(next.begin(), next.end(),
-                                          [&](size_t x, size_t y) { return c[x].est_us < c[y].est_us; });
+    size_t pick = first[i];
+    if (s.Tried(c[pick].variant.Key())) {  // measured by the early climb: the next cheapest instead
+      while (spare < order.size() && (in_first.count(order[spare]) || s.Tried(c[order[spare]].variant.Key()))) ++spare;
+      if (spare == order.size()) continue;
+      pick = order[spare++];
+    }
     if (!s.Measure(c[pick], o.reps.few)) return r;
+    if (warm && i + 1 == std::min(seeds, first.size()) && !climb_to(climb / 2)) return r;
   }
+  if (!climb_to(climb)) return r;
 
   // Successive halving: top third with more samples, then the finalists with full samples.
   std::vector<std::string> ranked = s.RankedOk();

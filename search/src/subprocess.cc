@@ -50,6 +50,14 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Spawn(const std::vector<
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(126);  // the parent died before prctl took effect
     ::signal(SIGPIPE, SIG_DFL);
+    // Stop signals are for the tuner, which then ends the child itself: a job killer that
+    // signals the whole process tree (Slurm's scancel, systemd's stop) must not kill the
+    // worker under a measurement, which would be recorded as a crash of that variant and
+    // never measured again on resume. Ignored dispositions survive exec; SIGKILL and the
+    // parent-death signal still end the child.
+    ::signal(SIGINT, SIG_IGN);
+    ::signal(SIGTERM, SIG_IGN);
+    ::signal(SIGHUP, SIG_IGN);
     ::dup2(in[0], 0);
     ::dup2(out[1], 1);
     ::dup2(err[1], 2);

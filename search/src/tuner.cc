@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -12,6 +14,7 @@
 #include "parallax/runtime/runtime.h"
 #include "parallax/search/cost_model.h"
 #include "parallax/cache/run_lock.h"
+#include "parallax/codegen/kernel_family.h"
 #include "parallax/search/tuning_db.h"
 #include "parallax/search/worker_client.h"
 #include "bench_for.h"
@@ -22,7 +25,8 @@ namespace {
 
 using internal::UnitMeasurer;
 
-// Warm-start keys taken from the nearest tuned bucket.
+// Warm-start keys per unit: from this GPU model's nearest tuned bucket and the nearest other
+// GPU model's (warm_start.h).
 constexpr int kWarmStartSeeds = 4;
 
 }  // namespace
@@ -54,6 +58,7 @@ struct Group {
   CompileTarget target;
   CostInputs cost;
   std::vector<Variant> space;
+  std::set<std::string> space_keys;  // warm-start seeds must be among them
   // The runtime's default on these GPUs when it is in the space (else the portable default):
   // measured first, raced as the baseline, and what default_us reports.
   std::string baseline_key;
@@ -72,9 +77,9 @@ struct Shared {
 
 class Tuning {
  public:
-  Tuning(const TuneRequest& req, const TuneOptions& o, const Clock& clock, TuningDb& db,
+  Tuning(const TuneRequest& req, const TuneOptions& o, const Clock& clock, TuningDb& db, const WarmStart& warm,
          std::vector<DeviceInfo> devices)
-      : req_(req), o_(o), db_(db), devices_(std::move(devices)),
+      : req_(req), o_(o), db_(db), warm_(warm), devices_(std::move(devices)),
         budget_(clock, o.budget_s, o.cancel), default_key_(DefaultVariantKey(req.problem, req.algorithm)) {}
 
   absl::Status Setup(const TuneDeps& deps) {
@@ -93,6 +98,7 @@ class Tuning {
         g->cost = CostInputsFor(devices_[i]);
         StaticSpace space = BuildStaticSpace(req_.problem, req_.algorithm, g->target.limits, o_.space);
         g->space = std::move(space.variants);
+        for (const Variant& v : g->space) g->space_keys.insert(v.Key());
         for (const std::string& why : space.skipped) {  // explicit paths this GPU does not run
           std::lock_guard<std::mutex> l(shared_.mu);
           ProgressEvent e;
@@ -160,6 +166,28 @@ class Tuning {
     o_.progress(e);
   }
 
+  void Message(const DeviceInfo& dev, const std::string& text) {
+    std::lock_guard<std::mutex> l(shared_.mu);
+    ProgressEvent e;
+    e.kind = ProgressEvent::Kind::kMessage;
+    e.device = dev.ordinal;
+    e.message = absl::StrCat("gpu", dev.ordinal, " ", text);
+    Emit(e);
+  }
+
+  // Why a warm-start key is not a candidate of this group's units (nullopt: it is one).
+  SeedCheck SeedCheckFor(const Group& g, const DeviceInfo& dev) const {
+    return [this, &g, arch = dev.arch()](const std::string& key) -> std::optional<std::string> {
+      if (g.space_keys.count(key)) return std::nullopt;
+      absl::StatusOr<Variant> v = Variant::Parse(key);
+      if (!v.ok()) return std::string("not a variant key");
+      if (!(v->problem() == req_.problem) || !(v->algorithm() == req_.algorithm))
+        return std::string("a variant of another problem");
+      if (std::optional<std::string> why = NotOnDeviceReason(FamilyOf(*v), arch)) return why;
+      return std::string("not in the space searched here (paths, split counts, fused merge, this GPU's limits)");
+    };
+  }
+
   // Seconds one measurement should take (the watchdog allows timeout_factor times this).
   double ExpectedSeconds(const Group& g, const ShapeBucket& b, const Variant& v, int reps) const {
     const double est = EstimateUs(v, b, g.cost);
@@ -186,6 +214,7 @@ class Tuning {
       params["generator_version"] = kGeneratorVersion;
       params["buckets"] = nlohmann::json::array();
       for (const ShapeBucket& b : req_.buckets) params["buckets"].push_back(ToString(b));
+      if (!o_.seed_dbs.empty()) params["seed_dbs"] = o_.seed_dbs;
       if (absl::StatusOr<int64_t> r = db_.store().StartRun(*device_id, params); r.ok()) run_id = *r;
     }
     WorkerOptions wo;
@@ -229,10 +258,12 @@ class Tuning {
       if (run_id && !o_.run_id) {
         nlohmann::json progress = {{"units_total", req_.buckets.size()}, {"units_done", done}, {"buckets", {}}};
         for (const UnitReport& u : shared_.units)
-          if (u.device == dev.ordinal)
-            progress["buckets"][u.bucket] = {{"best", u.best_key},   {"best_us", u.best_us},
-                                             {"measured", u.measured}, {"cached", u.cached},
-                                             {"error", u.error}};
+          if (u.device == dev.ordinal) {
+            nlohmann::json& b = progress["buckets"][u.bucket];
+            b = {{"best", u.best_key}, {"best_us", u.best_us}, {"measured", u.measured}, {"cached", u.cached},
+                 {"error", u.error}};
+            if (!u.warm_start.empty() || u.warm_start.dropped > 0) b["warm_start"] = ToJson(u.warm_start);
+          }
         (void)db_.store().UpdateRunProgress(*run_id, progress);
       }
     }
@@ -266,8 +297,21 @@ class Tuning {
     StrategyOptions so = o_.strategy;
     so.seeds = {g.baseline_key};
     so.baseline = g.baseline_key;
-    if (absl::StatusOr<std::vector<std::string>> w = db_.WarmStartSeeds(u, kWarmStartSeeds); w.ok())
-      so.seeds.insert(so.seeds.end(), w->begin(), w->end());
+    std::string warm_note;  // said after the unit's start line
+    if (absl::StatusOr<WarmStartPick> w = warm_.Pick(ToCacheDevice(dev), u.problem_key, ur.bucket, kGeneratorVersion,
+                                                     SeedCheckFor(g, dev), kWarmStartSeeds);
+        w.ok()) {
+      ur.warm_start = *std::move(w);
+      so.seeds.insert(so.seeds.end(), ur.warm_start.seeds.begin(), ur.warm_start.seeds.end());
+      // Said when seeds come from other GPU models or seed databases, or some were dropped
+      // (this GPU model's own neighbour buckets, the older rule, go without a word).
+      if (ur.warm_start.dropped > 0 ||
+          std::any_of(ur.warm_start.origins.begin(), ur.warm_start.origins.end(),
+                      [](const SeedOrigin& o) { return !o.source.same_device || o.source.db_index > 0; }))
+        warm_note = Describe(ur.warm_start);
+    } else {  // a cold start, not a failed unit
+      warm_note = absl::StrCat("no warm start (", w.status().message(), ")");
+    }
     std::vector<Candidate> cands;
     for (const Variant& v : g.space) cands.push_back({v, EstimateUs(v, b, g.cost)});
     size_t after_default = 1;  // extra candidates go right after the reference, in order
@@ -300,6 +344,7 @@ class Tuning {
       e.planned = PlannedMeasurements(so, cands.size());
       Emit(e);
     }
+    if (!warm_note.empty()) Message(dev, absl::StrCat(ur.bucket, ": ", warm_note));
     std::optional<UnitMeasurer> m;
     if (slice.Exhausted()) {
       ur.budget_exhausted = !slice.Cancelled();
@@ -383,6 +428,7 @@ class Tuning {
   const TuneRequest& req_;
   const TuneOptions& o_;
   TuningDb& db_;
+  const WarmStart& warm_;
   std::vector<DeviceInfo> devices_;
   Budget budget_;
   const std::string default_key_;
@@ -427,10 +473,20 @@ absl::StatusOr<TuneReport> Tune(const TuneRequest& req, const TuneOptions& o, co
     if (!found.ok()) return found.status();
     devices = *std::move(found);
   }
+  std::error_code ec;
+  for (const std::string& s : o.seed_dbs) {
+    if (!std::filesystem::exists(s, ec))  // before the database being tuned is created
+      return absl::NotFoundError(absl::StrCat("seed database ", s, ": no such file"));
+    if (std::filesystem::equivalent(s, o.db_path, ec))
+      return absl::InvalidArgumentError(
+          absl::StrCat("seed database ", s, " is the database being tuned (its configs seed the run anyway)"));
+  }
   absl::StatusOr<std::unique_ptr<TuningDb>> db = TuningDb::Open(o.db_path);
   if (!db.ok()) return db.status();
+  absl::StatusOr<std::unique_ptr<WarmStart>> warm = WarmStart::Open((*db)->store(), o.seed_dbs);
+  if (!warm.ok()) return warm.status();
   cache::RunLock lock(o.db_path, [&] { (void)(*db)->store().MarkRunningAsInterrupted(); });
-  Tuning t(req, o, deps.clock ? *deps.clock : SteadyClock(), **db, std::move(devices));
+  Tuning t(req, o, deps.clock ? *deps.clock : SteadyClock(), **db, **warm, std::move(devices));
   if (absl::Status s = t.Setup(deps); !s.ok()) return s;
   t.Run();
   return t.Report();

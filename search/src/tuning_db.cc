@@ -110,48 +110,6 @@ absl::StatusOr<std::vector<Trial>> TuningDb::Earlier(const UnitKey& u) {
   return out;
 }
 
-absl::StatusOr<std::vector<std::string>> TuningDb::WarmStartSeeds(const UnitKey& u, int k) {
-  cache::BestConfigFilter f;
-  f.device_fingerprint = u.fingerprint;
-  f.problem_key = u.problem_key;
-  absl::StatusOr<std::vector<cache::BestConfig>> all = store_->ListBestConfigs(f);
-  if (!all.ok()) return all.status();
-  absl::StatusOr<ShapeBucket> want = ParseBucket(u.bucket);
-  if (!want.ok()) return want.status();
-  std::vector<ShapeBucket> buckets;  // the other tuned buckets, for NearestBucket (bucket.h)
-  std::vector<const cache::BestConfig*> tuned;
-  for (const cache::BestConfig& c : *all) {
-    if (c.bucket == u.bucket || c.generator_version != kGeneratorVersion || c.nvrtc_version != u.nvrtc_version)
-      continue;
-    absl::StatusOr<ShapeBucket> b = ParseBucket(c.bucket);
-    if (!b.ok()) continue;
-    buckets.push_back(*b);
-    tuned.push_back(&c);
-  }
-  std::vector<std::string> seeds;
-  const std::optional<size_t> nearest = NearestBucket(*want, buckets);
-  if (!nearest) return seeds;
-  seeds.push_back(tuned[*nearest]->variant_key);
-  UnitKey other = u;
-  other.bucket = tuned[*nearest]->bucket;
-  absl::StatusOr<std::vector<Trial>> trials = Earlier(other);
-  if (!trials.ok()) return trials.status();
-  std::map<std::string, double> fastest;  // per key, its best ok median
-  for (const Trial& t : *trials)
-    if (t.outcome.ok()) {
-      auto [it, fresh] = fastest.emplace(t.key, t.outcome.median_us);
-      if (!fresh) it->second = std::min(it->second, t.outcome.median_us);
-    }
-  std::vector<std::pair<double, std::string>> ranked;
-  for (auto& [key, us] : fastest) ranked.emplace_back(us, key);
-  std::sort(ranked.begin(), ranked.end());
-  for (auto& [us, key] : ranked) {
-    if (static_cast<int>(seeds.size()) >= k) break;
-    if (key != seeds.front()) seeds.push_back(key);
-  }
-  return seeds;
-}
-
 absl::StatusOr<std::optional<Trial>> TuningDb::StoreBest(const UnitKey& u) {
   absl::StatusOr<std::vector<Trial>> trials = Earlier(u);
   if (!trials.ok()) return trials.status();

@@ -26,6 +26,9 @@
 #include "parallax/search/tuner.h"
 #include "parallax/search/logging.h"
 #include "registry.h"
+#ifdef PLX_CLI_TEST_HOOKS
+#include "test_hooks.h"  // test builds of the CLI only
+#endif
 
 namespace parallax::cli {
 namespace {
@@ -49,6 +52,7 @@ struct TuneCmdOptions {
   bool shard_given = false;
   bool dry_run = false;
   bool test_faults = false;  // plant the -testfault / -testhang variants (isolation check)
+  std::vector<std::string> seed_dbs;  // read-only warm-start sources
 };
 
 std::atomic<bool> g_stop{false};
@@ -76,6 +80,7 @@ nlohmann::json ReportJson(const search::TuneReport& r, const std::string& db) {
       if (u.best_us > 0) j["speedup_vs_default"] = u.default_us / u.best_us;
     }
     if (!u.error.empty()) j["error"] = u.error;
+    if (!u.warm_start.empty() || u.warm_start.dropped > 0) j["warm_start"] = search::ToJson(u.warm_start);
     units.push_back(j);
   }
   return {{"problem", r.problem_key},
@@ -201,7 +206,13 @@ int RunTune(const TuneCmdOptions& o) {
     to.extra_candidates = {def + "-testfault", def + "-testhang"};
     to.allow_test_variants = true;
   }
+  to.seed_dbs = o.seed_dbs;
   to.cancel = &g_stop;
+  search::TuneDeps deps;  // this machine's GPUs and NVRTC
+#ifdef PLX_CLI_TEST_HOOKS
+  // Test builds of the CLI only (test_hooks.h): fake GPUs and worker named by the environment.
+  if (absl::Status s = ApplyTuneTestHooks(to, deps); !s.ok()) return Fail(kExitUsage, s.message());
+#endif
   to.command = {{"mode", o.args.mode}, {"preset", o.args.preset}, {"splits", o.splits}, {"fused", !o.no_fused}, {"reps", o.reps}};
   if (o.shard_given) to.command["shard"] = search::ToString(shard);
   search::ProgressPrinter printer(stderr, ::isatty(2) != 0);
@@ -213,7 +224,7 @@ int RunTune(const TuneCmdOptions& o) {
   sigemptyset(&sa.sa_mask);
   ::sigaction(SIGINT, &sa, &old_int);
   ::sigaction(SIGTERM, &sa, &old_term);
-  absl::StatusOr<search::TuneReport> r = search::Tune(*req, to);
+  absl::StatusOr<search::TuneReport> r = search::Tune(*req, to, deps);
   ::sigaction(SIGINT, &old_int, nullptr);
   ::sigaction(SIGTERM, &old_term, nullptr);
   printer.Finish();
@@ -283,6 +294,10 @@ Action SetupTune(CLI::App& cmd) {
       "give each shard its own --db, rerun to resume, merge with `db import`");
   cmd.add_flag("--dry-run", o->dry_run,
                "List the units of work (with --shard: the shard's) and their expected costs; no GPU, no database");
+  cmd.add_option("--seed-db", o->seed_dbs,
+                 "Also warm-start from this database's tuned configs (repeatable; read-only, never migrated): "
+                 "e.g. one tuned on another GPU model; the nearest model's seeds are measured first")
+      ->take_all()->allow_extra_args(false);
   cmd.add_flag("--json", o->json, "Print the summary as JSON");
   // Hidden: the GPU suite uses it to prove that a faulting and a hanging kernel are recorded
   // as failed / timeout while tuning goes on.

@@ -32,7 +32,7 @@ using Setup = Action (*)(CLI::App& cmd);
 
 struct CommandEntry {
   const char* name;
-  int order;  // position in --help: gen 10, compile 20, space 30, bench 40, tune 50, warmup 55,
+  int order;  // position in --help: gen 10, compile 20, space 30, bench 40, tune 50, warmup 55, fleet 58,
               // db 60, serve 70, remote 80
   const char* description;
   Setup setup;

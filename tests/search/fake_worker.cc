@@ -9,12 +9,16 @@
 // $FAKE_LOG: appends "<pid> <op> <key> <reps>" per request (tests count what was measured),
 //   and "<pid> start <flag> 0" at start-up.
 // $FAKE_NO_READY=1: never says ready (start-up watchdog).
+// $FAKE_DELAY_MS=N: takes N ms over each measurement (so a run lasts long enough to be
+//   interrupted part way: the fleet test).
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <string>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "fake_times.h"
@@ -144,6 +148,8 @@ int main(int argc, char** argv) {
       Send(r);
       continue;
     }
+    if (const char* d = std::getenv("FAKE_DELAY_MS"); d != nullptr && std::atoi(d) > 0)
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(d)));
     const double t = testing::FakeTimeUs(key);
     r.verdict = Verdict::kOk;
     r.median_us = t;

@@ -17,11 +17,9 @@ uint64_t Fnv(const std::string& s) {
   return h;
 }
 
-DeviceInfo H100() { return parallax::testing::FakeH100(); }
-
-// The simulated GPU (see the header): 3.0 TB/s achieved, occupancy limited by registers as
-// well as shared memory, waves, latency hiding by stages x warps, merge costs.
-double SimulatedUs(const Variant& v, int batch, int seqlen) {
+// The simulated GPU (see the header): on the H100 3.0 TB/s achieved, occupancy limited by
+// registers as well as shared memory, waves, latency hiding by stages x warps, merge costs.
+double SimulatedUs(const SimGpu& gpu, const Variant& v, int batch, int seqlen) {
   const Problem& p = v.problem();
   const Schedule& s = v.schedule();
   const bool mma = s.path == MathPath::kMma;
@@ -39,9 +37,9 @@ double SimulatedUs(const Variant& v, int batch, int seqlen) {
   // Latency hiding: bytes in flight per SM from resident CTAs, each with stages x tiles.
   const double resident = std::min<double>(per_sm, std::ceil(ctas / 132));
   const double inflight = resident * s.stages * s.block_n * p.head_dim * 4 * (s.warps >= 2 ? 1.0 : 0.7);
-  const double hide = std::min(1.0, inflight / 40e3);
+  const double hide = std::min(1.0, inflight / gpu.inflight_bytes);
   const double active = std::min(1.0, ctas / 132);
-  double us = bytes / (3.0e6 * hide * active) * (waves * slots / std::max(ctas, double(slots)));
+  double us = bytes / (gpu.bytes_per_us * hide * active) * (waves * slots / std::max(ctas, double(slots)));
   // Math: thin MMA tiles waste lanes at small groups; the fma path is slower per flop.
   const double flops = 8.0 * batch * p.num_q_heads * seqlen * p.head_dim;
   us = std::max(us, flops / ((mma ? 1.5e8 : 3e7) * std::min(1.0, ctas * s.warps / 528.0)));
@@ -49,16 +47,18 @@ double SimulatedUs(const Variant& v, int batch, int seqlen) {
   if (s.block_n >= 128 && s.warps == 1) us *= 1.25;
   us += 3.5;                       // launch
   if (splits > 1) us += (s.fused_merge ? 0.8 : 2.8) + 2.0 * splits * batch * p.num_q_heads * (2 * p.head_dim + 4) * 4 / 3.0e6;
-  const double unmodelled = 0.92 + 0.16 * double(Fnv(v.Key()) % 1000) / 999.0;
+  double u = double(Fnv(v.Key()) % 1000) / 999.0;
+  if (gpu.salt != 0) u = 0.5 * u + 0.5 * double(Fnv(v.Key() + std::to_string(gpu.salt)) % 1000) / 999.0;
+  const double unmodelled = 0.92 + 0.16 * u;
   return us * unmodelled;
 }
 
-RecordedCase MakeCase(int hq, int hkv, int batch, int seqlen) {
+RecordedCase MakeCase(const SimGpu& gpu, int hq, int hkv, int batch, int seqlen) {
   Problem p;
   p.num_q_heads = hq;
   p.num_kv_heads = hkv;
   Algorithm a;
-  const DeviceInfo dev = H100();
+  const DeviceInfo dev = gpu.salt == 0 ? parallax::testing::FakeH100() : parallax::testing::FakeH200();
   const CostInputs cost = CostInputsFor(dev);
   RecordedCase c;
   c.bucket = BucketFor(batch, seqlen);
@@ -66,7 +66,7 @@ RecordedCase MakeCase(int hq, int hkv, int batch, int seqlen) {
   c.best_us = 1e30;
   for (const Variant& v : BuildStaticSpace(p, a, LimitsFor(dev), TuneSpaceOptions{}).variants) {
     c.candidates.push_back({v, EstimateDecodeUs(v, batch, seqlen, cost)});
-    const double t = SimulatedUs(v, batch, seqlen);
+    const double t = SimulatedUs(gpu, v, batch, seqlen);
     c.us[v.Key()] = t;
     c.best_us = std::min(c.best_us, t);
   }
@@ -75,9 +75,12 @@ RecordedCase MakeCase(int hq, int hkv, int batch, int seqlen) {
 
 }  // namespace
 
-std::vector<RecordedCase> RecordedCases() {
-  return {MakeCase(16, 8, 1, 65536), MakeCase(16, 8, 8, 4096), MakeCase(16, 8, 32, 16384),
-          MakeCase(16, 8, 128, 1024), MakeCase(32, 8, 1, 16384), MakeCase(32, 8, 128, 65536)};
+SimGpu SimH100() { return {"H100", 3.0e6, 40e3, 0}; }
+SimGpu SimH200() { return {"H200", 4.2e6, 56e3, 200}; }
+
+std::vector<RecordedCase> RecordedCases(const SimGpu& gpu) {
+  return {MakeCase(gpu, 16, 8, 1, 65536), MakeCase(gpu, 16, 8, 8, 4096), MakeCase(gpu, 16, 8, 32, 16384),
+          MakeCase(gpu, 16, 8, 128, 1024), MakeCase(gpu, 32, 8, 1, 16384), MakeCase(gpu, 32, 8, 128, 65536)};
 }
 
 Outcome TableMeasurer::Measure(const Variant& v, int reps) {

@@ -5,8 +5,14 @@
 // NOT the tuner's cost model: it has register-limited occupancy, pipeline-depth and warp
 // effects, a fused-merge saving and a per-variant "unmodelled" factor of up to +-8%. A
 // strategy can therefore only do well by measuring, not by trusting the model.
+//
+// Two GPU models are simulated (warm start across models): the H100 and an H200, which has
+// the same SMs and limits (so the same space) but 1.4x the bandwidth, so it needs more bytes
+// in flight to hide latency (deeper pipelines pay more), and half of its unmodelled factor is
+// its own: configs good on one are mostly, not always, good on the other.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <set>
 #include <string>
@@ -26,9 +32,19 @@ struct RecordedCase {
   double best_us = 0;                 // min over us
 };
 
+struct SimGpu {
+  std::string name;
+  double bytes_per_us = 3.0e6;    // achieved DRAM bandwidth
+  double inflight_bytes = 40e3;   // bytes in flight per SM that hide the memory latency
+  uint64_t salt = 0;              // 0: the unmodelled factor is the key's alone
+};
+SimGpu SimH100();
+SimGpu SimH200();
+
 // Buckets of the qwen3 (h16x8) and llama3-8b (h32x8) decode problems over the tuner's
-// default space (split counts 0..32, fused twins).
-std::vector<RecordedCase> RecordedCases();
+// default space (split counts 0..32, fused twins), timed on `gpu` (est_us from the tuner's
+// cost model for that GPU's fake DeviceInfo).
+std::vector<RecordedCase> RecordedCases(const SimGpu& gpu = SimH100());
 
 // Answers from a table; each answer advances a fake clock by `cost_s`.
 class TableMeasurer final : public Measurer {

@@ -15,11 +15,13 @@
 
 #include "fake_gpu.h"
 #include "fake_times.h"
+#include "parallax/cache/device_key.h"
 #include "parallax/cache/store.h"
 #include "parallax/runtime/runtime.h"
 #include "parallax/search/progress.h"
 #include "parallax/search/tuner.h"
 #include "parallax/search/tuning_db.h"
+#include "tuned_db.h"
 
 namespace parallax::search {
 namespace {
@@ -291,6 +293,163 @@ TEST_F(TunerTest, WarmStartMeasuresTheNeighbourBucketsWinnerEarly) {
   const TuneRequest req = Qwen({});
   EXPECT_EQ(m[before].key, DefaultVariantKey(req.problem, req.algorithm));
   EXPECT_EQ(m[before + 1].key, winner);  // seeds: the default, then the neighbour's best
+}
+
+// ---- Warm start across GPU models (warm_start.h; the ranking itself: warm_start_test.cc) ----
+
+std::string DevKey(const DeviceInfo& d) { return cache::DeviceKey(d.fingerprint()); }
+
+std::string FileBytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// A database tuned on an H100 seeds a tune on an H200 (another device key, same arch): right
+// after the runtime's default, the H100's winner of the bucket is measured, then what it
+// measured next fastest; the report, the progress and the run record say where the seeds came
+// from. (The fake worker's times do not depend on the GPU, so the H100's winner stays the winner.)
+TEST_F(TunerTest, AnH100TunedDatabaseSeedsAnH200Tune) {
+  TuneOptions o = Options();
+  TuneDeps h100 = Deps();
+  h100.devices = {parallax::testing::FakeH100()};
+  absl::StatusOr<TuneReport> a = Tune(Qwen({BucketFor(8, 4096)}), o, h100);
+  ASSERT_TRUE(a.ok()) << a.status();
+  const std::string winner = a->units.at(0).best_key;
+  const size_t before = Measures().size();
+
+  std::vector<std::string> messages;
+  o.progress = [&](const ProgressEvent& e) {
+    if (e.kind == ProgressEvent::Kind::kMessage) messages.push_back(e.message);
+  };
+  TuneDeps h200 = Deps();
+  h200.devices = {parallax::testing::FakeH200()};
+  absl::StatusOr<TuneReport> b = Tune(Qwen({BucketFor(8, 4096)}), o, h200);
+  ASSERT_TRUE(b.ok()) << b.status();
+  const std::vector<Measured> m = Measures();
+  ASSERT_GT(m.size(), before + 2);
+  const TuneRequest req = Qwen({});
+  EXPECT_EQ(m[before].key, DefaultVariantKey(req.problem, req.algorithm));
+  EXPECT_EQ(m[before + 1].key, winner);
+  const UnitReport& u = b->units.at(0);
+  ASSERT_EQ(u.warm_start.origins.size(), 1u);
+  const SeedSource& from = u.warm_start.origins[0].source;
+  EXPECT_EQ(from.device, DevKey(parallax::testing::FakeH100()));
+  EXPECT_EQ(from.bucket, "b8-l4096");
+  EXPECT_FALSE(from.same_device);
+  EXPECT_EQ(from.db_index, 0);
+  EXPECT_EQ(u.warm_start.seeds.size(), 4u);
+  EXPECT_EQ(u.warm_start.seeds.front(), winner);
+  for (size_t i = 0; i < u.warm_start.seeds.size(); ++i) EXPECT_EQ(m[before + 1 + i].key, u.warm_start.seeds[i]);
+  EXPECT_EQ(u.best_key, winner);
+  EXPECT_EQ(messages, std::vector<std::string>{"gpu0 b8-l4096: seeds from NVIDIA H100 80GB HBM3 b8-l4096 (4)"});
+  absl::StatusOr<cache::RunInfo> run = Db(o)->GetRun(b->run_ids.at(0));
+  ASSERT_TRUE(run.ok()) << run.status();
+  const nlohmann::json& w = run->progress["buckets"]["b8-l4096"]["warm_start"];
+  ASSERT_TRUE(w.is_object()) << run->progress.dump();
+  EXPECT_EQ(w["sources"][0]["device"], from.device);
+  EXPECT_EQ(w["sources"][0]["bucket"], "b8-l4096");
+  EXPECT_EQ(w["seeds"][0], winner);
+}
+
+// `seed_dbs`: another machine's databases, read-only. Of an A100 and an H100 that tuned the
+// bucket, the H100 (same arch) seeds the H200; the file is not changed, nothing of it is
+// copied into the database being tuned, and the run's params name it. A missing seed
+// database stops the run before the database being tuned is created; the database being
+// tuned is no seed database.
+TEST_F(TunerTest, TheNearestGpuModelOfASeedDatabaseSeedsAndTheFileIsOnlyRead) {
+  TuneOptions o = Options();
+  const TuneRequest req = Qwen({BucketFor(8, 4096)});
+  const std::vector<Variant> space =
+      BuildStaticSpace(req.problem, req.algorithm, LimitsFor(parallax::testing::FakeH200()), o.space).variants;
+  ASSERT_GT(space.size(), 20u);
+  const std::string seed = dir_ + "/fleet.db";
+  {
+    auto s = *cache::Store::Open(seed);
+    const std::string pk = ProblemKey(req.problem, req.algorithm);
+    testing::WriteTuned(*s, parallax::testing::FakeA100(), pk, "b8-l4096", {space[5].Key(), space[6].Key()});
+    testing::WriteTuned(*s, parallax::testing::FakeH100(), pk, "b8-l4096", {space[10].Key(), space[11].Key()});
+  }
+  const std::string bytes = FileBytes(seed);
+  o.seed_dbs = {seed};
+  TuneDeps h200 = Deps(1, /*prune_n64_s2=*/false);
+  h200.devices = {parallax::testing::FakeH200()};
+  absl::StatusOr<TuneReport> r = Tune(req, o, h200);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const std::vector<Measured> m = Measures();
+  ASSERT_GT(m.size(), 3u);
+  EXPECT_EQ(m[1].key, space[10].Key());
+  EXPECT_EQ(m[2].key, space[11].Key());
+  const UnitReport& u = r->units.at(0);
+  EXPECT_EQ(u.warm_start.seeds, (std::vector<std::string>{space[10].Key(), space[11].Key()}));
+  ASSERT_EQ(u.warm_start.origins.size(), 1u);
+  EXPECT_EQ(u.warm_start.origins[0].source.device, DevKey(parallax::testing::FakeH100()));
+  EXPECT_EQ(u.warm_start.origins[0].source.db, seed);
+  EXPECT_EQ(FileBytes(seed), bytes);
+  auto db = Db(o);
+  const std::vector<cache::DeviceInfo> devices = *db->ListDevices();
+  ASSERT_EQ(devices.size(), 1u);
+  EXPECT_EQ(devices[0].fingerprint, parallax::testing::FakeH200().fingerprint());
+  EXPECT_EQ(db->GetRun(r->run_ids.at(0))->params["seed_dbs"], nlohmann::json::array({seed}));
+
+  o.db_path = dir_ + "/fresh.db";
+  o.seed_dbs = {dir_ + "/missing.db"};
+  r = Tune(req, o, h200);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound) << r.status();
+  EXPECT_NE(r.status().message().find("missing.db"), std::string::npos) << r.status();
+  EXPECT_FALSE(std::filesystem::exists(o.db_path));
+  o.seed_dbs = {seed};
+  o.db_path = seed;
+  r = Tune(req, o, h200);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+  EXPECT_EQ(FileBytes(seed), bytes);
+}
+
+// Seeds must be candidates here: an H100's prefill winner of the sm_90a wgmma family does not
+// seed an A100 (sm_80). It is dropped, with the reason on record, never compiled or measured;
+// the H100's next key, an mma one, is measured right after the default.
+TEST_F(TunerTest, SeedsThatDoNotRunOnThisGpuAreDroppedNeverMeasured) {
+  TuneRequest req = Qwen({PrefillBucketFor(1, 4096, 4096)});
+  req.problem.mode = Mode::kPrefill;
+  TuneOptions o = Options();
+  const DeviceInfo a100 = parallax::testing::FakeA100();
+  const std::string wgmma = DefaultVariantKey(req.problem, req.algorithm, 90);
+  const std::string def = DefaultVariantKey(req.problem, req.algorithm);
+  ASSERT_NE(wgmma.find(".wgmma-"), std::string::npos) << wgmma;
+  std::string mma;
+  for (const Variant& v : BuildStaticSpace(req.problem, req.algorithm, LimitsFor(a100), o.space).variants)
+    if (v.Key() != def && v.Key().find(".mma-") != std::string::npos) {
+      mma = v.Key();
+      break;
+    }
+  ASSERT_FALSE(mma.empty());
+  {
+    auto s = *cache::Store::Open(o.db_path);
+    testing::WriteTuned(*s, parallax::testing::FakeH100(), ProblemKey(req.problem, req.algorithm), "t4096-l4096",
+                        {wgmma, mma});
+  }
+  std::vector<std::string> messages;
+  o.progress = [&](const ProgressEvent& e) {
+    if (e.kind == ProgressEvent::Kind::kMessage) messages.push_back(e.message);
+  };
+  TuneDeps d = Deps(1, /*prune_n64_s2=*/false);
+  d.devices = {a100};
+  absl::StatusOr<TuneReport> r = Tune(req, o, d);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const UnitReport& u = r->units.at(0);
+  EXPECT_TRUE(u.error.empty()) << u.error;
+  EXPECT_EQ(u.warm_start.seeds, std::vector<std::string>{mma});
+  EXPECT_EQ(u.warm_start.dropped, 1);
+  ASSERT_EQ(u.warm_start.dropped_why.size(), 1u);
+  EXPECT_NE(u.warm_start.dropped_why[0].find("does not run on sm_80"), std::string::npos) << u.warm_start.dropped_why[0];
+  const std::vector<Measured> m = Measures();
+  ASSERT_GT(m.size(), 2u);
+  EXPECT_EQ(m[0].key, def);
+  EXPECT_EQ(m[1].key, mma);
+  for (const Measured& x : m) EXPECT_EQ(x.key.find(".wgmma-"), std::string::npos) << x.key;
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_NE(messages[0].find("1 not valid here, dropped"), std::string::npos) << messages[0];
+  std::lock_guard<std::mutex> l(compile_mu_);
+  for (const std::string& k : compiled_) EXPECT_EQ(k.find(".wgmma-"), std::string::npos) << k;
 }
 
 TEST_F(TunerTest, ProgressLinesWhenNotATerminal) {

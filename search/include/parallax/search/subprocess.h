@@ -18,8 +18,9 @@ class Subprocess {
  public:
   // Starts argv[0] (a path) with argv. The child gets its own process group, so a Ctrl-C
   // meant for the tuner does not kill the worker mid-measurement (the tuner stops it
-  // itself), and is killed if the tuner dies. Writing to a dead child must not kill the
-  // tuner, so this ignores SIGPIPE process-wide.
+  // itself), and is killed if the tuner dies. It starts with SIGINT, SIGTERM and SIGHUP
+  // ignored, for killers that signal every process of a job (scancel, systemd). Writing to
+  // a dead child must not kill the tuner, so this ignores SIGPIPE process-wide.
   static absl::StatusOr<std::unique_ptr<Subprocess>> Spawn(const std::vector<std::string>& argv);
   ~Subprocess();  // Kill()
   Subprocess(const Subprocess&) = delete;

@@ -22,6 +22,7 @@
 #include "parallax/search/compile.h"
 #include "parallax/search/pruning.h"
 #include "parallax/search/strategy.h"
+#include "parallax/search/warm_start.h"
 
 namespace parallax::search {
 
@@ -71,6 +72,10 @@ struct TuneOptions {
   // Record measurements under this existing tuning_runs row instead of starting one per
   // GPU; its owner (the service: the row is its job) sets its progress and final status.
   std::optional<int64_t> run_id;
+  // Read-only databases whose tuned configs also seed guided and random searches (warm
+  // start, warm_start.h), besides db_path's own: tuned on other GPU models or machines. Never
+  // created, migrated or written; a missing or unreadable one fails the run at the start.
+  std::vector<std::string> seed_dbs;
 };
 
 // What tests replace: the GPUs (empty: ask the driver), the compiler, the clock.
@@ -91,6 +96,7 @@ struct UnitReport {
   double default_us = 0;  // the runtime's default variant on this device, when measured
   bool budget_exhausted = false;
   std::string error;     // the unit could not be tuned (worker unusable, shape too big)
+  WarmStartPick warm_start;  // the seeds measured first and where they came from
 };
 
 struct TuneReport {

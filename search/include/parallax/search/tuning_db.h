@@ -1,6 +1,6 @@
 // The tuner's use of the SQLite Store (cache/): ids for devices, problems and variants, one
-// row per measurement as it arrives, earlier results for resuming, warm-start seeds from the
-// nearest tuned bucket, and the best config the runtime's TunedStore serves.
+// row per measurement as it arrives, earlier results for resuming, and the best config the
+// runtime's TunedStore serves. (Warm-start seeds: warm_start.h.)
 #pragma once
 
 #include <cstdint>
@@ -49,11 +49,6 @@ class TuningDb {
   // Every stored measurement of the unit at this generator version, oldest first (resume:
   // these are not measured again; PickBest over them names the unit's best).
   absl::StatusOr<std::vector<Trial>> Earlier(const UnitKey& u);
-
-  // Warm start: the best config of the nearest other tuned bucket of the same device and
-  // problem (NearestBucket, the runtime's and the service's rule too), then that bucket's
-  // next fastest measured variants; at most k keys.
-  absl::StatusOr<std::vector<std::string>> WarmStartSeeds(const UnitKey& u, int k);
 
   // PickBest over everything stored for the unit; writes it to best_configs when there is one.
   absl::StatusOr<std::optional<Trial>> StoreBest(const UnitKey& u);

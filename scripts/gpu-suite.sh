@@ -31,7 +31,7 @@ export PARALLAX_DB=${PARALLAX_DB:-none}
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv | tee "$out/device.txt"
 status=0
 if [ "$what" = test ] || [ "$what" = all ]; then
-  for t in runtime_decode_gpu_test runtime_prefill_gpu_test runtime_stats_gpu_test runtime_sm90_probe_gpu_test; do
+  for t in runtime_decode_gpu_test runtime_prefill_gpu_test runtime_stats_gpu_test runtime_sm90_probe_gpu_test runtime_backward_gpu_test; do
     bin=$(find "$build" -name "$t" -type f | head -1)
     [ -x "$bin" ] || { echo "missing $t"; status=1; continue; }
     timeout 240 "$bin" --gtest_output=json:"$out/$t.json" > "$out/$t.log" 2>&1 || { status=1; echo "$t exited with $?"; }

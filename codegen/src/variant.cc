@@ -112,7 +112,14 @@ std::string ProblemKey(const Problem& p, const Algorithm& a) {
       "-", p.window ? "win" : "nowin", ".", ToString(a.probe), "-", ToString(a.affine));
 }
 
-const char* ToString(Mode m) { return m == Mode::kDecode ? "decode" : "prefill"; }
+const char* ToString(Mode m) {
+  switch (m) {
+    case Mode::kDecode: return "decode";
+    case Mode::kPrefill: return "prefill";
+    case Mode::kBackward: return "bwd";
+  }
+  return "?";
+}
 const char* ToString(DType d) { return d == DType::kBF16 ? "bf16" : "fp16"; }
 const char* ToString(Probe p) { return p == Probe::kNone ? "none" : "learned"; }
 const char* ToString(Affine a) { return a == Affine::kPlain ? "plain" : "amplified"; }
@@ -160,7 +167,8 @@ static absl::Status ParseProblemParts(absl::string_view key, absl::string_view p
     return KeyError(key, "problem part must be mode-dtype-dD-hHQxHKV-layout-window");
   if (pt[0] == "decode") p->mode = Mode::kDecode;
   else if (pt[0] == "prefill") p->mode = Mode::kPrefill;
-  else return KeyError(key, absl::StrCat("mode '", pt[0], "' is not decode or prefill"));
+  else if (pt[0] == "bwd") p->mode = Mode::kBackward;
+  else return KeyError(key, absl::StrCat("mode '", pt[0], "' is not decode, prefill or bwd"));
   if (pt[1] == "bf16") p->dtype = DType::kBF16;
   else if (pt[1] == "fp16") p->dtype = DType::kFP16;
   else return KeyError(key, absl::StrCat("dtype '", pt[1], "' is not bf16 or fp16"));

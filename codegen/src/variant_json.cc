@@ -118,7 +118,7 @@ class ObjectReader {
   } while (0)
 
 absl::Status ReadProblem(const ObjectReader& r, Problem* p) {
-  PLX_RETURN_IF_ERROR(r.Enum<Mode>("mode", true, {{"decode", Mode::kDecode}, {"prefill", Mode::kPrefill}},
+  PLX_RETURN_IF_ERROR(r.Enum<Mode>("mode", true, {{"decode", Mode::kDecode}, {"prefill", Mode::kPrefill}, {"bwd", Mode::kBackward}},
                                    &p->mode));
   PLX_RETURN_IF_ERROR(
       r.Enum<DType>("dtype", true, {{"bf16", DType::kBF16}, {"fp16", DType::kFP16}}, &p->dtype));

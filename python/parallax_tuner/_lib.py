@@ -20,7 +20,7 @@ from ctypes import (POINTER, Structure, byref, c_char, c_char_p, c_float, c_int,
 
 __all__ = [
     "ParallaxError", "LibraryNotFoundError", "lib", "library_path", "check",
-    "Tensor", "DecodeArgs", "PrefillArgs", "MergeArgs", "PlanInfo", "DeviceInfo", "ContextOptions",
+    "Tensor", "DecodeArgs", "PrefillArgs", "PrefillBackwardArgs", "MergeArgs", "PlanInfo", "DeviceInfo", "ContextOptions",
 ]
 
 MAX_DIMS = 4
@@ -151,6 +151,26 @@ class PrefillArgs(Structure):
     ]
 
 
+class PrefillBackwardArgs(Structure):
+    _fields_ = [
+        ("struct_size", c_size_t),  # set by plx_prefill_backward_args_init
+        ("q", Tensor), ("r", Tensor), ("k", Tensor), ("v", Tensor), ("out", Tensor), ("dout", Tensor),
+        ("vbar", Tensor), ("lse", Tensor), ("tbar", Tensor),
+        ("dq", Tensor), ("dr", Tensor), ("dk", Tensor), ("dv", Tensor),
+        ("cu_seqlens_q", Tensor), ("cu_seqlens_k", Tensor),
+        ("max_seqlen_q", c_int32),
+        ("max_seqlen_k", c_int32),
+        ("qk_scale", c_float),
+        ("window", c_int32),
+        ("affine", c_int),
+        ("eps", c_float),
+        ("causal", c_int32),
+        ("variant", c_char_p),
+        ("workspace", c_void_p),
+        ("workspace_bytes", c_size_t),
+    ]
+
+
 class MergeArgs(Structure):
     _fields_ = [
         ("struct_size", c_size_t),  # set by plx_*_args_init
@@ -203,6 +223,9 @@ _SIGNATURES = {
     "plx_prefill_plan_run": (c_int, [c_void_p, c_void_p, POINTER(PrefillArgs), c_void_p]),
     "plx_prefill_plan_get_info": (c_int, [c_void_p, POINTER(PlanInfo)]),
     "plx_prefill_plan_destroy": (None, [c_void_p]),
+    "plx_prefill_backward_args_init": (None, [POINTER(PrefillBackwardArgs)]),
+    "plx_prefill_backward_workspace_size": (c_int, [POINTER(PrefillBackwardArgs), POINTER(c_size_t)]),
+    "plx_prefill_backward": (c_int, [c_void_p, POINTER(PrefillBackwardArgs), c_void_p]),
     "plx_merge_args_init": (None, [POINTER(MergeArgs)]),
     "plx_merge_validate": (c_int, [POINTER(MergeArgs)]),
     "plx_merge_states": (c_int, [c_void_p, POINTER(MergeArgs), c_void_p]),

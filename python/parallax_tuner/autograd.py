@@ -7,13 +7,18 @@ Both are custom ops with fake implementations, so training steps compile with to
 The math is docs/backward.md: the forward saves lse, tbar and vbar per row; the backward
 recomputes the weights from them.
 
-The backward here is evaluated with torch matrix products in float32, a block of query rows
-at a time (issue #15 builds generated backward kernels to replace it). Gradients flow through
-``out`` only: lse, tbar and vbar are returned as constants. Not differentiable: extend over a
-paged cache, decode. Importing this module imports torch.
+The backward runs the generated backward kernels (``plx_prefill_backward``: a preprocess per
+query row, one CTA per key block accumulating dk/dv and adding dq/dr with float32 atomics, a
+cast) for CUDA bf16/fp16 tensors with D 64, 128 or 256. Anything else takes a float32 torch
+evaluation of the same formulas, a block of query rows at a time (``PARALLAX_TORCH_BACKWARD=1``
+forces it, for comparison). Gradients flow through ``out`` only: lse, tbar and vbar are
+returned as constants. Not differentiable: extend over a paged cache, decode. Importing this
+module imports torch.
 """
 
+import ctypes
 import math
+import os
 from typing import Optional, Tuple
 
 import torch
@@ -110,6 +115,54 @@ def _bwd_dense(q, r, k, v, out, dout, lse, tbar, vbar, tau, window, causal, ampl
     return (back(dq), back(dr) if dr is not None else None, dk.permute(0, 2, 1, 3), dv.permute(0, 2, 1, 3))
 
 
+def _kernel_serves(q, r, k, v) -> bool:
+    return (os.environ.get("PARALLAX_TORCH_BACKWARD", "") in ("", "0") and q.is_cuda
+            and q.dtype in (torch.bfloat16, torch.float16) and q.shape[-1] in (64, 128, 256)
+            and all(t is None or (t.dtype == q.dtype and t.device == q.device) for t in (r, k, v)))
+
+
+def _last_dim_dense(t):
+    return t if t is None or t.stride(-1) == 1 else t.contiguous()
+
+
+def _bwd_kernel(dout, q, r, k, v, out, lse, tbar, vbar, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, tau,
+                window, causal, affine, eps):
+    """plx_prefill_backward: the generated kernels (the caller checked _kernel_serves)."""
+    from . import _describe, _STATS_DTYPES, get_context  # the package's tensor descriptions
+    q, r, k, v, out, dout, vbar = (_last_dim_dense(t) for t in (q, r, k, v, out, dout, vbar))
+    c = torch.contiguous_format
+    dq, dk, dv = (torch.empty_like(t, memory_format=c) for t in (q, k, v))
+    dr = torch.empty_like(r, memory_format=c) if r is not None else None
+    L = _lib.lib()
+    a = _lib.PrefillBackwardArgs()
+    L.plx_prefill_backward_args_init(ctypes.byref(a))
+    for name, t in (("q", q), ("r", r), ("k", k), ("v", v), ("out", out), ("dout", dout), ("vbar", vbar),
+                    ("dq", dq), ("dr", dr), ("dk", dk), ("dv", dv), ("cu_seqlens_q", cu_seqlens_q),
+                    ("cu_seqlens_k", cu_seqlens_k)):
+        setattr(a, name, _describe(t, name))
+    a.lse = _describe(lse, "lse", _STATS_DTYPES)
+    if r is not None:
+        a.tbar = _describe(tbar, "tbar", _STATS_DTYPES)
+    if cu_seqlens_q is not None:
+        if max_seqlen_q < 0 or max_seqlen_k < 0:  # not given to the forward: read on the host
+            max_seqlen_q = int((cu_seqlens_q[1:] - cu_seqlens_q[:-1]).max().item()) if cu_seqlens_q.numel() > 1 else 0
+            max_seqlen_k = int((cu_seqlens_k[1:] - cu_seqlens_k[:-1]).max().item()) if cu_seqlens_k.numel() > 1 else 0
+        a.max_seqlen_q, a.max_seqlen_k = max_seqlen_q, max_seqlen_k
+    a.qk_scale = tau
+    a.window = window
+    a.affine = _lib.AFFINES[affine]
+    a.eps = eps
+    a.causal = 1 if causal else 0
+    n = ctypes.c_size_t()
+    _lib.check(L.plx_prefill_backward_workspace_size(ctypes.byref(a), ctypes.byref(n)))
+    ws = torch.empty(max(n.value, 16), dtype=torch.uint8, device=q.device)
+    a.workspace, a.workspace_bytes = ws.data_ptr(), n.value
+    device = q.get_device()
+    stream = torch.cuda.current_stream(device).cuda_stream
+    _lib.check(L.plx_prefill_backward(get_context(device).handle, ctypes.byref(a), stream))
+    return dq, dr if dr is not None else q.new_empty(0), dk, dv
+
+
 def _bwd(dout, q, r, k, v, out, lse, tbar, vbar, cu_seqlens_q, cu_seqlens_k, tau, window, causal, amplified, eps):
     if tau < 0:
         tau = 1.0 / math.sqrt(q.shape[-1])
@@ -143,15 +196,20 @@ def _bwd(dout, q, r, k, v, out, lse, tbar, vbar, cu_seqlens_q, cu_seqlens_k, tau
 @torch.library.custom_op("parallax_tuner::prefill_backward", mutates_args=(), device_types="cuda")
 def prefill_backward(dout: Tensor, q: Tensor, r: Optional[Tensor], k: Tensor, v: Tensor, out: Tensor, lse: Tensor,
                      tbar: Tensor, vbar: Tensor, cu_seqlens_q: Optional[Tensor], cu_seqlens_k: Optional[Tensor],
-                     qk_scale: float, window: int, causal: bool, affine: str,
-                     eps: float) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+                     qk_scale: float, window: int, causal: bool, affine: str, eps: float, max_seqlen_q: int = -1,
+                     max_seqlen_k: int = -1) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """dq, dr (empty when r is None), dk, dv of sum(dout * out) for a prefill's saved tensors."""
+    if _kernel_serves(q, r, k, v):
+        tau = qk_scale if qk_scale >= 0 else 1.0 / math.sqrt(q.shape[-1])
+        return _bwd_kernel(dout.contiguous(), q, r, k, v, out, lse, tbar, vbar, cu_seqlens_q, cu_seqlens_k,
+                           max_seqlen_q, max_seqlen_k, tau, window, causal, affine, eps)
     return _bwd(dout.contiguous(), q, r, k, v, out, lse, tbar, vbar, cu_seqlens_q, cu_seqlens_k, qk_scale, window,
                 causal, affine == "amplified", eps)
 
 
 @prefill_backward.register_fake
-def _(dout, q, r, k, v, out, lse, tbar, vbar, cu_seqlens_q, cu_seqlens_k, qk_scale, window, causal, affine, eps):
+def _(dout, q, r, k, v, out, lse, tbar, vbar, cu_seqlens_q, cu_seqlens_k, qk_scale, window, causal, affine, eps,
+      max_seqlen_q=-1, max_seqlen_k=-1):
     return (q.new_empty(q.shape), r.new_empty(r.shape) if r is not None else q.new_empty(0), k.new_empty(k.shape),
             v.new_empty(v.shape))  # contiguous, whatever the inputs' strides
 
@@ -161,15 +219,17 @@ def _setup(ctx, inputs, output):
      window_right, affine, eps, variant, causal) = inputs
     out, lse, tbar, vbar = output
     ctx.save_for_backward(q, r, k, v, out, lse, tbar, vbar, cu_seqlens_q, cu_seqlens_k)
-    ctx.options = (qk_scale, _window(window, window_left, window_right), causal, affine, eps)
+    ctx.options = (qk_scale, _window(window, window_left, window_right), causal, affine, eps,
+                   -1 if max_seqlen_q is None else max_seqlen_q, -1 if max_seqlen_k is None else max_seqlen_k)
     ctx.mark_non_differentiable(lse, tbar, vbar)
 
 
 def _backward(ctx, dout, dlse, dtbar, dvbar):
     q, r, k, v, out, lse, tbar, vbar, cu_seqlens_q, cu_seqlens_k = ctx.saved_tensors
-    qk_scale, window, causal, affine, eps = ctx.options
+    qk_scale, window, causal, affine, eps, max_q, max_k = ctx.options
     dq, dr, dk, dv = torch.ops.parallax_tuner.prefill_backward(dout, q, r, k, v, out, lse, tbar, vbar, cu_seqlens_q,
-                                                               cu_seqlens_k, qk_scale, window, causal, affine, eps)
+                                                               cu_seqlens_k, qk_scale, window, causal, affine, eps,
+                                                               max_q, max_k)
     return (dq, dr if r is not None else None, dk, dv) + (None,) * 12
 
 

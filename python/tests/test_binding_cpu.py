@@ -670,6 +670,7 @@ class PackageTest(unittest.TestCase):
         # Each _init writes the library's sizeof: the ctypes layout must have the same size.
         L = _lib.lib()
         for cls, init in ((_lib.DecodeArgs, L.plx_decode_args_init), (_lib.PrefillArgs, L.plx_prefill_args_init),
+                          (_lib.PrefillBackwardArgs, L.plx_prefill_backward_args_init),
                           (_lib.MergeArgs, L.plx_merge_args_init),
                           (_lib.ContextOptions, L.plx_context_options_init),
                           (_lib.DeviceInfo, L.plx_device_info_init), (_lib.PlanInfo, L.plx_plan_info_init)):

@@ -53,6 +53,7 @@ PLX_STRUCT_ABI(plx_decode_args);
 PLX_STRUCT_ABI(plx_prefill_args);
 PLX_STRUCT_ABI(plx_merge_args);
 PLX_STRUCT_ABI(plx_plan_info);
+PLX_STRUCT_ABI(plx_prefill_backward_args);
 
 // kReleased ascending, each size holding struct_size and at least its bytes.
 template <typename T>

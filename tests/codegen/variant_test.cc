@@ -194,7 +194,7 @@ TEST(VariantValidation, MessagesNameTheFieldAndTheRule) {
   EXPECT_THAT(CreateError(decode, learned, st), StartsWith("stages=5: must be in 1..4"));
   Schedule bm = s;
   bm.block_m = 64;
-  EXPECT_THAT(CreateError(decode, learned, bm), StartsWith("block_m=64: applies to prefill_sm90 and prefill only"));
+  EXPECT_THAT(CreateError(decode, learned, bm), StartsWith("block_m=64: applies to prefill_sm90 and prefill and prefill_bwd only"));
 
   Problem d96 = decode;
   d96.head_dim = 96;

@@ -52,11 +52,11 @@ namespace {
 // are appended, never removed, reordered or resized.
 struct Release {
   int major, minor;
-  size_t context_options, device_info, decode_args, prefill_args, merge_args, plan_info;
+  size_t context_options, device_info, decode_args, prefill_args, merge_args, plan_info, prefill_backward_args;
 };
 constexpr Release kReleases[] = {
-    // version  options  device_info  decode  prefill  merge  plan_info
-    {0, 2, 32, 288, 872, 1016, 1144, 280},  // 0.2.0: struct_size added (0.1 had none)
+    // version  options  device_info  decode  prefill  merge  plan_info  prefill_backward
+    {0, 2, 32, 288, 872, 1016, 1144, 280, 1264},  // 0.2.0: struct_size added (0.1 had none)
 };
 // plx_tensor has no struct_size: it is embedded in the structs above, so its layout is frozen.
 constexpr size_t kTensorSize = 80;
@@ -73,6 +73,7 @@ const Versioned kStructs[] = {
     {"plx_prefill_args", &Release::prefill_args, sizeof(plx_prefill_args)},
     {"plx_merge_args", &Release::merge_args, sizeof(plx_merge_args)},
     {"plx_plan_info", &Release::plan_info, sizeof(plx_plan_info)},
+    {"plx_prefill_backward_args", &Release::prefill_backward_args, sizeof(plx_prefill_backward_args)},
 };
 
 bool SameLayout(const Release& a, int major, int minor) {
@@ -155,6 +156,7 @@ TEST(Abi, EveryInitSetsStructSize) {
   ExpectInitSetsStructSize(&plx_prefill_args_init, "plx_prefill_args");
   ExpectInitSetsStructSize(&plx_merge_args_init, "plx_merge_args");
   ExpectInitSetsStructSize(&plx_plan_info_init, "plx_plan_info");
+  ExpectInitSetsStructSize(&plx_prefill_backward_args_init, "plx_prefill_backward_args");
 
   plx_context_options o = Poisoned<plx_context_options>();
   plx_context_options_init(&o);
@@ -205,9 +207,10 @@ std::vector<StructArg> EveryStructArg() {
   auto dec = [](size_t n) { return Sized(&plx_decode_args_init, n); };
   auto pre = [](size_t n) { return Sized(&plx_prefill_args_init, n); };
   auto merge = [](size_t n) { return Sized(&plx_merge_args_init, n); };
+  auto bwd = [](size_t n) { return Sized(&plx_prefill_backward_args_init, n); };
   const size_t kOpt = sizeof(plx_context_options), kDev = sizeof(plx_device_info),
                kInfo = sizeof(plx_plan_info), kDec = sizeof(plx_decode_args), kPre = sizeof(plx_prefill_args),
-               kMerge = sizeof(plx_merge_args);
+               kMerge = sizeof(plx_merge_args), kBwd = sizeof(plx_prefill_backward_args);
   return {
       {"plx_context_create", "plx_context_options", kOpt,
        [=](size_t n) {
@@ -314,6 +317,16 @@ std::vector<StructArg> EveryStructArg() {
        [=](size_t n) {
          const plx_merge_args a = merge(n);
          return plx_merge_states(nullptr, &a, nullptr);
+       }},
+      {"plx_prefill_backward_workspace_size", "plx_prefill_backward_args", kBwd,
+       [=](size_t n) {
+         const plx_prefill_backward_args a = bwd(n);
+         return plx_prefill_backward_workspace_size(&a, &bytes);
+       }},
+      {"plx_prefill_backward", "plx_prefill_backward_args", kBwd,
+       [=](size_t n) {
+         const plx_prefill_backward_args a = bwd(n);
+         return plx_prefill_backward(nullptr, &a, nullptr);
        }},
   };
 }

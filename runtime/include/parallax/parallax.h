@@ -411,6 +411,44 @@ PLX_API plx_status plx_merge_validate(const plx_merge_args* args);
  * that call outside CUDA graph capture; later calls never compile, allocate or synchronize. */
 PLX_API plx_status plx_merge_states(plx_context* ctx, const plx_merge_args* args, void* stream);
 
+/* The backward of a prefill (docs/backward.md): the gradients dq, dr, dk, dv of
+ * L = sum(dout * out) for a plx_prefill with the same q, r, k, v and options, from its out
+ * and its statistics lse, tbar, vbar (ask plx_prefill for them). Layouts as plx_prefill:
+ * q, r, out, dout, vbar, dq, dr [B, Lq, Hq, D] or packed [Tq, Hq, D] with cu_seqlens_q/k and
+ * max_seqlen_q/k; k, v, dk, dv [B, Lk, Hkv, D] or [Tk, Hkv, D]; lse, tbar float32 [B, Hq, Lq]
+ * or [Hq, Tq]. r.data NULL: probe none (then r, dr, tbar unused and vbar may be absent: it
+ * equals out). Contiguous K/V only (no paged cache); window as plx_prefill_args.window (the
+ * window_size spelling is not taken here); causal 0 takes no window.
+ * The workspace is the caller's: a device buffer of plx_prefill_backward_workspace_size bytes,
+ * 16-byte aligned (float32 dq/dr accumulators and 8 coefficients per query row). dq and dr
+ * sum over key blocks with float32 atomics, so their rounding may differ between runs. */
+typedef struct plx_prefill_backward_args {
+  size_t struct_size; /* sizeof(plx_prefill_backward_args): see "Compatibility" */
+  plx_tensor q, r, k, v, out, dout;
+  plx_tensor vbar, lse, tbar;
+  plx_tensor dq, dr, dk, dv; /* outputs, like q, r, k, v */
+  plx_tensor cu_seqlens_q, cu_seqlens_k;
+  int32_t max_seqlen_q; /* packed only: longest query / key sequence */
+  int32_t max_seqlen_k;
+  float qk_scale;
+  int32_t window;
+  plx_affine affine;
+  float eps;
+  int32_t causal;
+  const char* variant; /* a "bwd-..." key; NULL or "" = the family default */
+  void* workspace;
+  size_t workspace_bytes;
+} plx_prefill_backward_args;
+
+/* Defaults: every tensor absent, max_seqlen -1, qk_scale -1 (1/sqrt(D)), window 0, plain
+ * affine, eps 1e-6, causal 1, no variant, no workspace. */
+PLX_API void plx_prefill_backward_args_init(plx_prefill_backward_args* args);
+/* The workspace bytes the call needs (checks the arguments, workspace aside; no device). */
+PLX_API plx_status plx_prefill_backward_workspace_size(const plx_prefill_backward_args* args, size_t* bytes);
+/* Three launches on stream; the first call of a variant compiles it (make it outside graph
+ * capture); later calls neither compile, allocate nor synchronize. */
+PLX_API plx_status plx_prefill_backward(plx_context* ctx, const plx_prefill_backward_args* args, void* stream);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

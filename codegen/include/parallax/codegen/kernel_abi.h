@@ -8,7 +8,7 @@
 #ifndef PARALLAX_KERNEL_ABI_H_
 #define PARALLAX_KERNEL_ABI_H_
 
-#define PLX_ABI_VERSION 6
+#define PLX_ABI_VERSION 7
 
 /* Decode: one new query token per sequence.
  * q, r: [B, Hq, D]; k, v: contiguous [B, Lmax, Hkv, D] or paged [pages, page_size, Hkv, D].
@@ -142,5 +142,46 @@ typedef struct PlxPrefillTmaParams {
                          before the first launch; the last CTA to retire zeroes them again,
                          so launches sharing a pair must not overlap (the runtime rotates) */
 } PlxPrefillTmaParams;
+
+/* The backward of a prefill (codegen/families/prefill_bwd; docs/backward.md): three kernels
+ * take the same parameters. plx_bwd_preprocess, one warp per query row, forms the row's
+ * coefficients into row_coef and zeroes its dq/dr accumulators; plx_bwd_main, CTA (key
+ * block, kv head, sequence), accumulates dk, dv for its keys and adds its part of dq, dr into
+ * the accumulators (fp32 atomics); plx_bwd_postprocess, one warp per query row, adds rho r /
+ * rho q and writes dq, dr in the 16-bit type.
+ * Tensors: a data pointer and element strides (batch, token, head); with cu_seqlens_q/k the
+ * sequences are packed along the token dimension and stride_b is unused. q, r, out, dout,
+ * vbar, dq, dr: [B, Lq, Hq, D]; k, v, dk, dv: [B, Lk, Hkv, D]. lse, tbar: the forward's
+ * statistics in PlxPrefillParams's layout. r, dr are unused for probe none (vbar may be out
+ * there: they are equal).
+ * Workspace (float, caller-owned): a query token t (packed: its index; padded: b * seqlen_q
+ * + i) and head h own row t * Hq + h of dq_accum and dr_accum (D floats each; dr_accum
+ * unused for probe none) and of row_coef (8 floats: lse in log2 units (+inf: no visible
+ * key), tbar, u, kappa, Dd, rho, unused x2). */
+typedef struct PlxBwdRows {
+  void* data;
+  long long stride_b, stride_l, stride_h;
+} PlxBwdRows;
+typedef struct PlxPrefillBwdParams {
+  PlxBwdRows q, r, k, v, out, dout, vbar;
+  PlxBwdRows dq, dr, dk, dv;
+  const float* lse;
+  const float* tbar;
+  long long stats_stride_b, stats_stride_h;
+  const int* cu_seqlens_q;
+  const int* cu_seqlens_k;
+  float* dq_accum;
+  float* dr_accum;
+  float* row_coef;
+  long long tokens_q;  /* query tokens: B * seqlen_q padded, the packed total with cu_seqlens */
+  int batch;
+  int seqlen_q;        /* padded: every sequence's; packed: the maximum (unused by the kernels) */
+  int seqlen_k;        /* padded: every sequence's; packed: the maximum (the grid's key blocks) */
+  int window;
+  float scale;         /* qk_scale (tau) */
+  float scale_log2;    /* qk_scale * log2(e) */
+  float eps;           /* amplified-affine guard */
+  int causal;
+} PlxPrefillBwdParams;
 
 #endif /* PARALLAX_KERNEL_ABI_H_ */

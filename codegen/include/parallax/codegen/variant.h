@@ -20,7 +20,8 @@ namespace parallax {
 // Bumped whenever generated source changes meaning or speed; part of every cache key.
 inline constexpr int kGeneratorVersion = 5;
 
-enum class Mode : uint8_t { kDecode, kPrefill };
+// kBackward: the gradients of a prefill (key token "bwd"; codegen/families/prefill_bwd/).
+enum class Mode : uint8_t { kDecode, kPrefill, kBackward };
 enum class DType : uint8_t { kBF16, kFP16 };
 enum class KvLayout : uint8_t { kContiguous, kPaged };
 enum class Probe : uint8_t { kNone, kLearned };      // "solved" (LLA) is CPU-reference only

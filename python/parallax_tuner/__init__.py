@@ -443,8 +443,9 @@ def parallax_decode(q, r, k, v, qk_scale=None, *, block_table=None, cache_seqlen
         return _ops().call_decode(q, r, k, v, qk_scale, block_table, cache_seqlens, window, window_size, affine, eps,
                                   variant, num_splits, out, workspace, max_seqlen_k, return_lse)
     x = _fast.ext[0]
-    if x is not None and workspace is None and not return_lse:  # the C++ fast path (torch_ext)
-        opts = ("decode", qk_scale, window, window_size, affine, eps, variant, num_splits, max_seqlen_k)
+    # The C++ fast path's key (torch_ext): the options; the tensors are its arguments.
+    opts = ("decode", qk_scale, window, window_size, affine, eps, variant, num_splits, max_seqlen_k)
+    if x is not None and workspace is None and not return_lse:
         res = x.run(opts, q, r, k, v, block_table, cache_seqlens, out)
         if res is not None:
             if res.__class__ is int:
@@ -463,8 +464,7 @@ def parallax_decode(q, r, k, v, qk_scale=None, *, block_table=None, cache_seqlen
             key = entry = None
         if entry is not None:
             if x is not None and not return_lse:  # made before the extension loaded: hand it over
-                _decode_ext_remember(q, r, k, v, block_table, cache_seqlens, out, qk_scale, window, window_size,
-                                     affine, eps, variant, num_splits, max_seqlen_k, entry)
+                _fast.ext_remember(opts, (q, r, k, v, block_table, cache_seqlens, out), _DECODE_EXT_FIELDS, entry)
             return _run_decode(entry, q, r, k, v, block_table, cache_seqlens, out, return_lse)
     if q is not None and hasattr(q, "numel") and q.numel() == 0:
         out = out if out is not None else _empty_like_q(q)
@@ -493,21 +493,13 @@ def parallax_decode(q, r, k, v, qk_scale=None, *, block_table=None, cache_seqlen
     entry.contiguous = q.is_contiguous()
     _fast.remember(key, entry)
     if not return_lse:
-        _decode_ext_remember(q, r, k, v, block_table, cache_seqlens, given_out, qk_scale, window, window_size, affine,
-                             eps, variant, num_splits, max_seqlen_k, entry)
+        _fast.ext_remember(opts, (q, r, k, v, block_table, cache_seqlens, given_out), _DECODE_EXT_FIELDS, entry)
     entry.launch((q, r, k, v, out, block_table, cache_seqlens) + ((stats.lse, stats.tbar, stats.vbar) if stats else ()))
     return (out, stats) if return_lse else out
 
 
 _DECODE_FIELDS = ("q", "r", "k", "v", "out", "block_table", "cache_seqlens", "lse", "tbar", "vbar")
 _DECODE_EXT_FIELDS = ("q", "r", "k", "v", "block_table", "cache_seqlens", "out")  # ext.run's order
-
-
-def _decode_ext_remember(q, r, k, v, block_table, cache_seqlens, out, qk_scale, window, window_size, affine, eps,
-                         variant, num_splits, max_seqlen_k, entry):
-    """The same key as parallax_decode's ext.run call, for the C++ fast path."""
-    _fast.ext_remember(("decode", qk_scale, window, window_size, affine, eps, variant, num_splits, max_seqlen_k),
-                       (q, r, k, v, block_table, cache_seqlens, out), _DECODE_EXT_FIELDS, entry)
 
 
 def _run_decode(entry, q, r, k, v, block_table, cache_seqlens, out, return_lse):
@@ -655,9 +647,9 @@ def parallax_prefill(q, r, k, v, qk_scale=None, *, cu_seqlens_q=None, cu_seqlens
                                    seqused_k, return_lse, causal)
     x = _fast.ext[0]
     plain = not (return_stats or return_lse)
+    opts = ("prefill", qk_scale, max_seqlen_q, max_seqlen_k, window, window_size, affine, eps, variant, causal)
     if x is not None and plain:  # the C++ fast path (torch_ext); it declines autograd
-        res = x.run(("prefill", qk_scale, max_seqlen_q, max_seqlen_k, window, window_size, affine, eps, variant,
-                     causal), q, r, k, v, cu_seqlens_q, cu_seqlens_k, block_table, seqused_k, out)
+        res = x.run(opts, q, r, k, v, cu_seqlens_q, cu_seqlens_k, block_table, seqused_k, out)
         if res is not None:
             if res.__class__ is int:
                 _lib.check(res)
@@ -682,9 +674,8 @@ def parallax_prefill(q, r, k, v, qk_scale=None, *, cu_seqlens_q=None, cu_seqlens
             key = entry = None
         if entry is not None:
             if x is not None and plain:  # made before the extension loaded: hand it over
-                _prefill_ext_remember(q, r, k, v, cu_seqlens_q, cu_seqlens_k, block_table, seqused_k, out, qk_scale,
-                                      max_seqlen_q, max_seqlen_k, window, window_size, affine, eps, variant, causal,
-                                      entry)
+                _fast.ext_remember(opts, (q, r, k, v, cu_seqlens_q, cu_seqlens_k, block_table, seqused_k, out),
+                                   _PREFILL_EXT_FIELDS, entry)
             return _run_prefill(entry, q, r, k, v, out, cu_seqlens_q, cu_seqlens_k, block_table, seqused_k,
                                 return_stats, return_lse, packed)
     if q is not None and hasattr(q, "numel") and q.numel() == 0:
@@ -722,8 +713,8 @@ def parallax_prefill(q, r, k, v, qk_scale=None, *, cu_seqlens_q=None, cu_seqlens
         entry.contiguous = q.is_contiguous()
         _fast.remember(key, entry)
         if plain:
-            _prefill_ext_remember(q, r, k, v, cu_seqlens_q, cu_seqlens_k, block_table, seqused_k, given_out, qk_scale,
-                                  max_seqlen_q, max_seqlen_k, window, window_size, affine, eps, variant, causal, entry)
+            _fast.ext_remember(opts, (q, r, k, v, cu_seqlens_q, cu_seqlens_k, block_table, seqused_k, given_out),
+                               _PREFILL_EXT_FIELDS, entry)
         outs = () if stats is None else tuple(stats)[:3]
         entry.launch((q, r, k, v, out, cu_seqlens_q, cu_seqlens_k, block_table, seqused_k) + outs)
     if return_lse:
@@ -734,14 +725,6 @@ def parallax_prefill(q, r, k, v, qk_scale=None, *, cu_seqlens_q=None, cu_seqlens
 _PREFILL_FIELDS = ("q", "r", "k", "v", "out", "cu_seqlens_q", "cu_seqlens_k", "block_table", "seqused_k", "lse",
                    "tbar", "vbar")
 _PREFILL_EXT_FIELDS = ("q", "r", "k", "v", "cu_seqlens_q", "cu_seqlens_k", "block_table", "seqused_k", "out")
-
-
-def _prefill_ext_remember(q, r, k, v, cu_seqlens_q, cu_seqlens_k, block_table, seqused_k, out, qk_scale, max_seqlen_q,
-                          max_seqlen_k, window, window_size, affine, eps, variant, causal, entry):
-    """The same key as parallax_prefill's ext.run call, for the C++ fast path."""
-    _fast.ext_remember(("prefill", qk_scale, max_seqlen_q, max_seqlen_k, window, window_size, affine, eps, variant,
-                        causal), (q, r, k, v, cu_seqlens_q, cu_seqlens_k, block_table, seqused_k, out),
-                       _PREFILL_EXT_FIELDS, entry)
 
 
 def _run_prefill(entry, q, r, k, v, out, cu_seqlens_q, cu_seqlens_k, block_table, seqused_k, return_stats,

@@ -143,17 +143,8 @@ absl::Status RunThroughCApi(const BwdCase& c, size_t tokens_q, const PrefillBack
 absl::StatusOr<Gradients> RunBackwardCase(Runtime& rt, const BwdCase& c) {
   std::mt19937_64 rng(c.seed);
   const int B = c.batch, D = c.head_dim, Hq = c.hq, Hkv = c.hkv;
-  const int lq = *std::max_element(c.seqlens_q.begin(), c.seqlens_q.end());
-  const int lk = *std::max_element(c.seqlens_k.begin(), c.seqlens_k.end());
-  ref::PrefillInputs in;
-  in.batch = B; in.num_q_heads = Hq; in.num_kv_heads = Hkv; in.head_dim = D;
-  in.max_seqlen_q = lq; in.max_seqlen_k = lk;
-  in.seqlens_q = c.seqlens_q; in.seqlens_k = c.seqlens_k;
-  in.causal = c.causal;
-  in.q = RandomRows(rng, size_t(B) * lq * Hq, D, true, 1.0);
-  in.r = RandomRows(rng, size_t(B) * lq * Hq, D, true, c.r_scale);
-  in.k = RandomRows(rng, size_t(B) * lk * Hkv, D, true, 1.0);
-  in.v = RandomRows(rng, size_t(B) * lk * Hkv, D, false, 1.0);
+  ref::PrefillInputs in = RandomPrefillInputs(rng, B, Hq, Hkv, D, c.seqlens_q, c.seqlens_k, c.causal, c.r_scale);
+  const int lq = in.max_seqlen_q, lk = in.max_seqlen_k;
   std::vector<double> dout = RandomRows(rng, size_t(B) * lq * Hq, D, false, 1.0);
   const auto qh = Quantise(in.q, c.dtype), rh = Quantise(in.r, c.dtype), kh = Quantise(in.k, c.dtype);
   const auto vh = Quantise(in.v, c.dtype), doh = Quantise(dout, c.dtype);

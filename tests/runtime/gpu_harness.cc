@@ -327,20 +327,28 @@ absl::StatusOr<CaseResult> RunDecodeCase(Runtime& rt, const DecodeCase& c) {
   return res;
 }
 
+ref::PrefillInputs RandomPrefillInputs(std::mt19937_64& rng, int batch, int hq, int hkv, int d,
+                                       const std::vector<int>& seqlens_q, const std::vector<int>& seqlens_k,
+                                       bool causal, double r_scale) {
+  const int lq = *std::max_element(seqlens_q.begin(), seqlens_q.end());
+  const int lk = *std::max_element(seqlens_k.begin(), seqlens_k.end());
+  ref::PrefillInputs in;
+  in.batch = batch; in.num_q_heads = hq; in.num_kv_heads = hkv; in.head_dim = d;
+  in.max_seqlen_q = lq; in.max_seqlen_k = lk;
+  in.seqlens_q = seqlens_q; in.seqlens_k = seqlens_k;
+  in.causal = causal;
+  in.q = RandomRows(rng, size_t(batch) * lq * hq, d, true, 1.0);
+  in.r = RandomRows(rng, size_t(batch) * lq * hq, d, true, r_scale);
+  in.k = RandomRows(rng, size_t(batch) * lk * hkv, d, true, 1.0);
+  in.v = RandomRows(rng, size_t(batch) * lk * hkv, d, false, 1.0);
+  return in;
+}
+
 absl::StatusOr<CaseResult> RunPrefillCase(Runtime& rt, const PrefillCase& c) {
   std::mt19937_64 rng(c.seed);
   const int B = c.batch, D = c.head_dim, Hq = c.hq, Hkv = c.hkv;
-  const int lq = *std::max_element(c.seqlens_q.begin(), c.seqlens_q.end());
-  const int lk = *std::max_element(c.seqlens_k.begin(), c.seqlens_k.end());
-  ref::PrefillInputs in;
-  in.batch = B; in.num_q_heads = Hq; in.num_kv_heads = Hkv; in.head_dim = D;
-  in.max_seqlen_q = lq; in.max_seqlen_k = lk;
-  in.seqlens_q = c.seqlens_q; in.seqlens_k = c.seqlens_k;
-  in.causal = c.causal;
-  in.q = RandomRows(rng, size_t(B) * lq * Hq, D, true, 1.0);
-  in.r = RandomRows(rng, size_t(B) * lq * Hq, D, true, c.r_scale);
-  in.k = RandomRows(rng, size_t(B) * lk * Hkv, D, true, 1.0);
-  in.v = RandomRows(rng, size_t(B) * lk * Hkv, D, false, 1.0);
+  ref::PrefillInputs in = RandomPrefillInputs(rng, B, Hq, Hkv, D, c.seqlens_q, c.seqlens_k, c.causal, c.r_scale);
+  const int lq = in.max_seqlen_q, lk = in.max_seqlen_k;
   const size_t kv_row = size_t(Hkv) * D;
   if (c.page_size > 0 && c.shared_pages > 0) {  // a prefix every sequence shares with sequence 0
     const size_t n = size_t(c.shared_pages) * c.page_size;

@@ -136,6 +136,11 @@ double Tolerance(DType t);  // the spec's relative Frobenius bound
 // rows x d model-like values: unit RMS per row times `scale` (q, r, k as after RMSNorm) or,
 // without rms_normalise, standard normal times scale (v).
 std::vector<double> RandomRows(std::mt19937_64& rng, size_t rows, int d, bool rms_normalise, double scale);
+// A prefill's shape and fresh q, r (times r_scale), k, v rows, padded to the longest sequence,
+// drawn from rng in that order (float64: quantise before the reference sees them).
+ref::PrefillInputs RandomPrefillInputs(std::mt19937_64& rng, int batch, int hq, int hkv, int d,
+                                       const std::vector<int>& seqlens_q, const std::vector<int>& seqlens_k,
+                                       bool causal, double r_scale);
 // Rounds x to the dtype in place (the reference then sees what the kernel reads) and returns
 // the 16-bit images.
 std::vector<uint16_t> Quantise(std::vector<double>& x, DType t);

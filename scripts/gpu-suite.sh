@@ -13,7 +13,10 @@
 # choice and forced mma.sync) vs the authors' Triton forward (carried in
 # .carry/anchors/authors-parallax) vs SDPA flash/cuDNN; prints its table. `extend` (not part
 # of `all`; ~3 minutes): extend over pages (16, 64, 1) vs contiguous prefill of the same tokens,
-# each through the runtime's default (bench/extend_table.py prints the table).
+# each through the runtime's default (bench/extend_table.py prints the table). `backward` (not
+# part of `all`; ~4 minutes): the backward GPU test, bench/backward_schedules.py (every backward
+# schedule alone, next to the SDPA softmax backward) and, where ncu reads the counters, an ncu
+# report of plx_bwd_main for BWD_PROFILE_KEYS (schedule suffixes, default the family's).
 set -uo pipefail
 build=${1:-build}
 what=${2:-all}
@@ -236,5 +239,34 @@ if [ "$what" = extend ]; then
     done
   done
   python3 bench/extend_table.py "$out" | tee "$out/extend_table.md" || status=1
+fi
+if [ "$what" = backward ]; then
+  export PARALLAX_LIBRARY="$PWD/.carry/lib/libparallax.so"
+  # BWD_TEST=0 / BWD_SWEEP=0 leave out the test / the schedule sweep (to fit one device call).
+  bin=$(find "$build" -name runtime_backward_gpu_test -type f | head -1)
+  if [ "${BWD_TEST:-1}" = 1 ]; then
+    timeout 240 "$bin" > "$out/backward_gpu_test.log" 2>&1 || { status=1; echo "runtime_backward_gpu_test failed"; }
+    grep -E '^\[  (PASSED|FAILED) \]|^\[  FAILED  \] |^\[deterministic\]' "$out/backward_gpu_test.log" | head -14
+    grep -oE 'rel frob dq [0-9.e-]+ dr [0-9.e-]+ dk [0-9.e-]+ dv [0-9.e-]+' "$out/backward_gpu_test.log" |
+      awk '{for (i = 4; i <= 10; i += 2) if ($i > m) m = $i} END {print "backward worst rel frob:", m}'
+  fi
+  if [ "${BWD_SWEEP:-1}" = 1 ]; then
+    PYTHONUNBUFFERED=1 timeout "${BWD_SWEEP_S:-360}" python3 bench/backward_schedules.py --stages "${BWD_STAGES:-1,2}" \
+      --shapes "${BWD_SHAPES:-all}" --out "$out/backward_schedules.json" > "$out/backward_schedules.log" 2>&1 ||
+      { status=1; echo "backward_schedules failed"; tail -5 "$out/backward_schedules.log"; }
+    sed -n '/^| B, Hq/,$p' "$out/backward_schedules.log"
+    [ -s "$out/backward_schedules.json" ] || grep '^{' "$out/backward_schedules.log" | grep -v error | cut -c1-200 | tail -40
+  fi
+  if command -v ncu >/dev/null && [ -n "${BWD_PROFILE_KEYS:-}" ]; then
+    PYTHONUNBUFFERED=1 timeout 300 ncu --clock-control none -k plx_bwd_main -c 8 --set full -o "$out/bwd" \
+      python3 bench/backward_schedules.py --shapes quick --keys "$BWD_PROFILE_KEYS" --reps 1 --warmup 0 \
+      > "$out/ncu.log" 2>&1 || { echo "ncu exited with $?"; tail -3 "$out/ncu.log"; }
+    ncu -i "$out/bwd.ncu-rep" --page details > "$out/ncu_details.txt" 2>&1
+    grep -E "^  plx_bwd_main|Duration|Compute \(SM\) Throughput|Memory Throughput|L2 Cache Throughput|Registers Per|Achieved Occupancy|Theoretical Occupancy|Issue Slots Busy|Warp Cycles Per Issued|No Eligible|Shared Memory Configuration Size|Block Limit" \
+      "$out/ncu_details.txt" | head -80
+    ncu -i "$out/bwd.ncu-rep" --page raw --csv --metrics smsp__pcsamp_warps_issue_stalled_barrier,smsp__pcsamp_warps_issue_stalled_long_scoreboard,smsp__pcsamp_warps_issue_stalled_short_scoreboard,smsp__pcsamp_warps_issue_stalled_mio_throttle,smsp__pcsamp_warps_issue_stalled_lg_throttle,smsp__pcsamp_warps_issue_stalled_math_pipe_throttle,smsp__pcsamp_warps_issue_stalled_wait,smsp__pcsamp_warps_issue_stalled_selected,smsp__pcsamp_warps_issue_stalled_not_selected,smsp__pcsamp_warps_issue_stalled_drain,smsp__pcsamp_warps_issue_stalled_dispatch_stall,smsp__pcsamp_warps_issue_stalled_tex_throttle,l1tex__data_pipe_lsu_wavefronts_mem_shared.sum,lts__t_sectors_op_red.sum,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active \
+      > "$out/ncu_stalls.csv" 2>&1
+    cat "$out/ncu_stalls.csv" | cut -c1-1500 | head -12
+  fi
 fi
 exit $status

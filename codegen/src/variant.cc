@@ -60,6 +60,8 @@ absl::Status ValidateUnusedFields(const KernelFamily& f, const Schedule& s) {
     return Bad("pingpong", "true", absl::StrCat("applies to ", UsedBy(kFieldPingPong), " only"));
   if (unused(kFieldTestFault) && s.test_fault != Schedule::TestFault::kNone)
     return Bad("test_fault", "set", absl::StrCat("applies to ", UsedBy(kFieldTestFault), " only"));
+  if (unused(kFieldDqReduce) && s.dq_reduce != Schedule::DqReduce::kAtomic)
+    return Bad("dq_reduce", "set", absl::StrCat("applies to ", UsedBy(kFieldDqReduce), " only"));
   if (unused(kFieldHeadsPerCta) && s.heads_per_cta != 0)
     return Bad("heads_per_cta", s.heads_per_cta,
                absl::StrCat("applies to ", UsedBy(kFieldHeadsPerCta), " only", must_be_0));
@@ -144,6 +146,7 @@ Schedule CanonicalSchedule(const Problem& p, const Algorithm& a, Schedule s) {
   if (unused(kFieldPingPong)) s.pingpong = false;
   if (unused(kFieldPersistent)) s.persistent = false;
   if (unused(kFieldTestFault)) s.test_fault = Schedule::TestFault::kNone;
+  if (unused(kFieldDqReduce)) s.dq_reduce = Schedule::DqReduce::kAtomic;
   return f.Canonical(p, a, s);
 }
 

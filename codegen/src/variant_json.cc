@@ -21,6 +21,12 @@ constexpr std::initializer_list<std::pair<const char*, Schedule::TestFault>> kTe
     {"illegal_address", Schedule::TestFault::kIllegalAddress},
     {"hang", Schedule::TestFault::kHang}};
 
+// The backward's dQ reduction, spelled like its key token (the default, atomic, has none).
+constexpr std::initializer_list<std::pair<const char*, Schedule::DqReduce>> kDqReduceNames = {
+    {"atomic", Schedule::DqReduce::kAtomic},
+    {"bulk", Schedule::DqReduce::kBulk},
+    {"det", Schedule::DqReduce::kDeterministic}};
+
 const char* TestFaultName(Schedule::TestFault f) {
   for (const auto& [name, value] : kTestFaultNames)
     if (value == f) return name;
@@ -158,6 +164,7 @@ absl::Status ReadSchedule(const ObjectReader& r, const Problem& p, const Algorit
   PLX_RETURN_IF_ERROR(r.Bool("pingpong", false, &s->pingpong));
   PLX_RETURN_IF_ERROR(r.Bool("persistent", false, &s->persistent));
   PLX_RETURN_IF_ERROR(r.Enum<Schedule::TestFault>("test_fault", false, kTestFaultNames, &s->test_fault));
+  PLX_RETURN_IF_ERROR(r.Enum<Schedule::DqReduce>("dq_reduce", false, kDqReduceNames, &s->dq_reduce));
   if (s->test_fault != Schedule::TestFault::kNone && !o.allow_test_faults)
     return JsonError(absl::StrCat(r.Path("test_fault"), ": '", TestFaultName(s->test_fault),
                                   "' makes a test-only variant (it faults or hangs on purpose); only the "
@@ -201,6 +208,8 @@ json ToJson(const Variant& v) {
   if (s.pingpong) j["schedule"]["pingpong"] = true;
   if (s.persistent) j["schedule"]["persistent"] = true;
   if (s.test_fault != Schedule::TestFault::kNone) j["schedule"]["test_fault"] = TestFaultName(s.test_fault);
+  for (const auto& [name, value] : kDqReduceNames)
+    if (s.dq_reduce != Schedule::DqReduce::kAtomic && value == s.dq_reduce) j["schedule"]["dq_reduce"] = name;
   return j;
 }
 
@@ -225,7 +234,7 @@ absl::StatusOr<Variant> VariantFromJson(const json& j, const VariantParseOptions
                      "page_size", "window"}, &unknown);
   ar.CollectUnknown({"probe", "affine"}, &unknown);
   sr.CollectUnknown({"path", "block_n", "warps", "stages", "splits", "heads_per_cta", "block_m",
-                     "fused_merge", "pingpong", "persistent", "test_fault"}, &unknown);
+                     "fused_merge", "pingpong", "persistent", "test_fault", "dq_reduce"}, &unknown);
   if (!unknown.empty())
     return JsonError(absl::StrCat(unknown.size() == 1 ? "unknown field " : "unknown fields ",
                                   absl::StrJoin(unknown, ", ")));

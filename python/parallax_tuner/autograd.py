@@ -126,8 +126,9 @@ def _last_dim_dense(t):
 
 
 def _bwd_kernel(dout, q, r, k, v, out, lse, tbar, vbar, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, tau,
-                window, causal, affine, eps):
-    """plx_prefill_backward: the generated kernels (the caller checked _kernel_serves)."""
+                window, causal, affine, eps, variant=None, workspace=None):
+    """plx_prefill_backward: the generated kernels (the caller checked _kernel_serves). ``variant``
+    (a "bwd-..." key) and a reused ``workspace`` are for benchmarks."""
     from . import _describe, _STATS_DTYPES, get_context  # the package's tensor descriptions
     q, r, k, v, out, dout, vbar = (_last_dim_dense(t) for t in (q, r, k, v, out, dout, vbar))
     c = torch.contiguous_format
@@ -155,7 +156,10 @@ def _bwd_kernel(dout, q, r, k, v, out, lse, tbar, vbar, cu_seqlens_q, cu_seqlens
     a.causal = 1 if causal else 0
     n = ctypes.c_size_t()
     _lib.check(L.plx_prefill_backward_workspace_size(ctypes.byref(a), ctypes.byref(n)))
-    ws = torch.empty(max(n.value, 16), dtype=torch.uint8, device=q.device)
+    if variant:
+        a.variant = variant.encode()
+    ws = workspace if workspace is not None and workspace.numel() >= n.value else \
+        torch.empty(max(n.value, 16), dtype=torch.uint8, device=q.device)
     a.workspace, a.workspace_bytes = ws.data_ptr(), n.value
     device = q.get_device()
     stream = torch.cuda.current_stream(device).cuda_stream

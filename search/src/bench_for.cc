@@ -1,5 +1,6 @@
 #include "bench_for.h"
 
+#include "parallax/search/backward_bench.h"
 #include "parallax/search/decode_bench.h"
 #include "parallax/search/prefill_bench.h"
 
@@ -8,6 +9,11 @@ namespace {
 
 PrefillShape PrefillShapeOf(const Problem& p, const Algorithm& a, const BucketShape& s) {
   return PrefillShape{p, a, s.batch, s.q_len, s.seqlen, BenchWindow(p, s.seqlen)};
+}
+
+// A backward is measured at a prefill bucket's shape, like the forward it differentiates.
+BackwardShape BackwardShapeOf(const Problem& p, const Algorithm& a, const BucketShape& s) {
+  return BackwardShape{p, a, s.batch, s.q_len, s.seqlen, BenchWindow(p, s.seqlen)};
 }
 
 }  // namespace
@@ -19,6 +25,11 @@ absl::StatusOr<std::unique_ptr<Bench>> MakeBench(Runtime& rt, const Problem& p, 
     if (!b.ok()) return b.status();
     return std::unique_ptr<Bench>(*std::move(b));
   }
+  if (p.mode == Mode::kBackward) {
+    absl::StatusOr<std::unique_ptr<BackwardBench>> b = BackwardBench::Create(rt, BackwardShapeOf(p, a, s), o);
+    if (!b.ok()) return b.status();
+    return std::unique_ptr<Bench>(*std::move(b));
+  }
   absl::StatusOr<std::unique_ptr<DecodeBench>> b = DecodeBench::Create(rt, BenchShape{p, a, s.batch, s.seqlen}, o);
   if (!b.ok()) return b.status();
   return std::unique_ptr<Bench>(*std::move(b));
@@ -26,6 +37,7 @@ absl::StatusOr<std::unique_ptr<Bench>> MakeBench(Runtime& rt, const Problem& p, 
 
 double BenchSetBytes(const Problem& p, const Algorithm& a, const BucketShape& s) {
   if (p.mode == Mode::kPrefill) return PrefillInputSetBytes(PrefillShapeOf(p, a, s));
+  if (p.mode == Mode::kBackward) return BackwardInputSetBytes(BackwardShapeOf(p, a, s));
   return InputSetBytes(BenchShape{p, a, s.batch, s.seqlen});
 }
 

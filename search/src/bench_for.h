@@ -14,11 +14,13 @@
 namespace parallax::search::internal {
 
 // Decode: batch x seqlen keys. Prefill: batch x q_len queries against seqlen keys, causal at
-// the end, contiguous K/V, window BenchWindow() when the problem has one.
+// the end, contiguous K/V, window BenchWindow() when the problem has one. Backward (bwd): the
+// gradients of that prefill (BackwardBench).
 absl::StatusOr<std::unique_ptr<Bench>> MakeBench(Runtime& rt, const Problem& p, const Algorithm& a,
                                                  const BucketShape& s, const BenchOptions& o);
 
-// Bytes of one input set of that bench (InputSetBytes / PrefillInputSetBytes).
+// Bytes of one input set of that bench (InputSetBytes / PrefillInputSetBytes /
+// BackwardInputSetBytes).
 double BenchSetBytes(const Problem& p, const Algorithm& a, const BucketShape& s);
 
 }  // namespace parallax::search::internal

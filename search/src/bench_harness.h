@@ -8,8 +8,8 @@
 //   - (b) the full-shape check against a reference variant's output on input set 0;
 //   - timing: the median over `reps` samples of CUDA-graph replays of one pass over the sets.
 //
-// A family supplies only how its inputs are made and how it launches (decode_bench.cc and
-// prefill_bench.cc are the two there are):
+// A family supplies only how its inputs are made and how it launches (decode_bench.cc,
+// prefill_bench.cc and backward_bench.cc are the three there are):
 //
 //   class HopperPrefillFamily final : public BenchFamily {   // holds its Runtime& and shape
 //    public:
@@ -65,6 +65,7 @@ struct BenchLayout {
   double set_bytes = 0;     // one input set
   size_t out_elems = 0;     // the output all sets share
   double reserved_bytes = 0;  // device memory kept from the sets' share (prefill: its output)
+  double tolerance = 0;     // (a)'s bound; 0: the spec's for the dtype (the backward's is looser)
 };
 
 // Device memory that lives as long as the harness. `at` receives the allocation as the
@@ -133,6 +134,9 @@ class SetMaker {
   uint64_t seed() const { return seed_; }  // this set's: tensors take seed() + 1, + 2, ...
   void* out() const { return out_; }       // what every set's launch writes
   DeviceArena& mem() { return mem_; }
+  // The harness's stream, which the fills are queued on: a family that computes inputs from
+  // inputs (the backward runs the forward for its statistics) queues that work after them.
+  CUstream stream() const { return stream_; }
   // rows x d values, filled with seed.
   absl::StatusOr<void*> Rows(int64_t rows, int d, bool rms, uint64_t seed);
   // q and r (q_rows), k and v (kv_rows) with seeds seed() + 1 .. + 4; without r, r is a
@@ -149,10 +153,21 @@ class SetMaker {
   void* out_;
 };
 
-// One launch of the reduced check; its output is the first `elems` values of the reference.
+// A slice of a run's output checked on its own, at the same offset in out and in want: a
+// family with several outputs in one buffer (the backward's dq | dr | dk | dv) is held to the
+// bound per output, so that a small gradient's error is not hidden by a large one's norm.
+struct ReducedPart {
+  std::string name;  // "dq": in messages
+  size_t offset = 0;
+  size_t elems = 0;
+};
+
+// One launch of the reduced check; its output is the first `elems` values of the reference,
+// or, with parts, each part's slice (elems is then unused).
 struct ReducedRun {
   size_t elems = 0;
   std::string what;  // "" or which path it takes ("varlen"), in messages
+  std::vector<ReducedPart> parts;
 };
 
 // The reduced shape: inputs on the device (through the arena), the float64 reference.
@@ -230,6 +245,10 @@ class BenchHarness {
   absl::StatusOr<ref::ErrorStats> RunAndCompare(const Pick& pick, Target t, void* out, size_t out_elems,
                                                 const std::vector<double>& want, size_t elems,
                                                 const std::vector<char>& masked, int row);
+  // Poisons out_elems values at out, runs, and compares each part; the worst part's error,
+  // its name in *worst.
+  absl::StatusOr<ref::ErrorStats> RunAndCompareParts(const Pick& pick, Target t, const ReducedCase& c,
+                                                     const std::vector<ReducedPart>& parts, std::string* worst);
 
   Runtime& rt_;
   std::unique_ptr<BenchFamily> family_;

@@ -1,7 +1,9 @@
 #include "parallax/search/compile.h"
 
+#include <time.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -151,71 +153,152 @@ CompileFn NvrtcCompileFn(const CompileTarget& t) {
 }
 
 struct CompileQueue::Entry {
+  enum class State { kQueued, kRunning, kDone };
   std::vector<Variant> members;
-  std::once_flag once;
+  State state = State::kQueued;
+  bool pending = false;              // in pending_ under (priority, seq)
+  int64_t priority = 0;
+  uint64_t seq = 0;
   CompileOutcome result;
 };
 
+namespace {
+
+double ThreadCpuSeconds() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
+double WallSeconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
 CompileQueue::CompileQueue(CompileFn fn, int threads)
-    : fn_(std::move(fn)), pool_(std::make_unique<ThreadPool>(threads)) {}
+    : fn_(std::move(fn)), pool_(std::make_unique<ThreadPool>(threads)) {
+  stats_.threads = pool_->size();
+}
 
 CompileQueue::~CompileQueue() { pool_.reset(); }
 
-void CompileQueue::Run(Entry& e) {
-  std::call_once(e.once, [&] {
-    e.result = fn_(e.members);
+void CompileQueue::Compile(Entry& e, bool inline_run) {
+  const double w0 = WallSeconds(), c0 = ThreadCpuSeconds();
+  CompileOutcome r = fn_(e.members);
+  const double c1 = ThreadCpuSeconds(), w1 = WallSeconds();
+  {
     std::lock_guard<std::mutex> l(mu_);
+    e.result = std::move(r);
+    e.state = Entry::State::kDone;
     ++stats_.done;
     stats_.cached += e.result.cached;
     stats_.pruned += e.result.kind == CompileOutcome::Kind::kPruned;
     stats_.failed += e.result.kind == CompileOutcome::Kind::kFailed;
-  });
+    stats_.inline_runs += inline_run;
+    stats_.cpu_s += c1 - c0;
+    stats_.busy_s += w1 - w0;
+    if (first_start_ < 0 || w0 < first_start_) first_start_ = w0;
+    last_end_ = std::max(last_end_, w1);
+  }
+  done_cv_.notify_all();
+}
+
+void CompileQueue::RunNext() {
+  Entry* e = nullptr;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (pending_.empty()) return;  // a waiting measurement took it inline
+    e = std::get<2>(*pending_.begin());
+    pending_.erase(pending_.begin());
+    e->pending = false;
+    e->state = Entry::State::kRunning;
+  }
+  Compile(*e, false);
 }
 
 void CompileQueue::Schedule(const std::vector<Variant>& in_order) {
-  std::vector<std::shared_ptr<Entry>> fresh;
+  int fresh = 0;
   {
     std::lock_guard<std::mutex> l(mu_);
     std::map<std::string, std::shared_ptr<Entry>> added;
+    int64_t rank = 0;
     for (const Variant& v : in_order) {
       const std::string cls = CompileClassKey(v);
-      if (classes_.count(cls) && !added.count(cls)) continue;  // scheduled by an earlier call
+      auto it = classes_.find(cls);
+      if (it != classes_.end() && !added.count(cls)) {  // scheduled by an earlier call (or waited for)
+        Entry& e = *it->second;
+        if (e.pending && rank < e.priority) {  // needed sooner by this unit
+          pending_.erase({e.priority, e.seq, &e});
+          e.priority = rank;
+          pending_.insert({e.priority, e.seq, &e});
+        }
+        ++rank;
+        continue;
+      }
       std::shared_ptr<Entry>& e = added[cls];
       if (!e) {
         e = std::make_shared<Entry>();
+        e->priority = rank++;
+        e->seq = next_seq_++;
         classes_[cls] = e;
-        fresh.push_back(e);
         ++stats_.classes;
       }
       e->members.push_back(v);
     }
+    // Queued only now, when every member is in: the compile writes a binary per member.
+    for (auto& [cls, e] : added) {
+      e->pending = true;
+      pending_.insert({e->priority, e->seq, e.get()});
+      ++fresh;
+    }
   }
-  // Submitted only now, when every member is in: the task writes a binary per member.
-  for (auto& e : fresh) pool_->Submit([this, e] { Run(*e); });
+  for (int i = 0; i < fresh; ++i) pool_->Submit([this] { RunNext(); });
 }
 
 std::shared_ptr<CompileQueue::Entry> CompileQueue::EntryFor(const Variant& v) {
-  std::lock_guard<std::mutex> l(mu_);
-  std::shared_ptr<Entry>& e = classes_[CompileClassKey(v)];
+  std::shared_ptr<Entry>& e = classes_[CompileClassKey(v)];  // caller holds mu_
   if (!e) {
     e = std::make_shared<Entry>();
     e->members.push_back(v);
+    e->seq = next_seq_++;
     ++stats_.classes;
   }
   return e;
 }
 
 CompileOutcome CompileQueue::Wait(const Variant& v) {
-  std::shared_ptr<Entry> e = EntryFor(v);
-  Run(*e);  // runs it here if nobody has started it, else waits for whoever did
+  std::shared_ptr<Entry> e;
+  {
+    std::unique_lock<std::mutex> l(mu_);
+    e = EntryFor(v);
+    if (e->state == Entry::State::kDone) return e->result;
+    if (e->state == Entry::State::kRunning) {
+      done_cv_.wait(l, [&] { return e->state == Entry::State::kDone; });
+      return e->result;
+    }
+    // Nobody has started it: compile it here rather than wait behind the queue.
+    if (e->pending) pending_.erase({e->priority, e->seq, e.get()});
+    e->pending = false;
+    e->state = Entry::State::kRunning;
+  }
+  Compile(*e, true);
+  std::lock_guard<std::mutex> l(mu_);
   return e->result;
 }
 
-void CompileQueue::Cancel() { pool_->Clear(); }
+void CompileQueue::Cancel() {
+  pool_->Clear();
+  std::lock_guard<std::mutex> l(mu_);
+  for (const auto& p : pending_) std::get<2>(p)->pending = false;  // stay queued: a Wait compiles them
+  pending_.clear();
+}
 
 CompileQueue::Stats CompileQueue::stats() {
   std::lock_guard<std::mutex> l(mu_);
-  return stats_;
+  Stats s = stats_;
+  s.wall_s = first_start_ < 0 ? 0 : last_end_ - first_start_;
+  return s;
 }
 
 }  // namespace parallax::search

@@ -29,6 +29,17 @@ constexpr double kFmaFlopsPerUs = 2.5e7;
 constexpr double kMmaPrefillFlopsPerUs = 2.8e8;
 constexpr double kWgmmaPrefillFlopsPerUs = 6.5e8;
 constexpr double kFmaPrefillFlopsPerUs = 3e7;
+// The backward (prefill_bwd, mma.sync) is costed as 2.5x the forward's arithmetic in the count
+// above: its products per tile pair are 8 against the forward's 4 for Parallax and 5 against
+// 2 for softmax (docs/backward.md, "Cost and kernel shape"), and 2.5x (FlashAttention's
+// convention) covers both with the exp recomputation thrown in. Its achieved rate in that
+// count is lower than the forward's (dq/dr by float32 atomics, K/V blocks of 64 keys): the
+// first kernel took about 12.3 ms of the 13.2 ms fwd+bwd at B 4, 16 heads, L 4096, D 128 on
+// the H200 (docs/backward.md), i.e. 1.1e8. One family, one path, so the rate only sizes the
+// watchdog and the shards; ordering among its schedules comes from the wave tail and warps.
+constexpr double kBackwardFlopsFactor = 2.5;
+constexpr double kMmaBackwardFlopsPerUs = 1.1e8;
+constexpr int kBackwardLaunches = 3;  // preprocess, main, postprocess
 
 // Every MathPath has its own case: a new path must choose its rates here, not fall into
 // another's by default (-Wswitch flags the omission).
@@ -142,8 +153,35 @@ double EstimatePrefillUs(const Variant& v, int batch, int q_len, int seqlen_k, c
   return std::max(t_math, t_mem) + kLaunchUs;
 }
 
+double EstimateBackwardUs(const Variant& v, int batch, int q_len, int seqlen_k, const CostInputs& c) {
+  const Problem& p = v.problem();
+  const Schedule& s = v.schedule();
+  const bool learned = v.algorithm().probe == Probe::kLearned;
+  // CTA per (key block, kv head, sequence), each walking the query rows that see its keys.
+  const double ctas = std::max(1.0, double(FamilyOf(v).MainGrid(v, batch, seqlen_k, 1).ctas()));
+  const double slots = double(c.sm_count) * std::max(1, CtasPerSm(v, c.limits));
+  const double active = std::min(ctas, slots);
+  const double tail = ctas > slots ? std::ceil(ctas / slots) * slots / ctas : 1.0;
+  // Whole steps of block_m rows on the diagonal: about half a step per key is masked work.
+  const double pairs = double(VisiblePairs(q_len, seqlen_k, BenchWindow(p, seqlen_k))) +
+                       double(seqlen_k) * std::min(std::max(s.block_m, 1), q_len) / 2.0;
+  const double flops = kBackwardFlopsFactor * double(batch) * p.num_q_heads * pairs * p.head_dim * (learned ? 8 : 4);
+  const double busy = std::min(1.0, active * MathWarps(s) / (4.0 * c.sm_count));
+  const double rate = s.path == MathPath::kMma ? kMmaBackwardFlopsPerUs : kFmaPrefillFlopsPerUs;
+  const double t_math = flops / (rate * busy) * tail;
+  // 16-bit rows of D values: q, out, dout read and dq written (with a probe r, vbar, dr too);
+  // float32 dq (dr) accumulators written by the atomics and read back; K, V read, dK, dV written.
+  const double q_rows = double(batch) * q_len * p.num_q_heads;
+  const double bytes = ((learned ? 7.0 : 4.0) * q_rows * 2 + (learned ? 2.0 : 1.0) * 2.0 * q_rows * 4 +
+                        4.0 * batch * seqlen_k * p.num_kv_heads * 2) * p.head_dim;
+  const double t_mem = bytes / (c.mem_gbps * 1e3);
+  return std::max(t_math, t_mem) + kBackwardLaunches * kLaunchUs;
+}
+
 double EstimateUs(const Variant& v, const ShapeBucket& b, const CostInputs& c) {
   const BucketShape s = ShapeOf(b);
+  // The backward is tuned on prefill buckets (the shape of the forward it differentiates).
+  if (v.problem().mode == Mode::kBackward) return EstimateBackwardUs(v, s.batch, s.q_len, s.seqlen, c);
   if (IsPrefillBucket(b)) return EstimatePrefillUs(v, s.batch, s.q_len, s.seqlen, c);
   return EstimateDecodeUs(v, s.batch, s.seqlen, c);
 }

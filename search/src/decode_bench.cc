@@ -116,7 +116,7 @@ class DecodeFamily final : public BenchFamily {
     c.out_elems = size_t(B) * Hq * D;
     PLX_RETURN_IF_ERROR(mem.Alloc(c.out_elems * 2, &c.out));
     BindQrkv(a, dev, Learned(), c.out);
-    c.runs = {ReducedRun{c.out_elems, ""}};
+    c.runs = {ReducedRun{c.out_elems, "", {}}};
     ref::DecodeInputs in;
     in.batch = B; in.num_q_heads = Hq; in.num_kv_heads = Hkv; in.head_dim = D; in.max_seqlen = L;
     in.seqlens = seqlens;

@@ -194,7 +194,7 @@ class PrefillFamily final : public BenchFamily {
       a.total_k = cuk[B];
       bind_kv(a);
       reduced_.push_back(a);
-      c.runs.push_back(ReducedRun{c.out_elems, "varlen"});
+      c.runs.push_back(ReducedRun{c.out_elems, "varlen", {}});
     }
     // The first sequence through the uniform-length path (the one timed): packed sequence 0
     // starts where a batch of one would.
@@ -202,7 +202,7 @@ class PrefillFamily final : public BenchFamily {
     BindQrkv(uniform, dev, Learned(), c.out);
     bind_kv(uniform);
     reduced_.push_back(uniform);
-    c.runs.push_back(ReducedRun{size_t(lq) * Hq * D, "uniform"});
+    c.runs.push_back(ReducedRun{size_t(lq) * Hq * D, "uniform", {}});
 
     ref::PrefillInputs in;
     in.batch = B; in.num_q_heads = Hq; in.num_kv_heads = Hkv; in.head_dim = D;

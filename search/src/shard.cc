@@ -47,6 +47,15 @@ double ExpectedUnitSeconds(const TuneRequest& req, const ShapeBucket& b, int can
   return std::max(1, candidates) * (kRoundTripS + us * 1e-6);
 }
 
+std::vector<size_t> LongestFirst(const TuneRequest& req) {
+  std::vector<double> cost(req.buckets.size());
+  for (size_t i = 0; i < cost.size(); ++i) cost[i] = ExpectedUnitSeconds(req, req.buckets[i], 1);
+  std::vector<size_t> order(cost.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return cost[a] > cost[b]; });
+  return order;
+}
+
 ShardPlan PlanShards(const TuneRequest& req, const TuneSpaceOptions& space, int count) {
   ShardPlan plan;
   plan.count = std::max(1, count);

@@ -72,6 +72,12 @@ absl::StatusOr<std::vector<int>> PresetShape(const std::string& name) {
       absl::StrCat("--preset ", name, ": expected qwen3-0.6b, qwen3-1.7b or llama3-8b"));
 }
 
+absl::StatusOr<Mode> ParseModeFlag(absl::string_view text) {
+  for (Mode m : {Mode::kDecode, Mode::kPrefill, Mode::kBackward})
+    if (text == ToString(m)) return m;
+  return absl::InvalidArgumentError(absl::StrCat("--mode ", text, ": expected decode, prefill or bwd"));
+}
+
 absl::StatusOr<TuneRequest> MakeTuneRequest(const TuneArgs& a) {
   int hq = a.q_heads, hkv = a.kv_heads, d = a.head_dim;
   if (!a.preset.empty()) {
@@ -85,11 +91,11 @@ absl::StatusOr<TuneRequest> MakeTuneRequest(const TuneArgs& a) {
     return absl::InvalidArgumentError("give --preset, or all of --q-heads, --kv-heads and --head-dim");
   TuneRequest r;
   Problem& p = r.problem;
-  if (a.mode != "decode" && a.mode != "prefill")
-    return absl::InvalidArgumentError(absl::StrCat("--mode ", a.mode, ": expected decode or prefill"));
-  p.mode = a.mode == "prefill" ? Mode::kPrefill : Mode::kDecode;
+  absl::StatusOr<Mode> mode = ParseModeFlag(a.mode);
+  if (!mode.ok()) return mode.status();
+  p.mode = *mode;
   if (p.mode == Mode::kDecode && !a.q_len.empty())
-    return absl::InvalidArgumentError("--q-len: prefill only (decode has one query per sequence)");
+    return absl::InvalidArgumentError("--q-len: prefill and bwd only (decode has one query per sequence)");
   if (a.dtype != "bf16" && a.dtype != "fp16")
     return absl::InvalidArgumentError(absl::StrCat("--dtype ", a.dtype, ": expected bf16 or fp16"));
   p.dtype = a.dtype == "fp16" ? DType::kFP16 : DType::kBF16;
@@ -99,6 +105,8 @@ absl::StatusOr<TuneRequest> MakeTuneRequest(const TuneArgs& a) {
   if (a.paged < 0) return absl::InvalidArgumentError("--paged must be >= 0");
   if (a.paged > 0 && p.mode == Mode::kPrefill)
     return absl::InvalidArgumentError("--paged: prefill takes contiguous K/V only");
+  if (a.paged > 0 && p.mode == Mode::kBackward)
+    return absl::InvalidArgumentError("--paged: bwd reads contiguous K/V only");
   if (a.paged > 0) {
     p.kv_layout = KvLayout::kPaged;
     p.page_size = a.paged;

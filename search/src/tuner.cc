@@ -13,6 +13,7 @@
 #include "parallax/runtime/cuda_driver.h"
 #include "parallax/runtime/runtime.h"
 #include "parallax/search/cost_model.h"
+#include "parallax/search/shard.h"
 #include "parallax/cache/run_lock.h"
 #include "parallax/codegen/kernel_family.h"
 #include "parallax/search/tuning_db.h"
@@ -63,8 +64,15 @@ struct Group {
   // measured first, raced as the baseline, and what default_us reports.
   std::string baseline_key;
   std::unique_ptr<CompileQueue> compile;
-  size_t next_unit = 0;  // under Shared::mu
+  size_t next_unit = 0;  // into Tuning::order_, under Shared::mu
+  // Each bucket's warm-start seeds, picked at set-up from what the databases held then: a
+  // bucket's seeds must not depend on which buckets of this run another GPU happened to
+  // finish first, or the winners would depend on the number of GPUs (by request index).
+  std::vector<absl::StatusOr<WarmStartPick>> warm;
 };
+
+// Real seconds for the timing report, whatever clock the budget runs on.
+double Now() { return SteadyClock().NowSeconds(); }
 
 struct Shared {
   std::mutex mu;
@@ -80,12 +88,21 @@ class Tuning {
   Tuning(const TuneRequest& req, const TuneOptions& o, const Clock& clock, TuningDb& db, const WarmStart& warm,
          std::vector<DeviceInfo> devices)
       : req_(req), o_(o), db_(db), warm_(warm), devices_(std::move(devices)),
-        budget_(clock, o.budget_s, o.cancel), default_key_(DefaultVariantKey(req.problem, req.algorithm)) {}
+        budget_(clock, o.budget_s, o.cancel), default_key_(DefaultVariantKey(req.problem, req.algorithm)),
+        created_(Now()) {}
 
   absl::Status Setup(const TuneDeps& deps) {
+    double t0 = Now();
     absl::StatusOr<int64_t> pid = db_.ProblemId(req_.problem, req_.algorithm);
+    setup_db_s_ += Now() - t0;
     if (!pid.ok()) return pid.status();
     problem_id_ = *pid;
+    order_ = LongestFirst(req_);
+    // The workers spin on their GPUs' completions and prepare inputs on the CPU: one core
+    // each is theirs, the rest compile (at least one thread).
+    const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    const int compile_threads =
+        o_.compile_threads > 0 ? o_.compile_threads : std::max(1, hw - static_cast<int>(devices_.size()));
     std::map<std::string, Group*> by_fp;
     for (size_t i = 0; i < devices_.size(); ++i) {
       const std::string fp = devices_[i].fingerprint();
@@ -114,7 +131,13 @@ class Tuning {
             std::any_of(g->space.begin(), g->space.end(), [&](const Variant& v) { return v.Key() == own; }))
           g->baseline_key = own;
         CompileFn fn = deps.make_compile ? deps.make_compile(g->target) : NvrtcCompileFn(g->target);
-        g->compile = std::make_unique<CompileQueue>(std::move(fn), o_.compile_threads);
+        g->compile = std::make_unique<CompileQueue>(std::move(fn), compile_threads);
+        t0 = Now();
+        for (const ShapeBucket& b : req_.buckets)
+          g->warm.push_back(warm_.Pick(ToCacheDevice(devices_[i]), ProblemKey(req_.problem, req_.algorithm),
+                                       ToString(b), kGeneratorVersion, SeedCheckFor(*g, devices_[i]),
+                                       kWarmStartSeeds));
+        setup_db_s_ += Now() - t0;
         shared_.units_total += static_cast<int>(req_.buckets.size());
         StrategyOptions so = o_.strategy;
         so.seeds.assign(1 + kWarmStartSeeds, "");
@@ -127,10 +150,14 @@ class Tuning {
   }
 
   void Run() {
+    run_start_ = Now();
+    timing_.assign(devices_.size(), WorkerTiming{});
+    ended_.assign(devices_.size(), run_start_);
     std::vector<std::thread> threads;
     for (auto& g : groups_)
       for (int d : g->devices) threads.emplace_back([this, gp = g.get(), d] { DeviceLoop(*gp, d); });
     for (std::thread& t : threads) t.join();
+    run_end_ = Now();
   }
 
   TuneReport Report() {
@@ -151,6 +178,23 @@ class Tuning {
       r.compile.cached += s.cached;
       r.compile.pruned += s.pruned;
       r.compile.failed += s.failed;
+      r.compile.threads += s.threads;
+      r.compile.inline_runs += s.inline_runs;
+      r.compile.cpu_s += s.cpu_s;
+      r.compile.busy_s += s.busy_s;
+      r.compile.wall_s = std::max(r.compile.wall_s, s.wall_s);  // the queues run side by side
+    }
+    TuneTiming& t = r.timing;
+    t.wall_s = run_end_ - created_;
+    t.setup_s = run_start_ - created_;
+    t.order = "longest-first";
+    t.compile = r.compile;
+    t.db_s = setup_db_s_;
+    for (size_t d = 0; d < devices_.size(); ++d) {
+      WorkerTiming w = timing_[d];
+      w.idle_end_s = std::max(0.0, run_end_ - ended_[d]);
+      t.db_s += w.db_s;
+      t.workers.push_back(w);
     }
     return r;
   }
@@ -202,6 +246,10 @@ class Tuning {
 
   void DeviceLoop(Group& g, int d) {
     const DeviceInfo& dev = devices_[d];
+    const double loop_start = Now();
+    WorkerTiming& timing = timing_[d];  // this thread's alone until Run() joins it
+    timing.device = dev.ordinal;
+    double t0 = Now();
     absl::StatusOr<int64_t> device_id = db_.DeviceId(dev);
     std::optional<int64_t> run_id = o_.run_id;
     if (device_id.ok() && !o_.run_id) {
@@ -217,6 +265,7 @@ class Tuning {
       if (!o_.seed_dbs.empty()) params["seed_dbs"] = o_.seed_dbs;
       if (absl::StatusOr<int64_t> r = db_.store().StartRun(*device_id, params); r.ok()) run_id = *r;
     }
+    timing.db_s += Now() - t0;
     WorkerOptions wo;
     wo.argv = o_.worker_argv;
     for (const std::string& a : {std::string("--device"), std::to_string(dev.ordinal), std::string("--cache-dir"),
@@ -232,22 +281,25 @@ class Tuning {
     wo.cancel = o_.cancel;
     WorkerClient worker(wo);
     int done = 0, failed = 0;
+    nlohmann::json progress;  // the run record's, last written
     while (true) {
-      size_t index;
+      size_t index, position;
       int unit_no;
       double share;
       {
         std::lock_guard<std::mutex> l(shared_.mu);
         if (g.next_unit >= req_.buckets.size() || budget_.Cancelled()) break;
-        index = g.next_unit++;
+        position = g.next_unit++;
+        index = order_[position];
         unit_no = ++shared_.units_started;
         // An equal share of what is left for each bucket not yet started, so the early ones
         // cannot starve the late ones; time they leave unused flows on.
-        const double left = double(req_.buckets.size() - index) / g.devices.size();
+        const double left = double(req_.buckets.size() - position) / g.devices.size();
         share = budget_.unlimited() ? 0 : budget_.Remaining() / std::max(1.0, left);
       }
-      UnitReport ur = device_id.ok() ? RunUnit(g, d, *device_id, run_id, req_.buckets[index], unit_no, share, worker)
+      UnitReport ur = device_id.ok() ? RunUnit(g, d, *device_id, run_id, index, unit_no, share, worker, timing)
                                      : UnitReport{};
+      ++timing.units;
       if (!device_id.ok()) ur.error = std::string(device_id.status().message());
       ++done;
       failed += !ur.error.empty();
@@ -256,7 +308,7 @@ class Tuning {
       shared_.budget_exhausted = shared_.budget_exhausted || ur.budget_exhausted;
       shared_.units.push_back(ur);
       if (run_id && !o_.run_id) {
-        nlohmann::json progress = {{"units_total", req_.buckets.size()}, {"units_done", done}, {"buckets", {}}};
+        progress = {{"units_total", req_.buckets.size()}, {"units_done", done}, {"buckets", {}}};
         for (const UnitReport& u : shared_.units)
           if (u.device == dev.ordinal) {
             nlohmann::json& b = progress["buckets"][u.bucket];
@@ -264,10 +316,17 @@ class Tuning {
                  {"error", u.error}};
             if (!u.warm_start.empty() || u.warm_start.dropped > 0) b["warm_start"] = ToJson(u.warm_start);
           }
+        t0 = Now();
         (void)db_.store().UpdateRunProgress(*run_id, progress);
+        timing.db_s += Now() - t0;
       }
     }
     worker.Stop();
+    timing.starts = worker.starts();
+    timing.start_s = worker.start_seconds();
+    timing.prepare_s = worker.prepare_seconds();
+    timing.wall_s = Now() - loop_start;
+    ended_[d] = Now();
     if (run_id) {
       std::lock_guard<std::mutex> l(shared_.mu);
       shared_.run_ids.push_back(*run_id);
@@ -275,13 +334,20 @@ class Tuning {
       const cache::RunStatus status = budget_.Cancelled()              ? cache::RunStatus::kCancelled
                                       : (done > 0 && failed == done) ? cache::RunStatus::kFailed
                                                                        : cache::RunStatus::kDone;
+      // The record keeps where this GPU's time went (the run's tail is only known at the end).
+      if (progress.is_object()) {
+        progress["timing"] = ToJson(timing);
+        progress["timing"].erase("idle_end_s");
+        (void)db_.store().UpdateRunProgress(*run_id, progress);
+      }
       (void)db_.store().FinishRun(*run_id, status);
     }
   }
 
-  UnitReport RunUnit(Group& g, int d, int64_t device_id, std::optional<int64_t> run_id, const ShapeBucket& b,
-                     int unit_no, double share, WorkerClient& worker) {
+  UnitReport RunUnit(Group& g, int d, int64_t device_id, std::optional<int64_t> run_id, size_t index, int unit_no,
+                     double share, WorkerClient& worker, WorkerTiming& timing) {
     const DeviceInfo& dev = devices_[d];
+    const ShapeBucket& b = req_.buckets[index];
     UnitReport ur;
     ur.device = dev.ordinal;
     ur.fingerprint = g.fingerprint;
@@ -289,7 +355,9 @@ class Tuning {
     ur.candidates = static_cast<int>(g.space.size());
     UnitKey u{device_id, g.fingerprint, problem_id_, ProblemKey(req_.problem, req_.algorithm), ur.bucket,
               NvrtcVersionNumber(dev.nvrtc_version), run_id};
+    double t0 = Now();
     absl::StatusOr<std::vector<Trial>> earlier = db_.Earlier(u);
+    timing.db_s += Now() - t0;
     if (!earlier.ok()) {
       ur.error = std::string(earlier.status().message());
       return ur;
@@ -298,10 +366,8 @@ class Tuning {
     so.seeds = {g.baseline_key};
     so.baseline = g.baseline_key;
     std::string warm_note;  // said after the unit's start line
-    if (absl::StatusOr<WarmStartPick> w = warm_.Pick(ToCacheDevice(dev), u.problem_key, ur.bucket, kGeneratorVersion,
-                                                     SeedCheckFor(g, dev), kWarmStartSeeds);
-        w.ok()) {
-      ur.warm_start = *std::move(w);
+    if (const absl::StatusOr<WarmStartPick>& w = g.warm[index]; w.ok()) {
+      ur.warm_start = *w;
       so.seeds.insert(so.seeds.end(), ur.warm_start.seeds.begin(), ur.warm_start.seeds.end());
       // Said when seeds come from other GPU models or seed databases, or some were dropped
       // (this GPU model's own neighbour buckets, the older rule, go without a word).
@@ -349,8 +415,14 @@ class Tuning {
     if (slice.Exhausted()) {
       ur.budget_exhausted = !slice.Cancelled();
     } else {
-      // The reference variant must be ready before the worker's inputs are prepared.
-      if (absl::StatusOr<Variant> def = Variant::Parse(default_key_); def.ok()) g.compile->Wait(*def);
+      // The reference variant must be ready before the worker's inputs are prepared; the
+      // worker process starts (driver, context: the first unit only) while it compiles.
+      absl::StatusOr<Variant> def = Variant::Parse(default_key_);
+      if (def.ok()) g.compile->Schedule({*def});
+      absl::Status started = worker.Start();
+      t0 = Now();
+      if (def.ok()) g.compile->Wait(*def);
+      timing.compile_wait_s += Now() - t0;
       WorkerRequest prep;
       prep.op = Op::kPrepare;
       prep.default_key = default_key_;
@@ -359,7 +431,7 @@ class Tuning {
       prep.seqlen = shape.seqlen;
       prep.q_len = IsPrefillBucket(b) ? shape.q_len : 0;
       prep.seed = o_.input_seed;
-      if (absl::Status s = worker.Prepare(prep); !s.ok()) {
+      if (absl::Status s = started.ok() ? worker.Prepare(prep) : started; !s.ok()) {
         if (!budget_.Cancelled()) ur.error = std::string(s.message());
       } else {
         int tried = 0;
@@ -395,8 +467,14 @@ class Tuning {
         ur.failed = c.failed;
         ur.wrong = c.wrong;
         ur.timeout = c.timeout;
+        const internal::UnitTimes& times = m->times();
+        timing.measurements += c.measured;
+        timing.measure_s += times.measure_s;
+        timing.compile_wait_s += times.compile_wait_s;
+        timing.db_s += times.db_s;
       }
     }
+    t0 = Now();
     // Keep the best so far whatever stopped us: everything stored was verified.
     if (absl::StatusOr<std::optional<Trial>> best = db_.StoreBest(u); best.ok() && *best) {
       ur.best_key = (*best)->key;
@@ -410,6 +488,7 @@ class Tuning {
         if (t.key == g.baseline_key) def.push_back(t);
       if (std::optional<Trial> t = PickBest(def)) ur.default_us = t->outcome.median_us;
     }
+    timing.db_s += Now() - t0;
     std::lock_guard<std::mutex> l(shared_.mu);
     ProgressEvent e;
     e.kind = ProgressEvent::Kind::kUnitDone;
@@ -435,6 +514,12 @@ class Tuning {
   int64_t problem_id_ = 0;
   std::vector<std::unique_ptr<Group>> groups_;
   Shared shared_;
+  std::vector<size_t> order_;  // request indexes in the order units are handed out (LongestFirst)
+  // Timing (tune_timing.h): real seconds. timing_[d] and ended_[d] belong to device d's thread.
+  const double created_;
+  double run_start_ = 0, run_end_ = 0, setup_db_s_ = 0;
+  std::vector<WorkerTiming> timing_;
+  std::vector<double> ended_;
 };
 
 }  // namespace
@@ -450,9 +535,9 @@ absl::StatusOr<TuneReport> Tune(const TuneRequest& req, const TuneOptions& o, co
   if (DefaultVariantKey(req.problem, req.algorithm).empty())
     return absl::InvalidArgumentError("the problem has no default variant to verify candidates against");
   if (req.buckets.empty()) return absl::InvalidArgumentError("no shape buckets to tune");
-  // Decode tunes on BucketFor buckets, prefill on PrefillBucketFor ones (bucket.h).
+  // Decode tunes on BucketFor buckets, prefill and bwd on PrefillBucketFor ones (bucket.h).
   for (const ShapeBucket& b : req.buckets)
-    if (IsPrefillBucket(b) != (req.problem.mode == Mode::kPrefill))
+    if (IsPrefillBucket(b) != UsesPrefillBuckets(req.problem.mode))
       return absl::InvalidArgumentError(absl::StrCat("bucket ", ToString(b), ": a ",
                                                      IsPrefillBucket(b) ? "prefill" : "decode",
                                                      " bucket for a ", ToString(req.problem.mode), " problem"));

@@ -41,7 +41,10 @@ Outcome UnitMeasurer::Measure(const Variant& v, int reps) {
     if (on_result_) on_result_(key, o);
     return o;
   }
+  const Clock& clock = SteadyClock();  // real time even when the budget runs on a test clock
+  double t0 = clock.NowSeconds();
   const CompileOutcome c = compile_.Wait(v);
+  times_.compile_wait_s += clock.NowSeconds() - t0;
   Outcome o;
   if (c.kind == CompileOutcome::Kind::kPruned) {
     o = Outcome::Bad(Verdict::kPruned, c.reason);
@@ -53,7 +56,9 @@ Outcome UnitMeasurer::Measure(const Variant& v, int reps) {
   if (c.kind == CompileOutcome::Kind::kFailed) {
     o = Outcome::Bad(Verdict::kFailed, c.reason);
   } else {
+    t0 = clock.NowSeconds();
     absl::StatusOr<Outcome> r = worker_.Measure(key, reps, expected_(v, reps));
+    times_.measure_s += clock.NowSeconds() - t0;
     if (!r.ok()) return Stop(r.status());
     o = *std::move(r);
     if (o.verdict == Verdict::kCancelled) return o;
@@ -61,7 +66,10 @@ Outcome UnitMeasurer::Measure(const Variant& v, int reps) {
     const bool crashed = o.verdict == Verdict::kFailed && absl::StartsWith(o.error, "worker ");
     crash_run_ = crashed ? crash_run_ + 1 : 0;
   }
-  if (absl::Status s = db_.Record(unit_, key, o); !s.ok())
+  t0 = clock.NowSeconds();
+  const absl::Status stored = db_.Record(unit_, key, o);
+  times_.db_s += clock.NowSeconds() - t0;
+  if (absl::Status s = stored; !s.ok())
     return Stop(absl::Status(s.code(), absl::StrCat("storing a measurement: ", s.message())));
   ++counts_.measured;
   counts_.failed += o.verdict == Verdict::kFailed;

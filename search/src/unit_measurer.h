@@ -21,6 +21,11 @@ struct UnitCounts {
   int measured = 0, cached = 0, pruned = 0, failed = 0, wrong = 0, timeout = 0;
 };
 
+// Wall seconds of the unit's measurements by where they went (tune_timing.h).
+struct UnitTimes {
+  double compile_wait_s = 0, measure_s = 0, db_s = 0;
+};
+
 class UnitMeasurer final : public Measurer {
  public:
   using ExpectedFn = std::function<double(const Variant& v, int reps)>;  // seconds
@@ -34,6 +39,7 @@ class UnitMeasurer final : public Measurer {
   // Set when the worker itself proved unusable; the strategy was then stopped.
   const absl::Status& infra_error() const { return infra_; }
   const UnitCounts& counts() const { return counts_; }
+  const UnitTimes& times() const { return times_; }
   // The fastest 'ok' answer so far (for progress), or null.
   const Trial* fastest() const { return fastest_.key.empty() ? nullptr : &fastest_; }
 
@@ -50,6 +56,7 @@ class UnitMeasurer final : public Measurer {
   ResultFn on_result_;
   std::map<std::string, Outcome> judged_;  // most samples per key, stored or new
   UnitCounts counts_;
+  UnitTimes times_;
   int crash_run_ = 0;
   absl::Status infra_;
   Trial fastest_;

@@ -80,7 +80,8 @@ class Worker {
       ch_.Send(Failure(req.id, def.status(), false));
       return true;
     }
-    // The default variant's mode picks the bench (decode, or prefill of q_len queries).
+    // The default variant's mode picks the bench (decode, or prefill of q_len queries, or the
+    // backward of that prefill).
     const BucketShape shape{req.batch, req.seqlen, std::max(1, req.q_len)};
     BenchOptions o;
     o.seed = req.seed;

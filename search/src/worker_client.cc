@@ -5,9 +5,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "parallax/search/clock.h"
 
 namespace parallax::search {
 namespace {
+
+double NowSeconds() { return SteadyClock().NowSeconds(); }
 
 // The last non-empty stderr lines: where a crashing worker says why.
 std::string LastLines(const std::string& text, size_t n) {
@@ -81,6 +84,7 @@ std::variant<WorkerReply, Outcome> WorkerClient::Call(const WorkerRequest& r, do
 absl::Status WorkerClient::EnsureStarted() {
   if (proc_ && !proc_->Reap(0)) return absl::OkStatus();
   Discard();
+  const double t0 = NowSeconds();
   absl::StatusOr<std::unique_ptr<Subprocess>> p = Subprocess::Spawn(o_.argv);
   if (!p.ok()) return p.status();
   proc_ = std::move(*p);
@@ -104,6 +108,7 @@ absl::Status WorkerClient::EnsureStarted() {
     }
     if (ready->is_event() && ready->event == "ready") {
       info_ = ready->info;
+      start_s_ += NowSeconds() - t0;
       break;
     }
     if (!ready->is_event()) {  // a start-up failure, e.g. no CUDA device
@@ -112,7 +117,15 @@ absl::Status WorkerClient::EnsureStarted() {
       return absl::UnavailableError(absl::StrCat("the worker failed to start: ", why));
     }
   }
-  if (!prepare_) return absl::OkStatus();
+  return prepare_ ? SendPrepare() : absl::OkStatus();
+}
+
+absl::Status WorkerClient::SendPrepare() {
+  struct Timed {  // every return below counts
+    double& total;
+    double t0 = NowSeconds();
+    ~Timed() { total += NowSeconds() - t0; }
+  } timed{prepare_s_};
   WorkerRequest r = *prepare_;
   r.id = next_id_++;
   auto answer = Call(r, o_.prepare_timeout_s);
@@ -129,11 +142,20 @@ absl::Status WorkerClient::EnsureStarted() {
   return absl::OkStatus();
 }
 
+absl::Status WorkerClient::Start() { return EnsureStarted(); }
+
 absl::Status WorkerClient::Prepare(const WorkerRequest& prepare) {
   prepare_ = prepare;
   prepare_->op = Op::kPrepare;
-  // A running worker is re-prepared in place; a new one is prepared by EnsureStarted.
-  if (proc_ && !proc_->Reap(0)) Discard();
+  // A running worker is re-prepared in place (the worker drops the last bucket's inputs
+  // first): a fresh process per bucket cost a driver start, a context and the kernels'
+  // loads every bucket. A new one is prepared by EnsureStarted.
+  if (proc_ && !proc_->Reap(0)) {
+    absl::Status s = SendPrepare();
+    if (s.ok() || absl::IsCancelled(s)) return s;
+    // Once more in a fresh process before the bucket is given up: what the last bucket left
+    // behind in the old one must not cost this one.
+  }
   return EnsureStarted();
 }
 

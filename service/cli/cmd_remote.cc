@@ -66,7 +66,7 @@ int RunAction(const std::string& action, const RemoteOptions& o) {
   if (action == "get" && o.device.list_devices) return PrintKnownDevices(o.json);
   absl::StatusOr<v1::DeviceFingerprint> device;
   if (action == "get") {
-    if (o.problem.mode.empty()) return Fail(kExitUsage, "remote get: --mode is required (decode or prefill)");
+    if (o.problem.mode.empty()) return Fail(kExitUsage, "remote get: --mode is required (decode, prefill or bwd)");
     device = ResolveDevice(o.device);
     if (!device.ok()) return Fail(kExitUsage, device.status().message());
   }

@@ -15,6 +15,7 @@
 #include "cli_io.h"
 #include "parallax/codegen/space.h"
 #include "parallax/search/pruning.h"
+#include "parallax/search/tune_args.h"
 #include "registry.h"
 
 namespace parallax::cli {
@@ -53,7 +54,9 @@ nlohmann::json StatsJson(const SpaceStats& s) {
 
 int RunSpace(const SpaceCmdOptions& o) {
   Problem p;
-  p.mode = o.mode == "decode" ? Mode::kDecode : Mode::kPrefill;
+  absl::StatusOr<Mode> mode = search::ParseModeFlag(o.mode);
+  if (!mode.ok()) return Fail(kExitUsage, mode.status().message());
+  p.mode = *mode;
   p.dtype = o.dtype == "bf16" ? DType::kBF16 : DType::kFP16;
   p.head_dim = o.head_dim;
   p.num_q_heads = o.q_heads;
@@ -115,7 +118,8 @@ int RunSpace(const SpaceCmdOptions& o) {
 
 Action SetupSpace(CLI::App& cmd) {
   auto o = std::make_shared<SpaceCmdOptions>();
-  cmd.add_option("--mode", o->mode, "decode or prefill")->required()->check(CLI::IsMember({"decode", "prefill"}));
+  cmd.add_option("--mode", o->mode, "decode, prefill or bwd (the backward of a prefill)")
+      ->required()->check(CLI::IsMember({"decode", "prefill", "bwd"}));
   cmd.add_option("--dtype", o->dtype, "bf16 or fp16")->capture_default_str()->check(CLI::IsMember({"bf16", "fp16"}));
   cmd.add_option("--head-dim", o->head_dim, "Head dimension: 64, 128 or 256")->capture_default_str();
   cmd.add_option("--q-heads", o->q_heads, "Query heads")->capture_default_str();

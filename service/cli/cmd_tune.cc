@@ -1,4 +1,4 @@
-// `parallax tune`: offline tuning of one decode or prefill problem over a shape grid on this
+// `parallax tune`: offline tuning of one decode, prefill or bwd problem over a shape grid on this
 // machine's GPUs, into the tuning database the runtime reads. Progress goes to stderr; the
 // summary (or --json) to stdout. Ctrl-C / SIGTERM stop cleanly; the same command resumes.
 // --shard I/N tunes a deterministic, cost-balanced slice of the buckets (search/shard.h);
@@ -91,7 +91,8 @@ nlohmann::json ReportJson(const search::TuneReport& r, const std::string& db) {
           {"run_ids", r.run_ids},
           {"compile", {{"classes", r.compile.classes}, {"compiled", r.compile.done - r.compile.cached},
                        {"cached", r.compile.cached}, {"pruned", r.compile.pruned}, {"failed", r.compile.failed}}},
-          {"buckets", units}};
+          {"buckets", units},
+          {"timing", search::ToJson(r.timing)}};
 }
 
 void PrintSummary(const search::TuneReport& r, const std::string& db) {
@@ -107,6 +108,7 @@ void PrintSummary(const search::TuneReport& r, const std::string& db) {
                                  u.measured + u.cached, u.best_key.empty() ? "-" : u.best_key,
                                  u.error.empty() ? "" : absl::StrCat("  (", u.error, ")"));
   }
+  std::cout << "# " << search::Summary(r.timing) << "\n";  // last: where the wall time went
 }
 
 // --dry-run: the units, their expected costs and shards; only the selected shard's with --shard.
@@ -250,9 +252,9 @@ int RunTune(const TuneCmdOptions& o) {
 Action SetupTune(CLI::App& cmd) {
   auto o = std::make_shared<TuneCmdOptions>();
   search::TuneArgs& a = o->args;
-  cmd.add_option("--mode", a.mode, "decode or prefill (buckets: batch x seqlen; prefill: batch x q-len query "
-                                   "tokens x seqlen context, e.g. t4096-l4096)")
-      ->capture_default_str()->check(CLI::IsMember({"decode", "prefill"}));
+  cmd.add_option("--mode", a.mode, "decode, prefill or bwd, the backward of a prefill (buckets: batch x seqlen; "
+                                   "prefill and bwd: batch x q-len query tokens x seqlen context, e.g. t4096-l4096)")
+      ->capture_default_str()->check(CLI::IsMember({"decode", "prefill", "bwd"}));
   cmd.add_option("--preset", a.preset, "Model attention shape: qwen3-0.6b, qwen3-1.7b or llama3-8b")
       ->check(CLI::IsMember({"qwen3-0.6b", "qwen3-1.7b", "llama3-8b"}));
   cmd.add_option("--q-heads", a.q_heads, "Query heads (overrides the preset)")->check(CLI::PositiveNumber);
@@ -264,7 +266,7 @@ Action SetupTune(CLI::App& cmd) {
       ->capture_default_str()->delimiter(',')->check(CLI::PositiveNumber);
   cmd.add_option("--seqlen", a.seqlen, "KV lengths (each rounds up to its bucket, at least 1024)")
       ->capture_default_str()->delimiter(',')->check(CLI::PositiveNumber);
-  cmd.add_option("--q-len", a.q_len, "Prefill: queries per sequence, a chunk at the end of each --seqlen "
+  cmd.add_option("--q-len", a.q_len, "Prefill and bwd: queries per sequence, a chunk at the end of each --seqlen "
                                      "(default: --seqlen, a full causal prefill)")
       ->delimiter(',')->check(CLI::PositiveNumber);
   cmd.add_option("--probe", a.probe, "learned (Parallax) or none (softmax)")
@@ -310,7 +312,7 @@ Action SetupTune(CLI::App& cmd) {
 
 }  // namespace
 
-PLX_REGISTER_COMMAND(tune, 50, "Tune decode or prefill kernels for a model's shapes on this machine's GPUs",
+PLX_REGISTER_COMMAND(tune, 50, "Tune decode, prefill or backward kernels for a model's shapes on this machine's GPUs",
                      SetupTune);
 
 }  // namespace parallax::cli

@@ -21,7 +21,8 @@
 namespace parallax::cli {
 
 void AddProblemFlags(CLI::App& cmd, ProblemFlags& f, bool required_mode) {
-  CLI::Option* mode = cmd.add_option("--mode", f.mode, "decode or prefill")->check(CLI::IsMember({"decode", "prefill"}));
+  CLI::Option* mode = cmd.add_option("--mode", f.mode, "decode, prefill or bwd (the backward of a prefill)")
+                          ->check(CLI::IsMember({"decode", "prefill", "bwd"}));
   if (required_mode) mode->required();
   cmd.add_option("--dtype", f.dtype, "bf16 or fp16")->capture_default_str()->check(CLI::IsMember({"bf16", "fp16"}));
   cmd.add_option("--head-dim", f.head_dim, "Head dimension: 64, 128 or 256")->capture_default_str();
@@ -36,16 +37,16 @@ void AddProblemFlags(CLI::App& cmd, ProblemFlags& f, bool required_mode) {
   cmd.add_option("--batch", f.batch, "Batch size (bucketed to a power of two)")->capture_default_str();
   cmd.add_option("--seqlen", f.seqlen,
                  "Keys per sequence (decode; bucketed to a power of two >= 1024) or queries per sequence "
-                 "(prefill)")->capture_default_str();
+                 "(prefill, bwd)")->capture_default_str();
   cmd.add_option("--context-len", f.context_len,
-                 "Prefill: keys per sequence, >= --seqlen (a chunk at the end of the context); 0 = --seqlen. "
+                 "Prefill and bwd: keys per sequence, >= --seqlen (a chunk at the end of the context); 0 = --seqlen. "
                  "A prefill is bucketed on batch x seqlen query tokens and this context (\"t4096-l8192\")")
       ->capture_default_str();
 }
 
 v1::Problem ToProto(const ProblemFlags& f) {
   v1::Problem p;
-  p.set_mode(f.mode == "prefill" ? v1::MODE_PREFILL : v1::MODE_DECODE);
+  p.set_mode(f.mode == "bwd" ? v1::MODE_BACKWARD : f.mode == "prefill" ? v1::MODE_PREFILL : v1::MODE_DECODE);
   p.set_dtype(f.dtype == "fp16" ? v1::DTYPE_FP16 : v1::DTYPE_BF16);
   p.set_head_dim(f.head_dim);
   p.set_num_q_heads(f.q_heads);

@@ -1,6 +1,8 @@
 #include "parallax/service/buckets.h"
 
+#include "absl/strings/str_cat.h"
 #include "parallax/codegen/kernel_family.h"
+#include "parallax/codegen/space.h"
 #include "parallax/runtime/runtime.h"
 
 namespace parallax::service {
@@ -16,10 +18,25 @@ bool SomeFamilyRunsOn(Mode mode, int sm) {
 
 int UsableSm(Mode mode, int sm) { return sm != 0 && SomeFamilyRunsOn(mode, sm) ? sm : 0; }
 
+// Whether DefaultSchedule(p, a, sm) has an answer: it aborts too where no family of the mode
+// serves the problem (paged K/V has no backward), and a client chooses the problem.
+bool SomeFamilyServes(const Problem& p, int sm) {
+  for (const KernelFamily* f : AllFamilies())
+    if (f->mode() == p.mode && f->RunsOn(sm) && f->Serves(p)) return true;
+  return false;
+}
+
 }  // namespace
 
 absl::StatusOr<Variant> DefaultVariant(const Problem& p, const Algorithm& a, int sm) {
-  const Schedule s = DefaultSchedule(p, a, UsableSm(p.mode, sm));
+  sm = UsableSm(p.mode, sm);
+  if (!SomeFamilyServes(p, sm)) {  // the problem-only check names the field ("kv_layout=paged: ...")
+    absl::Status why = ValidateProblemOnly(p, a);
+    return why.ok() ? absl::InvalidArgumentError(absl::StrCat("no ", ToString(p.mode), " kernel family serves ",
+                                                              ProblemKey(p, a)))
+                    : why;
+  }
+  const Schedule s = DefaultSchedule(p, a, sm);
   return Variant::Create(p, a, CanonicalSchedule(p, a, s));
 }
 

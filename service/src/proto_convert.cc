@@ -2,9 +2,29 @@
 
 namespace parallax::service {
 
+// Every Mode has its own case (-Wswitch flags a new one left out).
+v1::Mode ModeToProto(Mode m) {
+  switch (m) {
+    case Mode::kDecode: return v1::MODE_DECODE;
+    case Mode::kPrefill: return v1::MODE_PREFILL;
+    case Mode::kBackward: return v1::MODE_BACKWARD;
+  }
+  return v1::MODE_UNSPECIFIED;
+}
+
+absl::StatusOr<Mode> ModeFromProto(v1::Mode m) {
+  switch (m) {
+    case v1::MODE_DECODE: return Mode::kDecode;
+    case v1::MODE_PREFILL: return Mode::kPrefill;
+    case v1::MODE_BACKWARD: return Mode::kBackward;
+    default: break;
+  }
+  return absl::InvalidArgumentError("required: MODE_DECODE, MODE_PREFILL or MODE_BACKWARD");
+}
+
 v1::Problem ProblemToProto(const Problem& s, const Algorithm& a, int batch, int seqlen, int context_len) {
   v1::Problem p;
-  p.set_mode(s.mode == Mode::kDecode ? v1::MODE_DECODE : v1::MODE_PREFILL);
+  p.set_mode(ModeToProto(s.mode));
   p.set_dtype(s.dtype == DType::kBF16 ? v1::DTYPE_BF16 : v1::DTYPE_FP16);
   p.set_head_dim(s.head_dim);
   p.set_num_q_heads(s.num_q_heads);

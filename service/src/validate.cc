@@ -59,11 +59,9 @@ v1::Strategy ToProto(Strategy s) {
 
 absl::StatusOr<ProblemSpec> ValidateProblem(const v1::Problem& p, absl::string_view path) {
   ProblemSpec s;
-  switch (p.mode()) {
-    case v1::MODE_DECODE: s.problem.mode = Mode::kDecode; break;
-    case v1::MODE_PREFILL: s.problem.mode = Mode::kPrefill; break;
-    default: return Bad(path, "mode", "required: MODE_DECODE or MODE_PREFILL");
-  }
+  absl::StatusOr<Mode> mode = ModeFromProto(p.mode());
+  if (!mode.ok()) return Bad(path, "mode", mode.status().message());
+  s.problem.mode = *mode;
   switch (p.dtype()) {
     case v1::DTYPE_BF16: s.problem.dtype = DType::kBF16; break;
     case v1::DTYPE_FP16: s.problem.dtype = DType::kFP16; break;
@@ -95,13 +93,13 @@ absl::StatusOr<ProblemSpec> ValidateProblem(const v1::Problem& p, absl::string_v
     return BadValue(path, "seqlen", p.seqlen(), absl::StrCat("must be in 1..", kMaxSeqlen));
   s.batch = p.batch();
   s.seqlen = p.seqlen();
-  // Prefill buckets on query tokens and context length (bucket.h); context_len 0 is a full
-  // causal prefill. Decode has no second length: seqlen is its key count.
-  if (s.problem.mode == Mode::kPrefill) {
+  // Prefill and its backward bucket on query tokens and context length (bucket.h);
+  // context_len 0 is a full causal prefill. Decode has no second length: seqlen is its key count.
+  if (UsesPrefillBuckets(s.problem.mode)) {
     s.context_len = p.context_len() == 0 ? p.seqlen() : p.context_len();
     if (s.context_len < s.seqlen || s.context_len > kMaxSeqlen)
       return BadValue(path, "context_len", p.context_len(),
-                      absl::StrCat("prefill: 0 (= seqlen) or in seqlen..", kMaxSeqlen));
+                      absl::StrCat(ToString(s.problem.mode), ": 0 (= seqlen) or in seqlen..", kMaxSeqlen));
     s.shape_bucket = PrefillBucketFor(s.batch, s.seqlen, s.context_len);
   } else {
     if (p.context_len() != 0)

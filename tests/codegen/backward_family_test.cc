@@ -4,15 +4,18 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <set>
 #include <string>
 #include <tuple>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "parallax/codegen/generator.h"
 #include "parallax/codegen/kernel_family.h"
 #include "parallax/codegen/space.h"
 #include "parallax/codegen/variant.h"
+#include "parallax/codegen/variant_json.h"
 #include "parallax/runtime/nvrtc_compiler.h"
 
 namespace parallax {
@@ -46,6 +49,34 @@ TEST(BackwardFamily, KeysRoundTripWithTheBwdModeToken) {
   EXPECT_FALSE(Variant::Parse("backward-bf16-d128-h16x4-contig-nowin.learned-plain.mma-m32-n64-w4-s1").ok());
   EXPECT_FALSE(Variant::Parse("bwd-bf16-d128-h16x4-contig-nowin.learned-plain.fma-m32-n64-w4-s1").ok())
       << "no fma backward";
+  // The dQ reduction: a trailing token when it is not the default (atomic).
+  for (const char* tail : {"-bulk", "-det"}) {
+    const std::string key = absl::StrCat("bwd-bf16-d128-h16x4-contig-nowin.learned-plain.mma-m32-n64-w4-s2", tail);
+    absl::StatusOr<Variant> r = Variant::Parse(key);
+    ASSERT_TRUE(r.ok()) << key << ": " << r.status();
+    EXPECT_EQ(r->Key(), key);
+    EXPECT_EQ(r->schedule().dq_reduce,
+              tail[1] == 'b' ? Schedule::DqReduce::kBulk : Schedule::DqReduce::kDeterministic);
+    const nlohmann::json j = ToJson(*r);
+    EXPECT_EQ(j["schedule"]["dq_reduce"], tail + 1);
+    nlohmann::json fields = j;
+    fields.erase("key");
+    fields.erase("hash");
+    absl::StatusOr<Variant> back = VariantFromJson(fields);
+    ASSERT_TRUE(back.ok()) << back.status();
+    EXPECT_EQ(back->Key(), key);
+  }
+  absl::StatusOr<Variant> bad = Variant::Parse("bwd-bf16-d128-h16x4-contig-nowin.learned-plain.mma-m32-n64-w4-s2-fast");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("expected bulk or det"), std::string::npos) << bad.status();
+  // Other families refuse the field.
+  Schedule dec;
+  dec.dq_reduce = Schedule::DqReduce::kBulk;
+  Problem dp = BwdProblem(128);
+  dp.mode = Mode::kDecode;
+  absl::StatusOr<Variant> other = Variant::Create(dp, Algorithm{Probe::kLearned, Affine::kPlain}, dec);
+  ASSERT_FALSE(other.ok());
+  EXPECT_NE(other.status().message().find("dq_reduce"), std::string::npos) << other.status();
 }
 
 TEST(BackwardFamily, RefusalsNameTheFieldAndTheRule) {
@@ -71,10 +102,17 @@ TEST(BackwardFamily, RefusalsNameTheFieldAndTheRule) {
   ASSERT_FALSE(v.ok());
   EXPECT_NE(v.status().message().find("block_m=64: with head_dim 128"), std::string::npos) << v.status();
   bad = s;
-  bad.stages = 2;
+  bad.stages = 3;
   v = Variant::Create(p, a, bad);
   ASSERT_FALSE(v.ok());
-  EXPECT_NE(v.status().message().find("stages=2: must be 1"), std::string::npos) << v.status();
+  EXPECT_NE(v.status().message().find("stages=3: must be 1 or 2"), std::string::npos) << v.status();
+  // Double-buffered query blocks: a second copy of Q, R, dO and the coefficients.
+  Schedule two = s;
+  two.stages = 2;
+  absl::StatusOr<Variant> one_v = Variant::Create(p, a, s), two_v = Variant::Create(p, a, two);
+  ASSERT_TRUE(one_v.ok() && two_v.ok()) << two_v.status();
+  EXPECT_EQ(two_v->smem_bytes() - one_v->smem_bytes(), 3 * s.block_m * 128 * 2 + 5 * s.block_m * 4);
+  EXPECT_EQ(two_v->Key(), "bwd-bf16-d128-h16x4-contig-nowin.learned-plain.mma-m32-n64-w4-s2");
   // Softmax needs fewer score tiles: block_m 64 fits at head_dim 64 either way.
   Schedule wide = DefaultSchedule(BwdProblem(64), a);
   EXPECT_EQ(wide.block_m, 64);
@@ -103,7 +141,13 @@ TEST(BackwardFamily, TheSpaceIsSmallAndValid) {
   for (int d : {64, 128, 256}) {
     const std::vector<Variant> space = EnumerateSpace(BwdProblem(d), Algorithm{Probe::kLearned, Affine::kPlain}, {});
     EXPECT_GE(space.size(), 2u) << d;
-    for (const Variant& v : space) EXPECT_EQ(v.schedule().stages, 1) << v.Key();
+    std::set<int> stages, reduce;
+    for (const Variant& v : space) {
+      stages.insert(v.schedule().stages);
+      reduce.insert(static_cast<int>(v.schedule().dq_reduce));
+    }
+    EXPECT_EQ(stages, (std::set<int>{1, 2})) << d;
+    EXPECT_EQ(reduce, (std::set<int>{0, 1})) << d << ": atomic and bulk searched, det only when asked for";
   }
 }
 
@@ -122,10 +166,27 @@ std::vector<Param> CompileSet() {
         if (!v.ok()) continue;  // the test below counts them
         for (const char* arch : {"sm_80", "sm_90"}) out.emplace_back(v->Key(), arch);
       }
+  // Double-buffered, with the staged (bulk) and ordered (det) dQ reductions: the sm_90 form
+  // holds the bulk-copy PTX, the sm_80 form its red.add fallback.
+  for (int d : {64, 128, 256})
+    for (Schedule::DqReduce r : {Schedule::DqReduce::kBulk, Schedule::DqReduce::kDeterministic}) {
+      const Problem p = BwdProblem(d, DType::kBF16, r == Schedule::DqReduce::kDeterministic);
+      const Algorithm a{Probe::kLearned, Affine::kPlain};
+      Schedule s = DefaultSchedule(p, a);
+      s.stages = 2;
+      s.dq_reduce = r;
+      absl::StatusOr<Variant> v = Variant::Create(p, a, s);
+      if (!v.ok()) {  // head_dim 256: two query blocks and the staged rows exceed 227 KiB
+        s.stages = 1;
+        v = Variant::Create(p, a, s);
+      }
+      if (!v.ok()) continue;
+      for (const char* arch : {"sm_80", "sm_90"}) out.emplace_back(v->Key(), arch);
+    }
   return out;
 }
 
-TEST(BackwardFamily, TheCompileSetCoversEveryHeadDim) { EXPECT_EQ(CompileSet().size(), 3u * 3 * 2 * 2); }
+TEST(BackwardFamily, TheCompileSetCoversEveryHeadDim) { EXPECT_EQ(CompileSet().size(), 3u * 3 * 2 * 2 + 3 * 2 * 2); }
 
 class BackwardCompile : public ::testing::TestWithParam<Param> {};
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "gpu_harness.h"
 #include "parallax/codegen/reference.h"
 #include "parallax/runtime/backward.h"
@@ -35,6 +36,9 @@ struct BwdCase {
   Affine affine = Affine::kPlain;
   double r_scale = 1.0;
   bool capi = false;  // through plx_prefill_backward (its own context) instead of the C++ entry
+  // The family default's schedule with stages and the dQ reduction replaced ("" = default):
+  // e.g. "s2", "s2-bulk", "s1-det".
+  std::string schedule;
   uint64_t seed = 1;
   std::string Name() const {
     std::string lens;
@@ -42,14 +46,23 @@ struct BwdCase {
     return absl::StrCat(ToString(dtype), "_d", head_dim, "_h", hq, "x", hkv, "_",
                         !learned ? "none" : affine == Affine::kAmplified ? "amplified" : "plain", "_",
                         !causal ? "noncausal" : window > 0 ? absl::StrCat("win", window) : "causal", "_",
-                        varlen ? "varlen" : "padded", "_", lens, capi ? "_capi" : "");
+                        varlen ? "varlen" : "padded", "_", lens, capi ? "_capi" : "",
+                        schedule.empty() ? "" : "_", absl::StrReplaceAll(schedule, {{"-", ""}}));
   }
 };
 
 struct Gradients {
   ref::ErrorStats dq, dr, dk, dv;
   std::string variant;
+  std::vector<uint16_t> dq_bits, dr_bits;  // as the kernels wrote them
 };
+
+// The default plan's key with its stages and dQ reduction replaced by `schedule`
+// ("s2-bulk": stages 2, bulk rows).
+std::string WithSchedule(const std::string& key, const std::string& schedule) {
+  const size_t s = key.rfind("-s");
+  return absl::StrCat(key.substr(0, s + 1), schedule);
+}
 
 #define BWD_CHECK_CU(call, what)                                                   \
   do {                                                                             \
@@ -232,6 +245,16 @@ absl::StatusOr<Gradients> RunBackwardCase(Runtime& rt, const BwdCase& c) {
   a.workspace_bytes = PrefillBackwardWorkspaceBytes(a);
   absl::StatusOr<Variant> plan = PlanPrefillBackward(a);
   if (!plan.ok()) return plan.status();
+  if (!c.schedule.empty()) {
+    const std::string base = plan->Key();
+    a.variant_key = WithSchedule(base, c.schedule);
+    plan = PlanPrefillBackward(a);
+    if (!plan.ok() && c.schedule[1] == '2') {  // head_dim 256: a second query block does not fit
+      a.variant_key = WithSchedule(base, absl::StrCat("s1", c.schedule.substr(2)));
+      plan = PlanPrefillBackward(a);
+    }
+    if (!plan.ok()) return plan.status();
+  }
   if (c.capi) {
     if (absl::Status s = RunThroughCApi(c, tokens_q, a); !s.ok()) return s;
   } else if (absl::Status s = RunPrefillBackward(rt, *plan, a, nullptr); !s.ok()) {
@@ -244,9 +267,11 @@ absl::StatusOr<Gradients> RunBackwardCase(Runtime& rt, const BwdCase& c) {
   g.variant = plan->Key();
   dq.Download(hq16.data(), q_elems * 2);
   g.dq = ref::Compare(Unpack(hq16, c.seqlens_q, lq, Hq, D, c.varlen, c.dtype), want->dq);
+  g.dq_bits = hq16;
   if (c.learned) {
     dr.Download(hq16.data(), q_elems * 2);
     g.dr = ref::Compare(Unpack(hq16, c.seqlens_q, lq, Hq, D, c.varlen, c.dtype), want->dr);
+    g.dr_bits = hq16;
   }
   dk.Download(hk16.data(), k_elems * 2);
   g.dk = ref::Compare(Unpack(hk16, c.seqlens_k, lk, Hkv, D, c.varlen, c.dtype), want->dk);
@@ -308,6 +333,16 @@ std::vector<BwdCase> Cases() {
     c.seed += 500;
     out.push_back(c);
   }
+  // The other schedules: double-buffered query blocks and the staged / ordered dQ reductions,
+  // each over a third of the grid above (every probe, mask, GQA and head dim meets each).
+  const size_t grid = out.size();
+  const char* kSchedules[] = {"s2", "s2-bulk", "s1-det", "s2-det", "s1-bulk"};
+  for (size_t x = 0; x < grid; x += 3) {
+    BwdCase c = out[x];
+    c.schedule = kSchedules[(x / 3) % 5];
+    c.seed += 700;
+    out.push_back(c);
+  }
   return out;
 }
 
@@ -337,6 +372,32 @@ TEST_P(BackwardGpu, GradientsMatchTheFloat64Reference) {
 
 INSTANTIATE_TEST_SUITE_P(Family, BackwardGpu, ::testing::ValuesIn(Cases()),
                          [](const ::testing::TestParamInfo<BwdCase>& i) { return i.param.Name(); });
+
+// The deterministic schedule: two runs on the same inputs write the same bits (many key
+// blocks add to each query block: 1,100 keys in blocks of 64, windowed and not, GQA).
+TEST(BackwardChecks, DeterministicScheduleIsBitReproducible) {
+  std::string why;
+  Runtime* rt = SharedRuntime(&why);
+  if (rt == nullptr) GTEST_SKIP() << why;
+  for (int window : {0, 300}) {
+    BwdCase c;
+    c.head_dim = 128; c.hq = 8; c.hkv = 2; c.batch = 2; c.varlen = true;
+    c.seqlens_q = {1100, 257}; c.seqlens_k = {1100, 600};
+    c.window = window;
+    c.schedule = "s2-det";
+    c.seed = 4000 + window;
+    absl::StatusOr<Gradients> first = RunBackwardCase(*rt, c), second = RunBackwardCase(*rt, c);
+    ASSERT_TRUE(first.ok()) << first.status();
+    ASSERT_TRUE(second.ok()) << second.status();
+    EXPECT_LE(first->dq.rel_frobenius, BwdTolerance(c.dtype)) << first->variant;
+    EXPECT_LE(first->dr.rel_frobenius, BwdTolerance(c.dtype)) << first->variant;
+    EXPECT_TRUE(first->dq_bits == second->dq_bits) << "dq differs between runs, window " << window;
+    EXPECT_TRUE(first->dr_bits == second->dr_bits) << "dr differs between runs, window " << window;
+    std::printf("[deterministic] window %d %s: dq rel frob %.3g, bits equal over two runs: %d\n", window,
+                first->variant.c_str(), first->dq.rel_frobenius,
+                int(first->dq_bits == second->dq_bits && first->dr_bits == second->dr_bits));
+  }
+}
 
 // Host-side refusals name the field (no device needed).
 TEST(BackwardChecks, RefusalsNameTheField) {

@@ -1,5 +1,6 @@
 // The benches' pure-CPU pieces: the prefill FLOP count (visible pairs of the causal-at-the-end
-// mask, with and without a window), the input-set sizing, and the host inputs every family's
+// mask, with and without a window) and the backward's, the input-set sizing (per mode, as the
+// tuner asks for it), and the host inputs every family's
 // reduced check draws (the same values for the same seed as before the shared harness).
 #include <gtest/gtest.h>
 
@@ -7,7 +8,9 @@
 #include <cstdint>
 #include <random>
 
+#include "bench_for.h"    // search/src: white-box
 #include "host_inputs.h"  // search/src: white-box
+#include "parallax/search/backward_bench.h"
 #include "parallax/search/decode_bench.h"
 #include "parallax/search/prefill_bench.h"
 
@@ -78,6 +81,49 @@ TEST(PrefillFlops, InputSetBytes) {
   EXPECT_DOUBLE_EQ(PrefillInputSetBytes(s), (64.0 + 2.0 * 64) * 64 * 2);
   BenchOptions o;
   EXPECT_EQ(InputSetsFor(PrefillInputSetBytes(s), 50e6, 80e9, o), o.max_sets);
+}
+
+// The backward is credited 2.5x its forward (FlashAttention's convention), alike for softmax
+// and Parallax, and reads q, k, v, out, dout and lse per set (with a probe r, vbar, tbar too).
+TEST(BackwardFlops, TwoAndAHalfForwardsAndTheSetsItReads) {
+  BackwardShape s;
+  s.problem.mode = Mode::kBackward;
+  s.problem.num_q_heads = 4;
+  s.problem.num_kv_heads = 2;
+  s.problem.head_dim = 64;
+  s.batch = 2;
+  s.seqlen_q = 8;
+  s.seqlen_k = 16;
+  EXPECT_DOUBLE_EQ(BackwardFlops(s), 2.5 * PrefillFlops(2, 4, 64, 8, 16, 0));
+  BackwardShape soft = s;
+  soft.algorithm.probe = Probe::kNone;
+  EXPECT_DOUBLE_EQ(BackwardFlops(soft), BackwardFlops(s));
+  s.window = 3;
+  s.problem.window = true;
+  EXPECT_DOUBLE_EQ(BackwardFlops(s), 2.5 * 4.0 * 64 * 4 * 2 * double(VisiblePairs(8, 16, 3)));
+  // q-like rows 2 x 8 x 4 = 64 (q, r, out, dout, vbar: 5 of them), k-like 2 x 16 x 2 = 64 (k, v),
+  // 64 x 2 bytes a row; lse and tbar 4 bytes a q row.
+  EXPECT_DOUBLE_EQ(BackwardInputSetBytes(s), (5.0 * 64 + 2.0 * 64) * 64 * 2 + 2.0 * 64 * 4);
+  EXPECT_DOUBLE_EQ(BackwardInputSetBytes(soft), (3.0 * 64 + 2.0 * 64) * 64 * 2 + 1.0 * 64 * 4);
+}
+
+// What the tuner sizes its watchdog by follows the problem's mode, at the bucket's shape.
+TEST(InputSets, BenchSetBytesPerMode) {
+  Problem p;
+  p.num_q_heads = 16;
+  p.num_kv_heads = 8;
+  const Algorithm a;
+  const BucketShape chunk{2, 8192, 512};  // 2 x 512 queries at the end of 8192 keys
+  p.mode = Mode::kBackward;
+  EXPECT_DOUBLE_EQ(internal::BenchSetBytes(p, a, chunk), BackwardInputSetBytes(BackwardShape{p, a, 2, 512, 8192, 0}));
+  p.mode = Mode::kPrefill;
+  EXPECT_DOUBLE_EQ(internal::BenchSetBytes(p, a, chunk), PrefillInputSetBytes(PrefillShape{p, a, 2, 512, 8192, 0}));
+  p.mode = Mode::kDecode;
+  EXPECT_DOUBLE_EQ(internal::BenchSetBytes(p, a, chunk), InputSetBytes(BenchShape{p, a, 2, 8192}));
+  p.mode = Mode::kBackward;  // a window's size is BenchWindow's, as prefill's
+  p.window = true;
+  EXPECT_DOUBLE_EQ(internal::BenchSetBytes(p, a, chunk),
+                   BackwardInputSetBytes(BackwardShape{p, a, 2, 512, 8192, BenchWindow(p, 8192)}));
 }
 
 TEST(InputSets, RotateEnoughToDefeatL2WithinMemory) {

@@ -729,13 +729,102 @@ TEST(TuneArgs, PrefillGrid) {
            {[](TuneArgs& x) { x.q_len = {0}; }, "--q-len 0"},
            {[](TuneArgs& x) { x.q_len = {100000}; }, "--q-len"},
            {[](TuneArgs& x) { x.mode = "train"; }, "--mode train"},
-           {[](TuneArgs& x) { x.mode = "decode"; }, "--q-len: prefill only"}}) {
+           {[](TuneArgs& x) { x.mode = "decode"; }, "--q-len: prefill and bwd only"}}) {
     TuneArgs b = a;
     mutate(b);
     absl::StatusOr<TuneRequest> bad = MakeTuneRequest(b);
     EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument) << option;
     EXPECT_NE(bad.status().message().find(option), std::string::npos) << bad.status();
   }
+}
+
+// The backward (mode bwd): one spelling, the key's mode token; prefill's buckets and chunks;
+// contiguous K/V only.
+TEST(TuneArgs, BackwardGrid) {
+  for (Mode m : {Mode::kDecode, Mode::kPrefill, Mode::kBackward}) {
+    absl::StatusOr<Mode> back = ParseModeFlag(ToString(m));
+    ASSERT_TRUE(back.ok()) << ToString(m) << ": " << back.status();
+    EXPECT_EQ(*back, m);
+  }
+  for (const char* other : {"backward", "BWD", "train", "", "prefill-bwd"}) {
+    absl::StatusOr<Mode> m = ParseModeFlag(other);
+    EXPECT_EQ(m.status().code(), absl::StatusCode::kInvalidArgument) << other;
+    EXPECT_NE(m.status().message().find("expected decode, prefill or bwd"), std::string::npos) << m.status();
+  }
+  TuneArgs a;
+  a.mode = "bwd";
+  a.preset = "qwen3-0.6b";
+  a.batch = {1, 4};
+  a.seqlen = {4096};
+  absl::StatusOr<TuneRequest> r = MakeTuneRequest(a);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->problem.mode, Mode::kBackward);
+  EXPECT_EQ(ProblemKey(r->problem, r->algorithm), "bwd-bf16-d128-h16x8-contig-nowin.learned-plain");
+  std::vector<std::string> got;
+  for (const ShapeBucket& b : r->buckets) got.push_back(ToString(b));
+  EXPECT_EQ(got, (std::vector<std::string>{"t4096-l4096", "t16384-l4096"}));
+  a.q_len = {512};  // a chunk's backward, at the end of the context
+  r = MakeTuneRequest(a);
+  ASSERT_TRUE(r.ok()) << r.status();
+  got.clear();
+  for (const ShapeBucket& b : r->buckets) got.push_back(ToString(b));
+  EXPECT_EQ(got, (std::vector<std::string>{"t512-l4096", "t2048-l4096"}));
+  a.paged = 16;
+  absl::StatusOr<TuneRequest> paged = MakeTuneRequest(a);
+  EXPECT_EQ(paged.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(paged.status().message().find("--paged: bwd reads contiguous K/V only"), std::string::npos)
+      << paged.status();
+}
+
+// `tune --mode bwd` as a user runs it: the dry run plans the prefill buckets of the bwd
+// problem with costs from the backward's cost model, the spelling "backward" is a usage error, and with the test build's fake GPU and worker a tune writes
+// bwd winners that `db show` lists.
+TEST_F(CliTest, TuneBackward) {
+  Result r = Cli("tune --help", dir_);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("bwd"), std::string::npos) << r.out;
+  const std::string grid = " --preset qwen3-0.6b --batch 1,4 --seqlen 4096 --dry-run --json";
+  r = Cli("tune --mode bwd" + grid, dir_);
+  ASSERT_EQ(r.code, 0) << r.err;
+  nlohmann::json bwd = nlohmann::json::parse(r.out);
+  r = Cli("tune --mode prefill" + grid, dir_);
+  ASSERT_EQ(r.code, 0) << r.err;
+  nlohmann::json fwd = nlohmann::json::parse(r.out);
+  ASSERT_EQ(bwd["units"].size(), 2u) << bwd.dump();
+  ASSERT_EQ(fwd["units"].size(), 2u) << fwd.dump();
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(bwd["units"][i]["bucket"], fwd["units"][i]["bucket"]);
+    EXPECT_GT(bwd["units"][i]["expected_s"].get<double>(), 0);
+  }
+  EXPECT_NE(bwd.dump().find("bwd-bf16-d128-h16x8-contig-nowin.learned-plain"), std::string::npos) << bwd.dump();
+  r = Cli("tune --mode backward" + grid, dir_);
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_TRUE(OneErrorLine(r.err)) << r.err;
+  r = Cli("tune --mode bwd --paged 16" + grid, dir_);
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("--paged: bwd"), std::string::npos) << r.err;
+
+  const std::string db = dir_ + "/bwd.db";
+  ::setenv("PARALLAX_TEST_FAKE_GPU", "FakeGPU", 1);
+  ::setenv("PARALLAX_TEST_WORKER", PLX_FAKE_WORKER, 1);
+  r = Cli("tune --mode bwd --preset qwen3-0.6b --batch 1 --seqlen 4096 --compile-threads 1 --json --db " + db, dir_);
+  ::unsetenv("PARALLAX_TEST_FAKE_GPU");
+  ::unsetenv("PARALLAX_TEST_WORKER");
+  ASSERT_EQ(r.code, 0) << r.err;
+  nlohmann::json j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["buckets"].size(), 1u) << j.dump();
+  const std::string best = j["buckets"][0]["best"];
+  EXPECT_EQ(j["buckets"][0]["bucket"], "t4096-l4096");
+  EXPECT_EQ(best.rfind("bwd-bf16-d128-h16x8-contig-nowin.learned-plain.mma-", 0), 0u) << best;
+  r = Cli("db show --json --db " + db, dir_);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find(best), std::string::npos) << r.out;
+
+  r = Cli("space --mode bwd --q-heads 16 --kv-heads 8 --arch sm_90 --json", dir_);
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = nlohmann::json::parse(r.out);
+  ASSERT_GT(j["count"].get<int>(), 0);
+  for (const auto& v : j["variants"]) EXPECT_EQ(v["key"].get<std::string>().rfind("bwd-", 0), 0u) << v["key"];
 }
 
 }  // namespace

@@ -11,8 +11,11 @@
 // $FAKE_NO_READY=1: never says ready (start-up watchdog).
 // $FAKE_DELAY_MS=N: takes N ms over each measurement (so a run lasts long enough to be
 //   interrupted part way: the fleet test).
+// $FAKE_DELAY_TOKENS=T: ... times max(1, batch x seqlen / T) of the prepared bucket, so a
+//   bigger bucket takes longer to tune, as on a GPU (the multi-GPU scheduling test).
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -87,6 +90,7 @@ int main(int argc, char** argv) {
   ready.info = {{"device", "fake"}, {"pid", ::getpid()}};
   Send(ready);
   bool prepared = false;
+  double delay_factor = 1;  // of the prepared bucket
   std::string line;
   while (std::getline(std::cin, line)) {
     absl::StatusOr<WorkerRequest> req = DecodeRequest(line);
@@ -97,12 +101,15 @@ int main(int argc, char** argv) {
     if (req->op == Op::kQuit) return 0;
     if (req->op == Op::kPrepare) {
       LogShape(*req);
-      // As the real worker's bench needs: a prefill default key comes with its q_len.
-      const bool prefill_key = absl::StartsWith(req->default_key, "prefill-");
-      prepared = prefill_key == (req->q_len > 0);
+      if (const char* t = std::getenv("FAKE_DELAY_TOKENS"); t != nullptr && std::atof(t) > 0)
+        delay_factor = std::max(1.0, double(req->batch) * req->seqlen / std::atof(t));
+      // As the real worker's bench needs: a prefill or bwd default key (prefill buckets) comes
+      // with its q_len, a decode one without.
+      const bool prefill_shape = !absl::StartsWith(req->default_key, "decode-");
+      prepared = prefill_shape == (req->q_len > 0);
       if (!prepared) {
         r.verdict = Verdict::kFailed;
-        r.error = prefill_key ? "prefill prepare without q_len" : "decode prepare with q_len";
+        r.error = prefill_shape ? "prefill/bwd prepare without q_len" : "decode prepare with q_len";
       } else if (req->seqlen > (1 << 22)) {
         r.verdict = Verdict::kFailed;
         r.error = "one input set needs more memory than the device has";
@@ -149,7 +156,7 @@ int main(int argc, char** argv) {
       continue;
     }
     if (const char* d = std::getenv("FAKE_DELAY_MS"); d != nullptr && std::atoi(d) > 0)
-      std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(d)));
+      std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(std::atoi(d) * delay_factor));
     const double t = testing::FakeTimeUs(key);
     r.verdict = Verdict::kOk;
     r.median_us = t;

@@ -166,6 +166,41 @@ TEST(CostModel, PrefillIsComputeBound) {
   EXPECT_DOUBLE_EQ(EstimateUs(d, BucketFor(8, 4096), c), EstimateDecodeUs(d, 8, 4096, c));
 }
 
+// The backward is costed on its own model (EstimateUs follows the variant's mode, on prefill
+// buckets): several times the forward's time at the same shape, and close to the first
+// kernel's measured 12.3 ms at B 4, 16 heads, L 4096, D 128 on an H200 (cost_model.cc), so
+// that the watchdog's patience and the shards' balance are about right.
+TEST(CostModel, BackwardIsCostedAsTheForwardTimesItsWork) {
+  const CostInputs c = CostInputsFor(Device(9, 0, 227, 228));
+  Problem p;
+  p.num_q_heads = p.num_kv_heads = 16;
+  p.mode = Mode::kBackward;
+  const Algorithm learned{};
+  const Variant bwd = *Variant::Create(p, learned, CanonicalSchedule(p, learned, DefaultSchedule(p, learned)));
+  const double t = EstimateBackwardUs(bwd, 4, 4096, 4096, c);
+  EXPECT_DOUBLE_EQ(EstimateUs(bwd, PrefillBucketFor(4, 4096, 4096), c), t);
+  EXPECT_GT(t, 12300 / 2.0);
+  EXPECT_LT(t, 12300 * 2.0);
+  Problem fp = p;
+  fp.mode = Mode::kPrefill;
+  Schedule fs = DefaultSchedule(fp, learned);  // the portable (mma.sync) forward
+  const Variant fwd = *Variant::Create(fp, learned, CanonicalSchedule(fp, learned, fs));
+  EXPECT_GT(t, 2.5 * EstimatePrefillUs(fwd, 4, 4096, 4096, c));
+  // Quadratic in the context, and a 512-query chunk costs a fraction of the full triangle.
+  const double t8k = EstimateBackwardUs(bwd, 4, 8192, 8192, c);
+  EXPECT_GT(t8k / t, 3.5);
+  EXPECT_LT(t8k / t, 4.5);
+  EXPECT_LT(EstimateBackwardUs(bwd, 4, 512, 8192, c), t8k / 4);
+  // The static space for the GPU is the family's mma schedules only.
+  const StaticSpace space = BuildStaticSpace(p, learned, LimitsFor(Device(9, 0, 227, 228)), TuneSpaceOptions{});
+  ASSERT_FALSE(space.variants.empty());
+  for (const Variant& v : space.variants) {
+    EXPECT_EQ(v.problem().mode, Mode::kBackward) << v.Key();
+    EXPECT_EQ(v.schedule().path, MathPath::kMma) << v.Key();
+    EXPECT_GT(EstimateUs(v, PrefillBucketFor(1, 4096, 4096), c), 0) << v.Key();
+  }
+}
+
 TEST(NvrtcCompile, WritesTheBinaryForEveryMemberAndReusesItsReport) {
   const std::string dir = std::string(PLX_BINARY_DIR) + "/search_compile_test_cache";
   std::filesystem::remove_all(dir);

@@ -6,6 +6,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -629,6 +630,68 @@ TEST_F(TunerTest, PrefillOnSm80LeavesTheWgmmaFamilyOut) {
   for (const std::string& k : compiled_) EXPECT_EQ(k.find(".wgmma-"), std::string::npos) << k;
 }
 
+// A backward (bwd) problem end to end, as prefill is: prefill buckets, the worker prepared
+// with the bucket's prefill shape and the bwd default (the worker's BackwardBench), only bwd
+// variants measured (the family has mma only: the fma path asked for is left out with a
+// message), and each winner filed under its bucket with a key that parses back to the
+// problem tuned.
+TEST_F(TunerTest, BackwardIsTunedEndToEnd) {
+  TuneRequest req = Qwen({PrefillBucketFor(1, 4096, 4096), PrefillBucketFor(1, 512, 8192)});
+  req.problem.mode = Mode::kBackward;
+  TuneOptions o = Options();  // paths mma and fma
+  std::vector<std::string> messages;
+  o.progress = [&](const ProgressEvent& e) {
+    if (e.kind == ProgressEvent::Kind::kMessage) messages.push_back(e.message);
+  };
+  absl::StatusOr<TuneReport> r = Tune(req, o, Deps());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->problem_key, "bwd-bf16-d128-h16x8-contig-nowin.learned-plain");
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_EQ(messages[0], "gpu0: left out path fma: no bwd family serves it");
+  ASSERT_EQ(r->units.size(), 2u);
+  auto db = Db(o);
+  const std::string fp = FakeGpu(0).fingerprint();
+  const std::string def = DefaultVariantKey(req.problem, req.algorithm);
+  ASSERT_EQ(def.rfind("bwd-bf16-d128-h16x8-contig-nowin.learned-plain.mma-", 0), 0u) << def;
+  std::set<std::string> bests;
+  for (const UnitReport& u : r->units) {
+    EXPECT_TRUE(u.error.empty()) << u.bucket << ": " << u.error;
+    EXPECT_GT(u.measured, 1) << u.bucket;
+    EXPECT_DOUBLE_EQ(u.default_us, testing::FakeTimeUs(def)) << u.bucket;
+    EXPECT_LE(u.best_us, u.default_us) << u.bucket;
+    absl::StatusOr<cache::BestConfig> b =
+        db->GetBestConfig(fp, ProblemKey(req.problem, req.algorithm), u.bucket, {kGeneratorVersion, 13000});
+    ASSERT_TRUE(b.ok()) << u.bucket << ": " << b.status();
+    EXPECT_EQ(b->variant_key, u.best_key);
+    absl::StatusOr<Variant> v = Variant::Parse(b->variant_key);  // the stored key round-trips
+    ASSERT_TRUE(v.ok()) << b->variant_key << ": " << v.status();
+    EXPECT_EQ(v->Key(), b->variant_key);
+    EXPECT_EQ(v->problem(), req.problem);
+    EXPECT_EQ(v->algorithm(), req.algorithm);
+    EXPECT_EQ(v->problem().mode, Mode::kBackward);
+    bests.insert(u.bucket);
+  }
+  EXPECT_EQ(bests, (std::set<std::string>{"t4096-l4096", "t512-l8192"}));
+  // Prepared with the bwd default at each bucket's prefill shape.
+  for (const std::string& k : Logged("prepare")) EXPECT_EQ(k, def);
+  const std::vector<std::string> prepared = Logged("shape");
+  EXPECT_EQ(std::set<std::string>(prepared.begin(), prepared.end()), (std::set<std::string>{"b1-q4096-k4096", "b1-q512-k8192"}));
+  // Only bwd mma variants reached the worker, and each winner is one of them, at its time.
+  const std::vector<Measured> measured = Measures();
+  ASSERT_FALSE(measured.empty());
+  std::set<std::string> keys;
+  for (const Measured& m : measured) {
+    EXPECT_EQ(m.key.rfind("bwd-", 0), 0u) << m.key;
+    EXPECT_NE(m.key.find(".mma-"), std::string::npos) << m.key;
+    keys.insert(m.key);
+  }
+  EXPECT_GT(keys.size(), 2u);
+  for (const UnitReport& u : r->units) {
+    EXPECT_TRUE(keys.count(u.best_key)) << u.best_key;
+    EXPECT_DOUBLE_EQ(u.best_us, testing::FakeTimeUs(u.best_key)) << u.best_key;
+  }
+}
+
 TEST_F(TunerTest, RejectsBadRequests) {
   TuneOptions o = Options();
   TuneRequest prefill = Qwen({BucketFor(1, 1024)});  // a decode bucket for a prefill problem
@@ -639,6 +702,16 @@ TEST_F(TunerTest, RejectsBadRequests) {
             std::string::npos) << mixed.status();
   EXPECT_EQ(Tune(Qwen({PrefillBucketFor(1, 1024, 1024)}), o, Deps()).status().code(),
             absl::StatusCode::kInvalidArgument);
+  TuneRequest bwd = Qwen({BucketFor(1, 1024)});  // the backward is tuned on prefill buckets
+  bwd.problem.mode = Mode::kBackward;
+  absl::StatusOr<TuneReport> bwd_mixed = Tune(bwd, o, Deps());
+  EXPECT_EQ(bwd_mixed.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bwd_mixed.status().message().find("bucket b1-l1024: a decode bucket for a bwd problem"),
+            std::string::npos) << bwd_mixed.status();
+  bwd.problem.kv_layout = KvLayout::kPaged;  // the backward reads contiguous K/V only
+  bwd.problem.page_size = 16;
+  bwd.buckets = {PrefillBucketFor(1, 1024, 1024)};
+  EXPECT_EQ(Tune(bwd, o, Deps()).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(Tune(Qwen({}), o, Deps()).status().code(), absl::StatusCode::kInvalidArgument);
   TuneRequest bad = Qwen({BucketFor(1, 1024)});
   bad.problem.num_kv_heads = 3;

@@ -135,6 +135,34 @@ TEST_F(GpuTest, WorkerSurvivesAFaultAndAHang) {
   EXPECT_GE(w.starts(), 3);  // fresh workers after the fault and after the hang
 }
 
+// A backward (bwd) problem tuned through the real worker (its BackwardBench): every candidate
+// verified against the float64 reference and timed, the winner a bwd key no slower than the
+// default, every measurement ok.
+TEST_F(GpuTest, TunerTunesABackwardProblem) {
+  TuneRequest req;
+  req.problem = Qwen();
+  req.problem.mode = Mode::kBackward;
+  req.buckets = {PrefillBucketFor(1, 2048, 2048)};
+  TuneOptions o = TuneOptionsHere();
+  o.budget_s = 120;
+  absl::StatusOr<TuneReport> r = Tune(req, o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->units.size(), 1u);
+  const UnitReport& u = r->units[0];
+  Print(u);
+  EXPECT_TRUE(u.error.empty()) << u.error;
+  EXPECT_EQ(u.best_key.rfind("bwd-", 0), 0u) << u.best_key;
+  EXPECT_GE(u.measured, 2);
+  EXPECT_GT(u.default_us, 1.0);
+  EXPECT_LE(u.best_us, u.default_us * 1.02);
+  std::unique_ptr<cache::Store> db = *cache::Store::Open(o.db_path);
+  absl::StatusOr<std::vector<cache::Measurement>> rows = db->ListMeasurements();
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  EXPECT_FALSE(rows->empty());
+  for (const cache::Measurement& m : *rows)
+    EXPECT_EQ(m.status, cache::MeasurementStatus::kOk) << m.variant_key << ": " << m.error_text;
+}
+
 TEST_F(GpuTest, TunerRecordsFaultAndHangAndMeasuresTheRest) {
   TuneRequest req;
   req.problem = Qwen();

@@ -6,6 +6,7 @@
 #include "parallax/codegen/kernel_family.h"
 #include "parallax/runtime/nvrtc_compiler.h"
 #include "parallax/service/buckets.h"
+#include "parallax/service/proto_convert.h"
 #include "parallax/service/validate.h"
 #include "server_fixture.h"
 
@@ -77,6 +78,62 @@ TEST(Buckets, PrefillKeysAsTheRuntime) {
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(again->bucket, chunk->bucket);
   EXPECT_EQ(again->context_len, 8000);
+}
+
+// The backward of prefill problem p (MODE_BACKWARD: "bwd-..." keys, prefill's buckets).
+v1::Problem Backward(v1::Problem p) {
+  p.set_mode(v1::MODE_BACKWARD);
+  return p;
+}
+
+// MODE_BACKWARD both ways: the proto's enum and the IR's mode map one to one, and a backward
+// problem validates to the bwd problem key on prefill's buckets and survives the proto round
+// trip; its default is the prefill_bwd family's on every device.
+TEST(Buckets, BackwardKeysAsTheRuntime) {
+  for (Mode m : {Mode::kDecode, Mode::kPrefill, Mode::kBackward}) {
+    absl::StatusOr<Mode> back = ModeFromProto(ModeToProto(m));
+    ASSERT_TRUE(back.ok()) << ToString(m) << ": " << back.status();
+    EXPECT_EQ(*back, m);
+  }
+  EXPECT_EQ(ModeToProto(Mode::kBackward), v1::MODE_BACKWARD);
+  EXPECT_EQ(static_cast<int>(v1::MODE_BACKWARD), 3);  // appended: the wire value never changes
+  for (v1::Mode bad : {v1::MODE_UNSPECIFIED, static_cast<v1::Mode>(4), static_cast<v1::Mode>(-1)}) {
+    absl::StatusOr<Mode> m = ModeFromProto(bad);
+    EXPECT_TRUE(absl::IsInvalidArgument(m.status())) << bad;
+    EXPECT_NE(m.status().message().find("MODE_BACKWARD"), absl::string_view::npos) << m.status();
+  }
+
+  absl::StatusOr<ProblemSpec> chunk = ValidateProblem(Backward(ServerTest::PrefillProblem(1, 512, 8000)), "problem");
+  ASSERT_TRUE(chunk.ok()) << chunk.status();
+  EXPECT_EQ(chunk->problem.mode, Mode::kBackward);
+  EXPECT_EQ(chunk->problem_key, "bwd-bf16-d128-h32x8-contig-nowin.learned-plain");
+  EXPECT_EQ(chunk->bucket, "t512-l8192");
+  EXPECT_EQ(chunk->shape_bucket, PrefillBucketFor(1, 512, 8000));
+  EXPECT_TRUE(absl::StartsWith(chunk->default_variant_key, "bwd-bf16-d128-h32x8-contig-nowin.learned-plain.mma-"))
+      << chunk->default_variant_key;
+  const v1::Problem wire = ToProto(*chunk);
+  EXPECT_EQ(wire.mode(), v1::MODE_BACKWARD);
+  absl::StatusOr<ProblemSpec> again = ValidateProblem(wire, "problem");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->problem, chunk->problem);
+  EXPECT_EQ(again->algorithm, chunk->algorithm);
+  EXPECT_EQ(again->bucket, chunk->bucket);
+  EXPECT_EQ(again->context_len, 8000);
+  EXPECT_EQ(ProblemToProto(chunk->problem, chunk->algorithm, 1, 512, 8000).mode(), v1::MODE_BACKWARD);
+  for (int sm : {0, 80, 90, 100}) EXPECT_EQ(DeviceDefaultKey(*chunk, sm), chunk->default_variant_key) << "sm " << sm;
+
+  // Refused with the field named: a context shorter than the queries, paged K/V.
+  absl::StatusOr<ProblemSpec> short_ctx = ValidateProblem(Backward(ServerTest::PrefillProblem(1, 4096, 100)), "problem");
+  EXPECT_TRUE(absl::IsInvalidArgument(short_ctx.status()));
+  EXPECT_NE(short_ctx.status().message().find("problem.context_len=100: bwd"), absl::string_view::npos)
+      << short_ctx.status();
+  v1::Problem paged = Backward(ServerTest::PrefillProblem());
+  paged.set_kv_layout(v1::KV_LAYOUT_PAGED);
+  paged.set_page_size(16);
+  absl::StatusOr<ProblemSpec> p = ValidateProblem(paged, "problem");
+  EXPECT_TRUE(absl::IsInvalidArgument(p.status()));
+  EXPECT_TRUE(absl::StartsWith(p.status().message(), "problem.")) << p.status();
+  EXPECT_NE(p.status().message().find("paged"), absl::string_view::npos) << p.status();
 }
 
 // The default follows the device's compute capability as the runtime's does: on sm_90
@@ -219,6 +276,43 @@ TEST_F(LookupTest, PrefillExactThenNearestThenDefault) {
   EXPECT_EQ(decode->variant_key(), DefaultKey(DecodeProblem()));
 }
 
+// A backward lookup is accepted and answered like prefill's: exact, nearest bucket, then the
+// bwd default; the forward of the same shape has nothing tuned (the mode is in the key).
+TEST_F(LookupTest, BackwardExactThenNearestThenDefault) {
+  absl::StatusOr<ProblemSpec> spec = ValidateProblem(Backward(PrefillProblem(1, 4096)), "problem");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  Schedule s = DefaultSchedule(spec->problem, spec->algorithm);
+  s.block_m = 16;  // a schedule other than the default's
+  absl::StatusOr<Variant> tuned = Variant::Create(spec->problem, spec->algorithm, s);
+  ASSERT_TRUE(tuned.ok()) << tuned.status();
+  ASSERT_NE(tuned->Key(), spec->default_variant_key);
+  Seed(store(), Backward(PrefillProblem(1, 4096)), tuned->Key(), 10);  // t4096-l4096
+  StartServer();
+  auto c = NewClient();
+  absl::StatusOr<v1::GetBestConfigResponse> exact = c->GetBestConfig(Lookup(Backward(PrefillProblem(1, 3000))));
+  ASSERT_TRUE(exact.ok()) << exact.status();
+  EXPECT_EQ(exact->match(), v1::MATCH_EXACT);
+  EXPECT_EQ(exact->bucket(), "t4096-l4096");
+  EXPECT_EQ(exact->variant_key(), tuned->Key());
+  EXPECT_EQ(exact->problem_key(), "bwd-bf16-d128-h32x8-contig-nowin.learned-plain");
+  absl::StatusOr<v1::GetBestConfigResponse> near = c->GetBestConfig(Lookup(Backward(PrefillProblem(1, 512, 8192))));
+  ASSERT_TRUE(near.ok()) << near.status();
+  EXPECT_EQ(near->match(), v1::MATCH_NEAREST_BUCKET);
+  EXPECT_EQ(near->variant_key(), tuned->Key());
+  absl::StatusOr<v1::GetBestConfigResponse> fwd = c->GetBestConfig(Lookup(PrefillProblem(1, 4096)));
+  ASSERT_TRUE(fwd.ok()) << fwd.status();
+  EXPECT_EQ(fwd->match(), v1::MATCH_DEFAULT);
+  EXPECT_TRUE(absl::StartsWith(fwd->variant_key(), "prefill-")) << fwd->variant_key();
+  v1::Problem other = Backward(PrefillProblem(1, 4096));
+  other.set_probe(v1::PROBE_NONE);  // another problem key: nothing tuned
+  absl::StatusOr<v1::GetBestConfigResponse> def = c->GetBestConfig(Lookup(other));
+  ASSERT_TRUE(def.ok()) << def.status();
+  EXPECT_EQ(def->match(), v1::MATCH_DEFAULT);
+  EXPECT_EQ(def->variant_key(), DefaultKey(other));
+  EXPECT_TRUE(absl::StartsWith(def->variant_key(), "bwd-bf16-d128-h32x8-contig-nowin.none-plain.mma-"))
+      << def->variant_key();
+}
+
 TEST_F(LookupTest, PrefillStaleOrGarbageRowsAreNeverServed) {
   Seed(store(), PrefillProblem(1, 4096), "", 10, kGeneratorVersion + 1);  // other generator
   Seed(store(), PrefillProblem(2, 4096), "not-a-variant-key", 5);          // garbage
@@ -358,6 +452,8 @@ TEST_F(LookupTest, InvalidArgumentNamesTheField) {
       {"device: required", [](auto& r) { r.clear_device(); }},
       {"problem: required", [](auto& r) { r.clear_problem(); }},
       {"problem.mode", [](auto& r) { r.mutable_problem()->set_mode(v1::MODE_UNSPECIFIED); }},
+      {"problem.mode: required: MODE_DECODE, MODE_PREFILL or MODE_BACKWARD",
+       [](auto& r) { r.mutable_problem()->set_mode(static_cast<v1::Mode>(9)); }},
       {"problem.dtype", [](auto& r) { r.mutable_problem()->set_dtype(static_cast<v1::DType>(77)); }},
       {"problem.head_dim=96", [](auto& r) { r.mutable_problem()->set_head_dim(96); }},
       {"problem.num_kv_heads=0", [](auto& r) { r.mutable_problem()->set_num_kv_heads(0); }},

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "parallax/cache/store.h"
+#include "parallax/codegen/kernel_family.h"
 #include "parallax/runtime/known_devices.h"
 #include "parallax/runtime/nvrtc_compiler.h"
 #include "parallax/service/validate.h"
@@ -136,6 +137,36 @@ TEST_F(RemoteCliTest, KnownGpuNameAloneFindsItsTunedConfig) {
   r = Cli("remote get --json --mode decode --batch 4 --seqlen 4096 --device-name H200 --sms 114" + Server());
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(nlohmann::json::parse(r.out)["match"], "MATCH_DEFAULT");
+}
+
+// `remote get --mode bwd` asks for the backward (MODE_BACKWARD): its tuned key where the
+// server has one, the bwd default where it has none; the forward's rows are not the answer.
+TEST_F(RemoteCliTest, BackwardModeAsksForTheBackward) {
+  v1::Problem bwd = PrefillProblem(1, 4096);
+  bwd.set_mode(v1::MODE_BACKWARD);
+  absl::StatusOr<ProblemSpec> spec = ValidateProblem(bwd, "problem");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  Schedule s = DefaultSchedule(spec->problem, spec->algorithm);
+  s.block_m = 16;  // tells the seeded row apart from the default
+  const std::string tuned = Variant::Create(spec->problem, spec->algorithm, s)->Key();
+  DeviceInfo h200 = DeviceInfoOf(*FindKnownDevice("H200"));
+  h200.mem_bytes = int64_t{143155} << 20;
+  SeedOn(store(), h200.fingerprint(), bwd, tuned, 900);
+  SeedOn(store(), h200.fingerprint(), PrefillProblem(1, 4096), "", 300);
+  StartServer();
+  Result r = Cli("remote get --json --mode bwd --batch 1 --seqlen 4096 --device-name H200" + Server());
+  ASSERT_EQ(r.code, 0) << r.err;
+  nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["match"], "MATCH_EXACT") << r.out;
+  EXPECT_EQ(j["variant_key"], tuned) << r.out;
+  r = Cli("remote get --json --mode bwd --probe none --batch 1 --seqlen 4096 --device-name H200" + Server());
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["match"], "MATCH_DEFAULT") << r.out;
+  EXPECT_EQ(j["variant_key"].get<std::string>().rfind("bwd-bf16-d128-h32x8-contig-nowin.none-plain.mma-", 0), 0u)
+      << r.out;
+  r = Cli("remote get --mode backward --batch 1 --seqlen 4096 --device-name H200" + Server());
+  EXPECT_EQ(r.code, 2) << r.err;
 }
 
 TEST_F(RemoteCliTest, ListIsANumericTableAndImportIsNoRawJson) {

@@ -124,5 +124,38 @@ TEST_F(SearchBackendTest, PrefillJobIsTunedAndServed) {
   EXPECT_EQ(best->bucket(), "t2048-l2048");
 }
 
+// A backward job (MODE_BACKWARD) is accepted and tuned by the same tuner (the fake worker
+// plays the backward bench), filed under the prefill bucket of the bwd problem key, and
+// served by GetBestConfig; the forward of the same shape stays untuned.
+TEST_F(SearchBackendTest, BackwardJobIsTunedAndServed) {
+  StartServerWith({}, Backend());
+  auto c = NewClient();
+  v1::Problem bwd = PrefillProblem(1, 2048);
+  bwd.set_mode(v1::MODE_BACKWARD);
+  absl::StatusOr<v1::SubmitTuningResponse> sub = c->SubmitTuning(Submit({bwd}, 120));
+  ASSERT_TRUE(sub.ok()) << sub.status();
+  absl::StatusOr<v1::JobProgress> last = c->WatchJob(sub->job_id(), [](const v1::JobProgress&) {});
+  ASSERT_TRUE(last.ok()) << last.status();
+  ASSERT_EQ(last->state(), v1::JOB_STATE_DONE) << last->message();
+  ASSERT_EQ(last->results_size(), 1);
+  EXPECT_EQ(last->results(0).bucket(), "t2048-l2048");
+  const std::string key = last->results(0).variant_key();
+  EXPECT_TRUE(absl::StartsWith(key, "bwd-bf16-d128-h32x8-contig-nowin.learned-plain.mma-")) << key;
+  EXPECT_GT(last->results(0).median_us(), 0);
+  EXPECT_GT(last->variants_tried(), 1);
+  v1::GetBestConfigRequest q;
+  *q.mutable_device() = DeviceToProto(FakeGpu());
+  bwd.set_seqlen(1500);
+  *q.mutable_problem() = bwd;
+  absl::StatusOr<v1::GetBestConfigResponse> best = c->GetBestConfig(q);
+  ASSERT_TRUE(best.ok()) << best.status();
+  EXPECT_EQ(best->match(), v1::MATCH_EXACT);
+  EXPECT_EQ(best->variant_key(), key);
+  *q.mutable_problem() = PrefillProblem(1, 2048);
+  best = c->GetBestConfig(q);
+  ASSERT_TRUE(best.ok()) << best.status();
+  EXPECT_EQ(best->match(), v1::MATCH_DEFAULT);
+}
+
 }  // namespace
 }  // namespace parallax::service::testing

@@ -6,38 +6,50 @@
 // columns of dK and dV). Per step, with the transposed scores (keys as MMA rows):
 //   S1^T = K Q^T, S2^T = K R^T, G^T = V dO^T  ->  w, c, ds1, ds2 (docs/backward.md)
 //   dV += C^T dO,  dK += (tau dS1)^T Q + dS2^T R        (A operands from registers)
-//   dQ += tau dS1 K, dR += dS2 K                        (dS through shared memory; fp32 atomics)
-// Needs: sequence.cuh, rows.cuh (BwdCoef), tile_loader.cuh (plx_swz, load_kv_tile),
-// kv_contiguous.cuh (KvSource), mma_sync.cuh; kBlockM, kBlockN, kDSplit, kDsLd, kSmemBytes
-// (generator).
+//   dQ += tau dS1 K, dR += dS2 K                        (dS through shared memory; dq_reduce.cuh)
+// Query blocks stream through a ring of kStages slots (2: the next step's rows load under
+// this step's math).
+// Needs: sequence.cuh, rows.cuh (BwdCoef), dq_reduce.cuh, tile_loader.cuh (plx_swz,
+// load_kv_tile), kv_contiguous.cuh (KvSource), mma_sync.cuh; kBlockM, kBlockN, kDSplit, kDsLd,
+// kSmemBytes (generator).
 
 constexpr int kBands = kWarps / kDSplit;   // 16-key bands
 constexpr int kDw = kHeadDim / kDSplit;    // dK / dV columns per warp
 constexpr int kQN = kBlockM / 8;           // 8-query column tiles of the transposed scores
 static_assert(kBlockN == 16 * kBands, "one 16-key band per warp (per kDSplit warps)");
 static_assert(kDw % 16 == 0 && kBlockM % 16 == 0, "whole MMA tiles");
-// The shared tile parameters as this family fills them (source.cc Tiling): no K/V ring, the
-// step's rows as the units.
-static_assert(kStages == 1 && kSmemRingOffset == 0 && kUnits == kBlockM && kMTiles == kBlockM / 16,
-              "the backward's tiling");
+// The shared tile parameters as this family fills them (source.cc Tiling): the ring holds
+// kStages steps' query rows (Q, R, dO, coefficients), not K/V tiles.
+static_assert(kSmemRingOffset == 0 && kUnits == kBlockM && kMTiles == kBlockM / 16, "the backward's tiling");
 
-// Shared memory, in GeometryOf's order (source.cc).
+// Shared memory, in GeometryOf's order (source.cc): K, V; kStages x [Q, (R), dO]; dS1, (dS2);
+// kStages x the step's 5 x kBlockM row coefficients (floats); bulk / det: the staged dQ, (dR)
+// rows, kBlockM x kStageLd floats each.
 constexpr int kTileKv = kBlockN * kHeadDim;
 constexpr int kTileQ = kBlockM * kHeadDim;
 constexpr int kTileDs = kBlockN * kDsLd;
-constexpr int kOffV = kTileKv;
-constexpr int kOffQ = 2 * kTileKv;
-constexpr int kOffR = kOffQ + kTileQ;                      // probe learned only
-constexpr int kOffDo = kOffR + (kLearned ? kTileQ : 0);
-constexpr int kOffDs1 = kOffDo + kTileQ;
-constexpr int kOffDs2 = kOffDs1 + kTileDs;                  // probe learned only
-constexpr int kOffCoef = kOffDs2 + (kLearned ? kTileDs : 0);  // 16-bit elements; 5 x kBlockM floats follow
-static_assert(kOffCoef * 2 + 5 * kBlockM * 4 == kSmemBytes, "the generator's shared-memory size");
+constexpr int kStepRows = (kLearned ? 3 : 2) * kTileQ;      // one step's Q, (R), dO
+constexpr int kOffRing = 2 * kTileKv;
+constexpr int kOffDs1 = kOffRing + kStages * kStepRows;
+constexpr int kOffDs2 = kOffDs1 + kTileDs;                   // probe learned only
+constexpr int kOffCoef = kOffDs2 + (kLearned ? kTileDs : 0);  // 16-bit elements; the floats follow
+constexpr int kOffStageBytes = kOffCoef * 2 + kStages * 5 * kBlockM * 4;
+static_assert(kOffStageBytes + (kDqStaged ? (kLearned ? 2 : 1) * kBlockM * kStageLd * 4 : 0) == kSmemBytes,
+              "the generator's shared-memory size");
 
 struct BwdSmem {
   plx_e16* k; plx_e16* v; plx_e16* q; plx_e16* r; plx_e16* dout; plx_e16* ds1; plx_e16* ds2;
-  float* coef;  // [5][kBlockM]: lse2, tbar, u, kappa, Dd of the step's rows
+  float* coef;   // [5][kBlockM]: lse2, tbar, u, kappa, Dd of the step's rows
+  float* stage;  // bulk / det: [kBlockM][kStageLd] dQ rows, then as many dR rows
 };
+// The view of ring slot `slot`: its Q, R, dO and coefficients; K, V and dS are shared.
+__device__ __forceinline__ BwdSmem bwd_smem(unsigned char* smem, int slot) {
+  plx_e16* base = reinterpret_cast<plx_e16*>(smem);
+  plx_e16* ring = base + kOffRing + slot * kStepRows;
+  return BwdSmem{base, base + kTileKv, ring, ring + kTileQ, ring + (kLearned ? 2 : 1) * kTileQ,
+                 base + kOffDs1, base + kOffDs2, reinterpret_cast<float*>(base + kOffCoef) + slot * 5 * kBlockM,
+                 reinterpret_cast<float*>(smem + kOffStageBytes)};
+}
 
 // ---- phase: load the step's query rows: Q, (R), dO and their coefficients ----------------
 __device__ __forceinline__ void load_query_block(const PlxPrefillBwdParams& p, const BwdSequence& seq, int b,
@@ -166,12 +178,9 @@ __device__ __forceinline__ void band_step(const PlxPrefillBwdParams& p, const Bw
   }
 }
 
-// ---- phase: dQ += (tau dS1) K, dR += dS2 K for the step's rows, into the fp32 accumulators --
+// ---- phase: dQ += (tau dS1) K, dR += dS2 K for the step's rows, out per dq_reduce.cuh ----
 // Jobs of 16 query rows x 64 columns, spread over the warps. A = dS^T read transposed from
 // the [key][query] tiles; B = K [key][D] read transposed.
-__device__ __forceinline__ void plx_red_add(float* addr, float x) {
-  asm volatile("red.add.f32 [%0], %1;" :: "l"(addr), "f"(x) : "memory");  // generic address
-}
 __device__ __forceinline__ void dq_step(const PlxPrefillBwdParams& p, const BwdSequence& seq, const BwdSmem& sm,
                                         int h, int m0) {
   constexpr int kRowTiles = kBlockM / 16, kColChunks = kHeadDim / 64;
@@ -204,17 +213,15 @@ __device__ __forceinline__ void dq_step(const PlxPrefillBwdParams& p, const BwdS
     }
 #pragma unroll
     for (int hh = 0; hh < 2; ++hh) {
-      const int i = m0 + mt * 16 + (lane >> 2) + 8 * hh;
-      if (i >= seq.lq) continue;
-      const long long row = ((seq.q0 + i) * kNumQHeads + h) * kHeadDim + nc * 64 + 2 * (lane & 3);
+      const int row = mt * 16 + (lane >> 2) + 8 * hh, i = m0 + row;
+      if (!kDqBulk && i >= seq.lq) continue;  // staged rows past the sequence are never sent
+      const long long grow = ((seq.q0 + i) * kNumQHeads + h) * kHeadDim;
 #pragma unroll
       for (int n = 0; n < 8; ++n) {
-        plx_red_add(p.dq_accum + row + n * 8, aq[n][2 * hh]);
-        plx_red_add(p.dq_accum + row + n * 8 + 1, aq[n][2 * hh + 1]);
-        if (kLearned) {
-          plx_red_add(p.dr_accum + row + n * 8, ar[n][2 * hh]);
-          plx_red_add(p.dr_accum + row + n * 8 + 1, ar[n][2 * hh + 1]);
-        }
+        const int col = nc * 64 + n * 8 + 2 * (lane & 3);
+        dq_out_pair(sm.stage, p.dq_accum, row, col, grow, aq[n][2 * hh], aq[n][2 * hh + 1]);
+        if (kLearned)
+          dq_out_pair(sm.stage + kBlockM * kStageLd, p.dr_accum, row, col, grow, ar[n][2 * hh], ar[n][2 * hh + 1]);
       }
     }
   }
@@ -223,9 +230,7 @@ __device__ __forceinline__ void dq_step(const PlxPrefillBwdParams& p, const BwdS
 // ---- the backward kernel (mma.sync path) --------------------------------------------------
 extern "C" __global__ void __launch_bounds__(kThreads) plx_bwd_main(const PlxPrefillBwdParams p) {
   extern __shared__ __align__(128) unsigned char smem[];
-  plx_e16* base = reinterpret_cast<plx_e16*>(smem);
-  const BwdSmem sm{base, base + kOffV, base + kOffQ, base + kOffR, base + kOffDo, base + kOffDs1, base + kOffDs2,
-                   reinterpret_cast<float*>(base + kOffCoef)};
+  const BwdSmem sm = bwd_smem(smem, 0);
   const int kvh = blockIdx.y, b = blockIdx.z;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int band = warp % kBands, dsub = warp / kBands;
@@ -247,10 +252,20 @@ extern "C" __global__ void __launch_bounds__(kThreads) plx_bwd_main(const PlxPre
   plx_cp_async_commit();
 
   // The query rows that see a key of [n0, n_last]: causal, i >= n0 - diag; window, i <
-  // n_last - diag + W. Non-causal: diag = lk, so every row.
+  // n_last - diag + W. Non-causal: diag = lk, so every row. Steps walk them kBlockM at a time
+  // for each query head of the GQA group; step t is (head t / per_head, block t % per_head).
   const int n_last = min(n0 + kBlockN, seq.lk) - 1;
-  const int m_lo = max(0, n0 - seq.diag);
+  // det aligns the steps to a grid of kBlockM rows shared by every key block (rows before
+  // the first visible one see no key of this block and add zeros).
+  const int m_first = max(0, n0 - seq.diag);
+  const int m_lo = kDqDet ? m_first / kBlockM * kBlockM : m_first;
   const int m_hi = (kWindow && p.window > 0) ? min(seq.lq, n_last - seq.diag + p.window) : seq.lq;
+  const int per_head = m_hi > m_lo ? (m_hi - m_lo + kBlockM - 1) / kBlockM : 0;
+  const int steps = kGroup * per_head;
+  auto load_step = [&](int t) {  // one cp.async group per step, into ring slot t % kStages
+    const int h = kvh * kGroup + t / per_head, m0 = m_lo + (t % per_head) * kBlockM;
+    load_query_block(p, seq, b, h, m0, bwd_smem(smem, t % kStages));
+  };
 
   float dk[kDw / 8][4], dv[kDw / 8][4];
 #pragma unroll
@@ -258,21 +273,28 @@ extern "C" __global__ void __launch_bounds__(kThreads) plx_bwd_main(const PlxPre
 #pragma unroll
     for (int e = 0; e < 4; ++e) dk[n][e] = dv[n][e] = 0.f;
 
+  // Ring of kStages steps: step t + kStages - 1 loads while step t computes. A slot is
+  // refilled one step after its band_step read it, and the barrier before dq_step sits
+  // between the two, so loads need no barrier of their own.
 #pragma unroll 1
-  for (int gi = 0; gi < kGroup; ++gi) {
-    const int h = kvh * kGroup + gi;
+  for (int t = 0; t < kStages - 1 && t < steps; ++t) load_step(t);
 #pragma unroll 1
-    for (int m0 = m_lo; m0 < m_hi; m0 += kBlockM) {
-      __syncthreads();  // the previous step's readers of Q, dO and dS are done
-      load_query_block(p, seq, b, h, m0, sm);
-      plx_cp_async_wait<0>();
-      __syncthreads();
-      band_step(p, seq, sm, n0, m0, band, dsub, dk, dv);
-      __syncthreads();
-      dq_step(p, seq, sm, h, m0);
-    }
+  for (int t = 0; t < steps; ++t) {
+    const int h = kvh * kGroup + t / per_head, m0 = m_lo + (t % per_head) * kBlockM;
+    if (t + kStages - 1 < steps) load_step(t + kStages - 1);
+    else plx_cp_async_commit();  // an empty group keeps the count of groups in flight fixed
+    plx_cp_async_wait<kStages - 1>();
+    __syncthreads();  // step t's rows are in; the previous dq_step's readers of dS are done
+    band_step(p, seq, bwd_smem(smem, t % kStages), n0, m0, band, dsub, dk, dv);
+    if (kDqBulk && warp == 0) plx_bulk_wait_read();  // the last step's rows have left the staging tile
+    __syncthreads();
+    if (kDqDet && !kDqBulk) dq_take_turn_all(p, seq, h, m0);
+    dq_step(p, seq, sm, h, m0);
+    if (kDqBulk) dq_flush_rows(p, seq, sm.stage, h, m0);
+    else if (kDqDet) dq_pass_turn_all(p, seq, h, m0);
   }
   plx_cp_async_wait<0>();  // a block no query row sees still has its K/V copies in flight
+  if (kDqBulk && warp == 0) plx_bulk_wait_done();  // the staging tile outlives its last copy
 
   // phase: store dK, dV of this warp's keys and columns (zeros for keys no row sees)
   const long long dk_base = (kpacked ? seq.k0 * p.dk.stride_l : b * p.dk.stride_b) + kvh * p.dk.stride_h;

@@ -35,7 +35,7 @@ class Family final : public KernelFamily {
   Mode mode() const override { return Mode::kBackward; }
   std::vector<MathPath> paths() const override { return {MathPath::kMma}; }
   bool Serves(const Problem& p) const override { return p.kv_layout == KvLayout::kContiguous; }
-  unsigned fields() const override { return kFieldBlockM; }
+  unsigned fields() const override { return kFieldBlockM | kFieldDqReduce; }
   absl::Status Validate(const Problem& p, const Algorithm& a, const Schedule& s) const override;
   std::string PrintSchedule(const Schedule& s) const override;
   absl::Status ParseSchedule(std::vector<absl::string_view> tokens, Schedule* s) const override;

@@ -1,5 +1,6 @@
-// Backward schedules: query rows per step (block_m), keys per CTA (block_n), warps; one stage.
-// Key grammar after the path: -mN-nN-wN-s1 (the prefill families' tiles).
+// Backward schedules: query rows per step (block_m), keys per CTA (block_n), warps, and steps
+// in flight (stages: 1 loads a step's rows then computes, 2 loads the next step's under this
+// one). Key grammar after the path: -mN-nN-wN-sN (the prefill families' tiles).
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "family_util.h"
@@ -21,7 +22,8 @@ absl::Status Family::Validate(const Problem& p, const Algorithm& a, const Schedu
   if (p.kv_layout != KvLayout::kContiguous)
     return Bad("kv_layout", "paged", "the backward reads contiguous K/V only (paged KV has no backward)");
   if (s.path != MathPath::kMma) return Bad("path", ToString(s.path), "the backward runs on mma only");
-  if (s.stages != 1) return Bad("stages", s.stages, "must be 1 (each query block is loaded once per step)");
+  if (s.stages != 1 && s.stages != 2)
+    return Bad("stages", s.stages, "must be 1 or 2 (query blocks in flight: load then compute, or double-buffered)");
   if (s.warps < 2) return Bad("warps", s.warps, "must be 2, 4 or 8 for the backward");
   const Geometry g = GeometryOf(p, a, s);
   if (s.block_n != 16 * s.warps / g.dsplit)
@@ -41,10 +43,34 @@ absl::Status Family::Validate(const Problem& p, const Algorithm& a, const Schedu
   return absl::OkStatus();
 }
 
-std::string Family::PrintSchedule(const Schedule& s) const { return family::PrintTiles(s); }
+namespace {
+constexpr std::pair<const char*, Schedule::DqReduce> kReduceTokens[] = {{"bulk", Schedule::DqReduce::kBulk},
+                                                                        {"det", Schedule::DqReduce::kDeterministic}};
+}  // namespace
 
+std::string Family::PrintSchedule(const Schedule& s) const {
+  std::string key = family::PrintTiles(s);
+  for (const auto& [token, value] : kReduceTokens)
+    if (s.dq_reduce == value) absl::StrAppend(&key, "-", token);
+  return key;
+}
+
+// path-mN-nN-wN-sN, then "bulk" or "det" when the dQ reduction is not the default (atomic).
 absl::Status Family::ParseSchedule(std::vector<absl::string_view> st, Schedule* s) const {
-  return family::ParseTiles(st, "path-mN-nN-wN-s1", s);
+  constexpr absl::string_view kGrammar = "path-mN-nN-wN-sN[-bulk|-det]";
+  if (st.size() == 5) {
+    bool known = false;
+    for (const auto& [token, value] : kReduceTokens)
+      if (st[4] == token) {
+        s->dq_reduce = value;
+        known = true;
+      }
+    if (!known)
+      return absl::InvalidArgumentError(absl::StrCat("expected bulk or det (the dQ reduction) after sN, got '",
+                                                     st[4], "'; backward schedule must be ", kGrammar));
+    st.pop_back();
+  }
+  return family::ParseTiles(st, kGrammar, s);
 }
 
 Schedule Family::Canonical(const Problem& p, const Algorithm&, Schedule s) const {
@@ -64,20 +90,24 @@ Schedule Family::Default(const Problem& p, const Algorithm&) const {
   return s;
 }
 
-// Nested order: warps, block_m; block_n follows from warps and the head dim.
+// Nested order: warps, block_m, stages, dQ reduction (atomic, bulk: the deterministic one is
+// asked for, not searched); block_n follows from warps and the head dim.
 void Family::ForEachCandidate(const Problem& p, const Algorithm& a, const SpaceOptions& o,
                               const std::function<void(const Schedule&)>& consider) const {
   for (MathPath path : o.paths)
     for (int warps : o.warps)
-      for (int block_m : {16, 32, 64}) {
-        Schedule s;
-        s.path = path;
-        s.warps = warps;
-        s.stages = 1;
-        s.block_m = block_m;
-        s.block_n = 16 * warps / GeometryOf(p, a, s).dsplit;
-        consider(s);
-      }
+      for (int block_m : {16, 32, 64})
+        for (int stages : o.stages)
+          for (Schedule::DqReduce reduce : {Schedule::DqReduce::kAtomic, Schedule::DqReduce::kBulk}) {
+            Schedule s;
+            s.path = path;
+            s.warps = warps;
+            s.stages = stages;
+            s.block_m = block_m;
+            s.dq_reduce = reduce;
+            s.block_n = 16 * warps / GeometryOf(p, a, s).dsplit;
+            consider(s);
+          }
 }
 
 }  // namespace parallax::prefill_bwd

@@ -13,16 +13,18 @@ bool Learned(const Algorithm& a) { return a.probe == Probe::kLearned; }
 }  // namespace
 
 // Shared memory of plx_bwd_main, in this order (kernel_mma.cuh carves it the same way and
-// static_asserts the total): K, V [block_n][D]; Q, (R), dO [block_m][D] (16-bit, swizzled);
-// dS1, (dS2) [block_n][ds_ld] (16-bit); the step's row coefficients, 5 x block_m floats.
+// static_asserts the total): K, V [block_n][D]; `stages` x Q, (R), dO [block_m][D] (16-bit,
+// swizzled); dS1, (dS2) [block_n][ds_ld] (16-bit); `stages` x the step's row coefficients,
+// 5 x block_m floats; bulk / det: the staged float32 dQ, (dR) rows, block_m x (D + 8) each.
 Geometry GeometryOf(const Problem& p, const Algorithm& a, const Schedule& s) {
   Geometry g;
   g.dsplit = p.head_dim >= 256 ? 2 : 1;
   g.bands = s.block_n / 16;
   g.ds_ld = s.block_m + 8;  // 16 bytes of padding: the transposed ldmatrix rows spread over banks
   const int tiles = Learned(a) ? 2 : 1;
-  g.smem_bytes = 2 * s.block_n * p.head_dim * 2 + (tiles + 1) * s.block_m * p.head_dim * 2 +
-                 tiles * s.block_n * g.ds_ld * 2 + 5 * s.block_m * 4;
+  g.smem_bytes = 2 * s.block_n * p.head_dim * 2 + s.stages * (tiles + 1) * s.block_m * p.head_dim * 2 +
+                 tiles * s.block_n * g.ds_ld * 2 + s.stages * 5 * s.block_m * 4;
+  if (s.dq_reduce != Schedule::DqReduce::kAtomic) g.smem_bytes += tiles * s.block_m * (p.head_dim + 8) * 4;
   return g;
 }
 
@@ -68,14 +70,15 @@ std::string Family::Constants(const Variant& v) const {
       "constexpr int kDSplit = %d;  // warps per 16-key band, each with kHeadDim / kDSplit columns of dK, dV\n"
       "constexpr int kDsLd = %d;    // row stride of the dS tiles (elements)\n"
       "constexpr int kSmemBytes = %d;\n"
-      "constexpr int kRowWarps = %d;  // preprocess / postprocess: one query row per warp\n",
-      v.schedule().block_m, g.dsplit, g.ds_ld, g.smem_bytes, kRowWarps);
+      "constexpr int kRowWarps = %d;  // preprocess / postprocess: one query row per warp\n"
+      "constexpr int kDqReduce = %d;  // dQ/dR partials: 0 red.add, 1 bulk rows, 2 bulk rows in key order\n",
+      v.schedule().block_m, g.dsplit, g.ds_ld, g.smem_bytes, kRowWarps, static_cast<int>(v.schedule().dq_reduce));
 }
 
 std::string Family::Kernels(const Variant&) const {
   namespace t = kernel_text;
   return absl::StrCat(t::common_kv_contiguous, t::common_tile_loader, t::prefill_bwd_sequence,
-                      t::prefill_bwd_rows, t::prefill_bwd_kernel_mma);
+                      t::prefill_bwd_rows, t::prefill_bwd_dq_reduce, t::prefill_bwd_kernel_mma);
 }
 
 }  // namespace parallax::prefill_bwd

@@ -38,6 +38,10 @@ struct ShapeBucket {
 };
 
 inline bool IsPrefillBucket(const ShapeBucket& b) { return b.tokens > 0; }
+// The kind of bucket a mode is tuned and served on: decode BucketFor's; prefill and its
+// backward (bwd) PrefillBucketFor's, as a backward's grid and work follow the query tokens
+// and context of the forward it differentiates.
+inline bool UsesPrefillBuckets(Mode m) { return m != Mode::kDecode; }
 
 ShapeBucket BucketFor(int batch, int seqlen);  // decode
 // Prefill of q_len queries per sequence against context keys per sequence (the maxima for

@@ -39,6 +39,7 @@ enum ScheduleField : unsigned {
   kFieldTestFault = 1u << 4,
   kFieldPingPong = 1u << 5,
   kFieldPersistent = 1u << 6,
+  kFieldDqReduce = 1u << 7,
 };
 
 // How a family's warps use the common warp cores (kernels/common/mma_core.cuh, fma_core.cuh)

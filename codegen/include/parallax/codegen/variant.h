@@ -73,6 +73,13 @@ struct Schedule {
                              // loading the next tile's q/r under the current one's last MMAs
   bool fused_merge = false;  // decode: the last CTA of each head group merges the splits
                              // (one launch; counters in a runtime-owned buffer)
+  // backward: how each step's dQ/dR partials reach the float32 accumulators. kAtomic: one
+  // red.add per element; kBulk: staged in shared memory, one bulk reduction per row
+  // (cp.reduce.async.bulk on sm_90+, red.add below); kDeterministic: kBulk's path with the
+  // key blocks adding to each query block in a fixed order, so dq and dr are bit-reproducible.
+  // Key tokens: none, "-bulk", "-det".
+  enum class DqReduce : uint8_t { kAtomic, kBulk, kDeterministic };
+  DqReduce dq_reduce = DqReduce::kAtomic;
   // Test-only (decode): the kernel faults (illegal address) or never finishes, so the tuner's
   // isolation can be proven. Key suffix "-testfault" / "-testhang"; never enumerated.
   enum class TestFault : uint8_t { kNone, kIllegalAddress, kHang };

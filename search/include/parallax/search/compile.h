@@ -1,14 +1,17 @@
-// Compiling candidates ahead of measurement, on all CPU cores. Binaries land in the
+// Compiling candidates ahead of measurement, on the CPU cores the GPU workers leave free. Binaries land in the
 // runtime's file cache under the exact names Runtime::Load looks for, so the worker loads
 // them instead of compiling; ptxas's resource report decides compile pruning.
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "parallax/codegen/space.h"
@@ -55,9 +58,14 @@ struct CompileOutcome {
 using CompileFn = std::function<CompileOutcome(const std::vector<Variant>& members)>;
 CompileFn NvrtcCompileFn(const CompileTarget& t);
 
-// Classes are compiled by a thread pool in the order first scheduled; a measurement waiting
-// for a class nobody has started compiles it itself, so whatever the strategy asks for next
-// is never stuck behind the queue.
+// Classes are compiled by a thread pool ahead of the measurements, most needed first; a
+// measurement waiting for a class nobody has started compiles it itself, so whatever the
+// strategy asks for next is never stuck behind the queue.
+//
+// Need order: each Schedule call is one unit's asking order, and a class's priority is its
+// best position in any call's list. Units tuned at once on several GPUs thus get their
+// first candidates compiled side by side (A's 1st, B's 1st, A's 2nd, ...) instead of B
+// waiting behind all of A's space: compiles are shared between buckets, the order is not.
 class CompileQueue {
  public:
   CompileQueue(CompileFn fn, int threads);
@@ -69,18 +77,29 @@ class CompileQueue {
 
   struct Stats {
     int classes = 0, done = 0, cached = 0, pruned = 0, failed = 0;
+    int threads = 0;      // the pool's size
+    int inline_runs = 0;  // classes a waiting measurement compiled itself (the pool was behind)
+    double cpu_s = 0;     // CPU time in the compile function, all threads (NVRTC + ptxas)
+    double busy_s = 0;    // wall time in the compile function, summed over threads
+    double wall_s = 0;    // first compile start to last compile end (0: none ran)
   };
   Stats stats();
 
  private:
   struct Entry;
   std::shared_ptr<Entry> EntryFor(const Variant& v);  // creates a single-member class if new
-  void Run(Entry& e);
+  void RunNext();                                     // a pool task: the most needed queued class
+  void Compile(Entry& e, bool inline_run);            // e is marked running by the caller
 
   CompileFn fn_;
   std::mutex mu_;
+  std::condition_variable done_cv_;
   std::map<std::string, std::shared_ptr<Entry>> classes_;  // by class key
+  // Queued classes by (priority, first-scheduled sequence): what a free thread takes next.
+  std::set<std::tuple<int64_t, uint64_t, Entry*>> pending_;
+  uint64_t next_seq_ = 0;
   Stats stats_;
+  double first_start_ = -1, last_end_ = -1;
   std::unique_ptr<ThreadPool> pool_;  // last: joined before the entries go
 };
 

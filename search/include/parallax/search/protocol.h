@@ -1,7 +1,8 @@
 // The tuner <-> worker protocol: one JSON object per line, over the worker's stdin/stdout.
 //
 //   tuner:  {"op":"prepare","id":1,"default_key":"decode-...","batch":8,"seqlen":4096,"seed":1}
-//           (prefill: "default_key":"prefill-...", "q_len": queries per sequence, seqlen keys)
+//           (prefill, bwd: "default_key":"prefill-..." / "bwd-...", "q_len": queries per
+//           sequence, seqlen keys)
 //   worker: {"id":1,"status":"ok","info":{"sets":3,...}}
 //   tuner:  {"op":"measure","id":2,"key":"decode-...-testfault","reps":3}
 //   worker: {"id":2,"event":"loaded"}                      (heartbeat: kernel loaded)
@@ -34,7 +35,7 @@ struct WorkerRequest {
   std::string default_key;
   int batch = 0;
   int seqlen = 0;  // keys per sequence
-  int q_len = 0;   // prefill: queries per sequence, at the end of the seqlen keys; 0 for decode
+  int q_len = 0;   // prefill, bwd: queries per sequence, at the end of the seqlen keys; 0 for decode
   uint64_t seed = 1;
   // measure
   std::string key;

@@ -53,6 +53,14 @@ struct ShardPlan {
 // H100-like sm_90). Only good for balancing shards, not as a wall-clock promise.
 double ExpectedUnitSeconds(const TuneRequest& req, const ShapeBucket& b, int candidates);
 
+// The order one run hands its units to its GPUs: expected cost descending (ties: request
+// order). Each free GPU takes the next, so the longest buckets start first and the run does
+// not end on one GPU still measuring the biggest bucket while the others idle (list
+// scheduling, longest first: within 4/3 of the best split, and never later than the
+// longest unit once it is over the mean load). The same on every machine: costed on the
+// reference GPU, like the shard plan.
+std::vector<size_t> LongestFirst(const TuneRequest& req);
+
 // The units of `req`, costed, given to `count` shards: by cost descending (ties: unit key,
 // then order), each to the least-loaded shard so far (ties: the lowest index). Every unit lands
 // in exactly one shard, and no shard's load exceeds the mean load plus the largest unit.

@@ -13,14 +13,14 @@
 namespace parallax::search {
 
 struct TuneArgs {
-  std::string mode = "decode";             // decode or prefill
+  std::string mode = "decode";             // decode, prefill or bwd (ParseModeFlag)
   std::string preset;                      // qwen3-0.6b, qwen3-1.7b, llama3-8b
   int q_heads = 0, kv_heads = 0, head_dim = 0;  // 0: from the preset
   std::string dtype = "bf16";
   std::vector<int> batch = {1, 8, 32, 128};
   std::vector<int> seqlen = {1024, 4096, 16384, 65536};  // keys per sequence (the context)
-  // Prefill: queries per sequence, a chunk at the end of each seqlen (values above it are
-  // skipped for that seqlen); empty = seqlen itself, a full causal prefill.
+  // Prefill and bwd: queries per sequence, a chunk at the end of each seqlen (values above it
+  // are skipped for that seqlen); empty = seqlen itself, a full causal prefill.
   std::vector<int> q_len;
   std::string probe = "learned";
   std::string affine = "plain";
@@ -41,8 +41,13 @@ std::string FormatDuration(double seconds);
 // Attention shape of a preset: {q heads, kv heads, head dim}.
 absl::StatusOr<std::vector<int>> PresetShape(const std::string& name);
 
+// `--mode`: decode, prefill or bwd, the mode's token in variant keys (codegen ToString(Mode)),
+// one spelling per mode. InvalidArgument naming the text otherwise.
+absl::StatusOr<Mode> ParseModeFlag(absl::string_view text);
+
 // Problem, algorithm and buckets (each batch x seqlen rounded to its bucket, duplicates
-// dropped, in order; prefill: each batch x q_len x seqlen to PrefillBucketFor's bucket).
+// dropped, in order; prefill and bwd: each batch x q_len x seqlen to PrefillBucketFor's
+// bucket: the backward is tuned on the shapes of the forward it differentiates).
 // InvalidArgument naming the option otherwise.
 absl::StatusOr<TuneRequest> MakeTuneRequest(const TuneArgs& a);
 

@@ -1,5 +1,5 @@
-// Offline tuning of one decode or prefill problem over shape buckets (decode BucketFor,
-// prefill PrefillBucketFor, bucket.h): the space for the GPU in hand,
+// Offline tuning of one decode, prefill or backward (bwd) problem over shape buckets (decode
+// BucketFor, prefill and bwd PrefillBucketFor, bucket.h): the space for the GPU in hand,
 // compile pruning on all CPU cores ahead of the measuring queue, one isolated worker per GPU,
 // a search strategy per (device, bucket) under a time budget, every measurement stored as it
 // arrives, and the winner written where the runtime looks for it. Rerunning the same request
@@ -22,6 +22,7 @@
 #include "parallax/search/compile.h"
 #include "parallax/search/pruning.h"
 #include "parallax/search/strategy.h"
+#include "parallax/search/tune_timing.h"
 #include "parallax/search/warm_start.h"
 
 namespace parallax::search {
@@ -55,7 +56,7 @@ struct TuneOptions {
   double budget_s = 0;                  // <= 0: unlimited
   TuneSpaceOptions space;
   std::string cache_dir;                // compiled kernels for the workers; "" = DefaultCacheDir()
-  int compile_threads = 0;              // 0: every core
+  int compile_threads = 0;              // 0: every core but one per GPU worker
   std::vector<std::string> worker_argv; // e.g. {"/proc/self/exe", "worker"}; "--device N --cache-dir D" appended
   double min_timeout_s = 5, timeout_factor = 20, prepare_timeout_s = 600;
   int max_consecutive_crashes = 8;      // a worker dying this often in a row is the worker's fault
@@ -107,6 +108,7 @@ struct TuneReport {
   double wall_s = 0;
   std::vector<int64_t> run_ids;
   CompileQueue::Stats compile;
+  TuneTiming timing;  // where the wall time went (tune_timing.h)
 };
 
 // Every GPU the driver shows, queried; FailedPrecondition without a driver or a GPU.

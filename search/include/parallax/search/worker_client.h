@@ -32,8 +32,13 @@ class WorkerClient {
   explicit WorkerClient(WorkerOptions o) : o_(std::move(o)) {}
   ~WorkerClient() { Stop(); }
 
-  // Sets the bucket later measurements use; remembered and replayed after a restart.
-  // An error means the bucket cannot be measured at all (no GPU, shape too big, ...).
+  // Starts the worker process (driver, context) if none is running, without preparing a
+  // bucket: the tuner calls it while the reference variant still compiles. Optional.
+  absl::Status Start();
+
+  // Sets the bucket later measurements use; remembered and replayed after a restart. A
+  // running worker is re-prepared in place (the process, its context and loaded kernels
+  // stay). An error means the bucket cannot be measured at all (no GPU, shape too big, ...).
   absl::Status Prepare(const WorkerRequest& prepare);
 
   // Times `key`. An Outcome is the candidate's result, including 'failed' when it crashed
@@ -48,11 +53,15 @@ class WorkerClient {
   void Stop();
 
   int starts() const { return starts_; }
+  // Wall seconds spent starting processes (spawn to "ready") and in prepare requests.
+  double start_seconds() const { return start_s_; }
+  double prepare_seconds() const { return prepare_s_; }
   int restarts() const { return starts_ > 0 ? starts_ - 1 : 0; }
   const nlohmann::json& worker_info() const { return info_; }  // from its "ready" line
 
  private:
   absl::Status EnsureStarted();
+  absl::Status SendPrepare();  // prepare_ to the running process
   // Sends r and waits for its final answer, extending the deadline on heartbeats. On
   // timeout, EOF or cancel the worker is killed and the returned Outcome says why.
   std::variant<WorkerReply, Outcome> Call(const WorkerRequest& r, double timeout_s);
@@ -64,6 +73,7 @@ class WorkerClient {
   std::optional<WorkerRequest> prepare_;
   int64_t next_id_ = 1;
   int starts_ = 0;
+  double start_s_ = 0, prepare_s_ = 0;
   nlohmann::json info_ = nlohmann::json::object();
 };
 

@@ -229,4 +229,25 @@ nlohmann::json BenchHarness::Info() const {
   return j;
 }
 
+ReducedLengths ReducedLengthsOf(int batch, int seqlen_q, int seqlen_k, int window, int max_len) {
+  ReducedLengths r;
+  r.batch = std::min(batch, 2);
+  r.lk = std::min(seqlen_k, max_len);
+  r.lq = std::min(seqlen_q, r.lk);
+  if (seqlen_q < seqlen_k && r.lq == r.lk) r.lq = std::max(1, r.lk / 2);  // a chunk stays a chunk
+  // Exercise the window: one at least as long as the reduced sequence would mask nothing.
+  r.window = window > 0 ? std::min(window, std::max(1, r.lk / 2)) : 0;
+  r.lens_q = {r.lq};
+  r.lens_k = {r.lk};
+  if (r.batch == 2) {  // ragged, not a multiple of any tile
+    const int lk1 = std::max(1, r.lk - r.lk / 3 - 1);
+    r.lens_k.push_back(lk1);
+    r.lens_q.push_back(r.lq == r.lk ? lk1 : std::clamp(r.lq - r.lq / 3 - 1, 1, lk1));
+  }
+  r.name = absl::StrCat("b", r.batch, "-q", r.lq, "-k", r.lk,
+                        r.batch == 2 ? absl::StrCat("+q", r.lens_q[1], "-k", r.lens_k[1]) : "",
+                        r.window ? absl::StrCat("-w", r.window) : "");
+  return r;
+}
+
 }  // namespace parallax::search::internal

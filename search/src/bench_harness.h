@@ -182,6 +182,16 @@ struct ReducedCase {
                                  // nothing (and Info() has no masked_rows)
 };
 
+// The reduced sequences of a prefill-shaped bench (prefill, backward): batch <= 2, lengths cut
+// to `max_len` (a chunk stays a chunk), a second ragged sequence, the window shortened so it
+// still masks; `name` is ReducedCase::name's.
+struct ReducedLengths {
+  int batch = 1, lq = 0, lk = 0, window = 0;
+  std::vector<int> lens_q, lens_k;
+  std::string name;
+};
+ReducedLengths ReducedLengthsOf(int batch, int seqlen_q, int seqlen_k, int window, int max_len);
+
 // Which kernel: `variant` when set (the worker's test-only variants have no key the runtime
 // accepts), else `key` ("" = the runtime's choice, tuned or default).
 struct Pick {

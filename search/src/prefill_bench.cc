@@ -125,21 +125,14 @@ class PrefillFamily final : public BenchFamily {
   // Host-made inputs at a reduced shape, packed along the tokens, and their float64 reference.
   absl::StatusOr<ReducedCase> MakeReduced(DeviceArena& mem, uint64_t seed) override {
     const Problem& p = shape_.problem;
-    const int B = std::min(shape_.batch, 2), D = p.head_dim, Hq = p.num_q_heads, Hkv = p.num_kv_heads;
-    const int lk = std::min(shape_.seqlen_k, kReducedLen);
-    int lq = std::min(shape_.seqlen_q, lk);
-    if (shape_.seqlen_q < shape_.seqlen_k && lq == lk) lq = std::max(1, lk / 2);  // a chunk stays a chunk
-    // Exercise the window: one at least as long as the reduced sequence would mask nothing.
-    const int window = shape_.window > 0 ? std::min(shape_.window, std::max(1, lk / 2)) : 0;
-    std::vector<int> lens_q = {lq}, lens_k = {lk};
-    if (B == 2) {  // ragged, not a multiple of any tile
-      const int lk1 = std::max(1, lk - lk / 3 - 1);
-      lens_k.push_back(lk1);
-      lens_q.push_back(lq == lk ? lk1 : std::clamp(lq - lq / 3 - 1, 1, lk1));
-    }
+    const ReducedLengths rl =
+        ReducedLengthsOf(shape_.batch, shape_.seqlen_q, shape_.seqlen_k, shape_.window, kReducedLen);
+    const int B = rl.batch, D = p.head_dim, Hq = p.num_q_heads, Hkv = p.num_kv_heads;
+    const int lq = rl.lq, lk = rl.lk, window = rl.window;
+    const std::vector<int>& lens_q = rl.lens_q;
+    const std::vector<int>& lens_k = rl.lens_k;
     ReducedCase c;
-    c.name = absl::StrCat("b", B, "-q", lq, "-k", lk, B == 2 ? absl::StrCat("+q", lens_q[1], "-k", lens_k[1]) : "",
-                          window ? absl::StrCat("-w", window) : "");
+    c.name = rl.name;
     std::mt19937_64 rng(seed * 7919 + 23);
     HostQrkv h = RandomQrkv(rng, size_t(B) * lq * Hq, size_t(B) * lk * Hkv, D, p.dtype);
     // Padded [B, lmax, H, D] -> packed [sum of lens, H, D].

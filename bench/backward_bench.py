@@ -11,20 +11,13 @@ Usage: PARALLAX_LIBRARY=path/libparallax.so python3 bench/backward_bench.py
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
-
-import torch
-import torch.nn.functional as F
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(REPO, "python"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import parallax_tuner as plx  # noqa: E402
-from parallax_tuner.compat import parallax_func  # noqa: E402
-from prefill_anchors import err, load_authors  # noqa: E402
+from timing import median_ms  # noqa: E402 (bench/ is on sys.path; torch is imported in main, after the arguments)
 
 # (B, Hq, Hkv, L, D): the issue's table, GQA 32/8 and D 64.
 SHAPES = [(4, 16, 16, 4096, 128), (1, 16, 16, 16384, 128), (4, 32, 8, 4096, 128), (4, 16, 16, 4096, 64)]
@@ -37,18 +30,7 @@ def fwd_bwd_ms(fn, inputs, dout, reps, warmup):
             t.grad = None
         out = fn(*inputs)
         out.backward(dout)
-    for _ in range(warmup):
-        once()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        e0.record()
-        once()
-        e1.record()
-        e1.synchronize()
-        times.append(e0.elapsed_time(e1))
-    return statistics.median(times), [t.grad for t in inputs]
+    return median_ms(once, reps, warmup), [t.grad for t in inputs]
 
 
 def rel(a, b):
@@ -67,6 +49,12 @@ def main():
     ap.add_argument("--columns", default="ours,authors,sdpa_flash,sdpa_cudnn",
                     help="comma-separated subset (the authors' first calls autotune for minutes)")
     args = ap.parse_args()
+    import torch
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    import parallax_tuner as plx
+    from parallax_tuner.compat import parallax_func
+    from prefill_anchors import err, load_authors
     columns = set(args.columns.split(","))
     torch.manual_seed(0)
     authors = None

@@ -10,36 +10,15 @@ Usage: PARALLAX_LIBRARY=path/libparallax.so python3 bench/backward_schedules.py
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 
-import torch
-import torch.nn.functional as F
-from torch.nn.attention import SDPBackend, sdpa_kernel
-
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(REPO, "python"))
-import parallax_tuner as plx  # noqa: E402
-from parallax_tuner import autograd as ag  # noqa: E402
-from parallax_tuner._lib import WINDOW_SIZE_UNSET as U  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import median_ms as timed  # noqa: E402 (bench/ is on sys.path; torch is imported in main)
 
 SHAPES = [(4, 16, 16, 4096, 128), (1, 16, 16, 16384, 128), (4, 32, 8, 4096, 128), (4, 16, 16, 4096, 64)]
-
-
-def timed(fn, reps, warmup):
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    ts = []
-    for _ in range(reps):
-        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        e0.record()
-        fn()
-        e1.record()
-        e1.synchronize()
-        ts.append(e0.elapsed_time(e1))
-    return statistics.median(ts)
 
 
 def schedules(d, stages):
@@ -62,6 +41,12 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     args = ap.parse_args()
+    import torch
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    import parallax_tuner as plx
+    from parallax_tuner import autograd as ag
+    from parallax_tuner._lib import WINDOW_SIZE_UNSET as U
     torch.manual_seed(0)
     rows = []
     best = {}  # head dim -> the fastest schedules of the first shape with that head dim

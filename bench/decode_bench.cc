@@ -2,11 +2,20 @@
 // over a B x L grid, CUDA-graph replay timed with events (median of trials), plus the
 // device-to-device copy bandwidth measured in the same process. Prints JSON lines.
 // Usage: plx_decode_bench [--hq 32 --hkv 8 --d 128 --paged 0] (bf16, contiguous by default)
+//        [--shapes 1x512,32x4096 (B x L; default the 4 x 4 grid below)]
+//        [--schedules S1,S2 | --family decode_sm90] [--probe learned|none|both]
+// --schedules times each given schedule (the key from its path on, e.g.
+// "wgmma-n64-w4-s4-split8-g1-cluster"; "gG" is replaced by the most heads per CTA that stay
+// valid; "default" is the runtime's own choice) at every shape and prints a table, schedules
+// as columns; --family decode_sm90 is that with a built-in list of the family's schedules.
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "parallax/runtime/cuda_driver.h"
@@ -44,16 +53,90 @@ float TimeGraph(CUgraphExec g, CUstream s, int reps) {
   A()->cuEventDestroy_v2(b);
   return t[t.size() / 2];
 }
+
+std::vector<std::string> SplitList(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  for (std::string item; std::getline(in, item, ',');)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+// The sm_90a decode family's schedules the lead times against the default (issue #16):
+// the ring depth and tile, and the split merge in a cluster vs the second kernel.
+const char* const kDecodeSm90Schedules[] = {
+    "default",
+    "wgmma-n64-w4-s4-splitauto-gG",
+    "wgmma-n128-w8-s3-splitauto-gG",
+    "wgmma-n64-w4-s4-split16-gG",
+    "wgmma-n64-w4-s4-split4-gG-cluster",
+    "wgmma-n64-w4-s4-split8-gG-cluster",
+    "wgmma-n64-w4-s4-split16-gG-cluster",
+    "wgmma-n128-w8-s3-split8-gG-cluster",
+    "wgmma-n128-w8-s3-split16-gG-cluster",
+    "wgmma-n128-w4-s3-split16-gG-cluster",
+};
+
+// The full key of `schedule` for the problem ("" for "default"); "gG" becomes the most heads
+// per CTA that make a valid key. Empty with *why set when none does.
+std::string KeyFor(const Problem& p, const Algorithm& al, const std::string& schedule, std::string* why) {
+  if (schedule == "default") return "";
+  const size_t at = schedule.find("gG");
+  for (int h = std::min(p.group_size(), 16); h >= 1; --h) {
+    if (p.group_size() % h) continue;
+    std::string sched = schedule;
+    if (at != std::string::npos) sched.replace(at, 2, "g" + std::to_string(h));
+    const std::string key = ProblemKey(p, al) + "." + sched;
+    absl::StatusOr<Variant> v = Variant::Parse(key);
+    if (v.ok()) return key;
+    *why = std::string(v.status().message());
+    if (at == std::string::npos) break;
+  }
+  return "";
+}
 }  // namespace
 
 int main(int argc, char** argv) {
   int hq = 32, hkv = 8, d = 128, paged = 0;
+  std::vector<std::pair<int, int>> shapes;  // (B, L)
+  std::vector<std::string> schedules;
+  std::string probe = "learned";
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--hq")) hq = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--hkv")) hkv = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--d")) d = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--paged")) paged = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--probe")) probe = argv[i + 1];
+    else if (!strcmp(argv[i], "--schedules")) schedules = SplitList(argv[i + 1]);
+    else if (!strcmp(argv[i], "--family")) {
+      if (strcmp(argv[i + 1], "decode_sm90") != 0) {
+        fprintf(stderr, "--family: only decode_sm90 has a built-in schedule list\n");
+        return 2;
+      }
+      schedules.assign(std::begin(kDecodeSm90Schedules), std::end(kDecodeSm90Schedules));
+    } else if (!strcmp(argv[i], "--shapes")) {
+      for (const std::string& bl : SplitList(argv[i + 1])) {
+        int b = 0, l = 0;
+        if (sscanf(bl.c_str(), "%dx%d", &b, &l) != 2 || b < 1 || l < 1) {
+          fprintf(stderr, "--shapes: expected BxL, got '%s'\n", bl.c_str());
+          return 2;
+        }
+        shapes.emplace_back(b, l);
+      }
+    } else {
+      fprintf(stderr, "unknown option %s\n", argv[i]);
+      return 2;
+    }
   }
+  if (shapes.empty())
+    for (int B : {1, 8, 32, 128})
+      for (int L : {1024, 4096, 16384, 65536}) shapes.emplace_back(B, L);
+  std::vector<bool> probes;  // learned?
+  if (probe == "learned" || probe == "both") probes.push_back(true);
+  if (probe == "none" || probe == "both") probes.push_back(false);
+  // The --schedules table: (probe, B, L) -> schedule -> us (< 0: not valid here).
+  std::map<std::string, std::map<std::string, float>> results;
+  std::vector<std::string> rows;  // the table's rows in the order they were timed
   auto rt_or = Runtime::Create(RuntimeOptions{});
   if (!rt_or.ok()) {
     fprintf(stderr, "no GPU: %s\n", std::string(rt_or.status().message()).c_str());
@@ -83,10 +166,8 @@ int main(int argc, char** argv) {
     A()->cuMemFree_v2(x);
     A()->cuMemFree_v2(y);
   }
-  const int batches[] = {1, 8, 32, 128};
-  const int lens[] = {1024, 4096, 16384, 65536};
-  for (int B : batches)
-    for (int L : lens) {
+  for (auto [B, L] : shapes) {
+    {
       const size_t kv = size_t(B) * L * hkv * d * 2;
       if (2 * kv > size_t(60) << 30) continue;
       CUdeviceptr q, r, k, v, o;
@@ -133,7 +214,60 @@ int main(int argc, char** argv) {
         set_kv(a);
         return a;
       };
-      for (int mode = 0; mode < 4; ++mode) {
+      // One plan: three eager runs, then a graph of one run timed by replay (us).
+      auto time_plan = [&](const DecodePlan& plan, const DecodeArgs& a) -> float {
+        for (int i = 0; i < 3; ++i)
+          if (auto st = rt.RunDecode(plan, a, s); !st.ok()) {
+            fprintf(stderr, "%s: %s\n", plan.variant.Key().c_str(), std::string(st.message()).c_str());
+            return -1.f;
+          }
+        if (A()->cuStreamSynchronize(s) != CUDA_SUCCESS) {  // a launch that failed on the device
+          fprintf(stderr, "%s: the decode failed on the device\n", plan.variant.Key().c_str());
+          exit(1);
+        }
+        CUgraph g;
+        CUgraphExec ge;
+        CK(A()->cuStreamBeginCapture_v2(s, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL));
+        (void)rt.RunDecode(plan, a, s);
+        CK(A()->cuStreamEndCapture(s, &g));
+        CK(A()->cuGraphInstantiateWithFlags(&ge, g, 0));
+        const float us = TimeGraph(ge, s, L * B >= 1 << 20 ? 10 : 50);
+        A()->cuGraphExecDestroy(ge);
+        A()->cuGraphDestroy(g);
+        return us;
+      };
+      for (bool learned : schedules.empty() ? std::vector<bool>{} : probes) {
+        const Problem p{Mode::kDecode, DType::kBF16, d, hq, hkv, paged ? KvLayout::kPaged : KvLayout::kContiguous,
+                        paged, false};
+        const Algorithm al{learned ? Probe::kLearned : Probe::kNone, Affine::kPlain};
+        const std::string row = std::string(learned ? "learned" : "none") + " B=" + std::to_string(B) +
+                                " L=" + std::to_string(L);
+        for (const std::string& sched : schedules) {
+          std::string why;
+          DecodeArgs a = make_args(learned);
+          a.variant_key = KeyFor(p, al, sched, &why);
+          float us = -1.f;
+          int splits = 0;
+          std::string key = a.variant_key;
+          if (sched != "default" && a.variant_key.empty()) {
+            fprintf(stderr, "%s at %s: %s\n", sched.c_str(), row.c_str(), why.c_str());
+          } else if (auto plan = rt.PlanDecode(a); !plan.ok()) {
+            fprintf(stderr, "%s at %s: %s\n", sched.c_str(), row.c_str(), std::string(plan.status().message()).c_str());
+          } else {
+            us = time_plan(*plan, a);
+            splits = plan->num_splits;
+            key = plan->variant.Key();
+          }
+          if (results.find(row) == results.end()) rows.push_back(row);
+          results[row][sched] = us;
+          printf("{\"B\": %d, \"L\": %d, \"hq\": %d, \"hkv\": %d, \"d\": %d, \"paged\": %d, \"probe\": \"%s\", "
+                 "\"schedule\": \"%s\", \"variant\": \"%s\", \"splits\": %d, \"us\": %.2f, \"kv_gbps\": %.1f}\n",
+                 B, L, hq, hkv, d, paged, learned ? "learned" : "none", sched.c_str(), key.c_str(), splits, us,
+                 us > 0 ? 2.0 * kv / (us * 1e-6) / 1e9 : 0.0);
+          fflush(stdout);
+        }
+      }
+      for (int mode = 0; mode < (schedules.empty() ? 4 : 0); ++mode) {
         const bool learned = mode < 2, fused = mode % 2 == 1;
         DecodeArgs a = make_args(learned);
         if (fused) {  // the default schedule with the split merge fused into the main kernel
@@ -165,7 +299,7 @@ int main(int argc, char** argv) {
         A()->cuGraphExecDestroy(ge);
         A()->cuGraphDestroy(g);
       }
-      if (B <= 8 && !paged && hq == 32) {  // split sweep (probe learned, separate merge kernel): informs the default
+      if (schedules.empty() && B <= 8 && !paged && hq == 32) {  // split sweep (probe learned, separate merge kernel): informs the default
         for (int splits : {2, 4, 8, 16, 32, 64}) {
           if (splits * 128 > L) continue;
           DecodeArgs a = make_args(true);
@@ -192,5 +326,19 @@ int main(int argc, char** argv) {
         A()->cuMemFree_v2(lens);
       }
     }
+  }
+  if (!results.empty()) {  // the --schedules table: us per (probe, B, L) and schedule; "-" not valid
+    printf("\n%-22s", "shape \\ schedule (us)");
+    for (size_t j = 0; j < schedules.size(); ++j) printf(" %8s", ("[" + std::to_string(j) + "]").c_str());
+    printf("\n");
+    for (const std::string& row : rows) {
+      std::map<std::string, float>& cols = results[row];
+      printf("%-22s", row.c_str());
+      for (const std::string& sched : schedules)
+        cols[sched] > 0 ? printf(" %8.2f", cols[sched]) : printf(" %8s", "-");
+      printf("\n");
+    }
+    for (size_t j = 0; j < schedules.size(); ++j) printf("[%zu] %s\n", j, schedules[j].c_str());
+  }
   return 0;
 }

@@ -10,7 +10,8 @@ Model: byte embedding, --layers blocks of pre-RMSNorm Parallax attention + pre-R
 final RMSNorm, tied (default) or --untied LM head. Attention: q = RoPE(RMSNorm_q(x Wq)),
 k = RoPE(RMSNorm_k(x Wk)), r = RoPE(RMSNorm_r(x Wr)) (per-head norms, Qwen3-style), v = x Wv; causal.
 fp32 master weights, bf16 autocast. q, r, k, v are rounded to bf16 for BOTH backends, so the runs
-differ only in the attention itself (ours: bf16 kernel + float32 torch backward; naive: float32).
+differ only in the attention itself (ours: bf16 forward and backward kernels, or the float32 torch
+backward under PARALLAX_TORCH_BACKWARD=1; naive: float32). The JSON's "backward" says which.
 
 Corpus: the repository's *.md/*.py/*.cc/*.h (git ls-files, tracked + untracked-not-ignored; os.walk
 without git) concatenated in sorted path order, bytes; the last --val-frac is validation.
@@ -376,7 +377,9 @@ def main():
     result = {"config": vars(a), "n_params": n_params,
               "corpus": {"files": nfiles, "listed_by": how, "bytes": len(blob), "sha256": digest,
                          "train_bytes": len(train_data), "val_bytes": n_val},
-              "device": device, "torch": torch.__version__, "parallax_lib": lib, "runs": [], "diffs": {}}
+              "device": device, "torch": torch.__version__, "parallax_lib": lib,
+              "backward": "torch" if os.environ.get("PARALLAX_TORCH_BACKWARD") == "1" else "kernels",
+              "runs": [], "diffs": {}}
     if len(backends) > 1:
         gc = result["grad_check"] = grad_check(a, train_data, plan, backends)
         for b in [b for b in backends if b not in ("ours", "naive")] + ["ours"]:

@@ -15,5 +15,9 @@ std::string WgmmaSs(int n, absl::string_view name);
 // __device__ void name(float (&d)[N / 2], const plx_u32 (&a)[4], plx_u64 desc_b):
 // D[64 x N] += A B, A in registers (mma.sync A layout per warp), B MN-major in shared memory.
 std::string WgmmaRsMn(int n, absl::string_view name);
+// Like WgmmaSs, with each operand's major-ness an immediate: a_mn / b_mn read that operand
+// MN-major (the transpose flags tnspA / tnspB; 16-bit types only), e.g. K^T as the A operand
+// of the backward's dQ^T = K^T dS^T straight from the [key][D] tile the scores read K-major.
+std::string WgmmaSsMajor(int n, absl::string_view name, bool a_mn, bool b_mn);
 
 }  // namespace parallax::sm90

@@ -225,6 +225,7 @@ _SIGNATURES = {
     "plx_prefill_plan_destroy": (None, [c_void_p]),
     "plx_prefill_backward_args_init": (None, [POINTER(PrefillBackwardArgs)]),
     "plx_prefill_backward_workspace_size": (c_int, [POINTER(PrefillBackwardArgs), POINTER(c_size_t)]),
+    "plx_prefill_backward_plan_info": (c_int, [c_void_p, POINTER(PrefillBackwardArgs), POINTER(PlanInfo)]),
     "plx_prefill_backward": (c_int, [c_void_p, POINTER(PrefillBackwardArgs), c_void_p]),
     "plx_merge_args_init": (None, [POINTER(MergeArgs)]),
     "plx_merge_validate": (c_int, [POINTER(MergeArgs)]),

@@ -8,8 +8,11 @@ The math is docs/backward.md: the forward saves lse, tbar and vbar per row; the 
 recomputes the weights from them.
 
 The backward runs the generated backward kernels (``plx_prefill_backward``: a preprocess per
-query row, one CTA per key block accumulating dk/dv and adding dq/dr with float32 atomics, a
-cast) for CUDA bf16/fp16 tensors with D 64, 128 or 256. Anything else takes a float32 torch
+query row, one CTA per key block accumulating dk/dv and adding dq/dr into float32 accumulators,
+a cast) for CUDA bf16/fp16 tensors with D 64, 128 or 256. Their schedule is the library's
+choice: the tuned ``bwd`` config of the call's prefill bucket (``parallax tune --mode bwd``;
+exact, else nearest), else the default; the choice is kept a second per shape, so a training
+loop reads the database at most once a second. Anything else takes a float32 torch
 evaluation of the same formulas, a block of query rows at a time (``PARALLAX_TORCH_BACKWARD=1``
 forces it, for comparison). Gradients flow through ``out`` only: lse, tbar and vbar are
 returned as constants. Not differentiable: extend over a paged cache, decode. Importing this

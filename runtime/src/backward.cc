@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "parallax/codegen/kernel_family.h"
@@ -83,19 +84,51 @@ absl::Status CheckPrefillBackward(const PrefillBackwardArgs& a) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<Variant> PlanPrefillBackward(const PrefillBackwardArgs& a) {
+ShapeBucket BackwardBucketOf(const PrefillBackwardArgs& a) {
+  return PrefillBucketFor(a.batch, a.seqlen_q, a.seqlen_k);
+}
+
+namespace {
+
+// The checks and the explicit key; nullopt when the call names no key (the tuned rule then).
+absl::StatusOr<std::optional<Variant>> ExplicitBackward(const PrefillBackwardArgs& a) {
   if (absl::Status s = CheckPrefillBackward(a); !s.ok()) return s;
+  if (a.variant_key.empty()) return std::optional<Variant>();
   const Problem p = BackwardProblemOf(a);
   const Algorithm alg = BackwardAlgorithmOf(a);
-  if (!a.variant_key.empty()) {
-    absl::StatusOr<Variant> v = Variant::Parse(a.variant_key);
-    if (!v.ok()) return v.status();
-    if (v->problem() != p || v->algorithm() != alg)
-      return Bad("variant_key", absl::StrCat("'", a.variant_key, "' is not for this call's problem ",
-                                             ProblemKey(p, alg)));
-    return v;
-  }
-  return Variant::Create(p, alg, DefaultSchedule(p, alg));
+  absl::StatusOr<Variant> v = Variant::Parse(a.variant_key);
+  if (!v.ok()) return v.status();
+  if (v->problem() != p || v->algorithm() != alg)
+    return Bad("variant_key", absl::StrCat("'", a.variant_key, "' is not for this call's problem ", ProblemKey(p, alg)));
+  return std::optional<Variant>(*std::move(v));
+}
+
+}  // namespace
+
+absl::StatusOr<Variant> PlanPrefillBackward(const PrefillBackwardArgs& a, const TunedLookupFn& lookup, int sm,
+                                            Choice* choice) {
+  absl::StatusOr<std::optional<Variant>> given = ExplicitBackward(a);
+  if (!given.ok()) return given.status();
+  Choice chose = Choice::kExplicit;
+  absl::StatusOr<Variant> v = *given ? **given
+                                     : ChooseTunedOrDefault(lookup, BackwardProblemOf(a), BackwardAlgorithmOf(a),
+                                                            BackwardBucketOf(a), sm, &chose);
+  if (v.ok() && choice) *choice = chose;
+  return v;
+}
+
+absl::StatusOr<Variant> PlanPrefillBackward(const PrefillBackwardArgs& a) {
+  return PlanPrefillBackward(a, TunedLookupFn(), 0);
+}
+
+absl::StatusOr<Variant> PlanPrefillBackward(Runtime& rt, const PrefillBackwardArgs& a, Choice* choice) {
+  absl::StatusOr<std::optional<Variant>> given = ExplicitBackward(a);
+  if (!given.ok()) return given.status();
+  Choice chose = Choice::kExplicit;
+  absl::StatusOr<Variant> v =
+      *given ? **given : rt.TunedOrDefault(BackwardProblemOf(a), BackwardAlgorithmOf(a), BackwardBucketOf(a), &chose);
+  if (v.ok() && choice) *choice = chose;
+  return v;
 }
 
 absl::Status RunPrefillBackward(Runtime& rt, const Variant& v, const PrefillBackwardArgs& a, CUstream stream) {
@@ -161,7 +194,7 @@ absl::Status RunPrefillBackward(Runtime& rt, const Variant& v, const PrefillBack
 }
 
 absl::Status PrefillBackward(Runtime& rt, const PrefillBackwardArgs& a, CUstream stream) {
-  absl::StatusOr<Variant> v = PlanPrefillBackward(a);
+  absl::StatusOr<Variant> v = PlanPrefillBackward(rt, a);
   if (!v.ok()) return v.status();
   return RunPrefillBackward(rt, *v, a, stream);
 }

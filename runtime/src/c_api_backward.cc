@@ -1,7 +1,8 @@
 // The C API's prefill backward (parallax.h): plx_prefill_backward_args_init,
-// plx_prefill_backward_workspace_size, plx_prefill_backward. The tensors are checked like
-// plx_prefill's (Describe, CheckVectorLayout, CheckNoAliasing) and become the runtime's
-// PrefillBackwardArgs (parallax/runtime/backward.h), whose own checks run last.
+// plx_prefill_backward_workspace_size, plx_prefill_backward_plan_info, plx_prefill_backward.
+// The tensors are checked like plx_prefill's (Describe, CheckVectorLayout, CheckNoAliasing)
+// and become the runtime's PrefillBackwardArgs (parallax/runtime/backward.h), whose own
+// checks run last.
 #include <cstring>
 #include <string>
 
@@ -188,6 +189,25 @@ PLX_API plx_status plx_prefill_backward_workspace_size(const plx_prefill_backwar
   });
 }
 
+PLX_API plx_status plx_prefill_backward_plan_info(plx_context* ctx, const plx_prefill_backward_args* args,
+                                                  plx_plan_info* info) {
+  static constexpr const char* fn = "plx_prefill_backward_plan_info";
+  return parallax::capi::Guard(fn, [&]() -> plx_status {
+    plx_prefill_backward_args local;
+    if (absl::Status s = parallax::capi::ReadStruct(args, local); !s.ok()) return parallax::capi::Fail(fn, s);
+    if (absl::Status s = parallax::capi::CheckStructSize(info); !s.ok()) return parallax::capi::Fail(fn, s);
+    if (args == nullptr) return parallax::capi::Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "args is NULL");
+    if (info == nullptr) return parallax::capi::Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "info: output pointer is NULL");
+    absl::StatusOr<parallax::PrefillBackwardArgs> a = parallax::capi::Translate(*args);
+    if (!a.ok()) return parallax::capi::Fail(fn, a.status());
+    if (ctx == nullptr || !ctx->runtime) return parallax::capi::Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "ctx is NULL");
+    parallax::Choice choice = parallax::Choice::kDefault;
+    absl::StatusOr<parallax::Variant> v = parallax::PlanPrefillBackward(*ctx->runtime, *a, &choice);
+    if (!v.ok()) return parallax::capi::Fail(fn, v.status());
+    return parallax::capi::FillPlanInfo(fn, v->Key(), choice, 1, parallax::PrefillBackwardWorkspaceBytes(*a), info);
+  });
+}
+
 PLX_API plx_status plx_prefill_backward(plx_context* ctx, const plx_prefill_backward_args* args, void* stream) {
   static constexpr const char* fn = "plx_prefill_backward";
   return parallax::capi::Guard(fn, [&]() -> plx_status {
@@ -197,7 +217,9 @@ PLX_API plx_status plx_prefill_backward(plx_context* ctx, const plx_prefill_back
     absl::StatusOr<parallax::PrefillBackwardArgs> a = parallax::capi::Translate(*args);
     if (!a.ok()) return parallax::capi::Fail(fn, a.status());
     if (ctx == nullptr || !ctx->runtime) return parallax::capi::Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "ctx is NULL");
-    absl::StatusOr<parallax::Variant> v = parallax::PlanPrefillBackward(*a);
+    // The runtime's choice: the key, else the tuned config of the call's prefill bucket (the
+    // runtime's memo spares the DB on repeated calls), else the default.
+    absl::StatusOr<parallax::Variant> v = parallax::PlanPrefillBackward(*ctx->runtime, *a);
     if (!v.ok()) return parallax::capi::Fail(fn, v.status());
     absl::Status s = parallax::RunPrefillBackward(*ctx->runtime, *v, *a, static_cast<CUstream>(stream));
     return s.ok() ? PLX_OK : parallax::capi::Fail(fn, s);

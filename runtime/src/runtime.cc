@@ -49,6 +49,8 @@ bool UseProgrammaticLaunch(const DeviceInfo& dev, const cu::Api* d) {
   return !disabled && dev.cc_major >= 9 && dev.driver_version >= 12030 && d->cuLaunchKernelEx != nullptr;
 }
 
+absl::Status LaunchMain(const LoadedKernel& k, const Grid& grid, const Grid& cluster, CUstream stream, void** args);
+
 // An explicit variant must describe the same problem the arguments do.
 absl::Status MatchesCall(const Variant& v, const Problem& p, const Algorithm& a) {
   if (v.problem() == p && v.algorithm() == a) return absl::OkStatus();
@@ -183,6 +185,8 @@ absl::StatusOr<const LoadedKernel*> Runtime::Load(const Variant& v) {
   }
   PLX_CU_RETURN_IF_ERROR(d, cuFuncSetAttribute(k->main, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                                                k->shape.smem_bytes));
+  if (FamilyOf(v).Cluster(v).ctas() > 8)  // beyond the portable cluster size of 8
+    PLX_CU_RETURN_IF_ERROR(d, cuFuncSetAttribute(k->main, CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED, 1));
   PLX_CU_RETURN_IF_ERROR(d, cuOccupancyMaxActiveBlocksPerMultiprocessor(
                                 &k->ctas_per_sm, k->main, k->shape.threads, k->shape.smem_bytes));
   std::lock_guard<std::mutex> l(mu_);
@@ -205,7 +209,8 @@ absl::StatusOr<void*> Runtime::Ensure(GrowBuffer& buf, size_t bytes) {
 }
 
 size_t Runtime::DecodeWorkspaceBytes(const Variant& v, int batch, int num_splits) {
-  if (num_splits <= 1) return 0;
+  // A cluster merge combines the splits in distributed shared memory: no partials.
+  if (num_splits <= 1 || FamilyOf(v).Cluster(v).ctas() > 1) return 0;
   const size_t rows = static_cast<size_t>(num_splits) * batch * v.problem().num_q_heads;
   return rows * 4 * sizeof(float) + rows * 2 * v.problem().head_dim * sizeof(float);
 }
@@ -221,6 +226,24 @@ int Runtime::AutoSplits(const Variant& v, int batch, int max_seqlen) {
   return std::clamp(std::min(splits, max_by_len), 1, 128);
 }
 
+absl::StatusOr<Variant> ChooseTunedOrDefault(const TunedLookupFn& lookup, const Problem& p, const Algorithm& alg,
+                                             const ShapeBucket& bucket, int sm, Choice* choice) {
+  if (lookup) {
+    if (auto t = lookup(p, alg, bucket); t.ok()) {
+      // Plain parsing: a test-only key in the DB or from the service is skipped here, and so
+      // is a key of another problem or of a family this device cannot run.
+      if (absl::StatusOr<Variant> v = Variant::Parse(t->first);
+          v.ok() && v->problem() == p && v->algorithm() == alg && FamilyOf(*v).RunsOn(sm)) {
+        *choice = t->second;
+        return v;
+      }
+    }
+  }
+  absl::StatusOr<Variant> v = Variant::Create(p, alg, DefaultSchedule(p, alg, sm));
+  if (v.ok()) *choice = Choice::kDefault;
+  return v;
+}
+
 absl::StatusOr<Variant> Runtime::TunedOrDefault(const Problem& p, const Algorithm& alg, const ShapeBucket& bucket,
                                                  Choice* choice) {
   const std::string memo_key = absl::StrCat(ProblemKey(p, alg), "|", ToString(bucket));
@@ -234,22 +257,9 @@ absl::StatusOr<Variant> Runtime::TunedOrDefault(const Problem& p, const Algorith
     }
     lookup = tuned_;
   }
-  absl::StatusOr<Variant> chosen = absl::NotFoundError("no tuned config");
-  if (lookup) {
-    if (auto t = lookup(p, alg, bucket); t.ok()) {
-      // Plain parsing: a test-only key in the DB or from the service is skipped here.
-      if (absl::StatusOr<Variant> v = Variant::Parse(t->first); v.ok() && v->problem() == p &&
-                                                                 v->algorithm() == alg) {
-        chosen = *v;
-        *choice = t->second;
-      }
-    }
-  }
-  if (!chosen.ok()) {
-    chosen = Variant::Create(p, alg, DefaultSchedule(p, alg, device_.cc_major * 10 + device_.cc_minor));
-    if (!chosen.ok()) return chosen.status();
-    *choice = Choice::kDefault;
-  }
+  absl::StatusOr<Variant> chosen =
+      ChooseTunedOrDefault(lookup, p, alg, bucket, device_.cc_major * 10 + device_.cc_minor, choice);
+  if (!chosen.ok()) return chosen.status();
   std::lock_guard<std::mutex> l(mu_);
   ChoiceMemo& m = choice_memo_[memo_key];
   if (!(now < m.until)) m = {*chosen, *choice, now + std::chrono::seconds(1)};
@@ -290,10 +300,18 @@ absl::StatusOr<DecodePlan> Runtime::PlanDecodeWith(const DecodeCall& c, const Va
   plan.num_splits = c.num_splits > 0   ? c.num_splits
                     : variant_splits > 0 ? variant_splits
                                          : AutoSplits(plan.variant, batch, seqlen);
+  // Splits merged inside a thread-block cluster are the cluster's CTAs along x.
+  if (const int cluster_x = FamilyOf(plan.variant).Cluster(plan.variant).x; cluster_x > 1) {
+    if (c.num_splits > 0 && c.num_splits != cluster_x)
+      return absl::InvalidArgumentError(absl::StrCat("num_splits=", c.num_splits, ": ", plan.variant.Key(),
+                                                     " merges its ", cluster_x, " splits inside a cluster; leave it 0"));
+    plan.num_splits = cluster_x;
+  }
   plan.workspace_bytes = DecodeWorkspaceBytes(plan.variant, batch, plan.num_splits);
   if (options_.eager_one_launch && plan.choice != Choice::kExplicit && plan.num_splits > 1)
     if (std::optional<Variant> twin = OneLaunchTwin(plan.variant);
-        twin && twin->smem_bytes() <= device_.max_smem_per_block_optin)
+        twin && twin->smem_bytes() <= device_.max_smem_per_block_optin &&
+        (FamilyOf(*twin).Cluster(*twin).x <= 1 || FamilyOf(*twin).Cluster(*twin).x == plan.num_splits))
       plan.eager = std::move(twin);
   return plan;
 }
@@ -334,15 +352,15 @@ absl::Status Runtime::LaunchDecode(const DecodePlan& plan, PlxDecodeParams p, vo
   p.num_splits = plan.num_splits;
   p.part_stats = static_cast<float*>(ws);
   p.part_o = ws ? static_cast<float*>(ws) + stat_floats : nullptr;
-  if (v.schedule().fused_merge && plan.num_splits > 1) {
+  const Grid cluster = FamilyOf(v).Cluster(v);
+  if (v.schedule().fused_merge && plan.num_splits > 1 && cluster.ctas() == 1) {
     absl::StatusOr<int*> c = DecodeCounters(v, p.batch, plan.num_splits, stream, capturing);
     if (!c.ok()) return c.status();
     p.counters = *c;
   }
   const cu::Api* d = *cu::Driver();
   void* args[] = {&p};
-  PLX_CU_RETURN_IF_ERROR(d, cuLaunchKernel((*k)->main, grid.x, grid.y, grid.z, (*k)->shape.threads, 1, 1,
-                                           (*k)->shape.smem_bytes, stream, args, nullptr));
+  if (absl::Status s = LaunchMain(**k, grid, cluster, stream, args); !s.ok()) return s;
   if (plan.num_splits > 1 && !v.schedule().fused_merge) {
     if (UseProgrammaticLaunch(device_, d)) {
       // The merge is a programmatic dependent of the main kernel: scheduled once every main
@@ -371,6 +389,39 @@ absl::Status Runtime::LaunchDecode(const DecodePlan& plan, PlxDecodeParams p, vo
   }
   return absl::OkStatus();
 }
+
+// The main kernel, with a thread-block cluster when the family asks for one (the cluster
+// dimension is a launch attribute, so that launch goes through cuLaunchKernelEx).
+namespace {
+absl::Status LaunchMain(const LoadedKernel& k, const Grid& grid, const Grid& cluster, CUstream stream, void** args) {
+  const cu::Api* d = *cu::Driver();
+  if (cluster.ctas() == 1) {
+    PLX_CU_RETURN_IF_ERROR(d, cuLaunchKernel(k.main, grid.x, grid.y, grid.z, k.shape.threads, 1, 1,
+                                             k.shape.smem_bytes, stream, args, nullptr));
+    return absl::OkStatus();
+  }
+  if (d->cuLaunchKernelEx == nullptr)
+    return absl::FailedPreconditionError("a thread-block cluster launch needs cuLaunchKernelEx (driver 12.0+)");
+  CUlaunchAttribute attr{};
+  attr.id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
+  attr.value.clusterDim.x = cluster.x;
+  attr.value.clusterDim.y = cluster.y;
+  attr.value.clusterDim.z = cluster.z;
+  CUlaunchConfig cfg{};
+  cfg.gridDimX = grid.x;
+  cfg.gridDimY = grid.y;
+  cfg.gridDimZ = grid.z;
+  cfg.blockDimX = k.shape.threads;
+  cfg.blockDimY = 1;
+  cfg.blockDimZ = 1;
+  cfg.sharedMemBytes = k.shape.smem_bytes;
+  cfg.hStream = stream;
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
+  PLX_CU_RETURN_IF_ERROR(d, cuLaunchKernelEx(&cfg, k.main, args, nullptr));
+  return absl::OkStatus();
+}
+}  // namespace
 
 // Whether work launched on `stream` is being captured into a graph. Unknown counts as
 // capturing: the chosen variant is then launched, which is right under capture and only
@@ -419,7 +470,8 @@ absl::Status Runtime::PrepareDecode(const DecodePlan& plan, const DecodeCall& c)
   if (plan.workspace_bytes > 0 && c.workspace == nullptr)
     if (absl::StatusOr<void*> w = Scratch(&DecodeScratch::workspace, plan.workspace_bytes, nullptr, false); !w.ok())
       return w.status();
-  if (plan.variant.schedule().fused_merge && plan.num_splits > 1)
+  if (plan.variant.schedule().fused_merge && plan.num_splits > 1 &&
+      FamilyOf(plan.variant).Cluster(plan.variant).ctas() == 1)
     if (absl::StatusOr<int*> n = DecodeCounters(plan.variant, c.params.batch, plan.num_splits, nullptr, false); !n.ok())
       return n.status();
   if (plan.eager) {  // loaded with the plan, so neither an eager run nor a capture compiles

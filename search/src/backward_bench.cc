@@ -340,14 +340,14 @@ class BackwardFamily final : public BenchFamily {
   }
 
   // The variant a pick names: as given (test-only variants have no key PlanPrefillBackward
-  // takes), else the runtime's plan for the key. The backward has no tuned lookup yet, so a
-  // key is explicit and none is the family default.
+  // takes), else the runtime's plan for the key, or without one its tuned-or-default choice
+  // (as PrefillBench takes the runtime's prefill plan).
   absl::StatusOr<Variant> PickedVariant(const Pick& pick, Target t, Choice* choice) const {
-    *choice = pick.variant || !pick.key.empty() ? Choice::kExplicit : Choice::kDefault;
+    *choice = Choice::kExplicit;
     if (pick.variant) return *pick.variant;
     PrefillBackwardArgs a = ArgsOf(t);
     a.variant_key = pick.key;
-    return PlanPrefillBackward(a);
+    return PlanPrefillBackward(rt_, a, choice);
   }
 
   // Runs the forward of a (its strides and lengths set) on the inputs, into f.

@@ -51,7 +51,7 @@ std::optional<std::string> NotOnDeviceReason(const KernelFamily& f, std::string_
 std::vector<MathPath> PathsFor(Mode mode, int sm) {
   std::vector<MathPath> out;
   for (const KernelFamily* f : AllFamilies()) {
-    if (f->mode() != mode || !f->RunsOn(sm)) continue;
+    if (f->mode() != mode || !f->RunsOn(sm) || f->OptIn()) continue;
     for (MathPath path : f->paths())
       if (FindFamily(mode, path) == f && std::find(out.begin(), out.end(), path) == out.end()) out.push_back(path);
   }

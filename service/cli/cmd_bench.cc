@@ -1,7 +1,8 @@
-// `parallax bench decode|prefill --shape B,L,Hq,Hkv,D`: time one variant (the runtime's
+// `parallax bench decode|prefill|bwd --shape B,L,Hq,Hkv,D`: time one variant (the runtime's
 // choice, or --variant) on this machine's GPU by CUDA-graph replay, after checking it against
 // the float64 reference at a reduced shape. Decode prints microseconds and achieved GB/s;
-// prefill (causal, --q-len queries against L keys) microseconds and attention-equivalent TFLOP/s.
+// prefill and its backward (causal, --q-len queries against L keys) microseconds and
+// attention-equivalent TFLOP/s.
 #include <iostream>
 #include <memory>
 #include <string>
@@ -16,6 +17,7 @@
 #include "parallax/cache/paths.h"
 #include "parallax/codegen/space.h"
 #include "parallax/runtime/runtime.h"
+#include "parallax/search/backward_bench.h"
 #include "parallax/search/decode_bench.h"
 #include "parallax/search/logging.h"
 #include "parallax/search/prefill_bench.h"
@@ -165,11 +167,16 @@ int RunBenchDecode(const BenchCmdOptions& o) {
   return check.ok ? kExitOk : Fail(kExitFailure, absl::StrCat("wrong output: ", check.error));
 }
 
-int RunBenchPrefill(const BenchCmdOptions& o) {
+// Prefill and its backward share the shape (B sequences of --q-len queries causal at the end
+// of L keys, --window) and the report (time and attention-equivalent TFLOP/s; the backward is
+// credited 2.5x the forward's FLOPs, BackwardFlops). Only prefill takes --paged.
+template <typename Shape, typename BenchT>
+int RunBenchRows(const BenchCmdOptions& o, Mode mode) {
   search::LogToStderr();
-  search::PrefillShape s;
+  Shape s;
   Problem& p = s.problem;
-  p.mode = Mode::kPrefill;
+  p.mode = mode;
+  const char* name = mode == Mode::kBackward ? "bwd" : "prefill";
   if (o.paged > 0) {  // extend over a paged cache: K/V pages shuffled over the pool
     p.kv_layout = KvLayout::kPaged;
     p.page_size = o.paged;
@@ -185,10 +192,10 @@ int RunBenchPrefill(const BenchCmdOptions& o) {
     return Fail(kExitUsage, absl::StrCat("--q-len ", s.seqlen_q, ": must be in 1..", s.seqlen_k,
                                          " (L, the keys per sequence)"));
 
-  Measured<search::PrefillBench> m;
+  Measured<BenchT> m;
   if (int rc = Measure(o, s, m); rc != 0) return rc;
   const std::unique_ptr<Runtime>& rt = m.rt;
-  const std::unique_ptr<search::PrefillBench>& bench = m.bench;
+  const std::unique_ptr<BenchT>& bench = m.bench;
   const search::Timing* t = &m.t;
   const search::VerifyResult& check = m.check;
   const double flops = bench->flops_per_launch();
@@ -209,7 +216,7 @@ int RunBenchPrefill(const BenchCmdOptions& o) {
     if (!check.ok) j["error"] = check.error;
     std::cout << j.dump(2) << "\n";
   } else {
-    std::cout << absl::StrFormat("prefill b%d lq%d lk%d%s %s on %s\n", s.batch, s.seqlen_q, s.seqlen_k,
+    std::cout << absl::StrFormat("%s b%d lq%d lk%d%s %s on %s\n", name, s.batch, s.seqlen_q, s.seqlen_k,
                                  s.window ? absl::StrCat(" w", s.window) : "", ProblemKey(p, s.algorithm),
                                  rt->device().name)
               << absl::StrFormat("  %.1f us median (min %.1f, max %.1f, %d samples, %d input sets), %.1f TFLOP/s"
@@ -272,15 +279,29 @@ Action SetupBench(CLI::App& cmd) {
                   "K/V in a paged cache with N keys per page, pages shuffled over the pool (0: contiguous)")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   AddRunOptions(pre, *o, "Tuning database to take tuned configs from (by prefill bucket), read-only");
-  return [o, dec, pre] {
+
+  CLI::App* bwd = cmd.add_subcommand(
+      "bwd", "Time the backward of a causal prefill at one shape: its three kernels by graph replay on the "
+             "forward's out and statistics (median, TFLOP/s at 2.5x the forward's FLOPs)");
+  bwd->add_option("--shape", o->shape, "B,L,Hq,Hkv,D: batch, keys per sequence, q heads, kv heads, head dim")
+      ->required()->delimiter(',')->expected(5);
+  bwd->add_option("--q-len", o->q_len,
+                  "Queries per sequence, 1..L, causal at the end of the L keys (default: L)");
+  bwd->add_option("--window", o->window, "Sliding window of N keys (0: none)")->capture_default_str();
+  AddCommonOptions(bwd, *o);  // no --paged: the backward reads contiguous K/V only
+  AddRunOptions(bwd, *o,
+                "Tuning database to take tuned bwd configs from (by prefill bucket, as `tune --mode bwd` "
+                "writes them), read-only");
+  return [o, dec, pre, bwd] {
     if (dec->parsed()) return RunBenchDecode(*o);
-    if (pre->parsed()) return RunBenchPrefill(*o);
-    return Fail(kExitUsage, "bench needs a subcommand: decode or prefill");
+    if (pre->parsed()) return RunBenchRows<search::PrefillShape, search::PrefillBench>(*o, Mode::kPrefill);
+    if (bwd->parsed()) return RunBenchRows<search::BackwardShape, search::BackwardBench>(*o, Mode::kBackward);
+    return Fail(kExitUsage, "bench needs a subcommand: decode, prefill or bwd");
   };
 }
 
 }  // namespace
 
-PLX_REGISTER_COMMAND(bench, 40, "Time a decode or prefill kernel on this machine's GPU", SetupBench);
+PLX_REGISTER_COMMAND(bench, 40, "Time a decode, prefill or backward (bwd) kernel on this machine's GPU", SetupBench);
 
 }  // namespace parallax::cli

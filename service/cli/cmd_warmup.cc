@@ -117,7 +117,8 @@ absl::StatusOr<Target> ResolveTarget(const WarmupOptions& o) {
   return t;
 }
 
-// The problems named on the command line, one per mode asked for.
+// The problems named on the command line, one per mode asked for. "all" is the inference
+// modes: a deployment that only serves never loads the backward, so it is asked for by name.
 absl::StatusOr<std::vector<std::pair<std::string, search::TuneRequest>>> NamedProblems(const WarmupOptions& o,
                                                                                    std::vector<std::string>* notes) {
   std::vector<std::pair<std::string, search::TuneRequest>> out;
@@ -347,8 +348,10 @@ Action SetupWarmup(CLI::App& cmd) {
   AddDbOption(cmd, o->db, "Tuning database whose configs to compile, read-only");
   cmd.add_option("--cache-dir", o->cache_dir, "Binary cache to fill (default: $PARALLAX_CACHE_DIR, else ~/.cache/parallax, "
                                              "as the runtime)");
-  cmd.add_option("--mode", a.mode, "Problems named below: their decode, prefill or all defaults")
-      ->capture_default_str()->check(CLI::IsMember({"decode", "prefill", "all"}));
+  cmd.add_option("--mode", a.mode,
+                 "Problems named below: their decode, prefill or bwd (the training backward of prefill) "
+                 "defaults; all = decode and prefill (what inference loads; name bwd for training)")
+      ->capture_default_str()->check(CLI::IsMember({"decode", "prefill", "bwd", "all"}));
   cmd.add_option("--preset", a.preset, "A model's attention shape whose defaults to compile: qwen3-0.6b, qwen3-1.7b "
                                       "or llama3-8b")
       ->check(CLI::IsMember({"qwen3-0.6b", "qwen3-1.7b", "llama3-8b"}));
@@ -361,7 +364,8 @@ Action SetupWarmup(CLI::App& cmd) {
       ->capture_default_str()->check(CLI::IsMember({"learned", "none"}));
   cmd.add_option("--affine", a.affine, "plain or amplified")
       ->capture_default_str()->check(CLI::IsMember({"plain", "amplified"}));
-  cmd.add_option("--paged", a.paged, "Paged KV cache with N keys per page (decode)")->check(CLI::NonNegativeNumber);
+  cmd.add_option("--paged", a.paged, "Paged KV cache with N keys per page (decode; bwd refuses it)")
+      ->check(CLI::NonNegativeNumber);
   cmd.add_flag("--window", o->window, "Sliding-window variants");
   cmd.add_option("--key", o->keys, "Also compile this variant key (repeatable)");
   cmd.add_option("--jobs", o->jobs, "Compile threads (0: every core)")->capture_default_str()

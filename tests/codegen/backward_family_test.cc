@@ -37,7 +37,9 @@ TEST(BackwardFamily, KeysRoundTripWithTheBwdModeToken) {
   const Algorithm a{Probe::kLearned, Affine::kPlain};
   absl::StatusOr<Variant> v = Variant::Create(p, a, DefaultSchedule(p, a));
   ASSERT_TRUE(v.ok()) << v.status();
-  EXPECT_EQ(v->Key(), "bwd-bf16-d128-h16x4-contig-nowin.learned-plain.mma-m32-n64-w4-s1");
+  // The default reduces dQ/dR by bulk rows (measured faster than atomic; docs/backward.md).
+  EXPECT_EQ(v->Key(), "bwd-bf16-d128-h16x4-contig-nowin.learned-plain.mma-m32-n64-w4-s1-bulk");
+  EXPECT_EQ(v->schedule().dq_reduce, Schedule::DqReduce::kBulk);
   EXPECT_EQ(FamilyOf(*v).name(), "prefill_bwd");
   absl::StatusOr<Variant> back = Variant::Parse(v->Key());
   ASSERT_TRUE(back.ok()) << back.status();
@@ -49,7 +51,12 @@ TEST(BackwardFamily, KeysRoundTripWithTheBwdModeToken) {
   EXPECT_FALSE(Variant::Parse("backward-bf16-d128-h16x4-contig-nowin.learned-plain.mma-m32-n64-w4-s1").ok());
   EXPECT_FALSE(Variant::Parse("bwd-bf16-d128-h16x4-contig-nowin.learned-plain.fma-m32-n64-w4-s1").ok())
       << "no fma backward";
-  // The dQ reduction: a trailing token when it is not the default (atomic).
+  // The dQ reduction: a trailing token when it is not atomic (which has none), the default's
+  // bulk included; a key without one stays atomic.
+  absl::StatusOr<Variant> atomic = Variant::Parse("bwd-bf16-d128-h16x4-contig-nowin.learned-plain.mma-m32-n64-w4-s1");
+  ASSERT_TRUE(atomic.ok()) << atomic.status();
+  EXPECT_EQ(atomic->schedule().dq_reduce, Schedule::DqReduce::kAtomic);
+  EXPECT_EQ(atomic->Key(), "bwd-bf16-d128-h16x4-contig-nowin.learned-plain.mma-m32-n64-w4-s1");
   for (const char* tail : {"-bulk", "-det"}) {
     const std::string key = absl::StrCat("bwd-bf16-d128-h16x4-contig-nowin.learned-plain.mma-m32-n64-w4-s2", tail);
     absl::StatusOr<Variant> r = Variant::Parse(key);
@@ -112,7 +119,7 @@ TEST(BackwardFamily, RefusalsNameTheFieldAndTheRule) {
   absl::StatusOr<Variant> one_v = Variant::Create(p, a, s), two_v = Variant::Create(p, a, two);
   ASSERT_TRUE(one_v.ok() && two_v.ok()) << two_v.status();
   EXPECT_EQ(two_v->smem_bytes() - one_v->smem_bytes(), 3 * s.block_m * 128 * 2 + 5 * s.block_m * 4);
-  EXPECT_EQ(two_v->Key(), "bwd-bf16-d128-h16x4-contig-nowin.learned-plain.mma-m32-n64-w4-s2");
+  EXPECT_EQ(two_v->Key(), "bwd-bf16-d128-h16x4-contig-nowin.learned-plain.mma-m32-n64-w4-s2-bulk");
   // Softmax needs fewer score tiles: block_m 64 fits at head_dim 64 either way.
   Schedule wide = DefaultSchedule(BwdProblem(64), a);
   EXPECT_EQ(wide.block_m, 64);
@@ -166,10 +173,10 @@ std::vector<Param> CompileSet() {
         if (!v.ok()) continue;  // the test below counts them
         for (const char* arch : {"sm_80", "sm_90"}) out.emplace_back(v->Key(), arch);
       }
-  // Double-buffered, with the staged (bulk) and ordered (det) dQ reductions: the sm_90 form
-  // holds the bulk-copy PTX, the sm_80 form its red.add fallback.
+  // Double-buffered, with the atomic and ordered (det) dQ reductions (the defaults above are
+  // bulk): the sm_90 forms hold the bulk-copy PTX, the sm_80 forms their red.add fallback.
   for (int d : {64, 128, 256})
-    for (Schedule::DqReduce r : {Schedule::DqReduce::kBulk, Schedule::DqReduce::kDeterministic}) {
+    for (Schedule::DqReduce r : {Schedule::DqReduce::kAtomic, Schedule::DqReduce::kDeterministic}) {
       const Problem p = BwdProblem(d, DType::kBF16, r == Schedule::DqReduce::kDeterministic);
       const Algorithm a{Probe::kLearned, Affine::kPlain};
       Schedule s = DefaultSchedule(p, a);

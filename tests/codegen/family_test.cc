@@ -145,13 +145,13 @@ TEST(FamilyRegistry, FieldsAFamilyDoesNotReadAreRefusedAndNamed) {
   s.splits = 4;
   absl::StatusOr<Variant> v = Variant::Create(prefill, Algorithm{}, s);
   ASSERT_FALSE(v.ok());
-  EXPECT_EQ(v.status().message(), "splits=4: applies to decode only; must be 0 for prefill");
+  EXPECT_EQ(v.status().message(), "splits=4: applies to decode and decode_sm90 only; must be 0 for prefill");
   const Problem decode = ProblemFor(Mode::kDecode);
   s = DefaultSchedule(decode, Algorithm{});
   s.block_m = 64;
   v = Variant::Create(decode, Algorithm{}, s);
   ASSERT_FALSE(v.ok());
-  EXPECT_EQ(v.status().message(), "block_m=64: applies to prefill_sm90 and prefill and prefill_bwd only; must be 0 for decode");
+  EXPECT_EQ(v.status().message(), "block_m=64: applies to prefill_sm90 and prefill and prefill_bwd_sm90 and prefill_bwd only; must be 0 for decode");
   // CanonicalSchedule clears them instead.
   EXPECT_TRUE(Variant::Create(decode, Algorithm{}, CanonicalSchedule(decode, Algorithm{}, s)).ok());
 }

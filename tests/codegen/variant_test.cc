@@ -194,7 +194,7 @@ TEST(VariantValidation, MessagesNameTheFieldAndTheRule) {
   EXPECT_THAT(CreateError(decode, learned, st), StartsWith("stages=5: must be in 1..4"));
   Schedule bm = s;
   bm.block_m = 64;
-  EXPECT_THAT(CreateError(decode, learned, bm), StartsWith("block_m=64: applies to prefill_sm90 and prefill and prefill_bwd only"));
+  EXPECT_THAT(CreateError(decode, learned, bm), StartsWith("block_m=64: applies to prefill_sm90 and prefill and prefill_bwd_sm90 and prefill_bwd only"));
 
   Problem d96 = decode;
   d96.head_dim = 96;
@@ -218,7 +218,7 @@ TEST(VariantValidation, MessagesNameTheFieldAndTheRule) {
               StartsWith("page_size=48: must be a power of two in 1..1024"));
   Schedule split = CanonicalSchedule(prefill, learned, Schedule{});
   split.splits = 2;
-  EXPECT_THAT(CreateError(prefill, learned, split), StartsWith("splits=2: applies to decode only"));
+  EXPECT_THAT(CreateError(prefill, learned, split), StartsWith("splits=2: applies to decode and decode_sm90 only"));
 }
 
 TEST(VariantValidation, ParseReportsTheValidationMessageWithTheKey) {
@@ -370,8 +370,8 @@ TEST(VariantJson, ErrorsNameTheField) {
   EXPECT_THAT(JsonError(WithSchedule(R"("stages": 12345678901)")), HasSubstr("schedule.stages: 12345678901 does not fit"));
   EXPECT_EQ(JsonError(WithSchedule(R"("path": "tensor")")),
             "variant JSON: schedule.path: 'tensor' is not one of mma, fma, wgmma");
-  EXPECT_EQ(JsonError(WithSchedule(R"("path": "wgmma")")),
-            "variant JSON: path=wgmma: no kernel family serves decode on this path");
+  EXPECT_EQ(JsonError(WithSchedule(R"("path": "wgmma", "warps": 1)")),  // decode_sm90's rule
+            "variant JSON: warps=1: must be 2, 4 or 8");
   EXPECT_EQ(JsonError(R"({"problem": {"mode": "decode", "dtype": "bf16", "num_q_heads": 32, "num_kv_heads": 8}})"),
             "variant JSON: problem.head_dim: required field is missing");
   EXPECT_EQ(JsonError(R"({"problem": {"mode": "decode", "dtype": "bf16", "head_dim": 128, "num_q_heads": 32,
@@ -442,8 +442,8 @@ TEST(VariantWgmma, PingPongKeysRoundTripAndTheRulesNameTheField) {
               HasSubstr("warps=16: must be 8 or 12"));
   EXPECT_THAT(error("prefill-bf16-d128-h16x16-contig-nowin.learned-plain.wgmma-m64-n128-w12-s2-px"),
               HasSubstr("wgmma-mN-nN-wN-sN[-pp]"));
-  EXPECT_THAT(error("decode-bf16-d128-h32x8-contig-nowin.learned-plain.wgmma-n64-w4-s2-splitauto-g4"),
-              HasSubstr("no kernel family serves decode on path 'wgmma'"));
+  EXPECT_THAT(error("decode-bf16-d128-h32x8-contig-nowin.learned-plain.wgmma-n64-w4-s2-splitauto-g4-pp"),
+              HasSubstr("wgmma-nN-wN-sN-splitN-gN[-cluster]"));  // decode on wgmma: decode_sm90's grammar
   EXPECT_TRUE(DefaultSchedule(v->problem(), v->algorithm(), 90).pingpong);  // measured the faster
   Problem decode = v->problem();
   decode.mode = Mode::kDecode;

@@ -1,19 +1,23 @@
-// The prefill backward kernels (codegen/families/prefill_bwd) against the float64 reference
-// (ref::PrefillBackward), label gpu: the forward runs on the GPU and writes out, lse, tbar and
-// vbar; the backward reads them; dq, dr, dk, dv (poisoned first) are compared per gradient
-// by relative Frobenius error. Skips without a device.
+// The prefill backward kernels (codegen/families/prefill_bwd, and on sm_90 devices
+// prefill_bwd_sm90 by key) against the float64 reference (ref::PrefillBackward), label gpu:
+// the forward runs on the GPU and writes out, lse, tbar and vbar; the backward reads them; dq,
+// dr, dk, dv (poisoned first) are compared per gradient by relative Frobenius error. Skips
+// without a device (and the sm_90a cases on other devices).
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "gpu_harness.h"
+#include "parallax/codegen/kernel_family.h"
 #include "parallax/codegen/reference.h"
 #include "parallax/runtime/backward.h"
 #include "parallax/runtime/cuda_driver.h"
@@ -39,6 +43,9 @@ struct BwdCase {
   // The family default's schedule with stages and the dQ reduction replaced ("" = default):
   // e.g. "s2", "s2-bulk", "s1-det".
   std::string schedule;
+  // The sm_90a family (prefill_bwd_sm90) by key instead of the default plan: 1 its default
+  // schedule, 2 its other block_m (or, where that is refused, one warpgroup with red.add).
+  int sm90 = 0;
   uint64_t seed = 1;
   std::string Name() const {
     std::string lens;
@@ -47,7 +54,8 @@ struct BwdCase {
                         !learned ? "none" : affine == Affine::kAmplified ? "amplified" : "plain", "_",
                         !causal ? "noncausal" : window > 0 ? absl::StrCat("win", window) : "causal", "_",
                         varlen ? "varlen" : "padded", "_", lens, capi ? "_capi" : "",
-                        schedule.empty() ? "" : "_", absl::StrReplaceAll(schedule, {{"-", ""}}));
+                        schedule.empty() ? "" : "_", absl::StrReplaceAll(schedule, {{"-", ""}}),
+                        sm90 == 0 ? "" : sm90 == 1 ? "_sm90" : "_sm90alt");
   }
 };
 
@@ -63,6 +71,51 @@ std::string WithSchedule(const std::string& key, const std::string& schedule) {
   const size_t s = key.rfind("-s");
   return absl::StrCat(key.substr(0, s + 1), schedule);
 }
+
+// The sm_90a family's key for (p, a): its default schedule, or (alt) the other block_m, else
+// one warpgroup (64 keys) with red.add, else red.add alone.
+absl::StatusOr<std::string> Sm90Key(const Problem& p, const Algorithm& a, bool alt) {
+  const KernelFamily* f = FindFamily(Mode::kBackward, MathPath::kWgmma);
+  if (f == nullptr) return absl::NotFoundError("no wgmma backward family registered");
+  const Schedule def = CanonicalSchedule(p, a, f->Default(p, a));
+  std::vector<Schedule> tries;
+  if (alt) {
+    Schedule s = def;
+    s.block_m = def.block_m == 32 ? 64 : 32;
+    tries.push_back(s);
+    s = def;
+    s.warps = 4;
+    s.block_n /= 2;
+    s.dq_reduce = Schedule::DqReduce::kAtomic;
+    tries.push_back(s);
+    s = def;
+    s.dq_reduce = Schedule::DqReduce::kAtomic;
+    tries.push_back(s);
+  }
+  tries.push_back(def);
+  absl::Status last;
+  for (const Schedule& s : tries) {
+    absl::StatusOr<Variant> v = Variant::Create(p, a, s);
+    if (v.ok()) return v->Key();
+    last = v.status();
+  }
+  return last;
+}
+
+Problem BwdProblemOf(const BwdCase& c) {
+  Problem p;
+  p.mode = Mode::kBackward;
+  p.dtype = c.dtype;
+  p.head_dim = c.head_dim;
+  p.num_q_heads = c.hq;
+  p.num_kv_heads = c.hkv;
+  p.window = c.window > 0;
+  return p;
+}
+Algorithm BwdAlgorithmOf(const BwdCase& c) {
+  return Algorithm{c.learned ? Probe::kLearned : Probe::kNone, c.learned ? c.affine : Affine::kPlain};
+}
+bool IsSm90(const Runtime& rt) { return rt.device().cc_major == 9 && rt.device().cc_minor == 0; }
 
 #define BWD_CHECK_CU(call, what)                                                   \
   do {                                                                             \
@@ -255,6 +308,13 @@ absl::StatusOr<Gradients> RunBackwardCase(Runtime& rt, const BwdCase& c) {
     }
     if (!plan.ok()) return plan.status();
   }
+  if (c.sm90) {
+    absl::StatusOr<std::string> key = Sm90Key(plan->problem(), plan->algorithm(), c.sm90 == 2);
+    if (!key.ok()) return key.status();
+    a.variant_key = *key;
+    plan = PlanPrefillBackward(a);
+    if (!plan.ok()) return plan.status();
+  }
   if (c.capi) {
     if (absl::Status s = RunThroughCApi(c, tokens_q, a); !s.ok()) return s;
   } else if (absl::Status s = RunPrefillBackward(rt, *plan, a, nullptr); !s.ok()) {
@@ -343,10 +403,46 @@ std::vector<BwdCase> Cases() {
     c.seed += 700;
     out.push_back(c);
   }
+  // The sm_90a family (sm_90 devices only): every case of the grid with its default schedule
+  // (the C API cases plan their own variant), and a third of them with its other block_m.
+  for (size_t x = 0; x < grid; ++x) {
+    if (out[x].capi) continue;
+    BwdCase c = out[x];
+    c.sm90 = 1;
+    c.seed += 900;
+    out.push_back(c);
+    if (x % 3 == 1) {
+      c.sm90 = 2;
+      c.seed += 50;
+      out.push_back(c);
+    }
+  }
   return out;
 }
 
-class BackwardGpu : public ::testing::TestWithParam<BwdCase> {};
+class BackwardGpu : public ::testing::TestWithParam<BwdCase> {
+ protected:
+  // On sm_90: the sm_90a variants compile in parallel before the cases run (NVRTC takes a
+  // few seconds per wgmma kernel; one at a time they would take most of the test's time).
+  static void SetUpTestSuite() {
+    std::string why;
+    Runtime* rt = SharedRuntime(&why);
+    if (rt == nullptr || !IsSm90(*rt)) return;
+    std::vector<std::string> keys;
+    for (const BwdCase& c : Cases())
+      if (c.sm90)
+        if (absl::StatusOr<std::string> k = Sm90Key(BwdProblemOf(c), BwdAlgorithmOf(c), c.sm90 == 2); k.ok())
+          if (std::find(keys.begin(), keys.end(), *k) == keys.end()) keys.push_back(*k);
+    std::atomic<size_t> next{0};
+    std::vector<std::thread> pool;
+    for (unsigned t = 0; t < std::max(2u, std::thread::hardware_concurrency()); ++t)
+      pool.emplace_back([&] {
+        for (size_t i; (i = next++) < keys.size();)
+          if (absl::StatusOr<Variant> v = Variant::Parse(keys[i]); v.ok()) (void)rt->Load(*v);
+      });
+    for (auto& th : pool) th.join();
+  }
+};
 
 TEST_P(BackwardGpu, GradientsMatchTheFloat64Reference) {
   std::string why;
@@ -355,6 +451,7 @@ TEST_P(BackwardGpu, GradientsMatchTheFloat64Reference) {
     GTEST_SKIP() << why;
   }
   const BwdCase& c = GetParam();
+  if (c.sm90 && !IsSm90(*rt)) GTEST_SKIP() << "the sm_90a backward runs on sm_90 devices only";
   absl::StatusOr<Gradients> g = RunBackwardCase(*rt, c);
   ASSERT_TRUE(g.ok()) << g.status();
   const double tol = BwdTolerance(c.dtype);
@@ -438,7 +535,7 @@ TEST(BackwardChecks, RefusalsNameTheField) {
   EXPECT_NE(v.status().message().find("variant_key: "), std::string::npos) << v.status();
   absl::StatusOr<Variant> def = PlanPrefillBackward(a);
   ASSERT_TRUE(def.ok()) << def.status();
-  EXPECT_EQ(def->Key(), "bwd-bf16-d64-h4x2-contig-nowin.none-plain.mma-m64-n64-w4-s1");
+  EXPECT_EQ(def->Key(), "bwd-bf16-d64-h4x2-contig-nowin.none-plain.mma-m64-n64-w4-s1-bulk");  // bulk: measured faster
   // The workspace: fp32 dq accumulators and 8 coefficients per (token, head); dr's with a probe.
   EXPECT_EQ(PrefillBackwardWorkspaceBytes(a), size_t(16) * 4 * (64 + 8) * 4);
 }

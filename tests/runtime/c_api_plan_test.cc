@@ -234,6 +234,36 @@ TEST(CApiPlan, HandlesAndOutputsAreChecked) {
   plx_prefill_plan_destroy(nullptr);
 }
 
+// The backward's plan info (which variant plx_prefill_backward would run, and why): the
+// arguments first, then the context; the tuned choice itself is backward_plan_test.cc's.
+TEST(CApiPlan, BackwardPlanInfoChecksArgumentsThenContext) {
+  plx_prefill_backward_args a;
+  plx_prefill_backward_args_init(&a);
+  a.q = a.out = a.dout = a.dq = T(Fake(1), PLX_BF16, {kB, 16, kHq, kD});
+  a.k = a.v = a.dk = a.dv = T(Fake(3), PLX_BF16, {kB, 24, kHkv, kD});
+  a.lse = T(Fake(8), PLX_FLOAT32, {kB, kHq, 16});
+  plx_plan_info info;
+  plx_plan_info_init(&info);
+  EXPECT_EQ(plx_prefill_backward_plan_info(nullptr, &a, &info), PLX_ERROR_INVALID_ARGUMENT);
+  EXPECT_STREQ(plx_last_error(), "plx_prefill_backward_plan_info: ctx is NULL");  // valid arguments get this far
+  EXPECT_EQ(plx_prefill_backward_plan_info(nullptr, &a, nullptr), PLX_ERROR_INVALID_ARGUMENT);
+  EXPECT_STREQ(plx_last_error(), "plx_prefill_backward_plan_info: info: output pointer is NULL");
+  EXPECT_EQ(plx_prefill_backward_plan_info(nullptr, nullptr, &info), PLX_ERROR_INVALID_ARGUMENT);
+  EXPECT_STREQ(plx_last_error(), "plx_prefill_backward_plan_info: args is NULL");
+  plx_prefill_backward_args bad = a;
+  bad.variant = "bwd-bf16-d64-h8x2-contig-nowin.none-plain.mma-m64-n64-w4-s1";  // another head_dim
+  EXPECT_NE(plx_prefill_backward_plan_info(nullptr, &bad, &info), PLX_OK);
+  EXPECT_NE(std::string(plx_last_error()).find("variant_key: "), std::string::npos) << plx_last_error();
+  bad = a;
+  bad.dk.data = nullptr;
+  EXPECT_EQ(plx_prefill_backward_plan_info(nullptr, &bad, &info), PLX_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(plx_last_error()).find("dk: data is NULL"), std::string::npos) << plx_last_error();
+  plx_plan_info old = info;
+  old.struct_size = 3;
+  EXPECT_EQ(plx_prefill_backward_plan_info(nullptr, &a, &old), PLX_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(plx_last_error()).find("struct_size=3"), std::string::npos) << plx_last_error();
+}
+
 // Multi-token decode plans as extend: its arguments are checked the same way first.
 TEST(CApiPlan, MultiTokenDecodeIsCheckedAsExtend) {
   plx_decode_args a = ValidPagedDecode();

@@ -122,7 +122,8 @@ TEST_F(CliTest, HelpListsTheCommandsButNotTheWorker) {
   EXPECT_EQ(r.out.find("worker"), std::string::npos);
   for (const char* sub : {"tune --help", "db --help", "db show --help", "db export --help", "db import --help",
                           "db verify --help", "bench --help", "bench decode --help",
-                          "bench prefill --help", "warmup --help", "space --help", "worker --help"}) {
+                          "bench prefill --help", "bench bwd --help", "warmup --help", "space --help",
+                          "worker --help"}) {
     r = Cli(sub, dir_);
     EXPECT_EQ(r.code, 0) << sub << ": " << r.err;
   }
@@ -131,17 +132,23 @@ TEST_F(CliTest, HelpListsTheCommandsButNotTheWorker) {
                           "--probe", "--paged", "--budget", "--strategy", "--db", "--json"})
     EXPECT_NE(r.out.find(opt), std::string::npos) << opt;
   r = Cli("warmup --help", dir_);
-  for (const char* opt : {"--arch", "--device-name", "--db", "--cache-dir", "--preset", "--key", "--dry-run", "--json"})
+  for (const char* opt : {"--arch", "--device-name", "--db", "--cache-dir", "--preset", "--key", "--dry-run", "--json",
+                          "bwd"})
     EXPECT_NE(r.out.find(opt), std::string::npos) << opt;
   r = Cli("db show --help", dir_);
   for (const char* opt : {"--plot", "--json", "--db", "PARALLAX_DB", "none"})
     EXPECT_NE(r.out.find(opt), std::string::npos) << opt;
   r = Cli("bench --help", dir_);
-  for (const char* sub : {"decode", "prefill"}) EXPECT_NE(r.out.find(sub), std::string::npos) << sub;
+  for (const char* sub : {"decode", "prefill", "bwd"}) EXPECT_NE(r.out.find(sub), std::string::npos) << sub;
   r = Cli("bench prefill --help", dir_);
   for (const char* opt : {"--shape", "--q-len", "--window", "--variant", "--probe", "--affine", "--dtype", "--reps",
                           "--device", "--db", "--no-verify", "--json", "--paged"})  // --paged: extend over pages
     EXPECT_NE(r.out.find(opt), std::string::npos) << opt;
+  r = Cli("bench bwd --help", dir_);
+  for (const char* opt : {"--shape", "--q-len", "--window", "--variant", "--probe", "--affine", "--dtype", "--reps",
+                          "--device", "--db", "--no-verify", "--json", "tune --mode bwd"})
+    EXPECT_NE(r.out.find(opt), std::string::npos) << opt;
+  EXPECT_EQ(r.out.find("--paged"), std::string::npos) << "the backward reads contiguous K/V only";
 }
 
 TEST_F(CliTest, UsageErrorsAreOneLineAndExitTwo) {
@@ -165,7 +172,14 @@ TEST_F(CliTest, UsageErrorsAreOneLineAndExitTwo) {
                            "bench prefill --shape 1,1024,16,8,128 --window -1",
                            "bench prefill --shape 1,1024,16,8,128 --variant nonsense",
                            "bench prefill --shape 1,1024,16,8,128 --variant "
-                           "decode-bf16-d128-h16x8-contig-nowin.learned-plain.mma-n64-w4-s2-splitauto-g1"}) {
+                           "decode-bf16-d128-h16x8-contig-nowin.learned-plain.mma-n64-w4-s2-splitauto-g1",
+                           "bench bwd", "bench bwd --shape 1,1024,16,8", "bench bwd --shape 1,1024,16,8,128 --paged 16",
+                           "bench bwd --shape 1,1024,16,8,128 --q-len 1025", "bench bwd --shape 1,1024,16,8,96",
+                           "bench bwd --shape 1,1024,16,8,128 --window -1",
+                           "bench bwd --shape 1,1024,16,8,128 --variant "
+                           "prefill-bf16-d128-h16x8-contig-nowin.learned-plain.mma-m64-n64-w4-s2",
+                           "warmup --arch sm_90 --db none --mode bwd --preset llama3-8b --paged 16",
+                           "warmup --arch sm_90 --db none --mode backward --preset llama3-8b"}) {
     Result r = Cli(args, dir_);
     EXPECT_EQ(r.code, 2) << args << ": " << r.err;
     EXPECT_TRUE(OneErrorLine(r.err)) << args << ": '" << r.err << "'";
@@ -183,7 +197,8 @@ TEST_F(CliTest, TuneWithoutAGpuFailsFastWithAClearMessage) {
   EXPECT_EQ(r.code, 1) << r.err;
   EXPECT_NE(r.err.find("needs a GPU"), std::string::npos) << r.err;
   for (const char* args : {"bench prefill --shape 1,4096,32,8,128", "bench prefill --shape 2,4096,32,8,128 --q-len 512 "
-                           "--window 1024 --probe none --dtype fp16 --json"}) {
+                           "--window 1024 --probe none --dtype fp16 --json", "bench bwd --shape 4,4096,16,16,128",
+                           "bench bwd --shape 2,4096,32,8,64 --q-len 512 --window 1024 --affine amplified --json"}) {
     r = Cli(args, dir_);
     EXPECT_EQ(r.code, 1) << args << ": " << r.err;
     EXPECT_TRUE(OneErrorLine(r.err)) << r.err;
@@ -333,7 +348,7 @@ TEST_F(CliTest, SpaceListsTheWgmmaFamilyForSm90Only) {
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("# left out path wgmma: the prefill_sm90 family does not run on sm_80"), std::string::npos)
       << r.out;
-  r = Cli("space --mode decode --path wgmma --json", dir_);  // no decode family on wgmma
+  r = Cli("space --mode decode --arch sm_80 --path wgmma --json", dir_);  // decode_sm90 runs on sm_90 only
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(nlohmann::json::parse(r.out)["count"], 0);
   r = Cli("space --mode prefill --path tensor", dir_);
@@ -670,6 +685,30 @@ TEST_F(CliTest, WarmupCompilesForAnArchWithoutAGpu) {
     EXPECT_TRUE(OneErrorLine(r.err)) << r.err;
     EXPECT_NE(r.err.find("--arch"), std::string::npos) << r.err;
   }
+}
+
+// `warmup --mode bwd`: the backward's default for the named problem (training), on the arch;
+// "all" stays the inference modes.
+TEST_F(CliTest, WarmupNamesTheBackwardByMode) {
+  const std::string base = "warmup --arch sm_90 --preset qwen3-0.6b --db none --dry-run --json --cache-dir " + dir_ +
+                           "/kernels --mode ";
+  Result r = Cli(base + "bwd", dir_);
+  ASSERT_EQ(r.code, 0) << r.err;
+  nlohmann::json j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["variants"].size(), 1u) << r.out;
+  TuneArgs a;
+  a.preset = "qwen3-0.6b";
+  a.mode = "bwd";
+  const TuneRequest req = *MakeTuneRequest(a);
+  const Variant def = *Variant::Create(req.problem, req.algorithm, DefaultSchedule(req.problem, req.algorithm, 90));
+  EXPECT_EQ(j["variants"][0]["key"], def.Key());
+  EXPECT_EQ(def.Key().rfind("bwd-", 0), 0u) << def.Key();
+  EXPECT_EQ(j["variants"][0]["why"][0], "default bwd");
+  EXPECT_EQ(j["variants"][0]["status"], "missing");
+  r = Cli(base + "all", dir_);
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const auto& v : nlohmann::json::parse(r.out)["variants"])
+    EXPECT_NE(v["key"].get<std::string>().rfind("bwd-", 0), 0u) << v["key"];
 }
 
 TEST(TuneArgs, PresetsAndGrid) {

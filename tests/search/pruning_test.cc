@@ -191,12 +191,12 @@ TEST(CostModel, BackwardIsCostedAsTheForwardTimesItsWork) {
   EXPECT_GT(t8k / t, 3.5);
   EXPECT_LT(t8k / t, 4.5);
   EXPECT_LT(EstimateBackwardUs(bwd, 4, 512, 8192, c), t8k / 4);
-  // The static space for the GPU is the family's mma schedules only.
+  // The static space for the GPU: prefill_bwd's mma schedules and, on sm_90, prefill_bwd_sm90's wgmma ones.
   const StaticSpace space = BuildStaticSpace(p, learned, LimitsFor(Device(9, 0, 227, 228)), TuneSpaceOptions{});
   ASSERT_FALSE(space.variants.empty());
   for (const Variant& v : space.variants) {
     EXPECT_EQ(v.problem().mode, Mode::kBackward) << v.Key();
-    EXPECT_EQ(v.schedule().path, MathPath::kMma) << v.Key();
+    EXPECT_TRUE(v.schedule().path == MathPath::kMma || v.schedule().path == MathPath::kWgmma) << v.Key();
     EXPECT_GT(EstimateUs(v, PrefillBucketFor(1, 4096, 4096), c), 0) << v.Key();
   }
 }
@@ -295,7 +295,8 @@ TEST(DevicePaths, FollowTheFamiliesThatRunOnTheDevice) {
   EXPECT_EQ(PathsFor(Mode::kPrefill, 80), portable);
   EXPECT_EQ(PathsFor(Mode::kPrefill, 89), portable);
   EXPECT_EQ(PathsFor(Mode::kPrefill, 0), portable);  // no device known: today's paths
-  EXPECT_EQ(PathsFor(Mode::kDecode, 90), portable);  // no decode family on wgmma
+  EXPECT_EQ(PathsFor(Mode::kDecode, 90), portable);  // decode_sm90 is opt-in: searched when its path is named
+  EXPECT_EQ(PathsFor(Mode::kDecode, 80), portable);
   // An explicit list is kept as given, less what the device does not run, with the reason.
   const DevicePaths on80 = PathsOnDevice(Mode::kPrefill, {MathPath::kWgmma, MathPath::kMma}, "sm_80");
   EXPECT_EQ(on80.paths, std::vector<MathPath>{MathPath::kMma});
@@ -304,10 +305,15 @@ TEST(DevicePaths, FollowTheFamiliesThatRunOnTheDevice) {
   const DevicePaths on90a = PathsOnDevice(Mode::kPrefill, {MathPath::kWgmma}, "sm_90a");
   EXPECT_EQ(on90a.paths, std::vector<MathPath>{MathPath::kWgmma});
   EXPECT_TRUE(on90a.skipped.empty());
+  // Named explicitly, the opt-in decode_sm90 is searched on sm_90 (and on nothing else).
   const DevicePaths decode = PathsOnDevice(Mode::kDecode, {MathPath::kWgmma}, "sm_90");
-  EXPECT_TRUE(decode.paths.empty());
-  ASSERT_EQ(decode.skipped.size(), 1u);
-  EXPECT_NE(decode.skipped[0].find("no decode family"), std::string::npos) << decode.skipped[0];
+  EXPECT_EQ(decode.paths, std::vector<MathPath>{MathPath::kWgmma});
+  EXPECT_TRUE(decode.skipped.empty());
+  const DevicePaths decode80 = PathsOnDevice(Mode::kDecode, {MathPath::kWgmma}, "sm_80");
+  EXPECT_TRUE(decode80.paths.empty());
+  ASSERT_EQ(decode80.skipped.size(), 1u);
+  EXPECT_NE(decode80.skipped[0].find("decode_sm90 family does not run on sm_80"), std::string::npos)
+      << decode80.skipped[0];
 }
 
 // The tuner's default space for an sm_90 GPU has the wgmma family's prefill schedules (the

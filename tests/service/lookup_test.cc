@@ -120,7 +120,10 @@ TEST(Buckets, BackwardKeysAsTheRuntime) {
   EXPECT_EQ(again->bucket, chunk->bucket);
   EXPECT_EQ(again->context_len, 8000);
   EXPECT_EQ(ProblemToProto(chunk->problem, chunk->algorithm, 1, 512, 8000).mode(), v1::MODE_BACKWARD);
-  for (int sm : {0, 80, 90, 100}) EXPECT_EQ(DeviceDefaultKey(*chunk, sm), chunk->default_variant_key) << "sm " << sm;
+  for (int sm : {0, 80, 100}) EXPECT_EQ(DeviceDefaultKey(*chunk, sm), chunk->default_variant_key) << "sm " << sm;
+  // sm_90 gets the Hopper backward family.
+  EXPECT_TRUE(absl::StartsWith(DeviceDefaultKey(*chunk, 90), "bwd-bf16-d128-h32x8-contig-nowin.learned-plain.wgmma-"))
+      << DeviceDefaultKey(*chunk, 90);
 
   // Refused with the field named: a context shorter than the queries, paged K/V.
   absl::StatusOr<ProblemSpec> short_ctx = ValidateProblem(Backward(ServerTest::PrefillProblem(1, 4096, 100)), "problem");
@@ -308,8 +311,8 @@ TEST_F(LookupTest, BackwardExactThenNearestThenDefault) {
   absl::StatusOr<v1::GetBestConfigResponse> def = c->GetBestConfig(Lookup(other));
   ASSERT_TRUE(def.ok()) << def.status();
   EXPECT_EQ(def->match(), v1::MATCH_DEFAULT);
-  EXPECT_EQ(def->variant_key(), DefaultKey(other));
-  EXPECT_TRUE(absl::StartsWith(def->variant_key(), "bwd-bf16-d128-h32x8-contig-nowin.none-plain.mma-"))
+  // The server's device is an H200: the Hopper backward family's default.
+  EXPECT_TRUE(absl::StartsWith(def->variant_key(), "bwd-bf16-d128-h32x8-contig-nowin.none-plain.wgmma-"))
       << def->variant_key();
 }
 

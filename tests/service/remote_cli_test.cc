@@ -163,7 +163,7 @@ TEST_F(RemoteCliTest, BackwardModeAsksForTheBackward) {
   ASSERT_EQ(r.code, 0) << r.err;
   j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["match"], "MATCH_DEFAULT") << r.out;
-  EXPECT_EQ(j["variant_key"].get<std::string>().rfind("bwd-bf16-d128-h32x8-contig-nowin.none-plain.mma-", 0), 0u)
+  EXPECT_EQ(j["variant_key"].get<std::string>().rfind("bwd-bf16-d128-h32x8-contig-nowin.none-plain.wgmma-", 0), 0u)
       << r.out;
   r = Cli("remote get --mode backward --batch 1 --seqlen 4096 --device-name H200" + Server());
   EXPECT_EQ(r.code, 2) << r.err;

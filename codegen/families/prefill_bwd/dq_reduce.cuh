@@ -1,12 +1,15 @@
 // How a step's dQ/dR partials reach the float32 accumulators (Schedule::dq_reduce):
 //   atomic (kDqReduce 0): one red.add.f32 per element, straight from the MMA fragments;
-//   bulk   (1): the CTA stages the step's rows in shared memory and one thread per row hands
-//          the row to the copy engine (cp.reduce.async.bulk .add.f32, sm_90+), which adds it
-//          in L2 as whole lines instead of 8-sector scatters; below sm_90 it falls back to
-//          red.add (the staging tile is then unused);
-//   det    (2): bulk, with the key blocks of each query block taking turns in key order
-//          (a counter per (query block, head) in the row coefficients), so every float32 sum
-//          is formed in one order and dq, dr are bit-reproducible.
+//   bulk   (1): each warp stages its dq_step job (16 rows x 64 columns) in shared memory and
+//          hands it to the copy engine itself, one row piece per lane (cp.reduce.async.bulk
+//          .add.f32, sm_90+), which adds it in L2 as whole lines instead of 8-sector
+//          scatters; no CTA barrier: a lane waits for its own copies to have read the tile
+//          before its warp rewrites it. Below sm_90 it falls back to red.add (the staging
+//          tile is then unused);
+//   det    (2): the CTA stages the step's rows and warp 0 sends whole rows, with the key
+//          blocks of each query block taking turns in key order (a counter per (query block,
+//          head) in the row coefficients), so every float32 sum is formed in one order and
+//          dq, dr are bit-reproducible.
 // The turn order cannot deadlock: a CTA only waits for CTAs of lower key blocks of the same
 // (kv head, sequence), which have lower linear block indices and so are already resident or
 // done, and a waiting CTA holds nothing they need.
@@ -29,9 +32,14 @@ constexpr int kCoefTurn = 6;
 __device__ __forceinline__ void plx_red_add(float* addr, float x) {
   asm volatile("red.add.f32 [%0], %1;" :: "l"(addr), "f"(x) : "memory");  // generic address
 }
-__device__ __forceinline__ void plx_bulk_reduce_row(float* gdst, const float* ssrc) {
+template <int kFloats>
+__device__ __forceinline__ void plx_bulk_reduce(float* gdst, const float* ssrc) {
+  static_assert(kFloats % 4 == 0, "bulk copies move multiples of 16 bytes");
   asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;"
-               :: "l"(gdst), "r"(plx_smem_addr(ssrc)), "n"(kHeadDim * 4) : "memory");
+               :: "l"(gdst), "r"(plx_smem_addr(ssrc)), "n"(kFloats * 4) : "memory");
+}
+__device__ __forceinline__ void plx_bulk_reduce_row(float* gdst, const float* ssrc) {
+  plx_bulk_reduce<kHeadDim>(gdst, ssrc);
 }
 __device__ __forceinline__ void plx_bulk_commit() { asm volatile("cp.async.bulk.commit_group;" ::: "memory"); }
 // The staging tile may be rewritten once the copy engine has read it ...
@@ -51,6 +59,25 @@ __device__ __forceinline__ void dq_out_pair(float* stage, float* accum, int row,
     plx_red_add(accum + grow + col, x0);
     plx_red_add(accum + grow + col + 1, x1);
   }
+}
+
+// bulk: the warp's job (rows mt * 16.., columns c0..c0 + 63 of the step) is staged; lane l < 16
+// sends row piece l of dQ, lane 16 + l that of dR. Each sending lane's bulk group is its own:
+// dq_job_wait_read (same lanes, next step) waits for it before the warp rewrites the tile.
+__device__ __forceinline__ void dq_job_send(const PlxPrefillBwdParams& p, const BwdSequence& seq, const float* stage,
+                                           int h, int m0, int mt, int c0) {
+  plx_fence_async_smem();
+  __syncwarp();
+  const int lane = threadIdx.x & 31, row = mt * 16 + (lane & 15), i = m0 + row;
+  if (i >= seq.lq || (!kLearned && lane >= 16)) return;
+  const long long grow = ((seq.q0 + i) * kNumQHeads + h) * kHeadDim + c0;
+  if (lane < 16) plx_bulk_reduce<64>(p.dq_accum + grow, stage + row * kStageLd + c0);
+  else plx_bulk_reduce<64>(p.dr_accum + grow, stage + (kBlockM + row) * kStageLd + c0);
+  plx_bulk_commit();
+}
+__device__ __forceinline__ void dq_job_wait_read() {
+  plx_bulk_wait_read();
+  __syncwarp();
 }
 
 // det: the key block that adds first to the query block starting at row m0 (the smallest

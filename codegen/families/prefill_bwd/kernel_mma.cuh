@@ -211,6 +211,7 @@ __device__ __forceinline__ void dq_step(const PlxPrefillBwdParams& p, const BwdS
         }
       }
     }
+    if (kDqBulk && !kDqDet) dq_job_wait_read();  // this job's tile has left for the previous step
 #pragma unroll
     for (int hh = 0; hh < 2; ++hh) {
       const int row = mt * 16 + (lane >> 2) + 8 * hh, i = m0 + row;
@@ -224,6 +225,7 @@ __device__ __forceinline__ void dq_step(const PlxPrefillBwdParams& p, const BwdS
           dq_out_pair(sm.stage + kBlockM * kStageLd, p.dr_accum, row, col, grow, ar[n][2 * hh], ar[n][2 * hh + 1]);
       }
     }
+    if (kDqBulk && !kDqDet) dq_job_send(p, seq, sm.stage, h, m0, mt, nc * 64);
   }
 }
 
@@ -286,15 +288,15 @@ extern "C" __global__ void __launch_bounds__(kThreads) plx_bwd_main(const PlxPre
     plx_cp_async_wait<kStages - 1>();
     __syncthreads();  // step t's rows are in; the previous dq_step's readers of dS are done
     band_step(p, seq, bwd_smem(smem, t % kStages), n0, m0, band, dsub, dk, dv);
-    if (kDqBulk && warp == 0) plx_bulk_wait_read();  // the last step's rows have left the staging tile
+    if (kDqBulk && kDqDet && warp == 0) plx_bulk_wait_read();  // the last step's rows have left the staging tile
     __syncthreads();
     if (kDqDet && !kDqBulk) dq_take_turn_all(p, seq, h, m0);
     dq_step(p, seq, sm, h, m0);
-    if (kDqBulk) dq_flush_rows(p, seq, sm.stage, h, m0);
+    if (kDqBulk && kDqDet) dq_flush_rows(p, seq, sm.stage, h, m0);
     else if (kDqDet) dq_pass_turn_all(p, seq, h, m0);
   }
   plx_cp_async_wait<0>();  // a block no query row sees still has its K/V copies in flight
-  if (kDqBulk && warp == 0) plx_bulk_wait_done();  // the staging tile outlives its last copy
+  if (kDqBulk) plx_bulk_wait_done();  // the staging tile outlives its last copy (each sender's own)
 
   // phase: store dK, dV of this warp's keys and columns (zeros for keys no row sees)
   const long long dk_base = (kpacked ? seq.k0 * p.dk.stride_l : b * p.dk.stride_b) + kvh * p.dk.stride_h;

@@ -83,11 +83,15 @@ extern "C" __global__ void __launch_bounds__(kRowWarps * 32) plx_bwd_postprocess
   const float* ar = p.dr_accum + row * kHeadDim;  // read for probe learned only
   const long long dq_off = token_row(p.dq, p, tok, h);
   const long long dr_off = kLearned ? token_row(p.dr, p, tok, h) : 0;
+  // The amplified affine's r and q rows, addressed once: token_row's 64-bit division inside
+  // the loop made ptxas spill (sm_90a cubins must not: kernel_check).
+  const long long r_off = (kLearned && kAmplified) ? token_row(p.r, p, tok, h) : 0;
+  const long long q_off = (kLearned && kAmplified) ? token_row(p.q, p, tok, h) : 0;
   for (int d = 2 * lane; d < kHeadDim; d += 64) {
     float x0 = aq[d], x1 = aq[d + 1];
     if (kLearned && kAmplified) {
       float r0, r1;
-      load_pair(p.r.data, token_row(p.r, p, tok, h) + d, r0, r1);
+      load_pair(p.r.data, r_off + d, r0, r1);
       x0 += rho * r0;
       x1 += rho * r1;
     }
@@ -96,7 +100,7 @@ extern "C" __global__ void __launch_bounds__(kRowWarps * 32) plx_bwd_postprocess
       float y0 = ar[d], y1 = ar[d + 1];
       if (kAmplified) {
         float q0, q1;
-        load_pair(p.q.data, token_row(p.q, p, tok, h) + d, q0, q1);
+        load_pair(p.q.data, q_off + d, q0, q1);
         y0 += rho * q0;
         y1 += rho * q1;
       }

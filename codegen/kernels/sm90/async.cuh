@@ -87,3 +87,36 @@ template <int N>
 __device__ __forceinline__ void plx_regs_acquire() {
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" :: "n"(N));
 }
+
+// ---- sm90: bulk copies and thread-block clusters ----------------------------------------
+// A bulk copy of `bytes` contiguous bytes (a multiple of 16, both addresses 16-byte aligned)
+// from global memory into this CTA's shared memory; completion counts `bar`'s tx bytes down.
+// No tensor map: the decode family copies whole K/V rows whose addresses it computes.
+__device__ __forceinline__ void plx_bulk_load(void* dst, const void* src, int bytes, plx_u64* bar) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
+               :: "r"(plx_smem_addr(dst)), "l"(src), "r"(bytes), "r"(plx_smem_addr(bar)) : "memory");
+}
+
+// This CTA's rank in its cluster and the cluster's size (1 and 0 without a cluster launch).
+__device__ __forceinline__ plx_u32 plx_cluster_rank() {
+  plx_u32 r;
+  asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+  return r;
+}
+// Every thread of every CTA of the cluster arrives, then waits for the rest: release/acquire,
+// so shared-memory writes before it are visible to peers' distributed reads after it.
+__device__ __forceinline__ void plx_cluster_sync() {
+  asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
+}
+// The shared::cluster address of `p` (an address in this CTA's shared memory) in CTA `rank`.
+__device__ __forceinline__ plx_u32 plx_cluster_addr(const void* p, plx_u32 rank) {
+  plx_u32 r;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(r) : "r"(plx_smem_addr(p)), "r"(rank));
+  return r;
+}
+// A float from distributed shared memory (an address from plx_cluster_addr).
+__device__ __forceinline__ float plx_ld_cluster_f32(plx_u32 addr) {
+  float x;
+  asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(x) : "r"(addr) : "memory");
+  return x;
+}

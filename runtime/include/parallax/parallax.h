@@ -435,7 +435,8 @@ typedef struct plx_prefill_backward_args {
   plx_affine affine;
   float eps;
   int32_t causal;
-  const char* variant; /* a "bwd-..." key; NULL or "" = the family default */
+  const char* variant; /* a "bwd-..." key; NULL or "" = the runtime's choice: the tuned config
+                        * of the call's prefill bucket (exact, else nearest), else the default */
   void* workspace;
   size_t workspace_bytes;
 } plx_prefill_backward_args;
@@ -445,8 +446,14 @@ typedef struct plx_prefill_backward_args {
 PLX_API void plx_prefill_backward_args_init(plx_prefill_backward_args* args);
 /* The workspace bytes the call needs (checks the arguments, workspace aside; no device). */
 PLX_API plx_status plx_prefill_backward_workspace_size(const plx_prefill_backward_args* args, size_t* bytes);
+/* The variant plx_prefill_backward would run and where it came from (explicit, exact,
+ * nearest, default), with num_splits 1 and workspace_bytes the workspace the call needs;
+ * launches nothing. */
+PLX_API plx_status plx_prefill_backward_plan_info(plx_context* ctx, const plx_prefill_backward_args* args,
+                                                  plx_plan_info* info);
 /* Three launches on stream; the first call of a variant compiles it (make it outside graph
- * capture); later calls neither compile, allocate nor synchronize. */
+ * capture); later calls neither compile, allocate nor synchronize. The choice is remembered
+ * per (problem, bucket) for a second, so repeated calls do not read the tuning database. */
 PLX_API plx_status plx_prefill_backward(plx_context* ctx, const plx_prefill_backward_args* args, void* stream);
 
 #ifdef __cplusplus

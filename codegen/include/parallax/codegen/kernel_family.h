@@ -75,6 +75,9 @@ class KernelFamily {
   virtual bool RunsOn(int sm) const { return sm == 0 || sm >= 80; }
   // Whether the family computes problems of this shape at all (Validate says why not).
   virtual bool Serves(const Problem&) const { return true; }
+  // A family not yet verified on a GPU: its keys run when asked for (a key, or its path named
+  // to the tuner), but the tuner's default paths leave it out, so no search depends on it.
+  virtual bool OptIn() const { return false; }
   // Appended to the device's arch when compiling ("a" for sm_90a's wgmma, TMA, setmaxnreg).
   virtual const char* ArchSuffix() const { return ""; }
   // The kernel parameter struct (kernel_abi.h) the runtime passes.
@@ -90,6 +93,9 @@ class KernelFamily {
   // Whether the main kernel is persistent: the runtime launches at most one wave of CTAs
   // (SMs x CTAs per SM) along x, and the kernel walks MainGrid's CTAs itself.
   virtual bool Persistent(const Variant&) const { return false; }
+  // The main kernel's thread-block cluster (sm_90+): {1, 1, 1} is a plain launch; otherwise
+  // the runtime launches with this cluster dimension and MainGrid is a multiple of it.
+  virtual Grid Cluster(const Variant&) const { return Grid{}; }
 
   // ---- schedule: fields, key grammar, validation, defaults ----
   virtual unsigned fields() const = 0;  // ScheduleField bits it reads

@@ -13,12 +13,12 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "parallax/codegen/bucket.h"
 #include "parallax/codegen/kernel_abi.h"
 #include "parallax/codegen/variant.h"
+#include "parallax/runtime/runtime.h"  // Choice, TunedLookupFn
 
 namespace parallax {
-
-class Runtime;
 
 // Tensors as the kernels take them (kernel_abi.h PlxBwdRows: data, strides batch/token/head
 // in elements, the head dim contiguous). Padded: q, r, out, dout, vbar, dq, dr [B, Lq, Hq, D],
@@ -57,10 +57,23 @@ size_t PrefillBackwardWorkspaceBytes(const PrefillBackwardArgs& a);
 // Host-side checks; InvalidArgument naming the field ("dq: required", "window=5: needs causal").
 // Does not check the workspace (RunPrefillBackward does).
 absl::Status CheckPrefillBackward(const PrefillBackwardArgs& a);
-// The variant: a.variant_key when given (must match the call), else the family default.
+// The bucket a call's tuned config is filed under: a prefill bucket (query tokens over the
+// batch, the context; the maxima when packed), as `parallax tune --mode bwd` files it.
+ShapeBucket BackwardBucketOf(const PrefillBackwardArgs& a);
+// The variant, strongest first: a.variant_key when given (must match the call: an error if
+// not), else the tuned config `lookup` answers for (problem, BackwardBucketOf) (exact bucket,
+// else nearest; skipped when it does not parse or fit, ChooseTunedOrDefault), else the family
+// default on sm (0: the portable one). *choice (optional) says which.
+absl::StatusOr<Variant> PlanPrefillBackward(const PrefillBackwardArgs& a, const TunedLookupFn& lookup, int sm,
+                                            Choice* choice = nullptr);
+// Without a tuning database: the key, else the portable default.
 absl::StatusOr<Variant> PlanPrefillBackward(const PrefillBackwardArgs& a);
+// With rt's tuned lookup and device, memoized per (problem, bucket) as prefill's plans are
+// (Runtime::TunedOrDefault): what PrefillBackward and the C API's plx_prefill_backward run.
+absl::StatusOr<Variant> PlanPrefillBackward(Runtime& rt, const PrefillBackwardArgs& a, Choice* choice = nullptr);
 // Launches the three kernels of v on stream.
 absl::Status RunPrefillBackward(Runtime& rt, const Variant& v, const PrefillBackwardArgs& a, CUstream stream);
+// PlanPrefillBackward(rt, a) then RunPrefillBackward.
 absl::Status PrefillBackward(Runtime& rt, const PrefillBackwardArgs& a, CUstream stream);
 
 }  // namespace parallax

@@ -65,6 +65,18 @@ struct DecodePlan {
   std::optional<Variant> eager;
 };
 
+// Where non-explicit plans get tuned configs (Runtime::SetTunedLookup): the key for (problem,
+// bucket) and whether it is the exact bucket's or the nearest one's.
+using TunedLookupFn = std::function<absl::StatusOr<std::pair<std::string, Choice>>(
+    const Problem&, const Algorithm&, const ShapeBucket&)>;
+
+// The non-explicit choice, one rule for every mode: the lookup's key (exact bucket, else
+// nearest, as it answers) when it parses, is for (p, a) and its family runs on sm (0: any);
+// else the family default on sm. What a lookup returns comes from a file or a service: a key
+// that fails any of those checks is skipped, never an error. No memo (Runtime's wraps it).
+absl::StatusOr<Variant> ChooseTunedOrDefault(const TunedLookupFn& lookup, const Problem& p, const Algorithm& a,
+                                             const ShapeBucket& bucket, int sm, Choice* choice);
+
 struct LoadedKernel;  // module + functions, owned by the runtime
 class TunedStore;    // the tuning DB (runtime/src/tuned_store.h), opened when db_path is set
 
@@ -127,10 +139,15 @@ class Runtime {
   // and libparallax.so) and installs its lookup; otherwise there is none until a caller sets
   // one. Callers may replace it or chain another after it (service/runtime_lookup.h asks a
   // tuning service for what the local DB lacks).
-  using TunedLookup = std::function<absl::StatusOr<std::pair<std::string, Choice>>(
-      const Problem&, const Algorithm&, const ShapeBucket&)>;
+  using TunedLookup = TunedLookupFn;
   void SetTunedLookup(TunedLookup f);
   TunedLookup tuned_lookup();  // the current one (empty: none), to chain another after it
+
+  // The non-explicit choice (ChooseTunedOrDefault on this device), memoized per (problem,
+  // bucket) for a second: plans outside this class (the backward, backward.h) take it too, so
+  // a steady stream of calls asks the tuning DB at most once a second per problem and bucket.
+  absl::StatusOr<Variant> TunedOrDefault(const Problem& p, const Algorithm& a, const ShapeBucket& bucket,
+                                         Choice* choice);
 
  private:
   explicit Runtime(const RuntimeOptions& o, DeviceInfo d, CUcontext ctx);
@@ -155,10 +172,6 @@ class Runtime {
   bool Capturing(CUstream stream) const;
   absl::StatusOr<int*> WorkCounters();  // all kWorkCounterPairs pairs
   absl::StatusOr<DecodePlan> PlanDecodeWith(const DecodeCall& c, const Variant* given);
-  // The non-explicit choice, one rule for both modes: tuned (exact bucket, else nearest, as
-  // the lookup answers) > the family default, memoized per (problem, bucket).
-  absl::StatusOr<Variant> TunedOrDefault(const Problem& p, const Algorithm& a, const ShapeBucket& bucket,
-                                         Choice* choice);
   absl::Status LaunchDecode(const DecodePlan& plan, PlxDecodeParams p, void* workspace, size_t workspace_bytes,
                             CUstream stream);
   absl::Status LaunchPrefill(const Variant& v, const PrefillCall& c, CUstream stream);

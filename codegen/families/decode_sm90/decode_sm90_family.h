@@ -1,0 +1,68 @@
+// The Hopper decode family (sm_90a): the decode problem of codegen/families/decode/ with
+// whole K/V rows brought in by bulk asynchronous copies (cp.async.bulk, no tensor map) into a
+// deeper shared-memory ring whose stages complete on mbarriers, and the split-KV merge done
+// either inside a thread-block cluster through distributed shared memory (one launch, no
+// partials in global memory) or by the decode family's second kernel. The math on a resident
+// tile is the decode family's mma.sync core; rows land unswizzled with a 16-byte pad, which
+// keeps ldmatrix free of bank conflicts.
+// Path token "wgmma" names the sm_90a decode path (one family per mode and path); its MMAs
+// are mma.sync in this first step. Contiguous KV only; paged problems keep the decode family.
+// Kernels: plx_decode (kernel.cuh), plx_decode_merge (decode's split_merge.cuh).
+#pragma once
+
+#include "parallax/codegen/kernel_family.h"
+
+namespace parallax::decode_sm90 {
+
+// Cluster merges need every split of a head group in one cluster: 2..16 CTAs (above 8 the
+// launch asks for a non-portable cluster size).
+inline constexpr int kMaxClusterSplits = 16;
+
+// Derived geometry the schedule rules, the source and the launch share. Byte offsets into
+// dynamic shared memory.
+struct Geometry {
+  int units;           // query heads per CTA; every warp carries all of them (kUnits)
+  int mtiles;          // 16-row MMA tiles of stacked [q; r] rows (kMTiles)
+  int keys_per_warp;   // keys of each tile one warp owns (kKeysPerWarp)
+  int ctas_per_group;  // CTAs covering one GQA group (along y)
+  int row_pitch;       // elements per K/V (and q/r) row in shared memory: head_dim + 8
+  int tile_bytes;      // one K (or V) tile in shared memory
+  int ring_offset;     // after the q/r rows
+  int bars_offset;     // the stage mbarriers, after the ring (or the cross-warp merge buffer)
+  int pub_offset;      // r.q per unit, then (cluster merge) the CTA's published partials
+  int smem_bytes;      // dynamic smem of plx_decode
+};
+Geometry GeometryOf(const Problem& p, const Algorithm& a, const Schedule& s);
+
+const KernelFamily& Instance();
+
+class Family final : public KernelFamily {
+ public:
+  absl::string_view name() const override { return "decode_sm90"; }
+  Mode mode() const override { return Mode::kDecode; }
+  std::vector<MathPath> paths() const override { return {MathPath::kWgmma}; }
+  bool RunsOn(int sm) const override { return sm == 90; }  // sm_90a code runs on sm_90 only
+  bool OptIn() const override { return true; }  // until the GPU suite has run it
+  bool Serves(const Problem& p) const override { return p.kv_layout == KvLayout::kContiguous; }
+  const char* ArchSuffix() const override { return "a"; }
+  Grid Cluster(const Variant& v) const override;
+  unsigned fields() const override;
+  absl::Status Validate(const Problem& p, const Algorithm& a, const Schedule& s) const override;
+  std::string PrintSchedule(const Schedule& s) const override;
+  absl::Status ParseSchedule(std::vector<absl::string_view> tokens, Schedule* s) const override;
+  Schedule Canonical(const Problem& p, const Algorithm& a, Schedule s) const override;
+  Schedule Default(const Problem& p, const Algorithm& a) const override;
+  void ForEachCandidate(const Problem& p, const Algorithm& a, const SpaceOptions& o,
+                        const std::function<void(const Schedule&)>& consider) const override;
+  int SmemBytes(const Variant& v) const override;
+  int StaticSmemBytes(const Variant&) const override { return 0; }
+  LaunchShape Launch(const Variant& v) const override;
+  Grid MainGrid(const Variant& v, int batch, int seqlen_q, int num_splits) const override;
+  std::vector<std::string> KernelNames() const override;
+  std::string Summary(const Variant& v) const override;
+  WarpTiling Tiling(const Variant& v) const override;
+  std::string Constants(const Variant& v) const override;
+  std::string Kernels(const Variant& v) const override;
+};
+
+}  // namespace parallax::decode_sm90

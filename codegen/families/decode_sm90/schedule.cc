@@ -1,0 +1,163 @@
+// Hopper decode schedules. Key grammar after the path: -nN-wN-sN-split{N|auto}-gN[-cluster],
+// the decode family's tokens: keys per tile, warps, ring stages, split count, GQA heads per
+// CTA; "-cluster" when the splits merge inside a thread-block cluster (Schedule::fused_merge:
+// one launch) instead of in plx_decode_merge.
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "decode_sm90_family.h"
+#include "family_util.h"
+#include "parallax/codegen/space.h"
+
+namespace parallax::decode_sm90 {
+
+using family::Bad;
+using family::ParseTagged;
+
+namespace {
+constexpr int kMaxSmem = 227 * 1024;  // sm_90's opt-in dynamic shared memory per block
+}  // namespace
+
+unsigned Family::fields() const { return kFieldSplits | kFieldHeadsPerCta | kFieldFusedMerge; }
+
+Geometry GeometryOf(const Problem& p, const Algorithm& a, const Schedule& s) {
+  Geometry g;
+  g.units = s.heads_per_cta;
+  g.mtiles = family::CeilDiv(std::max(g.units, 1), family::UnitsPerMTile(a));
+  g.keys_per_warp = s.warps > 0 ? s.block_n / s.warps : 0;
+  g.ctas_per_group = s.heads_per_cta > 0 ? p.group_size() / s.heads_per_cta : 0;
+  g.row_pitch = p.head_dim + 8;
+  g.tile_bytes = s.block_n * g.row_pitch * 2;
+  g.ring_offset = (g.mtiles * 16 * g.row_pitch * 2 + 127) / 128 * 128;
+  // After the main loop the cross-warp merge reuses the ring: O1, O2 and 4 statistics per
+  // (warp, head).
+  const int merge = s.warps * g.units * (2 * p.head_dim + 4) * 4;
+  g.bars_offset = g.ring_offset + std::max(s.stages * 2 * g.tile_bytes, merge);
+  g.pub_offset = g.bars_offset + (8 * s.stages + 15) / 16 * 16;
+  const int rq = (g.units + 3) / 4 * 4 * 4;
+  const int pub = s.fused_merge ? g.units * (2 * p.head_dim + 4) * 4 : 0;
+  g.smem_bytes = g.pub_offset + rq + pub;
+  return g;
+}
+
+absl::Status Family::Validate(const Problem& p, const Algorithm& a, const Schedule& s) const {
+  if (!Serves(p))
+    return Bad("kv_layout", "paged", "the sm_90a decode family reads contiguous K/V only; paged decode runs on path mma or fma");
+  if (s.warps != 2 && s.warps != 4 && s.warps != 8) return Bad("warps", s.warps, "must be 2, 4 or 8");
+  if (s.stages < 2)
+    return Bad("stages", s.stages, "must be at least 2: tiles t + 1.. load while tile t computes");
+  if (s.splits < 0 || s.splits > 256) return Bad("splits", s.splits, "must be in 0..256 (0 = auto)");
+  const int g = p.group_size();
+  if (s.heads_per_cta < 1 || s.heads_per_cta > 16 || g % s.heads_per_cta != 0)
+    return Bad("heads_per_cta", s.heads_per_cta,
+               absl::StrCat("must divide the GQA group size ", g, " and be at most 16"));
+  if (s.block_n % (16 * s.warps) != 0)
+    return Bad("block_n", s.block_n,
+               absl::StrFormat("must be a multiple of %d (16 keys per warp x %d warps)", 16 * s.warps, s.warps));
+  const Geometry geo = GeometryOf(p, a, s);
+  if (geo.mtiles * p.head_dim / 2 > 128 || family::MmaRegisterEstimate(geo.mtiles, p.head_dim, geo.keys_per_warp) > 200)
+    return Bad("heads_per_cta", s.heads_per_cta,
+               absl::StrFormat("%d MMA row tiles x head_dim %d x %d keys per warp need too many accumulator "
+                               "registers; pack fewer heads per CTA or use more warps",
+                               geo.mtiles, p.head_dim, geo.keys_per_warp));
+  if (s.fused_merge && (s.splits < 2 || s.splits > kMaxClusterSplits))
+    return Bad("splits", s.splits,
+               absl::StrFormat("must be 2..%d with the cluster merge (every split of a head group in one cluster)",
+                               kMaxClusterSplits));
+  if (geo.smem_bytes > kMaxSmem)
+    return Bad("stages", s.stages,
+               absl::StrFormat("needs %d bytes of shared memory (padded rows); sm_90 allows %d per block",
+                               geo.smem_bytes, kMaxSmem));
+  return absl::OkStatus();
+}
+
+std::string Family::PrintSchedule(const Schedule& s) const {
+  return absl::StrCat("-n", s.block_n, "-w", s.warps, "-s", s.stages, "-split",
+                      s.splits == 0 ? std::string("auto") : std::to_string(s.splits), "-g", s.heads_per_cta,
+                      s.fused_merge ? "-cluster" : "");
+}
+
+absl::Status Family::ParseSchedule(std::vector<absl::string_view> st, Schedule* s) const {
+  if (st.size() == 6 && st[5] == "cluster") {
+    s->fused_merge = true;
+    st.pop_back();
+  }
+  if (st.size() != 5)
+    return absl::InvalidArgumentError("sm_90a decode schedule must be wgmma-nN-wN-sN-splitN-gN[-cluster]");
+  if (!ParseTagged(st[0], "n", &s->block_n)) return absl::InvalidArgumentError("expected nN (keys per tile)");
+  if (!ParseTagged(st[1], "w", &s->warps)) return absl::InvalidArgumentError("expected wN (warps)");
+  if (!ParseTagged(st[2], "s", &s->stages)) return absl::InvalidArgumentError("expected sN (stages)");
+  if (st[3] == "splitauto") {
+    s->splits = 0;
+  } else if (!ParseTagged(st[3], "split", &s->splits)) {
+    return absl::InvalidArgumentError("expected splitN or splitauto");
+  }
+  if (!ParseTagged(st[4], "g", &s->heads_per_cta)) return absl::InvalidArgumentError("expected gN (heads per CTA)");
+  return absl::OkStatus();
+}
+
+Schedule Family::Canonical(const Problem& p, const Algorithm&, Schedule s) const {
+  if (s.heads_per_cta == 0) s.heads_per_cta = std::min(std::max(p.group_size(), 1), 16);
+  while (s.heads_per_cta > 1 && p.group_size() % s.heads_per_cta != 0) --s.heads_per_cta;
+  return s;
+}
+
+// Not measured yet (docs/decode-performance.md, "sm_90a decode (first step)"): 4 warps of 16
+// keys, as deep a ring as shared memory allows (4 stages: 3 tiles, 96 KiB at head_dim 128, in
+// flight per CTA), splits chosen at launch and merged by the second kernel, as many heads per
+// CTA as stay valid so K/V is read once per group.
+Schedule Family::Default(const Problem& p, const Algorithm& a) const {
+  Schedule s;
+  s.path = MathPath::kWgmma;
+  s.warps = 4;
+  s.block_n = 64;
+  for (int h = std::min(std::max(p.group_size(), 1), 16); h >= 1; --h) {
+    if (p.group_size() % h != 0) continue;
+    s.heads_per_cta = h;
+    for (s.stages = 4; s.stages > 2 && GeometryOf(p, a, s).smem_bytes > kMaxSmem; --s.stages) {
+    }
+    if (Validate(p, a, s).ok()) return s;
+  }
+  s.heads_per_cta = 1;
+  s.stages = 2;
+  return s;
+}
+
+// Nested order: warps, block_n, stages, splits, heads_per_cta, merge; only when the options
+// ask for the wgmma path. The cluster merge needs a fixed split count: the options' fixed
+// counts, or 2, 4, 8 and 16 when they only ask for "auto".
+void Family::ForEachCandidate(const Problem& p, const Algorithm&, const SpaceOptions& o,
+                              const std::function<void(const Schedule&)>& consider) const {
+  if (std::find(o.paths.begin(), o.paths.end(), MathPath::kWgmma) == o.paths.end()) return;
+  std::vector<int> heads;
+  const int group = std::max(p.group_size(), 1);
+  for (int d = 1; d <= std::min(group, 16); ++d)
+    if (group % d == 0) heads.push_back(d);
+  std::vector<int> cluster_splits;
+  for (int n : o.splits)
+    if (n >= 2 && n <= kMaxClusterSplits) cluster_splits.push_back(n);
+  if (cluster_splits.empty()) cluster_splits = {2, 4, 8, 16};
+  for (int warps : o.warps)
+    for (int block_n : o.block_n)
+      for (int stages : o.stages)
+        for (int g : heads) {
+          Schedule s;
+          s.path = MathPath::kWgmma;
+          s.block_n = block_n;
+          s.warps = warps;
+          s.stages = stages;
+          s.heads_per_cta = g;
+          for (int split : o.splits) {
+            s.splits = split;
+            consider(s);
+          }
+          s.fused_merge = true;
+          for (int split : cluster_splits) {
+            s.splits = split;
+            consider(s);
+          }
+        }
+}
+
+}  // namespace parallax::decode_sm90

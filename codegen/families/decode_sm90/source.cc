@@ -1,0 +1,82 @@
+// Hopper decode: launch shape, cluster and generated source.
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "decode_sm90_family.h"
+#include "kernel_text.h"
+#include "parallax/codegen/generator.h"
+
+namespace parallax::decode_sm90 {
+
+int Family::SmemBytes(const Variant& v) const {
+  return GeometryOf(v.problem(), v.algorithm(), v.schedule()).smem_bytes;
+}
+
+LaunchShape Family::Launch(const Variant& v) const {
+  return LaunchShape{v.threads(), SmemBytes(v), /*merge_threads=*/128};
+}
+
+// The cluster merge puts every split of one head group in one cluster along x.
+Grid Family::Cluster(const Variant& v) const {
+  const Schedule& s = v.schedule();
+  return s.fused_merge ? Grid{s.splits, 1, 1} : Grid{};
+}
+
+// CTA (split, kv head x head pack, batch), as in the decode family; a cluster merge has
+// exactly its schedule's splits.
+Grid Family::MainGrid(const Variant& v, int batch, int, int num_splits) const {
+  const Geometry g = GeometryOf(v.problem(), v.algorithm(), v.schedule());
+  const int x = v.schedule().fused_merge ? v.schedule().splits : num_splits;
+  return Grid{x, v.problem().num_kv_heads * g.ctas_per_group, batch};
+}
+
+std::vector<std::string> Family::KernelNames() const {
+  return {parallax::KernelNames::kDecode, parallax::KernelNames::kDecodeMerge};
+}
+
+std::string Family::Summary(const Variant& v) const {
+  return v.schedule().fused_merge
+             ? "decode on sm_90a (one query token per sequence; bulk-copy K/V ring, splits merged in a cluster)"
+             : "decode on sm_90a (one query token per sequence; bulk-copy K/V ring, split-KV)";
+}
+
+WarpTiling Family::Tiling(const Variant& v) const {
+  const Geometry g = GeometryOf(v.problem(), v.algorithm(), v.schedule());
+  return WarpTiling{g.units, "query heads per CTA (GQA packing); every warp carries all", g.mtiles, g.ring_offset};
+}
+
+std::string Family::Constants(const Variant& v) const {
+  const Schedule& s = v.schedule();
+  const Geometry g = GeometryOf(v.problem(), v.algorithm(), s);
+  return absl::StrFormat(
+      "constexpr int kMTiles = %d;        // 16-row MMA tiles of stacked [q; r] rows\n"
+      "constexpr int kHeadsPerCta = kUnits;\n"
+      "constexpr int kCtasPerGroup = kGroup / kHeadsPerCta;\n"
+      "constexpr int kKeysPerWarp = %d;  // keys of each tile a warp owns\n"
+      "constexpr int kRowPitch = %d;     // elements per shared-memory row: head_dim + a 16-byte pad\n"
+      "constexpr int kMergeThreads = 128;\n"
+      "constexpr bool kClusterMerge = %s;  // splits merge inside the cluster (no second kernel)\n"
+      "constexpr int kClusterSplits = %d;  // CTAs per cluster along x (= splits) when they do\n"
+      "constexpr int kSmemBars = %d;     // the stage mbarriers (byte offset)\n"
+      "constexpr int kSmemPub = %d;      // r.q per unit, then the published partial (byte offset)\n"
+      "constexpr int kRqFloats = %d;\n"
+      "constexpr int kSmemBytes = %d;    // dynamic shared memory of plx_decode\n"
+      "constexpr int kTestFault = 0;     // decode_common.cuh: no test-only faults here\n",
+      g.mtiles, g.keys_per_warp, g.row_pitch, s.fused_merge ? "true" : "false", s.fused_merge ? s.splits : 1,
+      g.bars_offset, g.pub_offset, (g.units + 3) / 4 * 4, g.smem_bytes);
+}
+
+std::string Family::Kernels(const Variant&) const {
+  namespace t = kernel_text;
+  return absl::StrCat(t::common_mma_sync, t::sm90_async, t::common_kv_contiguous, t::decode_kv_contiguous,
+                      t::decode_sm90_kv_bulk, t::common_finalize, t::common_mma_core, t::decode_decode_common,
+                      t::decode_split_merge, t::decode_sm90_cluster_merge, t::decode_sm90_kernel);
+}
+
+}  // namespace parallax::decode_sm90
+
+namespace parallax::decode_sm90 {
+const KernelFamily& Instance() {
+  static const Family kFamily;
+  return kFamily;
+}
+}  // namespace parallax::decode_sm90

@@ -1,0 +1,191 @@
+// The sm_90a decode family (codegen/families/decode_sm90) against the float64 reference
+// (label: gpu): batch 1, 3 and 32 over 1 to 16384 keys, MHA and GQA 4, both split merges
+// (the second kernel and the cluster merge through distributed shared memory) at several
+// split counts, both probes and affine forms, both dtypes, head dims 64/128/256. Skips
+// without a GPU and on devices other than sm_90 (the family's code is sm_90a).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <iterator>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "gpu_harness.h"
+
+namespace parallax::testing {
+namespace {
+
+// A schedule of the family beyond the problem: keys per tile, warps, stages, splits
+// (0 = auto), cluster merge.
+struct Sm90Schedule {
+  int block_n, warps, stages, splits;
+  bool cluster;
+};
+constexpr Sm90Schedule kSchedules[] = {
+    {64, 4, 4, 0, false},  {64, 4, 4, 8, true},  {128, 8, 3, 16, true}, {64, 4, 3, 5, false},
+    {64, 4, 4, 2, true},   {128, 4, 3, 4, true}, {64, 2, 2, 0, false},  {128, 8, 3, 8, false},
+};
+
+// The key of `s` for the case's problem, with as many heads per CTA and as deep a ring (down
+// to 2 stages) as stay valid ("" when none does).
+std::string Sm90Key(const DecodeCase& c, const Sm90Schedule& s) {
+  Problem p;
+  p.mode = Mode::kDecode; p.dtype = c.dtype; p.head_dim = c.head_dim;
+  p.num_q_heads = c.hq; p.num_kv_heads = c.hkv; p.window = c.window > 0;
+  const Algorithm a{c.learned ? Probe::kLearned : Probe::kNone, c.affine};
+  Schedule sc;
+  sc.path = MathPath::kWgmma; sc.block_n = s.block_n; sc.warps = s.warps; sc.stages = s.stages;
+  sc.splits = s.splits; sc.fused_merge = s.cluster;
+  for (sc.stages = s.stages; sc.stages >= 2; --sc.stages)
+    for (int h = std::min(p.group_size(), 16); h >= 1; --h) {
+      if (p.group_size() % h) continue;
+      sc.heads_per_cta = h;
+      if (auto v = Variant::Create(p, a, sc); v.ok()) return v->Key();
+    }
+  return "";
+}
+
+// Ragged lengths with the longest at L: sequence b has max(1, L - 37 b) keys (b > 0 shorter).
+std::vector<int> Lengths(int batch, int L) {
+  std::vector<int> out(batch);
+  for (int b = 0; b < batch; ++b) out[b] = std::max(1, L - 37 * b);
+  return out;
+}
+
+std::vector<DecodeCase> Cases() {
+  std::vector<DecodeCase> cases;
+  int i = 0;
+  for (int batch : {1, 3, 32})
+    for (int L : {1, 100, 512, 4097, 16384})
+      for (int group : {1, 4}) {
+        // B 32 x 16384 keys: 8.6 GB of float64 K/V on the host; one MHA case, one schedule.
+        if (batch == 32 && L == 16384 && group == 4) continue;
+        for (int j = 0; j < (batch == 32 && L == 16384 ? 1 : 3); ++j, ++i) {
+          DecodeCase c;
+          c.dtype = i % 2 ? DType::kFP16 : DType::kBF16;
+          c.head_dim = batch == 32 && L >= 4097 ? 128 : (i % 5 == 1 ? 64 : i % 5 == 3 ? 256 : 128);
+          c.hq = 8 * group; c.hkv = 8;
+          c.batch = batch;
+          c.seqlens = Lengths(batch, L);
+          c.learned = i % 4 != 3;
+          c.affine = i % 4 == 1 ? Affine::kAmplified : Affine::kPlain;
+          c.window = i % 7 == 2 ? 300 : 0;
+          c.r_scale = i % 3 == 2 ? 10.0 : 1.0;
+          c.seed = 7000 + i;
+          c.key = Sm90Key(c, kSchedules[i % std::size(kSchedules)]);
+          if (c.key.empty()) c.key = Sm90Key(c, kSchedules[0]);
+          cases.push_back(c);
+        }
+      }
+  auto edge = [&](auto f) {
+    DecodeCase c;
+    c.seed = 9000 + cases.size();
+    f(c);
+    cases.push_back(c);
+  };
+  // Empty sequences and more splits than keys: empty splits must weigh nothing in either merge.
+  edge([](DecodeCase& c) { c.seqlens = {0, 5}; c.key = Sm90Key(c, {64, 4, 4, 8, true}); });
+  edge([](DecodeCase& c) { c.seqlens = {1, 1}; c.key = Sm90Key(c, {64, 4, 4, 16, true}); });
+  edge([](DecodeCase& c) { c.seqlens = {1, 1}; c.key = Sm90Key(c, {64, 4, 4, 0, false}); c.num_splits = 4; });
+  edge([](DecodeCase& c) { c.q_scale = 1e4; c.key = Sm90Key(c, {64, 4, 4, 4, true}); });  // |s1| ~ 1e4
+  edge([](DecodeCase& c) { c.tau = 0.0; c.key = Sm90Key(c, {128, 8, 3, 8, true}); });    // uniform weights
+  edge([](DecodeCase& c) { c.zero_r = true; c.key = Sm90Key(c, {64, 4, 4, 2, true}); }); // r = 0
+  edge([](DecodeCase& c) {  // GQA 16 heads of a group packed in one CTA (2 MMA row tiles)
+    c.hq = 64; c.hkv = 4; c.seqlens = {3000, 129}; c.key = Sm90Key(c, {64, 4, 4, 4, true});
+  });
+  edge([](DecodeCase& c) { c.affine = Affine::kAmplified; c.r_scale = 10; c.window = 7; c.key = Sm90Key(c, {64, 4, 4, 8, true}); });
+  return cases;
+}
+
+// Whether this process has an sm_90 device to run the family on; why not otherwise.
+Runtime* Sm90Runtime(std::string* why) {
+  Runtime* rt = SharedRuntime(why);
+  if (rt == nullptr) return nullptr;
+  const DeviceInfo& d = rt->device();
+  if (d.cc_major * 10 + d.cc_minor != 90) {
+    *why = absl::StrCat(d.name, " is ", d.arch(), "; the decode_sm90 family runs on sm_90 only");
+    return nullptr;
+  }
+  return rt;
+}
+
+class DecodeSm90Gpu : public ::testing::TestWithParam<DecodeCase> {
+ protected:
+  static void SetUpTestSuite() {  // compile every key up front, in parallel (NVRTC dominates)
+    std::string why;
+    Runtime* rt = Sm90Runtime(&why);
+    if (!rt) return;
+    const auto cases = Cases();
+    std::atomic<size_t> next{0};
+    std::vector<std::thread> pool;
+    for (unsigned t = 0; t < std::max(2u, std::thread::hardware_concurrency()); ++t)
+      pool.emplace_back([&] {
+        for (size_t i; (i = next++) < cases.size();)
+          if (absl::StatusOr<Variant> v = Variant::Parse(cases[i].key); v.ok()) (void)rt->Load(*v);
+      });
+    for (auto& th : pool) th.join();
+  }
+};
+
+TEST_P(DecodeSm90Gpu, MatchesFloat64Reference) {
+  std::string why;
+  Runtime* rt = Sm90Runtime(&why);
+  if (!rt) GTEST_SKIP() << why;
+  const DecodeCase& c = GetParam();
+  ASSERT_FALSE(c.key.empty()) << c.Name();
+  absl::StatusOr<CaseResult> r = RunDecodeCase(*rt, c);
+  ASSERT_TRUE(r.ok()) << c.key << ": " << r.status();
+  EXPECT_EQ(r->variant, c.key);
+  EXPECT_EQ(r->err.non_finite, 0) << r->variant;
+  EXPECT_LE(r->ill_conditioned_rows, std::max<long>(2, static_cast<long>(r->out.size() / c.head_dim) / 20))
+      << r->variant;
+  EXPECT_LE(r->err.rel_frobenius, r->tolerance) << r->variant << " splits=" << r->num_splits;
+  std::printf("[case] %s variant=%s splits=%d rel_fro=%.3e max_rel=%.3e\n", c.Name().c_str(), r->variant.c_str(),
+              r->num_splits, r->err.rel_frobenius, r->err.max_rel_element);
+}
+
+INSTANTIATE_TEST_SUITE_P(Family, DecodeSm90Gpu, ::testing::ValuesIn(Cases()),
+                         [](const auto& info) { return absl::StrCat(info.index, "_", info.param.Name()); });
+
+// The cluster merge and the second kernel combine the same split partials: to rounding, the
+// same output; and both agree with the portable decode family.
+TEST(DecodeSm90GpuIdentity, BothMergesAndThePortableFamilyAgree) {
+  std::string why;
+  Runtime* rt = Sm90Runtime(&why);
+  if (!rt) GTEST_SKIP() << why;
+  DecodeCase c;
+  c.hq = 32; c.hkv = 8; c.batch = 3;
+  c.seqlens = {5000, 2500, 17};
+  absl::StatusOr<CaseResult> portable = RunDecodeCase(*rt, c);
+  ASSERT_TRUE(portable.ok()) << portable.status();
+  for (int n : {2, 4, 8, 16}) {
+    for (bool cluster : {false, true}) {
+      c.key = Sm90Key(c, {64, 4, 4, n, cluster});
+      absl::StatusOr<CaseResult> r = RunDecodeCase(*rt, c);
+      ASSERT_TRUE(r.ok()) << c.key << ": " << r.status();
+      EXPECT_EQ(r->num_splits, n) << c.key;
+      EXPECT_LE(ref::Compare(r->out, portable->out).rel_frobenius, 4e-3) << c.key;
+    }
+  }
+}
+
+// A cluster merge's split count is its cluster's: a call asking for another count is refused.
+TEST(DecodeSm90GpuIdentity, ACallCannotChangeAClusterSplitCount) {
+  std::string why;
+  Runtime* rt = Sm90Runtime(&why);
+  if (!rt) GTEST_SKIP() << why;
+  DecodeCase c;
+  c.key = Sm90Key(c, {64, 4, 4, 4, true});
+  c.num_splits = 3;
+  absl::StatusOr<CaseResult> r = RunDecodeCase(*rt, c);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("merges its 4 splits inside a cluster"), std::string::npos) << r.status();
+  c.num_splits = 4;
+  r = RunDecodeCase(*rt, c);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_LE(r->err.rel_frobenius, r->tolerance);
+}
+
+}  // namespace
+}  // namespace parallax::testing

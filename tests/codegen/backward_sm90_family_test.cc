@@ -72,6 +72,18 @@ TEST(BackwardSm90Family, KeysRoundTripOnPathWgmma) {
     EXPECT_EQ(r->Key(), key);
     EXPECT_EQ(FamilyOf(*r).name(), "prefill_bwd_sm90");
   }
+  // Warp-specialized: warps 12 (a producer warpgroup feeding two), counted as prefill_sm90
+  // counts its warps; no token of its own.
+  for (const char* key : {"bwd-bf16-d128-h16x4-contig-nowin.learned-plain.wgmma-m32-n128-w12-s2",
+                          "bwd-fp16-d64-h8x8-contig-win.none-plain.wgmma-m64-n128-w12-s3-bulk",
+                          "bwd-bf16-d256-h16x4-contig-nowin.learned-amplified.wgmma-m32-n64-w12-s2"}) {
+    absl::StatusOr<Variant> r = Variant::Parse(key);
+    ASSERT_TRUE(r.ok()) << key << ": " << r.status();
+    EXPECT_EQ(r->Key(), key);
+    EXPECT_EQ(FamilyOf(*r).name(), "prefill_bwd_sm90");
+    EXPECT_EQ(GetLaunchShape(*r).threads, 384);
+    EXPECT_LE(GetLaunchShape(*r).smem_bytes, 227 * 1024);
+  }
   absl::StatusOr<Variant> bad = Variant::Parse("bwd-bf16-d128-h16x4-contig-nowin.learned-plain.wgmma-m32-n128-w8-s2-pp");
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("expected bulk or det"), std::string::npos) << bad.status();
@@ -126,9 +138,27 @@ TEST(BackwardSm90Family, RefusalsNameTheFieldAndTheRule) {
   bad.block_n = 64;
   refused(p, bad, "block_n=64: must be 128: 64 keys per warpgroup at head_dim 128");
   bad = s;
-  bad.warps = 12;
+  bad.warps = 16;
+  bad.block_n = 256;
+  refused(p, bad, "warps=16: must be 4 or 8 (one or two warpgroups, 64 keys each), or 12");
+  // Warp-specialized (warps 12): two consumer warpgroups' keys, a ring of 2 or 3 query blocks.
+  Schedule ws = s;
+  ws.warps = 12;
+  ws.stages = 2;
+  EXPECT_TRUE(Variant::Create(p, a, ws).ok());
+  bad = ws;
   bad.block_n = 192;
-  refused(p, bad, "warps=12: must be 4 or 8");
+  refused(p, bad,
+          "block_n=192: must be 128: 64 keys per warpgroup at head_dim 128 (the producer warpgroup computes none)");
+  bad = ws;
+  bad.stages = 1;
+  refused(p, bad, "stages=1: must be 2 or 3 with a producer warpgroup");
+  bad = ws;
+  bad.block_m = 64;
+  refused(p, bad, "block_m=64: with head_dim 128");
+  bad = ws;
+  bad.dq_reduce = Schedule::DqReduce::kDeterministic;
+  refused(p, bad, "dq_reduce=det: the ordered (bit-reproducible) dQ reduction runs on path mma");
   bad = s;
   bad.block_m = 16;
   refused(p, bad, "block_m=16: must be 32 or 64");
@@ -152,6 +182,15 @@ TEST(BackwardSm90Family, RefusalsNameTheFieldAndTheRule) {
   wide.warps = 4;
   wide.block_n = 32;
   refused(big, wide, "warps=4: must be 8 at head_dim above 128");
+  // ... warp-specialized there: double-buffered fits with red.add, not with three blocks and
+  // bulk rows.
+  Schedule wide_ws = HopperDefault(big, a);
+  wide_ws.warps = 12;
+  wide_ws.stages = 2;
+  EXPECT_TRUE(Variant::Create(big, a, wide_ws).ok());
+  wide_ws.stages = 3;
+  wide_ws.dq_reduce = Schedule::DqReduce::kBulk;
+  refused(big, wide_ws, "stages=3: needs");
   // Softmax at head_dim 64: the wide block fits.
   const Problem small = BwdProblem(64);
   EXPECT_EQ(HopperDefault(small, Algorithm{}).block_m, 64);
@@ -164,15 +203,17 @@ TEST(BackwardSm90Family, TheSpaceIsSmallAndValid) {
     o.paths = {MathPath::kWgmma};
     const std::vector<Variant> space = EnumerateSpace(BwdProblem(d), Algorithm{Probe::kLearned, Affine::kPlain}, o);
     EXPECT_GE(space.size(), 2u) << d;
-    EXPECT_LE(space.size(), 16u) << d;
-    std::set<int> block_m, reduce;
+    EXPECT_LE(space.size(), 24u) << d;
+    std::set<int> block_m, reduce, warps;
     for (const Variant& v : space) {
       EXPECT_EQ(FamilyOf(v).name(), "prefill_bwd_sm90");
       block_m.insert(v.schedule().block_m);
       reduce.insert(static_cast<int>(v.schedule().dq_reduce));
+      warps.insert(v.schedule().warps);
     }
     EXPECT_EQ(reduce, (std::set<int>{0, 1})) << d << ": atomic and bulk searched";
     EXPECT_TRUE(block_m.count(32)) << d;
+    EXPECT_TRUE(warps.count(12)) << d << ": the warp-specialized schedules searched";
   }
 }
 
@@ -199,10 +240,23 @@ std::vector<Case> CompileSet() {
                           "bwd-bf16-d64-h16x4-contig-nowin.learned-amplified.wgmma-m32-n128-w8-s2-bulk",
                           "bwd-bf16-d64-h16x4-contig-win.learned-plain.wgmma-m64-n64-w4-s2"})
     out.push_back({key, false});
+  // Warp-specialized (kernel_ws.cuh): head dims 64, 128, 256, probes, window, 16-bit types,
+  // ring depths and dQ reductions; none may spill -- setmaxnreg gives the producer 24
+  // registers and the consumers 240 (ptxas reports the launch's 168).
+  for (const char* key : {"bwd-bf16-d128-h16x4-contig-nowin.learned-plain.wgmma-m32-n128-w12-s2",
+                          "bwd-fp16-d128-h16x4-contig-win.learned-amplified.wgmma-m32-n128-w12-s3-bulk",
+                          "bwd-bf16-d128-h16x4-contig-win.none-plain.wgmma-m32-n128-w12-s2-bulk",
+                          "bwd-fp16-d128-h16x4-contig-nowin.none-plain.wgmma-m32-n128-w12-s3",
+                          "bwd-bf16-d64-h16x4-contig-nowin.learned-plain.wgmma-m64-n128-w12-s2-bulk",
+                          "bwd-fp16-d64-h16x4-contig-win.none-plain.wgmma-m64-n128-w12-s3",
+                          "bwd-bf16-d64-h16x4-contig-win.learned-amplified.wgmma-m32-n128-w12-s3",
+                          "bwd-bf16-d256-h16x4-contig-nowin.learned-plain.wgmma-m32-n64-w12-s2",
+                          "bwd-fp16-d256-h16x4-contig-win.none-plain.wgmma-m32-n64-w12-s2-bulk"})
+    out.push_back({key, true});
   return out;
 }
 
-TEST(BackwardSm90Family, TheCompileSetCoversEveryMember) { EXPECT_EQ(CompileSet().size(), 3u * 3 * 2 + 4); }
+TEST(BackwardSm90Family, TheCompileSetCoversEveryMember) { EXPECT_EQ(CompileSet().size(), 3u * 3 * 2 + 4 + 9); }
 
 class BackwardSm90Compile : public ::testing::TestWithParam<Case> {};
 
@@ -220,6 +274,8 @@ TEST_P(BackwardSm90Compile, CompilesForSm90aWithoutSpills) {
   ASSERT_TRUE(r.ok()) << r.status();
   // C7514: ptxas serialized the wgmmas (an accumulator touched while in flight).
   EXPECT_EQ(r->log.find("C7514"), std::string::npos) << r->log;
+  // C7508: ptxas ignored setmaxnreg (the warp-specialized consumers would run on 168).
+  EXPECT_EQ(r->log.find("C7508"), std::string::npos) << r->log;
   std::vector<std::string> names;
   for (const KernelResources& k : r->kernels) {
     names.push_back(k.name);

@@ -44,7 +44,9 @@ struct BwdCase {
   // e.g. "s2", "s2-bulk", "s1-det".
   std::string schedule;
   // The sm_90a family (prefill_bwd_sm90) by key instead of the default plan: 1 its default
-  // schedule, 2 its other block_m (or, where that is refused, one warpgroup with red.add).
+  // schedule, 2 its other block_m (or, where that is refused, one warpgroup with red.add), 3
+  // warp-specialized (warps 12: a producer warpgroup feeding two; kernel_ws.cuh), its stages
+  // and dQ reduction varied by the case's seed.
   int sm90 = 0;
   uint64_t seed = 1;
   std::string Name() const {
@@ -55,7 +57,7 @@ struct BwdCase {
                         !causal ? "noncausal" : window > 0 ? absl::StrCat("win", window) : "causal", "_",
                         varlen ? "varlen" : "padded", "_", lens, capi ? "_capi" : "",
                         schedule.empty() ? "" : "_", absl::StrReplaceAll(schedule, {{"-", ""}}),
-                        sm90 == 0 ? "" : sm90 == 1 ? "_sm90" : "_sm90alt");
+                        sm90 == 0 ? "" : sm90 == 1 ? "_sm90" : sm90 == 2 ? "_sm90alt" : "_sm90ws");
   }
 };
 
@@ -72,14 +74,35 @@ std::string WithSchedule(const std::string& key, const std::string& schedule) {
   return absl::StrCat(key.substr(0, s + 1), schedule);
 }
 
-// The sm_90a family's key for (p, a): its default schedule, or (alt) the other block_m, else
-// one warpgroup (64 keys) with red.add, else red.add alone.
-absl::StatusOr<std::string> Sm90Key(const Problem& p, const Algorithm& a, bool alt) {
+// The sm_90a family's key for (p, a) and BwdCase::sm90 `mode`: 1 its default schedule; 2 the
+// other block_m, else one warpgroup (64 keys) with red.add, else red.add alone; 3 warp-
+// specialized with `variant` picking stages 2 or 3 and red.add or bulk rows (the first that
+// Validate accepts: bulk rows may not fit shared memory). No fallback to a plain schedule
+// for 3: a refusal there is the test's failure.
+absl::StatusOr<std::string> Sm90Key(const Problem& p, const Algorithm& a, int mode, uint64_t variant = 0) {
   const KernelFamily* f = FindFamily(Mode::kBackward, MathPath::kWgmma);
   if (f == nullptr) return absl::NotFoundError("no wgmma backward family registered");
   const Schedule def = CanonicalSchedule(p, a, f->Default(p, a));
   std::vector<Schedule> tries;
-  if (alt) {
+  if (mode == 3) {
+    Schedule s = def;
+    s.warps = 12;
+    s.stages = 2 + static_cast<int>(variant % 2);
+    s.dq_reduce = (variant / 2) % 2 ? Schedule::DqReduce::kBulk : Schedule::DqReduce::kAtomic;
+    tries.push_back(s);
+    s.dq_reduce = Schedule::DqReduce::kAtomic;
+    tries.push_back(s);
+    s.stages = 2;
+    tries.push_back(s);
+    absl::Status last;
+    for (const Schedule& t : tries) {
+      absl::StatusOr<Variant> v = Variant::Create(p, a, t);
+      if (v.ok()) return v->Key();
+      last = v.status();
+    }
+    return last;
+  }
+  if (mode == 2) {
     Schedule s = def;
     s.block_m = def.block_m == 32 ? 64 : 32;
     tries.push_back(s);
@@ -309,7 +332,7 @@ absl::StatusOr<Gradients> RunBackwardCase(Runtime& rt, const BwdCase& c) {
     if (!plan.ok()) return plan.status();
   }
   if (c.sm90) {
-    absl::StatusOr<std::string> key = Sm90Key(plan->problem(), plan->algorithm(), c.sm90 == 2);
+    absl::StatusOr<std::string> key = Sm90Key(plan->problem(), plan->algorithm(), c.sm90, c.seed);
     if (!key.ok()) return key.status();
     a.variant_key = *key;
     plan = PlanPrefillBackward(a);
@@ -404,7 +427,8 @@ std::vector<BwdCase> Cases() {
     out.push_back(c);
   }
   // The sm_90a family (sm_90 devices only): every case of the grid with its default schedule
-  // (the C API cases plan their own variant), and a third of them with its other block_m.
+  // (the C API cases plan their own variant), a third of them with its other block_m, and
+  // another third warp-specialized (its stages and dQ reduction varied by the seed).
   for (size_t x = 0; x < grid; ++x) {
     if (out[x].capi) continue;
     BwdCase c = out[x];
@@ -414,6 +438,11 @@ std::vector<BwdCase> Cases() {
     if (x % 3 == 1) {
       c.sm90 = 2;
       c.seed += 50;
+      out.push_back(c);
+    }
+    if (x % 3 == 2) {
+      c.sm90 = 3;
+      c.seed += 70 + x / 3;  // seed % 4 walks stages 2, 3 x red.add, bulk over the cases
       out.push_back(c);
     }
   }
@@ -431,7 +460,7 @@ class BackwardGpu : public ::testing::TestWithParam<BwdCase> {
     std::vector<std::string> keys;
     for (const BwdCase& c : Cases())
       if (c.sm90)
-        if (absl::StatusOr<std::string> k = Sm90Key(BwdProblemOf(c), BwdAlgorithmOf(c), c.sm90 == 2); k.ok())
+        if (absl::StatusOr<std::string> k = Sm90Key(BwdProblemOf(c), BwdAlgorithmOf(c), c.sm90, c.seed); k.ok())
           if (std::find(keys.begin(), keys.end(), *k) == keys.end()) keys.push_back(*k);
     std::atomic<size_t> next{0};
     std::vector<std::thread> pool;

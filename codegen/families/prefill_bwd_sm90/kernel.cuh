@@ -1,7 +1,8 @@
-// plx_bwd_main on Hopper (sm_90a) warpgroup MMA: the backward of prefill_bwd/kernel_mma.cuh
-// with the same math, launch ABI and per-row kernels (rows.cuh), first version: no warp
-// specialization (every thread loads with cp.async, as the mma.sync kernel does), so the
-// speed-up comes from wgmma's 64-row tiles and asynchronous issue, not from a producer.
+// The phases of plx_bwd_main on Hopper (sm_90a) warpgroup MMA: the backward of
+// prefill_bwd/kernel_mma.cuh with the same math, launch ABI and per-row kernels (rows.cuh).
+// Two kernels run them: kernel_sync.cuh, where every thread loads with cp.async and a CTA
+// barrier ring paces the steps (as the mma.sync kernel does), and kernel_ws.cuh, where a
+// producer warpgroup loads and mbarriers pace the consumer warpgroups (kWarpSpecialized).
 // CTA (key block of kBlockN = 64 kWgs / kDSplit keys, kv head, sequence); warpgroup wg owns
 // keys [64 kg, 64 kg + 64), kg = wg % kKeyGroups -- the M = 64 of every wgmma, keys as MMA
 // rows like the mma.sync kernel's transposed scores -- and holds their dK, dV in registers,
@@ -21,14 +22,16 @@
 // Needs: sequence.cuh, rows.cuh (BwdCoef), dq_reduce.cuh (prefill_bwd), sm90/async.cuh,
 // sm90/wgmma.cuh, the generated plx_bwd_wgmma_scores (N = kBlockM), plx_bwd_wgmma_acc
 // (N = kDw, A in registers, B MN-major) and plx_bwd_wgmma_dq (N = kBlockM, A MN-major);
-// kBlockM, kWgs, kDSplit, kDChunks, kSmem* (generator).
+// kBlockM, kWgs (the warpgroups that compute), kWarpSpecialized, kDSplit, kDChunks, kDsSlots,
+// kSmem* (generator).
 
 constexpr int kKeysPerWg = 64;
 constexpr int kKeyGroups = kWgs / kDSplit;         // 64-key groups of the block
 constexpr int kDw = kHeadDim / kDSplit;            // dK, dV columns per warpgroup
 constexpr int kQK = kBlockM / 16;                  // 16-query k-steps of the dK, dV products
 constexpr int kDqJobs = kDChunks * (kLearned ? 2 : 1);
-static_assert(kBlockN == kKeysPerWg * kKeyGroups && kWarps == 4 * kWgs, "64 keys per kDSplit warpgroups");
+static_assert(kBlockN == kKeysPerWg * kKeyGroups && kWarps == 4 * (kWgs + (kWarpSpecialized ? 1 : 0)),
+              "64 keys per kDSplit warpgroups (and a producer warpgroup when warp-specialized)");
 static_assert(kDw % 64 == 0 && kDw <= 128, "N of the dK, dV wgmmas; at most 128 fp32 of dK, dV a thread");
 static_assert(kBlockM == 32 || kBlockM == 64, "N of the score wgmmas");
 static_assert(kHeadDim % 64 == 0, "whole 128-byte swizzle chunks along the head dim");
@@ -39,16 +42,20 @@ static_assert(kSmemRingOffset == 0 && kUnits == kBlockM, "the backward's tiling"
 
 // ---- shared memory (offsets from the 1024-byte aligned base; source.cc GeometryOf) ------
 // K, V [kDChunks][kBlockN][64]; kStages x (Q, (R), dO [kDChunks][kBlockM][64]); dS1, (dS2)
-// [kBlockN / 64][kBlockM][64] (queries as rows: the K-major B of dQ^T); kStages x 5 x kBlockM
-// row coefficients; bulk: the staged fp32 dQ, (dR) rows.
+// [kBlockN / 64][kBlockM][64] (queries as rows: the K-major B of dQ^T), kDsSlots of them;
+// kStages x 5 x kBlockM row coefficients; bulk: the staged fp32 dQ, (dR) rows; then the
+// warp-specialized kernel's mbarriers (8 bytes each).
 constexpr int kTileKv = kBlockN * kHeadDim;  // elements
 constexpr int kTileQ = kBlockM * kHeadDim;
 constexpr int kTileDs = kBlockM * kBlockN;
 constexpr int kStepElems = (kLearned ? 3 : 2) * kTileQ;
+constexpr int kDsElems = (kLearned ? 2 : 1) * kTileDs;  // one dS slot
+constexpr int kBars = kWarpSpecialized ? 2 * kStages + 1 : 0;  // full, empty per slot; K/V
 static_assert(kSmemRing == 2 * kTileKv * 2 && kSmemDs == kSmemRing + kStages * kStepElems * 2 &&
-                  kSmemCoef == kSmemDs + (kLearned ? 2 : 1) * kTileDs * 2 &&
+                  kSmemCoef == kSmemDs + kDsSlots * kDsElems * 2 &&
                   kSmemStage == kSmemCoef + kStages * 5 * kBlockM * 4 &&
-                  kSmemBytes == 1024 + kSmemStage + (kDqStaged ? (kLearned ? 2 : 1) * kBlockM * kStageLd * 4 : 0),
+                  kSmemBars == kSmemStage + (kDqStaged ? (kLearned ? 2 : 1) * kBlockM * kStageLd * 4 : 0) &&
+                  kSmemBytes == 1024 + kSmemBars + 8 * kBars,
               "the generator's shared-memory layout (plus 1024 bytes to align the base)");
 
 struct Sm90BwdSmem {
@@ -325,99 +332,33 @@ __device__ __forceinline__ void sm90_dq(const PlxPrefillBwdParams& p, const BwdS
   if (kDqBulk) sm90_dq_send(p, seq, sm.stage, wg, h, m0);
 }
 
-// ---- the backward kernel (wgmma path) -----------------------------------------------------
-extern "C" __global__ void __launch_bounds__(kThreads, 1) plx_bwd_main(const PlxPrefillBwdParams p) {
-  extern __shared__ unsigned char smem_raw[];
-  const plx_u32 raw = plx_smem_addr(smem_raw);
-  unsigned char* base = smem_raw + ((raw + 1023) / 1024 * 1024 - raw);
-  const Sm90BwdSmem sm = sm90_bwd_smem(base, 0);
-  const int kvh = blockIdx.y, b = blockIdx.z;
-  const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
-  const BwdSequence seq = bwd_sequence(p, b);
-  const int n0 = blockIdx.x * kBlockN;
-  if (n0 >= seq.lk) return;
-  const bool kpacked = p.cu_seqlens_k != nullptr;
-  const int kg = wg % kKeyGroups, dsub = wg / kKeyGroups;
-  const int krow0 = kg * kKeysPerWg + warp * 16;  // this warp's first key row in the block
-
-  // phase: this block's K and V (keys past the sequence zero-filled)
-  const long long k_base = (kpacked ? seq.k0 * p.k.stride_l : b * p.k.stride_b) + kvh * p.k.stride_h;
-  const long long v_base = (kpacked ? seq.k0 * p.v.stride_l : b * p.v.stride_b) + kvh * p.v.stride_h;
-  const int kvalid = min(kBlockN, seq.lk - n0);
-  load_rows_sw128<kBlockN>(sm.k, static_cast<const plx_e16*>(p.k.data) + k_base + n0 * p.k.stride_l, p.k.stride_l,
-                           kvalid);
-  load_rows_sw128<kBlockN>(sm.v, static_cast<const plx_e16*>(p.v.data) + v_base + n0 * p.v.stride_l, p.v.stride_l,
-                           kvalid);
-  plx_cp_async_commit();
-
-  // The query rows that see a key of [n0, n_last] (as kernel_mma.cuh): causal, i >= n0 -
-  // diag; window, i < n_last - diag + W. Step t is (head t / per_head, block t % per_head).
+// ---- the steps of a CTA: the query rows that see a key of [n0, n_last] -------------------
+// As kernel_mma.cuh: causal, i >= n0 - diag; window, i < n_last - diag + W. Step t is (head
+// t / per_head, block t % per_head).
+struct Sm90BwdSteps {
+  int m_lo, per_head, steps;
+  __device__ __forceinline__ int head(int kvh, int t) const { return kvh * kGroup + t / per_head; }
+  __device__ __forceinline__ int row0(int t) const { return m_lo + (t % per_head) * kBlockM; }
+};
+__device__ __forceinline__ Sm90BwdSteps sm90_bwd_steps(const PlxPrefillBwdParams& p, const BwdSequence& seq, int n0) {
   const int n_last = min(n0 + kBlockN, seq.lk) - 1;
   const int m_lo = max(0, n0 - seq.diag);
   const int m_hi = (kWindow && p.window > 0) ? min(seq.lq, n_last - seq.diag + p.window) : seq.lq;
   const int per_head = m_hi > m_lo ? (m_hi - m_lo + kBlockM - 1) / kBlockM : 0;
-  const int steps = kGroup * per_head;
-  auto load_step = [&](int t) {  // one cp.async group per step, into ring slot t % kStages
-    const int h = kvh * kGroup + t / per_head, m0 = m_lo + (t % per_head) * kBlockM;
-    sm90_load_query_block(p, seq, b, h, m0, sm90_bwd_smem(base, t % kStages));
-  };
+  return Sm90BwdSteps{m_lo, per_head, kGroup * per_head};
+}
 
-  float dk[kDw / 2], dv[kDw / 2];
-#pragma unroll
-  for (int i = 0; i < kDw / 2; ++i) dk[i] = dv[i] = 0.f;
-
-  // Ring of kStages steps (kernel_mma.cuh's): step t + kStages - 1 loads while step t
-  // computes. A slot is refilled a step after its last reader (the dK, dV wgmmas, landed
-  // before the step's middle barrier; the dQ wgmmas read K and dS only).
-#pragma unroll 1
-  for (int t = 0; t < kStages - 1 && t < steps; ++t) load_step(t);
-#pragma unroll 1
-  for (int t = 0; t < steps; ++t) {
-    const int h = kvh * kGroup + t / per_head, m0 = m_lo + (t % per_head) * kBlockM;
-    const Sm90BwdSmem cur = sm90_bwd_smem(base, t % kStages);
-    if (t + kStages - 1 < steps) load_step(t + kStages - 1);
-    else plx_cp_async_commit();  // an empty group keeps the count of groups in flight fixed
-    plx_cp_async_wait<kStages - 1>();
-    plx_fence_proxy_async();  // this thread's cp.async rows, before the wgmmas read them
-    __syncthreads();
-
-    float s1[kBlockM / 2], s2[kBlockM / 2], g[kBlockM / 2];
-    sm90_scores(s1, s2, g, cur, kg);
-    sm90_elementwise(p, seq, cur, n0 + krow0, m0, s1, s2, g);
-    Sm90AFrag a1, a2, ag;
-    sm90_pack(s1, a1);
-    if (kLearned) sm90_pack(s2, a2);
-    sm90_pack(g, ag);
-    sm90_issue_dkdv(dk, dv, a1, a2, ag, cur, dsub);
-    if (dsub == 0) {  // under the dK, dV wgmmas (they only read a1, a2); kDSplit warpgroups hold the same dS
-      sm90_store_ds(cur.ds1, a1, krow0);
-      if (kLearned) sm90_store_ds(cur.ds2, a2, krow0);
-    }
-    plx_fence_proxy_async();  // the dS stores, before the dQ wgmmas read them
-    if (kDqBulk && (threadIdx.x & 127) < 32) plx_bulk_wait_read();  // the last step's slabs have left the stage
-    // dK, dV land before the barrier: the A fragments then die before the dQ accumulators
-    // are live (waiting after the dQ wgmmas instead spills at head_dim 128, block_m 64).
-    plx_wgmma_wait<0>();
-    plx_fence_regs(dk);
-    plx_fence_regs(dv);
-    sm90_fence_frag(a1);
-    if (kLearned) sm90_fence_frag(a2);
-    sm90_fence_frag(ag);
-    __syncthreads();
-
-    // After the middle barrier nothing reads the ring slot (the dQ wgmmas read K and dS, and
-    // dS is rewritten only after the next step's first barrier): no closing barrier.
-    sm90_dq(p, seq, cur, wg, h, m0);
-  }
-  plx_cp_async_wait<0>();  // a block no query row sees still has its K/V copies in flight
-  if (kDqBulk && (threadIdx.x & 127) < 32) plx_bulk_wait_done();  // the stage outlives its last copy
-
-  // phase: store dK, dV of this warp's keys (zeros for keys no row sees)
+// ---- phase: store dK, dV of this warp's 16 keys from key0 (zeros for keys no row sees) ---
+__device__ __forceinline__ void sm90_store_dkdv(const PlxPrefillBwdParams& p, const BwdSequence& seq, int b, int kvh,
+                                                int key0, int dsub, const float (&dk)[kDw / 2],
+                                                const float (&dv)[kDw / 2]) {
+  const int lane = threadIdx.x & 31;
+  const bool kpacked = p.cu_seqlens_k != nullptr;
   const long long dk_base = (kpacked ? seq.k0 * p.dk.stride_l : b * p.dk.stride_b) + kvh * p.dk.stride_h;
   const long long dv_base = (kpacked ? seq.k0 * p.dv.stride_l : b * p.dv.stride_b) + kvh * p.dv.stride_h;
 #pragma unroll
   for (int hh = 0; hh < 2; ++hh) {
-    const int j = n0 + krow0 + (lane >> 2) + 8 * hh;
+    const int j = key0 + (lane >> 2) + 8 * hh;
     if (j >= seq.lk) continue;
 #pragma unroll
     for (int n = 0; n < kDw / 8; ++n) {

@@ -1,8 +1,10 @@
 // Hopper backward schedules. The key grammar is prefill_bwd's (-mN-nN-wN-sN[-bulk]) after
 // the path wgmma: block_m query rows per step (32 or 64: the N of the score wgmmas), block_n
-// keys per CTA (64 per warpgroup), warps (4 or 8: one or two warpgroups), stages (query
-// blocks in flight: 1 or 2), bulk when the dQ/dR partials leave as bulk row reductions. At
-// head_dim 256 two warpgroups share 64 keys (8 warps, block_n 64).
+// keys per CTA (64 per computing warpgroup), warps (4 or 8: one or two warpgroups that load
+// and compute; 12: warp-specialized, a producer warpgroup streaming the query blocks to two
+// consumer warpgroups, as prefill_sm90 counts its warps), stages (query blocks in flight: 1
+// or 2; warp-specialized 2 or 3), bulk when the dQ/dR partials leave as bulk row reductions.
+// At head_dim 256 two warpgroups share 64 keys (8 or 12 warps, block_n 64).
 #include "absl/strings/str_format.h"
 #include "family_util.h"
 #include "parallax/codegen/space.h"
@@ -35,18 +37,25 @@ absl::Status Family::Validate(const Problem& p, const Algorithm& a, const Schedu
   if (!Serves(p))
     return Bad("head_dim", p.head_dim, "the sm_90a backward serves head_dim 64, 128 and 256");
   const int dsplit = p.head_dim > 128 ? 2 : 1;
-  if (s.warps != 4 * dsplit && s.warps != 8)
+  if (s.warps != 4 * dsplit && s.warps != 8 && s.warps != 12)
     return Bad("warps", s.warps,
-               dsplit == 1 ? "must be 4 or 8 (one or two warpgroups, 64 keys each)"
-                           : "must be 8 at head_dim above 128 (two warpgroups share 64 keys, each with half of dK, dV)");
-  if (s.block_n != kKeysPerWarpgroup * s.warps / 4 / dsplit)
+               dsplit == 1 ? "must be 4 or 8 (one or two warpgroups, 64 keys each), or 12 (a producer warpgroup "
+                             "feeding two)"
+                           : "must be 8 at head_dim above 128 (two warpgroups share 64 keys, each with half of dK, "
+                             "dV), or 12 (a producer warpgroup feeding those two)");
+  const Geometry g = GeometryOf(p, a, s);
+  if (s.block_n != kKeysPerWarpgroup * g.warpgroups / dsplit)
     return Bad("block_n", s.block_n,
-               absl::StrFormat("must be %d: 64 keys per %s at head_dim %d", 16 * s.warps / dsplit,
-                               dsplit == 1 ? "warpgroup" : "two warpgroups", p.head_dim));
+               absl::StrFormat("must be %d: 64 keys per %s at head_dim %d%s", kKeysPerWarpgroup * g.warpgroups / dsplit,
+                               dsplit == 1 ? "warpgroup" : "two warpgroups", p.head_dim,
+                               g.producer ? " (the producer warpgroup computes none)" : ""));
   if (s.block_m != 32 && s.block_m != 64)
     return Bad("block_m", s.block_m, "must be 32 or 64 (query rows per step: the N of the score wgmmas)");
-  if (s.stages != 1 && s.stages != 2)
+  if (!g.producer && s.stages != 1 && s.stages != 2)
     return Bad("stages", s.stages, "must be 1 or 2 (query blocks in flight: load then compute, or double-buffered)");
+  if (g.producer && s.stages != 2 && s.stages != 3)
+    return Bad("stages", s.stages,
+               "must be 2 or 3 with a producer warpgroup (the ring of query blocks it fills ahead of the consumers)");
   if (s.dq_reduce == Schedule::DqReduce::kDeterministic)
     return Bad("dq_reduce", "det", "the ordered (bit-reproducible) dQ reduction runs on path mma (prefill_bwd)");
   if (RegisterEstimate(p, a, s) > kMaxRegisterEstimate)
@@ -54,7 +63,6 @@ absl::Status Family::Validate(const Problem& p, const Algorithm& a, const Schedu
                absl::StrFormat("with head_dim %d the score tiles and dK/dV accumulators need too many registers "
                                "(estimate %d > %d); use block_m 32",
                                p.head_dim, RegisterEstimate(p, a, s), kMaxRegisterEstimate));
-  const Geometry g = GeometryOf(p, a, s);
   if (g.smem_bytes > kMaxSmem)
     return Bad(s.stages > 1 ? "stages" : "block_m", s.stages > 1 ? s.stages : s.block_m,
                absl::StrFormat("needs %d bytes of shared memory; sm_90 allows %d per block", g.smem_bytes, kMaxSmem));
@@ -93,18 +101,19 @@ Schedule Family::Default(const Problem& p, const Algorithm& a) const {
   return s;
 }
 
-// Nested order: warpgroups, block_m, stages, dQ reduction (atomic, bulk).
+// Nested order: warps (two warpgroups, one, warp-specialized), block_m, stages (1, 2; warp-
+// specialized 2, 3), dQ reduction (atomic, bulk).
 void Family::ForEachCandidate(const Problem& p, const Algorithm&, const SpaceOptions& o,
                               const std::function<void(const Schedule&)>& consider) const {
   for (MathPath path : o.paths)
-    for (int warps : {8, 4})
+    for (int warps : {8, 4, 12})
       for (int block_m : {32, 64})
-        for (int stages : {1, 2})
+        for (int stages : {warps == 12 ? 2 : 1, warps == 12 ? 3 : 2})
           for (Schedule::DqReduce reduce : {Schedule::DqReduce::kAtomic, Schedule::DqReduce::kBulk}) {
             Schedule s;
             s.path = path;
             s.warps = warps;
-            s.block_n = kKeysPerWarpgroup * warps / 4 / (p.head_dim > 128 ? 2 : 1);
+            s.block_n = kKeysPerWarpgroup * (warps == 12 ? 2 : warps / 4) / (p.head_dim > 128 ? 2 : 1);
             s.block_m = block_m;
             s.stages = stages;
             s.dq_reduce = reduce;

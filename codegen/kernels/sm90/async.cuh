@@ -42,6 +42,14 @@ __device__ __forceinline__ void plx_mbar_wait(plx_u64* bar, int parity) {
   }
 }
 
+// An arrival on `bar` once every cp.async this thread issued so far has landed, without the
+// pending count going up first (noinc): the barrier's expected count must include these
+// arrivals -- a producer's threads each end a ring slot's copies with one, nobody waits on
+// its own copies.
+__device__ __forceinline__ void plx_cp_async_mbar_arrive_noinc(plx_u64* bar) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" :: "r"(plx_smem_addr(bar)) : "memory");
+}
+
 // TMA: the box at (c0 = innermost coordinate, c1) of `map` into shared memory at `dst`
 // (1024-byte aligned for the 128-byte swizzle); completion counts `bar`'s tx bytes down.
 __device__ __forceinline__ void plx_tma_load_2d(void* dst, const PlxTensorMap* map, plx_u64* bar, int c0, int c1) {

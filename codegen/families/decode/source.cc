@@ -71,7 +71,8 @@ std::string Family::Kernels(const Variant& v) const {
   return absl::StrCat(paged ? absl::StrCat(t::common_kv_paged, t::decode_kv_paged) : absl::StrCat(t::common_kv_contiguous, t::decode_kv_contiguous),
                       t::common_tile_loader, t::common_kv_pipeline, t::common_finalize,
                       mma ? t::common_mma_core : t::common_fma_core, t::decode_decode_common,
-                      t::decode_fused_merge, mma ? t::decode_kernel_mma : t::decode_kernel_fma,
+                      mma ? t::decode_mma_phases : "", t::decode_fused_merge,
+                      mma ? t::decode_kernel_mma : t::decode_kernel_fma,
                       t::decode_split_merge);
 }
 

@@ -69,7 +69,7 @@ std::string Family::Kernels(const Variant&) const {
   namespace t = kernel_text;
   return absl::StrCat(t::common_mma_sync, t::sm90_async, t::common_kv_contiguous, t::decode_kv_contiguous,
                       t::decode_sm90_kv_bulk, t::common_finalize, t::common_mma_core, t::decode_decode_common,
-                      t::decode_split_merge, t::decode_sm90_cluster_merge, t::decode_sm90_kernel);
+                      t::decode_mma_phases, t::decode_split_merge, t::decode_sm90_cluster_merge, t::decode_sm90_kernel);
 }
 
 }  // namespace parallax::decode_sm90

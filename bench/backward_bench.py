@@ -6,7 +6,7 @@ forward + backward of sum(out * dout) (the gradients of q, r, k, v), median of -
 are also compared with ours (relative Frobenius error), so a fast but wrong column shows.
 
 Usage: PARALLAX_LIBRARY=path/libparallax.so python3 bench/backward_bench.py
-           [--out FILE.json] [--anchors PATH] [--shapes all|quick] [--reps N] [--warmup N]
+           [--out FILE.json] [--anchors PATH] [--shapes all|quick] [--only I,J] [--reps N] [--warmup N]
 """
 import argparse
 import json
@@ -44,6 +44,8 @@ def main():
     ap.add_argument("--out", default=None)
     ap.add_argument("--anchors", default=os.path.join(REPO, ".carry", "anchors", "authors-parallax"))
     ap.add_argument("--shapes", choices=("all", "quick"), default="all")
+    ap.add_argument("--only", default=None,
+                    help="comma-separated indices into the shape list (0-3), e.g. 2,3 for GQA and D 64")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--columns", default="ours,authors,sdpa_flash,sdpa_cudnn",
@@ -65,6 +67,8 @@ def main():
             print("authors' package unavailable:", err(e), flush=True)
     rows = []
     shapes = SHAPES if args.shapes == "all" else SHAPES[:1]
+    if args.only:
+        shapes = [SHAPES[int(i)] for i in args.only.split(",")]
     for b, hq, hkv, length, d in shapes:
         t0 = time.time()
         row = {"B": b, "Hq": hq, "Hkv": hkv, "L": length, "D": d}

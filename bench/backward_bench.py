@@ -7,6 +7,11 @@ are also compared with ours (relative Frobenius error), so a fast but wrong colu
 
 Usage: PARALLAX_LIBRARY=path/libparallax.so python3 bench/backward_bench.py
            [--out FILE.json] [--anchors PATH] [--shapes all|quick] [--only I,J] [--reps N] [--warmup N]
+           [--columns C,..] [--prewarm [--prewarm-procs N] [--prewarm-timeout-s S]]
+
+--prewarm compiles the authors' autotune configs for the selected shapes first, in parallel
+processes (bench/authors_prewarm.py), into TRITON_CACHE_DIR (default /tmp/plx-triton-cache,
+set here when unset), so that their autotuning in this process only benchmarks.
 """
 import argparse
 import json
@@ -18,9 +23,21 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(REPO, "python"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from timing import median_ms  # noqa: E402 (bench/ is on sys.path; torch is imported in main, after the arguments)
+from authors_prewarm import DEFAULT_ANCHORS, default_procs, triton_cache_dir  # noqa: E402 (imports no torch)
 
 # (B, Hq, Hkv, L, D): the issue's table, GQA 32/8 and D 64.
 SHAPES = [(4, 16, 16, 4096, 128), (1, 16, 16, 16384, 128), (4, 32, 8, 4096, 128), (4, 16, 16, 4096, 64)]
+
+
+def select_shapes(which="all", only=None):
+    """[(index, shape)] of SHAPES: `only` (comma-separated indices) else all or the first."""
+    if only:
+        idx = [int(i) for i in only.split(",")]
+        bad = [i for i in idx if not 0 <= i < len(SHAPES)]
+        if bad:
+            raise SystemExit(f"--only {only}: indices must be 0-{len(SHAPES) - 1}")
+        return [(i, SHAPES[i]) for i in idx]
+    return list(enumerate(SHAPES if which == "all" else SHAPES[:1]))
 
 
 def fwd_bwd_ms(fn, inputs, dout, reps, warmup):
@@ -42,7 +59,7 @@ def rel(a, b):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=None)
-    ap.add_argument("--anchors", default=os.path.join(REPO, ".carry", "anchors", "authors-parallax"))
+    ap.add_argument("--anchors", default=DEFAULT_ANCHORS)
     ap.add_argument("--shapes", choices=("all", "quick"), default="all")
     ap.add_argument("--only", default=None,
                     help="comma-separated indices into the shape list (0-3), e.g. 2,3 for GQA and D 64")
@@ -50,7 +67,16 @@ def main():
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--columns", default="ours,authors,sdpa_flash,sdpa_cudnn",
                     help="comma-separated subset (the authors' first calls autotune for minutes)")
+    ap.add_argument("--prewarm", action="store_true",
+                    help="with the authors' column: compile their autotune configs for the selected "
+                         "shapes in parallel processes first (bench/authors_prewarm.py)")
+    ap.add_argument("--prewarm-procs", type=int, default=default_procs())
+    ap.add_argument("--prewarm-timeout-s", type=float, default=300,
+                    help="the prewarm stops after this; what it did not compile compiles in this process")
     args = ap.parse_args()
+    # Before torch and triton are imported: the prewarm's workers and this process share it.
+    cache_dir = triton_cache_dir()
+    print(f"TRITON_CACHE_DIR={cache_dir}", flush=True)
     import torch
     import torch.nn.functional as F
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -58,6 +84,15 @@ def main():
     from parallax_tuner.compat import parallax_func
     from prefill_anchors import err, load_authors
     columns = set(args.columns.split(","))
+    shapes = select_shapes(args.shapes, args.only)
+    prewarm_summary = None
+    if "authors" in columns and args.prewarm:
+        from authors_prewarm import prewarm
+        try:
+            prewarm_summary = prewarm(shapes, args.anchors, args.prewarm_procs, args.prewarm_timeout_s)
+        except Exception as e:  # noqa: BLE001  (the column still runs, compiling as it goes)
+            prewarm_summary = {"error": err(e)}
+            print("authors' prewarm failed:", err(e), flush=True)
     torch.manual_seed(0)
     authors = None
     if "authors" in columns:
@@ -66,10 +101,7 @@ def main():
         except Exception as e:  # noqa: BLE001
             print("authors' package unavailable:", err(e), flush=True)
     rows = []
-    shapes = SHAPES if args.shapes == "all" else SHAPES[:1]
-    if args.only:
-        shapes = [SHAPES[int(i)] for i in args.only.split(",")]
-    for b, hq, hkv, length, d in shapes:
+    for _, (b, hq, hkv, length, d) in shapes:
         t0 = time.time()
         row = {"B": b, "Hq": hq, "Hkv": hkv, "L": length, "D": d}
         mk = lambda h, s=1.0: (torch.randn(b, h, length, d, device="cuda", dtype=torch.bfloat16) * s).requires_grad_()
@@ -107,7 +139,15 @@ def main():
         print(json.dumps(row), flush=True)
         rows.append(row)
     meta = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "parallax": plx.library_version(),
-            "date": time.strftime("%Y-%m-%d"), "what": "causal fwd+bwd, bf16, events, median", "reps": args.reps}
+            "date": time.strftime("%Y-%m-%d"), "what": "causal fwd+bwd, bf16, events, median", "reps": args.reps,
+            "triton_cache_dir": cache_dir}
+    try:
+        import triton
+        meta["triton"] = triton.__version__
+    except Exception as e:  # noqa: BLE001
+        meta["triton"] = f"unavailable: {err(e)}"
+    if prewarm_summary is not None:
+        meta["authors_prewarm"] = prewarm_summary
     print("\n| B, Hq/Hkv, L, D | ours ms | authors ms | SDPA flash ms | SDPA cuDNN ms | vs authors | / cuDNN |")
     print("|---|---|---|---|---|---|---|")
     for x in rows:

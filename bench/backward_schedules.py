@@ -5,7 +5,7 @@ backward on the same q, k, v. bf16, causal, CUDA events, median of --reps after 
 Achieved TFLOP/s count the backward's 8 products per (row, key) pair (docs/backward.md).
 
 Usage: PARALLAX_LIBRARY=path/libparallax.so python3 bench/backward_schedules.py
-           [--out FILE.json] [--shapes all|quick] [--keys KEY,...] [--reps N]
+           [--out FILE.json] [--shapes all|quick|d256] [--keys KEY,...] [--reps N]
 """
 import argparse
 import json
@@ -19,6 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from timing import median_ms as timed  # noqa: E402 (bench/ is on sys.path; torch is imported in main)
 
 SHAPES = [(4, 16, 16, 4096, 128), (1, 16, 16, 16384, 128), (4, 32, 8, 4096, 128), (4, 16, 16, 4096, 64)]
+SHAPE_SETS = {"all": SHAPES, "quick": SHAPES[:1], "d256": [(4, 16, 16, 4096, 256)]}
 
 
 def schedules(d, stages):
@@ -35,7 +36,7 @@ def schedules(d, stages):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=None)
-    ap.add_argument("--shapes", choices=("all", "quick"), default="all")
+    ap.add_argument("--shapes", choices=tuple(SHAPE_SETS), default="all")
     ap.add_argument("--stages", default="1,2", help="pipeline stages to try (comma-separated)")
     ap.add_argument("--keys", default=None, help="schedule suffixes to time instead of the sweep")
     ap.add_argument("--reps", type=int, default=5)
@@ -50,7 +51,7 @@ def main():
     torch.manual_seed(0)
     rows = []
     best = {}  # head dim -> the fastest schedules of the first shape with that head dim
-    for b, hq, hkv, length, d in (SHAPES if args.shapes == "all" else SHAPES[:1]):
+    for b, hq, hkv, length, d in SHAPE_SETS[args.shapes]:
         mk = lambda h, s=1.0: torch.randn(b, length, h, d, device="cuda", dtype=torch.bfloat16) * s
         q, r, k, v = mk(hq), mk(hq, 0.1), mk(hkv), mk(hkv)
         dout = torch.randn_like(q)

@@ -21,8 +21,18 @@ const char* MathText(MathPath p) {
   return "?";
 }
 
+const char* AbiText(KernelFamily::Abi abi) {
+  switch (abi) {
+    case KernelFamily::Abi::kPlain: return "PlxDecodeParams / PlxPrefillParams";
+    case KernelFamily::Abi::kPrefillTma: return "PlxPrefillTmaParams";
+    case KernelFamily::Abi::kDecodeTma: return "PlxDecodeTmaParams (main), PlxDecodeParams (merge)";
+  }
+  return "?";
+}
+
 std::string HeaderComment(const Variant& v, const KernelFamily& f) {
   const Algorithm& a = v.algorithm();
+  const std::string math = f.Math(v);
   const std::string what = a.probe == Probe::kLearned
                                ? (a.affine == Affine::kAmplified
                                       ? "Parallax, amplified affine: out = vbar - Cov_w(v,k) r / delta"
@@ -35,8 +45,8 @@ std::string HeaderComment(const Variant& v, const KernelFamily& f) {
       "// computes ", what, "\n",
       "// mode:    ", f.Summary(v), "; ", ToString(v.problem().dtype), " in/out, fp32 accumulation\n",
       "// kernels: ", absl::StrJoin(f.KernelNames(), ", "),
-      "; launch ABI: ", f.abi() == KernelFamily::Abi::kPrefillTma ? "PlxPrefillTmaParams" : "PlxDecodeParams / PlxPrefillParams", " below\n",
-      "// math:    ", MathText(v.schedule().path),
+      "; launch ABI: ", AbiText(f.abi()), " below\n",
+      "// math:    ", math.empty() ? MathText(v.schedule().path) : math,
       "\n// family:  codegen/families/", f.name(), "/\n",
       "// Self-contained: compiles with NVRTC and no include path.\n");
 }

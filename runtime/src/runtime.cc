@@ -90,9 +90,8 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Create(const RuntimeOptions& o
     if (!db.ok()) return db.status();
     rt->db_ = std::move(*db);
     TunedStore* store = rt->db_.get();
-    rt->SetTunedLookup([store](const Problem& p, const Algorithm& a, const ShapeBucket& bucket) {
-      return store->Lookup(p, a, bucket);
-    });
+    rt->SetTunedLookup([store](const Problem& p, const Algorithm& a, const ShapeBucket& bucket,
+                               const TunedKeyFilter& usable) { return store->Lookup(p, a, bucket, usable); });
   }
   return rt;
 }
@@ -226,14 +225,29 @@ int Runtime::AutoSplits(const Variant& v, int batch, int max_seqlen) {
   return std::clamp(std::min(splits, max_by_len), 1, 128);
 }
 
+namespace {
+
+// Plain parsing: a test-only key in the DB or from the service is refused here, and so is a
+// key of another problem or of a family this device cannot run.
+absl::StatusOr<Variant> TunedVariant(const std::string& key, const Problem& p, const Algorithm& alg, int sm) {
+  absl::StatusOr<Variant> v = Variant::Parse(key);
+  if (!v.ok()) return v.status();
+  if (v->problem() != p || v->algorithm() != alg)
+    return absl::InvalidArgumentError(absl::StrCat(key, ": not for ", ProblemKey(p, alg)));
+  if (!FamilyOf(*v).RunsOn(sm))
+    return absl::FailedPreconditionError(absl::StrCat(key, ": its family does not run on sm_", sm));
+  return v;
+}
+
+}  // namespace
+
 absl::StatusOr<Variant> ChooseTunedOrDefault(const TunedLookupFn& lookup, const Problem& p, const Algorithm& alg,
                                              const ShapeBucket& bucket, int sm, Choice* choice) {
   if (lookup) {
-    if (auto t = lookup(p, alg, bucket); t.ok()) {
-      // Plain parsing: a test-only key in the DB or from the service is skipped here, and so
-      // is a key of another problem or of a family this device cannot run.
-      if (absl::StatusOr<Variant> v = Variant::Parse(t->first);
-          v.ok() && v->problem() == p && v->algorithm() == alg && FamilyOf(*v).RunsOn(sm)) {
+    const TunedKeyFilter usable = [&](const std::string& key) { return TunedVariant(key, p, alg, sm).ok(); };
+    if (auto t = lookup(p, alg, bucket, usable); t.ok()) {
+      // Checked again: a lookup that ignores the filter must not get a bad key launched.
+      if (absl::StatusOr<Variant> v = TunedVariant(t->first, p, alg, sm); v.ok()) {
         *choice = t->second;
         return v;
       }
@@ -294,6 +308,16 @@ absl::StatusOr<DecodePlan> Runtime::PlanDecodeWith(const DecodeCall& c, const Va
   } else {
     chosen = TunedOrDefault(p, alg, BucketFor(batch, seqlen), &choice);
     if (!chosen.ok()) return chosen.status();
+  }
+  if (FamilyOf(*chosen).abi() == KernelFamily::Abi::kDecodeTma) {
+    if (absl::Status s = CheckDecodeTmaReadable(c.params, p); !s.ok()) {
+      // A named key is refused; a tuned one falls back to the portable family.
+      if (choice == Choice::kExplicit)
+        return absl::Status(s.code(), absl::StrCat(chosen->Key(), ": ", s.message()));
+      chosen = Variant::Create(p, alg, DefaultSchedule(p, alg, 0));
+      if (!chosen.ok()) return chosen.status();
+      choice = Choice::kDefault;
+    }
   }
   DecodePlan plan{*chosen, choice, 1, 0, std::nullopt};
   const int variant_splits = plan.variant.schedule().splits;
@@ -359,8 +383,16 @@ absl::Status Runtime::LaunchDecode(const DecodePlan& plan, PlxDecodeParams p, vo
     p.counters = *c;
   }
   const cu::Api* d = *cu::Driver();
-  void* args[] = {&p};
-  if (absl::Status s = LaunchMain(**k, grid, cluster, stream, args); !s.ok()) return s;
+  void* args[] = {&p};  // the merge kernel's, and the main kernel's but for a TMA family
+  void* main_args[] = {&p};
+  PlxDecodeTmaParams tma;
+  if (FamilyOf(v).abi() == KernelFamily::Abi::kDecodeTma) {  // the maps are encoded per call
+    absl::StatusOr<PlxDecodeTmaParams> t = DecodeTmaParams(d, v, p);
+    if (!t.ok()) return absl::Status(t.status().code(), absl::StrCat(v.Key(), ": ", t.status().message()));
+    tma = *t;
+    main_args[0] = &tma;
+  }
+  if (absl::Status s = LaunchMain(**k, grid, cluster, stream, main_args); !s.ok()) return s;
   if (plan.num_splits > 1 && !v.schedule().fused_merge) {
     if (UseProgrammaticLaunch(device_, d)) {
       // The merge is a programmatic dependent of the main kernel: scheduled once every main

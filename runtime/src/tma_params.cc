@@ -82,7 +82,45 @@ absl::Status Encode(const cu::Api* d, const TmaTensor& t, DType dtype, int head_
   return absl::OkStatus();
 }
 
+// A contiguous decode cache [B, Lmax, Hkv, D] as TMA sees it: tokens = seqlen, the bound of
+// every sequence's keys, so no box reaches past the cache's rows.
+std::vector<TmaTensor> DecodeTensors(const PlxDecodeParams& p, const Problem& problem) {
+  const int hkv = problem.num_kv_heads;
+  return {
+      {"k", p.k, p.k_stride_0, p.k_stride_1, p.k_stride_h, hkv, p.seqlen, p.batch},
+      {"v", p.v, p.v_stride_0, p.v_stride_1, p.v_stride_h, hkv, p.seqlen, p.batch},
+  };
+}
+
 }  // namespace
+
+absl::Status CheckDecodeTmaReadable(const PlxDecodeParams& p, const Problem& problem) {
+  if (p.block_table != nullptr || problem.kv_layout != KvLayout::kContiguous)
+    return absl::FailedPreconditionError("a paged cache: the TMA decode reads contiguous K/V only");
+  if (p.seqlens != nullptr && p.seqlen < 1)
+    return absl::FailedPreconditionError(absl::StrCat(
+        "seqlen=", p.seqlen, " with per-sequence lengths: the TMA maps need seqlen >= every seqlens[b] "
+        "(within the cache's rows) as their token extent"));
+  for (const TmaTensor& t : DecodeTensors(p, problem))
+    if (absl::Status s = Readable(t); !s.ok()) return s;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<PlxDecodeTmaParams> DecodeTmaParams(const cu::Api* d, const Variant& v, const PlxDecodeParams& p) {
+  if (d->cuTensorMapEncodeTiled == nullptr)
+    return absl::FailedPreconditionError("the CUDA driver lacks cuTensorMapEncodeTiled (needs 12.0+)");
+  const Problem& problem = v.problem();
+  if (absl::Status s = CheckDecodeTmaReadable(p, problem); !s.ok()) return s;
+  PlxDecodeTmaParams P{};
+  P.p = p;
+  const int rows = FamilyOf(v).Boxes(v).kv_rows;
+  PlxTensorMap* maps[2] = {&P.tk, &P.tv};
+  const std::vector<TmaTensor> tensors = DecodeTensors(p, problem);
+  for (size_t i = 0; i < tensors.size(); ++i)
+    if (absl::Status s = Encode(d, tensors[i], problem.dtype, problem.head_dim, rows, maps[i]); !s.ok())
+      return absl::Status(s.code(), absl::StrCat("TMA map of ", tensors[i].name, ": ", s.message()));
+  return P;
+}
 
 absl::Status CheckTmaReadable(const PrefillCall& c) {
   if (Paged(c) && (c.total_k <= 0 || c.total_k > INT32_MAX))

@@ -45,15 +45,16 @@ cache::CurrentVersions TunedStore::Current() const {
 }
 
 absl::StatusOr<std::pair<std::string, Choice>> TunedStore::Lookup(const Problem& p, const Algorithm& a,
-                                                                  const ShapeBucket& want) {
+                                                                  const ShapeBucket& want,
+                                                                  const TunedKeyFilter& usable) {
   const std::string problem = ProblemKey(p, a);
   cache::Store* db = store();
   if (db == nullptr) return absl::NotFoundError(absl::StrCat(path_, ": no tuning database yet"));
   const std::string fp = dev_.fingerprint();
-  // A test-only key (it faults or hangs) is never served, whatever put it in the DB; the
-  // nearest other bucket is then the answer.
-  if (auto exact = db->GetBestConfig(fp, problem, ToString(want), Current());
-      exact.ok() && !IsTestOnlyKey(exact->variant_key))
+  // A test-only key (it faults or hangs) is never served, whatever put it in the DB; nor is a
+  // key the caller cannot run. The nearest other bucket is then the answer.
+  const auto servable = [&usable](const std::string& key) { return !IsTestOnlyKey(key) && (!usable || usable(key)); };
+  if (auto exact = db->GetBestConfig(fp, problem, ToString(want), Current()); exact.ok() && servable(exact->variant_key))
     return std::make_pair(exact->variant_key, Choice::kTunedExact);
   cache::BestConfigFilter f;
   f.device_fingerprint = fp;
@@ -62,11 +63,11 @@ absl::StatusOr<std::pair<std::string, Choice>> TunedStore::Lookup(const Problem&
   if (!all.ok()) return all.status();
   const cache::CurrentVersions cur = Current();
   // One entry per bucket: a file not yet migrated to v3 may hold a bucket once per driver
-  // the GPU was tuned under; the faster entry stands for it, as GetBestConfig chooses.
+  // the GPU was tuned under; the faster servable entry stands for it, as GetBestConfig chooses.
   std::map<std::string, const cache::BestConfig*> by_bucket;
   for (const cache::BestConfig& c : *all) {
     if (c.generator_version != cur.generator_version || c.nvrtc_version != cur.nvrtc_version) continue;
-    if (IsTestOnlyKey(c.variant_key)) continue;
+    if (!servable(c.variant_key)) continue;
     const cache::BestConfig*& slot = by_bucket[c.bucket];
     if (slot == nullptr || c.median_us < slot->median_us) slot = &c;
   }
@@ -80,7 +81,8 @@ absl::StatusOr<std::pair<std::string, Choice>> TunedStore::Lookup(const Problem&
   }
   const std::optional<size_t> nearest = NearestBucket(want, buckets);
   if (!nearest) return absl::NotFoundError("no tuned config for " + problem);
-  return std::make_pair(*keys[*nearest], Choice::kTunedNearest);
+  // The exact bucket can turn up here when its fastest row was passed over for another.
+  return std::make_pair(*keys[*nearest], buckets[*nearest] == want ? Choice::kTunedExact : Choice::kTunedNearest);
 }
 
 }  // namespace parallax

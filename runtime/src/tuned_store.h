@@ -28,11 +28,13 @@ class TunedStore {
   static absl::StatusOr<std::unique_ptr<TunedStore>> Open(const std::string& path, const DeviceInfo& dev);
 
   // The best config for (problem, bucket) on this device: the exact bucket, else the nearest
-  // bucket of the same problem (NearestBucket, bucket.h). Decode and prefill alike: the
-  // problem key carries the mode, the bucket its kind. Devices match by DeviceKey (no driver
-  // version), so a driver update keeps the answers.
+  // bucket of the same problem (NearestBucket, bucket.h), counting only rows `usable` accepts
+  // (empty: all), so a bad row is passed over for the next nearest. Decode and prefill alike:
+  // the problem key carries the mode, the bucket its kind. Devices match by DeviceKey (no
+  // driver version), so a driver update keeps the answers.
   absl::StatusOr<std::pair<std::string, Choice>> Lookup(const Problem& p, const Algorithm& a,
-                                                        const ShapeBucket& want);
+                                                        const ShapeBucket& want,
+                                                        const TunedKeyFilter& usable = nullptr);
 
  private:
   TunedStore(std::string path, const DeviceInfo& d) : path_(std::move(path)), dev_(d) {}

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <set>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
@@ -110,15 +112,21 @@ StaticSpace BuildStaticSpace(const Problem& p, const Algorithm& a, const DeviceL
     all.prune = false;
     out.not_on_device += static_cast<int>(EnumerateSpace(p, a, all).size());
   }
+  // A family that enumerates fused schedules itself (decode_sm90's cluster merge) already has
+  // some twins in the space: each key is kept once, where it first appears.
+  std::set<std::string> keys;
   for (Variant& v : EnumerateSpace(p, a, so, &out.stats)) {
-    const bool twin = o.fused_merge && (FamilyOf(v).fields() & kFieldFusedMerge) && v.schedule().splits != 1;
+    const bool twin = o.fused_merge && (FamilyOf(v).fields() & kFieldFusedMerge) && v.schedule().splits != 1 &&
+                      !v.schedule().fused_merge;
     Schedule s = v.schedule();
+    if (!keys.insert(v.Key()).second) continue;
     out.variants.push_back(std::move(v));
     if (!twin) continue;
     s.fused_merge = true;
     // The fused merge keeps a flag in shared memory, so the twin is pruned on its own.
     absl::StatusOr<Variant> f = Variant::Create(p, a, s);
-    if (f.ok() && f->smem_bytes() <= limits.max_smem_per_block && CtasPerSm(*f, limits) >= 1)
+    if (f.ok() && f->smem_bytes() <= limits.max_smem_per_block && CtasPerSm(*f, limits) >= 1 &&
+        keys.insert(f->Key()).second)
       out.variants.push_back(*std::move(f));
   }
   return out;

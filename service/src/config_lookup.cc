@@ -21,7 +21,7 @@ absl::StatusOr<v1::GetBestConfigResponse> LookupBestConfig(LookupCache& cache, c
   for (const CachedConfig& c : **rows) {
     if (!c.usable || c.row.generator_version != q.versions.generator_version ||
         c.row.nvrtc_version != q.versions.nvrtc_version || c.problem != q.spec.problem ||
-        c.algorithm != q.spec.algorithm)
+        c.algorithm != q.spec.algorithm || !c.family->RunsOn(q.device_sm))
       continue;
     buckets.push_back(c.bucket);
     servable.push_back(&c);

@@ -25,6 +25,7 @@ absl::StatusOr<std::shared_ptr<const CachedConfigs>> LookupCache::Load(const std
       c.bucket = *bucket;
       c.problem = variant->problem();
       c.algorithm = variant->algorithm();
+      c.family = &FamilyOf(*variant);
     }
     c.row = std::move(row);
     out->push_back(std::move(c));

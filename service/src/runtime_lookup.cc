@@ -21,7 +21,18 @@ class RemoteConfigs {
   RemoteConfigs(std::unique_ptr<Client> client, v1::DeviceFingerprint device, absl::Duration retry_after)
       : client_(std::move(client)), device_(std::move(device)), retry_after_(retry_after) {}
 
-  Answer Get(const Problem& p, const Algorithm& a, const ShapeBucket& bucket) {
+  // The service answers one row per bucket, so a row the caller cannot use is a miss here
+  // (the runtime then takes its default); the service itself serves only rows that parse,
+  // fit the problem and run on the asking device (config_lookup.h).
+  Answer Get(const Problem& p, const Algorithm& a, const ShapeBucket& bucket, const TunedKeyFilter& usable) {
+    Answer answer = Ask(p, a, bucket);
+    if (answer.ok() && usable && !usable(answer->first))
+      return absl::NotFoundError(absl::StrCat("the service's config ", answer->first, " cannot run here"));
+    return answer;
+  }
+
+ private:
+  Answer Ask(const Problem& p, const Algorithm& a, const ShapeBucket& bucket) {
     const std::string key = absl::StrCat(ProblemKey(p, a), "|", ToString(bucket));
     {
       std::lock_guard<std::mutex> l(mu_);
@@ -50,7 +61,6 @@ class RemoteConfigs {
     return answer;
   }
 
- private:
   struct Known {
     Answer answer = absl::UnknownError("unset");
     absl::Time retry_at;
@@ -68,22 +78,23 @@ absl::StatusOr<Runtime::TunedLookup> MakeServiceLookup(const DeviceInfo& device,
   absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(options.client);
   if (!client.ok()) return client.status();
   auto remote = std::make_shared<RemoteConfigs>(*std::move(client), DeviceToProto(device), options.retry_after);
-  return Runtime::TunedLookup([remote](const Problem& p, const Algorithm& a, const ShapeBucket& bucket) {
-    return remote->Get(p, a, bucket);
-  });
+  return Runtime::TunedLookup([remote](const Problem& p, const Algorithm& a, const ShapeBucket& bucket,
+                                       const TunedKeyFilter& usable) { return remote->Get(p, a, bucket, usable); });
 }
 
 absl::Status AttachTuningService(Runtime& rt, const ServiceLookupOptions& options) {
   absl::StatusOr<Runtime::TunedLookup> remote = MakeServiceLookup(rt.device(), options);
   if (!remote.ok()) return remote.status();
   Runtime::TunedLookup local = rt.tuned_lookup();
+  // The local database answers with a row the caller can use, or the service is asked.
   rt.SetTunedLookup([local, remote = *std::move(remote)](const Problem& p, const Algorithm& a,
-                                                          const ShapeBucket& bucket) -> Answer {
+                                                          const ShapeBucket& bucket,
+                                                          const TunedKeyFilter& usable) -> Answer {
     if (local) {
-      Answer mine = local(p, a, bucket);
+      Answer mine = local(p, a, bucket, usable);
       if (mine.ok()) return mine;
     }
-    return remote(p, a, bucket);
+    return remote(p, a, bucket, usable);
   });
   return absl::OkStatus();
 }

@@ -22,7 +22,7 @@ namespace {
 // 16 heads of 128, MHA, probe learned, plain: keys "bwd-bf16-d128-h16x16-contig-nowin.learned-plain...".
 constexpr char kTunedA[] = "bwd-bf16-d128-h16x16-contig-nowin.learned-plain.mma-m16-n64-w4-s2";
 constexpr char kTunedB[] = "bwd-bf16-d128-h16x16-contig-nowin.learned-plain.mma-m32-n128-w8-s1-bulk";
-constexpr char kDefault[] = "bwd-bf16-d128-h16x16-contig-nowin.learned-plain.wgmma-m32-n128-w8-s1";  // sm_90
+constexpr char kDefault[] = "bwd-bf16-d128-h16x16-contig-nowin.learned-plain.wgmma-m32-n128-w12-s2";  // sm_90
 constexpr char kPortable[] = "bwd-bf16-d128-h16x16-contig-nowin.learned-plain.mma-m32-n64-w4-s1-bulk";
 
 class BackwardPlanTest : public ::testing::Test {
@@ -83,12 +83,14 @@ class BackwardPlanTest : public ::testing::Test {
     auto db = TunedStore::Open(path_, dev_);
     EXPECT_TRUE(db.ok()) << db.status();
     std::shared_ptr<TunedStore> store(db.ok() ? std::move(*db) : nullptr);
-    return [store](const Problem& p, const Algorithm& a, const ShapeBucket& b) { return store->Lookup(p, a, b); };
+    return [store](const Problem& p, const Algorithm& a, const ShapeBucket& b, const TunedKeyFilter& usable) {
+      return store->Lookup(p, a, b, usable);
+    };
   }
   // The plan's key and choice, or the error.
-  std::pair<std::string, Choice> Plan(const PrefillBackwardArgs& a, const TunedLookupFn& lookup) {
+  std::pair<std::string, Choice> Plan(const PrefillBackwardArgs& a, const TunedLookupFn& lookup, int sm = 90) {
     Choice c = Choice::kExplicit;
-    absl::StatusOr<Variant> v = PlanPrefillBackward(a, lookup, 90, &c);
+    absl::StatusOr<Variant> v = PlanPrefillBackward(a, lookup, sm, &c);
     EXPECT_TRUE(v.ok()) << v.status();
     return {v.ok() ? v->Key() : std::string(v.status().message()), c};
   }
@@ -146,16 +148,52 @@ TEST_F(BackwardPlanTest, BadRowsAreIgnored) {
   EXPECT_EQ(Plan(a, Lookup()), std::make_pair(std::string(kTunedB), Choice::kTunedNearest));
 }
 
+// One unusable row must not hide a usable one: a bad row in the call's own bucket is passed
+// over for the nearest good row of another bucket, not for the default.
+TEST_F(BackwardPlanTest, ABadExactRowDoesNotHideAGoodNearestOne) {
+  const PrefillBackwardArgs a = Call(4, 4096, 4096);  // t16384-l4096
+  for (const std::string& bad :
+       {std::string(kTunedA) + "-nonsense",
+        std::string("bwd-bf16-d64-h16x16-contig-nowin.learned-plain.mma-m64-n64-w4-s1"),
+        std::string("prefill-bf16-d128-h16x16-contig-nowin.learned-plain.mma-m64-n64-w4-s2"),
+        std::string(kTunedA) + "-testfault"}) {
+    std::filesystem::remove(path_);
+    Put("t16384-l4096", bad);
+    Put("t8192-l4096", kTunedB);
+    EXPECT_EQ(Plan(a, Lookup()), std::make_pair(std::string(kTunedB), Choice::kTunedNearest)) << "row '" << bad << "'";
+  }
+  // A family this GPU cannot run: sm_90's wgmma row on an sm_80 GPU; on sm_90 it is the answer.
+  std::filesystem::remove(path_);
+  Put("t16384-l4096", kDefault);
+  Put("t8192-l4096", kTunedB);
+  EXPECT_EQ(Plan(a, Lookup(), 80), std::make_pair(std::string(kTunedB), Choice::kTunedNearest));
+  EXPECT_EQ(Plan(a, Lookup(), 90), std::make_pair(std::string(kDefault), Choice::kTunedExact));
+}
+
+// Bad rows in every bucket, the nearest ones included: the default, no error.
+TEST_F(BackwardPlanTest, OnlyBadRowsAreTheDefault) {
+  const PrefillBackwardArgs a = Call(4, 4096, 4096);  // t16384-l4096
+  Put("t16384-l4096", std::string(kTunedA) + "-nonsense");
+  Put("t8192-l4096", "bwd-bf16-d64-h16x16-contig-nowin.learned-plain.mma-m64-n64-w4-s1");
+  Put("t32768-l4096", "prefill-bf16-d128-h16x16-contig-nowin.learned-plain.mma-m64-n64-w4-s2");
+  Put("t4096-l4096", kDefault);  // wgmma: not on sm_80
+  Put("t65536-l4096", std::string(kTunedA) + "-testhang");
+  const std::string sm80_default = PlanPrefillBackward(a, TunedLookupFn(), 80)->Key();
+  EXPECT_EQ(Plan(a, Lookup(), 80), std::make_pair(sm80_default, Choice::kDefault));
+  // The same file on sm_90: the wgmma row of t4096-l4096 is now the nearest usable one.
+  EXPECT_EQ(Plan(a, Lookup(), 90), std::make_pair(std::string(kDefault), Choice::kTunedNearest));
+}
+
 // A lookup that answers a key of another problem (a service, a chained lookup) is checked
 // the same way as a database row.
 TEST_F(BackwardPlanTest, ALookupsAnswerIsCheckedLikeARow) {
-  const TunedLookupFn liar = [](const Problem&, const Algorithm&, const ShapeBucket&) {
+  const TunedLookupFn liar = [](const Problem&, const Algorithm&, const ShapeBucket&, const TunedKeyFilter&) {
     return absl::StatusOr<std::pair<std::string, Choice>>(
         std::make_pair(std::string("bwd-fp16-d128-h16x16-contig-nowin.learned-plain.mma-m16-n64-w4-s1"),
                        Choice::kTunedExact));
   };
   EXPECT_EQ(Plan(Call(4, 4096, 4096), liar), std::make_pair(std::string(kDefault), Choice::kDefault));
-  const TunedLookupFn failing = [](const Problem&, const Algorithm&, const ShapeBucket&) {
+  const TunedLookupFn failing = [](const Problem&, const Algorithm&, const ShapeBucket&, const TunedKeyFilter&) {
     return absl::StatusOr<std::pair<std::string, Choice>>(absl::InternalError("database is locked"));
   };
   EXPECT_EQ(Plan(Call(4, 4096, 4096), failing), std::make_pair(std::string(kDefault), Choice::kDefault));

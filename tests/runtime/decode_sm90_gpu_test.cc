@@ -1,8 +1,9 @@
 // The sm_90a decode family (codegen/families/decode_sm90) against the float64 reference
 // (label: gpu): batch 1, 3 and 32 over 1 to 16384 keys, MHA and GQA 4, both split merges
 // (the second kernel and the cluster merge through distributed shared memory) at several
-// split counts, both probes and affine forms, both dtypes, head dims 64/128/256. Skips
-// without a GPU and on devices other than sm_90 (the family's code is sm_90a).
+// split counts, both probes and affine forms, both dtypes, head dims 64/128/256; K/V tiles
+// arrive by TMA (PlxDecodeTmaParams, maps encoded at launch). Skips without a GPU and on
+// devices other than sm_90 (the family's code is sm_90a).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -185,6 +186,31 @@ TEST(DecodeSm90GpuIdentity, ACallCannotChangeAClusterSplitCount) {
   r = RunDecodeCase(*rt, c);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_LE(r->err.rel_frobenius, r->tolerance);
+}
+
+
+// K/V that TMA cannot read (an unaligned cache): a named key is refused at plan time, and
+// says why; the plan never reaches a launch, so the addresses are never dereferenced.
+TEST(DecodeSm90GpuIdentity, TensorsTmaCannotReadAreRefusedAtPlanTime) {
+  std::string why;
+  Runtime* rt = Sm90Runtime(&why);
+  if (!rt) GTEST_SKIP() << why;
+  DecodeArgs a;
+  a.dtype = DType::kBF16;
+  a.batch = 2; a.num_q_heads = 8; a.num_kv_heads = 8; a.head_dim = 128;
+  a.q = reinterpret_cast<void*>(0x10000); a.out = reinterpret_cast<void*>(0x50000);
+  a.k = reinterpret_cast<void*>(0x30008); a.v = reinterpret_cast<void*>(0x40000);  // k 8-byte aligned
+  a.seqlen = 100;
+  a.q_stride_h = a.o_stride_h = a.k_stride_h = a.v_stride_h = 128;
+  a.q_stride_b = a.o_stride_b = a.k_stride_1 = a.v_stride_1 = 8 * 128;
+  a.k_stride_0 = a.v_stride_0 = 100 * 8 * 128;
+  a.variant_key = "decode-bf16-d128-h8x8-contig-nowin.none-plain.wgmma-n64-w4-s4-splitauto-g1";
+  absl::StatusOr<DecodePlan> plan = rt->PlanDecode(a);
+  ASSERT_FALSE(plan.ok());
+  EXPECT_NE(plan.status().message().find("k: base address is not 16-byte aligned"), std::string::npos) << plan.status();
+  a.k = reinterpret_cast<void*>(0x30000);
+  plan = rt->PlanDecode(a);
+  EXPECT_TRUE(plan.ok()) << plan.status();
 }
 
 }  // namespace

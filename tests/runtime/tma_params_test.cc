@@ -1,4 +1,4 @@
-// The sm_90a prefill family's TMA preconditions (runtime/src/tma_params.h): which calls TMA
+// The sm_90a prefill and decode families' TMA preconditions (runtime/src/tma_params.h): which calls TMA
 // can read, and why not otherwise; the runtime keeps the others on the portable family.
 #include "tma_params.h"
 
@@ -83,6 +83,54 @@ TEST(TmaParams, ProbeNoneHasNoRMap) {
   c.params.r = nullptr;
   c.params.r_stride_h = 7;  // unused without r
   EXPECT_TRUE(CheckTmaReadable(c).ok());
+}
+
+
+// The sm_90a decode family's maps (PlxDecodeTmaParams): a contiguous bf16 cache
+// [B=3, Lmax=500, Hkv, D=128]; the runtime refuses a named key on calls TMA cannot read and
+// keeps a tuned one on the portable family.
+DecodeCall Decode(int hkv = 2) {
+  DecodeArgs a;
+  a.dtype = DType::kBF16;
+  a.batch = 3; a.num_q_heads = 8; a.num_kv_heads = hkv; a.head_dim = 128;
+  a.q = reinterpret_cast<void*>(0x10000); a.k = reinterpret_cast<void*>(0x30000);
+  a.v = reinterpret_cast<void*>(0x40000); a.out = reinterpret_cast<void*>(0x50000);
+  a.seqlen = 500;
+  a.q_stride_h = a.o_stride_h = 128; a.q_stride_b = a.o_stride_b = 8 * 128;
+  a.k_stride_h = a.v_stride_h = 128;
+  a.k_stride_1 = a.v_stride_1 = int64_t(hkv) * 128;
+  a.k_stride_0 = a.v_stride_0 = 500 * a.k_stride_1;
+  return ToDecodeCall(a);
+}
+
+TEST(DecodeTmaParams, AlignedContiguousCachesAreReadable) {
+  const DecodeCall c = Decode();
+  EXPECT_TRUE(CheckDecodeTmaReadable(c.params, c.problem).ok()) << CheckDecodeTmaReadable(c.params, c.problem);
+  DecodeCall one = Decode(1);  // one kv head: its stride is never stepped along
+  one.params.k_stride_h = one.params.v_stride_h = 3;
+  EXPECT_TRUE(CheckDecodeTmaReadable(one.params, one.problem).ok()) << CheckDecodeTmaReadable(one.params, one.problem);
+}
+
+TEST(DecodeTmaParams, TheMessageSaysWhatTmaCannotRead) {
+  DecodeCall c = Decode();
+  c.params.k = reinterpret_cast<void*>(0x30008);
+  EXPECT_THAT(CheckDecodeTmaReadable(c.params, c.problem).message(), HasSubstr("k: base address is not 16-byte aligned"));
+  c = Decode();
+  c.params.v_stride_1 = 260;
+  EXPECT_THAT(CheckDecodeTmaReadable(c.params, c.problem).message(),
+              HasSubstr("v: token stride of 260 elements is not a multiple of 16 bytes"));
+  c = Decode();
+  c.params.k_stride_0 = 500 * 256 + 4;
+  EXPECT_THAT(CheckDecodeTmaReadable(c.params, c.problem).message(), HasSubstr("k: batch stride"));
+  c = Decode();
+  static const int lens[3] = {1, 2, 3};
+  c.params.seqlens = lens;  // a device pointer in a real call; only its presence matters here
+  c.params.seqlen = 0;
+  EXPECT_THAT(CheckDecodeTmaReadable(c.params, c.problem).message(), HasSubstr("seqlen=0 with per-sequence lengths"));
+  c.params.seqlen = 500;
+  EXPECT_TRUE(CheckDecodeTmaReadable(c.params, c.problem).ok());
+  c.problem.kv_layout = KvLayout::kPaged;
+  EXPECT_THAT(CheckDecodeTmaReadable(c.params, c.problem).message(), HasSubstr("paged"));
 }
 
 }  // namespace

@@ -9,11 +9,13 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <memory>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "parallax/cache/db.h"
 #include "parallax/cache/store.h"
+#include "parallax/codegen/kernel_family.h"
 #include "parallax/runtime/nvrtc_compiler.h"
 
 namespace parallax {
@@ -56,6 +58,24 @@ class TunedStoreTest : public ::testing::Test {
     c.nvrtc_version = nvrtc;
     absl::Status st = (*s)->SetBestConfig(c);
     ASSERT_TRUE(st.ok()) << st;
+  }
+
+  // The decode plan's choice on an sm GPU (ChooseTunedOrDefault over the lookup Runtime::Create
+  // installs for a db_path): the key and whether it is exact, nearest or the default.
+  std::pair<std::string, Choice> Choose(const ShapeBucket& bucket, int sm) {
+    auto db = TunedStore::Open(path_, dev_);
+    EXPECT_TRUE(db.ok()) << db.status();
+    if (!db.ok()) return {std::string(db.status().message()), Choice::kExplicit};
+    std::shared_ptr<TunedStore> store = std::move(*db);
+    const TunedLookupFn lookup = [store](const Problem& p, const Algorithm& a, const ShapeBucket& b,
+                                         const TunedKeyFilter& usable) { return store->Lookup(p, a, b, usable); };
+    Choice c = Choice::kExplicit;
+    absl::StatusOr<Variant> v = ChooseTunedOrDefault(lookup, problem_, alg_, bucket, sm, &c);
+    EXPECT_TRUE(v.ok()) << v.status();
+    return {v.ok() ? v->Key() : std::string(v.status().message()), c};
+  }
+  std::string DefaultKey(int sm) const {
+    return Variant::Create(problem_, alg_, DefaultSchedule(problem_, alg_, sm))->Key();
   }
 
   std::filesystem::path dir_;
@@ -131,6 +151,59 @@ TEST_F(TunedStoreTest, TestOnlyKeysAreNeverServed) {
   ASSERT_TRUE(exact.ok()) << exact.status();
   EXPECT_EQ(exact->first, base);
   EXPECT_EQ(exact->second, Choice::kTunedNearest);
+}
+
+// What the DB holds is untrusted: a row of the call's own bucket that does not parse, is for
+// another problem or is of a family this GPU cannot run is passed over for the nearest
+// usable row of another bucket, not for the default.
+constexpr char kDecodeGood[] = "decode-bf16-d128-h32x8-contig-nowin.learned-plain.mma-n128-w4-s2-splitauto-g4";
+constexpr char kDecodeWgmma[] = "decode-bf16-d128-h32x8-contig-nowin.learned-plain.wgmma-n64-w4-s2-split4-g4";
+
+TEST_F(TunedStoreTest, ABadExactRowDoesNotHideAGoodNearestOne) {
+  ASSERT_TRUE(Variant::Parse(kDecodeGood).ok());
+  absl::StatusOr<Variant> wgmma = Variant::Parse(kDecodeWgmma);
+  ASSERT_TRUE(wgmma.ok()) << wgmma.status();
+  ASSERT_FALSE(FamilyOf(*wgmma).RunsOn(80));
+  ASSERT_TRUE(FamilyOf(*wgmma).RunsOn(90));
+  for (const std::string& bad : {std::string(kDecodeGood) + "-nonsense",
+                                 std::string("decode-bf16-d128-h32x8-contig-nowin.learned-plain.mma-n64"),
+                                 std::string("decode-fp16-d128-h32x8-contig-nowin.learned-plain.mma-n64-w4-s2-split4-g4"),
+                                 std::string("prefill-bf16-d128-h32x8-contig-nowin.learned-plain.mma-m64-n64-w4-s2"),
+                                 std::string(kDecodeWgmma)}) {
+    std::filesystem::remove(path_);
+    Put("b8-l4096", bad);
+    Put("b16-l4096", kDecodeGood);
+    EXPECT_EQ(Choose(BucketFor(8, 4096), 80), std::make_pair(std::string(kDecodeGood), Choice::kTunedNearest))
+        << "row '" << bad << "'";
+  }
+  // The wgmma row runs on sm_90: there it is the exact answer.
+  EXPECT_EQ(Choose(BucketFor(8, 4096), 90), std::make_pair(std::string(kDecodeWgmma), Choice::kTunedExact));
+  // A good exact row still wins over a good nearest one.
+  EXPECT_EQ(Choose(BucketFor(16, 4096), 80), std::make_pair(std::string(kDecodeGood), Choice::kTunedExact));
+}
+
+TEST_F(TunedStoreTest, OnlyBadRowsAreTheDefault) {
+  Put("b8-l4096", std::string(kDecodeGood) + "-nonsense");
+  Put("b16-l4096", "decode-fp16-d128-h32x8-contig-nowin.learned-plain.mma-n64-w4-s2-split4-g4");
+  Put("b4-l4096", "prefill-bf16-d128-h32x8-contig-nowin.learned-plain.mma-m64-n64-w4-s2");
+  Put("b8-l8192", kDecodeWgmma);
+  Put("b8-l2048", std::string(kDecodeGood) + "-testfault");
+  EXPECT_EQ(Choose(BucketFor(8, 4096), 80), std::make_pair(DefaultKey(80), Choice::kDefault));
+  // Nothing at all to take: the default too.
+  std::filesystem::remove(path_);
+  EXPECT_EQ(Choose(BucketFor(8, 4096), 80), std::make_pair(DefaultKey(80), Choice::kDefault));
+}
+
+// A lookup that ignores the filter (a caller's own) still gets a bad key refused: the default.
+TEST_F(TunedStoreTest, AKeyTheFilterWouldRefuseIsNeverChosen) {
+  const TunedLookupFn careless = [](const Problem&, const Algorithm&, const ShapeBucket&, const TunedKeyFilter&) {
+    return absl::StatusOr<std::pair<std::string, Choice>>(std::make_pair(std::string(kDecodeWgmma), Choice::kTunedExact));
+  };
+  Choice c = Choice::kExplicit;
+  absl::StatusOr<Variant> v = ChooseTunedOrDefault(careless, problem_, alg_, BucketFor(8, 4096), 80, &c);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->Key(), DefaultKey(80));
+  EXPECT_EQ(c, Choice::kDefault);
 }
 
 // Prefill configs are filed under the prefill problem key and a prefill bucket (query tokens

@@ -61,6 +61,23 @@ TEST(StaticSpace, PrunesBySharedMemoryPerBlockAndPerSm) {
   }
 }
 
+// decode_sm90 enumerates its cluster-merge schedules itself (fused_merge): the fused twins
+// the space adds must not repeat them, nor twin a schedule that is fused already.
+TEST(StaticSpace, TheSm90DecodeSpaceHasEachKeyOnce) {
+  Problem p = Qwen();
+  p.mode = Mode::kDecode;
+  const StaticSpace s =
+      BuildStaticSpace(p, Algorithm{}, LimitsFor(Device(9, 0, 227, 228)), {{0, 1, 2, 4, 8, 16, 32}, true, {MathPath::kWgmma}});
+  std::set<std::string> keys;
+  int cluster = 0;
+  for (const Variant& v : s.variants) {
+    EXPECT_TRUE(keys.insert(v.Key()).second) << "duplicate " << v.Key();
+    cluster += v.schedule().fused_merge;
+  }
+  EXPECT_FALSE(keys.empty());
+  EXPECT_GT(cluster, 0);
+}
+
 TEST(StaticSpace, SplitCountsAndFusedTwins) {
   const DeviceLimits l = LimitsFor(Device(9, 0, 227, 228));
   const StaticSpace base = BuildStaticSpace(Qwen(), Algorithm{}, l, {{0}, false, {MathPath::kMma}});

@@ -429,6 +429,44 @@ TEST_F(LookupTest, TestOnlyVariantsAreNeverServed) {
   }
 }
 
+// A row of a family the asking GPU cannot run (sm_90's wgmma filed under an sm_89 GPU, by a
+// hand edit or an import) is passed over for the nearest row it can run, not served.
+TEST_F(LookupTest, RowsOfAFamilyTheDeviceCannotRunAreSkipped) {
+  FakeBackend backend(nullptr, {});
+  absl::StatusOr<cache::DeviceInfo> dev = backend.device(0);
+  ASSERT_TRUE(dev.ok());
+  cache::DeviceInfo sm89 = *dev;
+  const size_t arch = sm89.fingerprint.find("|sm_90|");
+  ASSERT_NE(arch, std::string::npos) << sm89.fingerprint;
+  sm89.fingerprint.replace(arch, 7, "|sm_89|");
+  ASSERT_TRUE(store().UpsertDevice(sm89).ok());
+  const std::string wgmma = RuntimeDefaultKey(PrefillProblem(), 90), mma = TunedKey(PrefillProblem());
+  ASSERT_TRUE(absl::StrContains(wgmma, ".wgmma-")) << wgmma;
+  ASSERT_FALSE(absl::StrContains(mma, ".wgmma-")) << mma;
+  auto put = [&](const v1::Problem& p, const std::string& key) {
+    absl::StatusOr<ProblemSpec> spec = ValidateProblem(p, "problem");
+    ASSERT_TRUE(spec.ok()) << spec.status();
+    cache::BestConfig c;
+    c.device_fingerprint = sm89.fingerprint;
+    c.problem_key = spec->problem_key;
+    c.bucket = spec->bucket;
+    c.variant_key = key;
+    c.median_us = 10;
+    c.generator_version = kGeneratorVersion;
+    c.nvrtc_version = 13000;
+    ASSERT_TRUE(store().SetBestConfig(c).ok());
+  };
+  put(PrefillProblem(1, 4096), wgmma);  // t4096-l4096
+  put(PrefillProblem(2, 4096), mma);    // t8192-l4096
+  StartServer();
+  auto c = NewClient();
+  absl::StatusOr<v1::GetBestConfigResponse> r = c->GetBestConfig(LookupOn(PrefillProblem(1, 4096), 8, 9));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->match(), v1::MATCH_NEAREST_BUCKET);
+  EXPECT_EQ(r->bucket(), "t8192-l4096");
+  EXPECT_EQ(r->variant_key(), mma);
+}
+
 TEST_F(LookupTest, WritesByOtherProcessesShowWithinTheCacheTtl) {
   ServerOptions o;
   o.lookup_cache_ttl = absl::Milliseconds(200);

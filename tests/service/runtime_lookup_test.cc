@@ -35,17 +35,17 @@ TEST_F(RuntimeLookupTest, TunedConfigsComeBackAndMissesFallThrough) {
 
   Runtime::TunedLookup lookup = Lookup();
   const ProblemSpec spec = *ValidateProblem(DecodeProblem(4, 4096), "problem");
-  auto exact = lookup(spec.problem, spec.algorithm, BucketFor(3, 3000));
+  auto exact = lookup(spec.problem, spec.algorithm, BucketFor(3, 3000), nullptr);
   ASSERT_TRUE(exact.ok()) << exact.status();
   EXPECT_EQ(exact->first, done->results(0).variant_key());
   EXPECT_EQ(exact->second, Choice::kTunedExact);
-  auto near = lookup(spec.problem, spec.algorithm, BucketFor(8, 8000));
+  auto near = lookup(spec.problem, spec.algorithm, BucketFor(8, 8000), nullptr);
   ASSERT_TRUE(near.ok()) << near.status();
   EXPECT_EQ(near->second, Choice::kTunedNearest);
 
   Problem other = spec.problem;
   other.dtype = DType::kFP16;  // nothing tuned: the runtime keeps its default
-  EXPECT_TRUE(absl::IsNotFound(lookup(other, spec.algorithm, BucketFor(4, 4096)).status()));
+  EXPECT_TRUE(absl::IsNotFound(lookup(other, spec.algorithm, BucketFor(4, 4096), nullptr).status()));
 }
 
 // A prefill bucket goes to the service as a shape of that bucket (ShapeOf) with its
@@ -60,32 +60,53 @@ TEST_F(RuntimeLookupTest, PrefillBucketsAskForPrefillConfigs) {
 
   Runtime::TunedLookup lookup = Lookup();
   const ProblemSpec spec = *ValidateProblem(PrefillProblem(1, 4096), "problem");
-  auto exact = lookup(spec.problem, spec.algorithm, PrefillBucketFor(1, 3000, 3000));
+  auto exact = lookup(spec.problem, spec.algorithm, PrefillBucketFor(1, 3000, 3000), nullptr);
   ASSERT_TRUE(exact.ok()) << exact.status();
   EXPECT_EQ(exact->first, done->results(0).variant_key());
   EXPECT_EQ(exact->second, Choice::kTunedExact);
-  auto near = lookup(spec.problem, spec.algorithm, PrefillBucketFor(1, 512, 8192));  // a chunk
+  auto near = lookup(spec.problem, spec.algorithm, PrefillBucketFor(1, 512, 8192), nullptr);  // a chunk
   ASSERT_TRUE(near.ok()) << near.status();
   EXPECT_EQ(near->first, exact->first);
   EXPECT_EQ(near->second, Choice::kTunedNearest);
   // The decode problem of the same heads: nothing tuned.
   const ProblemSpec decode = *ValidateProblem(DecodeProblem(1, 4096), "problem");
-  EXPECT_TRUE(absl::IsNotFound(lookup(decode.problem, decode.algorithm, BucketFor(1, 4096)).status()));
+  EXPECT_TRUE(absl::IsNotFound(lookup(decode.problem, decode.algorithm, BucketFor(1, 4096), nullptr).status()));
+}
+
+// The service answers one row: one the runtime cannot use (its filter says no) is a miss,
+// so the runtime takes its default, and the same answer passes another caller's filter.
+TEST_F(RuntimeLookupTest, AnAnswerTheFilterRefusesIsAMiss) {
+  StartServer({}, /*fake=*/true);
+  auto c = NewClient();
+  absl::StatusOr<v1::SubmitTuningResponse> sub = c->SubmitTuning(Submit({DecodeProblem(4, 4096)}));
+  ASSERT_TRUE(sub.ok()) << sub.status();
+  absl::StatusOr<v1::JobProgress> done = c->WatchJob(sub->job_id(), [](const v1::JobProgress&) {});
+  ASSERT_TRUE(done.ok() && done->state() == v1::JOB_STATE_DONE) << done.status();
+
+  Runtime::TunedLookup lookup = Lookup();
+  const ProblemSpec spec = *ValidateProblem(DecodeProblem(4, 4096), "problem");
+  const TunedKeyFilter none = [](const std::string&) { return false; };
+  EXPECT_TRUE(absl::IsNotFound(lookup(spec.problem, spec.algorithm, BucketFor(4, 4096), none).status()));
+  const TunedKeyFilter all = [](const std::string&) { return true; };
+  auto exact = lookup(spec.problem, spec.algorithm, BucketFor(4, 4096), all);
+  ASSERT_TRUE(exact.ok()) << exact.status();
+  EXPECT_EQ(exact->first, done->results(0).variant_key());
+  EXPECT_EQ(exact->second, Choice::kTunedExact);
 }
 
 TEST_F(RuntimeLookupTest, AnswersAreRememberedAndADeadServerIsAMiss) {
   StartServer();
   Runtime::TunedLookup lookup = Lookup(absl::Hours(1));
   const ProblemSpec spec = *ValidateProblem(DecodeProblem(4, 4096), "problem");
-  EXPECT_TRUE(absl::IsNotFound(lookup(spec.problem, spec.algorithm, BucketFor(4, 4096)).status()));
+  EXPECT_TRUE(absl::IsNotFound(lookup(spec.problem, spec.algorithm, BucketFor(4, 4096), nullptr).status()));
   StopServer();
   // Remembered: no call, the same answer, fast.
   const absl::Time t0 = absl::Now();
-  EXPECT_TRUE(absl::IsNotFound(lookup(spec.problem, spec.algorithm, BucketFor(4, 4096)).status()));
+  EXPECT_TRUE(absl::IsNotFound(lookup(spec.problem, spec.algorithm, BucketFor(4, 4096), nullptr).status()));
   EXPECT_LT(absl::Now() - t0, absl::Milliseconds(50));
   // Not asked before, server gone: an error within the lookup deadline, never a hang.
   const absl::Time t1 = absl::Now();
-  auto gone = lookup(spec.problem, spec.algorithm, BucketFor(64, 65536));
+  auto gone = lookup(spec.problem, spec.algorithm, BucketFor(64, 65536), nullptr);
   EXPECT_FALSE(gone.ok());
   EXPECT_LT(absl::Now() - t1, absl::Seconds(2));
 }

@@ -1,13 +1,14 @@
-// The Hopper decode family (sm_90a): the decode problem of codegen/families/decode/ with
-// whole K/V rows brought in by bulk asynchronous copies (cp.async.bulk, no tensor map) into a
-// deeper shared-memory ring whose stages complete on mbarriers, and the split-KV merge done
-// either inside a thread-block cluster through distributed shared memory (one launch, no
-// partials in global memory) or by the decode family's second kernel. The math on a resident
-// tile is the decode family's mma.sync core; rows land unswizzled with a 16-byte pad, which
-// keeps ldmatrix free of bank conflicts.
+// The Hopper decode family (sm_90a): the decode problem of codegen/families/decode/ with each
+// K and V tile brought in by TMA (one tensor-map box per 64 columns of the head dim, host
+// encoded maps in PlxDecodeTmaParams) into a deeper shared-memory ring whose stages complete
+// on mbarriers, and the split-KV merge done either inside a thread-block cluster through
+// distributed shared memory (one launch, no partials in global memory) or by the decode
+// family's second kernel. The math on a resident tile is the decode family's mma.sync core,
+// addressing the 128-byte swizzle TMA writes (kv_tma.cuh).
 // Path token "wgmma" names the sm_90a decode path (one family per mode and path); its MMAs
-// are mma.sync in this first step. Contiguous KV only; paged problems keep the decode family.
-// Kernels: plx_decode (kernel.cuh), plx_decode_merge (decode's split_merge.cuh).
+// are mma.sync. Contiguous KV only; paged problems keep the decode family.
+// Kernels: plx_decode (kernel.cuh, PlxDecodeTmaParams), plx_decode_merge (decode's
+// split_merge.cuh, PlxDecodeParams).
 #pragma once
 
 #include "parallax/codegen/kernel_family.h"
@@ -25,12 +26,11 @@ struct Geometry {
   int mtiles;          // 16-row MMA tiles of stacked [q; r] rows (kMTiles)
   int keys_per_warp;   // keys of each tile one warp owns (kKeysPerWarp)
   int ctas_per_group;  // CTAs covering one GQA group (along y)
-  int row_pitch;       // elements per K/V (and q/r) row in shared memory: head_dim + 8
-  int tile_bytes;      // one K (or V) tile in shared memory
-  int ring_offset;     // after the q/r rows
+  int tile_bytes;      // one K (or V) tile in shared memory: block_n x head_dim, swizzled
+  int ring_offset;     // after the q/r rows (laid out as a tile), from the 1024-byte aligned base
   int bars_offset;     // the stage mbarriers, after the ring (or the cross-warp merge buffer)
   int pub_offset;      // r.q per unit, then (cluster merge) the CTA's published partials
-  int smem_bytes;      // dynamic smem of plx_decode
+  int smem_bytes;      // dynamic smem of plx_decode, with 1024 bytes to align the base
 };
 Geometry GeometryOf(const Problem& p, const Algorithm& a, const Schedule& s);
 
@@ -45,6 +45,9 @@ class Family final : public KernelFamily {
   bool OptIn() const override { return true; }  // until the GPU suite has run it
   bool Serves(const Problem& p) const override { return p.kv_layout == KvLayout::kContiguous; }
   const char* ArchSuffix() const override { return "a"; }
+  Abi abi() const override { return Abi::kDecodeTma; }
+  TmaBoxes Boxes(const Variant& v) const override { return TmaBoxes{0, v.schedule().block_n}; }
+  std::string Math(const Variant&) const override;
   Grid Cluster(const Variant& v) const override;
   unsigned fields() const override;
   absl::Status Validate(const Problem& p, const Algorithm& a, const Schedule& s) const override;

@@ -3,6 +3,8 @@
 // CTA; "-cluster" when the splits merge inside a thread-block cluster (Schedule::fused_merge:
 // one launch) instead of in plx_decode_merge.
 #include <algorithm>
+#include <set>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -27,9 +29,10 @@ Geometry GeometryOf(const Problem& p, const Algorithm& a, const Schedule& s) {
   g.mtiles = family::CeilDiv(std::max(g.units, 1), family::UnitsPerMTile(a));
   g.keys_per_warp = s.warps > 0 ? s.block_n / s.warps : 0;
   g.ctas_per_group = s.heads_per_cta > 0 ? p.group_size() / s.heads_per_cta : 0;
-  g.row_pitch = p.head_dim + 8;
-  g.tile_bytes = s.block_n * g.row_pitch * 2;
-  g.ring_offset = (g.mtiles * 16 * g.row_pitch * 2 + 127) / 128 * 128;
+  g.tile_bytes = s.block_n * p.head_dim * 2;
+  // The [q; r] rows share the tiles' swizzled layout (mma_core.cuh addresses both through
+  // plx_swz), so they take a tile's space; tiles stay 1024-byte aligned after them.
+  g.ring_offset = g.tile_bytes;
   // After the main loop the cross-warp merge reuses the ring: O1, O2 and 4 statistics per
   // (warp, head).
   const int merge = s.warps * g.units * (2 * p.head_dim + 4) * 4;
@@ -37,7 +40,7 @@ Geometry GeometryOf(const Problem& p, const Algorithm& a, const Schedule& s) {
   g.pub_offset = g.bars_offset + (8 * s.stages + 15) / 16 * 16;
   const int rq = (g.units + 3) / 4 * 4 * 4;
   const int pub = s.fused_merge ? g.units * (2 * p.head_dim + 4) * 4 : 0;
-  g.smem_bytes = g.pub_offset + rq + pub;
+  g.smem_bytes = 1024 + g.pub_offset + rq + pub;
   return g;
 }
 
@@ -56,6 +59,9 @@ absl::Status Family::Validate(const Problem& p, const Algorithm& a, const Schedu
     return Bad("block_n", s.block_n,
                absl::StrFormat("must be a multiple of %d (16 keys per warp x %d warps)", 16 * s.warps, s.warps));
   const Geometry geo = GeometryOf(p, a, s);
+  if (geo.mtiles * 16 > s.block_n)
+    return Bad("block_n", s.block_n,
+               absl::StrFormat("must be at least %d: the [q; r] rows take a tile's layout", geo.mtiles * 16));
   if (geo.mtiles * p.head_dim / 2 > 128 || family::MmaRegisterEstimate(geo.mtiles, p.head_dim, geo.keys_per_warp) > 200)
     return Bad("heads_per_cta", s.heads_per_cta,
                absl::StrFormat("%d MMA row tiles x head_dim %d x %d keys per warp need too many accumulator "
@@ -67,7 +73,7 @@ absl::Status Family::Validate(const Problem& p, const Algorithm& a, const Schedu
                                kMaxClusterSplits));
   if (geo.smem_bytes > kMaxSmem)
     return Bad("stages", s.stages,
-               absl::StrFormat("needs %d bytes of shared memory (padded rows); sm_90 allows %d per block",
+               absl::StrFormat("needs %d bytes of shared memory; sm_90 allows %d per block",
                                geo.smem_bytes, kMaxSmem));
   return absl::OkStatus();
 }
@@ -124,10 +130,12 @@ Schedule Family::Default(const Problem& p, const Algorithm& a) const {
   return s;
 }
 
-// Nested order: warps, block_n, stages, splits, heads_per_cta, merge; only when the options
-// ask for the wgmma path. The cluster merge needs a fixed split count: the options' fixed
-// counts, or 2, 4, 8 and 16 when they only ask for "auto".
-void Family::ForEachCandidate(const Problem& p, const Algorithm&, const SpaceOptions& o,
+// Nested order: warps, block_n, stages, heads_per_cta, then the kernel merge's splits and the
+// cluster merge's; only when the options ask for the wgmma path. The cluster merge needs a
+// fixed split count: the options' fixed counts, or 2, 4, 8 and 16 when they only ask for
+// "auto". Each candidate is canonicalized and considered once, however often the options
+// repeat a value.
+void Family::ForEachCandidate(const Problem& p, const Algorithm& a, const SpaceOptions& o,
                               const std::function<void(const Schedule&)>& consider) const {
   if (std::find(o.paths.begin(), o.paths.end(), MathPath::kWgmma) == o.paths.end()) return;
   std::vector<int> heads;
@@ -138,6 +146,11 @@ void Family::ForEachCandidate(const Problem& p, const Algorithm&, const SpaceOpt
   for (int n : o.splits)
     if (n >= 2 && n <= kMaxClusterSplits) cluster_splits.push_back(n);
   if (cluster_splits.empty()) cluster_splits = {2, 4, 8, 16};
+  std::set<std::string> seen;
+  auto once = [&](const Schedule& s) {
+    const Schedule c = Canonical(p, a, s);
+    if (seen.insert(PrintSchedule(c)).second) consider(c);
+  };
   for (int warps : o.warps)
     for (int block_n : o.block_n)
       for (int stages : o.stages)
@@ -150,12 +163,12 @@ void Family::ForEachCandidate(const Problem& p, const Algorithm&, const SpaceOpt
           s.heads_per_cta = g;
           for (int split : o.splits) {
             s.splits = split;
-            consider(s);
+            once(s);
           }
           s.fused_merge = true;
           for (int split : cluster_splits) {
             s.splits = split;
-            consider(s);
+            once(s);
           }
         }
 }

@@ -35,8 +35,14 @@ std::vector<std::string> Family::KernelNames() const {
 
 std::string Family::Summary(const Variant& v) const {
   return v.schedule().fused_merge
-             ? "decode on sm_90a (one query token per sequence; bulk-copy K/V ring, splits merged in a cluster)"
-             : "decode on sm_90a (one query token per sequence; bulk-copy K/V ring, split-KV)";
+             ? "decode on sm_90a (one query token per sequence; TMA K/V ring, splits merged in a cluster)"
+             : "decode on sm_90a (one query token per sequence; TMA K/V ring, split-KV)";
+}
+
+// Path wgmma names the family, but its MMAs are the decode family's mma.sync core.
+std::string Family::Math(const Variant& v) const {
+  return absl::StrCat("mma.sync m16n8k16 tensor cores; K/V by TMA into an mbarrier ring",
+                      v.schedule().fused_merge ? "; splits merged through distributed shared memory" : "");
 }
 
 WarpTiling Family::Tiling(const Variant& v) const {
@@ -52,7 +58,8 @@ std::string Family::Constants(const Variant& v) const {
       "constexpr int kHeadsPerCta = kUnits;\n"
       "constexpr int kCtasPerGroup = kGroup / kHeadsPerCta;\n"
       "constexpr int kKeysPerWarp = %d;  // keys of each tile a warp owns\n"
-      "constexpr int kRowPitch = %d;     // elements per shared-memory row: head_dim + a 16-byte pad\n"
+      "constexpr int kDChunks = kHeadDim / 64;  // 128-byte swizzle chunks (TMA boxes) per row\n"
+      "constexpr int kTileBytes = %d;    // one K or V tile: kDChunks boxes of kBlockN x 128 bytes\n"
       "constexpr int kMergeThreads = 128;\n"
       "constexpr bool kClusterMerge = %s;  // splits merge inside the cluster (no second kernel)\n"
       "constexpr int kClusterSplits = %d;  // CTAs per cluster along x (= splits) when they do\n"
@@ -61,14 +68,13 @@ std::string Family::Constants(const Variant& v) const {
       "constexpr int kRqFloats = %d;\n"
       "constexpr int kSmemBytes = %d;    // dynamic shared memory of plx_decode\n"
       "constexpr int kTestFault = 0;     // decode_common.cuh: no test-only faults here\n",
-      g.mtiles, g.keys_per_warp, g.row_pitch, s.fused_merge ? "true" : "false", s.fused_merge ? s.splits : 1,
+      g.mtiles, g.keys_per_warp, g.tile_bytes, s.fused_merge ? "true" : "false", s.fused_merge ? s.splits : 1,
       g.bars_offset, g.pub_offset, (g.units + 3) / 4 * 4, g.smem_bytes);
 }
 
 std::string Family::Kernels(const Variant&) const {
   namespace t = kernel_text;
-  return absl::StrCat(t::common_mma_sync, t::sm90_async, t::common_kv_contiguous, t::decode_kv_contiguous,
-                      t::decode_sm90_kv_bulk, t::common_finalize, t::common_mma_core, t::decode_decode_common,
+  return absl::StrCat(t::common_mma_sync, t::sm90_async, t::decode_sm90_kv_tma, t::common_finalize, t::common_mma_core, t::decode_decode_common,
                       t::decode_mma_phases, t::decode_split_merge, t::decode_sm90_cluster_merge, t::decode_sm90_kernel);
 }
 

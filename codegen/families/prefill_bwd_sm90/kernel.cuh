@@ -187,18 +187,23 @@ __device__ __forceinline__ void sm90_elementwise(const PlxPrefillBwdParams& p, c
   const int causal_lim = seq.diag + m0 + lane_col - lane_key;
   const bool windowed = kWindow && p.window > 0;
   const int window_lim = windowed ? causal_lim - p.window : -(1 << 30);
+  // The step's row coefficients of this thread's two adjacent query columns, one 8-byte load each.
+  auto coef2 = [&](int k, int n) { return *reinterpret_cast<const float2*>(sm.coef + k * kBlockM + lane_col + 8 * n); };
 #pragma unroll
-  for (int n = 0; n < kBlockM / 8; ++n)
+  for (int n = 0; n < kBlockM / 8; ++n) {
+    // Probe none: tbar = 0 and u = 1 (rows.cuh), so spread = 1 and kappa drops out; only
+    // lse2 and Dd are read.
+    const float2 lse2v = coef2(0, n), ddv = coef2(4, n);
+    const float2 tbarv = kLearned ? coef2(1, n) : make_float2(0.f, 0.f);
+    const float2 uv = kLearned ? coef2(2, n) : make_float2(1.f, 1.f);
+    const float2 kappav = kLearned ? coef2(3, n) : make_float2(0.f, 0.f);
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const int i = 4 * n + e;
       const int dk = 8 * (e >> 1), dc = 8 * n + (e & 1);
-      const int col = lane_col + dc;
-      // Probe none: tbar = 0 and u = 1 (rows.cuh), so spread = 1 and kappa drops out; only
-      // lse2 and Dd are read.
-      const float lse2 = sm.coef[col], dd = sm.coef[4 * kBlockM + col];
-      const float tbar = kLearned ? sm.coef[kBlockM + col] : 0.f, u = kLearned ? sm.coef[2 * kBlockM + col] : 1.f;
-      const float kappa = kLearned ? sm.coef[3 * kBlockM + col] : 0.f;
+      const bool odd = e & 1;
+      const float lse2 = odd ? lse2v.y : lse2v.x, dd = odd ? ddv.y : ddv.x;
+      const float tbar = odd ? tbarv.y : tbarv.x, u = odd ? uv.y : uv.x, kappa = odd ? kappav.y : kappav.x;
       const bool vis = dc < rows_left && dk < keys_left && dk - dc <= causal_lim && dk - dc > window_lim;
       const float w = vis ? plx_exp2(fmaf(s1[i], p.scale_log2, -lse2)) : 0.f;
       const float sp = kLearned ? s2[i] : 0.f;
@@ -209,32 +214,25 @@ __device__ __forceinline__ void sm90_elementwise(const PlxPrefillBwdParams& p, c
       s1[i] = p.scale * ds1;
       g[i] = w * spread;
     }
+  }
 }
 
 // ---- phase: dS1, (dS2) of this warp's keys into the [query][key] tiles (16-bit) ----------
-// Word r of k-step kb holds queries q, q + 1 (q = 16 kb + 8 (r >> 1) + 2 (lane % 4)) of key
-// krow0 + lane / 4 + 8 (r & 1). The key's 64-key chunk is the warpgroup's, and the swizzle
-// term depends on r & 1 and the query's low bits only, so four per-thread offsets plus
-// compile-time steps address every element (fewer live registers than a full sw128_elem).
+// Word r of k-step kb is an 8 x 8 block of the mma.sync layout: keys krow0 + 8 (r & 1) + lane / 4
+// as rows, queries 16 kb + 8 (r >> 1) + 2 (lane % 4), + 1 as columns. stmatrix .trans writes
+// each block transposed, so every query row gets its 8 keys as one 16-byte piece of the
+// swizzled tile; lane l gives the address of row l % 8 of block l / 8. Four blocks a k-step:
+// one instruction where per-element stores took 32.
+__device__ __forceinline__ void sm90_stmatrix_x4_trans(plx_e16* row, const plx_u32 (&r)[4]) {
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};\n"
+               :: "r"(plx_smem_addr(row)), "r"(r[0]), "r"(r[1]), "r"(r[2]), "r"(r[3]) : "memory");
+}
 __device__ __forceinline__ void sm90_store_ds(plx_e16* tile, const Sm90AFrag& a, int krow0) {
-  const int lane = threadIdx.x & 31;
-  const int chunk = krow0 / 64, kin = krow0 % 64 + (lane >> 2);  // key within its chunk (r & 1 = 0)
-  int off[2][2];  // [r & 1][query parity]
+  const int lane = threadIdx.x & 31, blk = lane >> 3;
+  const int key_chunk = (krow0 + 8 * (blk & 1)) / 8;  // the block's 8 keys: one 16-byte chunk
+  const int query = 8 * (blk >> 1) + (lane & 7);
 #pragma unroll
-  for (int hi = 0; hi < 2; ++hi)
-#pragma unroll
-    for (int odd = 0; odd < 2; ++odd) {
-      const int q = 2 * (lane & 3) + odd, key = kin + 8 * hi;
-      off[hi][odd] = chunk * kBlockM * 64 + q * 64 + (((key / 8) ^ q) * 8) + key % 8;
-    }
-#pragma unroll
-  for (int kb = 0; kb < kQK; ++kb)
-#pragma unroll
-    for (int r = 0; r < 4; ++r) {
-      const int step = (16 * kb + 8 * (r >> 1)) * 64;  // whole 8-row groups: the swizzle repeats
-      tile[off[r & 1][0] + step] = (plx_e16)(a[kb][r] & 0xffffu);
-      tile[off[r & 1][1] + step] = (plx_e16)(a[kb][r] >> 16);
-    }
+  for (int kb = 0; kb < kQK; ++kb) sm90_stmatrix_x4_trans(tile + sw128<kBlockM>(16 * kb + query, key_chunk), a[kb]);
 }
 
 // ---- phase: dV += C^T dO, dK += (tau dS1)^T Q + dS2^T R (issued; the caller waits) -------

@@ -7,7 +7,7 @@
 // slot's full barrier, which completes once every thread's copies have landed: no producer
 // thread waits for its own copies, and no tensor map is needed (the launch ABI has none).
 // Warpgroups 1 and 2 consume: each owns 64 keys (or half of dK, dV at head_dim 256) exactly as
-// in kernel_sync.cuh, waits on full[slot], and each of its warps arrives on empty[slot] once
+// in kernel_sync.cuh, waits on full[slot], and each of its threads arrives on empty[slot] once
 // its dK, dV wgmmas -- the slot's last readers -- have landed. The only barrier between the
 // two consumers is one named barrier a step (kDsBar, 256 threads): both halves of dS are
 // stored before either warpgroup's dQ^T wgmmas read them. dS is double-buffered (slot t % 2),
@@ -131,7 +131,7 @@ __device__ __forceinline__ void ws_consume(const PlxPrefillBwdParams& p, int cw)
   const int kvh = blockIdx.y, b = blockIdx.z, n0 = blockIdx.x * kBlockN;
   const BwdSequence seq = bwd_sequence(p, b);
   const Sm90BwdSteps st = sm90_bwd_steps(p, seq, n0);
-  const int warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
+  const int warp = (threadIdx.x >> 5) & 3;
   const int kg = cw % kKeyGroups, dsub = cw / kKeyGroups;
   const int krow0 = kg * kKeysPerWg + warp * 16;  // this warp's first key row in the block
   float dk[kDw / 2], dv[kDw / 2];
@@ -167,8 +167,10 @@ __device__ __forceinline__ void ws_consume(const PlxPrefillBwdParams& p, int cw)
     sm90_fence_frag(a1);
     if (kLearned) sm90_fence_frag(a2);
     sm90_fence_frag(ag);
-    __syncwarp();
-    if (lane == 0) plx_mbar_arrive(bars.empty(slot));  // this warp is done with the slot
+    // Every consumer thread arrives, not one lane a warp after __syncwarp: the release then
+    // covers each thread's own reads of the slot's coefficients before the producer rewrites
+    // them (compute-sanitizer's racecheck flagged the warp-elected arrival as a WAR hazard).
+    plx_mbar_arrive(bars.empty(slot));
     plx_named_bar_sync(kDsBar, 256);                    // both warpgroups' dS are in
     sm90_dq(p, seq, cur, cw, h, m0);
   }
@@ -183,7 +185,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) plx_bwd_main(const Plx
   if (threadIdx.x == 0) {
     for (int s = 0; s < kStages; ++s) {
       plx_mbar_init(bars.full(s), kProducerThreads);  // one cp.async arrival per producer thread
-      plx_mbar_init(bars.empty(s), 4 * kWgs);         // one arrival per consumer warp
+      plx_mbar_init(bars.empty(s), 128 * kWgs);       // one arrival per consumer thread
     }
     plx_mbar_init(bars.kv(), kProducerThreads);
     plx_mbar_init_fence();

@@ -86,18 +86,20 @@ Schedule Family::Canonical(const Problem& p, const Algorithm& a, Schedule s) con
   return s;
 }
 
-// Measured on an H200 (bench/results/backward-sm90-h200-2026-12-01.json, backward alone, bf16
-// causal): two warpgroups (128 keys; 64 at head_dim 256), one query block in flight (the
-// second gained < 2%), dQ by red.add at head_dim >= 128 (5.99 ms against 6.47 with bulk rows
-// at 4x16x4096) and in bulk rows with 64-query blocks at head_dim 64 (3.39 ms).
+// Measured on an H200 (bench/results/backward-sm90-default-h200-2026-12-01.json, backward alone,
+// bf16 causal Parallax): warp-specialized (a producer and two consumer warpgroups, 128 keys;
+// 64 at head_dim 256), two ring slots, dQ by red.add. Against the synchronous w8-s1 it took
+// 4x16x4096 D128 from 5.82 to 5.48 ms, GQA 32/8 from 12.70 to 11.45, 1x16x16384 from 19.82
+// to 18.92, D64 (64-query blocks) from 3.45 (bulk) to 2.73, and tied at D256 (16.77 / 16.85).
+// A third slot gained < 1%; bulk rows lost 4-35% here.
 Schedule Family::Default(const Problem& p, const Algorithm& a) const {
   Schedule s;
   s.path = MathPath::kWgmma;
-  s.warps = 8;
+  s.warps = 12;
   s.block_n = p.head_dim > 128 ? 64 : 128;
-  s.stages = 1;
+  s.stages = 2;
   s.block_m = DefaultBlockM(p, a);
-  s.dq_reduce = p.head_dim <= 64 ? Schedule::DqReduce::kBulk : Schedule::DqReduce::kAtomic;
+  s.dq_reduce = Schedule::DqReduce::kAtomic;
   return s;
 }
 

@@ -8,7 +8,7 @@
 #ifndef PARALLAX_KERNEL_ABI_H_
 #define PARALLAX_KERNEL_ABI_H_
 
-#define PLX_ABI_VERSION 7
+#define PLX_ABI_VERSION 8
 
 /* Decode: one new query token per sequence.
  * q, r: [B, Hq, D]; k, v: contiguous [B, Lmax, Hkv, D] or paged [pages, page_size, Hkv, D].
@@ -142,6 +142,16 @@ typedef struct PlxPrefillTmaParams {
                          before the first launch; the last CTA to retire zeroes them again,
                          so launches sharing a pair must not overlap (the runtime rotates) */
 } PlxPrefillTmaParams;
+
+/* Decode on sm_90a (the decode_sm90 family's plx_decode; its plx_decode_merge takes p alone):
+ * the decode parameters plus TMA maps of k and v. Each map is 4-D {D, Hkv, tokens, B} over
+ * the contiguous cache with tokens = p.seqlen, which must then bound every seqlens[b] and
+ * stay within the cache's rows; boxes 64 elements x 1 head x the family's keys per tile x 1
+ * in the 128-byte swizzle; rows at or past seqlen read as zeros. */
+typedef struct PlxDecodeTmaParams {
+  PlxTensorMap tk, tv;
+  PlxDecodeParams p;
+} PlxDecodeTmaParams;
 
 /* The backward of a prefill (codegen/families/prefill_bwd; docs/backward.md): three kernels
  * take the same parameters. plx_bwd_preprocess, one warp per query row, forms the row's

@@ -81,10 +81,12 @@ class KernelFamily {
   // Appended to the device's arch when compiling ("a" for sm_90a's wgmma, TMA, setmaxnreg).
   virtual const char* ArchSuffix() const { return ""; }
   // The kernel parameter struct (kernel_abi.h) the runtime passes.
-  enum class Abi { kPlain, kPrefillTma };
+  // kDecodeTma: the main kernel takes PlxDecodeTmaParams (maps of k and v), the merge kernel
+  // PlxDecodeParams.
+  enum class Abi { kPlain, kPrefillTma, kDecodeTma };
   virtual Abi abi() const { return Abi::kPlain; }
-  // kPrefillTma: the rows of one TMA box for q/r and for k/v (the box is 64 elements wide,
-  // one head, `rows` tokens, in the 128-byte swizzle).
+  // kPrefillTma, kDecodeTma: the rows of one TMA box for q/r and for k/v (the box is 64
+  // elements wide, one head, `rows` tokens, in the 128-byte swizzle).
   struct TmaBoxes {
     int qr_rows = 0;
     int kv_rows = 0;
@@ -131,6 +133,9 @@ class KernelFamily {
   // ---- source ----
   // What it computes, for the header comment: "decode (one query token per sequence, split-KV)".
   virtual std::string Summary(const Variant& v) const = 0;
+  // The math its kernels run, for the header's "math:" line when the schedule's path does not
+  // say it ("" = the path's: mma.sync, FMA, or wgmma with TMA).
+  virtual std::string Math(const Variant&) const { return ""; }
   virtual WarpTiling Tiling(const Variant& v) const = 0;
   // The family's own constexpr tile parameters (after the shared ones).
   virtual std::string Constants(const Variant& v) const = 0;

@@ -65,15 +65,21 @@ struct DecodePlan {
   std::optional<Variant> eager;
 };
 
-// Where non-explicit plans get tuned configs (Runtime::SetTunedLookup): the key for (problem,
-// bucket) and whether it is the exact bucket's or the nearest one's.
-using TunedLookupFn = std::function<absl::StatusOr<std::pair<std::string, Choice>>(
-    const Problem&, const Algorithm&, const ShapeBucket&)>;
+// Whether the caller can run a stored variant key (ChooseTunedOrDefault passes its checks).
+// Empty: every key is taken.
+using TunedKeyFilter = std::function<bool(const std::string& variant_key)>;
 
-// The non-explicit choice, one rule for every mode: the lookup's key (exact bucket, else
-// nearest, as it answers) when it parses, is for (p, a) and its family runs on sm (0: any);
-// else the family default on sm. What a lookup returns comes from a file or a service: a key
-// that fails any of those checks is skipped, never an error. No memo (Runtime's wraps it).
+// Where non-explicit plans get tuned configs (Runtime::SetTunedLookup): the key for (problem,
+// bucket) and whether it is the exact bucket's or the nearest one's. Rows the filter rejects
+// are passed over, so that one bad row (it comes from a file or a service) does not hide a
+// usable row of a farther bucket: the answer is the nearest row the filter accepts.
+using TunedLookupFn = std::function<absl::StatusOr<std::pair<std::string, Choice>>(
+    const Problem&, const Algorithm&, const ShapeBucket&, const TunedKeyFilter&)>;
+
+// The non-explicit choice, one rule for every mode: the nearest key the lookup holds (exact
+// bucket first) that parses, is for (p, a) and whose family runs on sm (0: any); else the
+// family default on sm. What a lookup returns comes from a file or a service: a key that
+// fails any of those checks is skipped, never an error. No memo (Runtime's wraps it).
 absl::StatusOr<Variant> ChooseTunedOrDefault(const TunedLookupFn& lookup, const Problem& p, const Algorithm& a,
                                              const ShapeBucket& bucket, int sm, Choice* choice);
 

@@ -2,7 +2,8 @@
 // device and problem (buckets.h), else the runtime's default variant on the asking device
 // (its compute capability picks the family: DeviceDefaultKey, buckets.h). Only entries tuned
 // with the query's generator and NVRTC versions whose variant key parses to the asked
-// problem are served; anything else in the table is skipped, never trusted.
+// problem and whose family runs on the asking device are served; anything else in the table
+// is skipped, never trusted, and the next nearest servable row answers instead.
 #pragma once
 
 #include "absl/status/statusor.h"

@@ -16,6 +16,7 @@
 #include "absl/time/time.h"
 #include "parallax/cache/store.h"
 #include "parallax/codegen/bucket.h"
+#include "parallax/codegen/kernel_family.h"
 #include "parallax/codegen/variant.h"
 
 namespace parallax::service {
@@ -27,6 +28,7 @@ struct CachedConfig {
   ShapeBucket bucket;
   Problem problem;      // of the variant key, to check it fits the request
   Algorithm algorithm;
+  const KernelFamily* family = nullptr;  // of the variant key, to check it runs on the asking device
 };
 using CachedConfigs = std::vector<CachedConfig>;
 

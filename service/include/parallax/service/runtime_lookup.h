@@ -6,7 +6,8 @@
 // GetBestConfig with the client's short lookup deadline (250 ms by default). Answers are
 // kept for the runtime's life, so each (problem, bucket) is asked once; a miss, a "default"
 // answer or any error (server down, deadline) is remembered for retry_after and the runtime
-// uses its built-in default meanwhile. It never fails a launch.
+// uses its built-in default meanwhile. It never fails a launch. A local row the runtime
+// cannot use (TunedKeyFilter) does not stop the service from being asked.
 #pragma once
 
 #include "absl/status/status.h"

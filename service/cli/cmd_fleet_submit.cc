@@ -109,19 +109,20 @@ int RunSubmit(FleetOptions o) {
                                     tasks.empty() ? "" : " --dependency=afterok:${array%;*} --kill-on-invalid-dep=yes",
                                     " ", ShellQuote(merge_path)));
 
+  // What both the dry run's and the submission's JSON report (nlohmann::json keeps keys sorted,
+  // so the added fields land where they did).
+  auto summary = [&] {
+    return nlohmann::json(
+        {{"dir", o.dir}, {"problem", plan->problem}, {"shards", o.shards}, {"tasks", tasks}, {"complete", complete}});
+  };
   if (o.dry_run) {
     if (o.json) {
-      std::cout << nlohmann::json({{"dir", o.dir},
-                                   {"problem", plan->problem},
-                                   {"shards", o.shards},
-                                   {"tasks", tasks},
-                                   {"complete", complete},
-                                   {"plan", PlanJson(*plan)},
-                                   {"tune_script", scripts.tune},
-                                   {"merge_script", o.no_merge ? nlohmann::json() : nlohmann::json(scripts.merge)},
-                                   {"commands", commands}})
-                       .dump(2)
-                << "\n";
+      nlohmann::json j = summary();
+      j["plan"] = PlanJson(*plan);
+      j["tune_script"] = scripts.tune;
+      j["merge_script"] = o.no_merge ? nlohmann::json() : nlohmann::json(scripts.merge);
+      j["commands"] = commands;
+      std::cout << j.dump(2) << "\n";
       return kExitOk;
     }
     std::cout << "# ---- " << tune_path << " (not written: --dry-run) ----\n" << scripts.tune;
@@ -191,17 +192,12 @@ int RunSubmit(FleetOptions o) {
     return Fail(kExitFailure, absl::StrCat(s.message(), " (submitted: array job ", array_job.empty() ? "-" : array_job,
                                            ", merge job ", merge_job.empty() ? "-" : merge_job, ")"));
   if (o.json) {
-    std::cout << nlohmann::json({{"dir", o.dir},
-                                 {"problem", plan->problem},
-                                 {"shards", o.shards},
-                                 {"tasks", tasks},
-                                 {"complete", complete},
-                                 {"array_job", array_job.empty() ? nlohmann::json() : nlohmann::json(array_job)},
-                                 {"merge_job", merge_job.empty() ? nlohmann::json() : nlohmann::json(merge_job)},
-                                 {"tune_script", tune_path},
-                                 {"merge_script", o.no_merge ? nlohmann::json() : nlohmann::json(merge_path)}})
-                     .dump(2)
-              << "\n";
+    nlohmann::json j = summary();
+    j["array_job"] = array_job.empty() ? nlohmann::json() : nlohmann::json(array_job);
+    j["merge_job"] = merge_job.empty() ? nlohmann::json() : nlohmann::json(merge_job);
+    j["tune_script"] = tune_path;
+    j["merge_script"] = o.no_merge ? nlohmann::json() : nlohmann::json(merge_path);
+    std::cout << j.dump(2) << "\n";
   } else {
     if (!array_job.empty())
       std::cout << absl::StrFormat("# submitted job array %s: shard(s) %s of %d (%s, %s)\n", array_job,

@@ -15,6 +15,17 @@ DeviceInfo FakeDevice0() { return DeviceFromProto(FakeBackend::Describe(0)); }
 
 class RuntimeLookupTest : public ServerTest {
  protected:
+  // Starts the fake server and tunes `problem` through to the end (the job every test reads).
+  template <typename P>
+  void TuneToTheEnd(const P& problem, v1::JobProgress* job) {
+    StartServer({}, /*fake=*/true);
+    auto c = NewClient();
+    absl::StatusOr<v1::SubmitTuningResponse> sub = c->SubmitTuning(Submit({problem}));
+    ASSERT_TRUE(sub.ok()) << sub.status();
+    absl::StatusOr<v1::JobProgress> done = c->WatchJob(sub->job_id(), [](const v1::JobProgress&) {});
+    ASSERT_TRUE(done.ok() && done->state() == v1::JOB_STATE_DONE) << done.status();
+    *job = *done;
+  }
   Runtime::TunedLookup Lookup(absl::Duration retry_after = absl::Seconds(30)) {
     ServiceLookupOptions o;
     o.client.server = server_->address();
@@ -26,12 +37,9 @@ class RuntimeLookupTest : public ServerTest {
 };
 
 TEST_F(RuntimeLookupTest, TunedConfigsComeBackAndMissesFallThrough) {
-  StartServer({}, /*fake=*/true);
-  auto c = NewClient();
-  absl::StatusOr<v1::SubmitTuningResponse> sub = c->SubmitTuning(Submit({DecodeProblem(4, 4096)}));
-  ASSERT_TRUE(sub.ok()) << sub.status();
-  absl::StatusOr<v1::JobProgress> done = c->WatchJob(sub->job_id(), [](const v1::JobProgress&) {});
-  ASSERT_TRUE(done.ok() && done->state() == v1::JOB_STATE_DONE) << done.status();
+  v1::JobProgress job;
+  ASSERT_NO_FATAL_FAILURE(TuneToTheEnd(DecodeProblem(4, 4096), &job));
+  const v1::JobProgress* done = &job;
 
   Runtime::TunedLookup lookup = Lookup();
   const ProblemSpec spec = *ValidateProblem(DecodeProblem(4, 4096), "problem");
@@ -51,12 +59,9 @@ TEST_F(RuntimeLookupTest, TunedConfigsComeBackAndMissesFallThrough) {
 // A prefill bucket goes to the service as a shape of that bucket (ShapeOf) with its
 // context_len, and comes back as the prefill config tuned for it.
 TEST_F(RuntimeLookupTest, PrefillBucketsAskForPrefillConfigs) {
-  StartServer({}, /*fake=*/true);
-  auto c = NewClient();
-  absl::StatusOr<v1::SubmitTuningResponse> sub = c->SubmitTuning(Submit({PrefillProblem(1, 4096)}));
-  ASSERT_TRUE(sub.ok()) << sub.status();
-  absl::StatusOr<v1::JobProgress> done = c->WatchJob(sub->job_id(), [](const v1::JobProgress&) {});
-  ASSERT_TRUE(done.ok() && done->state() == v1::JOB_STATE_DONE) << done.status();
+  v1::JobProgress job;
+  ASSERT_NO_FATAL_FAILURE(TuneToTheEnd(PrefillProblem(1, 4096), &job));
+  const v1::JobProgress* done = &job;
 
   Runtime::TunedLookup lookup = Lookup();
   const ProblemSpec spec = *ValidateProblem(PrefillProblem(1, 4096), "problem");
@@ -76,12 +81,9 @@ TEST_F(RuntimeLookupTest, PrefillBucketsAskForPrefillConfigs) {
 // The service answers one row: one the runtime cannot use (its filter says no) is a miss,
 // so the runtime takes its default, and the same answer passes another caller's filter.
 TEST_F(RuntimeLookupTest, AnAnswerTheFilterRefusesIsAMiss) {
-  StartServer({}, /*fake=*/true);
-  auto c = NewClient();
-  absl::StatusOr<v1::SubmitTuningResponse> sub = c->SubmitTuning(Submit({DecodeProblem(4, 4096)}));
-  ASSERT_TRUE(sub.ok()) << sub.status();
-  absl::StatusOr<v1::JobProgress> done = c->WatchJob(sub->job_id(), [](const v1::JobProgress&) {});
-  ASSERT_TRUE(done.ok() && done->state() == v1::JOB_STATE_DONE) << done.status();
+  v1::JobProgress job;
+  ASSERT_NO_FATAL_FAILURE(TuneToTheEnd(DecodeProblem(4, 4096), &job));
+  const v1::JobProgress* done = &job;
 
   Runtime::TunedLookup lookup = Lookup();
   const ProblemSpec spec = *ValidateProblem(DecodeProblem(4, 4096), "problem");

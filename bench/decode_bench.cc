@@ -163,6 +163,24 @@ int main(int argc, char** argv) {
     float ms = 0;
     CK(A()->cuEventElapsedTime(&ms, a, b));
     printf("{\"copy_gbps\": %.1f}\n", 2.0 * n * 20 / (ms * 1e-3) / 1e9);
+    // The replay floor: a graph of one empty kernel (132 CTAs of 128 threads) timed like the
+    // decode graphs, so a table can tell the fixed launch cost from the kernel's own time.
+    static const char kEmptyPtx[] =
+        ".version 7.8\n.target sm_80\n.address_size 64\n.visible .entry plx_empty()\n{\n ret;\n}\n";
+    CUmodule mod;
+    CUfunction fn;
+    CK(A()->cuModuleLoadData(&mod, kEmptyPtx));
+    CK(A()->cuModuleGetFunction(&fn, mod, "plx_empty"));
+    CUgraph g;
+    CUgraphExec ge;
+    CK(A()->cuStreamBeginCapture_v2(s, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL));
+    CK(A()->cuLaunchKernel(fn, 132, 1, 1, 128, 1, 1, 0, s, nullptr, nullptr));
+    CK(A()->cuStreamEndCapture(s, &g));
+    CK(A()->cuGraphInstantiateWithFlags(&ge, g, 0));
+    printf("{\"replay_floor_us\": %.2f}\n", TimeGraph(ge, s, 50));
+    A()->cuGraphExecDestroy(ge);
+    A()->cuGraphDestroy(g);
+    A()->cuModuleUnload(mod);
     A()->cuMemFree_v2(x);
     A()->cuMemFree_v2(y);
   }

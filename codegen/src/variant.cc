@@ -77,7 +77,6 @@ absl::Status ValidateSchedule(const Problem& p, const Algorithm& a, const Schedu
   if (s.warps < 1 || s.warps > 16) return Bad("warps", s.warps, "must be in 1..16");
   if (s.path != MathPath::kWgmma && (!IsPow2(s.warps) || s.warps > 8))
     return Bad("warps", s.warps, "must be 1, 2, 4 or 8");
-  if (s.stages < 1 || s.stages > 4) return Bad("stages", s.stages, "must be in 1..4");
   if (s.block_n < 16 || s.block_n > 256 || s.block_n % 16 != 0)
     return Bad("block_n", s.block_n, "must be a multiple of 16 in 16..256");
   const int kv_tile_bytes = 2 * s.block_n * p.head_dim * 2;
@@ -88,6 +87,8 @@ absl::Status ValidateSchedule(const Problem& p, const Algorithm& a, const Schedu
   const KernelFamily* f = FindFamily(p.mode, s.path);
   if (f == nullptr)
     return Bad("path", ToString(s.path), absl::StrCat("no kernel family serves ", ToString(p.mode), " on this path"));
+  if (s.stages < 1 || s.stages > f->MaxStages())
+    return Bad("stages", s.stages, absl::StrCat("must be in 1..", f->MaxStages()));
   if (absl::Status st = ValidateUnusedFields(*f, s); !st.ok()) return st;
   return f->Validate(p, a, s);
 }

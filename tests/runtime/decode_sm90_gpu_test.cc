@@ -26,6 +26,7 @@ struct Sm90Schedule {
 constexpr Sm90Schedule kSchedules[] = {
     {64, 4, 4, 0, false},  {64, 4, 4, 8, true},  {128, 8, 3, 16, true}, {64, 4, 3, 5, false},
     {64, 4, 4, 2, true},   {128, 4, 3, 4, true}, {64, 2, 2, 0, false},  {128, 8, 3, 8, false},
+    {64, 4, 6, 8, true},  // a ring deeper than the other families take (MaxStages 8)
 };
 
 // The key of `s` for the case's problem, with as many heads per CTA and as deep a ring (down

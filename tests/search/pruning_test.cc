@@ -312,7 +312,7 @@ TEST(DevicePaths, FollowTheFamiliesThatRunOnTheDevice) {
   EXPECT_EQ(PathsFor(Mode::kPrefill, 80), portable);
   EXPECT_EQ(PathsFor(Mode::kPrefill, 89), portable);
   EXPECT_EQ(PathsFor(Mode::kPrefill, 0), portable);  // no device known: today's paths
-  EXPECT_EQ(PathsFor(Mode::kDecode, 90), portable);  // decode_sm90 is opt-in: searched when its path is named
+  EXPECT_EQ(PathsFor(Mode::kDecode, 90), hopper);  // decode_sm90 is searched on sm_90 by default
   EXPECT_EQ(PathsFor(Mode::kDecode, 80), portable);
   // An explicit list is kept as given, less what the device does not run, with the reason.
   const DevicePaths on80 = PathsOnDevice(Mode::kPrefill, {MathPath::kWgmma, MathPath::kMma}, "sm_80");
@@ -322,7 +322,7 @@ TEST(DevicePaths, FollowTheFamiliesThatRunOnTheDevice) {
   const DevicePaths on90a = PathsOnDevice(Mode::kPrefill, {MathPath::kWgmma}, "sm_90a");
   EXPECT_EQ(on90a.paths, std::vector<MathPath>{MathPath::kWgmma});
   EXPECT_TRUE(on90a.skipped.empty());
-  // Named explicitly, the opt-in decode_sm90 is searched on sm_90 (and on nothing else).
+  // Named explicitly, decode_sm90 is searched on sm_90 (and on nothing else).
   const DevicePaths decode = PathsOnDevice(Mode::kDecode, {MathPath::kWgmma}, "sm_90");
   EXPECT_EQ(decode.paths, std::vector<MathPath>{MathPath::kWgmma});
   EXPECT_TRUE(decode.skipped.empty());
@@ -372,12 +372,19 @@ TEST(StaticSpace, WgmmaPrefillOnSm90Only) {
     EXPECT_NE(asked.skipped[0].find("prefill_sm90 family does not run on " + l.arch), std::string::npos)
         << asked.skipped[0];
   }
-  // Decode on sm_90 is unchanged: mma and fma.
+  // Decode on sm_90 adds decode_sm90's schedules (path wgmma) to mma and fma, and keeps all of
+  // those: the tuner picks per bucket. Elsewhere decode is mma and fma only.
   const StaticSpace d = BuildStaticSpace(Qwen(), a, LimitsFor(Device(9, 0, 227, 228)), dflt);
   const StaticSpace d_old = BuildStaticSpace(Qwen(), a, LimitsFor(Device(9, 0, 227, 228)),
                                              {{0}, false, {MathPath::kMma, MathPath::kFma}});
-  EXPECT_EQ(d.variants.size(), d_old.variants.size());
-  EXPECT_EQ(CountPath(d.variants, MathPath::kWgmma), 0u);
+  EXPECT_EQ(d.variants.size(), d_old.variants.size() + CountPath(d.variants, MathPath::kWgmma));
+  EXPECT_GT(CountPath(d.variants, MathPath::kWgmma), 0u);
+  for (const Variant& v : d.variants) {
+    if (v.schedule().path != MathPath::kWgmma) continue;
+    EXPECT_EQ(std::string(FamilyOf(v).name()), "decode_sm90") << v.Key();
+  }
+  const StaticSpace d80 = BuildStaticSpace(Qwen(), a, LimitsFor(Device(8, 0, 163, 164)), dflt);
+  EXPECT_EQ(CountPath(d80.variants, MathPath::kWgmma), 0u);
 }
 
 // Registers and threads of a warp-specialized CTA: ptxas reports 168 registers under

@@ -28,8 +28,11 @@ struct Geometry {
   int ctas_per_group;  // CTAs covering one GQA group (along y)
   int tile_bytes;      // one K (or V) tile in shared memory: block_n x head_dim, swizzled
   int ring_offset;     // after the q/r rows (laid out as a tile), from the 1024-byte aligned base
+  int outbox_offset;   // cluster merge: the outbox, in the idle ring after the cross-warp merge
   int bars_offset;     // the stage mbarriers, after the ring (or the cross-warp merge buffer)
-  int pub_offset;      // r.q per unit, then (cluster merge) the CTA's published partials
+  int pub_offset;      // r.q per unit, then (cluster merge) the inbox
+  int merge_share;     // cluster merge: outputs (of units x head_dim) each rank finalizes
+  int msg_floats;      // cluster merge: one message, statistics and one share of O1 (O2)
   int smem_bytes;      // dynamic smem of plx_decode, with 1024 bytes to align the base
 };
 Geometry GeometryOf(const Problem& p, const Algorithm& a, const Schedule& s);
@@ -42,7 +45,9 @@ class Family final : public KernelFamily {
   Mode mode() const override { return Mode::kDecode; }
   std::vector<MathPath> paths() const override { return {MathPath::kWgmma}; }
   bool RunsOn(int sm) const override { return sm == 90; }  // sm_90a code runs on sm_90 only
-  bool OptIn() const override { return true; }  // until the GPU suite has run it
+  // Searched by default on sm_90 (the GPU suite and sanitizers pass; it wins at small batch,
+  // the portable decode at large): the tuner picks per bucket. Never the untuned default.
+  int MaxStages() const override { return 8; }  // small tiles, deep rings: bytes in flight at B=1
   bool Serves(const Problem& p) const override { return p.kv_layout == KvLayout::kContiguous; }
   const char* ArchSuffix() const override { return "a"; }
   Abi abi() const override { return Abi::kDecodeTma; }

@@ -1,13 +1,17 @@
 // plx_decode on sm_90a. CTA (split, kv head x head pack, batch) owns kHeadsPerCta query heads
 // of one GQA group and one split of the key range, as in the decode family; K/V tiles arrive
 // by TMA into a kStages-deep ring (kv_tma.cuh) and every warp takes kKeysPerWarp keys of each
-// tile on the mma.sync core (mma_core.cuh). The warps merge in shared memory; the splits
-// merge inside the cluster (kClusterMerge) or in plx_decode_merge, which takes P.p.
-// Needs: decode_common.cuh, mma_core.cuh, mma_phases.cuh (decode), kv_tma.cuh, cluster_merge.cuh;
-// kMTiles, kKeysPerWarp, kSmemRingOffset, kSmemBars, kSmemPub, kClusterMerge (generator).
+// tile on the mma.sync core, addressed once per lane (warp_tile.cuh). The warps merge in
+// shared memory; the splits merge inside the cluster (kClusterMerge, cluster_merge.cuh) or in
+// plx_decode_merge, which takes P.p.
+// Needs: decode_common.cuh, mma_core.cuh, mma_phases.cuh (decode), kv_tma.cuh, warp_tile.cuh,
+// cluster_merge.cuh; kMTiles, kKeysPerWarp, kSmemRingOffset, kSmemBars, kSmemPub, kClusterMerge,
+// kMergeShare, kMsgFloats (generator).
 
-static_assert(kSmemPub + (kRqFloats + (kClusterMerge ? kPubFloats : 0)) * 4 <= kSmemBytes,
-              "r.q and the published partial fit the dynamic shared memory");
+static_assert(kSmemPub + (kRqFloats + (kClusterMerge ? kClusterSplits * kMsgFloats : 0)) * 4 <= kSmemBytes,
+              "r.q and the cluster merge's inbox fit the dynamic shared memory");
+static_assert(!kClusterMerge || kSmemOutbox + kClusterSplits * kMsgFloats * 4 <= kSmemBars,
+              "the outbox fits the idle ring after the cross-warp merge");
 
 static_assert(kMTiles * 16 <= kBlockN, "the [q; r] rows fit the swizzled layout of a tile's rows");
 
@@ -21,7 +25,9 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) plx_decode(const __gri
   const PlxDecodeParams& p = P.p;
   plx_e16* s_qr = reinterpret_cast<plx_e16*>(smem);  // rows 0..kMTiles*16 of a tile's layout
   const TmaRing ring{reinterpret_cast<plx_e16*>(smem + kSmemRingOffset), reinterpret_cast<plx_u64*>(smem + kSmemBars)};
-  float* s_rq = reinterpret_cast<float*>(smem + kSmemPub);  // [kUnits], then the published partial
+  float* s_rq = reinterpret_cast<float*>(smem + kSmemPub);  // [kUnits], then the cluster merge's inbox
+  const ClusterMerge cm{reinterpret_cast<float*>(smem + kSmemOutbox), s_rq + kRqFloats,
+                        reinterpret_cast<plx_u64*>(smem + kSmemBars) + kStages};
   const DecodeCta cta = decode_cta();
   const int warp = threadIdx.x >> 5;
 
@@ -30,30 +36,40 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) plx_decode(const __gri
     plx_tma_prefetch_map(&P.tv);
   }
   load_qr(p, cta, s_qr);
-  if (threadIdx.x == 0) init_ring(ring);
+  if (threadIdx.x == 0) {
+    init_ring(ring);
+    if constexpr (kClusterMerge) cluster_merge_init(cm);
+  }
   __syncthreads();  // the barriers are initialised before anyone waits on them
+  if constexpr (kClusterMerge) plx_cluster_arrive_relaxed();  // peers may send once they see it
 
   // phase: scores -> online softmax -> accumulate, tile by tile
   int k_begin, k_end;
   split_range(p, cta.b, cta.split, k_begin, k_end);
   const int num_tiles = k_begin < k_end ? (k_end - k_begin + kBlockN - 1) / kBlockN : 0;
   const int key0 = warp * kKeysPerWarp;  // this warp's rows of every tile
+  const LaneAddr la = lane_addr(key0);
+  const plx_u32 sqr = plx_smem_addr(s_qr), ring_base = plx_smem_addr(ring.base);
+  QrFrags qa;
   WarpState st;
   stream_kv_tma(ring, KvTma{&P.tk, &P.tv, cta.kvh, cta.b}, k_begin, num_tiles, [&] {
     // PDL: the merge grid may be scheduled once every CTA has its first tiles in flight (see
     // the decode family); the cluster merge has no dependent.
     if (!kClusterMerge) plx_pdl_launch_dependents();
     state_init(st);
-    plx_cp_async_wait<0>();  // this thread's q/r chunks; the loop's first barrier shows everyone's
+    plx_cp_async_wait<0>();  // this thread's q/r chunks
+    __syncthreads();         // everyone's
+    hoist_qr(qa, sqr, la);
   }, [&](int t) {
     const int valid = k_end - (k_begin + t * kBlockN + key0);
     if (valid < kKeysPerWarp) clear_tail_rows(ring.k(t), ring.v(t), key0, valid);
+    const plx_u32 ktile = ring_base + (t % kStages) * 2 * kTileBytes;
     float s[kMTiles][kKeysPerWarp / 8][4];
-    scores<kKeysPerWarp>(s, s_qr, ring.k(t), key0, p.scale_log2);
+    tile_scores<kKeysPerWarp>(s, qa, sqr, ktile, la, p.scale_log2);
     if (valid < kKeysPerWarp)
       mask_scores<kKeysPerWarp>(s, [&](int, int key) { return key < valid; });
-    online_softmax<kKeysPerWarp>(s, st);
-    accumulate<kKeysPerWarp>(s, st, ring.v(t), key0);
+    tile_softmax<kKeysPerWarp>(s, st);
+    tile_accumulate<kKeysPerWarp>(s, st, ktile + kTileBytes, la);
   });
 
   probe_dot_query(s_qr, s_rq);
@@ -64,9 +80,8 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) plx_decode(const __gri
   publish_warp_state(st, merge_o, merge_st);
   __syncthreads();
   if constexpr (kClusterMerge) {
-    float* pub = s_rq + kRqFloats;
-    publish_partial(merge_o, merge_st, pub);
-    cluster_merge_and_store(p, s_rq, pub, cta.b, cta.h0);
+    fill_outbox(merge_o, merge_st, cm.outbox);
+    cluster_merge_and_store(p, cm, s_rq, cta.b, cta.h0);
   } else {
     merge_and_store(p, merge_o, merge_st, s_rq, cta.b, cta.h0, cta.split);
   }

@@ -33,13 +33,21 @@ Geometry GeometryOf(const Problem& p, const Algorithm& a, const Schedule& s) {
   // The [q; r] rows share the tiles' swizzled layout (mma_core.cuh addresses both through
   // plx_swz), so they take a tile's space; tiles stay 1024-byte aligned after them.
   g.ring_offset = g.tile_bytes;
-  // After the main loop the cross-warp merge reuses the ring: O1, O2 and 4 statistics per
-  // (warp, head).
+  // Cluster merge: rank j finalizes outputs [j, j + 1) x merge_share of the units x head_dim;
+  // each message carries every unit's statistics and the receiver's share of O1 (and O2).
+  const int cluster = s.fused_merge ? std::max(s.splits, 1) : 1;
+  g.merge_share = (family::CeilDiv(g.units * p.head_dim, cluster) + 3) / 4 * 4;
+  g.msg_floats = g.units * 4 + g.merge_share * (a.probe == Probe::kLearned ? 2 : 1);
+  const int box = s.fused_merge ? cluster * g.msg_floats * 4 : 0;  // the outbox, or the inbox
+  // After the main loop the (idle) ring holds the cross-warp merge -- O1, O2 and 4 statistics
+  // per (warp, head) -- and then the outbox. The inbox has its own space: peers may send
+  // while this CTA still streams.
   const int merge = s.warps * g.units * (2 * p.head_dim + 4) * 4;
-  g.bars_offset = g.ring_offset + std::max(s.stages * 2 * g.tile_bytes, merge);
-  g.pub_offset = g.bars_offset + (8 * s.stages + 15) / 16 * 16;
+  g.outbox_offset = g.ring_offset + merge;
+  g.bars_offset = g.ring_offset + std::max(s.stages * 2 * g.tile_bytes, merge + box);
+  g.pub_offset = g.bars_offset + (8 * (s.stages + 1) + 15) / 16 * 16;  // the ring's, then the inbox's
   const int rq = (g.units + 3) / 4 * 4 * 4;
-  const int pub = s.fused_merge ? g.units * (2 * p.head_dim + 4) * 4 : 0;
+  const int pub = box;  // the inbox
   g.smem_bytes = 1024 + g.pub_offset + rq + pub;
   return g;
 }

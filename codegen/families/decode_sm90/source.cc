@@ -63,19 +63,23 @@ std::string Family::Constants(const Variant& v) const {
       "constexpr int kMergeThreads = 128;\n"
       "constexpr bool kClusterMerge = %s;  // splits merge inside the cluster (no second kernel)\n"
       "constexpr int kClusterSplits = %d;  // CTAs per cluster along x (= splits) when they do\n"
-      "constexpr int kSmemBars = %d;     // the stage mbarriers (byte offset)\n"
+      "constexpr int kMergeShare = %d;   // cluster merge: outputs each rank finalizes\n"
+      "constexpr int kMsgFloats = %d;    // cluster merge: one message (statistics, O1 and O2 shares)\n"
+      "constexpr int kSmemOutbox = %d;   // cluster merge: the outbox in the idle ring (byte offset)\n"
+      "constexpr int kSmemBars = %d;     // the stage mbarriers, then the inbox's (byte offset)\n"
       "constexpr int kSmemPub = %d;      // r.q per unit, then the published partial (byte offset)\n"
       "constexpr int kRqFloats = %d;\n"
       "constexpr int kSmemBytes = %d;    // dynamic shared memory of plx_decode\n"
       "constexpr int kTestFault = 0;     // decode_common.cuh: no test-only faults here\n",
       g.mtiles, g.keys_per_warp, g.tile_bytes, s.fused_merge ? "true" : "false", s.fused_merge ? s.splits : 1,
-      g.bars_offset, g.pub_offset, (g.units + 3) / 4 * 4, g.smem_bytes);
+      g.merge_share, g.msg_floats, g.outbox_offset, g.bars_offset, g.pub_offset, (g.units + 3) / 4 * 4, g.smem_bytes);
 }
 
 std::string Family::Kernels(const Variant&) const {
   namespace t = kernel_text;
   return absl::StrCat(t::common_mma_sync, t::sm90_async, t::decode_sm90_kv_tma, t::common_finalize, t::common_mma_core, t::decode_decode_common,
-                      t::decode_mma_phases, t::decode_split_merge, t::decode_sm90_cluster_merge, t::decode_sm90_kernel);
+                      t::decode_mma_phases, t::decode_split_merge, t::decode_sm90_warp_tile, t::decode_sm90_cluster_merge,
+                      t::decode_sm90_kernel);
 }
 
 }  // namespace parallax::decode_sm90

@@ -116,6 +116,15 @@ __device__ __forceinline__ plx_u32 plx_cluster_rank() {
 __device__ __forceinline__ void plx_cluster_sync() {
   asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
 }
+// The two halves of that barrier, apart: arrive early without ordering anything (relaxed),
+// wait later for everyone's arrival. An mbarrier initialised (and fenced with
+// plx_mbar_init_fence) before the arrive may be used by peers after the wait.
+__device__ __forceinline__ void plx_cluster_arrive_relaxed() {
+  asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
+}
+__device__ __forceinline__ void plx_cluster_wait() {
+  asm volatile("barrier.cluster.wait.aligned;" ::: "memory");
+}
 // The shared::cluster address of `p` (an address in this CTA's shared memory) in CTA `rank`.
 __device__ __forceinline__ plx_u32 plx_cluster_addr(const void* p, plx_u32 rank) {
   plx_u32 r;
@@ -127,4 +136,12 @@ __device__ __forceinline__ float plx_ld_cluster_f32(plx_u32 addr) {
   float x;
   asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(x) : "r"(addr) : "memory");
   return x;
+}
+// A bulk copy of `bytes` (a multiple of 16, both ends 16-byte aligned) from this CTA's shared
+// memory to a peer's (`dst` and `bar` are shared::cluster addresses from plx_cluster_addr),
+// completing on the peer's mbarrier. The issuing thread's bulk group (commit_group, then
+// wait_group.read) tells when the source may be reused.
+__device__ __forceinline__ void plx_bulk_copy_to_cluster(plx_u32 dst, const void* src, int bytes, plx_u32 bar) {
+  asm volatile("cp.async.bulk.shared::cluster.shared::cta.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
+               :: "r"(dst), "r"(plx_smem_addr(src)), "r"(bytes), "r"(bar) : "memory");
 }

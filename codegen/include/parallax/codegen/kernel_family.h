@@ -78,6 +78,8 @@ class KernelFamily {
   // A family not yet verified on a GPU: its keys run when asked for (a key, or its path named
   // to the tuner), but the tuner's default paths leave it out, so no search depends on it.
   virtual bool OptIn() const { return false; }
+  // The deepest K/V ring its kernels take (schedule field stages); shared memory bounds it too.
+  virtual int MaxStages() const { return 4; }
   // Appended to the device's arch when compiling ("a" for sm_90a's wgmma, TMA, setmaxnreg).
   virtual const char* ArchSuffix() const { return ""; }
   // The kernel parameter struct (kernel_abi.h) the runtime passes.

@@ -60,12 +60,7 @@ __device__ __forceinline__ void hoist_qr(QrFrags& f, plx_u32 sqr, const LaneAddr
 template <int KN>
 __device__ __forceinline__ void tile_scores(float (&s)[kMTiles][KN / 8][4], const QrFrags& f, plx_u32 sqr,
                                             plx_u32 ktile, const LaneAddr& la, float scale_log2) {
-#pragma unroll
-  for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-    for (int n = 0; n < KN / 8; ++n)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) s[mt][n][e] = 0.f;
+  clear_scores<KN>(s);
 #pragma unroll
   for (int ks = 0; ks < kHeadDim / 16; ++ks) {
     plx_u32 a[kMTiles][4];
@@ -89,12 +84,7 @@ __device__ __forceinline__ void tile_scores(float (&s)[kMTiles][KN / 8][4], cons
       }
     }
   }
-#pragma unroll
-  for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-    for (int n = 0; n < KN / 8; ++n)
-#pragma unroll
-      for (int e = 0; e < (kLearned ? 2 : 4); ++e) s[mt][n][e] *= scale_log2;  // Parallax's s2 stays unscaled
+  scale_scores<KN>(s, scale_log2);
 }
 
 // ---- phase: accumulate  [O1; O2] += [P1; P2] V (P fragments reused as the A operand) ------
@@ -104,13 +94,7 @@ __device__ __forceinline__ void tile_accumulate(const float (&s)[kMTiles][KN / 8
 #pragma unroll
   for (int kb = 0; kb < KN / 16; ++kb) {
     plx_u32 a[kMTiles][4];
-#pragma unroll
-    for (int mt = 0; mt < kMTiles; ++mt) {
-      a[mt][0] = plx_pack2(s[mt][2 * kb][0], s[mt][2 * kb][1]);
-      a[mt][1] = plx_pack2(s[mt][2 * kb][2], s[mt][2 * kb][3]);
-      a[mt][2] = plx_pack2(s[mt][2 * kb + 1][0], s[mt][2 * kb + 1][1]);
-      a[mt][3] = plx_pack2(s[mt][2 * kb + 1][2], s[mt][2 * kb + 1][3]);
-    }
+    p_operand<KN>(a, s, kb);
 #pragma unroll
     for (int dn = 0; dn < kHeadDim / 16; ++dn) {
       plx_u32 b[4];  // V^T fragments of two 8-wide d tiles

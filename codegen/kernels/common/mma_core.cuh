@@ -30,16 +30,30 @@ __device__ __forceinline__ void state_init(WarpState& st) {
 // ---- phase: scores  S = [q; r] K^T over KN keys (rows key0.. of the K tile) -------------
 // kScale: s1 leaves in log2 units; without it the caller folds the scale into the exponent
 // (softmax_update<.., kScaleInExp = true>).
-template <int KN, bool kScale = true>
-__device__ __forceinline__ void scores(float (&s)[kMTiles][KN / 8][4], const plx_e16* sqr,
-                                       const plx_e16* sk, int key0, float scale_log2) {
-  const int lane = threadIdx.x & 31;
+template <int KN>
+__device__ __forceinline__ void clear_scores(float (&s)[kMTiles][KN / 8][4]) {
 #pragma unroll
   for (int mt = 0; mt < kMTiles; ++mt)
 #pragma unroll
     for (int n = 0; n < KN / 8; ++n)
 #pragma unroll
       for (int e = 0; e < 4; ++e) s[mt][n][e] = 0.f;
+}
+// s1 in log2 units (exp2 later); s2 (Parallax rows 8..15) stays unscaled.
+template <int KN>
+__device__ __forceinline__ void scale_scores(float (&s)[kMTiles][KN / 8][4], float scale_log2) {
+#pragma unroll
+  for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+    for (int n = 0; n < KN / 8; ++n)
+#pragma unroll
+      for (int e = 0; e < (kLearned ? 2 : 4); ++e) s[mt][n][e] *= scale_log2;
+}
+template <int KN, bool kScale = true>
+__device__ __forceinline__ void scores(float (&s)[kMTiles][KN / 8][4], const plx_e16* sqr,
+                                       const plx_e16* sk, int key0, float scale_log2) {
+  const int lane = threadIdx.x & 31;
+  clear_scores<KN>(s);
 #pragma unroll
   for (int ks = 0; ks < kHeadDim / 16; ++ks) {
     plx_u32 a[kMTiles][4];
@@ -58,15 +72,7 @@ __device__ __forceinline__ void scores(float (&s)[kMTiles][KN / 8][4], const plx
       }
     }
   }
-  // s1 in log2 units (exp2 later); s2 (Parallax rows 8..15) stays unscaled.
-  if constexpr (kScale) {
-#pragma unroll
-    for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-      for (int n = 0; n < KN / 8; ++n)
-#pragma unroll
-        for (int e = 0; e < (kLearned ? 2 : 4); ++e) s[mt][n][e] *= scale_log2;
-  }
+  if constexpr (kScale) scale_scores<KN>(s, scale_log2);
 }
 
 // Hides keys a unit may not see: visible(unit, key) with key counted from the block start.
@@ -250,6 +256,18 @@ __device__ __forceinline__ void online_softmax(float (&s)[kMTiles][KN / 8][4], W
 }
 
 // ---- phase: accumulate  [O1; O2] += [P1; P2] V (P fragments reused as the A operand) ----
+// The A operand of keys 16 kb .. 16 kb + 15: the probability fragments packed to 16 bits
+// (the C layout of S is the A layout of P V).
+template <int KN>
+__device__ __forceinline__ void p_operand(plx_u32 (&a)[kMTiles][4], const float (&s)[kMTiles][KN / 8][4], int kb) {
+#pragma unroll
+  for (int mt = 0; mt < kMTiles; ++mt) {
+    a[mt][0] = plx_pack2(s[mt][2 * kb][0], s[mt][2 * kb][1]);
+    a[mt][1] = plx_pack2(s[mt][2 * kb][2], s[mt][2 * kb][3]);
+    a[mt][2] = plx_pack2(s[mt][2 * kb + 1][0], s[mt][2 * kb + 1][1]);
+    a[mt][3] = plx_pack2(s[mt][2 * kb + 1][2], s[mt][2 * kb + 1][3]);
+  }
+}
 template <int KN>
 __device__ __forceinline__ void accumulate(const float (&s)[kMTiles][KN / 8][4], WarpState& st,
                                            const plx_e16* sv, int key0) {
@@ -257,13 +275,7 @@ __device__ __forceinline__ void accumulate(const float (&s)[kMTiles][KN / 8][4],
 #pragma unroll
   for (int kb = 0; kb < KN / 16; ++kb) {
     plx_u32 a[kMTiles][4];
-#pragma unroll
-    for (int mt = 0; mt < kMTiles; ++mt) {
-      a[mt][0] = plx_pack2(s[mt][2 * kb][0], s[mt][2 * kb][1]);
-      a[mt][1] = plx_pack2(s[mt][2 * kb][2], s[mt][2 * kb][3]);
-      a[mt][2] = plx_pack2(s[mt][2 * kb + 1][0], s[mt][2 * kb + 1][1]);
-      a[mt][3] = plx_pack2(s[mt][2 * kb + 1][2], s[mt][2 * kb + 1][3]);
-    }
+    p_operand<KN>(a, s, kb);
 #pragma unroll
     for (int dn = 0; dn < kHeadDim / 16; ++dn) {
       plx_u32 b[4];  // V^T fragments of two 8-wide d tiles

@@ -5,20 +5,11 @@
 // is [tile base + lane offset + constant]. Profiling the generic core here (ncu, B=1) showed
 // ~45% of a tile's instructions were 64-bit address arithmetic; see docs/decode-performance.md.
 // The stacked [q; r] A operand stays in registers across tiles when it fits (kHoistQr).
-// Needs: mma_sync.cuh (plx_mma), mma_core.cuh (WarpState, softmax_update), kv_tma.cuh
+// Needs: mma_sync.cuh (plx_mma, plx_ldsm_x4), mma_core.cuh (WarpState, softmax_update), kv_tma.cuh
 // (plx_swz); kHeadDim, kMTiles, kBlockN (generator).
 
 constexpr int kChunkBytes = kBlockN * 128;  // one 64-column chunk of a tile: kBlockN rows of 128 bytes
 constexpr bool kHoistQr = kMTiles * (kHeadDim / 16) <= 8;  // [q; r] fragments in <= 32 registers
-
-__device__ __forceinline__ void plx_ldsm_x4(plx_u32 (&r)[4], plx_u32 addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
-}
-__device__ __forceinline__ void plx_ldsm_x4_trans(plx_u32 (&r)[4], plx_u32 addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
-}
 
 // Byte offsets inside a tile (or the [q; r] rows) of column pattern j = (chunk & 7) / 2.
 struct LaneAddr {

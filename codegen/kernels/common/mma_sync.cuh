@@ -4,13 +4,19 @@
 // Needs: prelude.cuh (plx_u32, plx_smem_addr), PLX_E16.
 
 // ---- prelude: ldmatrix and mma.sync ----------------------------------------------------
-__device__ __forceinline__ void plx_ldmatrix_x4(plx_u32 (&r)[4], const void* smem) {
+// By 32-bit shared-memory address (a caller that keeps its offsets in registers) ...
+__device__ __forceinline__ void plx_ldsm_x4(plx_u32 (&r)[4], plx_u32 addr) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(plx_smem_addr(smem)));
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
 }
-__device__ __forceinline__ void plx_ldmatrix_x4_trans(plx_u32 (&r)[4], const void* smem) {
+__device__ __forceinline__ void plx_ldsm_x4_trans(plx_u32 (&r)[4], plx_u32 addr) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(plx_smem_addr(smem)));
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+}
+// ... or by pointer into shared memory.
+__device__ __forceinline__ void plx_ldmatrix_x4(plx_u32 (&r)[4], const void* smem) { plx_ldsm_x4(r, plx_smem_addr(smem)); }
+__device__ __forceinline__ void plx_ldmatrix_x4_trans(plx_u32 (&r)[4], const void* smem) {
+  plx_ldsm_x4_trans(r, plx_smem_addr(smem));
 }
 // D += A * B on the tensor cores.
 __device__ __forceinline__ void plx_mma(float (&d)[4], const plx_u32 (&a)[4], plx_u32 b0, plx_u32 b1) {

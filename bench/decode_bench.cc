@@ -215,6 +215,7 @@ int main(int argc, char** argv) {
         a.block_table_stride = pages_per_seq;
         a.seqlens = reinterpret_cast<const int*>(lens);
         a.page_size = paged;
+        a.num_pages = int64_t(B) * pages_per_seq;
         a.k_stride_0 = a.v_stride_0 = int64_t(paged) * hkv * d;
       };
       // bf16 decode over this shape's buffers; r null = the softmax member.

@@ -100,8 +100,8 @@ class Job:
 
 def ours_job(args, name, cfg, paged):
     shapes = [(B, L) for B in cfg["B"] for L in cfg["L"]]
-    # decode_sm90 serves contiguous KV only, so paged layouts time the default alone.
-    schedules = ["default"] + ([] if paged else args.sm90)
+    # decode_sm90 serves pages of 8 keys and more by TMA boxes: paged layouts time its schedules too.
+    schedules = ["default"] + args.sm90
     units = [(B, L, s) for B, L in shapes for s in schedules]
 
     def command_for(pending):
@@ -269,13 +269,13 @@ def join(ours, sdpa, meta, failed, configs, sm90, paged_on, present=None):
                            "ours_default_us": valid(d.get("us")), "ours_default_variant": d.get("variant"),
                            "ours_default_splits": d.get("splits")}
                     times = {}
-                    if not paged:
+                    if not paged or any((name, paged, B, L, s) in ours for s in sm90):
                         for s in sm90:
-                            r = ours.get((name, 0, B, L, s))
+                            r = ours.get((name, paged, B, L, s))
                             times[s] = valid(r["us"]) if r else None
                         row["sm90_us"] = times
-                        row["sm90_variants"] = {s: ours[(name, 0, B, L, s)].get("variant") for s in sm90
-                                                if (name, 0, B, L, s) in ours}
+                        row["sm90_variants"] = {s: ours[(name, paged, B, L, s)].get("variant") for s in sm90
+                                                if (name, paged, B, L, s) in ours}
                     ok = {s: t for s, t in times.items() if t}
                     best_s = min(ok, key=ok.get) if ok else None
                     row["ours_sm90_best_us"] = ok.get(best_s)
@@ -304,7 +304,7 @@ def join(ours, sdpa, meta, failed, configs, sm90, paged_on, present=None):
     contig = {(r["config"], r["B"], r["L"]): r["ours_best_us"] for r in rows if not r["paged"]}
     for r in rows:
         if r["paged"]:
-            r["ratio_vs_contiguous"] = ratio(r["ours_default_us"], contig.get((r["config"], r["B"], r["L"])))
+            r["ratio_vs_contiguous"] = ratio(r["ours_best_us"], contig.get((r["config"], r["B"], r["L"])))
     return rows, copy
 
 

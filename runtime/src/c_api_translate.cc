@@ -489,6 +489,7 @@ absl::StatusOr<DecodeCall> TranslateDecodeArgs(const plx_decode_args& a) {
     p.block_table = pc->table;
     p.block_table_stride = pc->table_stride;
     p.seqlen = static_cast<int>(pc->capacity);
+    c.num_pages = k->shape[0];
   } else {
     if (k->shape[0] != qr->b)
       return Invalid("k: shape[0]=", k->shape[0], ": must equal the batch size ", qr->b,

@@ -151,6 +151,7 @@ DecodeCall ToDecodeCall(const DecodeArgs& a) {
   c.num_splits = a.num_splits;
   c.workspace = a.workspace;
   c.workspace_bytes = a.workspace_bytes;
+  c.num_pages = a.num_pages;
   return c;
 }
 

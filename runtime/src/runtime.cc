@@ -310,7 +310,7 @@ absl::StatusOr<DecodePlan> Runtime::PlanDecodeWith(const DecodeCall& c, const Va
     if (!chosen.ok()) return chosen.status();
   }
   if (FamilyOf(*chosen).abi() == KernelFamily::Abi::kDecodeTma) {
-    if (absl::Status s = CheckDecodeTmaReadable(c.params, p); !s.ok()) {
+    if (absl::Status s = CheckDecodeTmaReadable(c.params, p, c.num_pages); !s.ok()) {
       // A named key is refused; a tuned one falls back to the portable family.
       if (choice == Choice::kExplicit)
         return absl::Status(s.code(), absl::StrCat(chosen->Key(), ": ", s.message()));
@@ -341,16 +341,16 @@ absl::StatusOr<DecodePlan> Runtime::PlanDecodeWith(const DecodeCall& c, const Va
 }
 
 absl::Status Runtime::RunDecode(const DecodePlan& plan, const DecodeArgs& a, CUstream stream) {
-  return LaunchDecode(plan, DecodeParams(a), a.workspace, a.workspace_bytes, stream);
+  return LaunchDecode(plan, DecodeParams(a), a.num_pages, a.workspace, a.workspace_bytes, stream);
 }
 
 absl::Status Runtime::RunDecode(const DecodePlan& plan, const DecodeCall& c, CUstream stream) {
-  return LaunchDecode(plan, c.params, c.workspace, c.workspace_bytes, stream);
+  return LaunchDecode(plan, c.params, c.num_pages, c.workspace, c.workspace_bytes, stream);
 }
 
 // p arrives complete but for what the plan decides: the split count and where the partials
 // and the fused merge's counters live.
-absl::Status Runtime::LaunchDecode(const DecodePlan& plan, PlxDecodeParams p, void* workspace,
+absl::Status Runtime::LaunchDecode(const DecodePlan& plan, PlxDecodeParams p, int64_t num_pages, void* workspace,
                                    size_t workspace_bytes, CUstream stream) {
   if (p.batch == 0) return absl::OkStatus();
   const bool capturing = (plan.eager || plan.num_splits > 1) && Capturing(stream);
@@ -387,7 +387,7 @@ absl::Status Runtime::LaunchDecode(const DecodePlan& plan, PlxDecodeParams p, vo
   void* main_args[] = {&p};
   PlxDecodeTmaParams tma;
   if (FamilyOf(v).abi() == KernelFamily::Abi::kDecodeTma) {  // the maps are encoded per call
-    absl::StatusOr<PlxDecodeTmaParams> t = DecodeTmaParams(d, v, p);
+    absl::StatusOr<PlxDecodeTmaParams> t = DecodeTmaParams(d, v, p, num_pages);
     if (!t.ok()) return absl::Status(t.status().code(), absl::StrCat(v.Key(), ": ", t.status().message()));
     tma = *t;
     main_args[0] = &tma;

@@ -83,39 +83,49 @@ absl::Status Encode(const cu::Api* d, const TmaTensor& t, DType dtype, int head_
 }
 
 // A contiguous decode cache [B, Lmax, Hkv, D] as TMA sees it: tokens = seqlen, the bound of
-// every sequence's keys, so no box reaches past the cache's rows.
-std::vector<TmaTensor> DecodeTensors(const PlxDecodeParams& p, const Problem& problem) {
+// every sequence's keys, so no box reaches past the cache's rows. A paged one is the pool
+// {D, Hkv, slot, page}: page_size slots by num_pages pages.
+std::vector<TmaTensor> DecodeTensors(const PlxDecodeParams& p, const Problem& problem, int64_t num_pages) {
   const int hkv = problem.num_kv_heads;
+  const bool paged = p.block_table != nullptr;
+  const long long tokens = paged ? problem.page_size : p.seqlen;
+  const int outer = paged ? static_cast<int>(num_pages) : p.batch;
   return {
-      {"k", p.k, p.k_stride_0, p.k_stride_1, p.k_stride_h, hkv, p.seqlen, p.batch},
-      {"v", p.v, p.v_stride_0, p.v_stride_1, p.v_stride_h, hkv, p.seqlen, p.batch},
+      {"k", p.k, p.k_stride_0, p.k_stride_1, p.k_stride_h, hkv, tokens, outer},
+      {"v", p.v, p.v_stride_0, p.v_stride_1, p.v_stride_h, hkv, tokens, outer},
   };
 }
 
 }  // namespace
 
-absl::Status CheckDecodeTmaReadable(const PlxDecodeParams& p, const Problem& problem) {
-  if (p.block_table != nullptr || problem.kv_layout != KvLayout::kContiguous)
-    return absl::FailedPreconditionError("a paged cache: the TMA decode reads contiguous K/V only");
-  if (p.seqlens != nullptr && p.seqlen < 1)
+absl::Status CheckDecodeTmaReadable(const PlxDecodeParams& p, const Problem& problem, int64_t num_pages) {
+  const bool paged = p.block_table != nullptr;
+  if (paged != (problem.kv_layout == KvLayout::kPaged))
+    return absl::FailedPreconditionError("the call's block table and the problem's KV layout disagree");
+  if (paged && (num_pages < 1 || num_pages > INT32_MAX))
+    return absl::FailedPreconditionError(absl::StrCat(
+        "num_pages=", num_pages, ": a paged cache without its page count (k.shape[0]); the TMA maps need the "
+        "pool's extent"));
+  if (!paged && p.seqlens != nullptr && p.seqlen < 1)
     return absl::FailedPreconditionError(absl::StrCat(
         "seqlen=", p.seqlen, " with per-sequence lengths: the TMA maps need seqlen >= every seqlens[b] "
         "(within the cache's rows) as their token extent"));
-  for (const TmaTensor& t : DecodeTensors(p, problem))
+  for (const TmaTensor& t : DecodeTensors(p, problem, num_pages))
     if (absl::Status s = Readable(t); !s.ok()) return s;
   return absl::OkStatus();
 }
 
-absl::StatusOr<PlxDecodeTmaParams> DecodeTmaParams(const cu::Api* d, const Variant& v, const PlxDecodeParams& p) {
+absl::StatusOr<PlxDecodeTmaParams> DecodeTmaParams(const cu::Api* d, const Variant& v, const PlxDecodeParams& p,
+                                                   int64_t num_pages) {
   if (d->cuTensorMapEncodeTiled == nullptr)
     return absl::FailedPreconditionError("the CUDA driver lacks cuTensorMapEncodeTiled (needs 12.0+)");
   const Problem& problem = v.problem();
-  if (absl::Status s = CheckDecodeTmaReadable(p, problem); !s.ok()) return s;
+  if (absl::Status s = CheckDecodeTmaReadable(p, problem, num_pages); !s.ok()) return s;
   PlxDecodeTmaParams P{};
   P.p = p;
   const int rows = FamilyOf(v).Boxes(v).kv_rows;
   PlxTensorMap* maps[2] = {&P.tk, &P.tv};
-  const std::vector<TmaTensor> tensors = DecodeTensors(p, problem);
+  const std::vector<TmaTensor> tensors = DecodeTensors(p, problem, num_pages);
   for (size_t i = 0; i < tensors.size(); ++i)
     if (absl::Status s = Encode(d, tensors[i], problem.dtype, problem.head_dim, rows, maps[i]); !s.ok())
       return absl::Status(s.code(), absl::StrCat("TMA map of ", tensors[i].name, ": ", s.message()));

@@ -18,13 +18,15 @@ absl::Status CheckTmaReadable(const PrefillCall& c);
 // The maps for variant v (its family's boxes) over c's tensors. Needs cuTensorMapEncodeTiled.
 absl::StatusOr<PlxPrefillTmaParams> PrefillTmaParams(const cu::Api* d, const Variant& v, const PrefillCall& c);
 
-// Whether TMA can read a decode call's K/V: a contiguous cache, 16-byte aligned k and v,
-// strides (of every dimension longer than one) multiples of 16 bytes, and with per-sequence
-// lengths a bound `seqlen` >= 1 (the maps' token extent). The message says what does not hold.
-absl::Status CheckDecodeTmaReadable(const PlxDecodeParams& p, const Problem& problem);
+// Whether TMA can read a decode call's K/V: 16-byte aligned k and v, strides (of every
+// dimension longer than one) multiples of 16 bytes; contiguous with per-sequence lengths, a
+// bound `seqlen` >= 1 (the maps' token extent); paged, the pool's page count num_pages (the
+// maps' page extent). The message says what does not hold.
+absl::Status CheckDecodeTmaReadable(const PlxDecodeParams& p, const Problem& problem, int64_t num_pages);
 
 // The maps for decode variant v (its family's boxes) over p's k and v; p is copied in as it
 // is, so fill in the launch's split fields first.
-absl::StatusOr<PlxDecodeTmaParams> DecodeTmaParams(const cu::Api* d, const Variant& v, const PlxDecodeParams& p);
+absl::StatusOr<PlxDecodeTmaParams> DecodeTmaParams(const cu::Api* d, const Variant& v, const PlxDecodeParams& p,
+                                                   int64_t num_pages);
 
 }  // namespace parallax

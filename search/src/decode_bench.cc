@@ -81,6 +81,7 @@ class DecodeFamily final : public BenchFamily {
       std::shuffle(perm.begin(), perm.end(), rng);
       PLX_RETURN_IF_ERROR(m.mem().Upload(perm.data(), perm.size() * sizeof(int), &a.block_table));
       a.seqlens = seqlens_;
+      a.num_pages = pages;
     }
     BindQrkv(a, *in, Learned(), m.out());
     sets_.push_back(a);
@@ -109,6 +110,7 @@ class DecodeFamily final : public BenchFamily {
       PLX_RETURN_IF_ERROR(mem.Upload(pg.k.data(), pg.k.size() * 2, &dev.k));
       PLX_RETURN_IF_ERROR(mem.Upload(pg.v.data(), pg.v.size() * 2, &dev.v));
       PLX_RETURN_IF_ERROR(mem.Upload(pg.table.data(), pg.table.size() * sizeof(int), &a.block_table));
+      a.num_pages = static_cast<int64_t>(pg.k.size() / (size_t(p.page_size) * Hkv * D));
     } else {
       PLX_RETURN_IF_ERROR(mem.Upload(h.kh.data(), h.kh.size() * 2, &dev.k));
       PLX_RETURN_IF_ERROR(mem.Upload(h.vh.data(), h.vh.size() * 2, &dev.v));

@@ -110,6 +110,8 @@ class Run(unittest.TestCase):
                     expect_none = (r["B"], r["L"], s) == crash or (r["B"] == 128 and "split4" in s)  # the fake's invalid one
                     self.assertEqual(us is None, expect_none, (r["B"], r["L"], s))
             self.assertEqual(res["rows"][1 * 4 + 1]["crashed"], [crash[2]])  # B=8 L=4096
+            paged = [r for r in res["rows"] if r["paged"]]
+            self.assertTrue(paged and all(r["ours_sm90_best_us"] for r in paged))  # decode_sm90 timed paged too
             logs = os.path.join(tmp, "decode-grid-logs")
             self.assertTrue(os.path.exists(os.path.join(logs, "ours-gqa16-contig.err")))
             # The logs alone give the same result.

@@ -87,8 +87,14 @@ TEST(DecodeSm90Family, IsOptInAndLaunchesItsClusterAsItSays) {
   EXPECT_EQ(Hopper().abi(), KernelFamily::Abi::kDecodeTma);
   Problem paged = DecodeProblem(128);
   paged.kv_layout = KvLayout::kPaged;
-  paged.page_size = 16;
-  EXPECT_FALSE(Hopper().Serves(paged));
+  for (int page : {8, 16, 64, 1024}) {
+    paged.page_size = page;
+    EXPECT_TRUE(Hopper().Serves(paged)) << page;
+  }
+  for (int page : {1, 2, 4}) {  // a box per key or two: the portable decode gathers those
+    paged.page_size = page;
+    EXPECT_FALSE(Hopper().Serves(paged)) << page;
+  }
   EXPECT_TRUE(Hopper().Serves(DecodeProblem(128)));
 
   absl::StatusOr<Variant> sep = Variant::Parse("decode-bf16-d128-h32x8-contig-nowin.learned-amplified.wgmma-n64-w4-s4-splitauto-g4");
@@ -139,8 +145,8 @@ TEST(DecodeSm90Family, RefusalsNameTheFieldAndTheRule) {
   };
   Problem paged = p;
   paged.kv_layout = KvLayout::kPaged;
-  paged.page_size = 16;
-  refused(paged, s, "kv_layout=paged: the sm_90a decode family reads contiguous K/V only");
+  paged.page_size = 4;
+  refused(paged, s, "page_size=4: the sm_90a decode family loads pages of at least 8 keys by TMA");
   Schedule bad = s;
   bad.warps = 1;
   refused(p, bad, "warps=1: must be 2, 4 or 8");
@@ -258,7 +264,12 @@ std::vector<std::string> CompileSet() {
                           "decode-bf16-d128-h8x8-contig-nowin.learned-amplified.wgmma-n128-w4-s3-split8-g1-cluster",
                           "decode-fp16-d128-h32x8-contig-win.learned-plain.wgmma-n64-w2-s2-split2-g4-cluster",
                           "decode-bf16-d128-h64x4-contig-nowin.learned-plain.wgmma-n64-w4-s4-splitauto-g16",
-                          "decode-bf16-d64-h32x8-contig-nowin.none-plain.wgmma-n256-w8-s2-split16-g4-cluster"})
+                          "decode-bf16-d64-h32x8-contig-nowin.none-plain.wgmma-n256-w8-s2-split16-g4-cluster",
+                          // paged: boxes of 8 keys (32 of them a tile), of 16, and of a whole tile
+                          "decode-bf16-d64-h32x8-paged8-win.learned-plain.wgmma-n256-w8-s2-split4-g4-cluster",
+                          "decode-fp16-d256-h32x8-paged16-nowin.learned-amplified.wgmma-n64-w4-s3-splitauto-g4",
+                          "decode-bf16-d128-h16x8-paged64-win.none-plain.wgmma-n128-w4-s3-split8-g2-cluster",
+                          "decode-bf16-d64-h8x8-paged256-nowin.learned-plain.wgmma-n64-w4-s6-splitauto-g1"})
     out.push_back(key);
   return out;
 }

@@ -155,6 +155,7 @@ TEST(CApiDecode, ValidContiguous) {
   EXPECT_EQ(d->params.block_table, nullptr);
   EXPECT_EQ(d->params.seqlens, nullptr);
   EXPECT_EQ(d->problem.page_size, 0);
+  EXPECT_EQ(d->num_pages, 0);
   EXPECT_EQ(d->params.q, Fake(1));
   EXPECT_EQ(d->params.r, Fake(2));
   EXPECT_EQ(d->params.out, Fake(5));
@@ -221,6 +222,7 @@ TEST(CApiDecode, Paged) {
   EXPECT_EQ(d->params.seqlens, Fake(7));
   EXPECT_EQ(d->params.k_stride_0, 16 * kHkv * kD);
   EXPECT_EQ(d->params.k_stride_1, kHkv * kD);
+  EXPECT_EQ(d->num_pages, 16);  // k.shape[0]: the pool's extent for the sm_90a family's TMA maps
 }
 
 TEST(CApiDecode, ContiguousWithSeqlens) {

@@ -35,6 +35,8 @@ std::string Sm90Key(const DecodeCase& c, const Sm90Schedule& s) {
   Problem p;
   p.mode = Mode::kDecode; p.dtype = c.dtype; p.head_dim = c.head_dim;
   p.num_q_heads = c.hq; p.num_kv_heads = c.hkv; p.window = c.window > 0;
+  p.kv_layout = c.page_size ? KvLayout::kPaged : KvLayout::kContiguous;
+  p.page_size = c.page_size;
   const Algorithm a{c.learned ? Probe::kLearned : Probe::kNone, c.affine};
   Schedule sc;
   sc.path = MathPath::kWgmma; sc.block_n = s.block_n; sc.warps = s.warps; sc.stages = s.stages;
@@ -79,6 +81,29 @@ std::vector<DecodeCase> Cases() {
           if (c.key.empty()) c.key = Sm90Key(c, kSchedules[0]);
           cases.push_back(c);
         }
+      }
+  // Paged caches: pages of 8 (a tile of 64 keys is 8 boxes), 16 and 64 keys, shuffled in the
+  // pool with unused poisoned pages; lengths ending on a page and one key past it, windows
+  // that start inside a box, GQA packing, both merges.
+  for (int page : {8, 16, 64})
+    for (int batch : {1, 3})
+      for (int L : {1, 100, 512, 4097}) {
+        DecodeCase c;
+        c.dtype = i % 2 ? DType::kFP16 : DType::kBF16;
+        c.head_dim = i % 5 == 1 ? 64 : i % 5 == 3 ? 256 : 128;
+        c.hq = i % 3 == 0 ? 8 : 32; c.hkv = 8;
+        c.batch = batch;
+        const int on_page = std::max(1, L / page / 2) * page;
+        c.seqlens = batch == 1 ? std::vector<int>{L} : std::vector<int>{L, on_page, on_page + 1};
+        c.page_size = page;
+        c.learned = i % 4 != 3;
+        c.affine = i % 4 == 1 ? Affine::kAmplified : Affine::kPlain;
+        c.window = i % 3 == 1 ? 83 : 0;
+        c.seed = 8000 + i;
+        c.key = Sm90Key(c, kSchedules[i % std::size(kSchedules)]);
+        if (c.key.empty()) c.key = Sm90Key(c, kSchedules[0]);
+        cases.push_back(c);
+        ++i;
       }
   auto edge = [&](auto f) {
     DecodeCase c;
@@ -170,6 +195,43 @@ TEST(DecodeSm90GpuIdentity, BothMergesAndThePortableFamilyAgree) {
       EXPECT_LE(ref::Compare(r->out, portable->out).rel_frobenius, 4e-3) << c.key;
     }
   }
+}
+
+// The same keys contiguous and scattered over pages (of 16 and 64): the same tiles and
+// splits, so the same output to rounding; pages of one key have no sm_90a key and decode
+// on the portable family.
+TEST(DecodeSm90GpuIdentity, PagedAndContiguousCachesAgree) {
+  std::string why;
+  Runtime* rt = Sm90Runtime(&why);
+  if (!rt) GTEST_SKIP() << why;
+  DecodeCase c;
+  c.hq = 32; c.hkv = 8; c.batch = 3;
+  c.seqlens = {5000, 2048, 17};
+  for (const Sm90Schedule& s : {Sm90Schedule{64, 4, 4, 8, true}, Sm90Schedule{128, 4, 3, 0, false}}) {
+    c.page_size = 0;
+    c.key = Sm90Key(c, s);
+    absl::StatusOr<CaseResult> contiguous = RunDecodeCase(*rt, c);
+    ASSERT_TRUE(contiguous.ok()) << c.key << ": " << contiguous.status();
+    for (int page : {16, 64}) {
+      c.page_size = page;
+      c.key = Sm90Key(c, s);
+      absl::StatusOr<CaseResult> r = RunDecodeCase(*rt, c);
+      ASSERT_TRUE(r.ok()) << c.key << ": " << r.status();
+      EXPECT_LE(r->err.rel_frobenius, r->tolerance) << c.key;
+      EXPECT_LE(ref::Compare(r->out, contiguous->out).rel_frobenius, 1e-6) << c.key;
+    }
+  }
+  c.page_size = 1;
+  EXPECT_EQ(Sm90Key(c, {64, 4, 4, 8, true}), "");
+  c.key = "decode-bf16-d128-h32x8-paged1-nowin.learned-plain.wgmma-n64-w4-s4-split8-g4-cluster";
+  absl::StatusOr<CaseResult> refused = RunDecodeCase(*rt, c);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("page_size=1"), std::string::npos) << refused.status();
+  c.key = "";
+  absl::StatusOr<CaseResult> portable = RunDecodeCase(*rt, c);
+  ASSERT_TRUE(portable.ok()) << portable.status();
+  EXPECT_EQ(portable->variant.find(".wgmma-"), std::string::npos) << portable->variant;
+  EXPECT_LE(portable->err.rel_frobenius, portable->tolerance);
 }
 
 // A cluster merge's split count is its cluster's: a call asking for another count is refused.

@@ -292,6 +292,7 @@ absl::StatusOr<CaseResult> RunDecodeCase(Runtime& rt, const DecodeCase& c) {
     a.block_table = static_cast<const int*>(table->get());
     a.block_table_stride = pk.per_seq;
     a.page_size = ps;
+    a.num_pages = static_cast<int64_t>(pk.k.size() / (size_t(ps) * Hkv * D));
     a.k_stride_0 = int64_t(ps) * Hkv * D; a.k_stride_1 = int64_t(Hkv) * D; a.k_stride_h = D;
   }
   a.v_stride_0 = a.k_stride_0; a.v_stride_1 = a.k_stride_1; a.v_stride_h = a.k_stride_h;

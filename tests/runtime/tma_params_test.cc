@@ -105,32 +105,52 @@ DecodeCall Decode(int hkv = 2) {
 
 TEST(DecodeTmaParams, AlignedContiguousCachesAreReadable) {
   const DecodeCall c = Decode();
-  EXPECT_TRUE(CheckDecodeTmaReadable(c.params, c.problem).ok()) << CheckDecodeTmaReadable(c.params, c.problem);
+  EXPECT_TRUE(CheckDecodeTmaReadable(c.params, c.problem, c.num_pages).ok()) << CheckDecodeTmaReadable(c.params, c.problem, c.num_pages);
   DecodeCall one = Decode(1);  // one kv head: its stride is never stepped along
   one.params.k_stride_h = one.params.v_stride_h = 3;
-  EXPECT_TRUE(CheckDecodeTmaReadable(one.params, one.problem).ok()) << CheckDecodeTmaReadable(one.params, one.problem);
+  EXPECT_TRUE(CheckDecodeTmaReadable(one.params, one.problem, one.num_pages).ok()) << CheckDecodeTmaReadable(one.params, one.problem, one.num_pages);
 }
 
 TEST(DecodeTmaParams, TheMessageSaysWhatTmaCannotRead) {
   DecodeCall c = Decode();
   c.params.k = reinterpret_cast<void*>(0x30008);
-  EXPECT_THAT(CheckDecodeTmaReadable(c.params, c.problem).message(), HasSubstr("k: base address is not 16-byte aligned"));
+  EXPECT_THAT(CheckDecodeTmaReadable(c.params, c.problem, c.num_pages).message(), HasSubstr("k: base address is not 16-byte aligned"));
   c = Decode();
   c.params.v_stride_1 = 260;
-  EXPECT_THAT(CheckDecodeTmaReadable(c.params, c.problem).message(),
+  EXPECT_THAT(CheckDecodeTmaReadable(c.params, c.problem, c.num_pages).message(),
               HasSubstr("v: token stride of 260 elements is not a multiple of 16 bytes"));
   c = Decode();
   c.params.k_stride_0 = 500 * 256 + 4;
-  EXPECT_THAT(CheckDecodeTmaReadable(c.params, c.problem).message(), HasSubstr("k: batch stride"));
+  EXPECT_THAT(CheckDecodeTmaReadable(c.params, c.problem, c.num_pages).message(), HasSubstr("k: batch stride"));
   c = Decode();
   static const int lens[3] = {1, 2, 3};
   c.params.seqlens = lens;  // a device pointer in a real call; only its presence matters here
   c.params.seqlen = 0;
-  EXPECT_THAT(CheckDecodeTmaReadable(c.params, c.problem).message(), HasSubstr("seqlen=0 with per-sequence lengths"));
+  EXPECT_THAT(CheckDecodeTmaReadable(c.params, c.problem, c.num_pages).message(), HasSubstr("seqlen=0 with per-sequence lengths"));
   c.params.seqlen = 500;
-  EXPECT_TRUE(CheckDecodeTmaReadable(c.params, c.problem).ok());
+  EXPECT_TRUE(CheckDecodeTmaReadable(c.params, c.problem, c.num_pages).ok());
+  c.problem.kv_layout = KvLayout::kPaged;  // a paged problem without a block table
+  EXPECT_THAT(CheckDecodeTmaReadable(c.params, c.problem, c.num_pages).message(), HasSubstr("disagree"));
+}
+
+// A paged cache [num_pages, 16, Hkv, 128]: the maps span the pool, so the page count is
+// needed; the page stride must be one TMA can step.
+TEST(DecodeTmaParams, PagedCachesNeedThePageCount) {
+  DecodeCall c = Decode();
+  static const int table[3 * 32] = {};
+  static const int lens[3] = {500, 20, 1};
+  c.params.block_table = table;
+  c.params.block_table_stride = 32;
+  c.params.seqlens = lens;
   c.problem.kv_layout = KvLayout::kPaged;
-  EXPECT_THAT(CheckDecodeTmaReadable(c.params, c.problem).message(), HasSubstr("paged"));
+  c.problem.page_size = 16;
+  c.params.k_stride_0 = c.params.v_stride_0 = 16 * c.params.k_stride_1;  // the page stride
+  EXPECT_THAT(CheckDecodeTmaReadable(c.params, c.problem, 0).message(), HasSubstr("num_pages=0"));
+  EXPECT_THAT(CheckDecodeTmaReadable(c.params, c.problem, int64_t(1) << 32).message(),
+              HasSubstr("without its page count"));
+  EXPECT_TRUE(CheckDecodeTmaReadable(c.params, c.problem, 96).ok()) << CheckDecodeTmaReadable(c.params, c.problem, 96);
+  c.params.v_stride_0 = 16 * c.params.k_stride_1 + 4;
+  EXPECT_THAT(CheckDecodeTmaReadable(c.params, c.problem, 96).message(), HasSubstr("v: batch stride"));
 }
 
 }  // namespace

@@ -53,15 +53,29 @@ __device__ __forceinline__ DecodeCta decode_cta() {
   return c;
 }
 
-// The split's key range: the visible keys [start, L) divided evenly, tile-aligned.
+// The split's key range: the visible keys [first, len) divided evenly, tile-aligned, from
+// first rounded down to a multiple of kAlign (the sm_90a family's paged boxes: keys before
+// first are then read but invisible).
+struct SplitKeys {
+  int len, first, begin, end;
+};
+template <int kAlign = 1>
+__device__ __forceinline__ SplitKeys split_keys(const PlxDecodeParams& p, int b, int split) {
+  SplitKeys r;
+  r.len = p.seqlens ? p.seqlens[b] : p.seqlen;
+  r.first = (kWindow && p.window > 0 && r.len > p.window) ? r.len - p.window : 0;
+  const int start = r.first - r.first % kAlign;
+  const int per_split = (r.len - start + p.num_splits - 1) / p.num_splits;
+  const int per = (per_split + kBlockN - 1) / kBlockN * kBlockN;
+  r.begin = start + split * per;
+  r.end = min(r.len, r.begin + per);
+  return r;
+}
 __device__ __forceinline__ void split_range(const PlxDecodeParams& p, int b, int split,
                                             int& k_begin, int& k_end) {
-  const int len = p.seqlens ? p.seqlens[b] : p.seqlen;
-  const int start = (kWindow && p.window > 0 && len > p.window) ? len - p.window : 0;
-  const int per_split = (len - start + p.num_splits - 1) / p.num_splits;
-  const int per = (per_split + kBlockN - 1) / kBlockN * kBlockN;
-  k_begin = start + split * per;
-  k_end = min(len, k_begin + per);
+  const SplitKeys r = split_keys(p, b, split);
+  k_begin = r.begin;
+  k_end = r.end;
 }
 
 // ---- phase: merge (warps of one CTA) and store -------------------------------------------

@@ -6,7 +6,8 @@
 // family's second kernel. The math on a resident tile is the decode family's mma.sync core,
 // addressing the 128-byte swizzle TMA writes (kv_tma.cuh).
 // Path token "wgmma" names the sm_90a decode path (one family per mode and path); its MMAs
-// are mma.sync. Contiguous KV only; paged problems keep the decode family.
+// are mma.sync. Paged K/V arrive in boxes that never cross a page (kv_tma.cuh); pages of
+// fewer than kMinPageSize keys keep the decode family.
 // Kernels: plx_decode (kernel.cuh, PlxDecodeTmaParams), plx_decode_merge (decode's
 // split_merge.cuh, PlxDecodeParams).
 #pragma once
@@ -18,6 +19,12 @@ namespace parallax::decode_sm90 {
 // Cluster merges need every split of a head group in one cluster: 2..16 CTAs (above 8 the
 // launch asks for a non-portable cluster size).
 inline constexpr int kMaxClusterSplits = 16;
+
+// Paged K/V: a TMA box holds gcd(page_size, block_n) keys of one page, a whole number of the
+// 128-byte swizzle's 8-row atoms, so the boxes of a tile land where one contiguous box would.
+// Smaller pages (1, 2, 4 keys) would need a box per key: the decode family gathers those.
+inline constexpr int kMinPageSize = 8;
+int KvBoxRows(const Problem& p, const Schedule& s);
 
 // Derived geometry the schedule rules, the source and the launch share. Byte offsets into
 // dynamic shared memory.
@@ -48,10 +55,12 @@ class Family final : public KernelFamily {
   // Searched by default on sm_90 (the GPU suite and sanitizers pass; it wins at small batch,
   // the portable decode at large): the tuner picks per bucket. Never the untuned default.
   int MaxStages() const override { return 8; }  // small tiles, deep rings: bytes in flight at B=1
-  bool Serves(const Problem& p) const override { return p.kv_layout == KvLayout::kContiguous; }
+  bool Serves(const Problem& p) const override {
+    return p.kv_layout == KvLayout::kContiguous || p.page_size >= kMinPageSize;
+  }
   const char* ArchSuffix() const override { return "a"; }
   Abi abi() const override { return Abi::kDecodeTma; }
-  TmaBoxes Boxes(const Variant& v) const override { return TmaBoxes{0, v.schedule().block_n}; }
+  TmaBoxes Boxes(const Variant& v) const override { return TmaBoxes{0, KvBoxRows(v.problem(), v.schedule())}; }
   std::string Math(const Variant&) const override;
   Grid Cluster(const Variant& v) const override;
   unsigned fields() const override;

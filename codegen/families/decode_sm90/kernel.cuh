@@ -4,6 +4,8 @@
 // tile on the mma.sync core, addressed once per lane (warp_tile.cuh). The warps merge in
 // shared memory; the splits merge inside the cluster (kClusterMerge, cluster_merge.cuh) or in
 // plx_decode_merge, which takes P.p.
+// K/V may be paged: boxes of kPageBox keys then start every tile, so a window's keys before
+// its first visible one are read, masked and cleared like those past a split's end.
 // Needs: decode_common.cuh, mma_core.cuh, mma_phases.cuh (decode), kv_tma.cuh, warp_tile.cuh,
 // cluster_merge.cuh; kMTiles, kKeysPerWarp, kSmemRingOffset, kSmemBars, kSmemPub, kClusterMerge,
 // kMergeShare, kMsgFloats (generator).
@@ -44,15 +46,16 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) plx_decode(const __gri
   if constexpr (kClusterMerge) plx_cluster_arrive_relaxed();  // peers may send once they see it
 
   // phase: scores -> online softmax -> accumulate, tile by tile
-  int k_begin, k_end;
-  split_range(p, cta.b, cta.split, k_begin, k_end);
+  const SplitKeys keys = split_keys<kPagedKv ? kPageBox : 1>(p, cta.b, cta.split);  // paged: tiles start on a box
+  const int k_begin = keys.begin, k_end = keys.end;
   const int num_tiles = k_begin < k_end ? (k_end - k_begin + kBlockN - 1) / kBlockN : 0;
   const int key0 = warp * kKeysPerWarp;  // this warp's rows of every tile
   const LaneAddr la = lane_addr(key0);
   const plx_u32 sqr = plx_smem_addr(s_qr), ring_base = plx_smem_addr(ring.base);
   QrFrags qa;
   WarpState st;
-  stream_kv_tma(ring, KvTma{&P.tk, &P.tv, cta.kvh, cta.b}, k_begin, num_tiles, [&] {
+  const int* pages = kPagedKv ? p.block_table + (long long)cta.b * p.block_table_stride : nullptr;
+  stream_kv_tma(ring, KvTma{&P.tk, &P.tv, cta.kvh, cta.b, pages, keys.len}, k_begin, num_tiles, [&] {
     // PDL: the merge grid may be scheduled once every CTA has its first tiles in flight (see
     // the decode family); the cluster merge has no dependent.
     if (!kClusterMerge) plx_pdl_launch_dependents();
@@ -61,13 +64,14 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) plx_decode(const __gri
     __syncthreads();         // everyone's
     hoist_qr(qa, sqr, la);
   }, [&](int t) {
-    const int valid = k_end - (k_begin + t * kBlockN + key0);
-    if (valid < kKeysPerWarp) clear_tail_rows(ring.k(t), ring.v(t), key0, valid);
+    const int k0 = k_begin + t * kBlockN + key0;  // this warp's first key of the tile
+    const int lead = keys.first - k0, valid = k_end - k0;  // its keys [lead, valid) are visible
+    const bool partial = lead > 0 || valid < kKeysPerWarp;
+    if (partial) clear_rows_outside(ring.k(t), ring.v(t), key0, lead, valid);
     const plx_u32 ktile = ring_base + (t % kStages) * 2 * kTileBytes;
     float s[kMTiles][kKeysPerWarp / 8][4];
     tile_scores<kKeysPerWarp>(s, qa, sqr, ktile, la, p.scale_log2);
-    if (valid < kKeysPerWarp)
-      mask_scores<kKeysPerWarp>(s, [&](int, int key) { return key < valid; });
+    if (partial) mask_scores<kKeysPerWarp>(s, [&](int, int key) { return key >= lead && key < valid; });
     tile_softmax<kKeysPerWarp>(s, st);
     tile_accumulate<kKeysPerWarp>(s, st, ktile + kTileBytes, la);
   });

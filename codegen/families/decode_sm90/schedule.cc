@@ -3,6 +3,7 @@
 // CTA; "-cluster" when the splits merge inside a thread-block cluster (Schedule::fused_merge:
 // one launch) instead of in plx_decode_merge.
 #include <algorithm>
+#include <numeric>
 #include <set>
 #include <string>
 
@@ -52,9 +53,15 @@ Geometry GeometryOf(const Problem& p, const Algorithm& a, const Schedule& s) {
   return g;
 }
 
+int KvBoxRows(const Problem& p, const Schedule& s) {
+  return p.kv_layout == KvLayout::kPaged ? std::gcd(p.page_size, s.block_n) : s.block_n;
+}
+
 absl::Status Family::Validate(const Problem& p, const Algorithm& a, const Schedule& s) const {
   if (!Serves(p))
-    return Bad("kv_layout", "paged", "the sm_90a decode family reads contiguous K/V only; paged decode runs on path mma or fma");
+    return Bad("page_size", p.page_size,
+               absl::StrFormat("the sm_90a decode family loads pages of at least %d keys by TMA; smaller pages "
+                               "decode on path mma or fma", kMinPageSize));
   if (s.warps != 2 && s.warps != 4 && s.warps != 8) return Bad("warps", s.warps, "must be 2, 4 or 8");
   if (s.stages < 2)
     return Bad("stages", s.stages, "must be at least 2: tiles t + 1.. load while tile t computes");

@@ -34,9 +34,9 @@ std::vector<std::string> Family::KernelNames() const {
 }
 
 std::string Family::Summary(const Variant& v) const {
-  return v.schedule().fused_merge
-             ? "decode on sm_90a (one query token per sequence; TMA K/V ring, splits merged in a cluster)"
-             : "decode on sm_90a (one query token per sequence; TMA K/V ring, split-KV)";
+  const char* kv = v.problem().kv_layout == KvLayout::kPaged ? "TMA K/V ring, a box per page" : "TMA K/V ring";
+  return absl::StrCat("decode on sm_90a (one query token per sequence; ", kv,
+                      v.schedule().fused_merge ? ", splits merged in a cluster)" : ", split-KV)");
 }
 
 // Path wgmma names the family, but its MMAs are the decode family's mma.sync core.
@@ -70,9 +70,13 @@ std::string Family::Constants(const Variant& v) const {
       "constexpr int kSmemPub = %d;      // r.q per unit, then the published partial (byte offset)\n"
       "constexpr int kRqFloats = %d;\n"
       "constexpr int kSmemBytes = %d;    // dynamic shared memory of plx_decode\n"
-      "constexpr int kTestFault = 0;     // decode_common.cuh: no test-only faults here\n",
+      "constexpr int kTestFault = 0;     // decode_common.cuh: no test-only faults here\n"
+      "%s"
+      "constexpr int kPageBox = %d;      // keys per TMA box: a page's (paged) or the tile's\n",
       g.mtiles, g.keys_per_warp, g.tile_bytes, s.fused_merge ? "true" : "false", s.fused_merge ? s.splits : 1,
-      g.merge_share, g.msg_floats, g.outbox_offset, g.bars_offset, g.pub_offset, (g.units + 3) / 4 * 4, g.smem_bytes);
+      g.merge_share, g.msg_floats, g.outbox_offset, g.bars_offset, g.pub_offset, (g.units + 3) / 4 * 4, g.smem_bytes,
+      v.problem().kv_layout == KvLayout::kPaged ? "" : "constexpr int kPageSize = 0;     // contiguous K/V\n",
+      KvBoxRows(v.problem(), s));
 }
 
 std::string Family::Kernels(const Variant&) const {

@@ -33,6 +33,9 @@ struct DecodeArgs {
   const int* block_table = nullptr;  // device [B, block_table_stride]; null = contiguous
   int block_table_stride = 0;
   int page_size = 0;
+  // Paged: the pool's page count (k.shape[0]). The sm_90a family reads pages through TMA
+  // maps, which need the pool's extent; 0 (unknown) keeps such calls on the portable family.
+  int64_t num_pages = 0;
   float qk_scale = -1.f;  // < 0: 1/sqrt(D)
   int window = 0;
   Affine affine = Affine::kPlain;
@@ -103,6 +106,7 @@ struct DecodeCall {
   int num_splits = 0;         // asked for: 0 = the variant's, else auto
   void* workspace = nullptr;  // caller-owned split-KV scratch; null = runtime-managed
   size_t workspace_bytes = 0;
+  int64_t num_pages = 0;      // paged: the pool's page count (see DecodeArgs)
 };
 
 struct PrefillCall {

@@ -178,8 +178,8 @@ class Runtime {
   bool Capturing(CUstream stream) const;
   absl::StatusOr<int*> WorkCounters();  // all kWorkCounterPairs pairs
   absl::StatusOr<DecodePlan> PlanDecodeWith(const DecodeCall& c, const Variant* given);
-  absl::Status LaunchDecode(const DecodePlan& plan, PlxDecodeParams p, void* workspace, size_t workspace_bytes,
-                            CUstream stream);
+  absl::Status LaunchDecode(const DecodePlan& plan, PlxDecodeParams p, int64_t num_pages, void* workspace,
+                            size_t workspace_bytes, CUstream stream);
   absl::Status LaunchPrefill(const Variant& v, const PrefillCall& c, CUstream stream);
 
   RuntimeOptions options_;

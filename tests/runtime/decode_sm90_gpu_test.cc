@@ -10,6 +10,8 @@
 #include <atomic>
 #include <iterator>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gpu_harness.h"
@@ -175,15 +177,21 @@ TEST_P(DecodeSm90Gpu, MatchesFloat64Reference) {
 INSTANTIATE_TEST_SUITE_P(Family, DecodeSm90Gpu, ::testing::ValuesIn(Cases()),
                          [](const auto& info) { return absl::StrCat(info.index, "_", info.param.Name()); });
 
+// GQA 32/8 over three ragged sequences: the identity tests' case.
+DecodeCase IdentityCase(std::vector<int> seqlens) {
+  DecodeCase c;
+  c.hq = 32; c.hkv = 8; c.batch = static_cast<int>(seqlens.size());
+  c.seqlens = std::move(seqlens);
+  return c;
+}
+
 // The cluster merge and the second kernel combine the same split partials: to rounding, the
 // same output; and both agree with the portable decode family.
 TEST(DecodeSm90GpuIdentity, BothMergesAndThePortableFamilyAgree) {
   std::string why;
   Runtime* rt = Sm90Runtime(&why);
   if (!rt) GTEST_SKIP() << why;
-  DecodeCase c;
-  c.hq = 32; c.hkv = 8; c.batch = 3;
-  c.seqlens = {5000, 2500, 17};
+  DecodeCase c = IdentityCase({5000, 2500, 17});
   absl::StatusOr<CaseResult> portable = RunDecodeCase(*rt, c);
   ASSERT_TRUE(portable.ok()) << portable.status();
   for (int n : {2, 4, 8, 16}) {
@@ -204,9 +212,7 @@ TEST(DecodeSm90GpuIdentity, PagedAndContiguousCachesAgree) {
   std::string why;
   Runtime* rt = Sm90Runtime(&why);
   if (!rt) GTEST_SKIP() << why;
-  DecodeCase c;
-  c.hq = 32; c.hkv = 8; c.batch = 3;
-  c.seqlens = {5000, 2048, 17};
+  DecodeCase c = IdentityCase({5000, 2048, 17});
   for (const Sm90Schedule& s : {Sm90Schedule{64, 4, 4, 8, true}, Sm90Schedule{128, 4, 3, 0, false}}) {
     c.page_size = 0;
     c.key = Sm90Key(c, s);

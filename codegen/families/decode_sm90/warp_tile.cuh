@@ -68,11 +68,7 @@ __device__ __forceinline__ void tile_scores(float (&s)[kMTiles][KN / 8][4], cons
     for (int nb = 0; nb < KN / 16; ++nb) {
       plx_u32 b[4];  // two 8-key n-tiles
       plx_ldsm_x4(b, ktile + la.k[ks & 3] + (ks >> 2) * kChunkBytes + nb * 16 * 128);
-#pragma unroll
-      for (int mt = 0; mt < kMTiles; ++mt) {
-        plx_mma(s[mt][2 * nb], a[mt], b[0], b[1]);
-        plx_mma(s[mt][2 * nb + 1], a[mt], b[2], b[3]);
-      }
+      mma_pair(s, a, b, nb);
     }
   }
   scale_scores<KN>(s, scale_log2);
@@ -82,21 +78,9 @@ __device__ __forceinline__ void tile_scores(float (&s)[kMTiles][KN / 8][4], cons
 template <int KN>
 __device__ __forceinline__ void tile_accumulate(const float (&s)[kMTiles][KN / 8][4], WarpState& st, plx_u32 vtile,
                                                 const LaneAddr& la) {
-#pragma unroll
-  for (int kb = 0; kb < KN / 16; ++kb) {
-    plx_u32 a[kMTiles][4];
-    p_operand<KN>(a, s, kb);
-#pragma unroll
-    for (int dn = 0; dn < kHeadDim / 16; ++dn) {
-      plx_u32 b[4];  // V^T fragments of two 8-wide d tiles
-      plx_ldsm_x4_trans(b, vtile + la.v[dn & 3] + (dn >> 2) * kChunkBytes + kb * 16 * 128);
-#pragma unroll
-      for (int mt = 0; mt < kMTiles; ++mt) {
-        plx_mma(st.o[mt][2 * dn], a[mt], b[0], b[1]);
-        plx_mma(st.o[mt][2 * dn + 1], a[mt], b[2], b[3]);
-      }
-    }
-  }
+  accumulate_pv<KN>(s, st, [&](plx_u32 (&b)[4], int kb, int dn) {
+    plx_ldsm_x4_trans(b, vtile + la.v[dn & 3] + (dn >> 2) * kChunkBytes + kb * 16 * 128);
+  });
 }
 
 // ---- phase: online softmax on a tile; O is only rescaled when some row's max moved (after

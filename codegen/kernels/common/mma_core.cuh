@@ -49,6 +49,17 @@ __device__ __forceinline__ void scale_scores(float (&s)[kMTiles][KN / 8][4], flo
 #pragma unroll
       for (int e = 0; e < (kLearned ? 2 : 4); ++e) s[mt][n][e] *= scale_log2;
 }
+// c[mt][2 n] and c[mt][2 n + 1] += A[mt] times the two 8-wide n tiles of one ldmatrix.x4 B
+// fragment, for every 16-row M tile: the inner step of both S = [q; r] K^T and O += P V.
+template <int N>
+__device__ __forceinline__ void mma_pair(float (&c)[kMTiles][N][4], const plx_u32 (&a)[kMTiles][4],
+                                         const plx_u32 (&b)[4], int n) {
+#pragma unroll
+  for (int mt = 0; mt < kMTiles; ++mt) {
+    plx_mma(c[mt][2 * n], a[mt], b[0], b[1]);
+    plx_mma(c[mt][2 * n + 1], a[mt], b[2], b[3]);
+  }
+}
 template <int KN, bool kScale = true>
 __device__ __forceinline__ void scores(float (&s)[kMTiles][KN / 8][4], const plx_e16* sqr,
                                        const plx_e16* sk, int key0, float scale_log2) {
@@ -65,11 +76,7 @@ __device__ __forceinline__ void scores(float (&s)[kMTiles][KN / 8][4], const plx
       plx_u32 b[4];  // B fragments of two 8-key n-tiles: keys K rows, d along k
       plx_ldmatrix_x4(b, sk + plx_swz(key0 + nb * 16 + ((lane >> 4) << 3) + (lane & 7),
                                       2 * ks + ((lane >> 3) & 1)));
-#pragma unroll
-      for (int mt = 0; mt < kMTiles; ++mt) {
-        plx_mma(s[mt][2 * nb], a[mt], b[0], b[1]);
-        plx_mma(s[mt][2 * nb + 1], a[mt], b[2], b[3]);
-      }
+      mma_pair(s, a, b, nb);
     }
   }
   if constexpr (kScale) scale_scores<KN>(s, scale_log2);
@@ -268,10 +275,10 @@ __device__ __forceinline__ void p_operand(plx_u32 (&a)[kMTiles][4], const float 
     a[mt][3] = plx_pack2(s[mt][2 * kb + 1][2], s[mt][2 * kb + 1][3]);
   }
 }
-template <int KN>
-__device__ __forceinline__ void accumulate(const float (&s)[kMTiles][KN / 8][4], WarpState& st,
-                                           const plx_e16* sv, int key0) {
-  const int lane = threadIdx.x & 31;
+// The P V loop over a warp's KN keys; load_v(b, kb, dn) brings the V^T fragments of keys
+// 16 kb .. 16 kb + 15 and d tiles 2 dn, 2 dn + 1 from wherever the family's tile lives.
+template <int KN, typename LoadV>
+__device__ __forceinline__ void accumulate_pv(const float (&s)[kMTiles][KN / 8][4], WarpState& st, LoadV load_v) {
 #pragma unroll
   for (int kb = 0; kb < KN / 16; ++kb) {
     plx_u32 a[kMTiles][4];
@@ -279,13 +286,17 @@ __device__ __forceinline__ void accumulate(const float (&s)[kMTiles][KN / 8][4],
 #pragma unroll
     for (int dn = 0; dn < kHeadDim / 16; ++dn) {
       plx_u32 b[4];  // V^T fragments of two 8-wide d tiles
-      plx_ldmatrix_x4_trans(b, sv + plx_swz(key0 + kb * 16 + (((lane >> 3) & 1) << 3) + (lane & 7),
-                                            2 * dn + (lane >> 4)));
-#pragma unroll
-      for (int mt = 0; mt < kMTiles; ++mt) {
-        plx_mma(st.o[mt][2 * dn], a[mt], b[0], b[1]);
-        plx_mma(st.o[mt][2 * dn + 1], a[mt], b[2], b[3]);
-      }
+      load_v(b, kb, dn);
+      mma_pair(st.o, a, b, dn);
     }
   }
+}
+template <int KN>
+__device__ __forceinline__ void accumulate(const float (&s)[kMTiles][KN / 8][4], WarpState& st,
+                                           const plx_e16* sv, int key0) {
+  const int lane = threadIdx.x & 31;
+  accumulate_pv<KN>(s, st, [&](plx_u32 (&b)[4], int kb, int dn) {
+    plx_ldmatrix_x4_trans(b, sv + plx_swz(key0 + kb * 16 + (((lane >> 3) & 1) << 3) + (lane & 7),
+                                          2 * dn + (lane >> 4)));
+  });
 }

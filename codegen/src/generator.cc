@@ -94,6 +94,8 @@ constexpr bool kWindow = %s;
                                     a.affine == Affine::kAmplified ? "true" : "false", p.window ? "true" : "false");
   if (p.kv_layout == KvLayout::kPaged)
     absl::StrAppendFormat(&out, "constexpr int kPageSize = %d;  // keys per KV page\n", p.page_size);
+  if (p.mode == Mode::kDecode)
+    absl::StrAppendFormat(&out, "constexpr int kTokens = %d;  // query tokens per sequence (Tq)\n", p.queries);
   return out;
 }
 

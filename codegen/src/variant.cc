@@ -35,6 +35,10 @@ absl::Status ValidateProblem(const Problem& p) {
   } else if (p.page_size != 0) {
     return Bad("page_size", p.page_size, "must be 0 for contiguous KV");
   }
+  if (p.queries < 1 || p.queries > kMaxDecodeQueries)
+    return Bad("queries", p.queries, absl::StrCat("must be in 1..", kMaxDecodeQueries, " (query tokens per sequence)"));
+  if (p.queries > 1 && p.mode != Mode::kDecode)
+    return Bad("queries", p.queries, "applies to decode only (prefill takes any query length at launch)");
   return absl::OkStatus();
 }
 
@@ -112,7 +116,8 @@ std::string ProblemKey(const Problem& p, const Algorithm& a) {
       ToString(p.mode), "-", ToString(p.dtype), "-d", p.head_dim, "-h", p.num_q_heads, "x",
       p.num_kv_heads, "-",
       p.kv_layout == KvLayout::kPaged ? absl::StrCat("paged", p.page_size) : std::string("contig"),
-      "-", p.window ? "win" : "nowin", ".", ToString(a.probe), "-", ToString(a.affine));
+      "-", p.window ? "win" : "nowin", p.queries > 1 ? absl::StrCat("-q", p.queries) : std::string(), ".",
+      ToString(a.probe), "-", ToString(a.affine));
 }
 
 const char* ToString(Mode m) {
@@ -167,8 +172,8 @@ static absl::Status ParseProblemParts(absl::string_view key, absl::string_view p
                                       absl::string_view algorithm_part, Problem* p, Algorithm* a) {
   std::vector<absl::string_view> pt = absl::StrSplit(problem_part, '-');
   std::vector<absl::string_view> at = absl::StrSplit(algorithm_part, '-');
-  if (pt.size() != 6)
-    return KeyError(key, "problem part must be mode-dtype-dD-hHQxHKV-layout-window");
+  if (pt.size() != 6 && pt.size() != 7)
+    return KeyError(key, "problem part must be mode-dtype-dD-hHQxHKV-layout-window[-qN]");
   if (pt[0] == "decode") p->mode = Mode::kDecode;
   else if (pt[0] == "prefill") p->mode = Mode::kPrefill;
   else if (pt[0] == "bwd") p->mode = Mode::kBackward;
@@ -193,6 +198,8 @@ static absl::Status ParseProblemParts(absl::string_view key, absl::string_view p
   if (pt[5] == "win") p->window = true;
   else if (pt[5] == "nowin") p->window = false;
   else return KeyError(key, "window must be win or nowin");
+  if (pt.size() == 7 && (!ParseTagged(pt[6], "q", &p->queries) || p->queries < 2))
+    return KeyError(key, "query tokens must look like q4 (decode, 2..16; one token has no suffix)");
 
   if (at.size() != 2) return KeyError(key, "algorithm part must be probe-affine");
   if (at[0] == "none") a->probe = Probe::kNone;

@@ -135,6 +135,7 @@ absl::Status ReadProblem(const ObjectReader& r, Problem* p) {
       "kv_layout", false, {{"contiguous", KvLayout::kContiguous}, {"paged", KvLayout::kPaged}},
       &p->kv_layout));
   PLX_RETURN_IF_ERROR(r.Int("page_size", false, &p->page_size));
+  PLX_RETURN_IF_ERROR(r.Int("queries", false, &p->queries));
   return r.Bool("window", false, &p->window);
 }
 
@@ -199,6 +200,7 @@ json ToJson(const Variant& v) {
                   {"kv_layout", LayoutName(p.kv_layout)},
                   {"page_size", p.page_size},
                   {"window", p.window}};
+  if (p.queries != 1) j["problem"]["queries"] = p.queries;  // multi-token decode only
   j["algorithm"] = {{"probe", ToString(a.probe)}, {"affine", ToString(a.affine)}};
   j["schedule"] = {{"path", ToString(s.path)},       {"block_n", s.block_n},
                    {"warps", s.warps},               {"stages", s.stages},
@@ -231,7 +233,7 @@ absl::StatusOr<Variant> VariantFromJson(const json& j, const VariantParseOptions
   const ObjectReader ar(top.Has("algorithm") ? j.at("algorithm") : kEmpty, "algorithm");
   const ObjectReader sr(top.Has("schedule") ? j.at("schedule") : kEmpty, "schedule");
   pr.CollectUnknown({"mode", "dtype", "head_dim", "num_q_heads", "num_kv_heads", "kv_layout",
-                     "page_size", "window"}, &unknown);
+                     "page_size", "window", "queries"}, &unknown);
   ar.CollectUnknown({"probe", "affine"}, &unknown);
   sr.CollectUnknown({"path", "block_n", "warps", "stages", "splits", "heads_per_cta", "block_m",
                      "fused_merge", "pingpong", "persistent", "test_fault", "dq_reduce"}, &unknown);

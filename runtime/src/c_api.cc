@@ -33,11 +33,13 @@ plx_tensor AbsentTensor() {
   return t;
 }
 
-// Multi-token decode (q [B, Tq, Hq, D], Tq > 1) runs as extend (c_api_multitoken.cc): its
-// prefill arguments in *ext, or *ext empty for a one-token decode.
-plx_status DecodeExtendArgs(const char* fn, const plx_decode_args* args, std::optional<plx_prefill_args>* ext) {
+// Multi-token decode (q [B, Tq, Hq, D], Tq > 1) that ctx's device has no decode kernel for
+// runs as extend (c_api_multitoken.cc): its prefill arguments in *ext, or *ext empty when
+// decode runs it.
+plx_status DecodeExtendArgs(const char* fn, const plx_context* ctx, const plx_decode_args* args,
+                            std::optional<plx_prefill_args>* ext) {
   if (args == nullptr) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "args is NULL");
-  absl::StatusOr<std::optional<plx_prefill_args>> e = parallax::capi::DecodeAsExtend(*args);
+  absl::StatusOr<std::optional<plx_prefill_args>> e = parallax::capi::DecodeAsExtend(*args, parallax::capi::ContextSm(ctx));
   if (!e.ok()) return Fail(fn, e.status());
   *ext = *e;
   return PLX_OK;
@@ -182,8 +184,13 @@ PLX_API plx_status plx_decode_validate(const plx_decode_args* args) {
   return Guard(fn, [&]() -> plx_status {
     plx_decode_args local;
     if (absl::Status s = ReadStruct(args, local); !s.ok()) return Fail(fn, s);
+    // No device: multi-token decode is valid in either form -- as sm_90's decode kernels take
+    // it (with a decode key, splits or lengths over a contiguous cache) or as extend.
+    if (args != nullptr && parallax::capi::MultiTokenRunsAsDecode(*args, 90) &&
+        parallax::capi::TranslateDecodeCall(*args).ok())
+      return PLX_OK;
     std::optional<plx_prefill_args> ext;
-    if (plx_status s = DecodeExtendArgs(fn, args, &ext); s != PLX_OK) return s;
+    if (plx_status s = DecodeExtendArgs(fn, nullptr, args, &ext); s != PLX_OK) return s;
     if (ext) {
       absl::StatusOr<parallax::PrefillCall> t = parallax::capi::TranslatePrefillArgs(*ext);
       return t.ok() ? PLX_OK : Fail(fn, t.status());
@@ -201,7 +208,7 @@ PLX_API plx_status plx_decode_workspace_size(plx_context* ctx, const plx_decode_
     if (absl::Status s = ReadStruct(args, local); !s.ok()) return Fail(fn, s);
     if (bytes == nullptr) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "bytes: output pointer is NULL");
     std::optional<plx_prefill_args> ext;
-    if (plx_status s = DecodeExtendArgs(fn, args, &ext); s != PLX_OK) return s;
+    if (plx_status s = DecodeExtendArgs(fn, ctx, args, &ext); s != PLX_OK) return s;
     if (ext) {  // extend needs no scratch
       parallax::PrefillCall call;
       std::unique_ptr<parallax::Variant> v;
@@ -225,7 +232,7 @@ PLX_API plx_status plx_decode_plan_info(plx_context* ctx, const plx_decode_args*
     if (absl::Status s = CheckStructSize(info); !s.ok()) return Fail(fn, s);
     if (info == nullptr) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "info: output pointer is NULL");
     std::optional<plx_prefill_args> ext;
-    if (plx_status s = DecodeExtendArgs(fn, args, &ext); s != PLX_OK) return s;
+    if (plx_status s = DecodeExtendArgs(fn, ctx, args, &ext); s != PLX_OK) return s;
     if (ext) {
       parallax::PrefillCall call;
       std::unique_ptr<parallax::Variant> v;
@@ -246,7 +253,7 @@ PLX_API plx_status plx_decode(plx_context* ctx, const plx_decode_args* args, voi
     plx_decode_args local;
     if (absl::Status s = ReadStruct(args, local); !s.ok()) return Fail(fn, s);
     std::optional<plx_prefill_args> ext;
-    if (plx_status s = DecodeExtendArgs(fn, args, &ext); s != PLX_OK) return s;
+    if (plx_status s = DecodeExtendArgs(fn, ctx, args, &ext); s != PLX_OK) return s;
     if (ext) {
       parallax::PrefillCall call;
       std::unique_ptr<parallax::Variant> v;

@@ -47,6 +47,12 @@ plx_status Guard(const char* fn, F&& body) noexcept {
 plx_status FillPlanInfo(const char* fn, const std::string& key, Choice choice, int num_splits,
                         size_t workspace_bytes, plx_plan_info* info);
 
+// The compute capability of ctx's device (sm_90: 90), as DecodeAsExtend takes it; 0 without one.
+inline int ContextSm(const plx_context* ctx) {
+  if (ctx == nullptr || !ctx->runtime) return 0;
+  return ctx->runtime->device().cc_major * 10 + ctx->runtime->device().cc_minor;
+}
+
 // Shared front half of the decode entry points: null checks, translation, plan.
 plx_status PlanDecode(const char* fn, plx_context* ctx, const plx_decode_args* args, DecodeCall* call,
                       std::optional<DecodePlan>* plan);

@@ -43,11 +43,22 @@ absl::StatusOr<DecodeCall> TranslateDecodeCall(const plx_decode_args& a);
 absl::Status CheckRunMatchesPlan(const plx_decode_args& plan, const plx_decode_args& run);
 absl::Status CheckRunMatchesPlan(const plx_prefill_args& plan, const plx_prefill_args& run);
 
-// Decode arguments with more than one query token per sequence (q [B, Tq, Hq, D], Tq > 1)
-// as the equivalent extend (prefill over the same cache, seqused_k = cache_seqlens);
-// nullopt for one token, which decode runs. Refuses what only decode takes (num_splits, a
-// decode variant key) and a contiguous cache with per-sequence lengths.
-absl::StatusOr<std::optional<plx_prefill_args>> DecodeAsExtend(const plx_decode_args& a);
+// Whether a multi-token decode (q [B, Tq, Hq, D], 1 < Tq <= 16) runs on a decode family on a
+// device of compute capability sm (decode_sm90 on sm_90: contiguous K/V or pages of >= 8
+// keys), with no statistics asked for and no prefill key named; without a key, only where
+// DecodeBeatsExtend.
+bool MultiTokenRunsAsDecode(const plx_decode_args& a, int sm);
+// Without a key named, the routing's rule of thumb from the H200 measurements
+// (bench/results/multitoken-decode-h200-2026-12-01.json): whether decode_sm90 is expected to
+// run Tq tokens of B sequences faster than extend.
+bool DecodeBeatsExtend(int64_t batch, int64_t tq, int64_t hq, int64_t hkv);
+
+// Decode arguments that no decode kernel on a device of compute capability sm (0: none
+// known) runs -- more than one query token per sequence (q [B, Tq, Hq, D], Tq > 1) unless
+// MultiTokenRunsAsDecode, or statistics -- as the equivalent extend (prefill over the same
+// cache, seqused_k = cache_seqlens); nullopt for what decode runs. Refuses what only decode
+// takes (num_splits, a decode variant key) and a contiguous cache with per-sequence lengths.
+absl::StatusOr<std::optional<plx_prefill_args>> DecodeAsExtend(const plx_decode_args& a, int sm = 0);
 
 // The one window W the kernels take from `window` and FlashAttention's window_size
 // (window_left, window_right), per parallax.h's "Windows": both spellings checked, and

@@ -1,9 +1,12 @@
 // Decode arguments the decode kernels do not serve, as the equivalent extend over the same
 // cache (prefill kernels, seqused_k = cache_seqlens):
-//  - multi-token decode (speculative verification: q [B, Tq, Hq, D], Tq > 1). Query t of
-//    sequence b sees keys j <= cache_seqlens[b] - Tq + t: the cache holds the Tq new tokens,
-//    and they are causal among themselves, which is exactly the prefill kernels' mask aligned
-//    to the end of the keys. One kernel for any Tq, no split-KV.
+//  - multi-token decode (speculative verification: q [B, Tq, Hq, D], Tq > 1) where no decode
+//    family serves it: on sm_90 decode_sm90 takes Tq <= 16 over contiguous caches and pages
+//    of >= 8 keys (split-KV, K/V read once for every token); elsewhere, and for more tokens,
+//    statistics or a prefill key, it runs as extend. Query t of sequence b sees keys
+//    j <= cache_seqlens[b] - Tq + t: the cache holds the Tq new tokens, and they are causal
+//    among themselves, which is exactly the prefill kernels' mask aligned to the end of the
+//    keys. One kernel for any Tq, no split-KV.
 //  - decode with statistics (lse, tbar, vbar), which only the prefill kernels write: one
 //    token runs as an extend of Tq = 1 (q [B, Hq, D] viewed as [B, 1, Hq, D], its [B, Hq]
 //    statistics as [B, Hq, 1]).
@@ -11,6 +14,7 @@
 #include <optional>
 
 #include "c_api_internal.h"
+#include "parallax/codegen/kernel_family.h"
 
 namespace parallax::capi {
 namespace {
@@ -49,10 +53,42 @@ absl::Status CheckOneTokenStats(const plx_tensor& s, const char* name, const plx
 
 }  // namespace
 
-absl::StatusOr<std::optional<plx_prefill_args>> DecodeAsExtend(const plx_decode_args& a) {
-  const bool multi = a.q.ndim == 4 && a.q.shape[1] > 1;
+bool DecodeBeatsExtend(int64_t batch, int64_t tq, int64_t hq, int64_t hkv) {
+  if (hkv < 1 || hq % hkv != 0) return false;  // translation names the heads
+  const int64_t group = hq / hkv;
+  // Rows of q per kv head: beyond 32 the decode's mma.sync core is compute-bound (GQA 32/8
+  // Tq 16 at B >= 8: 0.66-0.80x extend's time ... extend wins).
+  if (tq * group > 32) return batch == 1;
+  // MHA at B x Hkv >= 256 streams at the bandwidth limit either way, and extend's paged
+  // loads are the better ones there (B=32 L=4k pages of 16: extend 0.75-0.92x).
+  return group > 1 || batch * hkv < 256;
+}
+
+bool MultiTokenRunsAsDecode(const plx_decode_args& a, int sm) {
+  if (a.q.ndim != 4 || a.q.shape[1] < 2 || a.q.shape[1] > kMaxDecodeQueries) return false;
+  if (a.lse.data != nullptr || a.tbar.data != nullptr || a.vbar.data != nullptr) return false;
+  const bool named = a.variant != nullptr && a.variant[0] != '\0';
+  if (named && std::strncmp(a.variant, "decode-", 7) != 0) return false;
+  if (!named && a.k.ndim == 4 &&
+      !DecodeBeatsExtend(a.q.shape[0], a.q.shape[1], a.q.shape[2], a.k.shape[2]))
+    return false;
+  Problem p;
+  p.mode = Mode::kDecode;
+  p.queries = static_cast<int>(a.q.shape[1]);
+  p.head_dim = a.q.shape[3] <= 1024 ? static_cast<int>(a.q.shape[3]) : 0;
+  if (a.block_table.data != nullptr) {  // the page size is k.shape[1]; translation checks the rest
+    p.kv_layout = KvLayout::kPaged;
+    p.page_size = a.k.ndim == 4 && a.k.shape[1] <= (1 << 20) ? static_cast<int>(a.k.shape[1]) : 0;
+  }
+  for (const KernelFamily* f : AllFamilies())
+    if (f->mode() == Mode::kDecode && f->RunsOn(sm) && f->Serves(p)) return true;
+  return false;
+}
+
+absl::StatusOr<std::optional<plx_prefill_args>> DecodeAsExtend(const plx_decode_args& a, int sm) {
+  const bool multi = a.q.ndim == 4 && a.q.shape[1] > 1 && !MultiTokenRunsAsDecode(a, sm);
   const bool stats = a.lse.data != nullptr || a.tbar.data != nullptr || a.vbar.data != nullptr;
-  if (!multi && !stats) return std::nullopt;  // one token per sequence: decode
+  if (!multi && !stats) return std::nullopt;  // decode runs it
   const std::string why = multi ? absl::StrCat("multi-token decode (q.shape[1]=", a.q.shape[1], ")")
                                 : std::string("decode with lse/tbar/vbar");
   if (a.num_splits != 0)

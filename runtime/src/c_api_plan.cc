@@ -103,7 +103,7 @@ PLX_API plx_status plx_decode_plan_create(plx_context* ctx, const plx_decode_arg
     if (plan == nullptr) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "plan: output pointer is NULL");
     if (args == nullptr) return Fail(PLX_ERROR_INVALID_ARGUMENT, fn, "args is NULL");
     auto p = std::make_unique<plx_decode_plan>(ctx, *args);
-    absl::StatusOr<std::optional<plx_prefill_args>> ext = parallax::capi::DecodeAsExtend(*args);
+    absl::StatusOr<std::optional<plx_prefill_args>> ext = parallax::capi::DecodeAsExtend(*args, parallax::capi::ContextSm(ctx));
     if (!ext.ok()) return Fail(fn, ext.status());
     if (*ext) {
       if (plx_status s = PlanAndPreparePrefill(fn, ctx, **ext, &p->extend, &p->extend_choice); s != PLX_OK) return s;
@@ -125,7 +125,7 @@ PLX_API plx_status plx_decode_plan_run(plx_context* ctx, const plx_decode_plan* 
     if (absl::Status s = ReadStruct(args, local); !s.ok()) return Fail(fn, s);
     if (plx_status s = CheckRun(fn, ctx, plan, args); s != PLX_OK) return s;
     if (plan->extend) {
-      absl::StatusOr<std::optional<plx_prefill_args>> ext = parallax::capi::DecodeAsExtend(*args);
+      absl::StatusOr<std::optional<plx_prefill_args>> ext = parallax::capi::DecodeAsExtend(*args, parallax::capi::ContextSm(ctx));
       if (!ext.ok()) return Fail(fn, ext.status());
       if (!*ext) return Fail(PLX_ERROR_INTERNAL, fn, "a multi-token plan's run translated as one-token decode");
       return RunPrefill(fn, ctx, *plan->extend, **ext, stream);

@@ -240,33 +240,34 @@ absl::Status CheckVariant(const char* key, const Problem& p, const Algorithm& al
   return absl::OkStatus();
 }
 
-// A q-like decode tensor: [B, H, D] or [B, 1, H, D].
+// A q-like decode tensor: [B, H, D], or [B, Tq, H, D] (Tq query tokens per sequence).
 struct Rows {
-  int64_t b = 0, h = 0, d = 0, stride_b = 0, stride_h = 0;
+  int64_t b = 0, t = 1, h = 0, d = 0, stride_b = 0, stride_t = 0, stride_h = 0;
 };
 absl::StatusOr<Rows> DecodeRows(const Tensor& t) {
   if (t.ndim != 3 && t.ndim != 4)
-    return Invalid(t.name, ": ndim=", t.ndim, ": must be 3 ([B, Hq, D]) or 4 ([B, 1, Hq, D])");
-  if (t.ndim == 4 && t.shape[1] != 1)
-    return Invalid(t.name, ": shape[1]=", t.shape[1], ": decode takes one query token per sequence "
-                   "([B, 1, Hq, D]); use plx_prefill for more");
+    return Invalid(t.name, ": ndim=", t.ndim, ": must be 3 ([B, Hq, D]) or 4 ([B, Tq, Hq, D])");
+  if (t.ndim == 4 && t.shape[1] < 1)
+    return Invalid(t.name, ": shape[1]=", t.shape[1], ": must be >= 1 (query tokens per sequence)");
   Rows r;
   r.b = t.shape[0];
+  r.t = t.ndim == 4 ? t.shape[1] : 1;
   r.h = t.shape[t.ndim - 2];
   r.d = t.shape[t.ndim - 1];
   r.stride_b = t.strides[0];
+  r.stride_t = t.ndim == 4 ? t.strides[1] : 0;
   r.stride_h = t.strides[t.ndim - 2];
   return r;
 }
 
-// r and out against q (decode): same dtype, same [B, Hq, D], valid layout.
+// r and out against q (decode): same dtype, same [B, Tq, Hq, D], valid layout.
 absl::StatusOr<Rows> LikeQDecode(const Tensor& t, const Tensor& q, const Rows& qr) {
   PLX_RETURN_IF_ERROR(CheckSameDType(t, q));
   absl::StatusOr<Rows> r = DecodeRows(t);
   if (!r.ok()) return r.status();
-  if (r->b != qr.b || r->h != qr.h || r->d != qr.d)
-    return Invalid(t.name, ": shape ", t.shape_str(), " does not match ", q.name, "'s [B, Hq, D] = [", qr.b,
-                   ", ", qr.h, ", ", qr.d, "]");
+  if (r->b != qr.b || r->t != qr.t || r->h != qr.h || r->d != qr.d)
+    return Invalid(t.name, ": shape ", t.shape_str(), " does not match ", q.name, "'s [B, Tq, Hq, D] = [", qr.b,
+                   ", ", qr.t, ", ", qr.h, ", ", qr.d, "]");
   PLX_RETURN_IF_ERROR(CheckVectorLayout(t));
   return r;
 }
@@ -476,6 +477,10 @@ absl::StatusOr<DecodeCall> TranslateDecodeArgs(const plx_decode_args& a) {
   pr.num_q_heads = static_cast<int>(qr->h);
   pr.num_kv_heads = static_cast<int>(k->shape[2]);
   pr.head_dim = static_cast<int>(qr->d);
+  if (qr->t > kMaxDecodeQueries)
+    return Unsupported("q: shape[1]=", qr->t, ": decode kernels take at most ", kMaxDecodeQueries,
+                       " query tokens per sequence (plx_decode runs more as extend)");
+  pr.queries = static_cast<int>(qr->t);
   p.batch = static_cast<int>(qr->b);
 
   const bool paged = a.block_table.data != nullptr;
@@ -512,6 +517,9 @@ absl::StatusOr<DecodeCall> TranslateDecodeArgs(const plx_decode_args& a) {
   p.r_stride_h = rr.stride_h;
   p.o_stride_b = outr->stride_b;
   p.o_stride_h = outr->stride_h;
+  p.q_stride_t = qr->stride_t;
+  p.r_stride_t = rr.stride_t;
+  p.o_stride_t = outr->stride_t;
   p.k_stride_0 = k->strides[0];
   p.k_stride_1 = k->strides[1];
   p.k_stride_h = k->strides[2];

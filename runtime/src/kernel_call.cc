@@ -100,6 +100,7 @@ PlxDecodeParams DecodeParams(const DecodeArgs& a) {
   p.q_stride_b = a.q_stride_b; p.q_stride_h = a.q_stride_h;
   p.r_stride_b = a.r_stride_b; p.r_stride_h = a.r_stride_h;
   p.o_stride_b = a.o_stride_b; p.o_stride_h = a.o_stride_h;
+  p.q_stride_t = a.q_stride_t; p.r_stride_t = a.r_stride_t; p.o_stride_t = a.o_stride_t;
   p.k_stride_0 = a.k_stride_0; p.k_stride_1 = a.k_stride_1; p.k_stride_h = a.k_stride_h;
   p.v_stride_0 = a.v_stride_0; p.v_stride_1 = a.v_stride_1; p.v_stride_h = a.v_stride_h;
   p.block_table_stride = a.block_table_stride;
@@ -146,6 +147,7 @@ DecodeCall ToDecodeCall(const DecodeArgs& a) {
   SetProblem(a, Mode::kDecode, c.problem, c.algorithm);
   c.problem.kv_layout = a.block_table ? KvLayout::kPaged : KvLayout::kContiguous;
   c.problem.page_size = a.page_size;  // without a block table CheckDecodeCall refuses it
+  c.problem.queries = a.queries;
   c.params = DecodeParams(a);
   c.variant_key = a.variant_key;
   c.num_splits = a.num_splits;
@@ -171,6 +173,9 @@ absl::Status CheckDecodeCall(const DecodeCall& c) {
   const PlxDecodeParams& p = c.params;
   if (absl::Status s = CheckShared(p, c.problem); !s.ok()) return s;
   if (p.seqlen < 0) return absl::InvalidArgumentError(absl::StrCat("seqlen=", p.seqlen, ": must be >= 0"));
+  if (c.problem.queries < 1 || c.problem.queries > kMaxDecodeQueries)
+    return absl::InvalidArgumentError(absl::StrCat("queries=", c.problem.queries, ": must be in 1..", kMaxDecodeQueries,
+                                                   " (query tokens per sequence)"));
   if (p.window < 0) return absl::InvalidArgumentError(absl::StrCat("window=", p.window, ": must be >= 0"));
   if (c.num_splits < 0 || c.num_splits > 256)
     return absl::InvalidArgumentError(absl::StrCat("num_splits=", c.num_splits, ": must be in 0..256 (0 = auto)"));

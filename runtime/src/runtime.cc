@@ -210,7 +210,7 @@ absl::StatusOr<void*> Runtime::Ensure(GrowBuffer& buf, size_t bytes) {
 size_t Runtime::DecodeWorkspaceBytes(const Variant& v, int batch, int num_splits) {
   // A cluster merge combines the splits in distributed shared memory: no partials.
   if (num_splits <= 1 || FamilyOf(v).Cluster(v).ctas() > 1) return 0;
-  const size_t rows = static_cast<size_t>(num_splits) * batch * v.problem().num_q_heads;
+  const size_t rows = static_cast<size_t>(num_splits) * batch * v.problem().queries * v.problem().num_q_heads;
   return rows * 4 * sizeof(float) + rows * 2 * v.problem().head_dim * sizeof(float);
 }
 
@@ -226,6 +226,18 @@ int Runtime::AutoSplits(const Variant& v, int batch, int max_seqlen) {
 }
 
 namespace {
+
+// DefaultSchedule has no answer where no family serves the problem: multi-token decode has
+// only decode_sm90 (sm_90).
+absl::Status CheckSomeDecodeServes(const Problem& p, int sm) {
+  for (const KernelFamily* f : AllFamilies())
+    if (f->mode() == p.mode && f->RunsOn(sm) && f->Serves(p)) return absl::OkStatus();
+  return absl::UnimplementedError(absl::StrCat(
+      "queries=", p.queries, ": no decode family serves ", ProblemKey(p, Algorithm{}), " on sm_", sm,
+      p.queries > 1 ? " (multi-token decode runs on sm_90's decode_sm90 with contiguous K/V or pages of >= 8 keys; "
+                      "elsewhere run it as extend: plx_prefill, or plx_decode, which does so)"
+                    : ""));
+}
 
 // Plain parsing: a test-only key in the DB or from the service is refused here, and so is a
 // key of another problem or of a family this device cannot run.
@@ -306,13 +318,15 @@ absl::StatusOr<DecodePlan> Runtime::PlanDecodeWith(const DecodeCall& c, const Va
     if (!chosen.ok()) return chosen.status();
     choice = Choice::kExplicit;
   } else {
+    if (absl::Status s = CheckSomeDecodeServes(p, device_.cc_major * 10 + device_.cc_minor); !s.ok()) return s;
     chosen = TunedOrDefault(p, alg, BucketFor(batch, seqlen), &choice);
     if (!chosen.ok()) return chosen.status();
   }
   if (FamilyOf(*chosen).abi() == KernelFamily::Abi::kDecodeTma) {
     if (absl::Status s = CheckDecodeTmaReadable(c.params, p, c.num_pages); !s.ok()) {
-      // A named key is refused; a tuned one falls back to the portable family.
-      if (choice == Choice::kExplicit)
+      // A named key is refused; a tuned one falls back to the portable family, which has
+      // none for several query tokens.
+      if (choice == Choice::kExplicit || p.queries > 1)
         return absl::Status(s.code(), absl::StrCat(chosen->Key(), ": ", s.message()));
       chosen = Variant::Create(p, alg, DefaultSchedule(p, alg, 0));
       if (!chosen.ok()) return chosen.status();
@@ -371,8 +385,9 @@ absl::Status Runtime::LaunchDecode(const DecodePlan& plan, PlxDecodeParams p, in
     }
   }
   const int num_q_heads = v.problem().num_q_heads;
+  const int merge_rows = v.problem().queries * num_q_heads;  // the merge's CTAs per sequence
   const Grid grid = FamilyOf(v).MainGrid(v, p.batch, 1, plan.num_splits);
-  const size_t stat_floats = static_cast<size_t>(plan.num_splits) * p.batch * num_q_heads * 4;
+  const size_t stat_floats = static_cast<size_t>(plan.num_splits) * p.batch * merge_rows * 4;
   p.num_splits = plan.num_splits;
   p.part_stats = static_cast<float*>(ws);
   p.part_o = ws ? static_cast<float*>(ws) + stat_floats : nullptr;
@@ -403,7 +418,7 @@ absl::Status Runtime::LaunchDecode(const DecodePlan& plan, PlxDecodeParams p, in
       attr.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
       attr.value.programmaticStreamSerializationAllowed = 1;
       CUlaunchConfig cfg{};
-      cfg.gridDimX = num_q_heads;
+      cfg.gridDimX = merge_rows;
       cfg.gridDimY = p.batch;
       cfg.gridDimZ = 1;
       cfg.blockDimX = (*k)->shape.merge_threads;
@@ -415,7 +430,7 @@ absl::Status Runtime::LaunchDecode(const DecodePlan& plan, PlxDecodeParams p, in
       cfg.numAttrs = 1;
       PLX_CU_RETURN_IF_ERROR(d, cuLaunchKernelEx(&cfg, (*k)->merge, args, nullptr));
     } else {
-      PLX_CU_RETURN_IF_ERROR(d, cuLaunchKernel((*k)->merge, num_q_heads, p.batch, 1,
+      PLX_CU_RETURN_IF_ERROR(d, cuLaunchKernel((*k)->merge, merge_rows, p.batch, 1,
                                                (*k)->shape.merge_threads, 1, 1, 0, stream, args, nullptr));
     }
   }

@@ -77,6 +77,75 @@ TEST(DecodeSm90Family, KeysRoundTripOnPathWgmma) {
   EXPECT_NE(bad.status().message().find("wgmma-nN-wN-sN-splitN-gN[-cluster]"), std::string::npos) << bad.status();
 }
 
+// Multi-token decode (Problem::queries, key suffix "-qN" of the problem): only this family
+// serves it; every token of a CTA's heads shares its K/V tiles, so heads x tokens <= 16.
+TEST(DecodeSm90Family, MultiTokenKeysRoundTripAndPackTokensWithHeads) {
+  Problem p = DecodeProblem(128, 32, 8);
+  p.queries = 4;
+  const Algorithm a{Probe::kLearned, Affine::kPlain};
+  absl::StatusOr<Variant> v = Variant::Create(p, a, HopperDefault(p, a));
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->Key(), "decode-bf16-d128-h32x8-contig-nowin-q4.learned-plain.wgmma-n128-w4-s3-splitauto-g4");
+  EXPECT_EQ(FamilyOf(*v).Tiling(*v).units, 16);
+  EXPECT_NE(GenerateSource(*v).find("constexpr int kTokens = 4;"), std::string::npos);
+  absl::StatusOr<Variant> back = Variant::Parse(v->Key());
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->problem().queries, 4);
+  nlohmann::json j = ToJson(*v);
+  j.erase("key");
+  j.erase("hash");
+  absl::StatusOr<Variant> from_json = VariantFromJson(j);
+  ASSERT_TRUE(from_json.ok()) << from_json.status();
+  EXPECT_EQ(from_json->Key(), v->Key());
+  p.queries = 16;  // one head of 16 tokens per CTA
+  EXPECT_EQ(HopperDefault(p, a).heads_per_cta, 1);
+  Schedule s = HopperDefault(p, a);
+  s.heads_per_cta = 2;
+  absl::StatusOr<Variant> wide = Variant::Create(p, a, s);
+  ASSERT_FALSE(wide.ok());
+  EXPECT_NE(wide.status().message().find("32 rows of q per CTA; at most 16"), std::string::npos) << wide.status();
+  // The space packs no more than 16 rows.
+  SpaceOptions o;
+  o.paths = {MathPath::kWgmma};
+  int n = 0;
+  Hopper().ForEachCandidate(p, a, o, [&](const Schedule& c) {
+    ++n;
+    EXPECT_EQ(c.heads_per_cta, 1);
+  });
+  EXPECT_GT(n, 0);
+}
+
+TEST(DecodeSm90Family, MultiTokenRefusals) {
+  // The portable decode takes one token; prefill and backward take no queries field.
+  for (const char* key : {"decode-bf16-d128-h32x8-contig-nowin-q4.learned-plain.mma-n64-w4-s2-splitauto-g4",
+                          "prefill-bf16-d128-h32x8-contig-nowin-q4.learned-plain.mma-m64-n64-w4-s2",
+                          "decode-bf16-d128-h32x8-contig-nowin-q1.learned-plain.wgmma-n64-w4-s4-splitauto-g4",
+                          "decode-bf16-d128-h32x8-contig-nowin-q17.learned-plain.wgmma-n64-w4-s4-splitauto-g1",
+                          "decode-bf16-d128-h32x8-contig-nowin-t4.learned-plain.wgmma-n64-w4-s4-splitauto-g1"})
+    EXPECT_FALSE(Variant::Parse(key).ok()) << key;
+  absl::StatusOr<Variant> portable =
+      Variant::Parse("decode-bf16-d128-h32x8-contig-nowin-q4.learned-plain.mma-n64-w4-s2-splitauto-g4");
+  EXPECT_NE(portable.status().message().find("queries=4"), std::string::npos) << portable.status();
+  absl::StatusOr<Variant> prefill =
+      Variant::Parse("prefill-bf16-d128-h32x8-contig-nowin-q4.learned-plain.mma-m64-n64-w4-s2");
+  EXPECT_NE(prefill.status().message().find("applies to decode only"), std::string::npos) << prefill.status();
+  Problem p = DecodeProblem(128, 32, 8);
+  p.queries = 4;
+  EXPECT_FALSE(DefaultFamily(Mode::kDecode, 0).Serves(p));
+  EXPECT_TRUE(Hopper().Serves(p));
+  EXPECT_EQ(&DefaultFamily(p, 90), &Hopper());
+  // Head dim 256 takes up to 8 tokens (one MMA row tile of q and r per CTA).
+  p.head_dim = 256;
+  p.queries = 8;
+  EXPECT_TRUE(Hopper().Serves(p));
+  p.queries = 9;
+  EXPECT_FALSE(Hopper().Serves(p));
+  absl::StatusOr<Variant> d256 =
+      Variant::Parse("decode-bf16-d256-h32x8-contig-nowin-q16.learned-plain.wgmma-n64-w4-s2-splitauto-g1");
+  ASSERT_FALSE(d256.ok());
+  EXPECT_NE(d256.status().message().find("at most 8 query tokens at head_dim 256"), std::string::npos) << d256.status();
+}
+
 // Registered after decode: no device gets it by default until it is verified on a GPU.
 TEST(DecodeSm90Family, IsOptInAndLaunchesItsClusterAsItSays) {
   EXPECT_EQ(DefaultFamily(Mode::kDecode, 90).name(), "decode");
@@ -269,7 +338,13 @@ std::vector<std::string> CompileSet() {
                           "decode-bf16-d64-h32x8-paged8-win.learned-plain.wgmma-n256-w8-s2-split4-g4-cluster",
                           "decode-fp16-d256-h32x8-paged16-nowin.learned-amplified.wgmma-n64-w4-s3-splitauto-g4",
                           "decode-bf16-d128-h16x8-paged64-win.none-plain.wgmma-n128-w4-s3-split8-g2-cluster",
-                          "decode-bf16-d64-h8x8-paged256-nowin.learned-plain.wgmma-n64-w4-s6-splitauto-g1"})
+                          "decode-bf16-d64-h8x8-paged256-nowin.learned-plain.wgmma-n64-w4-s6-splitauto-g1",
+                          // multi-token decode: 16 rows of q (4 heads x 4 tokens; 16 tokens of
+                          // one head), a window, pages, both merges
+                          "decode-bf16-d128-h32x8-contig-nowin-q4.learned-plain.wgmma-n64-w4-s4-splitauto-g4",
+                          "decode-fp16-d128-h8x8-paged16-win-q16.learned-amplified.wgmma-n64-w4-s4-split8-g1-cluster",
+                          "decode-bf16-d256-h32x8-contig-win-q2.none-plain.wgmma-n64-w4-s2-split4-g4",
+                          "decode-bf16-d64-h64x8-paged64-nowin-q8.learned-plain.wgmma-n128-w8-s3-split4-g2-cluster"})
     out.push_back(key);
   return out;
 }

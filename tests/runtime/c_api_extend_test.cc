@@ -119,17 +119,106 @@ TEST(CApiMultiTokenDecode, RunsAsExtendOverTheSameCache) {
   EXPECT_EQ(plx_decode_validate(&full), PLX_OK) << plx_last_error();
 }
 
+// On sm_90 the decode kernels (decode_sm90) take Tq <= 16 over contiguous caches and pages of
+// >= 8 keys: translated as a decode problem with queries = Tq and token strides.
+TEST(CApiMultiTokenDecode, RunsAsDecodeOnSm90WhereDecodeSm90ServesIt) {
+  plx_decode_args a = MultiToken(ValidPagedDecode(), 4);
+  EXPECT_TRUE(capi::MultiTokenRunsAsDecode(a, 90));
+  EXPECT_FALSE(capi::MultiTokenRunsAsDecode(a, 80));
+  EXPECT_FALSE(capi::MultiTokenRunsAsDecode(a, 0));
+  absl::StatusOr<std::optional<plx_prefill_args>> e = capi::DecodeAsExtend(a, 90);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_FALSE(e->has_value());
+  absl::StatusOr<DecodeCall> c = capi::TranslateDecodeCall(a);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->problem.queries, 4);
+  EXPECT_EQ(c->params.q_stride_t, kHq * kD);
+  EXPECT_EQ(c->params.o_stride_t, kHq * kD);
+  EXPECT_EQ(c->params.q_stride_b, 4 * kHq * kD);
+  // A contiguous cache with per-sequence lengths, and splits: decode takes both.
+  a = MultiToken(ValidDecode(), 8);
+  a.cache_seqlens = T(Fake(7), PLX_INT32, {kB});
+  a.num_splits = 4;
+  EXPECT_TRUE(capi::MultiTokenRunsAsDecode(a, 90));
+  EXPECT_TRUE(capi::TranslateDecodeCall(a).ok());
+  // Not served: more than 16 tokens, pages under 8 keys, statistics, a prefill key.
+  EXPECT_FALSE(capi::MultiTokenRunsAsDecode(MultiToken(ValidPagedDecode(), 17), 90));
+  a = MultiToken(ValidPagedDecode(), 4);
+  a.k = T(Fake(3), PLX_BF16, {64, 4, kHkv, kD});
+  a.v = T(Fake(4), PLX_BF16, {64, 4, kHkv, kD});
+  EXPECT_FALSE(capi::MultiTokenRunsAsDecode(a, 90));
+  a = MultiToken(ValidPagedDecode(), 16);  // head_dim 256 takes up to 8 tokens
+  for (plx_tensor* t : {&a.q, &a.r, &a.out}) t->shape[3] = 256;
+  EXPECT_FALSE(capi::MultiTokenRunsAsDecode(a, 90));
+  a = MultiToken(ValidPagedDecode(), 4);
+  a.lse = T(Fake(8), PLX_FLOAT32, {kB, kHq, 4});
+  EXPECT_FALSE(capi::MultiTokenRunsAsDecode(a, 90));
+  a = MultiToken(ValidPagedDecode(), 4);
+  a.variant = "prefill-bf16-d128-h8x2-paged16-nowin.learned-plain.mma-m64-n64-w4-s2";
+  EXPECT_FALSE(capi::MultiTokenRunsAsDecode(a, 90));
+  // A decode key of the one-token problem does not match the call's.
+  a = MultiToken(ValidPagedDecode(), 4);
+  const std::string one_token = DefaultKey(Mode::kDecode, DType::kBF16);
+  a.variant = one_token.c_str();
+  EXPECT_TRUE(capi::MultiTokenRunsAsDecode(a, 90));
+  EXPECT_FALSE(capi::TranslateDecodeCall(a).ok());
+  // r and out must have q's token count.
+  a = MultiToken(ValidPagedDecode(), 4);
+  a.out = T(Fake(5), PLX_BF16, {kB, 3, kHq, kD});
+  absl::StatusOr<DecodeCall> bad = capi::TranslateDecodeCall(a);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("[B, Tq, Hq, D] = [2, 4, 8, 128]"), std::string::npos) << bad.status();
+}
+
+// The extend form (no device serves the tokens as decode) refuses what only decode takes.
+// plx_decode_validate accepts either form, so the refusals show where the decode form is
+// unavailable too: pages of 4 keys.
+plx_decode_args SmallPages(plx_decode_args a) {
+  a.k = T(Fake(3), PLX_BF16, {64, 4, kHkv, kD});
+  a.v = T(Fake(4), PLX_BF16, {64, 4, kHkv, kD});
+  return a;
+}
+
+void ExpectExtendError(const plx_decode_args& a, absl::StatusCode code, std::initializer_list<const char*> needles) {
+  absl::StatusOr<std::optional<plx_prefill_args>> e = capi::DecodeAsExtend(a, 0);
+  ASSERT_FALSE(e.ok());
+  EXPECT_EQ(e.status().code(), code) << e.status();
+  for (const char* n : needles) EXPECT_NE(e.status().message().find(n), std::string::npos) << n << ": " << e.status();
+}
+
+// Without a key named, decode takes the tokens where the H200 measured it faster than extend.
+TEST(CApiMultiTokenDecode, RoutesByTheMeasuredRuleOfThumb) {
+  EXPECT_TRUE(capi::DecodeBeatsExtend(1, 16, 32, 8));   // B=1: 2.5-2.9x extend's speed
+  EXPECT_TRUE(capi::DecodeBeatsExtend(8, 8, 32, 8));    // 32 rows per kv head: 1.3-1.5x
+  EXPECT_FALSE(capi::DecodeBeatsExtend(8, 16, 32, 8));  // 64 rows: 0.67-0.80x
+  EXPECT_TRUE(capi::DecodeBeatsExtend(8, 16, 8, 8));    // MHA B=8: 1.05-1.35x
+  EXPECT_FALSE(capi::DecodeBeatsExtend(32, 2, 8, 8));   // MHA B=32: 0.75-1.02x
+  plx_decode_args a = MultiToken(ValidPagedDecode(), 16);  // B=2, GQA 4: 64 rows per kv head
+  EXPECT_FALSE(capi::MultiTokenRunsAsDecode(a, 90));
+  const std::string key = "decode-bf16-d128-h8x2-paged16-nowin-q16.learned-plain.wgmma-n64-w4-s4-splitauto-g1";
+  a.variant = key.c_str();  // a named decode key runs as decode
+  EXPECT_TRUE(capi::MultiTokenRunsAsDecode(a, 90));
+  absl::StatusOr<DecodeCall> c = capi::TranslateDecodeCall(a);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->variant_key, key);
+}
+
 TEST(CApiMultiTokenDecode, RefusesWhatOnlyDecodeTakes) {
   plx_decode_args a = MultiToken(ValidPagedDecode(), 4);
   a.num_splits = 2;
+  ExpectExtendError(a, absl::StatusCode::kInvalidArgument, {"num_splits=2", "multi-token decode", "runs as extend"});
+  EXPECT_EQ(plx_decode_validate(&a), PLX_OK) << plx_last_error();  // the decode form takes splits
+  a = SmallPages(a);
   ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"num_splits=2", "multi-token decode", "runs as extend"});
   a = MultiToken(ValidPagedDecode(), 4);
   const std::string decode_key = DefaultKey(Mode::kDecode, DType::kBF16);
   a.variant = decode_key.c_str();
-  ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"is a decode kernel", "prefill key"});
+  ExpectExtendError(a, absl::StatusCode::kInvalidArgument, {"is a decode kernel", "prefill key"});
+  ExpectDecodeError(SmallPages(a), PLX_ERROR_INVALID_ARGUMENT, {"is a decode kernel", "prefill key"});
   a = MultiToken(ValidDecode(), 4);
   a.cache_seqlens = T(Fake(7), PLX_INT32, {kB});
-  ExpectDecodeError(a, PLX_ERROR_UNSUPPORTED, {"cache_seqlens", "contiguous cache", "paged cache"});
+  ExpectExtendError(a, absl::StatusCode::kUnimplemented, {"cache_seqlens", "contiguous cache", "paged cache"});
+  EXPECT_EQ(plx_decode_validate(&a), PLX_OK) << plx_last_error();  // the decode form takes lengths
   a = MultiToken(ValidPagedDecode(), 4);
   a.out = T(Fake(5), PLX_BF16, {kB, 3, kHq, kD});
   ExpectDecodeError(a, PLX_ERROR_INVALID_ARGUMENT, {"out"});

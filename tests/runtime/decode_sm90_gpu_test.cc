@@ -1,5 +1,6 @@
 // The sm_90a decode family (codegen/families/decode_sm90) against the float64 reference
-// (label: gpu): batch 1, 3 and 32 over 1 to 16384 keys, MHA and GQA 4, both split merges
+// (label: gpu): batch 1, 3 and 32 over 1 to 16384 keys, MHA and GQA 4, multi-token decode
+// (Tq 2..16), both split merges
 // (the second kernel and the cluster merge through distributed shared memory) at several
 // split counts, both probes and affine forms, both dtypes, head dims 64/128/256; K/V tiles
 // arrive by TMA (PlxDecodeTmaParams, maps encoded at launch). Skips without a GPU and on
@@ -39,12 +40,13 @@ std::string Sm90Key(const DecodeCase& c, const Sm90Schedule& s) {
   p.num_q_heads = c.hq; p.num_kv_heads = c.hkv; p.window = c.window > 0;
   p.kv_layout = c.page_size ? KvLayout::kPaged : KvLayout::kContiguous;
   p.page_size = c.page_size;
+  p.queries = c.queries;
   const Algorithm a{c.learned ? Probe::kLearned : Probe::kNone, c.affine};
   Schedule sc;
   sc.path = MathPath::kWgmma; sc.block_n = s.block_n; sc.warps = s.warps; sc.stages = s.stages;
   sc.splits = s.splits; sc.fused_merge = s.cluster;
   for (sc.stages = s.stages; sc.stages >= 2; --sc.stages)
-    for (int h = std::min(p.group_size(), 16); h >= 1; --h) {
+    for (int h = std::min(p.group_size(), 16 / p.queries); h >= 1; --h) {
       if (p.group_size() % h) continue;
       sc.heads_per_cta = h;
       if (auto v = Variant::Create(p, a, sc); v.ok()) return v->Key();
@@ -107,6 +109,30 @@ std::vector<DecodeCase> Cases() {
         cases.push_back(c);
         ++i;
       }
+  // Multi-token decode (Tq 2..16): every token of a head in one CTA, a per-row causal limit
+  // at the sequence's end (and window start); sequences shorter than Tq (rows without keys),
+  // equal to it, ending inside a tile's causal zone and on a page; GQA 1, 4 and 8 (as many
+  // heads per CTA as fit 16 rows); both merges; pages of 8, 16 and 64.
+  for (int tq : {2, 3, 4, 8, 16})
+    for (int L : {1, 4, 100, 4097}) {
+      DecodeCase c;
+      c.queries = tq;
+      c.dtype = i % 2 ? DType::kFP16 : DType::kBF16;
+      c.head_dim = i % 5 == 1 ? 64 : i % 5 == 3 && tq <= 8 ? 256 : 128;  // head_dim 256: Tq <= 8
+      const int group = i % 3 == 0 ? 1 : i % 3 == 1 ? 4 : 8;
+      c.hq = 4 * group; c.hkv = 4;
+      c.batch = i % 2 ? 3 : 1;
+      c.seqlens = c.batch == 1 ? std::vector<int>{L} : std::vector<int>{L, std::max(1, L / 2), tq};
+      c.page_size = i % 4 == 1 ? 16 : i % 4 == 3 ? (i % 8 == 3 ? 8 : 64) : 0;
+      c.learned = i % 4 != 2;
+      c.affine = i % 6 == 1 ? Affine::kAmplified : Affine::kPlain;
+      c.window = i % 5 == 2 ? 45 : 0;
+      c.seed = 8500 + i;
+      c.key = Sm90Key(c, kSchedules[i % std::size(kSchedules)]);
+      if (c.key.empty()) c.key = Sm90Key(c, kSchedules[0]);
+      cases.push_back(c);
+      ++i;
+    }
   auto edge = [&](auto f) {
     DecodeCase c;
     c.seed = 9000 + cases.size();

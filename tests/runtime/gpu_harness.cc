@@ -227,8 +227,8 @@ void DeviceBuffer::Fill16(uint16_t value, size_t count) {
 
 std::string DecodeCase::Name() const {
   std::string n = absl::StrCat(dtype == DType::kBF16 ? "bf16" : "fp16", "_d", head_dim, "_h", hq, "x", hkv,
-                               "_b", batch, page_size ? absl::StrCat("_paged", page_size) : "_contig",
-                               window ? absl::StrCat("_win", window) : "", learned ? "_learned" : "_none",
+                               "_b", batch, queries > 1 ? absl::StrCat("_tq", queries) : "",
+                               page_size ? absl::StrCat("_paged", page_size) : "_contig", window ? absl::StrCat("_win", window) : "", learned ? "_learned" : "_none",
                                affine == Affine::kAmplified ? "_amp" : "", "_rs", r_scale,
                                num_splits ? absl::StrCat("_split", num_splits) : "", "_L");
   for (int l : seqlens) absl::StrAppend(&n, "_", l);
@@ -255,11 +255,12 @@ absl::StatusOr<CaseResult> RunDecodeCase(Runtime& rt, const DecodeCase& c) {
   std::mt19937_64 rng(c.seed);
   const int B = c.batch, D = c.head_dim, Hq = c.hq, Hkv = c.hkv;
   const int lmax = std::max(1, *std::max_element(c.seqlens.begin(), c.seqlens.end()));
+  const int Tq = c.queries;  // q, r, out: [B, Tq, Hq, D]
   ref::DecodeInputs in;
   in.batch = B; in.num_q_heads = Hq; in.num_kv_heads = Hkv; in.head_dim = D; in.max_seqlen = lmax;
   in.seqlens = c.seqlens;
-  in.q = RandomRows(rng, size_t(B) * Hq, D, true, c.q_scale);
-  in.r = RandomRows(rng, size_t(B) * Hq, D, true, c.zero_r ? 0.0 : c.r_scale);
+  in.q = RandomRows(rng, size_t(B) * Tq * Hq, D, true, c.q_scale);
+  in.r = RandomRows(rng, size_t(B) * Tq * Hq, D, true, c.zero_r ? 0.0 : c.r_scale);
   in.k = RandomRows(rng, size_t(B) * lmax * Hkv, D, true, 1.0);
   in.v = RandomRows(rng, size_t(B) * lmax * Hkv, D, false, 1.0);
   const auto qh = Quantise(in.q, c.dtype), rh = Quantise(in.r, c.dtype);
@@ -267,9 +268,10 @@ absl::StatusOr<CaseResult> RunDecodeCase(Runtime& rt, const DecodeCase& c) {
 
   DecodeArgs a;
   a.dtype = c.dtype; a.batch = B; a.num_q_heads = Hq; a.num_kv_heads = Hkv; a.head_dim = D;
-  a.q_stride_b = int64_t(Hq) * D; a.q_stride_h = D;
-  a.r_stride_b = a.q_stride_b; a.r_stride_h = D;
-  a.o_stride_b = a.q_stride_b; a.o_stride_h = D;
+  a.queries = Tq;
+  a.q_stride_b = int64_t(Tq) * Hq * D; a.q_stride_t = int64_t(Hq) * D; a.q_stride_h = D;
+  a.r_stride_b = a.q_stride_b; a.r_stride_t = a.q_stride_t; a.r_stride_h = D;
+  a.o_stride_b = a.q_stride_b; a.o_stride_t = a.q_stride_t; a.o_stride_h = D;
   a.seqlen = lmax;
   a.window = c.window;
   a.affine = c.affine;
@@ -296,8 +298,8 @@ absl::StatusOr<CaseResult> RunDecodeCase(Runtime& rt, const DecodeCase& c) {
     a.k_stride_0 = int64_t(ps) * Hkv * D; a.k_stride_1 = int64_t(Hkv) * D; a.k_stride_h = D;
   }
   a.v_stride_0 = a.k_stride_0; a.v_stride_1 = a.k_stride_1; a.v_stride_h = a.k_stride_h;
-  DeviceBuffer out(size_t(B) * Hq * D * 2);
-  out.Fill16(Poison(c.dtype), size_t(B) * Hq * D);
+  DeviceBuffer out(size_t(B) * Tq * Hq * D * 2);
+  out.Fill16(Poison(c.dtype), size_t(B) * Tq * Hq * D);
   a.q = q->get(); a.r = c.learned ? r->get() : nullptr; a.k = k->get(); a.v = v->get(); a.out = out.get();
   a.seqlens = static_cast<const int*>(lens->get());
 
@@ -305,10 +307,21 @@ absl::StatusOr<CaseResult> RunDecodeCase(Runtime& rt, const DecodeCase& c) {
   if (!plan.ok()) return plan.status();
   if (absl::Status s = rt.RunDecode(*plan, a, nullptr); !s.ok()) return s;
   if (absl::Status s = cu::Check(Api()->cuCtxSynchronize(), "decode kernel"); !s.ok()) return s;
-  std::vector<uint16_t> oh(size_t(B) * Hq * D);
+  std::vector<uint16_t> oh(size_t(B) * Tq * Hq * D);
   out.Download(oh.data(), oh.size() * 2);
 
-  absl::StatusOr<std::vector<double>> want = ref::Decode(in, FamilyOf(c.learned, c.affine, c.tau, c.window));
+  // Several tokens: the reference's prefill of Tq rows against each cache, causal at its end.
+  const auto reference = [&](const ref::Family& f) -> absl::StatusOr<std::vector<double>> {
+    if (Tq == 1) return ref::Decode(in, f);
+    ref::PrefillInputs pin;
+    pin.batch = B; pin.num_q_heads = Hq; pin.num_kv_heads = Hkv; pin.head_dim = D;
+    pin.max_seqlen_q = Tq; pin.max_seqlen_k = lmax;
+    pin.seqlens_q.assign(B, Tq);
+    pin.seqlens_k = c.seqlens;
+    pin.q = in.q; pin.r = in.r; pin.k = in.k; pin.v = in.v;
+    return ref::Prefill(pin, f);
+  };
+  absl::StatusOr<std::vector<double>> want = reference(FamilyOf(c.learned, c.affine, c.tau, c.window));
   if (!want.ok()) return want.status();
   CaseResult res;
   res.out.resize(oh.size());
@@ -319,7 +332,7 @@ absl::StatusOr<CaseResult> RunDecodeCase(Runtime& rt, const DecodeCase& c) {
       ref::Family f = FamilyOf(c.learned, c.affine, c.tau, c.window);
       f.probe = pr;
       f.affine = af;
-      return ref::Decode(in, f);
+      return reference(f);
     });
   res.err = ref::Compare(got, *want);
   res.tolerance = Tolerance(c.dtype);

@@ -46,6 +46,7 @@ struct DecodeCase {
   std::vector<int> seqlens = {100, 37};
   int page_size = 0;  // 0: contiguous
   int window = 0;
+  int queries = 1;    // query tokens per sequence (Tq > 1: multi-token decode, q [B, Tq, Hq, D])
   bool learned = true;
   Affine affine = Affine::kPlain;
   double r_scale = 1.0;

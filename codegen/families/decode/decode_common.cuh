@@ -1,7 +1,7 @@
 // Decode pieces both math paths share: PDL, the test-only faults, q/r row addressing, the
 // CTA's place in the grid, its split of the key range and the cross-warp merge.
 // Needs: prelude.cuh, element16.cuh, finalize.cuh; kNumQHeads, kGroup, kHeadsPerCta,
-// kCtasPerGroup, kUnits, kWarps, kThreads, kHeadDim, kBlockN, kLearned, kWindow, kTestFault
+// kCtasPerGroup, kUnits, kTokens, kWarps, kThreads, kHeadDim, kBlockN, kLearned, kWindow, kTestFault
 // (generator).
 
 // Programmatic dependent launch (PDL): on sm_90+ the runtime launches plx_decode_merge
@@ -29,12 +29,27 @@ __device__ __forceinline__ void test_fault() {
     for (;;) asm volatile("nanosleep.u32 1000;" ::: "memory");
 }
 
-// Row `row` of the stacked [q; r] operand: query head `u` of this CTA, from q or r.
+// Unit u of a CTA (kUnits = kHeadsPerCta x kTokens): query head h0 + unit_head(u) of token
+// unit_token(u). One token (every family but decode_sm90's multi-token decode): u is the head.
+__device__ __forceinline__ int unit_token(int u) { return kTokens == 1 ? 0 : u / kHeadsPerCta; }
+__device__ __forceinline__ int unit_head(int u) { return kTokens == 1 ? u : u % kHeadsPerCta; }
+
+// Row `row` of the stacked [q; r] operand: unit `u` of this CTA, from q or r.
 __device__ __forceinline__ const plx_e16* qr_row(const PlxDecodeParams& p, int b, int h0, int u,
                                                 bool probe_row) {
   if (u >= kUnits) return nullptr;
-  return probe_row ? static_cast<const plx_e16*>(p.r) + b * p.r_stride_b + (h0 + u) * p.r_stride_h
-                   : static_cast<const plx_e16*>(p.q) + b * p.q_stride_b + (h0 + u) * p.q_stride_h;
+  const int t = unit_token(u), h = h0 + unit_head(u);
+  return probe_row ? static_cast<const plx_e16*>(p.r) + b * p.r_stride_b + t * p.r_stride_t + h * p.r_stride_h
+                   : static_cast<const plx_e16*>(p.q) + b * p.q_stride_b + t * p.q_stride_t + h * p.q_stride_h;
+}
+
+// Output (batch b, token t, head h): its element 0 in out, and its row of the split partials
+// ([num_splits, B, kTokens, Hq] rows).
+__device__ __forceinline__ plx_e16* out_row(const PlxDecodeParams& p, int b, int t, int h) {
+  return static_cast<plx_e16*>(p.out) + b * p.o_stride_b + t * p.o_stride_t + h * p.o_stride_h;
+}
+__device__ __forceinline__ long long partial_row(const PlxDecodeParams& p, int split, int b, int t, int h) {
+  return (((long long)split * p.batch + b) * kTokens + t) * kNumQHeads + h;
 }
 
 constexpr int kMaxSplits = 256;  // the runtime's bound on num_splits
@@ -55,7 +70,8 @@ __device__ __forceinline__ DecodeCta decode_cta() {
 
 // The split's key range: the visible keys [first, len) divided evenly, tile-aligned, from
 // first rounded down to a multiple of kAlign (the sm_90a family's paged boxes: keys before
-// first are then read but invisible).
+// first are then read but invisible). With kTokens > 1, first is token 0's window start:
+// the later tokens' windows start later (decode_sm90's per-row mask).
 struct SplitKeys {
   int len, first, begin, end;
 };
@@ -63,7 +79,8 @@ template <int kAlign = 1>
 __device__ __forceinline__ SplitKeys split_keys(const PlxDecodeParams& p, int b, int split) {
   SplitKeys r;
   r.len = p.seqlens ? p.seqlens[b] : p.seqlen;
-  r.first = (kWindow && p.window > 0 && r.len > p.window) ? r.len - p.window : 0;
+  const int last = r.len - (kTokens - 1);  // token 0 sees keys before it
+  r.first = (kWindow && p.window > 0 && last > p.window) ? last - p.window : 0;
   const int start = r.first - r.first % kAlign;
   const int per_split = (r.len - start + p.num_splits - 1) / p.num_splits;
   const int per = (per_split + kBlockN - 1) / kBlockN * kBlockN;
@@ -91,12 +108,11 @@ __device__ __forceinline__ void merge_and_store(const PlxDecodeParams& p, const 
       const float* o = merge_o + (w * kUnits + u) * 2 * kHeadDim;
       return Partial{st[0], st[1], st[2], st[3], o[d], kLearned ? o[kHeadDim + d] : 0.f};
     });
-    const int h = h0 + u;
+    const int t = unit_token(u), h = h0 + unit_head(u);
     if (p.num_splits == 1) {
-      plx_e16* out = static_cast<plx_e16*>(p.out) + b * p.o_stride_b + h * p.o_stride_h;
-      out[d] = plx_from_float(finalize(r.o1, r.o2, r.d1, r.d2, r.c, rq[u], p.eps));
+      out_row(p, b, t, h)[d] = plx_from_float(finalize(r.o1, r.o2, r.d1, r.d2, r.c, rq[u], p.eps));
     } else {
-      const long long row = ((long long)split * p.batch + b) * kNumQHeads + h;
+      const long long row = partial_row(p, split, b, t, h);
       p.part_o[row * 2 * kHeadDim + d] = r.o1;
       if (kLearned) p.part_o[row * 2 * kHeadDim + kHeadDim + d] = r.o2;
       if (d == 0) {

@@ -25,6 +25,9 @@ class Family final : public KernelFamily {
   absl::string_view name() const override { return "decode"; }
   Mode mode() const override { return Mode::kDecode; }
   std::vector<MathPath> paths() const override { return {MathPath::kMma, MathPath::kFma}; }
+  // One query token per sequence: multi-token decode (Problem::queries > 1) is decode_sm90's,
+  // or runs as extend on the prefill kernels.
+  bool Serves(const Problem& p) const override { return p.queries == 1; }
   unsigned fields() const override;
   absl::Status Validate(const Problem& p, const Algorithm& a, const Schedule& s) const override;
   std::string PrintSchedule(const Schedule& s) const override;

@@ -19,6 +19,10 @@ unsigned Family::fields() const {
 
 absl::Status Family::Validate(const Problem& p, const Algorithm& a, const Schedule& s) const {
   const bool mma = s.path == MathPath::kMma;
+  if (!Serves(p))
+    return Bad("queries", p.queries,
+               "the portable decode takes one query token per sequence; multi-token decode runs on decode_sm90 "
+               "(path wgmma, sm_90) or as extend (plx_prefill)");
   if (s.splits < 0 || s.splits > 256) return Bad("splits", s.splits, "must be in 0..256 (0 = auto)");
   const int g = p.group_size();
   if (s.heads_per_cta < 1 || s.heads_per_cta > 16 || g % s.heads_per_cta != 0)

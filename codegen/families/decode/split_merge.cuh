@@ -1,19 +1,21 @@
 // plx_decode_merge: the second launch of a split decode, the same for both math paths.
-// Needs: decode_common.cuh (kMaxSplits, plx_pdl_wait), finalize.cuh; kMergeThreads,
-// kNumQHeads, kHeadDim, kLearned, kAmplified (generator).
+// Needs: decode_common.cuh (kMaxSplits, plx_pdl_wait, out_row, partial_row), finalize.cuh; kMergeThreads,
+// kNumQHeads, kTokens, kHeadDim, kLearned, kAmplified (generator).
 
-// ---- split merge: combine num_splits partials of one (batch, head) ----------------------
+// ---- split merge: combine num_splits partials of one (batch, token, head) ----------------
 // Stage the per-split statistics once in shared memory (one weight and centre shift per
 // split), then every thread sums its head-dim columns over the splits with independent loads.
 extern "C" __global__ void __launch_bounds__(kMergeThreads) plx_decode_merge(const PlxDecodeParams p) {
-  const int h = blockIdx.x, b = blockIdx.y;
+  // x: token x head (kTokens x kNumQHeads), y: batch
+  const int h = kTokens == 1 ? blockIdx.x : blockIdx.x % kNumQHeads, b = blockIdx.y;
+  const int t = kTokens == 1 ? 0 : blockIdx.x / kNumQHeads;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   plx_pdl_wait();  // before any read of the partials plx_decode writes (no-op below sm_90)
   __shared__ float s_m[kMaxSplits], s_d1[kMaxSplits], s_d2[kMaxSplits], s_c[kMaxSplits];
   __shared__ float s_red[kMergeThreads / 32];
   __shared__ float s_tot[4];  // d1, d2, c, r.q
-  const long long stride = (long long)p.batch * kNumQHeads;
-  const long long row0 = (long long)b * kNumQHeads + h;
+  const long long stride = partial_row(p, 1, 0, 0, 0);  // rows per split
+  const long long row0 = partial_row(p, 0, b, t, h);
   const int n = min(p.num_splits, kMaxSplits);
   for (int s = threadIdx.x; s < n; s += kMergeThreads) {
     const float* st = p.part_stats + (row0 + s * stride) * 4;
@@ -24,8 +26,8 @@ extern "C" __global__ void __launch_bounds__(kMergeThreads) plx_decode_merge(con
   }
   float rq_part = 0.f;
   if (kLearned && kAmplified) {  // r.q, needed by the amplified affine form
-    const plx_e16* q = static_cast<const plx_e16*>(p.q) + b * p.q_stride_b + h * p.q_stride_h;
-    const plx_e16* r = static_cast<const plx_e16*>(p.r) + b * p.r_stride_b + h * p.r_stride_h;
+    const plx_e16* q = static_cast<const plx_e16*>(p.q) + b * p.q_stride_b + t * p.q_stride_t + h * p.q_stride_h;
+    const plx_e16* r = static_cast<const plx_e16*>(p.r) + b * p.r_stride_b + t * p.r_stride_t + h * p.r_stride_h;
     for (int d = threadIdx.x; d < kHeadDim; d += kMergeThreads)
       rq_part += plx_to_float(q[d]) * plx_to_float(r[d]);
     rq_part = plx_warp_sum(rq_part);
@@ -62,7 +64,7 @@ extern "C" __global__ void __launch_bounds__(kMergeThreads) plx_decode_merge(con
   }
   __syncthreads();
   const float c = s_tot[2];
-  plx_e16* out = static_cast<plx_e16*>(p.out) + b * p.o_stride_b + h * p.o_stride_h;
+  plx_e16* out = out_row(p, b, t, h);
   for (int d = threadIdx.x; d < kHeadDim; d += kMergeThreads) {
     float o1 = 0.f, o2 = 0.f;
 #pragma unroll 4

@@ -77,8 +77,7 @@ __device__ __forceinline__ void cluster_merge_and_store(const PlxDecodeParams& p
       const float* st = msg + u * 4;
       return Partial{st[0], st[1], st[2], st[3], msg[kUnits * 4 + k], kLearned ? msg[kUnits * 4 + kMergeShare + k] : 0.f};
     });
-    plx_e16* out = static_cast<plx_e16*>(p.out) + b * p.o_stride_b + (h0 + u) * p.o_stride_h;
-    out[d] = plx_from_float(finalize(r.o1, r.o2, r.d1, r.d2, r.c, rq[u], p.eps));
+    out_row(p, b, unit_token(u), h0 + unit_head(u))[d] = plx_from_float(finalize(r.o1, r.o2, r.d1, r.d2, r.c, rq[u], p.eps));
   }
   if (threadIdx.x == 0)  // the outbox stays until the copies have read it
     asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");

@@ -20,6 +20,10 @@ namespace parallax::decode_sm90 {
 // launch asks for a non-portable cluster size).
 inline constexpr int kMaxClusterSplits = 16;
 
+// Rows of q per CTA (heads per CTA x query tokens): what the accumulator registers and the
+// cross-warp merge were sized and tested for.
+inline constexpr int kMaxUnits = 16;
+
 // Paged K/V: a TMA box holds gcd(page_size, block_n) keys of one page, a whole number of the
 // 128-byte swizzle's 8-row atoms, so the boxes of a tile land where one contiguous box would.
 // Smaller pages (1, 2, 4 keys) would need a box per key: the decode family gathers those.
@@ -29,7 +33,7 @@ int KvBoxRows(const Problem& p, const Schedule& s);
 // Derived geometry the schedule rules, the source and the launch share. Byte offsets into
 // dynamic shared memory.
 struct Geometry {
-  int units;           // query heads per CTA; every warp carries all of them (kUnits)
+  int units;           // heads per CTA x query tokens; every warp carries all of them (kUnits)
   int mtiles;          // 16-row MMA tiles of stacked [q; r] rows (kMTiles)
   int keys_per_warp;   // keys of each tile one warp owns (kKeysPerWarp)
   int ctas_per_group;  // CTAs covering one GQA group (along y)
@@ -55,9 +59,13 @@ class Family final : public KernelFamily {
   // Searched by default on sm_90 (the GPU suite and sanitizers pass; it wins at small batch,
   // the portable decode at large): the tuner picks per bucket. Never the untuned default.
   int MaxStages() const override { return 8; }  // small tiles, deep rings: bytes in flight at B=1
+  // Multi-token decode keeps every token of a head in one CTA: at head_dim 256 one MMA row
+  // tile's accumulators (8 tokens of q and r) are all the registers allow.
   bool Serves(const Problem& p) const override {
-    return p.kv_layout == KvLayout::kContiguous || p.page_size >= kMinPageSize;
+    return (p.kv_layout == KvLayout::kContiguous || p.page_size >= kMinPageSize) &&
+           p.queries <= MaxQueries(p.head_dim);
   }
+  static int MaxQueries(int head_dim) { return head_dim >= 256 ? kMaxUnits / 2 : kMaxUnits; }
   const char* ArchSuffix() const override { return "a"; }
   Abi abi() const override { return Abi::kDecodeTma; }
   TmaBoxes Boxes(const Variant& v) const override { return TmaBoxes{0, KvBoxRows(v.problem(), v.schedule())}; }

@@ -4,6 +4,8 @@
 // tile on the mma.sync core, addressed once per lane (warp_tile.cuh). The warps merge in
 // shared memory; the splits merge inside the cluster (kClusterMerge, cluster_merge.cuh) or in
 // plx_decode_merge, which takes P.p.
+// With kTokens > 1 (multi-token decode) the units are kHeadsPerCta heads x kTokens tokens,
+// all reading each K/V tile once; tokens differ only in their masks (token_sees).
 // K/V may be paged: boxes of kPageBox keys then start every tile, so a window's keys before
 // its first visible one are read, masked and cleared like those past a split's end.
 // Needs: decode_common.cuh, mma_core.cuh, mma_phases.cuh (decode), kv_tma.cuh, warp_tile.cuh,
@@ -16,6 +18,17 @@ static_assert(!kClusterMerge || kSmemOutbox + kClusterSplits * kMsgFloats * 4 <=
               "the outbox fits the idle ring after the cross-warp merge");
 
 static_assert(kMTiles * 16 <= kBlockN, "the [q; r] rows fit the swizzled layout of a tile's rows");
+
+// Multi-token decode: token t of kTokens sees keys before len - (kTokens - 1 - t), and under
+// a window W the last W of those; the split covers the union (split_keys), so the keys where
+// tokens differ -- the last kTokens - 1 and, windowed, the first kTokens - 1 -- are masked per row.
+__device__ __forceinline__ bool token_sees(const PlxDecodeParams& p, const SplitKeys& keys, int t, int key) {
+  const int end = keys.len - (kTokens - 1 - t);
+  return key < end && !(kWindow && p.window > 0 && key < end - p.window);
+}
+__device__ __forceinline__ bool tokens_differ(const PlxDecodeParams& p, const SplitKeys& keys, int k0) {
+  return k0 + kKeysPerWarp > keys.len - (kTokens - 1) || (kWindow && p.window > 0 && k0 < keys.len - p.window);
+}
 
 // ---- the decode kernel (sm_90a: TMA ring, cluster or kernel split merge) -----------------
 extern "C" __global__ void __launch_bounds__(kThreads, 1) plx_decode(const __grid_constant__ PlxDecodeTmaParams P) {
@@ -71,7 +84,14 @@ extern "C" __global__ void __launch_bounds__(kThreads, 1) plx_decode(const __gri
     const plx_u32 ktile = ring_base + (t % kStages) * 2 * kTileBytes;
     float s[kMTiles][kKeysPerWarp / 8][4];
     tile_scores<kKeysPerWarp>(s, qa, sqr, ktile, la, p.scale_log2);
-    if (partial) mask_scores<kKeysPerWarp>(s, [&](int, int key) { return key >= lead && key < valid; });
+    if constexpr (kTokens > 1) {
+      if (partial || tokens_differ(p, keys, k0))
+        mask_scores<kKeysPerWarp>(s, [&](int unit, int key) {
+          return key >= lead && key < valid && token_sees(p, keys, unit_token(unit), k0 + key);
+        });
+    } else if (partial) {
+      mask_scores<kKeysPerWarp>(s, [&](int, int key) { return key >= lead && key < valid; });
+    }
     tile_softmax<kKeysPerWarp>(s, st);
     tile_accumulate<kKeysPerWarp>(s, st, ktile + kTileBytes, la);
   });

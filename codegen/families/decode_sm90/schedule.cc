@@ -6,6 +6,8 @@
 #include <numeric>
 #include <set>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -26,7 +28,7 @@ unsigned Family::fields() const { return kFieldSplits | kFieldHeadsPerCta | kFie
 
 Geometry GeometryOf(const Problem& p, const Algorithm& a, const Schedule& s) {
   Geometry g;
-  g.units = s.heads_per_cta;
+  g.units = s.heads_per_cta * p.queries;  // every query token of each head
   g.mtiles = family::CeilDiv(std::max(g.units, 1), family::UnitsPerMTile(a));
   g.keys_per_warp = s.warps > 0 ? s.block_n / s.warps : 0;
   g.ctas_per_group = s.heads_per_cta > 0 ? p.group_size() / s.heads_per_cta : 0;
@@ -58,6 +60,10 @@ int KvBoxRows(const Problem& p, const Schedule& s) {
 }
 
 absl::Status Family::Validate(const Problem& p, const Algorithm& a, const Schedule& s) const {
+  if (p.queries > MaxQueries(p.head_dim))
+    return Bad("queries", p.queries,
+               absl::StrFormat("at most %d query tokens at head_dim %d (every token of a head shares a CTA's "
+                               "accumulator registers); run more as extend", MaxQueries(p.head_dim), p.head_dim));
   if (!Serves(p))
     return Bad("page_size", p.page_size,
                absl::StrFormat("the sm_90a decode family loads pages of at least %d keys by TMA; smaller pages "
@@ -70,6 +76,10 @@ absl::Status Family::Validate(const Problem& p, const Algorithm& a, const Schedu
   if (s.heads_per_cta < 1 || s.heads_per_cta > 16 || g % s.heads_per_cta != 0)
     return Bad("heads_per_cta", s.heads_per_cta,
                absl::StrCat("must divide the GQA group size ", g, " and be at most 16"));
+  if (s.heads_per_cta * p.queries > kMaxUnits)
+    return Bad("heads_per_cta", s.heads_per_cta,
+               absl::StrFormat("x %d query tokens makes %d rows of q per CTA; at most %d", p.queries,
+                               s.heads_per_cta * p.queries, kMaxUnits));
   if (s.block_n % (16 * s.warps) != 0)
     return Bad("block_n", s.block_n,
                absl::StrFormat("must be a multiple of %d (16 keys per warp x %d warps)", 16 * s.warps, s.warps));
@@ -119,7 +129,7 @@ absl::Status Family::ParseSchedule(std::vector<absl::string_view> st, Schedule* 
 }
 
 Schedule Family::Canonical(const Problem& p, const Algorithm&, Schedule s) const {
-  if (s.heads_per_cta == 0) s.heads_per_cta = std::min(std::max(p.group_size(), 1), 16);
+  if (s.heads_per_cta == 0) s.heads_per_cta = std::min(std::max(p.group_size(), 1), kMaxUnits / p.queries);
   while (s.heads_per_cta > 1 && p.group_size() % s.heads_per_cta != 0) --s.heads_per_cta;
   return s;
 }
@@ -128,18 +138,26 @@ Schedule Family::Canonical(const Problem& p, const Algorithm&, Schedule s) const
 // keys, as deep a ring as shared memory allows (4 stages: 3 tiles, 96 KiB at head_dim 128, in
 // flight per CTA), splits chosen at launch and merged by the second kernel, as many heads per
 // CTA as stay valid so K/V is read once per group.
+// Multi-token decode (queries > 1) carries up to 16 rows of q per warp, so its math dominates:
+// 128-key tiles of 32 keys per warp, 3 stages, ran fastest of five schedules on the H200
+// (geomean 0.96x the one-token default's time at Tq 2, 0.84x at Tq 16; docs/decode-performance.md
+// "multi-token decode"); where they do not fit (head_dim 256), the one-token default.
 Schedule Family::Default(const Problem& p, const Algorithm& a) const {
   Schedule s;
   s.path = MathPath::kWgmma;
   s.warps = 4;
-  s.block_n = 64;
-  for (int h = std::min(std::max(p.group_size(), 1), 16); h >= 1; --h) {
-    if (p.group_size() % h != 0) continue;
-    s.heads_per_cta = h;
-    for (s.stages = 4; s.stages > 2 && GeometryOf(p, a, s).smem_bytes > kMaxSmem; --s.stages) {
+  for (const auto& [block_n, stages] : p.queries > 1 ? std::vector<std::pair<int, int>>{{128, 3}, {64, 4}}
+                                                     : std::vector<std::pair<int, int>>{{64, 4}}) {
+    s.block_n = block_n;
+    for (int h = std::min(std::max(p.group_size(), 1), kMaxUnits / std::max(p.queries, 1)); h >= 1; --h) {
+      if (p.group_size() % h != 0) continue;
+      s.heads_per_cta = h;
+      for (s.stages = stages; s.stages > 2 && GeometryOf(p, a, s).smem_bytes > kMaxSmem; --s.stages) {
+      }
+      if (Validate(p, a, s).ok()) return s;
     }
-    if (Validate(p, a, s).ok()) return s;
   }
+  s.block_n = 64;
   s.heads_per_cta = 1;
   s.stages = 2;
   return s;
@@ -155,7 +173,7 @@ void Family::ForEachCandidate(const Problem& p, const Algorithm& a, const SpaceO
   if (std::find(o.paths.begin(), o.paths.end(), MathPath::kWgmma) == o.paths.end()) return;
   std::vector<int> heads;
   const int group = std::max(p.group_size(), 1);
-  for (int d = 1; d <= std::min(group, 16); ++d)
+  for (int d = 1; d <= std::min(group, kMaxUnits / std::max(p.queries, 1)); ++d)
     if (group % d == 0) heads.push_back(d);
   std::vector<int> cluster_splits;
   for (int n : o.splits)

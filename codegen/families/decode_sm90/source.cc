@@ -35,7 +35,9 @@ std::vector<std::string> Family::KernelNames() const {
 
 std::string Family::Summary(const Variant& v) const {
   const char* kv = v.problem().kv_layout == KvLayout::kPaged ? "TMA K/V ring, a box per page" : "TMA K/V ring";
-  return absl::StrCat("decode on sm_90a (one query token per sequence; ", kv,
+  const int tq = v.problem().queries;
+  return absl::StrCat("decode on sm_90a (", tq == 1 ? std::string("one query token") : absl::StrCat(tq, " query tokens"),
+                      " per sequence; ", kv,
                       v.schedule().fused_merge ? ", splits merged in a cluster)" : ", split-KV)");
 }
 
@@ -47,7 +49,8 @@ std::string Family::Math(const Variant& v) const {
 
 WarpTiling Family::Tiling(const Variant& v) const {
   const Geometry g = GeometryOf(v.problem(), v.algorithm(), v.schedule());
-  return WarpTiling{g.units, "query heads per CTA (GQA packing); every warp carries all", g.mtiles, g.ring_offset};
+  return WarpTiling{g.units, "query heads per CTA (GQA packing) x query tokens; every warp carries all", g.mtiles,
+                    g.ring_offset};
 }
 
 std::string Family::Constants(const Variant& v) const {
@@ -55,7 +58,7 @@ std::string Family::Constants(const Variant& v) const {
   const Geometry g = GeometryOf(v.problem(), v.algorithm(), s);
   return absl::StrFormat(
       "constexpr int kMTiles = %d;        // 16-row MMA tiles of stacked [q; r] rows\n"
-      "constexpr int kHeadsPerCta = kUnits;\n"
+      "constexpr int kHeadsPerCta = kUnits / kTokens;\n"
       "constexpr int kCtasPerGroup = kGroup / kHeadsPerCta;\n"
       "constexpr int kKeysPerWarp = %d;  // keys of each tile a warp owns\n"
       "constexpr int kDChunks = kHeadDim / 64;  // 128-byte swizzle chunks (TMA boxes) per row\n"

@@ -32,9 +32,16 @@
  *            cache_seqlens may also be given with a contiguous cache (each sequence's length).
  *            Multi-token decode (speculative verification): q, r, out [B, Tq, Hq, D], Tq > 1,
  *            the cache already holding the Tq new tokens; query t sees keys
- *            j <= cache_seqlens[b] - Tq + t (causal among themselves). It runs as extend (the
- *            prefill kernels over the same cache): num_splits must be 0, a variant must be a
- *            prefill key, no workspace is used, and a contiguous cache takes no cache_seqlens.
+ *            j <= cache_seqlens[b] - Tq + t (causal among themselves). On sm_90 with Tq <= 16
+ *            (8 at D 256) over a contiguous cache or pages of >= 8 keys, the decode kernels run
+ *            it (the decode_sm90 family: split-KV, each K/V tile read once for all Tq tokens;
+ *            keys "decode-...-qTq"), taking num_splits, a workspace and a decode key as one
+ *            token does -- without a key, where they are expected to be faster: Tq x Hq/Hkv <=
+ *            32 (any Tq at B = 1), and for MHA B x Hkv < 256. Otherwise, with more tokens,
+ *            with statistics or with a prefill key named, it runs as extend (the prefill kernels
+ *            over the same cache): num_splits must be 0, a variant must be a prefill key, no
+ *            workspace is used, and a contiguous cache takes no cache_seqlens.
+ *            plx_decode_validate, which has no device, accepts either form.
  *   prefill: q, r, out  [B, Lq, Hq, D], k, v [B, Lk, Hkv, D] (causal, aligned to the key end)
  *            or packed  q, r, out [Tq, Hq, D], k, v [Tk, Hkv, D] with cu_seqlens_q/k int32
  *                       [B + 1] and max_seqlen_q/k; or k, v a paged cache (extend, see

@@ -8,13 +8,15 @@
 #ifndef PARALLAX_KERNEL_ABI_H_
 #define PARALLAX_KERNEL_ABI_H_
 
-#define PLX_ABI_VERSION 8
+#define PLX_ABI_VERSION 9
 
-/* Decode: one new query token per sequence.
- * q, r: [B, Hq, D]; k, v: contiguous [B, Lmax, Hkv, D] or paged [pages, page_size, Hkv, D].
+/* Decode: Tq new query tokens per sequence (the variant's kTokens; 1 but on decode_sm90).
+ * q, r, out: [B, Tq, Hq, D] (the token stride unused when Tq = 1); k, v: contiguous
+ * [B, Lmax, Hkv, D] or paged [pages, page_size, Hkv, D]. Token t of Tq sees keys
+ * j <= seqlen - Tq + t (the cache holds the Tq new tokens).
  * Split-KV partials (when num_splits > 1) go to the caller-owned workspace:
- *   part_stats [num_splits, B, Hq, 4] floats (m in log2 units, d1, d2, unused)
- *   part_o     [num_splits, B, Hq, 2, D] floats (O1, O2)
+ *   part_stats [num_splits, B, Tq, Hq, 4] floats (m in log2 units, d1, d2, unused)
+ *   part_o     [num_splits, B, Tq, Hq, 2, D] floats (O1, O2)
  *   counters   [B, gridDim.y] ints (fused merge only; a runtime-owned buffer), zero before
  *              the first launch; the last CTA of each group resets its counter to zero. */
 typedef struct PlxDecodeParams {
@@ -41,6 +43,7 @@ typedef struct PlxDecodeParams {
   float scale_log2;    /* qk_scale * log2(e) */
   float eps;           /* amplified-affine guard */
   int pad_;
+  long long q_stride_t, r_stride_t, o_stride_t; /* Tq > 1: between query tokens */
 } PlxDecodeParams;
 
 /* Prefill / forward. causal = 1: the mask aligned to the end of the key sequence (query row i

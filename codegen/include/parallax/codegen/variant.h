@@ -20,6 +20,9 @@ namespace parallax {
 // Bumped whenever generated source changes meaning or speed; part of every cache key.
 inline constexpr int kGeneratorVersion = 5;
 
+// The most query tokens per sequence a decode problem takes (Problem::queries).
+inline constexpr int kMaxDecodeQueries = 16;
+
 // kBackward: the gradients of a prefill (key token "bwd"; codegen/families/prefill_bwd/).
 enum class Mode : uint8_t { kDecode, kPrefill, kBackward };
 enum class DType : uint8_t { kBF16, kFP16 };
@@ -45,6 +48,9 @@ struct Problem {
   KvLayout kv_layout = KvLayout::kContiguous;
   int page_size = 0;  // > 0 exactly when kv_layout == kPaged
   bool window = false;  // sliding window compiled in (its size is a launch argument)
+  // Decode: query tokens per sequence (Tq), 1..16. Tq > 1 is the multi-token decode of
+  // speculative verification: token t of Tq sees keys j <= L - Tq + t. 1 in the other modes.
+  int queries = 1;
 
   int group_size() const { return num_kv_heads > 0 ? num_q_heads / num_kv_heads : 0; }
   bool operator==(const Problem&) const = default;

@@ -19,13 +19,18 @@ namespace parallax {
 struct DecodeArgs {
   DType dtype = DType::kBF16;
   int batch = 0, num_q_heads = 0, num_kv_heads = 0, head_dim = 0;
-  const void* q = nullptr;  // [B, Hq, D]
-  const void* r = nullptr;  // [B, Hq, D]; null = softmax (probe none)
+  // Query tokens per sequence (Tq): 1, or 2..16 for multi-token decode, which the sm_90a
+  // family (decode_sm90) serves: token t sees keys j <= seqlen - Tq + t. Other devices
+  // have no decode for it (the C API runs it as extend).
+  int queries = 1;
+  const void* q = nullptr;  // [B, Tq, Hq, D] ([B, Hq, D] when Tq = 1)
+  const void* r = nullptr;  // like q; null = softmax (probe none)
   const void* k = nullptr;  // contiguous [B, Lmax, Hkv, D] or paged [pages, page_size, Hkv, D]
   const void* v = nullptr;
-  void* out = nullptr;      // [B, Hq, D]
+  void* out = nullptr;      // like q
   int64_t q_stride_b = 0, q_stride_h = 0, r_stride_b = 0, r_stride_h = 0;
   int64_t o_stride_b = 0, o_stride_h = 0;
+  int64_t q_stride_t = 0, r_stride_t = 0, o_stride_t = 0;  // between query tokens (Tq > 1)
   int64_t k_stride_0 = 0, k_stride_1 = 0, k_stride_h = 0;  // batch|page, token|slot, head
   int64_t v_stride_0 = 0, v_stride_1 = 0, v_stride_h = 0;
   const int* seqlens = nullptr;  // device [B]; null = every sequence has `seqlen` keys

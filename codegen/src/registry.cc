@@ -56,6 +56,12 @@ const KernelFamily& DefaultFamily(const Problem& p, int sm) {
   NoFamily(p.mode);
 }
 
+const KernelFamily* ServingFamily(const Problem& p, int sm) {
+  for (const KernelFamily* f : AllFamilies())
+    if (f->mode() == p.mode && (sm == kAnySm || f->RunsOn(sm)) && f->Serves(p)) return f;
+  return nullptr;
+}
+
 Schedule DefaultSchedule(const Problem& p, const Algorithm& a, int sm) {
   return CanonicalSchedule(p, a, DefaultFamily(p, sm).Default(p, a));
 }

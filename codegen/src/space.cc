@@ -78,7 +78,10 @@ std::string SpaceStats::ToString() const {
 absl::Status ValidateProblemOnly(const Problem& p, const Algorithm& a) {
   // Create checks the problem before the schedule, so a failure naming a problem field
   // means no schedule can help; any schedule will do to get that far.
-  absl::StatusOr<Variant> v = Variant::Create(p, a, CanonicalSchedule(p, a, Schedule{}));
+  // A path of a family that serves the problem (multi-token decode: only decode_sm90's).
+  Schedule s;
+  if (const KernelFamily* f = ServingFamily(p, kAnySm)) s.path = f->paths().front();
+  absl::StatusOr<Variant> v = Variant::Create(p, a, CanonicalSchedule(p, a, s));
   if (v.ok() || IsScheduleField(FieldOf(v.status().message()))) return absl::OkStatus();
   return v.status();
 }

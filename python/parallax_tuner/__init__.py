@@ -414,9 +414,12 @@ def parallax_decode(q, r, k, v, qk_scale=None, *, block_table=None, cache_seqlen
 
     q, r: [B, 1, Hq, D] (or [B, Hq, D]), bf16 or fp16, D in {64, 128, 256}; or [B, Tq, Hq, D]
           with Tq > 1 (speculative verification): the cache already holds the Tq new tokens and
-          query t sees keys up to cache_seqlens[b] - Tq + t. That runs as extend (one prefill
-          kernel over the cache, no split-KV, no workspace); a contiguous cache then takes no
-          ``cache_seqlens``.
+          query t sees keys up to cache_seqlens[b] - Tq + t. On sm_90 with Tq <= 16 (8 at D 256),
+          a contiguous cache or pages of >= 8 keys, the split-KV decode kernel runs it (every
+          K/V tile read once for all Tq tokens) where it is expected to be faster (Tq x Hq/Hkv
+          <= 32 or B = 1; MHA below B x Hkv = 256), or whenever a ``decode-...-qTq`` variant is
+          named. Otherwise it runs as extend (one prefill kernel over the cache, no split-KV, no
+          workspace); a contiguous cache then takes no ``cache_seqlens``.
     k, v: contiguous cache [B, L, Hkv, D] (any strides with a contiguous last dimension, so a
           [B, Hkv, L, D] cache passed as ``k.transpose(1, 2)`` works), or paged
           [num_pages, page_size, Hkv, D] with ``block_table`` [B, max_pages] int32 and
@@ -436,7 +439,7 @@ def parallax_decode(q, r, k, v, qk_scale=None, *, block_table=None, cache_seqlen
     ``return_lse=True`` returns ``(out, stats)``, an :class:`AttentionStats` of each query row
     (lse and tbar float32 [B, Hq] for q [B, Hq, D], [B, Hq, Tq] for q [B, Tq, Hq, D]; vbar like
     out), so partial decodes merge with :func:`merge_states`. Such a decode runs as extend (the
-    prefill kernels, like multi-token decode): slower than the split-KV decode kernel;
+    prefill kernels, like multi-token decode elsewhere): slower than the split-KV decode kernel;
     ``num_splits`` must be 0 and a contiguous cache takes no ``cache_seqlens``.
     """
     if _compiling():  # torch.compile: the custom op (parallax_tuner.ops)

@@ -80,9 +80,7 @@ bool MultiTokenRunsAsDecode(const plx_decode_args& a, int sm) {
     p.kv_layout = KvLayout::kPaged;
     p.page_size = a.k.ndim == 4 && a.k.shape[1] <= (1 << 20) ? static_cast<int>(a.k.shape[1]) : 0;
   }
-  for (const KernelFamily* f : AllFamilies())
-    if (f->mode() == Mode::kDecode && f->RunsOn(sm) && f->Serves(p)) return true;
-  return false;
+  return ServingFamily(p, sm) != nullptr;
 }
 
 absl::StatusOr<std::optional<plx_prefill_args>> DecodeAsExtend(const plx_decode_args& a, int sm) {

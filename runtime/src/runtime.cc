@@ -230,8 +230,7 @@ namespace {
 // DefaultSchedule has no answer where no family serves the problem: multi-token decode has
 // only decode_sm90 (sm_90).
 absl::Status CheckSomeDecodeServes(const Problem& p, int sm) {
-  for (const KernelFamily* f : AllFamilies())
-    if (f->mode() == p.mode && f->RunsOn(sm) && f->Serves(p)) return absl::OkStatus();
+  if (ServingFamily(p, sm) != nullptr) return absl::OkStatus();
   return absl::UnimplementedError(absl::StrCat(
       "queries=", p.queries, ": no decode family serves ", ProblemKey(p, Algorithm{}), " on sm_", sm,
       p.queries > 1 ? " (multi-token decode runs on sm_90's decode_sm90 with contiguous K/V or pages of >= 8 keys; "

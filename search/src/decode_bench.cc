@@ -17,11 +17,14 @@ namespace {
 
 int64_t PagesPerSeq(const Problem& p, int seqlen) { return (seqlen + p.page_size - 1) / p.page_size; }
 
-// Decode arguments for a [B, Hq, D] query and the K/V layout strides; pointers come later.
+// Decode arguments for a [B, Tq, Hq, D] query (Tq = problem.queries) and the K/V layout
+// strides; pointers come later.
 DecodeArgs BaseArgs(const BenchShape& s, int batch, int seqlen) {
   const Problem& p = s.problem;
   DecodeArgs a = internal::ProblemArgs<DecodeArgs>(p, batch);
-  a.q_stride_b = a.r_stride_b = a.o_stride_b = int64_t(p.num_q_heads) * p.head_dim;
+  a.queries = p.queries;
+  a.q_stride_b = a.r_stride_b = a.o_stride_b = int64_t(p.queries) * p.num_q_heads * p.head_dim;
+  a.q_stride_t = a.r_stride_t = a.o_stride_t = int64_t(p.num_q_heads) * p.head_dim;
   a.q_stride_h = a.r_stride_h = a.o_stride_h = p.head_dim;
   a.seqlen = seqlen;
   a.window = BenchWindow(p, seqlen);
@@ -57,7 +60,7 @@ class DecodeFamily final : public BenchFamily {
     l.full_name = absl::StrFormat("b%d-l%d", shape_.batch, shape_.seqlen);
     l.dtype = shape_.problem.dtype;
     l.set_bytes = InputSetBytes(shape_);
-    l.out_elems = size_t(shape_.batch) * shape_.problem.num_q_heads * shape_.problem.head_dim;
+    l.out_elems = size_t(shape_.batch) * QueryRows() * shape_.problem.head_dim;
     return l;
   }
 
@@ -71,7 +74,7 @@ class DecodeFamily final : public BenchFamily {
     }
     const int64_t kvrows = (pages > 0 ? pages * p.page_size : int64_t(B) * L) * p.num_kv_heads;
     // r even for probe none: InputSetBytes, by which the tuner sizes its watchdog, counts it.
-    absl::StatusOr<DeviceQrkv> in = m.Qrkv(int64_t(B) * p.num_q_heads, kvrows, p.head_dim, true);
+    absl::StatusOr<DeviceQrkv> in = m.Qrkv(int64_t(B) * QueryRows(), kvrows, p.head_dim, true);
     if (!in.ok()) return in.status();
     DecodeArgs a = BaseArgs(shape_, B, L);
     if (pages > 0) {  // each sequence over shuffled pages of the pool
@@ -98,7 +101,7 @@ class DecodeFamily final : public BenchFamily {
     ReducedCase c;
     c.name = absl::StrCat("b", B, "-l", L);
     std::mt19937_64 rng(seed * 7919 + 17);
-    HostQrkv h = RandomQrkv(rng, size_t(B) * Hq, size_t(B) * L * Hkv, D, p.dtype);
+    HostQrkv h = RandomQrkv(rng, size_t(B) * QueryRows(), size_t(B) * L * Hkv, D, p.dtype);
     DecodeArgs& a = reduced_ = BaseArgs(shape_, B, L);
     DeviceQrkv dev;
     PLX_RETURN_IF_ERROR(mem.Upload(h.qh.data(), h.qh.size() * 2, &dev.q));
@@ -115,15 +118,26 @@ class DecodeFamily final : public BenchFamily {
       PLX_RETURN_IF_ERROR(mem.Upload(h.kh.data(), h.kh.size() * 2, &dev.k));
       PLX_RETURN_IF_ERROR(mem.Upload(h.vh.data(), h.vh.size() * 2, &dev.v));
     }
-    c.out_elems = size_t(B) * Hq * D;
+    c.out_elems = size_t(B) * QueryRows() * D;
     PLX_RETURN_IF_ERROR(mem.Alloc(c.out_elems * 2, &c.out));
     BindQrkv(a, dev, Learned(), c.out);
     c.runs = {ReducedRun{c.out_elems, "", {}}};
-    ref::DecodeInputs in;
-    in.batch = B; in.num_q_heads = Hq; in.num_kv_heads = Hkv; in.head_dim = D; in.max_seqlen = L;
-    in.seqlens = seqlens;
-    in.q = std::move(h.q); in.r = std::move(h.r); in.k = std::move(h.k); in.v = std::move(h.v);
-    absl::StatusOr<std::vector<double>> want = ref::Decode(in, RefFamilyOf(shape_.algorithm, a.window));
+    absl::StatusOr<std::vector<double>> want;
+    if (p.queries == 1) {
+      ref::DecodeInputs in;
+      in.batch = B; in.num_q_heads = Hq; in.num_kv_heads = Hkv; in.head_dim = D; in.max_seqlen = L;
+      in.seqlens = seqlens;
+      in.q = std::move(h.q); in.r = std::move(h.r); in.k = std::move(h.k); in.v = std::move(h.v);
+      want = ref::Decode(in, RefFamilyOf(shape_.algorithm, a.window));
+    } else {  // Tq tokens: the reference's prefill of Tq rows causal at each cache's end
+      ref::PrefillInputs in;
+      in.batch = B; in.num_q_heads = Hq; in.num_kv_heads = Hkv; in.head_dim = D;
+      in.max_seqlen_q = p.queries; in.max_seqlen_k = L;
+      in.seqlens_q.assign(B, p.queries);
+      in.seqlens_k = seqlens;
+      in.q = std::move(h.q); in.r = std::move(h.r); in.k = std::move(h.k); in.v = std::move(h.v);
+      want = ref::Prefill(in, RefFamilyOf(shape_.algorithm, a.window));
+    }
     if (!want.ok()) return want.status();
     c.want = *std::move(want);
     return c;
@@ -144,6 +158,7 @@ class DecodeFamily final : public BenchFamily {
 
  private:
   bool Learned() const { return shape_.algorithm.probe == Probe::kLearned; }
+  int QueryRows() const { return shape_.problem.queries * shape_.problem.num_q_heads; }  // per sequence
   const DecodeArgs& ArgsOf(Target t) const { return t.kind == Target::kSet ? sets_[t.index] : reduced_; }
   absl::StatusOr<DecodePlan> PlanFor(const Pick& pick, DecodeArgs a) {
     if (pick.variant) return rt_.PlanDecode(a, *pick.variant);
@@ -166,7 +181,7 @@ double InputSetBytes(const BenchShape& s) {
   const double kv_rows = (p.kv_layout == KvLayout::kPaged ? double(s.batch) * PagesPerSeq(p, s.seqlen) * p.page_size
                                                            : double(s.batch) * s.seqlen) *
                          p.num_kv_heads;
-  return 2.0 * kv_rows * p.head_dim * 2 + 2.0 * s.batch * p.num_q_heads * p.head_dim * 2;
+  return 2.0 * kv_rows * p.head_dim * 2 + 2.0 * s.batch * p.queries * p.num_q_heads * p.head_dim * 2;
 }
 
 DecodeBench::DecodeBench(const BenchShape& s, std::unique_ptr<internal::BenchHarness> h)

@@ -94,8 +94,13 @@ absl::StatusOr<TuneRequest> MakeTuneRequest(const TuneArgs& a) {
   absl::StatusOr<Mode> mode = ParseModeFlag(a.mode);
   if (!mode.ok()) return mode.status();
   p.mode = *mode;
-  if (p.mode == Mode::kDecode && !a.q_len.empty())
-    return absl::InvalidArgumentError("--q-len: prefill and bwd only (decode has one query per sequence)");
+  if (p.mode == Mode::kDecode && !a.q_len.empty()) {  // multi-token decode: one query count per problem
+    if (a.q_len.size() != 1 || a.q_len[0] < 1 || a.q_len[0] > kMaxDecodeQueries)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--q-len: decode takes one value, the query tokens per sequence (1..", kMaxDecodeQueries,
+          "; multi-token decode above 1)"));
+    p.queries = a.q_len[0];
+  }
   if (a.dtype != "bf16" && a.dtype != "fp16")
     return absl::InvalidArgumentError(absl::StrCat("--dtype ", a.dtype, ": expected bf16 or fp16"));
   p.dtype = a.dtype == "fp16" ? DType::kFP16 : DType::kBF16;
@@ -115,8 +120,9 @@ absl::StatusOr<TuneRequest> MakeTuneRequest(const TuneArgs& a) {
   r.algorithm.affine = a.affine == "amplified" ? Affine::kAmplified : Affine::kPlain;
   if (absl::Status s = ValidateProblemOnly(p, r.algorithm); !s.ok())
     return absl::InvalidArgumentError(absl::StrCat("bad problem: ", s.message()));
-  for (int q : a.q_len)
-    if (q < 1) return absl::InvalidArgumentError(absl::StrCat("--q-len ", q, ": values must be >= 1"));
+  if (p.mode != Mode::kDecode)
+    for (int q : a.q_len)
+      if (q < 1) return absl::InvalidArgumentError(absl::StrCat("--q-len ", q, ": values must be >= 1"));
   auto add = [&r](const ShapeBucket& bucket) {
     if (std::find(r.buckets.begin(), r.buckets.end(), bucket) == r.buckets.end()) r.buckets.push_back(bucket);
   };

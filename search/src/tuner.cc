@@ -525,7 +525,11 @@ class Tuning {
 }  // namespace
 
 std::string DefaultVariantKey(const Problem& p, const Algorithm& a, int sm) {
-  absl::StatusOr<Variant> v = Variant::Create(p, a, CanonicalSchedule(p, a, DefaultSchedule(p, a, sm)));
+  // Multi-token decode has no portable family: its default is decode_sm90's, on any device.
+  const KernelFamily* f = ServingFamily(p, sm);
+  if (f == nullptr) f = ServingFamily(p, kAnySm);
+  if (f == nullptr) return std::string();
+  absl::StatusOr<Variant> v = Variant::Create(p, a, CanonicalSchedule(p, a, f->Default(p, a)));
   return v.ok() ? v->Key() : std::string();
 }
 

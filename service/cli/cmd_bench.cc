@@ -36,7 +36,7 @@ struct BenchCmdOptions {
   std::string affine = "plain";
   std::string dtype = "bf16";
   int paged = 0;
-  int q_len = -1;  // prefill: queries per sequence (< 0: L)
+  int q_len = -1;  // prefill: queries per sequence (< 0: L); decode: query tokens (< 0: 1)
   int window = 0;  // prefill: sliding window (0: none)
   int reps = 20;
   int device = 0;
@@ -134,6 +134,10 @@ int RunBenchDecode(const BenchCmdOptions& o) {
     p.kv_layout = KvLayout::kPaged;
     p.page_size = o.paged;
   }
+  if (o.q_len > kMaxDecodeQueries || o.q_len == 0 || o.q_len < -1)
+    return Fail(kExitUsage, absl::StrCat("--q-len ", o.q_len, ": decode takes 1..", kMaxDecodeQueries,
+                                         " query tokens per sequence"));
+  p.queries = o.q_len < 0 ? 1 : o.q_len;
   if (int rc = MakeProblem(o, p, s.algorithm); rc != 0) return rc;
   s.batch = o.shape[0];
   s.seqlen = o.shape[1];
@@ -259,6 +263,8 @@ Action SetupBench(CLI::App& cmd) {
   AddCommonOptions(dec, *o);
   dec->add_option("--paged", o->paged, "Paged KV cache with N keys per page (0: contiguous)")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
+  dec->add_option("--q-len", o->q_len,
+                  "Query tokens per sequence (multi-token decode, 2..16; sm_90's decode_sm90 serves it; default 1)");
   AddRunOptions(dec, *o, "Tuning database to take tuned configs from, read-only, as an application would");
 #ifdef PLX_WITH_SERVICE
   dec->add_option("--server", o->server,

@@ -28,6 +28,7 @@ struct SpaceCmdOptions {
   int q_heads = 32;
   int kv_heads = 8;
   int page_size = 0;  // 0: contiguous KV
+  int q_len = 1;      // decode: query tokens per sequence
   bool window = false;
   std::string probe = "learned";
   std::string affine = "plain";
@@ -42,7 +43,8 @@ std::string Describe(const Problem& p, const Algorithm& a) {
   return absl::StrCat(ToString(p.mode), " ", ToString(p.dtype), " d", p.head_dim, " h", p.num_q_heads, "x",
                       p.num_kv_heads, " ",
                       p.kv_layout == KvLayout::kPaged ? absl::StrCat("paged", p.page_size) : "contig", " ",
-                      p.window ? "win" : "nowin", ", probe ", ToString(a.probe), ", affine ",
+                      p.window ? "win" : "nowin", p.queries > 1 ? absl::StrCat(" q", p.queries) : "", ", probe ",
+                      ToString(a.probe), ", affine ",
                       ToString(a.affine));
 }
 
@@ -63,6 +65,7 @@ int RunSpace(const SpaceCmdOptions& o) {
   p.num_kv_heads = o.kv_heads;
   p.kv_layout = o.page_size > 0 ? KvLayout::kPaged : KvLayout::kContiguous;
   p.page_size = o.page_size;
+  p.queries = o.q_len;
   p.window = o.window;
   Algorithm a;
   a.probe = o.probe == "none" ? Probe::kNone : Probe::kLearned;
@@ -127,6 +130,8 @@ Action SetupSpace(CLI::App& cmd) {
   cmd.add_option("--paged", o->page_size, "Paged KV cache with N keys per page (decode; prefill: extend over pages)")
       ->check(CLI::PositiveNumber);
   cmd.add_flag("--window", o->window, "Compile in the sliding window");
+  cmd.add_option("--q-len", o->q_len, "Decode: query tokens per sequence (2..16: multi-token decode, decode_sm90)")
+      ->capture_default_str()->check(CLI::Range(1, kMaxDecodeQueries));
   cmd.add_option("--probe", o->probe, "none (softmax) or learned (Parallax)")
       ->capture_default_str()->check(CLI::IsMember({"none", "learned"}));
   cmd.add_option("--affine", o->affine, "plain or amplified")

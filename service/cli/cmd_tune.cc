@@ -267,7 +267,8 @@ Action SetupTune(CLI::App& cmd) {
   cmd.add_option("--seqlen", a.seqlen, "KV lengths (each rounds up to its bucket, at least 1024)")
       ->capture_default_str()->delimiter(',')->check(CLI::PositiveNumber);
   cmd.add_option("--q-len", a.q_len, "Prefill and bwd: queries per sequence, a chunk at the end of each --seqlen "
-                                     "(default: --seqlen, a full causal prefill)")
+                                     "(default: --seqlen, a full causal prefill). Decode: one value, the query "
+                                     "tokens per sequence (2..16: multi-token decode, decode_sm90 on sm_90)")
       ->delimiter(',')->check(CLI::PositiveNumber);
   cmd.add_option("--probe", a.probe, "learned (Parallax) or none (softmax)")
       ->capture_default_str()->check(CLI::IsMember({"learned", "none"}));

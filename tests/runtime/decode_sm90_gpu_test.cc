@@ -54,6 +54,21 @@ std::string Sm90Key(const DecodeCase& c, const Sm90Schedule& s) {
   return "";
 }
 
+// Case i of a rotation: its dtype and head dim.
+DecodeCase Rotated(int i) {
+  DecodeCase c;
+  c.dtype = i % 2 ? DType::kFP16 : DType::kBF16;
+  c.head_dim = i % 5 == 1 ? 64 : i % 5 == 3 ? 256 : 128;
+  return c;
+}
+
+// Appends c with schedule i of the rotation, or the first schedule where that one is invalid.
+void AddRotated(std::vector<DecodeCase>& cases, DecodeCase c, int i) {
+  c.key = Sm90Key(c, kSchedules[i % std::size(kSchedules)]);
+  if (c.key.empty()) c.key = Sm90Key(c, kSchedules[0]);
+  cases.push_back(std::move(c));
+}
+
 // Ragged lengths with the longest at L: sequence b has max(1, L - 37 b) keys (b > 0 shorter).
 std::vector<int> Lengths(int batch, int L) {
   std::vector<int> out(batch);
@@ -70,9 +85,8 @@ std::vector<DecodeCase> Cases() {
         // B 32 x 16384 keys: 8.6 GB of float64 K/V on the host; one MHA case, one schedule.
         if (batch == 32 && L == 16384 && group == 4) continue;
         for (int j = 0; j < (batch == 32 && L == 16384 ? 1 : 3); ++j, ++i) {
-          DecodeCase c;
-          c.dtype = i % 2 ? DType::kFP16 : DType::kBF16;
-          c.head_dim = batch == 32 && L >= 4097 ? 128 : (i % 5 == 1 ? 64 : i % 5 == 3 ? 256 : 128);
+          DecodeCase c = Rotated(i);
+          if (batch == 32 && L >= 4097) c.head_dim = 128;
           c.hq = 8 * group; c.hkv = 8;
           c.batch = batch;
           c.seqlens = Lengths(batch, L);
@@ -81,9 +95,7 @@ std::vector<DecodeCase> Cases() {
           c.window = i % 7 == 2 ? 300 : 0;
           c.r_scale = i % 3 == 2 ? 10.0 : 1.0;
           c.seed = 7000 + i;
-          c.key = Sm90Key(c, kSchedules[i % std::size(kSchedules)]);
-          if (c.key.empty()) c.key = Sm90Key(c, kSchedules[0]);
-          cases.push_back(c);
+          AddRotated(cases, c, i);
         }
       }
   // Paged caches: pages of 8 (a tile of 64 keys is 8 boxes), 16 and 64 keys, shuffled in the
@@ -92,9 +104,7 @@ std::vector<DecodeCase> Cases() {
   for (int page : {8, 16, 64})
     for (int batch : {1, 3})
       for (int L : {1, 100, 512, 4097}) {
-        DecodeCase c;
-        c.dtype = i % 2 ? DType::kFP16 : DType::kBF16;
-        c.head_dim = i % 5 == 1 ? 64 : i % 5 == 3 ? 256 : 128;
+        DecodeCase c = Rotated(i);
         c.hq = i % 3 == 0 ? 8 : 32; c.hkv = 8;
         c.batch = batch;
         const int on_page = std::max(1, L / page / 2) * page;
@@ -104,9 +114,7 @@ std::vector<DecodeCase> Cases() {
         c.affine = i % 4 == 1 ? Affine::kAmplified : Affine::kPlain;
         c.window = i % 3 == 1 ? 83 : 0;
         c.seed = 8000 + i;
-        c.key = Sm90Key(c, kSchedules[i % std::size(kSchedules)]);
-        if (c.key.empty()) c.key = Sm90Key(c, kSchedules[0]);
-        cases.push_back(c);
+        AddRotated(cases, c, i);
         ++i;
       }
   // Multi-token decode (Tq 2..16): every token of a head in one CTA, a per-row causal limit
@@ -115,10 +123,9 @@ std::vector<DecodeCase> Cases() {
   // heads per CTA as fit 16 rows); both merges; pages of 8, 16 and 64.
   for (int tq : {2, 3, 4, 8, 16})
     for (int L : {1, 4, 100, 4097}) {
-      DecodeCase c;
+      DecodeCase c = Rotated(i);
       c.queries = tq;
-      c.dtype = i % 2 ? DType::kFP16 : DType::kBF16;
-      c.head_dim = i % 5 == 1 ? 64 : i % 5 == 3 && tq <= 8 ? 256 : 128;  // head_dim 256: Tq <= 8
+      if (tq > 8 && c.head_dim == 256) c.head_dim = 128;  // head_dim 256 takes up to 8 tokens
       const int group = i % 3 == 0 ? 1 : i % 3 == 1 ? 4 : 8;
       c.hq = 4 * group; c.hkv = 4;
       c.batch = i % 2 ? 3 : 1;
@@ -128,9 +135,7 @@ std::vector<DecodeCase> Cases() {
       c.affine = i % 6 == 1 ? Affine::kAmplified : Affine::kPlain;
       c.window = i % 5 == 2 ? 45 : 0;
       c.seed = 8500 + i;
-      c.key = Sm90Key(c, kSchedules[i % std::size(kSchedules)]);
-      if (c.key.empty()) c.key = Sm90Key(c, kSchedules[0]);
-      cases.push_back(c);
+      AddRotated(cases, c, i);
       ++i;
     }
   auto edge = [&](auto f) {

@@ -24,6 +24,7 @@
 
 #include "parallax/cache/db.h"
 #include "parallax/cache/store.h"
+#include "parallax/codegen/bucket.h"
 #include "parallax/codegen/generator.h"
 #include "parallax/codegen/kernel_family.h"
 #include "parallax/runtime/binary_cache.h"
@@ -768,13 +769,39 @@ TEST(TuneArgs, PrefillGrid) {
            {[](TuneArgs& x) { x.q_len = {0}; }, "--q-len 0"},
            {[](TuneArgs& x) { x.q_len = {100000}; }, "--q-len"},
            {[](TuneArgs& x) { x.mode = "train"; }, "--mode train"},
-           {[](TuneArgs& x) { x.mode = "decode"; }, "--q-len: prefill and bwd only"}}) {
+           {[](TuneArgs& x) { x.mode = "decode"; }, "--q-len: decode takes one value"}}) {
     TuneArgs b = a;
     mutate(b);
     absl::StatusOr<TuneRequest> bad = MakeTuneRequest(b);
     EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument) << option;
     EXPECT_NE(bad.status().message().find(option), std::string::npos) << bad.status();
   }
+}
+
+// Decode's --q-len: one value, the query tokens per sequence of a multi-token decode problem
+// (decode buckets, not prefill's).
+TEST(TuneArgs, DecodeQueryTokensMakeAMultiTokenProblem) {
+  TuneArgs a;
+  a.mode = "decode";
+  a.preset = "llama3-8b";
+  a.batch = {1, 8};
+  a.seqlen = {16384};
+  a.q_len = {8};
+  absl::StatusOr<TuneRequest> r = MakeTuneRequest(a);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->problem.queries, 8);
+  EXPECT_EQ(ProblemKey(r->problem, r->algorithm), "decode-bf16-d128-h32x8-contig-nowin-q8.learned-plain");
+  EXPECT_FALSE(IsPrefillBucket(r->buckets.front()));
+  for (int bad : {0, 17}) {
+    a.q_len = {bad};
+    absl::StatusOr<TuneRequest> e = MakeTuneRequest(a);
+    ASSERT_FALSE(e.ok()) << bad;
+    EXPECT_NE(e.status().message().find("1..16"), std::string::npos) << e.status();
+  }
+  a.q_len = {1};  // one token: the ordinary decode problem
+  r = MakeTuneRequest(a);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->problem.queries, 1);
 }
 
 // The backward (mode bwd): one spelling, the key's mode token; prefill's buckets and chunks;

@@ -153,8 +153,13 @@ const KernelFamily& FamilyOf(const Variant& v);
 // first registered one serving the mode that runs on sm (0: any device; every Mode has one).
 // The registry lists device-specific families first.
 const KernelFamily& DefaultFamily(Mode mode, int sm = 0);
-// The same among the families that serve p (paged prefill skips the TMA family).
+// The same among the families that serve p (paged prefill skips the TMA family). Aborts
+// where none does: ask ServingFamily first when p may have no family on sm.
 const KernelFamily& DefaultFamily(const Problem& p, int sm = 0);
+// DefaultFamily(p, sm), or null where no family running on sm serves p (multi-token decode
+// below sm_90). kAnySm: a family serving p on whichever device runs it.
+inline constexpr int kAnySm = -1;
+const KernelFamily* ServingFamily(const Problem& p, int sm);
 // The built-in schedule of DefaultFamily(p.mode, sm), made canonical: what runs when neither
 // the caller nor the tuning database names a variant.
 Schedule DefaultSchedule(const Problem& p, const Algorithm& a, int sm = 0);

@@ -117,7 +117,9 @@ absl::StatusOr<std::vector<DeviceInfo>> VisibleDevices();
 // The runtime's untuned choice for the problem on a device of compute capability sm
 // (DefaultSchedule; 0: no device known, the portable family's). The portable one is every
 // unit's full-shape reference; the device's own (on sm_90 prefill: the wgmma family's) is
-// measured first and raced as the baseline whenever it is in the device's space.
+// measured first and raced as the baseline whenever it is in the device's space. A problem no
+// family on sm serves (multi-token decode has no portable family) gets the default of the
+// family that serves it elsewhere (decode_sm90's); "" when none does.
 std::string DefaultVariantKey(const Problem& p, const Algorithm& a, int sm = 0);
 
 // FailedPrecondition without a GPU; InvalidArgument for a bad request. A cancelled run

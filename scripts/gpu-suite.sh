@@ -2,7 +2,7 @@
 # Everything that needs the GPU, in one call: device facts, the gpu-labelled correctness
 # suites (with a compute-sanitizer subset), then the benchmarks. Runs on the GPU host over a
 # build made here (carried with .carry/lib holding the Debian libraries it lacks).
-# Usage: scripts/gpu-suite.sh [BUILD_DIR] [test|bench|python|torch|all|tune|tune-tests|tune-run|tune-prefill|prefill-anchors]
+# Usage: scripts/gpu-suite.sh [BUILD_DIR] [test|bench|python|torch|all|tune|tune-tests|tune-run|tune-prefill|prefill-anchors|extend|backward|decode-sm90]
 # `tune` (not part of `all`: it takes ~8 minutes of budget) = tune-tests (the gpu-labelled
 # search tests: real worker, faulting/hanging variants, a prefill run the runtime serves) +
 # tune-run (`parallax tune` over the qwen3-0.6b grid, then `parallax db show --json`).
@@ -17,6 +17,11 @@
 # part of `all`; ~4 minutes): the backward GPU test, bench/backward_schedules.py (every backward
 # schedule alone, next to the SDPA softmax backward) and, where ncu reads the counters, an ncu
 # report of plx_bwd_main for BWD_PROFILE_KEYS (schedule suffixes, default the family's).
+# `decode-sm90` (not part of `all`; ~8 minutes on an H200): the decode_sm90 suite in 4 shards
+# (one-token, paged and multi-token cases), compute-sanitizer racecheck/synccheck/memcheck on
+# its paged and multi-token subset, then bench/multitoken_decode.py (Tq 1-16: decode_sm90 by
+# key and as routed, against extend) and bench/decode_grid.py (issue #16's grid with SDPA).
+# Benchmarks need torch: PYTHON (default python3).
 set -uo pipefail
 build=${1:-build}
 what=${2:-all}
@@ -239,6 +244,39 @@ if [ "$what" = extend ]; then
     done
   done
   python3 bench/extend_table.py "$out" | tee "$out/extend_table.md" || status=1
+fi
+if [ "$what" = decode-sm90 ]; then
+  bin=$(find "$build" -name runtime_decode_sm90_gpu_test -type f | head -1)
+  py=${PYTHON:-python3}
+  export PARALLAX_LIBRARY="$PWD/.carry/lib/libparallax.so" PYTHONUNBUFFERED=1
+  if [ -x "$bin" ]; then
+    for i in 0 1 2 3; do  # the NVRTC compiles dominate: four processes share the GPU
+      GTEST_TOTAL_SHARDS=4 GTEST_SHARD_INDEX=$i timeout 300 "$bin" > "$out/decode_sm90_$i.log" 2>&1 &
+    done
+    wait
+    echo "decode_sm90 suite: $(cat "$out"/decode_sm90_*.log | grep -cE '^\[       OK \]') ok, $(cat "$out"/decode_sm90_*.log | grep -cE '^\[  FAILED  \] .*MatchesFloat64|^\[  FAILED  \] DecodeSm90GpuIdentity') failed"
+    grep -hE '^\[  FAILED  \] ' "$out"/decode_sm90_*.log | sort -u | head -10
+    cat "$out"/decode_sm90_*.log | grep -cE '^\[  FAILED  \] ' > /dev/null && status=1
+    if command -v compute-sanitizer >/dev/null; then
+      f='*MatchesFloat64Reference/*_tq3_*:*MatchesFloat64Reference/*_tq16_*:*MatchesFloat64Reference/*_paged8_*'
+      for tool in racecheck synccheck memcheck; do
+        timeout 300 compute-sanitizer --tool $tool --error-exitcode 9 "$bin" --gtest_filter="$f" \
+          > "$out/sanitizer_decode_sm90_$tool.log" 2>&1 &
+      done
+      wait
+      for tool in racecheck synccheck memcheck; do
+        echo "compute-sanitizer $tool decode_sm90 subset: $(grep -hE 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/sanitizer_decode_sm90_$tool.log")"
+      done
+    fi
+  else
+    echo "missing runtime_decode_sm90_gpu_test"; status=1
+  fi
+  (cd bench && timeout 300 "$py" multitoken_decode.py --out "$out/multitoken-decode.json" > "$out/multitoken.log" 2>&1) ||
+    { status=1; echo "multitoken_decode.py failed"; }
+  sed -n '/^config/,$p' "$out/multitoken.log" | head -130
+  timeout 400 "$py" bench/decode_grid.py --out "$out/decode-grid.json" > "$out/decode_grid.log" 2>&1 ||
+    { status=1; echo "decode_grid.py failed"; }
+  tail -40 "$out/decode_grid.log"
 fi
 if [ "$what" = backward ]; then
   export PARALLAX_LIBRARY="$PWD/.carry/lib/libparallax.so"

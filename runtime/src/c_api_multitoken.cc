@@ -51,22 +51,28 @@ absl::Status CheckOneTokenStats(const plx_tensor& s, const char* name, const plx
   return absl::OkStatus();
 }
 
+// lse, tbar or vbar asked for: only the prefill kernels write them.
+bool WantsStats(const plx_decode_args& a) {
+  return a.lse.data != nullptr || a.tbar.data != nullptr || a.vbar.data != nullptr;
+}
+
 }  // namespace
 
 bool DecodeBeatsExtend(int64_t batch, int64_t tq, int64_t hq, int64_t hkv) {
   if (hkv < 1 || hq % hkv != 0) return false;  // translation names the heads
   const int64_t group = hq / hkv;
-  // Rows of q per kv head: beyond 32 the decode's mma.sync core is compute-bound (GQA 32/8
-  // Tq 16 at B >= 8: 0.66-0.80x extend's time ... extend wins).
+  // Rows of q per kv head: beyond 32 the decode's mma.sync core is compute-bound, and at
+  // B >= 8 extend is as fast or faster (GQA 32/8 Tq 16: decode at 0.81-1.13x extend's speed,
+  // behind on pages); at B = 1 extend has too few CTAs (decode 1.7x and more).
   if (tq * group > 32) return batch == 1;
-  // MHA at B x Hkv >= 256 streams at the bandwidth limit either way, and extend's paged
-  // loads are the better ones there (B=32 L=4k pages of 16: extend 0.75-0.92x).
+  // MHA at B x Hkv >= 256 streams at the bandwidth limit either way (B=32 L=4k: decode at
+  // 0.90-1.05x extend's speed).
   return group > 1 || batch * hkv < 256;
 }
 
 bool MultiTokenRunsAsDecode(const plx_decode_args& a, int sm) {
   if (a.q.ndim != 4 || a.q.shape[1] < 2 || a.q.shape[1] > kMaxDecodeQueries) return false;
-  if (a.lse.data != nullptr || a.tbar.data != nullptr || a.vbar.data != nullptr) return false;
+  if (WantsStats(a)) return false;
   const bool named = a.variant != nullptr && a.variant[0] != '\0';
   if (named && std::strncmp(a.variant, "decode-", 7) != 0) return false;
   if (!named && a.k.ndim == 4 &&
@@ -85,7 +91,7 @@ bool MultiTokenRunsAsDecode(const plx_decode_args& a, int sm) {
 
 absl::StatusOr<std::optional<plx_prefill_args>> DecodeAsExtend(const plx_decode_args& a, int sm) {
   const bool multi = a.q.ndim == 4 && a.q.shape[1] > 1 && !MultiTokenRunsAsDecode(a, sm);
-  const bool stats = a.lse.data != nullptr || a.tbar.data != nullptr || a.vbar.data != nullptr;
+  const bool stats = WantsStats(a);
   if (!multi && !stats) return std::nullopt;  // decode runs it
   const std::string why = multi ? absl::StrCat("multi-token decode (q.shape[1]=", a.q.shape[1], ")")
                                 : std::string("decode with lse/tbar/vbar");

@@ -18,19 +18,14 @@ bool SomeFamilyRunsOn(Mode mode, int sm) {
 
 int UsableSm(Mode mode, int sm) { return sm != 0 && SomeFamilyRunsOn(mode, sm) ? sm : 0; }
 
-// Whether DefaultSchedule(p, a, sm) has an answer: it aborts too where no family of the mode
-// serves the problem (paged K/V has no backward), and a client chooses the problem.
-bool SomeFamilyServes(const Problem& p, int sm) {
-  for (const KernelFamily* f : AllFamilies())
-    if (f->mode() == p.mode && f->RunsOn(sm) && f->Serves(p)) return true;
-  return false;
-}
 
 }  // namespace
 
 absl::StatusOr<Variant> DefaultVariant(const Problem& p, const Algorithm& a, int sm) {
   sm = UsableSm(p.mode, sm);
-  if (!SomeFamilyServes(p, sm)) {  // the problem-only check names the field ("kv_layout=paged: ...")
+  // DefaultSchedule aborts too where no family of the mode serves the problem (paged K/V has
+  // no backward), and a client chooses the problem.
+  if (ServingFamily(p, sm) == nullptr) {  // the problem-only check names the field ("kv_layout=paged: ...")
     absl::Status why = ValidateProblemOnly(p, a);
     return why.ok() ? absl::InvalidArgumentError(absl::StrCat("no ", ToString(p.mode), " kernel family serves ",
                                                               ProblemKey(p, a)))

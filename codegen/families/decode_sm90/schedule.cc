@@ -55,6 +55,13 @@ Geometry GeometryOf(const Problem& p, const Algorithm& a, const Schedule& s) {
   return g;
 }
 
+namespace {
+// Heads of a GQA group one CTA may carry: every one brings all its query tokens.
+int MaxHeadsPerCta(const Problem& p) {
+  return std::min(std::max(p.group_size(), 1), kMaxUnits / std::max(p.queries, 1));
+}
+}  // namespace
+
 int KvBoxRows(const Problem& p, const Schedule& s) {
   return p.kv_layout == KvLayout::kPaged ? std::gcd(p.page_size, s.block_n) : s.block_n;
 }
@@ -129,7 +136,7 @@ absl::Status Family::ParseSchedule(std::vector<absl::string_view> st, Schedule* 
 }
 
 Schedule Family::Canonical(const Problem& p, const Algorithm&, Schedule s) const {
-  if (s.heads_per_cta == 0) s.heads_per_cta = std::min(std::max(p.group_size(), 1), kMaxUnits / p.queries);
+  if (s.heads_per_cta == 0) s.heads_per_cta = std::max(MaxHeadsPerCta(p), 1);
   while (s.heads_per_cta > 1 && p.group_size() % s.heads_per_cta != 0) --s.heads_per_cta;
   return s;
 }
@@ -149,7 +156,7 @@ Schedule Family::Default(const Problem& p, const Algorithm& a) const {
   for (const auto& [block_n, stages] : p.queries > 1 ? std::vector<std::pair<int, int>>{{128, 3}, {64, 4}}
                                                      : std::vector<std::pair<int, int>>{{64, 4}}) {
     s.block_n = block_n;
-    for (int h = std::min(std::max(p.group_size(), 1), kMaxUnits / std::max(p.queries, 1)); h >= 1; --h) {
+    for (int h = MaxHeadsPerCta(p); h >= 1; --h) {
       if (p.group_size() % h != 0) continue;
       s.heads_per_cta = h;
       for (s.stages = stages; s.stages > 2 && GeometryOf(p, a, s).smem_bytes > kMaxSmem; --s.stages) {
@@ -173,7 +180,7 @@ void Family::ForEachCandidate(const Problem& p, const Algorithm& a, const SpaceO
   if (std::find(o.paths.begin(), o.paths.end(), MathPath::kWgmma) == o.paths.end()) return;
   std::vector<int> heads;
   const int group = std::max(p.group_size(), 1);
-  for (int d = 1; d <= std::min(group, kMaxUnits / std::max(p.queries, 1)); ++d)
+  for (int d = 1; d <= MaxHeadsPerCta(p); ++d)
     if (group % d == 0) heads.push_back(d);
   std::vector<int> cluster_splits;
   for (int n : o.splits)
